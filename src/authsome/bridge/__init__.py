@@ -1,0 +1,121 @@
+"""The ledger bridge: how authsome talks to a billing ledger.
+
+Two calls, as in the Go engine's ``bridge.Ledger``, but with an explicit, typed
+:class:`LedgerContext` that names who is billed instead of untyped context keys:
+
+* :meth:`Ledger.record_usage` after an operation succeeded (raises on failure);
+* :meth:`Ledger.check_entitlement` before a plan-gated operation (raises on failure).
+
+Only :mod:`authsome.billing` calls these; services never do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from authsome.errors import LedgerUnavailable
+
+__all__ = [
+    "Ledger",
+    "LedgerContext",
+    "LedgerUnavailable",
+    "NoopLedger",
+    "validate_feature_key",
+    "validate_quantity",
+]
+
+_MAX_FIELD = 256
+
+
+def _check_optional_id(name: str, value: object) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise TypeError(f"LedgerContext.{name} must be a str or None, not {type(value).__name__}")
+    if not value or len(value) > _MAX_FIELD:
+        raise ValueError(f"LedgerContext.{name} must be 1..{_MAX_FIELD} characters")
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerContext:
+    """Who is billed for one ledger call.
+
+    ``tenant`` is always set; ``user_id`` and ``org_id`` attribute the usage further;
+    ``event_id`` is the idempotency key: a ledger counts one ``event_id`` once, so a
+    retried call never double-counts.
+    """
+
+    tenant: str
+    user_id: str | None = None
+    org_id: str | None = None
+    event_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.tenant, str):
+            raise TypeError(f"LedgerContext.tenant must be a str, not {type(self.tenant).__name__}")
+        if not self.tenant or len(self.tenant) > _MAX_FIELD:
+            raise ValueError(f"LedgerContext.tenant must be 1..{_MAX_FIELD} characters")
+        _check_optional_id("user_id", self.user_id)
+        _check_optional_id("org_id", self.org_id)
+        _check_optional_id("event_id", self.event_id)
+
+
+def validate_feature_key(feature_key: object) -> str:
+    """Return ``feature_key`` if it is a non-empty ``str``; raise ``TypeError``/``ValueError``."""
+    if not isinstance(feature_key, str):
+        raise TypeError(f"feature_key must be a str, not {type(feature_key).__name__}")
+    if not feature_key.strip() or len(feature_key) > _MAX_FIELD:
+        raise ValueError(f"feature_key must be 1..{_MAX_FIELD} non-blank characters")
+    return feature_key
+
+
+def validate_quantity(quantity: object) -> int:
+    """Return ``quantity`` if it is a positive ``int`` (``bool`` is refused)."""
+    if isinstance(quantity, bool) or not isinstance(quantity, int):
+        raise TypeError(f"quantity must be an int, not {type(quantity).__name__}")
+    if quantity <= 0:
+        raise ValueError("quantity must be positive")
+    return quantity
+
+
+def _validate_context(ctx: object) -> LedgerContext:
+    if not isinstance(ctx, LedgerContext):
+        raise TypeError(f"ctx must be a LedgerContext, not {type(ctx).__name__}")
+    return ctx
+
+
+@runtime_checkable
+class Ledger(Protocol):
+    """A billing ledger as authsome sees it."""
+
+    def record_usage(self, ctx: LedgerContext, feature_key: str, quantity: int = 1) -> None:
+        """Record ``quantity`` units of ``feature_key`` for ``ctx``; raise on failure."""
+        ...
+
+    def check_entitlement(self, ctx: LedgerContext, feature_key: str) -> bool:
+        """Return whether ``ctx.tenant`` may use ``feature_key``; raise on failure."""
+        ...
+
+
+class NoopLedger:
+    """The development ledger: every feature allowed (fail-open), usage discarded.
+
+    Arguments are still validated, so a bug that would break a real ledger breaks
+    here too.
+    """
+
+    __slots__ = ()
+
+    def record_usage(self, ctx: LedgerContext, feature_key: str, quantity: int = 1) -> None:
+        _validate_context(ctx)
+        validate_feature_key(feature_key)
+        validate_quantity(quantity)
+
+    def check_entitlement(self, ctx: LedgerContext, feature_key: str) -> bool:
+        _validate_context(ctx)
+        validate_feature_key(feature_key)
+        return True
+
+    def __repr__(self) -> str:
+        return "NoopLedger()"

@@ -1,0 +1,87 @@
+"""The one exception tree of authsome.
+
+Every error the library raises on purpose is an :class:`AuthsomeError`. Where a
+builtin exception means the same thing, the error subclasses it too, so callers
+can catch either (``except PermissionError`` catches :class:`FeatureNotEntitled`).
+
+Messages never contain secrets: no passwords, tokens, hashes or TOTP secrets.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AlreadyExists",
+    "AuthsomeError",
+    "FeatureNotEntitled",
+    "InvalidCredentials",
+    "InvalidToken",
+    "LedgerUnavailable",
+    "NotFound",
+    "RateLimited",
+    "StoreError",
+    "ValidationError",
+]
+
+
+class AuthsomeError(Exception):
+    """Base class of every error authsome raises on purpose."""
+
+
+class ValidationError(AuthsomeError, ValueError):
+    """An argument was rejected at the API edge; nothing was written."""
+
+
+class InvalidCredentials(AuthsomeError):
+    """Sign-in failed.
+
+    Deliberately the same for an unknown account and a wrong password, so the
+    error tells an attacker nothing about which accounts exist.
+    """
+
+    def __init__(self, message: str = "invalid credentials") -> None:
+        super().__init__(message)
+
+
+class InvalidToken(AuthsomeError):
+    """A session or refresh token is unknown, expired, revoked or already used."""
+
+    def __init__(self, message: str = "invalid or expired token") -> None:
+        super().__init__(message)
+
+
+class RateLimited(AuthsomeError):
+    """Too many failed attempts; try again after ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: float) -> None:
+        self.retry_after = max(0.0, float(retry_after))
+        super().__init__(f"too many attempts; retry after {self.retry_after:.0f} s")
+
+
+class AlreadyExists(AuthsomeError):
+    """The record to create exists already (e.g. an e-mail within a tenant)."""
+
+
+class NotFound(AuthsomeError, LookupError):
+    """The record asked for does not exist."""
+
+
+class StoreError(AuthsomeError):
+    """The store failed (I/O, schema, connection); the operation was not performed."""
+
+
+class FeatureNotEntitled(AuthsomeError, PermissionError):
+    """The tenant's plan does not allow this feature; nothing was done.
+
+    ``feature`` is the entitlement key, e.g. ``"authsome.feature.sso"``.
+    """
+
+    def __init__(self, feature: str) -> None:
+        self.feature = str(feature)
+        super().__init__(f"feature not entitled: {self.feature}")
+
+    def __reduce__(self) -> tuple[type[FeatureNotEntitled], tuple[str]]:
+        return (type(self), (self.feature,))
+
+
+class LedgerUnavailable(AuthsomeError, ConnectionError):
+    """The ledger could not answer; under ``on_ledger_error="raise"`` nothing was done."""

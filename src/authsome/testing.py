@@ -1,0 +1,127 @@
+"""Test doubles for your own tests of code that uses authsome.
+
+* :class:`RecordingLedger` records every bridge call, in order, with its context,
+  and allows every feature.
+* :class:`DenyingLedger` records too, and denies the given feature keys (or all).
+* :class:`FailingLedger` raises on every call, to exercise the failure policies.
+
+They validate their arguments exactly like a real ledger would.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from authsome.bridge import LedgerContext, NoopLedger
+
+__all__ = ["DenyingLedger", "FailingLedger", "LedgerCall", "RecordingLedger"]
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerCall:
+    """One call seen by a :class:`RecordingLedger`."""
+
+    kind: Literal["record_usage", "check_entitlement"]
+    ctx: LedgerContext
+    feature_key: str
+    quantity: int = 1
+    allowed: bool | None = None  # the answer given, for entitlement checks
+
+
+class RecordingLedger:
+    """A ledger that remembers every call and allows every feature. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._calls: list[LedgerCall] = []
+        self._validator = NoopLedger()
+
+    @property
+    def calls(self) -> list[LedgerCall]:
+        """Every call so far, oldest first (a copy)."""
+        with self._lock:
+            return list(self._calls)
+
+    def usage(self, feature_key: str | None = None) -> list[LedgerCall]:
+        """The ``record_usage`` calls, optionally only those of ``feature_key``."""
+        return [
+            c
+            for c in self.calls
+            if c.kind == "record_usage" and (feature_key is None or c.feature_key == feature_key)
+        ]
+
+    def checks(self, feature_key: str | None = None) -> list[LedgerCall]:
+        """The ``check_entitlement`` calls, optionally only those of ``feature_key``."""
+        return [
+            c
+            for c in self.calls
+            if c.kind == "check_entitlement"
+            and (feature_key is None or c.feature_key == feature_key)
+        ]
+
+    def clear(self) -> None:
+        """Forget every call recorded so far."""
+        with self._lock:
+            self._calls.clear()
+
+    def record_usage(self, ctx: LedgerContext, feature_key: str, quantity: int = 1) -> None:
+        self._validator.record_usage(ctx, feature_key, quantity)
+        self._append(LedgerCall("record_usage", ctx, str(feature_key), quantity))
+
+    def check_entitlement(self, ctx: LedgerContext, feature_key: str) -> bool:
+        self._validator.check_entitlement(ctx, feature_key)
+        allowed = self._allows(str(feature_key))
+        self._append(LedgerCall("check_entitlement", ctx, str(feature_key), allowed=allowed))
+        return allowed
+
+    def _allows(self, feature_key: str) -> bool:
+        return True
+
+    def _append(self, call: LedgerCall) -> None:
+        with self._lock:
+            self._calls.append(call)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(calls={len(self.calls)})"
+
+
+class DenyingLedger(RecordingLedger):
+    """A recording ledger that denies ``keys`` (every key when none are given)."""
+
+    def __init__(self, *keys: str) -> None:
+        super().__init__()
+        self.denied: frozenset[str] | None = frozenset(str(k) for k in keys) if keys else None
+
+    def _allows(self, feature_key: str) -> bool:
+        return self.denied is not None and feature_key not in self.denied
+
+
+class FailingLedger(RecordingLedger):
+    """A recording ledger whose calls raise ``error`` (for the chosen kinds) after recording."""
+
+    def __init__(
+        self,
+        error: BaseException | None = None,
+        *,
+        fail: Iterable[Literal["record_usage", "check_entitlement"]] = (
+            "record_usage",
+            "check_entitlement",
+        ),
+    ) -> None:
+        super().__init__()
+        self.error: BaseException = error or ConnectionError("ledger is down")
+        self.fail = frozenset(fail)
+
+    def record_usage(self, ctx: LedgerContext, feature_key: str, quantity: int = 1) -> None:
+        super().record_usage(ctx, feature_key, quantity)
+        if "record_usage" in self.fail:
+            raise self.error
+
+    def check_entitlement(self, ctx: LedgerContext, feature_key: str) -> bool:
+        allowed = super().check_entitlement(ctx, feature_key)
+        if "check_entitlement" in self.fail:
+            raise self.error
+        return allowed
