@@ -1,0 +1,91 @@
+"""Frozen value objects the engine hands out and the stores persist.
+
+Secrets never live here in clear: tokens appear only once, in
+:class:`SessionTokens`, and are hidden from ``repr``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+__all__ = [
+    "RefreshOutcome",
+    "RefreshStatus",
+    "Session",
+    "SessionTokens",
+    "SignIn",
+    "User",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """A registered identity within one tenant. ``email`` is stored normalized."""
+
+    id: str
+    tenant: str
+    email: str
+    name: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A signed-in session.
+
+    ``expires_at`` is the absolute end (a refresh never extends it);
+    ``access_expires_at`` ends the current access token.
+    """
+
+    id: str
+    user_id: str
+    tenant: str
+    created_at: datetime
+    expires_at: datetime
+    access_expires_at: datetime
+    revoked_at: datetime | None = None
+
+    def is_active(self, now: datetime) -> bool:
+        """Whether the session is neither revoked nor past its absolute end."""
+        return self.revoked_at is None and now < self.expires_at
+
+
+@dataclass(frozen=True, slots=True)
+class SessionTokens:
+    """The bearer tokens of a session; shown to the caller once, never stored."""
+
+    access_token: str = field(repr=False)
+    refresh_token: str = field(repr=False)
+    session: Session
+
+
+@dataclass(frozen=True, slots=True)
+class SignIn:
+    """The result of a sign-in.
+
+    Either ``tokens`` is set (signed in), or ``mfa_required`` is true and
+    ``ticket`` must be exchanged with a second factor.
+    """
+
+    user: User
+    tokens: SessionTokens | None = None
+    mfa_required: bool = False
+    ticket: str | None = field(default=None, repr=False)
+
+
+class RefreshStatus(StrEnum):
+    """What a store did with a presented refresh token."""
+
+    ROTATED = "rotated"
+    REUSED = "reused"  # a rotated token came back: the whole session was revoked
+    INVALID = "invalid"  # unknown token, or its session is revoked or expired
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshOutcome:
+    """Result of :meth:`authsome.stores.Store.rotate_refresh_token`."""
+
+    status: RefreshStatus
+    session: Session | None = None

@@ -1,0 +1,110 @@
+"""The Store Protocol: everything the auth engine persists.
+
+Every method is atomic on its own: it either fully happens or raises and leaves
+nothing behind. Stores hold only hashes of secrets. Datetimes are timezone-aware
+UTC on the way in and out.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from authsome.models import RefreshOutcome, Session, User
+
+__all__ = ["Counter", "Store"]
+
+
+Counter = tuple[int, datetime]
+"""A throttle counter: (hits, expires_at)."""
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Persistence of the auth engine. Implementations must be thread-safe."""
+
+    # -- users -----------------------------------------------------------------
+    def create_user(self, user: User, password_hash: str) -> None:
+        """Insert ``user``; raise :class:`~authsome.errors.AlreadyExists` when
+        ``(user.tenant, user.email)`` or ``user.id`` is taken."""
+        ...
+
+    def get_user(self, user_id: str) -> User | None:
+        """The user with this id, or ``None``."""
+        ...
+
+    def find_user_by_email(self, tenant: str, email: str) -> User | None:
+        """The user with this (already normalized) e-mail in ``tenant``, or ``None``."""
+        ...
+
+    def get_password_hash(self, user_id: str) -> str | None:
+        """The stored password hash of the user, or ``None``."""
+        ...
+
+    def set_password_hash(self, user_id: str, password_hash: str) -> None:
+        """Replace the stored password hash (rehash on login)."""
+        ...
+
+    # -- sessions --------------------------------------------------------------
+    def create_session(self, session: Session, access_hash: str, refresh_hash: str) -> None:
+        """Insert a session with the hashes of its first access and refresh tokens."""
+        ...
+
+    def get_session(self, session_id: str) -> Session | None:
+        """The session with this id (revoked or not), or ``None``."""
+        ...
+
+    def find_session_by_access_hash(self, access_hash: str) -> Session | None:
+        """The session whose *current* access token hashes to ``access_hash``."""
+        ...
+
+    def rotate_refresh_token(
+        self,
+        refresh_hash: str,
+        new_refresh_hash: str,
+        new_access_hash: str,
+        access_expires_at: datetime,
+        now: datetime,
+    ) -> RefreshOutcome:
+        """Exchange a refresh token, atomically.
+
+        * unknown hash, or its session revoked or past ``expires_at`` → ``INVALID``;
+        * a hash already rotated before → revoke the session (``revoked_at=now``)
+          and return ``REUSED`` with the revoked session;
+        * otherwise mark it used, make ``new_refresh_hash`` the live refresh token and
+          ``new_access_hash`` the current access token (the old access token stops
+          working), set ``access_expires_at``, return ``ROTATED`` with the session.
+
+        Of two concurrent calls with the same hash exactly one can rotate.
+        """
+        ...
+
+    def revoke_session(self, session_id: str, now: datetime) -> bool:
+        """Revoke one session; ``False`` if it did not exist or was revoked already."""
+        ...
+
+    def revoke_user_sessions(self, user_id: str, now: datetime) -> int:
+        """Revoke every live session of the user; return how many were revoked."""
+        ...
+
+    # -- throttle counters -----------------------------------------------------
+    def hit_counter(self, key: str, now: datetime, ttl_seconds: int) -> Counter:
+        """Count one hit on ``key`` and return ``(hits, expires_at)``.
+
+        A missing or expired counter starts anew at 1, expiring ``ttl_seconds`` after
+        ``now``; a live one is incremented and keeps its expiry. Atomic.
+        """
+        ...
+
+    def get_counter(self, key: str, now: datetime) -> Counter | None:
+        """The live counter under ``key``, or ``None`` if absent or expired."""
+        ...
+
+    def delete_counter(self, key: str) -> None:
+        """Forget ``key`` (no error when absent)."""
+        ...
+
+    # -- lifecycle ---------------------------------------------------------------
+    def close(self) -> None:
+        """Release connections and files; the store is unusable afterwards."""
+        ...
