@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from authsome.billing import LedgerStats
+from authsome.crypto import PasswordHashing
+from authsome.engine import Authsome
 from authsome.errors import (
     AlreadyExists,
     AuthsomeError,
@@ -15,18 +18,30 @@ from authsome.errors import (
     ValidationError,
 )
 from authsome.features import Feature, UsageEvent
+from authsome.models import Session, SessionTokens, SignIn, User
+from authsome.sessions import SessionPolicy
+from authsome.throttle import ThrottlePolicy
 
 __all__ = [
     "AlreadyExists",
+    "Authsome",
     "AuthsomeError",
     "Feature",
     "FeatureNotEntitled",
     "InvalidCredentials",
     "InvalidToken",
+    "LedgerStats",
     "LedgerUnavailable",
     "NotFound",
+    "PasswordHashing",
     "RateLimited",
+    "Session",
+    "SessionPolicy",
+    "SessionTokens",
+    "SignIn",
     "StoreError",
+    "ThrottlePolicy",
     "UsageEvent",
+    "User",
     "ValidationError",
 ]

@@ -1,0 +1,107 @@
+"""The only caller of the ledger bridge.
+
+Services call :meth:`Billing.require` *before* a plan-gated operation and
+:meth:`Billing.record` *after* an operation succeeded and its data is committed.
+The failure policies live here, written once:
+
+* a failing ``record_usage`` never fails the operation: it is logged on the
+  ``authsome.ledger`` logger and counted in :attr:`Billing.stats`;
+* a failing ``check_entitlement`` raises :class:`LedgerUnavailable` under
+  ``on_ledger_error="raise"`` (the default) or lets the operation through, logged,
+  under ``"allow"``. A failure is never turned into a silent deny or allow.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Literal
+
+from authsome.bridge import Ledger, LedgerContext
+from authsome.errors import FeatureNotEntitled, LedgerUnavailable
+from authsome.features import Feature, UsageEvent
+
+__all__ = ["Billing", "LedgerErrorPolicy", "LedgerStats"]
+
+logger = logging.getLogger("authsome.ledger")
+
+LedgerErrorPolicy = Literal["raise", "allow"]
+_POLICIES: tuple[LedgerErrorPolicy, ...] = ("raise", "allow")
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerStats:
+    """How often the ledger failed, by call."""
+
+    record_failures: int = 0
+    check_failures: int = 0
+
+
+class Billing:
+    """Entitlement checks before, usage records after, with the failure policies."""
+
+    def __init__(self, ledger: Ledger, on_ledger_error: LedgerErrorPolicy = "raise") -> None:
+        if not isinstance(ledger, Ledger):
+            raise TypeError(
+                "ledger must provide record_usage() and check_entitlement(), "
+                f"not {type(ledger).__name__}"
+            )
+        if on_ledger_error not in _POLICIES:
+            raise ValueError(f"on_ledger_error must be one of {_POLICIES}, not {on_ledger_error!r}")
+        self.ledger = ledger
+        self.on_ledger_error: LedgerErrorPolicy = on_ledger_error
+        self._lock = threading.Lock()
+        self._record_failures = 0
+        self._check_failures = 0
+
+    @property
+    def stats(self) -> LedgerStats:
+        """Failure counts since this engine started."""
+        with self._lock:
+            return LedgerStats(self._record_failures, self._check_failures)
+
+    def require(self, feature: Feature, ctx: LedgerContext) -> None:
+        """Raise :class:`FeatureNotEntitled` unless ``ctx.tenant`` may use ``feature``."""
+        try:
+            allowed = self.ledger.check_entitlement(ctx, feature.value)
+            if not isinstance(allowed, bool):
+                raise TypeError(f"check_entitlement returned {type(allowed).__name__}, not bool")
+        except Exception as exc:  # any ledger failure goes through the policy
+            self._count_check_failure()
+            if self.on_ledger_error == "raise":
+                logger.error(
+                    "entitlement check failed, operation refused: feature=%s tenant=%s error=%s",
+                    feature.value,
+                    ctx.tenant,
+                    type(exc).__name__,
+                )
+                raise LedgerUnavailable(f"ledger could not check {feature.value}") from exc
+            logger.warning(
+                "entitlement check failed, allowed by policy: feature=%s tenant=%s error=%s",
+                feature.value,
+                ctx.tenant,
+                type(exc).__name__,
+            )
+            return
+        if not allowed:
+            raise FeatureNotEntitled(feature.value)
+
+    def record(self, event: UsageEvent, ctx: LedgerContext, quantity: int = 1) -> None:
+        """Record usage after success; a ledger failure is logged and counted, never raised."""
+        try:
+            self.ledger.record_usage(ctx, event.value, quantity)
+        except Exception as exc:  # usage must never fail the user's operation
+            with self._lock:
+                self._record_failures += 1
+            logger.warning(
+                "usage not recorded: event=%s tenant=%s event_id=%s error=%s",
+                event.value,
+                ctx.tenant,
+                ctx.event_id,
+                type(exc).__name__,
+            )
+
+    def _count_check_failure(self) -> None:
+        with self._lock:
+            self._check_failures += 1

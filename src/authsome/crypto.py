@@ -1,0 +1,111 @@
+"""Every cryptographic primitive authsome uses, in one place.
+
+* tokens and ids come from :mod:`secrets` (the OS CSPRNG);
+* secrets are stored only as SHA-256 digests (tokens are high-entropy, so a
+  fast hash is enough and lookups stay indexable);
+* passwords are hashed with argon2id;
+* comparisons of secrets are constant-time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+import argon2
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+__all__ = [
+    "PasswordHasher",
+    "PasswordHashing",
+    "constant_time_equals",
+    "new_id",
+    "new_token",
+    "sha256_hex",
+]
+
+TOKEN_BYTES = 32  # 256 bits of CSPRNG output per bearer token
+
+
+def new_token(nbytes: int = TOKEN_BYTES) -> str:
+    """A URL-safe random token of ``nbytes`` CSPRNG bytes (default 256 bits)."""
+    return secrets.token_urlsafe(nbytes)
+
+
+def new_id(prefix: str) -> str:
+    """A random, unguessable record id such as ``usr_5f0c...`` (128 bits)."""
+    return f"{prefix}_{secrets.token_hex(16)}"
+
+
+def sha256_hex(value: str) -> str:
+    """The hex SHA-256 of ``value`` (UTF-8): how tokens are kept at rest."""
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+def constant_time_equals(a: str, b: str) -> bool:
+    """Compare two secrets without leaking where they differ through timing."""
+    return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordHashing:
+    """argon2id cost parameters.
+
+    The defaults are OWASP's first recommended profile for argon2id
+    (m=19 MiB, t=2, p=1; OWASP Password Storage Cheat Sheet). Hashes made with
+    other parameters are upgraded on the next successful sign-in.
+    """
+
+    time_cost: int = 2
+    memory_cost_kib: int = 19 * 1024
+    parallelism: int = 1
+
+    @classmethod
+    def fast_insecure_for_tests(cls) -> PasswordHashing:
+        """The cheapest parameters argon2 accepts. Never use them in production."""
+        return cls(time_cost=1, memory_cost_kib=8, parallelism=1)
+
+    def __post_init__(self) -> None:
+        for name in ("time_cost", "memory_cost_kib", "parallelism"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"PasswordHashing.{name} must be a positive int")
+        if self.memory_cost_kib < 8 * self.parallelism:
+            raise ValueError("PasswordHashing.memory_cost_kib must be >= 8 * parallelism")
+
+
+class PasswordHasher:
+    """argon2id hashing with a dummy hash, so unknown users cost the same work."""
+
+    def __init__(self, params: PasswordHashing) -> None:
+        self.params = params
+        self._hasher = argon2.PasswordHasher(
+            time_cost=params.time_cost,
+            memory_cost=params.memory_cost_kib,
+            parallelism=params.parallelism,
+            type=argon2.Type.ID,
+        )
+        # Verified against when the account does not exist: equal work, no oracle.
+        self._dummy_hash = self._hasher.hash(new_token())
+
+    def hash(self, password: str) -> str:
+        """A fresh argon2id hash (random salt) of ``password``."""
+        return self._hasher.hash(password)
+
+    def verify(self, password_hash: str | None, password: str) -> bool:
+        """Whether ``password`` matches; ``None`` verifies against the dummy hash."""
+        target = self._dummy_hash if password_hash is None else password_hash
+        try:
+            self._hasher.verify(target, password)  # returns True or raises
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+        return password_hash is not None
+
+    def needs_rehash(self, password_hash: str) -> bool:
+        """Whether the hash was made with other parameters than the current ones."""
+        return self._hasher.check_needs_rehash(password_hash)
+
+    def __repr__(self) -> str:
+        return f"PasswordHasher({self.params!r})"

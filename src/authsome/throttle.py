@@ -1,0 +1,102 @@
+"""Throttling of failed sign-ins that an attacker cannot turn into a long lock-out.
+
+Three counters, each a window that starts at the first failure and ends
+``window`` later (so no block outlives ``window``):
+
+* per account *and* IP: a few failures from one address block that address for
+  that account only — the real user elsewhere is unaffected;
+* per IP: many failures across accounts block the address (credential stuffing);
+* per account: many failures from many addresses block the account, but only for
+  addresses it has never signed in from — the real user on a known address still
+  gets in (an address is remembered for ``known_ip_ttl`` after a sign-in).
+
+Counter keys are SHA-256 digests, so the store holds no e-mail or IP in clear.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from authsome.crypto import sha256_hex
+from authsome.errors import RateLimited
+from authsome.stores import Store
+
+__all__ = ["Throttle", "ThrottlePolicy"]
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottlePolicy:
+    """Limits on failed sign-ins within ``window``."""
+
+    per_account_ip: int = 5
+    per_ip: int = 100
+    per_account: int = 20
+    window: timedelta = timedelta(minutes=15)
+    known_ip_ttl: timedelta = timedelta(days=90)
+
+    def __post_init__(self) -> None:
+        for name in ("per_account_ip", "per_ip", "per_account"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"ThrottlePolicy.{name} must be a positive int")
+        if self.window <= timedelta(0) or self.known_ip_ttl <= timedelta(0):
+            raise ValueError("ThrottlePolicy windows must be positive")
+
+
+class Throttle:
+    """Applies a :class:`ThrottlePolicy` with counters kept in the store."""
+
+    def __init__(self, store: Store, policy: ThrottlePolicy) -> None:
+        self._store = store
+        self.policy = policy
+
+    def check(self, tenant: str, email: str, ip: str | None, now: datetime) -> None:
+        """Raise :class:`RateLimited` if this attempt must not even be tried."""
+        keys = self._keys(tenant, email, ip)
+        limits = [(keys.account_ip, self.policy.per_account_ip)]
+        if ip is not None:
+            limits.append((keys.ip, self.policy.per_ip))
+        if not self._is_known(keys, now):
+            limits.append((keys.account, self.policy.per_account))
+        for key, limit in limits:
+            counter = self._store.get_counter(key, now)
+            if counter is not None and counter[0] >= limit:
+                raise RateLimited((counter[1] - now).total_seconds())
+
+    def failed(self, tenant: str, email: str, ip: str | None, now: datetime) -> None:
+        """Count one failed attempt on every counter it concerns."""
+        keys = self._keys(tenant, email, ip)
+        ttl = int(self.policy.window.total_seconds())
+        for key in (keys.account_ip, keys.account, keys.ip):
+            if key:
+                self._store.hit_counter(key, now, ttl)
+
+    def succeeded(self, tenant: str, email: str, ip: str | None, now: datetime) -> None:
+        """Clear this address's failures for the account and remember the address."""
+        keys = self._keys(tenant, email, ip)
+        self._store.delete_counter(keys.account_ip)
+        if keys.known:
+            self._store.delete_counter(keys.known)  # restart its lifetime from now
+            self._store.hit_counter(keys.known, now, int(self.policy.known_ip_ttl.total_seconds()))
+
+    def _is_known(self, keys: _Keys, now: datetime) -> bool:
+        return bool(keys.known) and self._store.get_counter(keys.known, now) is not None
+
+    @staticmethod
+    def _keys(tenant: str, email: str, ip: str | None) -> _Keys:
+        account = f"{tenant}\x00{email}"
+        return _Keys(
+            account=sha256_hex(f"throttle:account\x00{account}"),
+            account_ip=sha256_hex(f"throttle:account-ip\x00{account}\x00{ip or ''}"),
+            ip="" if ip is None else sha256_hex(f"throttle:ip\x00{ip}"),
+            known="" if ip is None else sha256_hex(f"known-ip\x00{account}\x00{ip}"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Keys:
+    account: str
+    account_ip: str
+    ip: str
+    known: str
