@@ -55,7 +55,8 @@ def normalize_email(email: object) -> str:
     The whole address is case-insensitive because that is what users expect,
     even though RFC 5321 lets a server treat the local part as case-sensitive.
     """
-    text = unicodedata.normalize("NFKC", require_str("email", email)).strip().casefold()
+    raw = unicodedata.normalize("NFKC", require_str("email", email)).strip().casefold()
+    text = unicodedata.normalize("NFKC", raw)  # case folding can un-normalize; re-normalize
     if not text:
         raise ValidationError("email must not be empty")
     if len(text) > MAX_EMAIL:

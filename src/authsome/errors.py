@@ -72,7 +72,7 @@ class StoreError(AuthsomeError):
 class FeatureNotEntitled(AuthsomeError, PermissionError):
     """The tenant's plan does not allow this feature; nothing was done.
 
-    ``feature`` is the entitlement key, e.g. ``"authsome.feature.sso"``.
+    ``feature`` is the entitlement key, e.g. the value of ``Feature.SSO``.
     """
 
     def __init__(self, feature: str) -> None:
