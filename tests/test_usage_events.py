@@ -6,12 +6,12 @@ from __future__ import annotations
 import logging
 
 import pytest
-from tests.conftest import PASSWORD, AuthFactory
 
 from authsome import AlreadyExists, Authsome, InvalidCredentials, RateLimited, UsageEvent
 from authsome.bridge import LedgerContext
 from authsome.stores import MemoryStore, Store
 from authsome.testing import FailingLedger, RecordingLedger
+from tests.conftest import PASSWORD, AuthFactory
 
 
 def _usage(ledger: RecordingLedger) -> list[tuple[str, LedgerContext]]:

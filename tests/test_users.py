@@ -7,12 +7,12 @@ import unicodedata
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.conftest import FAST, PASSWORD, AuthFactory
 
 from authsome import AlreadyExists, Authsome, NotFound, ValidationError
 from authsome._validation import COMMON_PASSWORDS, MAX_PASSWORD, MIN_PASSWORD, normalize_email
 from authsome.stores import MemoryStore
 from authsome.testing import RecordingLedger
+from tests.conftest import FAST, PASSWORD, AuthFactory
 
 
 def test_register_stores_a_normalized_user(auth: Authsome) -> None:

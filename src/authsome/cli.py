@@ -35,7 +35,8 @@ def _demo(out: list[str]) -> None:
     out.append("")
     out.append("usage recorded by the ledger:")
     for call in ledger.usage():
-        out.append(f"  {call.feature_key:<28} tenant={call.ctx.tenant} event_id={call.ctx.event_id}")
+        ctx = call.ctx
+        out.append(f"  {call.feature_key:<28} tenant={ctx.tenant} event_id={ctx.event_id}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
