@@ -40,8 +40,9 @@ class ThrottlePolicy:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"ThrottlePolicy.{name} must be a positive int")
-        if self.window <= timedelta(0) or self.known_ip_ttl <= timedelta(0):
-            raise ValueError("ThrottlePolicy windows must be positive")
+        # Counters expire in whole seconds; a shorter window would silently never block.
+        if self.window < timedelta(seconds=1) or self.known_ip_ttl < timedelta(seconds=1):
+            raise ValueError("ThrottlePolicy windows must be at least one second")
 
 
 class Throttle:

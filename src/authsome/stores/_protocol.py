@@ -80,11 +80,13 @@ class Store(Protocol):
         ...
 
     def revoke_session(self, session_id: str, now: datetime) -> bool:
-        """Revoke one session; ``False`` if it did not exist or was revoked already."""
+        """Revoke one live session; ``False`` if it does not exist, was revoked
+        already or is past its ``expires_at`` (it ended by itself)."""
         ...
 
     def revoke_user_sessions(self, user_id: str, now: datetime) -> int:
-        """Revoke every live session of the user; return how many were revoked."""
+        """Revoke every live session (not revoked, not expired) of the user; return
+        how many were revoked."""
         ...
 
     # -- throttle counters -----------------------------------------------------

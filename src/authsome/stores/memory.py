@@ -116,8 +116,8 @@ class MemoryStore:
 
     def _revoke(self, session_id: str, now: datetime) -> bool:
         session = self._sessions.get(session_id)
-        if session is None or session.revoked_at is not None:
-            return False
+        if session is None or not session.is_active(now):
+            return False  # unknown, revoked already, or ended by expiry
         self._sessions[session_id] = dataclasses.replace(session, revoked_at=now)
         return True
 
