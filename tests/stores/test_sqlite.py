@@ -275,6 +275,17 @@ def test_close_closes_connections_opened_by_other_threads(db_path: Path) -> None
     assert not Path(f"{db_path}-wal").exists()
 
 
+def test_store_inherited_through_fork_refuses_work(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Simulated: a real fork() of the multi-threaded test runner is unsafe itself.
+    parent = os.getpid()
+    monkeypatch.setattr(os, "getpid", lambda: parent + 1)
+
+    with pytest.raises(StoreError, match="fork"):
+        store.get_user("u1")
+
+
 def test_connection_of_a_finished_thread_is_released(store: SQLiteStore) -> None:
     for _ in range(5):
         thread = threading.Thread(target=store.get_user, args=("u1",))

@@ -167,6 +167,10 @@ class SQLiteStore:
     The file (and its schema) is created or migrated on open. ``timeout`` is how many
     seconds an operation waits for another connection's write lock before it fails
     with :class:`~authsome.errors.StoreError`.
+
+    Open one store per process: SQLite connections must not cross ``os.fork()``, so a
+    store used in a forked child raises :class:`~authsome.errors.StoreError` instead
+    of risking the file. Call :meth:`close` once no operation is running.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, timeout: float = 30.0) -> None:
@@ -179,6 +183,7 @@ class SQLiteStore:
         self._registry: set[sqlite3.Connection] = set()
         self._local = threading.local()
         self._closed = False
+        self._pid = os.getpid()
         self._shared: sqlite3.Connection | None = None
         with _translated_errors("open"):
             try:
@@ -437,6 +442,8 @@ class SQLiteStore:
     def _thread_connection(self) -> sqlite3.Connection:
         if self._closed:
             raise StoreError("sqlite store: the store is closed")
+        if os.getpid() != self._pid:
+            raise StoreError("sqlite store: opened in another process; open it after fork")
         if self._shared is not None:
             return self._shared
         holder: _Holder | None = getattr(self._local, "holder", None)
