@@ -7,5 +7,6 @@ from __future__ import annotations
 
 from authsome.stores._protocol import Counter, Store
 from authsome.stores.memory import MemoryStore
+from authsome.stores.sqlite import SQLiteStore
 
-__all__ = ["Counter", "MemoryStore", "Store"]
+__all__ = ["Counter", "MemoryStore", "SQLiteStore", "Store"]

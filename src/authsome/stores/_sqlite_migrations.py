@@ -1,0 +1,95 @@
+"""Schema migrations of :class:`~authsome.stores.sqlite.SQLiteStore`.
+
+``MIGRATIONS[i]`` brings a database from version ``i`` to ``i + 1``; the version is
+kept in ``PRAGMA user_version``. A step is applied in one transaction together with
+its version bump, so a database is always at exactly one version.
+
+To change the schema, append a new script to ``MIGRATIONS``. Never edit or reorder a
+released step: databases in the field have already run it.
+
+Conventions: datetimes are ``INTEGER`` microseconds since the Unix epoch, UTC; secrets
+are stored only as their hashes (``*_hash`` columns).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+__all__ = ["MIGRATIONS", "split_statements"]
+
+_V1_SESSIONS_AND_USERS = """
+CREATE TABLE users (
+    id            TEXT PRIMARY KEY,
+    tenant        TEXT NOT NULL,
+    email         TEXT NOT NULL,
+    name          TEXT,
+    created_at    INTEGER NOT NULL,
+    password_hash TEXT NOT NULL,
+    UNIQUE (tenant, email)
+);
+
+CREATE TABLE sessions (
+    id                TEXT PRIMARY KEY,
+    user_id           TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    tenant            TEXT NOT NULL,
+    created_at        INTEGER NOT NULL,
+    expires_at        INTEGER NOT NULL,
+    access_expires_at INTEGER NOT NULL,
+    revoked_at        INTEGER,
+    -- The hash of the session's current access token: one per session, so a
+    -- rotation overwrites it and the previous access token stops working.
+    access_hash       TEXT NOT NULL UNIQUE
+);
+
+CREATE INDEX sessions_by_user ON sessions (user_id);
+
+-- Every refresh token a session ever had: rotated ones stay (used = 1) so that
+-- their reuse can be detected and the session revoked.
+CREATE TABLE refresh_tokens (
+    hash       TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    used       INTEGER NOT NULL DEFAULT 0 CHECK (used IN (0, 1))
+) WITHOUT ROWID;
+
+CREATE INDEX refresh_tokens_by_session ON refresh_tokens (session_id);
+
+CREATE TABLE counters (
+    key        TEXT PRIMARY KEY,
+    hits       INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1_SESSIONS_AND_USERS,)
+"""Migration scripts, oldest first; the schema version is the number applied."""
+
+
+def split_statements(script: str) -> list[str]:
+    """Cut ``script`` into single SQL statements.
+
+    Needed because :meth:`sqlite3.Cursor.executescript` commits any open transaction
+    first, which would let a migration step and its version bump land separately.
+    :func:`sqlite3.complete_statement` decides where a statement ends, so semicolons
+    inside string literals or trigger bodies do not cut it.
+    """
+    statements: list[str] = []
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if _has_sql(pending):
+                statements.append(pending.strip())
+            pending = ""
+    # The loop appended one ";" too many after the last piece.
+    if _has_sql(pending[:-1]):
+        raise ValueError("migration script ends with an incomplete statement")
+    return statements
+
+
+def _has_sql(text: str) -> bool:
+    """Whether ``text`` holds more than whitespace, semicolons and ``--`` comments."""
+    for line in text.splitlines():
+        code = line.split("--", 1)[0].strip(" \t;")
+        if code:
+            return True
+    return False

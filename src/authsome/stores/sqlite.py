@@ -1,0 +1,510 @@
+"""A :class:`~authsome.stores.Store` in one SQLite file, shared by threads and processes.
+
+Connection model: each thread gets its own connection (WAL lets readers run while one
+writer writes), so a thread waiting for another process's write lock blocks nobody
+else. Read-modify-write methods open their transaction with ``BEGIN IMMEDIATE``: the
+write lock is taken before anything is read, so two threads or processes can never
+both act on the same snapshot (e.g. both rotate one refresh token).
+
+``":memory:"`` is accepted too, for tests: a private in-memory database lives in one
+connection, so it is shared by all threads behind a lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+import weakref
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any, Self
+
+from authsome.errors import AlreadyExists, StoreError, ValidationError
+from authsome.models import RefreshOutcome, RefreshStatus, Session, User
+from authsome.stores._protocol import Counter
+from authsome.stores._sqlite_migrations import MIGRATIONS, split_statements
+
+__all__ = ["SQLiteStore"]
+
+_MEMORY = ":memory:"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+# Queries are plain literals: values are always bound parameters.
+_INSERT_SESSION = (
+    "INSERT INTO sessions"
+    " (id, user_id, tenant, created_at, expires_at, access_expires_at, revoked_at, access_hash)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_SELECT_SESSION_BY_ID = (
+    "SELECT id, user_id, tenant, created_at, expires_at, access_expires_at, revoked_at"
+    " FROM sessions WHERE id = ?"
+)
+_SELECT_SESSION_BY_ACCESS_HASH = (
+    "SELECT id, user_id, tenant, created_at, expires_at, access_expires_at, revoked_at"
+    " FROM sessions WHERE access_hash = ?"
+)
+_SELECT_SESSION_BY_REFRESH_HASH = (
+    "SELECT r.used, s.id, s.user_id, s.tenant, s.created_at, s.expires_at,"
+    " s.access_expires_at, s.revoked_at"
+    " FROM refresh_tokens AS r JOIN sessions AS s ON s.id = r.session_id"
+    " WHERE r.hash = ?"
+)
+
+# Which unique constraint failed → what AlreadyExists says (never the value itself).
+_DUPLICATE_MESSAGES = {
+    "users.tenant, users.email": "a user with this e-mail exists in this tenant",
+    "users.id": "a user with this id exists",
+    "sessions.id": "session id exists",
+    "sessions.access_hash": "access token hash exists",
+    "refresh_tokens.hash": "refresh token hash exists",
+}
+_UNIQUE_CODES = frozenset({sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY})
+
+
+# -- datetimes -----------------------------------------------------------------------
+
+
+def _to_micros(moment: datetime) -> int:
+    """Encode an aware datetime as integer microseconds since the epoch (UTC).
+
+    Integers compare correctly in SQL whatever offset the caller used and round-trip
+    exactly, which ISO text with mixed offsets would not.
+    """
+    if moment.utcoffset() is None:
+        raise ValidationError("datetimes given to a store must be timezone-aware")
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def _from_micros(micros: int) -> datetime:
+    """Decode :func:`_to_micros`: an aware UTC datetime."""
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+def _from_optional_micros(micros: int | None) -> datetime | None:
+    return None if micros is None else _from_micros(micros)
+
+
+def _user(row: sqlite3.Row) -> User:
+    return User(
+        id=row["id"],
+        tenant=row["tenant"],
+        email=row["email"],
+        name=row["name"],
+        created_at=_from_micros(row["created_at"]),
+    )
+
+
+def _session(row: sqlite3.Row) -> Session:
+    return Session(
+        id=row["id"],
+        user_id=row["user_id"],
+        tenant=row["tenant"],
+        created_at=_from_micros(row["created_at"]),
+        expires_at=_from_micros(row["expires_at"]),
+        access_expires_at=_from_micros(row["access_expires_at"]),
+        revoked_at=_from_optional_micros(row["revoked_at"]),
+    )
+
+
+# -- errors --------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _translated_errors(operation: str) -> Iterator[None]:
+    """Turn :mod:`sqlite3` errors into the library's errors.
+
+    Messages name the operation and SQLite's error code only. Values are always bound
+    parameters, so SQLite's own text (kept in ``__cause__``) never holds a hash either.
+    """
+    try:
+        yield
+    except sqlite3.IntegrityError as exc:
+        if exc.sqlite_errorcode in _UNIQUE_CODES:
+            raise AlreadyExists(_duplicate_message(str(exc))) from exc
+        raise StoreError(f"sqlite store: {operation} violates a constraint") from exc
+    except sqlite3.Error as exc:
+        code = getattr(exc, "sqlite_errorname", None) or type(exc).__name__
+        raise StoreError(f"sqlite store: {operation} failed ({code})") from exc
+
+
+def _duplicate_message(sqlite_message: str) -> str:
+    for columns, message in _DUPLICATE_MESSAGES.items():
+        if sqlite_message.endswith(columns):
+            return message
+    return "record exists"
+
+
+# -- connections ---------------------------------------------------------------------
+
+
+class _Holder:
+    """Owns one thread's connection; when the thread ends, dropping it closes the
+    connection (see :meth:`SQLiteStore._thread_connection`)."""
+
+    __slots__ = ("__weakref__", "conn")
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+
+def _release(
+    conn: sqlite3.Connection, registry: set[sqlite3.Connection], lock: threading.RLock
+) -> None:
+    """Close ``conn`` and forget it. Safe to call twice and from any thread."""
+    with lock:
+        registry.discard(conn)
+    conn.close()
+
+
+class SQLiteStore:
+    """A :class:`~authsome.stores.Store` backed by the SQLite database at ``path``.
+
+    The file (and its schema) is created or migrated on open. ``timeout`` is how many
+    seconds an operation waits for another connection's write lock before it fails
+    with :class:`~authsome.errors.StoreError`.
+
+    Open one store per process: SQLite connections must not cross ``os.fork()``, so a
+    store used in a forked child raises :class:`~authsome.errors.StoreError` instead
+    of risking the file. Call :meth:`close` once no operation is running.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 30.0) -> None:
+        self._path = os.fspath(path)
+        self._timeout = timeout
+        self._in_memory = self._path == _MEMORY
+        # Guards the registry; in memory mode also serializes every use of the one
+        # connection, since a Python sqlite3 connection is not safe to share.
+        self._lock = threading.RLock()
+        self._registry: set[sqlite3.Connection] = set()
+        self._local = threading.local()
+        self._closed = False
+        self._pid = os.getpid()
+        self._shared: sqlite3.Connection | None = None
+        with _translated_errors("open"):
+            try:
+                conn = self._open_connection()
+                if self._in_memory:
+                    self._shared = conn
+                else:
+                    self._local.holder = self._hold(conn)
+                    # Persistent in the file. synchronous stays FULL (the default):
+                    # a revocation must survive a power cut.
+                    conn.execute("PRAGMA journal_mode = WAL")
+                self._migrate(conn)
+            except BaseException:
+                self.close()
+                raise
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self._path!r})"
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- users -----------------------------------------------------------------
+    def create_user(self, user: User, password_hash: str) -> None:
+        """Insert ``user``; :class:`~authsome.errors.AlreadyExists` if its id or
+        (tenant, e-mail) is taken. One INSERT, so nothing is half-written."""
+        with self._connection("create_user") as conn:
+            conn.execute(
+                "INSERT INTO users (id, tenant, email, name, created_at, password_hash)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    user.id,
+                    user.tenant,
+                    user.email,
+                    user.name,
+                    _to_micros(user.created_at),
+                    password_hash,
+                ),
+            )
+
+    def get_user(self, user_id: str) -> User | None:
+        """The user with this id, or ``None``."""
+        row = self._fetch_one(
+            "get_user",
+            "SELECT id, tenant, email, name, created_at FROM users WHERE id = ?",
+            (user_id,),
+        )
+        return None if row is None else _user(row)
+
+    def find_user_by_email(self, tenant: str, email: str) -> User | None:
+        """The user with this normalized e-mail in ``tenant``, or ``None``."""
+        row = self._fetch_one(
+            "find_user_by_email",
+            "SELECT id, tenant, email, name, created_at FROM users WHERE tenant = ? AND email = ?",
+            (tenant, email),
+        )
+        return None if row is None else _user(row)
+
+    def get_password_hash(self, user_id: str) -> str | None:
+        """The user's stored password hash, or ``None``."""
+        row = self._fetch_one(
+            "get_password_hash", "SELECT password_hash FROM users WHERE id = ?", (user_id,)
+        )
+        return None if row is None else str(row["password_hash"])
+
+    def set_password_hash(self, user_id: str, password_hash: str) -> None:
+        """Replace the user's password hash; no effect for an unknown user."""
+        with self._connection("set_password_hash") as conn:
+            conn.execute(
+                "UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id)
+            )
+
+    # -- sessions --------------------------------------------------------------
+    def create_session(self, session: Session, access_hash: str, refresh_hash: str) -> None:
+        """Insert ``session`` with its first access and refresh token hashes."""
+        with self._transaction("create_session") as conn:
+            conn.execute(
+                _INSERT_SESSION,
+                (
+                    session.id,
+                    session.user_id,
+                    session.tenant,
+                    _to_micros(session.created_at),
+                    _to_micros(session.expires_at),
+                    _to_micros(session.access_expires_at),
+                    None if session.revoked_at is None else _to_micros(session.revoked_at),
+                    access_hash,
+                ),
+            )
+            conn.execute(
+                "INSERT INTO refresh_tokens (hash, session_id) VALUES (?, ?)",
+                (refresh_hash, session.id),
+            )
+
+    def get_session(self, session_id: str) -> Session | None:
+        """The session with this id (revoked or not), or ``None``."""
+        row = self._fetch_one("get_session", _SELECT_SESSION_BY_ID, (session_id,))
+        return None if row is None else _session(row)
+
+    def find_session_by_access_hash(self, access_hash: str) -> Session | None:
+        """The session whose current access token hashes to ``access_hash``."""
+        row = self._fetch_one(
+            "find_session_by_access_hash", _SELECT_SESSION_BY_ACCESS_HASH, (access_hash,)
+        )
+        return None if row is None else _session(row)
+
+    def rotate_refresh_token(
+        self,
+        refresh_hash: str,
+        new_refresh_hash: str,
+        new_access_hash: str,
+        access_expires_at: datetime,
+        now: datetime,
+    ) -> RefreshOutcome:
+        """Exchange a refresh token in one ``BEGIN IMMEDIATE`` transaction.
+
+        See :meth:`authsome.stores.Store.rotate_refresh_token` for the outcomes.
+        """
+        with self._transaction("rotate_refresh_token") as conn:
+            row = conn.execute(_SELECT_SESSION_BY_REFRESH_HASH, (refresh_hash,)).fetchone()
+            if row is None or not _session(row).is_active(now):
+                return RefreshOutcome(RefreshStatus.INVALID)
+            session_id: str = row["id"]
+            if row["used"]:
+                # A rotated token came back: someone holds a stolen copy, so the
+                # whole session ends.
+                self._set_revoked(conn, session_id, now)
+                status = RefreshStatus.REUSED
+            else:
+                self._replace_refresh_token(conn, refresh_hash, new_refresh_hash, session_id)
+                conn.execute(
+                    "UPDATE sessions SET access_hash = ?, access_expires_at = ? WHERE id = ?",
+                    (new_access_hash, _to_micros(access_expires_at), session_id),
+                )
+                status = RefreshStatus.ROTATED
+            # Re-read inside the transaction: the caller gets exactly what is stored.
+            return RefreshOutcome(status, self._load_session(conn, session_id))
+
+    @staticmethod
+    def _replace_refresh_token(
+        conn: sqlite3.Connection, refresh_hash: str, new_refresh_hash: str, session_id: str
+    ) -> None:
+        # The old row stays, marked used, so that its reuse is recognized later.
+        conn.execute("UPDATE refresh_tokens SET used = 1 WHERE hash = ?", (refresh_hash,))
+        conn.execute(
+            "INSERT INTO refresh_tokens (hash, session_id) VALUES (?, ?)",
+            (new_refresh_hash, session_id),
+        )
+
+    @staticmethod
+    def _load_session(conn: sqlite3.Connection, session_id: str) -> Session:
+        row = conn.execute(_SELECT_SESSION_BY_ID, (session_id,)).fetchone()
+        return _session(row)
+
+    def revoke_session(self, session_id: str, now: datetime) -> bool:
+        """Revoke one session; ``False`` if it is unknown or revoked already."""
+        with self._connection("revoke_session") as conn:
+            return self._set_revoked(conn, session_id, now) == 1
+
+    def revoke_user_sessions(self, user_id: str, now: datetime) -> int:
+        """Revoke every unrevoked session of the user; return how many."""
+        with self._connection("revoke_user_sessions") as conn:
+            cursor = conn.execute(
+                "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
+                (_to_micros(now), user_id),
+            )
+            return cursor.rowcount
+
+    @staticmethod
+    def _set_revoked(conn: sqlite3.Connection, session_id: str, now: datetime) -> int:
+        cursor = conn.execute(
+            "UPDATE sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+            (_to_micros(now), session_id),
+        )
+        return cursor.rowcount
+
+    # -- throttle counters -----------------------------------------------------
+    def hit_counter(self, key: str, now: datetime, ttl_seconds: int) -> Counter:
+        """Count one hit on ``key``; see :meth:`authsome.stores.Store.hit_counter`."""
+        now_us = _to_micros(now)
+        with self._transaction("hit_counter") as conn:
+            row = conn.execute(
+                "SELECT hits, expires_at FROM counters WHERE key = ? AND expires_at > ?",
+                (key, now_us),
+            ).fetchone()
+            if row is None:
+                hits, expires_us = 1, _to_micros(now + timedelta(seconds=ttl_seconds))
+            else:
+                hits, expires_us = row["hits"] + 1, row["expires_at"]
+            conn.execute(
+                "INSERT INTO counters (key, hits, expires_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET"
+                " hits = excluded.hits, expires_at = excluded.expires_at",
+                (key, hits, expires_us),
+            )
+        return hits, _from_micros(expires_us)
+
+    def get_counter(self, key: str, now: datetime) -> Counter | None:
+        """The live counter under ``key``, or ``None`` if absent or expired."""
+        row = self._fetch_one(
+            "get_counter",
+            "SELECT hits, expires_at FROM counters WHERE key = ? AND expires_at > ?",
+            (key, _to_micros(now)),
+        )
+        return None if row is None else (row["hits"], _from_micros(row["expires_at"]))
+
+    def delete_counter(self, key: str) -> None:
+        """Forget ``key``; no error when it is absent."""
+        with self._connection("delete_counter") as conn:
+            conn.execute("DELETE FROM counters WHERE key = ?", (key,))
+
+    # -- lifecycle ---------------------------------------------------------------
+    def close(self) -> None:
+        """Close every connection this store opened, in any thread. Idempotent."""
+        with self._lock:
+            self._closed = True
+            connections = list(self._registry)
+            self._registry.clear()
+        for conn in connections:
+            conn.close()
+
+    # -- plumbing ----------------------------------------------------------------
+    def _open_connection(self) -> sqlite3.Connection:
+        # isolation_level=None: no implicit transactions; this class issues BEGIN
+        # itself. check_same_thread=False only so close() may close connections of
+        # other threads; otherwise each connection stays in its thread (or behind
+        # the lock in memory mode).
+        conn = sqlite3.connect(
+            self._path, timeout=self._timeout, isolation_level=None, check_same_thread=False
+        )
+        with self._lock:
+            if self._closed:
+                conn.close()
+                raise StoreError("sqlite store: the store is closed")
+            self._registry.add(conn)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA foreign_keys = ON")
+        return conn
+
+    def _hold(self, conn: sqlite3.Connection) -> _Holder:
+        holder = _Holder(conn)
+        # The thread-local dies with its thread; the finalizer then closes the
+        # connection, so a pool of short-lived threads does not leak file handles.
+        # It references the registry and lock, not self, so it never keeps the store alive.
+        weakref.finalize(holder, _release, conn, self._registry, self._lock)
+        return holder
+
+    def _thread_connection(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StoreError("sqlite store: the store is closed")
+        if os.getpid() != self._pid:
+            raise StoreError("sqlite store: opened in another process; open it after fork")
+        if self._shared is not None:
+            return self._shared
+        holder: _Holder | None = getattr(self._local, "holder", None)
+        if holder is None:
+            holder = self._hold(self._open_connection())
+            self._local.holder = holder
+        return holder.conn
+
+    @contextlib.contextmanager
+    def _connection(self, operation: str) -> Iterator[sqlite3.Connection]:
+        """This thread's connection, in autocommit mode (each statement atomic)."""
+        guard = self._lock if self._in_memory else contextlib.nullcontext()
+        with guard, _translated_errors(operation):
+            yield self._thread_connection()
+
+    @contextlib.contextmanager
+    def _transaction(self, operation: str) -> Iterator[sqlite3.Connection]:
+        """A write transaction holding the database's write lock from its start."""
+        with self._connection(operation) as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    def _fetch_one(self, operation: str, sql: str, params: tuple[Any, ...]) -> sqlite3.Row | None:
+        with self._connection(operation) as conn:
+            row: sqlite3.Row | None = conn.execute(sql, params).fetchone()
+            return row
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        """Apply the missing :data:`MIGRATIONS` in order, one transaction per step."""
+        version = _user_version(conn)
+        if version > len(MIGRATIONS):
+            raise StoreError("sqlite store: the database schema is newer than this authsome")
+        for target in range(version + 1, len(MIGRATIONS) + 1):
+            self._apply_migration(conn, target)
+
+    @staticmethod
+    def _apply_migration(conn: sqlite3.Connection, target: int) -> None:
+        """Bring the schema to version ``target`` unless another process already did.
+
+        The version is re-read under the write lock, so processes opening one new file
+        at once apply each step exactly once; the bump commits with the step.
+        """
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if _user_version(conn) < target:
+                for statement in split_statements(MIGRATIONS[target - 1]):
+                    conn.execute(statement)
+                # PRAGMA takes no bound parameters; target is an int we computed.
+                conn.execute(f"PRAGMA user_version = {int(target)}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+
+def _user_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])

@@ -1,0 +1,65 @@
+"""Records and clock values shared by the store tests."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from authsome.models import Session, User
+from authsome.stores import Store
+
+__all__ = [
+    "ACCESS_TTL",
+    "NOW",
+    "SESSION_TTL",
+    "add_session",
+    "add_user",
+    "make_session",
+    "make_user",
+]
+
+NOW = datetime(2030, 1, 2, 3, 4, 5, 678_901, tzinfo=UTC)
+"""A fixed clock reading, with microseconds so that precision loss would show."""
+
+SESSION_TTL = timedelta(hours=12)
+ACCESS_TTL = timedelta(minutes=15)
+
+
+def make_user(
+    user_id: str = "u1", *, tenant: str = "default", email: str = "ada@example.com"
+) -> User:
+    """A user record; only what a test cares about needs naming."""
+    return User(id=user_id, tenant=tenant, email=email, name="Ada", created_at=NOW)
+
+
+def make_session(
+    session_id: str = "s1", *, user_id: str = "u1", expires_at: datetime = NOW + SESSION_TTL
+) -> Session:
+    """A live session record created at :data:`NOW`."""
+    return Session(
+        id=session_id,
+        user_id=user_id,
+        tenant="default",
+        created_at=NOW,
+        expires_at=expires_at,
+        access_expires_at=NOW + ACCESS_TTL,
+    )
+
+
+def add_user(store: Store, user_id: str = "u1", **fields: str) -> User:
+    """Create a user in ``store`` with a fake password hash and return it."""
+    user = make_user(user_id, **fields)
+    store.create_user(user, f"pw-hash-{user_id}")
+    return user
+
+
+def add_session(
+    store: Store,
+    session_id: str = "s1",
+    *,
+    user_id: str = "u1",
+    expires_at: datetime = NOW + SESSION_TTL,
+) -> Session:
+    """Create a session whose token hashes are ``access-<id>`` and ``refresh-<id>``."""
+    session = make_session(session_id, user_id=user_id, expires_at=expires_at)
+    store.create_session(session, f"access-{session_id}", f"refresh-{session_id}")
+    return session

@@ -1,0 +1,417 @@
+"""What only SQLiteStore promises: persistence, migrations, processes, error mapping."""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import itertools
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import authsome
+from authsome.errors import StoreError, ValidationError
+from authsome.models import RefreshStatus
+from authsome.stores import MemoryStore, SQLiteStore
+from authsome.stores import sqlite as sqlite_module
+from authsome.stores._sqlite_migrations import MIGRATIONS, split_statements
+
+from ._factories import NOW, add_session, add_user, make_session, make_user
+
+LATER = NOW + timedelta(minutes=5)
+TABLES = {"users", "sessions", "refresh_tokens", "counters"}
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "auth.db"
+
+
+@pytest.fixture
+def store(db_path: Path) -> Iterator[SQLiteStore]:
+    with SQLiteStore(db_path) as opened:
+        yield opened
+
+
+def _raw(path: Path) -> sqlite3.Connection:
+    """A plain connection beside the store, to look at or tamper with the file."""
+    return sqlite3.connect(path, isolation_level=None)
+
+
+def _pragma(path: Path, name: str) -> object:
+    conn = _raw(path)
+    try:
+        return conn.execute(f"PRAGMA {name}").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def _tables(path: Path) -> set[str]:
+    conn = _raw(path)
+    try:
+        rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+    finally:
+        conn.close()
+    return {name for (name,) in rows}
+
+
+# -- files, reopening and migrations -------------------------------------------------
+
+
+def test_data_survives_reopening(db_path: Path) -> None:
+    with SQLiteStore(db_path) as first:
+        user = add_user(first)
+        add_session(first)
+        first.rotate_refresh_token("refresh-s1", "refresh-r2", "access-r2", LATER, LATER)
+        first.hit_counter("ip:1", NOW, 60)
+
+    with SQLiteStore(db_path) as second:
+        assert second.get_user("u1") == user
+        assert second.get_password_hash("u1") == "pw-hash-u1"
+        assert second.find_session_by_access_hash("access-r2") is not None
+        assert second.get_counter("ip:1", NOW) == (1, NOW + timedelta(seconds=60))
+        # The rotated token is remembered as used, so its reuse is still caught.
+        reuse = second.rotate_refresh_token("refresh-s1", "x", "y", LATER, LATER)
+        assert reuse.status is RefreshStatus.REUSED
+
+
+def test_opening_twice_migrates_once_and_records_the_version(db_path: Path) -> None:
+    SQLiteStore(db_path).close()
+    SQLiteStore(db_path).close()
+
+    assert _pragma(db_path, "user_version") == len(MIGRATIONS)
+    assert _tables(db_path) == TABLES
+
+
+def test_file_uses_write_ahead_logging(store: SQLiteStore, db_path: Path) -> None:
+    assert _pragma(db_path, "journal_mode") == "wal"
+
+
+def test_appended_migration_runs_on_an_existing_file(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with SQLiteStore(db_path) as old:
+        user = add_user(old)
+    step = "CREATE TABLE extra (id TEXT PRIMARY KEY); INSERT INTO extra VALUES ('a;b');"
+    monkeypatch.setattr(sqlite_module, "MIGRATIONS", (*MIGRATIONS, step))
+
+    with SQLiteStore(db_path) as upgraded:
+        assert upgraded.get_user("u1") == user
+
+    assert _pragma(db_path, "user_version") == len(MIGRATIONS) + 1
+    assert "extra" in _tables(db_path)
+
+
+def test_failing_migration_step_leaves_nothing_behind(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    SQLiteStore(db_path).close()
+    broken = "CREATE TABLE half (id TEXT); INSERT INTO no_such_table VALUES (1);"
+    monkeypatch.setattr(sqlite_module, "MIGRATIONS", (*MIGRATIONS, broken))
+
+    with pytest.raises(StoreError):
+        SQLiteStore(db_path)
+
+    assert _pragma(db_path, "user_version") == len(MIGRATIONS)
+    assert "half" not in _tables(db_path)
+
+
+def test_schema_newer_than_the_code_is_refused(db_path: Path) -> None:
+    conn = _raw(db_path)
+    conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    conn.close()
+
+    with pytest.raises(StoreError, match="newer"):
+        SQLiteStore(db_path)
+
+
+def test_split_statements_respects_literals_triggers_and_comments() -> None:
+    script = """
+        -- a comment; with a semicolon
+        CREATE TABLE t (x TEXT);
+        INSERT INTO t VALUES ('a;b');
+        CREATE TRIGGER tr AFTER INSERT ON t BEGIN DELETE FROM t WHERE x = ';'; END;
+        -- trailing comment
+    """
+
+    statements = split_statements(script)
+
+    assert len(statements) == 3
+    assert statements[1].endswith("VALUES ('a;b');")
+    assert statements[2].endswith("END;")
+
+
+def test_split_statements_rejects_an_unfinished_statement() -> None:
+    with pytest.raises(ValueError, match="incomplete"):
+        split_statements("CREATE TABLE t (x TEXT); INSERT INTO t VALUES ('unterminated")
+
+
+# -- SQLite-specific behaviour ---------------------------------------------------------
+
+
+def test_session_of_unknown_user_is_refused(store: SQLiteStore) -> None:
+    # Foreign keys are enforced, so no session can outlive or predate its user.
+    with pytest.raises(StoreError):
+        store.create_session(make_session(user_id="ghost"), "access-s1", "refresh-s1")
+
+    assert store.get_session("s1") is None
+
+
+def test_datetimes_with_other_offsets_come_back_as_equal_utc(store: SQLiteStore) -> None:
+    tokyo = datetime(2030, 1, 2, 12, 0, tzinfo=timezone(timedelta(hours=9)))
+    store.create_user(dataclasses.replace(make_user(), created_at=tokyo), "pw-hash")
+
+    stored = store.get_user("u1")
+
+    assert stored is not None
+    assert stored.created_at == tokyo
+    assert stored.created_at.tzinfo == UTC
+
+
+def test_naive_datetimes_are_rejected(store: SQLiteStore) -> None:
+    with pytest.raises(ValidationError):
+        store.hit_counter("ip:1", datetime(2030, 1, 1), 60)  # naive on purpose
+
+
+def test_repr_shows_the_path_only(db_path: Path) -> None:
+    with SQLiteStore(db_path) as store:
+        assert repr(store) == f"SQLiteStore({str(db_path)!r})"
+
+
+def test_in_memory_database_is_shared_by_threads() -> None:
+    with SQLiteStore(":memory:") as store:
+        user = add_user(store)
+        seen: list[object] = []
+        thread = threading.Thread(target=lambda: seen.append(store.get_user("u1")))
+        thread.start()
+        thread.join()
+
+    assert seen == [user]
+
+
+# -- errors ----------------------------------------------------------------------------
+
+
+def test_unopenable_path_is_a_store_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError) as caught:
+        SQLiteStore(tmp_path / "missing-dir" / "auth.db")
+
+    assert isinstance(caught.value.__cause__, sqlite3.Error)
+
+
+def test_corrupt_file_is_a_store_error(db_path: Path) -> None:
+    db_path.write_bytes(b"this is not a database file" * 100)
+
+    with pytest.raises(StoreError) as caught:
+        SQLiteStore(db_path)
+
+    assert isinstance(caught.value.__cause__, sqlite3.DatabaseError)
+
+
+def test_locked_database_is_a_store_error_naming_no_hash(db_path: Path) -> None:
+    with SQLiteStore(db_path) as setup:
+        add_user(setup)
+        add_session(setup)
+    hashes = ("refresh-s1", "refresh-new", "access-new")
+    # A tiny timeout: the lock below is held for the whole call, so it must fail.
+    store = SQLiteStore(db_path, timeout=0.01)
+    blocker = _raw(db_path)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StoreError) as caught:
+            store.rotate_refresh_token(*hashes, LATER, LATER)
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        store.close()
+
+    assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
+    for text in (str(caught.value), repr(caught.value)):
+        assert not any(secret in text for secret in hashes)
+
+
+def test_closed_store_refuses_work_and_closes_twice(db_path: Path) -> None:
+    store = SQLiteStore(db_path)
+    store.close()
+    store.close()
+
+    with pytest.raises(StoreError, match="closed"):
+        store.get_user("u1")
+
+
+def test_close_closes_connections_opened_by_other_threads(db_path: Path) -> None:
+    store = SQLiteStore(db_path)
+    used, closed = threading.Event(), threading.Event()
+    errors: list[StoreError] = []
+
+    def worker() -> None:
+        store.get_user("u1")  # opens this thread's connection
+        used.set()
+        closed.wait()
+        try:
+            store.get_user("u1")
+        except StoreError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    used.wait()
+    store.close()
+    closed.set()
+    thread.join()
+
+    assert len(errors) == 1
+    # SQLite removes the write-ahead log when the last connection to a file closes.
+    assert not Path(f"{db_path}-wal").exists()
+
+
+def test_store_inherited_through_fork_refuses_work(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Simulated: a real fork() of the multi-threaded test runner is unsafe itself.
+    parent = os.getpid()
+    monkeypatch.setattr(os, "getpid", lambda: parent + 1)
+
+    with pytest.raises(StoreError, match="fork"):
+        store.get_user("u1")
+
+
+def test_connection_of_a_finished_thread_is_released(store: SQLiteStore) -> None:
+    for _ in range(5):
+        thread = threading.Thread(target=store.get_user, args=("u1",))
+        thread.start()
+        thread.join()
+    gc.collect()
+
+    # White-box: only the opening thread's connection is left.
+    assert len(store._registry) == 1
+
+
+# -- concurrency -----------------------------------------------------------------------
+
+
+def test_threads_hammering_one_counter_count_exactly(store: SQLiteStore) -> None:
+    threads, hits_each = 8, 25
+    barrier = threading.Barrier(threads)
+    seen: list[int] = []
+
+    def hammer() -> None:
+        barrier.wait()
+        for _ in range(hits_each):
+            seen.append(store.hit_counter("ip:1", NOW, 60)[0])
+
+    workers = [threading.Thread(target=hammer) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+
+    total = threads * hits_each
+    assert sorted(seen) == list(range(1, total + 1))
+    assert store.get_counter("ip:1", NOW) == (total, NOW + timedelta(seconds=60))
+
+
+_ROTATE_IN_CHILD = textwrap.dedent(
+    """
+    import sys
+    from datetime import datetime
+
+    from authsome.stores import SQLiteStore
+
+    path, name, now = sys.argv[1], sys.argv[2], datetime.fromisoformat(sys.argv[3])
+    with SQLiteStore(path) as store:
+        print("ready", flush=True)
+        sys.stdin.readline()  # wait for "go", so that the processes race
+        outcome = store.rotate_refresh_token(
+            "refresh-s1", f"refresh-{name}", f"access-{name}", now, now
+        )
+    print(outcome.status.value, flush=True)
+    """
+)
+
+
+def _child_env() -> dict[str, str]:
+    """The environment of a child interpreter that imports this checkout's authsome."""
+    source_root = str(Path(authsome.__file__).resolve().parents[1])
+    inherited = os.environ.get("PYTHONPATH")
+    path = source_root if not inherited else os.pathsep.join([source_root, inherited])
+    return {**os.environ, "PYTHONPATH": path}
+
+
+def test_processes_rotating_one_token_rotate_once(store: SQLiteStore, db_path: Path) -> None:
+    add_user(store)
+    add_session(store)
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", _ROTATE_IN_CHILD, str(db_path), f"p{i}", LATER.isoformat()],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=_child_env(),
+        )
+        for i in range(4)
+    ]
+    for child in children:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "ready"
+    for child in children:
+        assert child.stdin is not None
+        child.stdin.write("go\n")
+        child.stdin.flush()
+    statuses = [child.communicate(timeout=60)[0].strip() for child in children]
+
+    assert [child.returncode for child in children] == [0] * len(children)
+    assert sorted(statuses) == sorted(["rotated", "reused", "invalid", "invalid"])
+
+
+# -- SQLite agrees with the reference store --------------------------------------------
+
+_keys = st.sampled_from(["a", "b", "c"])
+_operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("hit"), _keys, st.integers(min_value=1, max_value=5)),
+        st.tuples(st.just("advance"), st.integers(min_value=0, max_value=6_000)),
+        st.tuples(st.just("get"), _keys),
+        st.tuples(st.just("delete"), _keys),
+    ),
+    max_size=40,
+)
+_example_ids = itertools.count()
+
+
+@settings(max_examples=100, deadline=None)
+@given(operations=_operations)
+def test_counters_agree_with_memory_store(
+    tmp_path_factory: pytest.TempPathFactory, operations: list[tuple[object, ...]]
+) -> None:
+    # One file per test run; each example works under its own key prefix, so
+    # examples cannot see each other's counters.
+    prefix = f"ex{next(_example_ids)}:"
+    reference = MemoryStore()
+    with SQLiteStore(tmp_path_factory.getbasetemp() / "property.db") as candidate:
+        now = NOW
+        for operation in operations:
+            name, argument = operation[0], operation[1]
+            if name == "advance":
+                now += timedelta(milliseconds=int(str(argument)))
+                continue
+            key = prefix + str(argument)
+            if name == "hit":
+                ttl = int(str(operation[2]))
+                assert candidate.hit_counter(key, now, ttl) == reference.hit_counter(key, now, ttl)
+            elif name == "get":
+                assert candidate.get_counter(key, now) == reference.get_counter(key, now)
+            else:
+                candidate.delete_counter(key)
+                reference.delete_counter(key)
+                assert candidate.get_counter(key, now) is None
