@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from authsome.errors import AlreadyExists
+from authsome.errors import AlreadyExists, StoreError
 from authsome.models import RefreshOutcome, RefreshStatus, Session, User
 from authsome.stores import Store
 
@@ -259,6 +259,24 @@ def test_revoke_user_sessions_counts_only_that_users_live_sessions(store: Store)
     other = store.get_session("other")
     assert other is not None
     assert other.is_active(LATER)
+
+
+def test_expired_sessions_are_not_revoked_or_counted(store: Store) -> None:
+    add_user(store, "u1")
+    add_session(store, "ended", user_id="u1", expires_at=NOW + timedelta(minutes=1))
+    add_session(store, "live", user_id="u1")
+
+    assert store.revoke_session("ended", LATER) is False
+    assert store.revoke_user_sessions("u1", LATER) == 1
+    ended = store.get_session("ended")
+    assert ended is not None
+    assert ended.revoked_at is None  # it ended by itself, nothing to revoke
+
+
+def test_session_of_an_unknown_user_is_refused(store: Store) -> None:
+    with pytest.raises(StoreError):
+        add_session(store, "orphan", user_id="nobody")
+    assert store.get_session("orphan") is None
 
 
 # -- throttle counters ---------------------------------------------------------------

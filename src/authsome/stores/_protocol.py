@@ -47,7 +47,9 @@ class Store(Protocol):
 
     # -- sessions --------------------------------------------------------------
     def create_session(self, session: Session, access_hash: str, refresh_hash: str) -> None:
-        """Insert a session with the hashes of its first access and refresh tokens."""
+        """Insert a session with the hashes of its first access and refresh tokens.
+
+        The user must exist (:class:`~authsome.errors.StoreError` otherwise)."""
         ...
 
     def get_session(self, session_id: str) -> Session | None:

@@ -7,7 +7,7 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from authsome.errors import AlreadyExists
+from authsome.errors import AlreadyExists, StoreError
 from authsome.models import RefreshOutcome, RefreshStatus, Session, User
 from authsome.stores._protocol import Counter
 
@@ -67,6 +67,8 @@ class MemoryStore:
         with self._lock:
             if session.id in self._sessions:
                 raise AlreadyExists("session id exists")
+            if session.user_id not in self._users:
+                raise StoreError("session refers to an unknown user")
             self._sessions[session.id] = session
             self._set_access(session.id, access_hash)
             self._refresh[refresh_hash] = _RefreshToken(session.id)

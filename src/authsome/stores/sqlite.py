@@ -347,24 +347,27 @@ class SQLiteStore:
         return _session(row)
 
     def revoke_session(self, session_id: str, now: datetime) -> bool:
-        """Revoke one session; ``False`` if it is unknown or revoked already."""
+        """Revoke one live session; ``False`` if unknown, revoked already or expired."""
         with self._connection("revoke_session") as conn:
             return self._set_revoked(conn, session_id, now) == 1
 
     def revoke_user_sessions(self, user_id: str, now: datetime) -> int:
-        """Revoke every unrevoked session of the user; return how many."""
+        """Revoke every live session of the user; return how many."""
         with self._connection("revoke_user_sessions") as conn:
             cursor = conn.execute(
-                "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
-                (_to_micros(now), user_id),
+                "UPDATE sessions SET revoked_at = ? "
+                "WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ?",
+                (_to_micros(now), user_id, _to_micros(now)),
             )
             return cursor.rowcount
 
     @staticmethod
     def _set_revoked(conn: sqlite3.Connection, session_id: str, now: datetime) -> int:
+        # Only live sessions: one past expires_at already ended by itself.
         cursor = conn.execute(
-            "UPDATE sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-            (_to_micros(now), session_id),
+            "UPDATE sessions SET revoked_at = ? "
+            "WHERE id = ? AND revoked_at IS NULL AND expires_at > ?",
+            (_to_micros(now), session_id, _to_micros(now)),
         )
         return cursor.rowcount
 
