@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -11,6 +13,7 @@ from authsome import Authsome, PasswordHashing
 from authsome.bridge import Ledger
 from authsome.stores import MemoryStore, Store
 from authsome.testing import RecordingLedger
+from tests.support.pgserver import PgServer, PgUnavailable, running_server
 
 FAST = PasswordHashing.fast_insecure_for_tests()
 PASSWORD = "correct horse battery staple"
@@ -64,3 +67,28 @@ def make_auth(clock: FakeClock) -> Iterator[AuthFactory]:
 @pytest.fixture
 def auth(make_auth: AuthFactory, ledger: RecordingLedger) -> Authsome:
     return make_auth(ledger=ledger)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """A real PostgreSQL server for the whole session (skipped locally, fatal in CI)."""
+    try:
+        with running_server() as server:
+            yield server
+    except PgUnavailable as exc:
+        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+            pytest.fail(f"PostgreSQL is required in CI: {exc}")
+        pytest.skip(f"PostgreSQL unavailable: {exc}")
+
+
+@pytest.fixture
+def pg_dsn(pg_server: PgServer) -> str:
+    """A DSN for the session's server (every test gets its own schema via ``pg_schema``)."""
+    return pg_server.dsn()
+
+
+@pytest.fixture
+def pg_schema(request: pytest.FixtureRequest) -> str:
+    """A schema name unique to this test, so tests never see each other's rows."""
+    digest = hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:16]
+    return f"t_{digest}"
