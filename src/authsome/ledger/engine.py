@@ -152,6 +152,10 @@ class Engine:
         self._unique_keys: set[str] = set()
         self._generation = 0  # bumped by every plan/subscription change in this process
         self._admin = threading.Lock()
+        for plan_key in self.store.plan_keys():  # meter() must know which keys need a user_id
+            plan = self.store.get_plan(plan_key)
+            if plan is not None:
+                self._learn(plan)
         spool = Spool(spool_path) if spool_path is not None else None
         self._id_prefix = f"{secrets.token_hex(8)}-"
         self._ids = itertools.count(1)
@@ -313,6 +317,8 @@ class Engine:
             or quantity <= 0
             or not tenant
             or not key
+            or tenant.isspace()
+            or key.isspace()
         ):
             _reject(tenant, key, quantity)
         if user_id is None:

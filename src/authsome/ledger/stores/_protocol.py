@@ -116,6 +116,10 @@ class LedgerStore(Protocol):
         """The newest (or the given) version of plan ``key``, or ``None``."""
         ...
 
+    def plan_keys(self) -> list[str]:
+        """The keys of every plan ever defined, sorted."""
+        ...
+
     def plan_versions(self, key: str) -> list[Plan]:
         """Every stored version of plan ``key``, oldest first."""
         ...

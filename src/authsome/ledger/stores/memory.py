@@ -49,6 +49,11 @@ class MemoryStore:
                 return versions[-1] if versions else None
             return versions[version - 1] if 0 < version <= len(versions) else None
 
+    def plan_keys(self) -> list[str]:
+        """The keys of every plan ever defined."""
+        with self._lock:
+            return sorted(self._plans)
+
     def plan_versions(self, key: str) -> list[Plan]:
         """Every version of plan ``key``, oldest first."""
         with self._lock:

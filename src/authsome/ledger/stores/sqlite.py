@@ -186,6 +186,12 @@ class SQLiteStore:
             rows = self._read(sql, (key, version))
         return load_plan(str(rows[0][0]), int(rows[0][1])) if rows else None
 
+    def plan_keys(self) -> list[str]:
+        """The keys of every plan ever defined."""
+        return [
+            str(r[0]) for r in self._read("SELECT DISTINCT key FROM ledger_plans ORDER BY key", ())
+        ]
+
     def plan_versions(self, key: str) -> list[Plan]:
         """Every version of plan ``key``, oldest first."""
         rows = self._read(
