@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,7 +10,6 @@ from typing import Any
 import pytest
 
 from authsome import ledger
-from authsome.ledger.stores import UsageBatch
 
 START = datetime(2024, 1, 31, 12, 0, tzinfo=UTC)
 
@@ -93,24 +91,3 @@ def engine(make_engine: EngineFactory, store: ledger.LedgerStore) -> ledger.Engi
     eng.define_plan(STARTER)
     eng.subscribe("acme", "starter")
     return eng
-
-
-class FlakyStore:
-    """Wraps a store; ``apply_usage`` raises for the next ``failures`` calls (thread-safe)."""
-
-    def __init__(self, inner: ledger.LedgerStore, failures: int = 0) -> None:
-        self.inner = inner
-        self.failures = failures
-        self.attempts = 0
-        self._lock = threading.Lock()
-
-    def apply_usage(self, batch: UsageBatch) -> None:
-        with self._lock:
-            self.attempts += 1
-            if self.failures > 0:
-                self.failures -= 1
-                raise ledger.LedgerStoreError("store is down (test)")
-        self.inner.apply_usage(batch)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)

@@ -494,9 +494,10 @@ class Engine:
             ent, _ = self._decide(tenant, key, 1 if unique else quantity, now_ts)
             if feature is None or feature.kind is FeatureKind.BOOLEAN:
                 return ent
-            # A unique feature at its limit still admits users already counted.
-            at_limit = ent.reason is Reason.LIMIT_REACHED
-            if not ent.allowed and not (at_limit and unique):
+            # At the limit the store still admits a user already counted (unique) and
+            # the retry of an event it already recorded; it decides, not the pre-check.
+            retry_possible = unique or event_id is not None
+            if not ent.allowed and not (ent.reason is Reason.LIMIT_REACHED and retry_possible):
                 return ent
             if feature.limit is None:  # nothing to race for: buffered like meter
                 self.meter(tenant, key, quantity, user_id=user_id, event_id=event_id)
