@@ -301,3 +301,50 @@ def test_metered_totals_equal_the_sum_of_meter_calls(
         assert eng.unflushed == 0
         for (tenant, key), total in expected.items():
             assert eng.usage(tenant, key) == total
+
+
+class ReadFailingStore(FlakyStore):
+    """Fails ``get_subscription`` ``read_failures`` times (staging needs it for new tenants)."""
+
+    read_failures = 0
+
+    def get_subscription(self, tenant: str) -> ledger.Subscription | None:
+        with self._lock:
+            if self.read_failures > 0:
+                self.read_failures -= 1
+                raise ledger.LedgerStoreError("read failed (test)")
+        return self.inner.get_subscription(tenant)
+
+
+@pytest.mark.parametrize("durability", ["memory", "spool"])
+def test_a_failure_while_staging_keeps_every_event(
+    make_engine: EngineFactory, starter: ledger.Plan, tmp_path: Path, durability: str
+) -> None:
+    inner = ledger.MemoryStore()
+    store = ReadFailingStore(inner)
+    spool = tmp_path / "spool" if durability == "spool" else None
+    eng = make_engine(store=store, durability=durability, spool_path=spool)
+    eng.define_plan(starter)
+    for tenant in ("t1", "t2", "t3"):
+        eng.subscribe(tenant, "starter")
+    eng._changed()  # forget cached tenants, so staging must read each subscription
+    for tenant in ("t1", "t2", "t3"):
+        eng.meter(tenant, "exports", 5)
+    store.read_failures = 2  # staging fails on the first tenant, then on the second
+    for _ in range(2):
+        with pytest.raises(ledger.LedgerStoreError):
+            eng.flush()
+        assert eng.unflushed == 3
+    eng.flush()
+    assert [eng.usage(t, "exports") for t in ("t1", "t2", "t3")] == [5, 5, 5]
+    assert eng.unflushed == 0
+
+
+def test_meter_for_an_undefined_default_plan_does_not_poison_the_flush(
+    make_engine: EngineFactory,
+) -> None:
+    eng = make_engine(default_plan="later")
+    eng.meter("walk-in", "exports", 2)
+    eng.flush()
+    eng.define_plan(ledger.Plan("later", [ledger.Feature.metered("exports")]))
+    assert eng.usage("walk-in", "exports") == 2

@@ -372,7 +372,10 @@ class Engine:
         w = None if windows is None else windows.get(key)
         if w is not None and w[0] <= ts < w[1]:
             return w[2], w[3]
-        view = self._view(tenant, self._time())
+        try:
+            view = self._view(tenant, self._time())
+        except UnknownPlan:  # a default plan not defined (yet): never block the flush on it
+            view = _View(None, None, EPOCH, 0.0)
         feature = None if view.plan is None else view.plan.feature(key)
         # A key outside the plan is still recorded (it is usage): monthly, by the anchor.
         period = Period.MONTHLY if feature is None else feature.period
@@ -663,6 +666,10 @@ class Engine:
         self._closed = True
         atexit.unregister(self._exit_hook)
         m = self._m
+        with m.lock:  # from here meter() refuses: nothing can slip in after the drain
+            m.closed = True
+            m.room.notify_all()
+            self._cache.clear()
         m.stop()
         try:
             m.drain(timeout)
@@ -670,9 +677,6 @@ class Engine:
             log.error("ledger closed with %d unflushed events", m.unflushed())
             raise
         finally:
-            with m.lock:
-                m.closed = True
-                m.room.notify_all()
             if m.spool is not None:
                 m.spool.close()
 

@@ -27,7 +27,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
 
 from authsome.ledger.errors import BufferFull, LedgerClosed, SpoolError
 from authsome.ledger.stores._protocol import LedgerStore, UniqueUse, UsageBatch, UsageDelta
@@ -298,10 +297,23 @@ class Meter:
             self.held += len(raw)
             self._retrigger()
         pending, other, resolve = self.pending, self.inflight, self.resolve
-        for ev in raw:
-            start, unique = resolve(ev[1], ev[2], ev[0])
+        for i, ev in enumerate(raw):
+            try:
+                start, unique = resolve(ev[1], ev[2], ev[0])
+            except BaseException:
+                self._unstage(raw[i:], sealed)  # e.g. the store is down: keep, retry later
+                raise
             pending.add(ev, start, unique, other)
         pending.segments.extend(sealed)
+
+    def _unstage(self, rest: list[RawEvent], sealed: list[Path]) -> None:
+        """Put events that could not be staged back in front of the raw list."""
+        with self.lock:
+            self.raw[:0] = rest
+            self.held -= len(rest)
+            if self.spool is not None:  # their segments may only go once they are flushed
+                self.spool.leftover[:0] = sealed
+            self._retrigger()
 
     def _retrigger(self) -> None:
         self.trigger = max(0, min(len(self.raw) + self.batch_size, self.max_buffer - self.held))
@@ -415,8 +427,3 @@ class Meter:
         self._wake.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
-
-    def debug_state(self) -> dict[str, Any]:
-        """Counters for tests and troubleshooting."""
-        with self.lock:
-            return {"raw": len(self.raw), "held": self.held, "failures": self.failures}
