@@ -1,0 +1,76 @@
+"""authsome.ledger: the embedded metering and entitlement engine.
+
+Plans with boolean, metered and seat features; subscriptions with billing anchors,
+trials and cancellation; metering that never drops an event; entitlement checks
+that cost a dict lookup when cached. It imports nothing from the rest of authsome:
+the bridge's ``LedgerAdapter`` is what connects the two.
+
+>>> from authsome import ledger
+>>> with ledger.Engine() as eng:
+...     _ = eng.define_plan(ledger.Plan("starter", [ledger.Feature.metered("api.calls", 1000)]))
+...     _ = eng.subscribe("acme", "starter")
+...     eng.meter("acme", "api.calls", 3)
+...     eng.entitled("acme", "api.calls").remaining
+997
+"""
+
+from __future__ import annotations
+
+from authsome.ledger.clock import Clock, ManualClock, system_clock
+from authsome.ledger.engine import Durability, Engine
+from authsome.ledger.errors import (
+    BufferFull,
+    InvalidArgument,
+    InvalidArgumentType,
+    LedgerClosed,
+    LedgerError,
+    LedgerStoreError,
+    NoSubscription,
+    SpoolError,
+    UnknownPlan,
+)
+from authsome.ledger.plans import (
+    Aggregation,
+    BillingPeriod,
+    Entitlement,
+    Feature,
+    FeatureKind,
+    Period,
+    Plan,
+    Reason,
+    ReportRow,
+    Status,
+    Subscription,
+)
+from authsome.ledger.stores import LedgerStore, MemoryStore, SQLiteStore
+
+__all__ = [
+    "Aggregation",
+    "BillingPeriod",
+    "BufferFull",
+    "Clock",
+    "Durability",
+    "Engine",
+    "Entitlement",
+    "Feature",
+    "FeatureKind",
+    "InvalidArgument",
+    "InvalidArgumentType",
+    "LedgerClosed",
+    "LedgerError",
+    "LedgerStore",
+    "LedgerStoreError",
+    "ManualClock",
+    "MemoryStore",
+    "NoSubscription",
+    "Period",
+    "Plan",
+    "Reason",
+    "ReportRow",
+    "SQLiteStore",
+    "SpoolError",
+    "Status",
+    "Subscription",
+    "UnknownPlan",
+    "system_clock",
+]

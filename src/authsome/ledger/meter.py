@@ -1,0 +1,429 @@
+"""The metering buffer: raw events, staged aggregates, the background flusher, the spool.
+
+Life of a metered event:
+
+1. ``Engine.meter`` appends a raw tuple to :attr:`Meter.raw` under :attr:`Meter.lock`
+   (and, with a spool, writes it to the spool file) and returns. Nothing else.
+2. *Staging* folds raw events into :class:`Pending` buckets per ``(tenant, feature,
+   period_start)``: quantities add up, event ids and users are deduplicated. It happens
+   in the flusher, and whenever an uncached entitlement needs exact pending usage.
+3. The flusher takes all pending buckets as the *in-flight* batch and applies it to
+   the store in one transaction. Only success releases it (and the spool segments it
+   came from); a failure keeps it and retries with exponential back-off.
+
+Two locks: ``lock`` (cheap, taken by ``meter``) guards the raw list and the spool file;
+``state`` (re-entrant, never taken by ``meter``) serializes staging, store writes and
+reads of pending usage, so a reader never sees a batch both pending and persisted.
+Lock order: ``state`` before ``lock``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from authsome.ledger.errors import BufferFull, LedgerClosed, SpoolError
+from authsome.ledger.stores._protocol import LedgerStore, UniqueUse, UsageBatch, UsageDelta
+
+try:  # the spool lock is advisory and POSIX-only; elsewhere one engine per spool is on you
+    import fcntl
+except ImportError:  # pragma: no cover - not on POSIX
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["Meter", "Pending", "RawEvent", "Spool"]
+
+log = logging.getLogger(__name__)
+
+RawEvent = tuple[float, str, str, int, str | None, str | None, bool]
+"""(timestamp, tenant, feature, quantity, user_id, event_id, id_is_fresh).
+
+``id_is_fresh`` marks ids the engine generated itself: they cannot be in the store
+yet, so pending usage need not ask the store about them.
+"""
+
+Resolver = Callable[[str, str, float], tuple[int, bool]]
+"""(tenant, feature, timestamp) -> (period_start, counts_unique_users)."""
+
+
+class _Bucket:
+    """Pending usage of one ``(tenant, feature, period_start)``."""
+
+    __slots__ = ("anon", "checked", "ids", "total", "users")
+
+    def __init__(self) -> None:
+        self.total = 0  # quantities that surely are not persisted yet
+        self.anon = 0  # quantities without an event id
+        self.ids: dict[str, int] = {}  # every event id -> quantity, for the store
+        self.checked: dict[str, int] = {}  # ids the store may already know (caller-supplied)
+        self.users: set[str] = set()
+
+
+class Pending:
+    """Staged events, aggregated; what one flush writes."""
+
+    __slots__ = ("buckets", "events", "seen", "segments")
+
+    def __init__(self) -> None:
+        self.buckets: dict[tuple[str, str, int], _Bucket] = {}
+        self.seen: set[tuple[str, str, str]] = set()
+        self.events = 0  # raw events folded in: the unit of back-pressure
+        self.segments: list[Path] = []  # spool files whose events are all in here
+
+    def __bool__(self) -> bool:
+        return bool(self.events or self.segments)
+
+    def add(self, ev: RawEvent, period_start: int, unique: bool, other: Pending | None) -> None:
+        """Fold one raw event in; ``other`` (the in-flight batch) also dedupes event ids."""
+        _, tenant, key, qty, user_id, event_id, fresh = ev
+        self.events += 1
+        counter = (tenant, key, period_start)
+        bucket = self.buckets.get(counter)
+        if bucket is None:
+            bucket = self.buckets[counter] = _Bucket()
+        if unique and user_id is not None:
+            bucket.users.add(user_id)
+            return
+        if event_id is None:
+            bucket.anon += qty
+            bucket.total += qty
+            return
+        marker = (tenant, key, event_id)
+        if marker in self.seen or (other is not None and marker in other.seen):
+            return  # a retry of an event this process still holds: count it once
+        self.seen.add(marker)
+        bucket.ids[event_id] = qty
+        if fresh:
+            bucket.total += qty
+        else:
+            bucket.checked[event_id] = qty
+
+    def batch(self) -> UsageBatch:
+        """The store records for everything in here."""
+        deltas: list[UsageDelta] = []
+        uniques: list[UniqueUse] = []
+        for (tenant, key, start), b in self.buckets.items():
+            if b.anon:
+                deltas.append(UsageDelta(tenant, key, start, b.anon))
+            deltas.extend(UsageDelta(tenant, key, start, q, e) for e, q in b.ids.items())
+            uniques.extend(UniqueUse(tenant, key, start, u) for u in b.users)
+        return UsageBatch(deltas, uniques)
+
+
+class Spool:
+    """An append-only, segmented event log that makes ``meter`` survive a killed process.
+
+    ``meter`` writes each event with one ``write(2)`` before it returns, so once it
+    returned the event is in the kernel and survives the death of the process (also
+    SIGKILL). Segments are ``fsync``'d when they are rotated and at every flush, so an
+    OS crash or power loss loses at most the events since the last flush. A segment is
+    deleted only after every event in it was committed to the store; on start the
+    engine replays what is left, and event ids make the replay idempotent.
+    """
+
+    _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.dir = Path(directory)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self._lockfd = os.open(self.dir / "spool.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise SpoolError(f"cannot use spool directory: {exc}") from exc
+        if fcntl is not None:
+            try:
+                fcntl.flock(self._lockfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                os.close(self._lockfd)
+                raise SpoolError("spool directory is in use by another engine") from exc
+        self.leftover = self._segments()
+        self._seq = max((self._number(p) for p in self.leftover), default=0)
+        self._fd = -1
+        self._dirty = False
+        self._path = self._open_next()
+
+    @staticmethod
+    def _number(path: Path) -> int:
+        return int(path.stem.split("-")[1])
+
+    def _segments(self) -> list[Path]:
+        return sorted(self.dir.glob("segment-*.log"), key=self._number)
+
+    def _open_next(self) -> Path:
+        self._seq += 1
+        path = self.dir / f"segment-{self._seq:012d}.log"
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._dirty = False
+        return path
+
+    def replay(self) -> list[RawEvent]:
+        """The events of segments left by an earlier run (their ids make them idempotent)."""
+        events: list[RawEvent] = []
+        for path in self.leftover:
+            events.extend(self._read(path))
+        return events
+
+    @staticmethod
+    def _read(path: Path) -> Iterable[RawEvent]:
+        data = path.read_bytes()
+        for number, line in enumerate(data.split(b"\n")):
+            if not line:
+                continue
+            try:
+                ts, tenant, key, qty, user, eid = json.loads(line)
+                ok = isinstance(qty, int) and isinstance(eid, str) and isinstance(tenant, str)
+            except ValueError:
+                ok = False
+            if not ok:  # only a torn final write can do this: it was never acknowledged
+                log.warning("skipping unreadable spool record %s:%d", path.name, number + 1)
+                continue
+            yield (float(ts), tenant, key, qty, user, eid, False)
+
+    def write(self, ev: RawEvent) -> None:
+        """Append one event with a single ``write(2)``. Call with the meter lock held."""
+        line = self._encode(ev[:6]) + "\n"
+        try:
+            os.write(self._fd, line.encode())
+        except OSError as exc:
+            raise SpoolError(f"cannot append to spool: {exc}") from exc
+        self._dirty = True
+
+    def sync(self) -> None:
+        """``fsync`` the open segment (group commit of everything written so far)."""
+        with contextlib.suppress(OSError):
+            os.fsync(self._fd)
+
+    def rotate(self) -> list[Path]:
+        """Seal the open segment and start a new one; return the sealed ones."""
+        sealed, self.leftover = self.leftover, []
+        if self._dirty:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            sealed.append(self._path)
+            self._path = self._open_next()
+        return sealed
+
+    def delete(self, paths: Iterable[Path]) -> None:
+        """Remove segments whose events are all committed."""
+        for path in paths:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+    def close(self) -> None:
+        """Close the open segment (removing it when empty) and release the lock."""
+        if self._fd >= 0:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = -1
+            if not self._dirty:
+                self.delete([self._path])
+        os.close(self._lockfd)
+
+
+class Meter:
+    """Buffer, stager and flusher of one engine. See the module docstring."""
+
+    def __init__(
+        self,
+        store: LedgerStore,
+        resolve: Resolver,
+        *,
+        flush_interval: float,
+        batch_size: int,
+        max_buffer: int,
+        buffer_timeout: float,
+        retry_backoff: tuple[float, float],
+        spool: Spool | None,
+    ) -> None:
+        self.store = store
+        self.resolve = resolve
+        self.flush_interval = flush_interval
+        self.batch_size = batch_size
+        self.max_buffer = max_buffer
+        self.buffer_timeout = buffer_timeout
+        self.retry_backoff = retry_backoff
+        self.spool = spool
+        self.lock = threading.Lock()
+        self.room = threading.Condition(self.lock)
+        self.state = threading.RLock()
+        self.raw: list[RawEvent] = []
+        self.pending = Pending()
+        self.inflight: Pending | None = None
+        self._inflight_batch: UsageBatch | None = None
+        self.held = 0  # events staged or in flight (raw ones are len(raw))
+        self.trigger = min(batch_size, max_buffer)
+        self.closed = False
+        self.failures = 0  # consecutive failed flushes, for observability
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # --- producer side (called with ``lock`` held) ---
+
+    def make_room(self) -> None:
+        """Called by ``meter`` when the raw list hit its trigger: wake the flusher, and
+        block while the buffer is full, up to ``buffer_timeout``; then raise BufferFull."""
+        deadline: float | None = None
+        while True:
+            if self.closed:
+                raise LedgerClosed("the ledger engine is closed")
+            used = self.held + len(self.raw)
+            self._wake.set()
+            if used < self.max_buffer:
+                self.trigger = min(len(self.raw) + self.batch_size, self.max_buffer - self.held)
+                return
+            now = time.monotonic()
+            if deadline is None:
+                deadline = now + self.buffer_timeout
+            if now >= deadline:
+                raise BufferFull(
+                    f"metering buffer full ({self.max_buffer} events) for "
+                    f"{self.buffer_timeout} s; the store is not keeping up or is down"
+                )
+            self.room.wait(deadline - now)
+
+    # --- staging and flushing (called with ``state`` held) ---
+
+    def stage(self, *, rotate: bool = False) -> None:
+        """Fold raw events into pending buckets (and seal the spool segment if asked)."""
+        with self.lock:
+            raw, self.raw = self.raw, []
+            sealed = self.spool.rotate() if rotate and self.spool is not None else []
+            self.held += len(raw)
+            self._retrigger()
+        pending, other, resolve = self.pending, self.inflight, self.resolve
+        for i, ev in enumerate(raw):
+            try:
+                start, unique = resolve(ev[1], ev[2], ev[0])
+            except BaseException:
+                self._unstage(raw[i:], sealed)  # e.g. the store is down: keep, retry later
+                raise
+            pending.add(ev, start, unique, other)
+        pending.segments.extend(sealed)
+
+    def _unstage(self, rest: list[RawEvent], sealed: list[Path]) -> None:
+        """Put events that could not be staged back in front of the raw list."""
+        with self.lock:
+            self.raw[:0] = rest
+            self.held -= len(rest)
+            if self.spool is not None:  # their segments may only go once they are flushed
+                self.spool.leftover[:0] = sealed
+            self._retrigger()
+
+    def _retrigger(self) -> None:
+        self.trigger = max(0, min(len(self.raw) + self.batch_size, self.max_buffer - self.held))
+        self.room.notify_all()
+
+    def flush_once(self) -> bool:
+        """Write one batch; return whether another batch is waiting. Raises on failure,
+        keeping the batch for the next attempt."""
+        with self.state:
+            if self.inflight is None:
+                self.stage(rotate=True)
+                if not self.pending:
+                    return False
+                self.inflight, self.pending = self.pending, Pending()
+                self._inflight_batch = self.inflight.batch()
+            done = self.inflight
+            assert self._inflight_batch is not None
+            if len(self._inflight_batch):
+                self.store.apply_usage(self._inflight_batch)
+            self.inflight = self._inflight_batch = None
+            with self.lock:
+                self.held -= done.events
+                self._retrigger()
+            more = bool(self.pending) or bool(self.raw)
+        if self.spool is not None:
+            self.spool.delete(done.segments)
+        return more
+
+    def drain(self, timeout: float | None) -> None:
+        """Flush until empty, retrying failures with back-off; raise the last error
+        when ``timeout`` runs out (the events stay buffered)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = self.retry_backoff[0]
+        while True:
+            try:
+                while self.flush_once():
+                    pass
+            except Exception:
+                if deadline is not None and time.monotonic() + delay > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, self.retry_backoff[1])
+                continue
+            if self.spool is not None:
+                self.spool.sync()
+            return
+
+    def unflushed(self) -> int:
+        """Events not yet committed to the store."""
+        with self.lock:
+            return self.held + len(self.raw)
+
+    # --- pending usage, for entitlements (called with ``state`` held) ---
+
+    def pending_parts(
+        self, tenant: str, key: str, start: int
+    ) -> tuple[int, dict[str, int], set[str]]:
+        """This process's uncommitted usage of one period: a sure total, event ids the
+        store may already have counted, and users it may already know."""
+        total = 0
+        checked: dict[str, int] = {}
+        users: set[str] = set()
+        counter = (tenant, key, start)
+        for part in (self.inflight, self.pending):
+            bucket = None if part is None else part.buckets.get(counter)
+            if bucket is not None:
+                total += bucket.total
+                checked.update(bucket.checked)
+                users |= bucket.users
+        return total, checked, users
+
+    # --- the background thread ---
+
+    def start(self) -> None:
+        """Start the flusher thread."""
+        self._thread = threading.Thread(target=self._run, name="authsome-ledger-flusher")
+        self._thread.daemon = True  # the atexit hook drains; never block interpreter exit
+        self._thread.start()
+
+    def _run(self) -> None:
+        delay = self.retry_backoff[0]
+        while not self._stop.is_set():
+            if self.failures:
+                self._stop.wait(delay)  # back off: meters waking us must not hammer a dead store
+            else:
+                self._wake.wait(self.flush_interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                while self.flush_once() and not self._stop.is_set():
+                    pass
+                if self.spool is not None:
+                    self.spool.sync()
+            except Exception as exc:
+                self.failures += 1
+                log.warning(
+                    "ledger flush failed (%d in a row), retrying in %.2f s: %s",
+                    self.failures,
+                    delay,
+                    exc,
+                )
+                delay = min(delay * 2, self.retry_backoff[1]) if self.failures > 1 else delay
+            else:
+                self.failures = 0
+                delay = self.retry_backoff[0]
+
+    def stop(self) -> None:
+        """Stop the flusher thread (after its current attempt)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()

@@ -1,0 +1,163 @@
+"""The ledger store Protocol and the records that cross it.
+
+A store persists plans (every version), subscriptions and usage. Usage arrives in
+batches that a store applies *atomically and idempotently*:
+
+* a :class:`UsageDelta` with an ``event_id`` counts at most once per
+  ``(tenant, feature, event_id)``, ever: the id is inserted under a unique key in the
+  same transaction as the increment, so retried batches, replayed spools and (with a
+  shared database) other processes never double-count it;
+* a :class:`UniqueUse` adds a user to the distinct set of ``(tenant, feature,
+  period_start)`` and bumps the counter only if the user was not in it yet;
+* counters are updated as upserts (``used = used + delta``), never read-modify-write
+  in Python, so several writers on one database add up exactly.
+
+:meth:`LedgerStore.consume` is the one conditional write: "record this use only if
+the total stays within ``ceiling``", atomic in the database (a single transaction
+holding the write lock, or a conditional ``UPDATE``), which is what makes
+``Engine.consume`` exact across processes.
+
+Periods are identified by ``period_start`` as integer seconds since the Unix epoch
+(UTC); features whose usage never resets use ``0``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol, runtime_checkable
+
+from authsome.ledger.plans import Plan, Subscription
+
+__all__ = [
+    "ConsumeRequest",
+    "ConsumeResult",
+    "LedgerStore",
+    "UniqueUse",
+    "UsageBatch",
+    "UsageDelta",
+    "UsageRecord",
+]
+
+
+class UsageDelta(NamedTuple):
+    """Add ``quantity`` (negative to release seats) to a counter, once per ``event_id``."""
+
+    tenant: str
+    feature: str
+    period_start: int
+    quantity: int
+    event_id: str | None = None
+
+
+class UniqueUse(NamedTuple):
+    """``user_id`` used ``feature`` in the period: counted once per period."""
+
+    tenant: str
+    feature: str
+    period_start: int
+    user_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class UsageBatch:
+    """What one flush writes, in one transaction."""
+
+    deltas: Sequence[UsageDelta] = ()
+    uniques: Sequence[UniqueUse] = ()
+
+    def __len__(self) -> int:
+        return len(self.deltas) + len(self.uniques)
+
+
+class ConsumeRequest(NamedTuple):
+    """Record one use if the period's total stays within ``ceiling``.
+
+    ``ceiling`` is the feature's limit minus usage the caller still holds unflushed.
+    With ``unique`` the use is ``user_id`` joining the distinct set (``quantity`` is
+    ignored); a user already in it is always accepted without counting again. An
+    ``event_id`` already recorded is accepted without counting again.
+    """
+
+    tenant: str
+    feature: str
+    period_start: int
+    quantity: int
+    ceiling: int
+    unique: bool = False
+    user_id: str | None = None
+    event_id: str | None = None
+
+
+class ConsumeResult(NamedTuple):
+    """Whether the use was accepted, and the persisted usage after the call."""
+
+    applied: bool
+    used: int
+
+
+class UsageRecord(NamedTuple):
+    """A persisted counter, as listed by :meth:`LedgerStore.usage_records`."""
+
+    feature: str
+    period_start: int
+    used: int
+
+
+@runtime_checkable
+class LedgerStore(Protocol):
+    """Persistence of the ledger. Implementations must be safe to call from many threads."""
+
+    def put_plan(self, plan: Plan) -> Plan:
+        """Store ``plan`` as the newest version of its key; return it with that version."""
+        ...
+
+    def get_plan(self, key: str, version: int | None = None) -> Plan | None:
+        """The newest (or the given) version of plan ``key``, or ``None``."""
+        ...
+
+    def plan_keys(self) -> list[str]:
+        """The keys of every plan ever defined, sorted."""
+        ...
+
+    def plan_versions(self, key: str) -> list[Plan]:
+        """Every stored version of plan ``key``, oldest first."""
+        ...
+
+    def put_subscription(self, sub: Subscription) -> None:
+        """Create or replace the subscription of ``sub.tenant``."""
+        ...
+
+    def get_subscription(self, tenant: str) -> Subscription | None:
+        """The tenant's subscription, or ``None``."""
+        ...
+
+    def apply_usage(self, batch: UsageBatch) -> None:
+        """Apply ``batch`` atomically (all or nothing) and idempotently per event id."""
+        ...
+
+    def get_usage(self, tenant: str, feature: str, period_start: int) -> int:
+        """The persisted usage of one period (0 when nothing was recorded)."""
+        ...
+
+    def known_events(self, tenant: str, feature: str, event_ids: Collection[str]) -> set[str]:
+        """The subset of ``event_ids`` already recorded for ``(tenant, feature)``."""
+        ...
+
+    def known_users(
+        self, tenant: str, feature: str, period_start: int, user_ids: Collection[str]
+    ) -> set[str]:
+        """The subset of ``user_ids`` already counted in the period's distinct set."""
+        ...
+
+    def consume(self, request: ConsumeRequest) -> ConsumeResult:
+        """Conditionally record one use, atomically (see :class:`ConsumeRequest`)."""
+        ...
+
+    def usage_records(self, tenant: str) -> list[UsageRecord]:
+        """Every persisted counter of ``tenant``, by feature then period."""
+        ...
+
+    def close(self) -> None:
+        """Release connections and files. Idempotent."""
+        ...

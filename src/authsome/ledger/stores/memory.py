@@ -1,0 +1,145 @@
+"""An in-memory ledger store: exact, thread-safe, gone when the process ends."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Collection
+
+from authsome.ledger.plans import Plan, Subscription
+from authsome.ledger.stores._protocol import (
+    ConsumeRequest,
+    ConsumeResult,
+    UsageBatch,
+    UsageRecord,
+)
+
+__all__ = ["MemoryStore"]
+
+_Counter = tuple[str, str, int]
+
+
+class MemoryStore:
+    """A :class:`~authsome.ledger.stores.LedgerStore` in dictionaries, behind one lock.
+
+    For tests, demos and single-process tools. It follows the same contract as the
+    SQLite store (one contract test suite runs on both).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._plans: dict[str, list[Plan]] = {}
+        self._subs: dict[str, Subscription] = {}
+        self._usage: dict[_Counter, int] = {}
+        self._events: set[tuple[str, str, str]] = set()
+        self._users: dict[_Counter, set[str]] = {}
+
+    def put_plan(self, plan: Plan) -> Plan:
+        """Store ``plan`` as the newest version of its key."""
+        with self._lock:
+            versions = self._plans.setdefault(plan.key, [])
+            stored = plan.with_version(len(versions) + 1)
+            versions.append(stored)
+            return stored
+
+    def get_plan(self, key: str, version: int | None = None) -> Plan | None:
+        """The newest (or the given) version of plan ``key``."""
+        with self._lock:
+            versions = self._plans.get(key, [])
+            if version is None:
+                return versions[-1] if versions else None
+            return versions[version - 1] if 0 < version <= len(versions) else None
+
+    def plan_keys(self) -> list[str]:
+        """The keys of every plan ever defined."""
+        with self._lock:
+            return sorted(self._plans)
+
+    def plan_versions(self, key: str) -> list[Plan]:
+        """Every version of plan ``key``, oldest first."""
+        with self._lock:
+            return list(self._plans.get(key, []))
+
+    def put_subscription(self, sub: Subscription) -> None:
+        """Create or replace the tenant's subscription."""
+        with self._lock:
+            self._subs[sub.tenant] = sub
+
+    def get_subscription(self, tenant: str) -> Subscription | None:
+        """The tenant's subscription, or ``None``."""
+        with self._lock:
+            return self._subs.get(tenant)
+
+    def apply_usage(self, batch: UsageBatch) -> None:
+        """Apply ``batch``; under the lock it is trivially all-or-nothing."""
+        with self._lock:
+            usage = self._usage
+            for d in batch.deltas:
+                if d.event_id is not None:
+                    marker = (d.tenant, d.feature, d.event_id)
+                    if marker in self._events:
+                        continue
+                    self._events.add(marker)
+                counter = (d.tenant, d.feature, d.period_start)
+                usage[counter] = usage.get(counter, 0) + d.quantity
+            for u in batch.uniques:
+                counter = (u.tenant, u.feature, u.period_start)
+                users = self._users.setdefault(counter, set())
+                if u.user_id not in users:
+                    users.add(u.user_id)
+                    usage[counter] = usage.get(counter, 0) + 1
+
+    def get_usage(self, tenant: str, feature: str, period_start: int) -> int:
+        """The persisted usage of one period."""
+        with self._lock:
+            return self._usage.get((tenant, feature, period_start), 0)
+
+    def known_events(self, tenant: str, feature: str, event_ids: Collection[str]) -> set[str]:
+        """The ``event_ids`` already recorded."""
+        with self._lock:
+            return {e for e in event_ids if (tenant, feature, e) in self._events}
+
+    def known_users(
+        self, tenant: str, feature: str, period_start: int, user_ids: Collection[str]
+    ) -> set[str]:
+        """The ``user_ids`` already counted in the period."""
+        with self._lock:
+            users = self._users.get((tenant, feature, period_start), set())
+            return {u for u in user_ids if u in users}
+
+    def consume(self, request: ConsumeRequest) -> ConsumeResult:
+        """Record one use if it fits under ``request.ceiling``."""
+        r = request
+        counter = (r.tenant, r.feature, r.period_start)
+        with self._lock:
+            used = self._usage.get(counter, 0)
+            marker = None if r.event_id is None else (r.tenant, r.feature, r.event_id)
+            if marker is not None and marker in self._events:
+                return ConsumeResult(True, used)
+            if r.unique:
+                users = self._users.setdefault(counter, set())
+                if r.user_id in users:
+                    return ConsumeResult(True, used)
+                if used + 1 > r.ceiling or r.user_id is None:
+                    return ConsumeResult(False, used)
+                users.add(r.user_id)
+                used += 1
+            else:
+                if used + r.quantity > r.ceiling:
+                    return ConsumeResult(False, used)
+                used += r.quantity
+            if marker is not None:
+                self._events.add(marker)
+            self._usage[counter] = used
+            return ConsumeResult(True, used)
+
+    def usage_records(self, tenant: str) -> list[UsageRecord]:
+        """Every counter of ``tenant``."""
+        with self._lock:
+            rows = [UsageRecord(f, p, n) for (t, f, p), n in self._usage.items() if t == tenant]
+        return sorted(rows)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def __repr__(self) -> str:
+        return "MemoryStore()"

@@ -1,0 +1,340 @@
+"""The embedded ledger store: one SQLite file, WAL, versioned schema, atomic upserts.
+
+Several processes may open the same file: every write is one ``BEGIN IMMEDIATE``
+transaction, event ids sit under a primary key, and counters are updated with
+``INSERT ... ON CONFLICT DO UPDATE SET used = used + excluded.used``.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from authsome.ledger.errors import LedgerStoreError
+from authsome.ledger.plans import (
+    Plan,
+    Subscription,
+    dump_plan,
+    dump_subscription,
+    load_plan,
+    load_subscription,
+)
+from authsome.ledger.stores._protocol import (
+    ConsumeRequest,
+    ConsumeResult,
+    UsageBatch,
+    UsageRecord,
+)
+
+__all__ = ["MIGRATIONS", "SQLiteStore"]
+
+_T = TypeVar("_T")
+
+# Each entry migrates the schema from version i to i + 1; never edit a released entry,
+# append a new one. ``PRAGMA user_version`` records how far a file got.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE ledger_plans (
+            key TEXT NOT NULL, version INTEGER NOT NULL, body TEXT NOT NULL,
+            created_at REAL NOT NULL, PRIMARY KEY (key, version)) WITHOUT ROWID""",
+        """CREATE TABLE ledger_subscriptions (
+            tenant TEXT PRIMARY KEY, body TEXT NOT NULL, updated_at REAL NOT NULL)
+            WITHOUT ROWID""",
+        """CREATE TABLE ledger_usage (
+            tenant TEXT NOT NULL, feature TEXT NOT NULL, period_start INTEGER NOT NULL,
+            used INTEGER NOT NULL, PRIMARY KEY (tenant, feature, period_start)) WITHOUT ROWID""",
+        """CREATE TABLE ledger_events (
+            tenant TEXT NOT NULL, feature TEXT NOT NULL, event_id TEXT NOT NULL,
+            period_start INTEGER NOT NULL, quantity INTEGER NOT NULL,
+            PRIMARY KEY (tenant, feature, event_id)) WITHOUT ROWID""",
+        """CREATE TABLE ledger_users (
+            tenant TEXT NOT NULL, feature TEXT NOT NULL, period_start INTEGER NOT NULL,
+            user_id TEXT NOT NULL, PRIMARY KEY (tenant, feature, period_start, user_id))
+            WITHOUT ROWID""",
+    ),
+)
+
+_UPSERT = (
+    "INSERT INTO ledger_usage (tenant, feature, period_start, used) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (tenant, feature, period_start) DO UPDATE SET used = used + excluded.used"
+)
+_INSERT_EVENT = (
+    "INSERT OR IGNORE INTO ledger_events (tenant, feature, event_id, period_start, quantity) "
+    "VALUES (?, ?, ?, ?, ?)"
+)
+_INSERT_USER = (
+    "INSERT OR IGNORE INTO ledger_users (tenant, feature, period_start, user_id) "
+    "VALUES (?, ?, ?, ?)"
+)
+_GET_USAGE = "SELECT used FROM ledger_usage WHERE tenant = ? AND feature = ? AND period_start = ?"
+_MAX_VARS = 500  # stay far below SQLite's bound on host parameters per statement
+
+
+class SQLiteStore:
+    """A :class:`~authsome.ledger.stores.LedgerStore` in one SQLite file.
+
+    One connection per store, serialized by a lock (SQLite serializes writers anyway);
+    WAL mode so readers in other processes are not blocked by the flusher. Errors of
+    the database surface as :class:`~authsome.ledger.errors.LedgerStoreError`.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 10.0) -> None:
+        self.path = os.fspath(path)
+        self._lock = threading.RLock()
+        try:
+            self._db = sqlite3.connect(
+                self.path, timeout=timeout, isolation_level=None, check_same_thread=False
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except sqlite3.Error as exc:
+            raise LedgerStoreError(f"cannot open ledger database: {exc}") from exc
+        self._closed = False
+
+    # --- plumbing ---
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, holding the database's write lock from the start."""
+        with self._lock:
+            self._check_open()
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    def _check_open(self) -> None:
+        if getattr(self, "_closed", False):
+            raise LedgerStoreError("the ledger store is closed")
+
+    def _call(self, fn: Callable[[], _T]) -> _T:
+        try:
+            return fn()
+        except sqlite3.Error as exc:
+            raise LedgerStoreError(f"ledger database error: {exc}") from exc
+
+    def _read(self, sql: str, params: tuple[object, ...]) -> list[Any]:
+        def run() -> list[Any]:
+            with self._lock:
+                self._check_open()
+                return self._db.execute(sql, params).fetchall()
+
+        return self._call(run)
+
+    def _migrate(self) -> None:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")  # one migrator at a time, also across processes
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > len(MIGRATIONS):
+                raise LedgerStoreError(
+                    f"ledger database schema {version} is newer than this library "
+                    f"({len(MIGRATIONS)})"
+                )
+            for number in range(version, len(MIGRATIONS)):
+                for statement in MIGRATIONS[number]:
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version = {number + 1}")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version of the open file."""
+        return int(self._read("PRAGMA user_version", ())[0][0])
+
+    # --- plans and subscriptions ---
+
+    def put_plan(self, plan: Plan) -> Plan:
+        """Store ``plan`` as the newest version of its key."""
+
+        def run() -> Plan:
+            with self._tx() as db:
+                row = db.execute(
+                    "SELECT COALESCE(MAX(version), 0) FROM ledger_plans WHERE key = ?",
+                    (plan.key,),
+                ).fetchone()
+                stored = plan.with_version(int(row[0]) + 1)
+                db.execute(
+                    "INSERT INTO ledger_plans (key, version, body, created_at) VALUES (?,?,?,?)",
+                    (plan.key, stored.version, dump_plan(plan), time.time()),
+                )
+                return stored
+
+        return self._call(run)
+
+    def get_plan(self, key: str, version: int | None = None) -> Plan | None:
+        """The newest (or the given) version of plan ``key``."""
+        if version is None:
+            sql = "SELECT body, version FROM ledger_plans WHERE key = ? ORDER BY version DESC"
+            rows = self._read(sql + " LIMIT 1", (key,))
+        else:
+            sql = "SELECT body, version FROM ledger_plans WHERE key = ? AND version = ?"
+            rows = self._read(sql, (key, version))
+        return load_plan(str(rows[0][0]), int(rows[0][1])) if rows else None
+
+    def plan_keys(self) -> list[str]:
+        """The keys of every plan ever defined."""
+        return [
+            str(r[0]) for r in self._read("SELECT DISTINCT key FROM ledger_plans ORDER BY key", ())
+        ]
+
+    def plan_versions(self, key: str) -> list[Plan]:
+        """Every version of plan ``key``, oldest first."""
+        rows = self._read(
+            "SELECT body, version FROM ledger_plans WHERE key = ? ORDER BY version", (key,)
+        )
+        return [load_plan(str(body), int(v)) for body, v in rows]
+
+    def put_subscription(self, sub: Subscription) -> None:
+        """Create or replace the tenant's subscription."""
+
+        def run() -> None:
+            with self._tx() as db:
+                db.execute(
+                    "INSERT INTO ledger_subscriptions (tenant, body, updated_at) VALUES (?,?,?) "
+                    "ON CONFLICT (tenant) DO UPDATE SET body = excluded.body, "
+                    "updated_at = excluded.updated_at",
+                    (sub.tenant, dump_subscription(sub), time.time()),
+                )
+
+        self._call(run)
+
+    def get_subscription(self, tenant: str) -> Subscription | None:
+        """The tenant's subscription, or ``None``."""
+        rows = self._read("SELECT body FROM ledger_subscriptions WHERE tenant = ?", (tenant,))
+        return load_subscription(str(rows[0][0])) if rows else None
+
+    # --- usage ---
+
+    def apply_usage(self, batch: UsageBatch) -> None:
+        """Apply ``batch`` in one transaction; event ids and users count once."""
+
+        def run() -> None:
+            increments: dict[tuple[str, str, int], int] = {}
+            with self._tx() as db:
+                for d in batch.deltas:
+                    if d.event_id is not None:
+                        cur = db.execute(
+                            _INSERT_EVENT,
+                            (d.tenant, d.feature, d.event_id, d.period_start, d.quantity),
+                        )
+                        if cur.rowcount != 1:
+                            continue  # seen before: this event already counted
+                    counter = (d.tenant, d.feature, d.period_start)
+                    increments[counter] = increments.get(counter, 0) + d.quantity
+                for u in batch.uniques:
+                    if db.execute(_INSERT_USER, u).rowcount == 1:
+                        counter = (u.tenant, u.feature, u.period_start)
+                        increments[counter] = increments.get(counter, 0) + 1
+                db.executemany(_UPSERT, [(*c, n) for c, n in increments.items()])
+
+        self._call(run)
+
+    def get_usage(self, tenant: str, feature: str, period_start: int) -> int:
+        """The persisted usage of one period."""
+        rows = self._read(_GET_USAGE, (tenant, feature, period_start))
+        return int(rows[0][0]) if rows else 0
+
+    def _subset(self, sql: str, head: tuple[object, ...], values: Collection[str]) -> set[str]:
+        found: set[str] = set()
+        items = list(values)
+        for i in range(0, len(items), _MAX_VARS):
+            chunk = items[i : i + _MAX_VARS]
+            marks = ",".join("?" * len(chunk))
+            rows = self._read(sql.format(marks=marks), (*head, *chunk))
+            found.update(str(r[0]) for r in rows)
+        return found
+
+    def known_events(self, tenant: str, feature: str, event_ids: Collection[str]) -> set[str]:
+        """The ``event_ids`` already recorded."""
+        sql = (
+            "SELECT event_id FROM ledger_events WHERE tenant = ? AND feature = ? "
+            "AND event_id IN ({marks})"
+        )
+        return self._subset(sql, (tenant, feature), event_ids)
+
+    def known_users(
+        self, tenant: str, feature: str, period_start: int, user_ids: Collection[str]
+    ) -> set[str]:
+        """The ``user_ids`` already counted in the period."""
+        sql = (
+            "SELECT user_id FROM ledger_users WHERE tenant = ? AND feature = ? "
+            "AND period_start = ? AND user_id IN ({marks})"
+        )
+        return self._subset(sql, (tenant, feature, period_start), user_ids)
+
+    def consume(self, request: ConsumeRequest) -> ConsumeResult:
+        """Record one use if it fits under ``request.ceiling``, holding the write lock."""
+        r = request
+        counter = (r.tenant, r.feature, r.period_start)
+
+        def run() -> ConsumeResult:
+            with self._tx() as db:
+                row = db.execute(_GET_USAGE, counter).fetchone()
+                used = int(row[0]) if row else 0
+                if (
+                    r.event_id is not None
+                    and db.execute(
+                        "SELECT 1 FROM ledger_events WHERE tenant = ? AND feature = ? "
+                        "AND event_id = ?",
+                        (r.tenant, r.feature, r.event_id),
+                    ).fetchone()
+                ):
+                    return ConsumeResult(True, used)
+                if r.unique:
+                    if r.user_id is None:
+                        return ConsumeResult(False, used)
+                    if db.execute(
+                        "SELECT 1 FROM ledger_users WHERE tenant = ? AND feature = ? "
+                        "AND period_start = ? AND user_id = ?",
+                        (*counter, r.user_id),
+                    ).fetchone():
+                        return ConsumeResult(True, used)
+                    delta = 1
+                else:
+                    delta = r.quantity
+                if used + delta > r.ceiling:
+                    return ConsumeResult(False, used)
+                if r.unique:
+                    db.execute(_INSERT_USER, (*counter, r.user_id))
+                if r.event_id is not None:
+                    db.execute(
+                        _INSERT_EVENT, (r.tenant, r.feature, r.event_id, r.period_start, delta)
+                    )
+                db.execute(_UPSERT, (*counter, delta))
+                return ConsumeResult(True, used + delta)
+
+        return self._call(run)
+
+    def usage_records(self, tenant: str) -> list[UsageRecord]:
+        """Every counter of ``tenant``."""
+        rows = self._read(
+            "SELECT feature, period_start, used FROM ledger_usage WHERE tenant = ? "
+            "ORDER BY feature, period_start",
+            (tenant,),
+        )
+        return [UsageRecord(str(f), int(p), int(n)) for f, p, n in rows]
+
+    def close(self) -> None:
+        """Close the connection. Idempotent."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._db.close()
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self.path!r})"

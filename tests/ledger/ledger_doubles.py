@@ -1,0 +1,30 @@
+"""Test doubles for the ledger tests (a module, not conftest, so tests can import it)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from authsome import ledger
+from authsome.ledger.stores import UsageBatch
+
+
+class FlakyStore:
+    """Wraps a store; ``apply_usage`` raises for the next ``failures`` calls (thread-safe)."""
+
+    def __init__(self, inner: ledger.LedgerStore, failures: int = 0) -> None:
+        self.inner = inner
+        self.failures = failures
+        self.attempts = 0
+        self._lock = threading.Lock()
+
+    def apply_usage(self, batch: UsageBatch) -> None:
+        with self._lock:
+            self.attempts += 1
+            if self.failures > 0:
+                self.failures -= 1
+                raise ledger.LedgerStoreError("store is down (test)")
+        self.inner.apply_usage(batch)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)

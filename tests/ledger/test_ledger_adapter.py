@@ -1,0 +1,128 @@
+"""LedgerAdapter: the bridge's two calls on top of any LedgerEngine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from authsome import ledger
+from authsome.bridge import Ledger, LedgerContext
+from authsome.bridge.ledgeradapter import LedgerAdapter, LedgerEngine
+from authsome.errors import LedgerUnavailable
+
+
+@pytest.fixture
+def eng(starter: ledger.Plan) -> ledger.Engine:
+    e = ledger.Engine(flush_interval=60)
+    e.define_plan(starter)
+    e.subscribe("acme", "starter")
+    yield e  # type: ignore[misc]
+    e.close()
+
+
+def test_adapter_is_a_bridge_ledger_and_engine_is_a_ledger_engine(eng: ledger.Engine) -> None:
+    assert isinstance(eng, LedgerEngine)
+    adapter = LedgerAdapter(eng)
+    assert isinstance(adapter, Ledger)
+
+
+def test_record_usage_maps_the_context(eng: ledger.Engine) -> None:
+    adapter = LedgerAdapter(eng)
+    ctx = LedgerContext("acme", user_id="ann", event_id="sess-1")
+    adapter.record_usage(ctx, "mau")
+    adapter.record_usage(ctx, "mau")  # retried: same event id
+    adapter.record_usage(LedgerContext("acme", user_id="bob", event_id="sess-2"), "mau")
+    adapter.record_usage(LedgerContext("acme", event_id="x"), "api", 3)
+    adapter.record_usage(LedgerContext("acme", event_id="x"), "api", 3)
+    assert eng.usage("acme", "mau") == 2
+    assert eng.usage("acme", "api") == 3
+
+
+def test_check_entitlement_returns_allowed(eng: ledger.Engine) -> None:
+    adapter = LedgerAdapter(eng)
+    assert adapter.check_entitlement(LedgerContext("acme"), "mfa") is True
+    assert adapter.check_entitlement(LedgerContext("acme"), "sso") is False
+    assert adapter.check_entitlement(LedgerContext("nobody"), "mfa") is False
+
+
+def test_bad_arguments_are_the_callers_error(eng: ledger.Engine) -> None:
+    adapter = LedgerAdapter(eng)
+    with pytest.raises(TypeError):
+        adapter.record_usage("acme", "api")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="quantity"):
+        adapter.record_usage(LedgerContext("acme"), "api", 0)
+    with pytest.raises(TypeError):
+        adapter.record_usage(LedgerContext("acme"), "api", True)
+    with pytest.raises(ValueError, match="feature_key"):
+        adapter.check_entitlement(LedgerContext("acme"), " ")
+    with pytest.raises(TypeError):
+        LedgerAdapter(object())  # type: ignore[arg-type]
+
+
+def test_engine_failures_become_ledger_unavailable(eng: ledger.Engine) -> None:
+    adapter = LedgerAdapter(eng)
+    with pytest.raises(LedgerUnavailable) as info:
+        adapter.record_usage(LedgerContext("acme"), "mau")  # engine refuses: no user_id
+    assert isinstance(info.value.__cause__, ledger.InvalidArgument)
+    eng.close()
+    with pytest.raises(LedgerUnavailable) as closed:
+        adapter.check_entitlement(LedgerContext("acme"), "mfa")
+    assert isinstance(closed.value.__cause__, ledger.LedgerClosed)
+
+
+def test_buffer_full_becomes_ledger_unavailable(starter: ledger.Plan) -> None:
+    from ledger_doubles import FlakyStore
+
+    store = FlakyStore(ledger.MemoryStore(), failures=10**9)
+    e = ledger.Engine(store=store, flush_interval=60, max_buffer=1, buffer_timeout=0.01)  # type: ignore[arg-type]
+    e.define_plan(starter)
+    e.subscribe("acme", "starter")
+    adapter = LedgerAdapter(e)
+    adapter.record_usage(LedgerContext("acme"), "api")
+    with pytest.raises(LedgerUnavailable) as info:
+        adapter.record_usage(LedgerContext("acme"), "api")
+    assert isinstance(info.value.__cause__, ledger.BufferFull)
+    store.failures = 0
+    e.close()
+
+
+@dataclass
+class _Answer:
+    allowed: object
+
+
+class _Foreign:
+    """Someone else's engine: only the two methods the Protocol asks for."""
+
+    def __init__(self, answer: object) -> None:
+        self.answer = answer
+        self.metered: list[tuple[str, str, int, str | None, str | None]] = []
+
+    def meter(
+        self,
+        tenant: str,
+        key: str,
+        quantity: int = 1,
+        *,
+        user_id: str | None = None,
+        event_id: str | None = None,
+    ) -> None:
+        self.metered.append((tenant, key, quantity, user_id, event_id))
+
+    def entitled(self, tenant: str, key: str) -> _Answer:
+        return _Answer(self.answer)
+
+
+def test_any_engine_satisfying_the_protocol_works() -> None:
+    foreign = _Foreign(True)
+    adapter = LedgerAdapter(foreign)
+    adapter.record_usage(LedgerContext("t", user_id="u", org_id="o", event_id="e"), "k", 2)
+    assert foreign.metered == [("t", "k", 2, "u", "e")]
+    assert adapter.check_entitlement(LedgerContext("t"), "k") is True
+
+
+def test_a_non_bool_answer_is_not_silently_trusted() -> None:
+    adapter = LedgerAdapter(_Foreign("yes"))
+    with pytest.raises(LedgerUnavailable):
+        adapter.check_entitlement(LedgerContext("t"), "k")
