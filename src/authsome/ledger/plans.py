@@ -191,7 +191,7 @@ class Feature:
 
     @classmethod
     def boolean(cls, key: str, enabled: bool = True) -> Feature:
-        """An on/off feature, e.g. ``Feature.boolean("authsome.feature.sso", enabled=False)``."""
+        """An on/off feature, e.g. ``Feature.boolean("reports.export", enabled=False)``."""
         return cls(key, FeatureKind.BOOLEAN, enabled=enabled)
 
     @classmethod
