@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -17,21 +17,29 @@ LATER = NOW + timedelta(minutes=1)
 
 
 def make_org(
-    org_id: str = "o1", *, tenant: str = "default", slug: str = "acme", created_at=NOW
+    org_id: str = "o1", *, tenant: str = "default", slug: str = "acme", created_at: datetime = NOW
 ) -> Org:
     """An org record; only what a test cares about needs naming."""
     return Org(id=org_id, tenant=tenant, slug=slug, name="Acme", created_at=created_at)
 
 
 def member(
-    user_id: str, org_id: str = "o1", role: OrgRole = OrgRole.MEMBER, *, at=NOW
+    user_id: str, org_id: str = "o1", role: OrgRole = OrgRole.MEMBER, *, at: datetime = NOW
 ) -> Membership:
     return Membership(org_id=org_id, user_id=user_id, role=role, created_at=at)
 
 
-def add_org(store: Store, org_id: str = "o1", owner: str = "u1", **fields: object) -> Org:
+def add_org(
+    store: Store,
+    org_id: str = "o1",
+    owner: str = "u1",
+    *,
+    tenant: str = "default",
+    slug: str = "acme",
+    created_at: datetime = NOW,
+) -> Org:
     """Create an org owned by ``owner`` (who must exist)."""
-    org = make_org(org_id, **fields)  # type: ignore[arg-type]
+    org = make_org(org_id, tenant=tenant, slug=slug, created_at=created_at)
     store.create_org(org, member(owner, org_id, OrgRole.OWNER, at=org.created_at))
     return org
 
