@@ -8,6 +8,7 @@ from authsome.engine import Authsome
 from authsome.errors import (
     AlreadyExists,
     AuthsomeError,
+    Conflict,
     FeatureNotEntitled,
     InvalidCredentials,
     InvalidToken,
@@ -18,7 +19,7 @@ from authsome.errors import (
     ValidationError,
 )
 from authsome.features import Feature, UsageEvent
-from authsome.models import Session, SessionTokens, SignIn, User
+from authsome.models import Membership, Org, OrgRole, Session, SessionTokens, SignIn, User
 from authsome.sessions import SessionPolicy
 from authsome.throttle import ThrottlePolicy
 
@@ -26,13 +27,17 @@ __all__ = [
     "AlreadyExists",
     "Authsome",
     "AuthsomeError",
+    "Conflict",
     "Feature",
     "FeatureNotEntitled",
     "InvalidCredentials",
     "InvalidToken",
     "LedgerStats",
     "LedgerUnavailable",
+    "Membership",
     "NotFound",
+    "Org",
+    "OrgRole",
     "PasswordHashing",
     "RateLimited",
     "Session",

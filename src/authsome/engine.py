@@ -9,6 +9,7 @@ from authsome.billing import Billing, LedgerErrorPolicy, LedgerStats
 from authsome.bridge import Ledger, NoopLedger
 from authsome.crypto import PasswordHasher, PasswordHashing
 from authsome.models import SignIn
+from authsome.orgs import Orgs
 from authsome.sessions import SessionPolicy, Sessions
 from authsome.signin import SignInFlow
 from authsome.stores import MemoryStore, Store
@@ -51,6 +52,7 @@ class Authsome:
         self.sessions = Sessions(
             self.store, self._billing, sessions or SessionPolicy(), self._clock
         )
+        self.orgs = Orgs(self.store, self._billing, self._clock)
         self._sign_in = SignInFlow(
             self.store,
             self._billing,

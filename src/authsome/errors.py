@@ -12,6 +12,7 @@ from __future__ import annotations
 __all__ = [
     "AlreadyExists",
     "AuthsomeError",
+    "Conflict",
     "FeatureNotEntitled",
     "InvalidCredentials",
     "InvalidToken",
@@ -59,6 +60,11 @@ class RateLimited(AuthsomeError):
 
 class AlreadyExists(AuthsomeError):
     """The record to create exists already (e.g. an e-mail within a tenant)."""
+
+
+class Conflict(AuthsomeError):
+    """The request is well-formed but the current state forbids it, e.g. removing
+    or demoting the last owner of an organization. Nothing was changed."""
 
 
 class NotFound(AuthsomeError, LookupError):

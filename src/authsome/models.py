@@ -11,6 +11,9 @@ from datetime import datetime
 from enum import StrEnum
 
 __all__ = [
+    "Membership",
+    "Org",
+    "OrgRole",
     "RefreshOutcome",
     "RefreshStatus",
     "Session",
@@ -89,3 +92,39 @@ class RefreshOutcome:
 
     status: RefreshStatus
     session: Session | None = None
+
+
+class OrgRole(StrEnum):
+    """A member's role in an organization.
+
+    The library stores roles and keeps one invariant (an org always has an owner);
+    what each role may do is the application's decision.
+    """
+
+    OWNER = "owner"
+    ADMIN = "admin"
+    MEMBER = "member"
+
+
+@dataclass(frozen=True, slots=True)
+class Org:
+    """An organization. It lives in one tenant, the tenant of the user who created it.
+
+    ``slug`` is unique within the tenant: lowercase ASCII letters, digits and ``-``.
+    """
+
+    id: str
+    tenant: str
+    slug: str
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    """A user's membership of an org, with the role they hold there."""
+
+    org_id: str
+    user_id: str
+    role: OrgRole
+    created_at: datetime

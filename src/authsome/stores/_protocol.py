@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-from authsome.models import RefreshOutcome, Session, User
+from authsome.models import Membership, Org, OrgRole, RefreshOutcome, Session, User
 
 __all__ = ["Counter", "Store"]
 
@@ -106,6 +106,63 @@ class Store(Protocol):
 
     def delete_counter(self, key: str) -> None:
         """Forget ``key`` (no error when absent)."""
+        ...
+
+    # -- orgs ------------------------------------------------------------------
+    def create_org(self, org: Org, owner: Membership) -> None:
+        """Insert ``org`` together with its first membership, in one transaction.
+
+        ``owner`` must be a membership of ``org`` (``owner.org_id == org.id``) with
+        role ``OWNER``, else ``ValueError`` and nothing is written. Raise
+        :class:`~authsome.errors.AlreadyExists` when ``org.id`` or
+        ``(org.tenant, org.slug)`` is taken, :class:`~authsome.errors.StoreError`
+        when the owner user does not exist; either way no org row remains.
+        """
+        ...
+
+    def get_org(self, org_id: str) -> Org | None:
+        """The org with this id, or ``None``."""
+        ...
+
+    def find_org_by_slug(self, tenant: str, slug: str) -> Org | None:
+        """The org with this slug in ``tenant``, or ``None``."""
+        ...
+
+    def add_membership(self, membership: Membership) -> None:
+        """Insert a membership; :class:`~authsome.errors.AlreadyExists` when the user
+        is a member of that org already (whatever the role),
+        :class:`~authsome.errors.StoreError` when the org or the user does not exist."""
+        ...
+
+    def get_membership(self, org_id: str, user_id: str) -> Membership | None:
+        """The user's membership of the org, or ``None``."""
+        ...
+
+    def list_memberships(self, org_id: str) -> list[Membership]:
+        """The org's memberships, oldest first (ties by ``user_id``); ``[]`` for an
+        unknown org."""
+        ...
+
+    def list_user_orgs(self, user_id: str) -> list[Org]:
+        """The orgs the user is a member of, oldest org first (ties by id)."""
+        ...
+
+    def remove_membership(self, org_id: str, user_id: str) -> bool:
+        """Delete the membership; ``False`` if there is none.
+
+        Raise :class:`~authsome.errors.Conflict` and delete nothing when it is the
+        org's last owner. The check and the delete are one atomic step: of two
+        concurrent calls removing the last two owners, at most one succeeds.
+        """
+        ...
+
+    def set_membership_role(self, org_id: str, user_id: str, role: OrgRole) -> Membership | None:
+        """Change the member's role and return the updated membership; ``None`` if
+        the user is not a member.
+
+        Raise :class:`~authsome.errors.Conflict` and change nothing when this would
+        demote the org's last owner; atomic like :meth:`remove_membership`.
+        """
         ...
 
     # -- lifecycle ---------------------------------------------------------------

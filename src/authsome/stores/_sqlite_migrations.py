@@ -60,7 +60,29 @@ CREATE TABLE counters (
 ) WITHOUT ROWID;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1_SESSIONS_AND_USERS,)
+_V2_ORGS = """
+CREATE TABLE orgs (
+    id         TEXT PRIMARY KEY,
+    tenant     TEXT NOT NULL,
+    slug       TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    UNIQUE (tenant, slug)
+);
+
+CREATE TABLE org_members (
+    org_id     TEXT NOT NULL REFERENCES orgs (id) ON DELETE CASCADE,
+    user_id    TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    role       TEXT NOT NULL CHECK (role IN ('owner', 'admin', 'member')),
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (org_id, user_id)
+) WITHOUT ROWID;
+
+-- orgs_of(user): the primary key only serves lookups by org.
+CREATE INDEX org_members_by_user ON org_members (user_id);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1_SESSIONS_AND_USERS, _V2_ORGS)
 """Migration scripts, oldest first; the schema version is the number applied."""
 
 

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from authsome.errors import AlreadyExists, StoreError
-from authsome.models import RefreshOutcome, RefreshStatus, Session, User
+from authsome.models import Membership, Org, OrgRole, RefreshOutcome, RefreshStatus, Session, User
 from authsome.stores._protocol import Counter
+from authsome.stores._rules import check_owner_membership, last_owner_conflict
 
 __all__ = ["MemoryStore"]
 
@@ -33,6 +34,10 @@ class MemoryStore:
         self._access_of_session: dict[str, str] = {}
         self._refresh: dict[str, _RefreshToken] = {}
         self._counters: dict[str, Counter] = {}
+        self._orgs: dict[str, Org] = {}
+        self._org_by_slug: dict[tuple[str, str], str] = {}
+        # org id -> user id -> membership; dicts keep insertion order, lists sort anyway
+        self._members: dict[str, dict[str, Membership]] = {}
 
     # -- users -----------------------------------------------------------------
     def create_user(self, user: User, password_hash: str) -> None:
@@ -154,6 +159,84 @@ class MemoryStore:
         if counter is None or counter[1] <= now:
             return None
         return counter
+
+    # -- orgs ------------------------------------------------------------------
+    def create_org(self, org: Org, owner: Membership) -> None:
+        check_owner_membership(org, owner)
+        with self._lock:
+            slug_key = (org.tenant, org.slug)
+            if org.id in self._orgs:
+                raise AlreadyExists("an org with this id exists")
+            if slug_key in self._org_by_slug:
+                raise AlreadyExists("an org with this slug exists in this tenant")
+            if owner.user_id not in self._users:
+                raise StoreError("org owner is an unknown user")
+            self._orgs[org.id] = org
+            self._org_by_slug[slug_key] = org.id
+            self._members[org.id] = {owner.user_id: owner}
+
+    def get_org(self, org_id: str) -> Org | None:
+        with self._lock:
+            return self._orgs.get(org_id)
+
+    def find_org_by_slug(self, tenant: str, slug: str) -> Org | None:
+        with self._lock:
+            org_id = self._org_by_slug.get((tenant, slug))
+            return None if org_id is None else self._orgs[org_id]
+
+    def add_membership(self, membership: Membership) -> None:
+        with self._lock:
+            members = self._members.get(membership.org_id)
+            if members is None:
+                raise StoreError("membership refers to an unknown org")
+            if membership.user_id not in self._users:
+                raise StoreError("membership refers to an unknown user")
+            if membership.user_id in members:
+                raise AlreadyExists("the user is a member of this org already")
+            members[membership.user_id] = membership
+
+    def get_membership(self, org_id: str, user_id: str) -> Membership | None:
+        with self._lock:
+            return self._members.get(org_id, {}).get(user_id)
+
+    def list_memberships(self, org_id: str) -> list[Membership]:
+        with self._lock:
+            members = list(self._members.get(org_id, {}).values())
+        return sorted(members, key=lambda m: (m.created_at, m.user_id))
+
+    def list_user_orgs(self, user_id: str) -> list[Org]:
+        with self._lock:
+            orgs = [self._orgs[o] for o, members in self._members.items() if user_id in members]
+        return sorted(orgs, key=lambda o: (o.created_at, o.id))
+
+    def remove_membership(self, org_id: str, user_id: str) -> bool:
+        with self._lock:
+            members = self._members.get(org_id, {})
+            current = members.get(user_id)
+            if current is None:
+                return False
+            if current.role is OrgRole.OWNER and self._owner_count(members) == 1:
+                raise last_owner_conflict("removed")
+            del members[user_id]
+            return True
+
+    def set_membership_role(self, org_id: str, user_id: str, role: OrgRole) -> Membership | None:
+        role = OrgRole(role)
+        with self._lock:
+            members = self._members.get(org_id, {})
+            current = members.get(user_id)
+            if current is None:
+                return None
+            demotes_owner = current.role is OrgRole.OWNER and role is not OrgRole.OWNER
+            if demotes_owner and self._owner_count(members) == 1:
+                raise last_owner_conflict("demoted")
+            updated = dataclasses.replace(current, role=role)
+            members[user_id] = updated
+            return updated
+
+    @staticmethod
+    def _owner_count(members: dict[str, Membership]) -> int:
+        return sum(m.role is OrgRole.OWNER for m in members.values())
 
     def close(self) -> None:
         """Nothing to release."""

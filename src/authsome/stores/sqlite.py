@@ -23,8 +23,9 @@ from types import TracebackType
 from typing import Any, Self
 
 from authsome.errors import AlreadyExists, StoreError, ValidationError
-from authsome.models import RefreshOutcome, RefreshStatus, Session, User
+from authsome.models import Membership, Org, OrgRole, RefreshOutcome, RefreshStatus, Session, User
 from authsome.stores._protocol import Counter
+from authsome.stores._rules import check_owner_membership, last_owner_conflict
 from authsome.stores._sqlite_migrations import MIGRATIONS, split_statements
 
 __all__ = ["SQLiteStore"]
@@ -54,6 +55,12 @@ _SELECT_SESSION_BY_REFRESH_HASH = (
     " FROM refresh_tokens AS r JOIN sessions AS s ON s.id = r.session_id"
     " WHERE r.hash = ?"
 )
+_INSERT_ORG = "INSERT INTO orgs (id, tenant, slug, name, created_at) VALUES (?, ?, ?, ?, ?)"
+_SELECT_ORG = "SELECT id, tenant, slug, name, created_at FROM orgs"
+_SELECT_MEMBERSHIP = (
+    "SELECT org_id, user_id, role, created_at FROM org_members WHERE org_id = ? AND user_id = ?"
+)
+_COUNT_OWNERS = "SELECT count(*) FROM org_members WHERE org_id = ? AND role = 'owner'"
 
 # Which unique constraint failed → what AlreadyExists says (never the value itself).
 _DUPLICATE_MESSAGES = {
@@ -62,6 +69,9 @@ _DUPLICATE_MESSAGES = {
     "sessions.id": "session id exists",
     "sessions.access_hash": "access token hash exists",
     "refresh_tokens.hash": "refresh token hash exists",
+    "orgs.tenant, orgs.slug": "an org with this slug exists in this tenant",
+    "orgs.id": "an org with this id exists",
+    "org_members.org_id, org_members.user_id": "the user is a member of this org already",
 }
 _UNIQUE_CODES = frozenset({sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY})
 
@@ -108,6 +118,25 @@ def _session(row: sqlite3.Row) -> Session:
         expires_at=_from_micros(row["expires_at"]),
         access_expires_at=_from_micros(row["access_expires_at"]),
         revoked_at=_from_optional_micros(row["revoked_at"]),
+    )
+
+
+def _org(row: sqlite3.Row) -> Org:
+    return Org(
+        id=row["id"],
+        tenant=row["tenant"],
+        slug=row["slug"],
+        name=row["name"],
+        created_at=_from_micros(row["created_at"]),
+    )
+
+
+def _membership(row: sqlite3.Row) -> Membership:
+    return Membership(
+        org_id=row["org_id"],
+        user_id=row["user_id"],
+        role=OrgRole(row["role"]),
+        created_at=_from_micros(row["created_at"]),
     )
 
 
@@ -405,6 +434,113 @@ class SQLiteStore:
         """Forget ``key``; no error when it is absent."""
         with self._connection("delete_counter") as conn:
             conn.execute("DELETE FROM counters WHERE key = ?", (key,))
+
+    # -- orgs ------------------------------------------------------------------
+    def create_org(self, org: Org, owner: Membership) -> None:
+        """Insert ``org`` and its owner's membership in one transaction; a failed
+        membership insert (e.g. unknown user) rolls the org back too."""
+        check_owner_membership(org, owner)
+        with self._transaction("create_org") as conn:
+            conn.execute(
+                _INSERT_ORG,
+                (org.id, org.tenant, org.slug, org.name, _to_micros(org.created_at)),
+            )
+            self._insert_membership(conn, owner)
+
+    def get_org(self, org_id: str) -> Org | None:
+        """The org with this id, or ``None``."""
+        row = self._fetch_one(
+            "get_org",
+            _SELECT_ORG + " WHERE id = ?",
+            (org_id,),
+        )
+        return None if row is None else _org(row)
+
+    def find_org_by_slug(self, tenant: str, slug: str) -> Org | None:
+        """The org with this slug in ``tenant``, or ``None``."""
+        row = self._fetch_one(
+            "find_org_by_slug",
+            _SELECT_ORG + " WHERE tenant = ? AND slug = ?",
+            (tenant, slug),
+        )
+        return None if row is None else _org(row)
+
+    def add_membership(self, membership: Membership) -> None:
+        """Insert a membership; the foreign keys refuse an unknown org or user."""
+        with self._connection("add_membership") as conn:
+            self._insert_membership(conn, membership)
+
+    @staticmethod
+    def _insert_membership(conn: sqlite3.Connection, membership: Membership) -> None:
+        conn.execute(
+            "INSERT INTO org_members (org_id, user_id, role, created_at) VALUES (?, ?, ?, ?)",
+            (
+                membership.org_id,
+                membership.user_id,
+                OrgRole(membership.role).value,
+                _to_micros(membership.created_at),
+            ),
+        )
+
+    def get_membership(self, org_id: str, user_id: str) -> Membership | None:
+        """The user's membership of the org, or ``None``."""
+        row = self._fetch_one("get_membership", _SELECT_MEMBERSHIP, (org_id, user_id))
+        return None if row is None else _membership(row)
+
+    def list_memberships(self, org_id: str) -> list[Membership]:
+        """The org's memberships, oldest first."""
+        with self._connection("list_memberships") as conn:
+            rows = conn.execute(
+                "SELECT org_id, user_id, role, created_at FROM org_members"
+                " WHERE org_id = ? ORDER BY created_at, user_id",
+                (org_id,),
+            ).fetchall()
+        return [_membership(row) for row in rows]
+
+    def list_user_orgs(self, user_id: str) -> list[Org]:
+        """The orgs the user belongs to, oldest first."""
+        with self._connection("list_user_orgs") as conn:
+            rows = conn.execute(
+                "SELECT o.id, o.tenant, o.slug, o.name, o.created_at"
+                " FROM org_members AS m JOIN orgs AS o ON o.id = m.org_id"
+                " WHERE m.user_id = ? ORDER BY o.created_at, o.id",
+                (user_id,),
+            ).fetchall()
+        return [_org(row) for row in rows]
+
+    def remove_membership(self, org_id: str, user_id: str) -> bool:
+        """Delete a membership unless it is the last owner's; check and delete run
+        under one ``BEGIN IMMEDIATE`` write lock."""
+        with self._transaction("remove_membership") as conn:
+            current = conn.execute(_SELECT_MEMBERSHIP, (org_id, user_id)).fetchone()
+            if current is None:
+                return False
+            if current["role"] == OrgRole.OWNER and self._owner_count(conn, org_id) == 1:
+                raise last_owner_conflict("removed")
+            conn.execute(
+                "DELETE FROM org_members WHERE org_id = ? AND user_id = ?", (org_id, user_id)
+            )
+            return True
+
+    def set_membership_role(self, org_id: str, user_id: str, role: OrgRole) -> Membership | None:
+        """Change a member's role unless that demotes the last owner; atomic."""
+        role = OrgRole(role)
+        with self._transaction("set_membership_role") as conn:
+            current = conn.execute(_SELECT_MEMBERSHIP, (org_id, user_id)).fetchone()
+            if current is None:
+                return None
+            demotes_owner = current["role"] == OrgRole.OWNER and role is not OrgRole.OWNER
+            if demotes_owner and self._owner_count(conn, org_id) == 1:
+                raise last_owner_conflict("demoted")
+            conn.execute(
+                "UPDATE org_members SET role = ? WHERE org_id = ? AND user_id = ?",
+                (role.value, org_id, user_id),
+            )
+            return _membership(conn.execute(_SELECT_MEMBERSHIP, (org_id, user_id)).fetchone())
+
+    @staticmethod
+    def _owner_count(conn: sqlite3.Connection, org_id: str) -> int:
+        return int(conn.execute(_COUNT_OWNERS, (org_id,)).fetchone()[0])
 
     # -- lifecycle ---------------------------------------------------------------
     def close(self) -> None:

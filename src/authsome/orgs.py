@@ -1,0 +1,202 @@
+"""Organizations: groups of users of one tenant, each member holding a role.
+
+An org lives in the tenant of the user who creates it and only users of that tenant
+can join it. Creating one is plan-gated (``authsome.feature.orgs``); every member who
+joins, the creator included, is recorded as ``authsome.orgs.members`` with the event
+id ``<org id>:<user id>``, so a retried or repeated join is counted once.
+
+The library keeps one invariant about roles: an org always has at least one owner.
+What owners, admins and members may do is the application's decision.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from authsome import _validation as v
+from authsome._time import Clock
+from authsome.billing import Billing
+from authsome.bridge import LedgerContext
+from authsome.crypto import new_id
+from authsome.errors import NotFound, ValidationError
+from authsome.features import Feature, UsageEvent
+from authsome.models import Membership, Org, OrgRole, User
+from authsome.stores import Store
+
+__all__ = ["MAX_SLUG", "Orgs", "check_slug", "slugify"]
+
+MAX_SLUG = 63  # a DNS label, so a slug can also name a subdomain
+_SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_NOT_SLUG_CHARS = re.compile(r"[^a-z0-9]+")
+_ROLES = ", ".join(role.value for role in OrgRole)
+
+
+def check_slug(slug: object) -> str:
+    """Return ``slug`` if it is a valid org slug, else raise.
+
+    Valid: 1..63 characters of lowercase ASCII letters, digits and ``-``, neither
+    starting nor ending with ``-``. Nothing is normalized: what is stored is what
+    was given. A non-``str`` raises ``TypeError``, an invalid one
+    :class:`~authsome.errors.ValidationError`.
+    """
+    text = v.require_str("slug", slug)
+    if _SLUG.fullmatch(text) is None:
+        raise ValidationError(
+            f"slug must be 1..{MAX_SLUG} lowercase letters, digits or '-',"
+            " not starting or ending with '-'"
+        )
+    return text
+
+
+def slugify(name: object) -> str:
+    """Derive a slug from a display name: ``"Café Ünited, Ltd."`` → ``"cafe-united-ltd"``.
+
+    Accents are dropped, every run of other characters becomes one ``-``, and the
+    result is cut to 63 characters. The result always passes :func:`check_slug`;
+    a name without any ASCII letter or digit to keep raises
+    :class:`~authsome.errors.ValidationError` (pass an explicit slug then).
+    """
+    text = unicodedata.normalize("NFKD", v.require_str("name", name))
+    ascii_text = text.encode("ascii", "ignore").decode("ascii").lower()
+    slug = _NOT_SLUG_CHARS.sub("-", ascii_text).strip("-")[:MAX_SLUG].rstrip("-")
+    if not slug:
+        raise ValidationError("no slug can be derived from this name; pass slug= explicitly")
+    return slug
+
+
+def _check_org_name(name: object) -> str:
+    text = v.require_str("name", name).strip()
+    if not text or len(text) > v.MAX_NAME:
+        raise ValidationError(f"name must be 1..{v.MAX_NAME} non-blank characters")
+    if any(unicodedata.category(ch) == "Cc" for ch in text):
+        raise ValidationError("name must not contain control characters")
+    return text
+
+
+def _check_role(role: object) -> OrgRole:
+    if isinstance(role, OrgRole):
+        return role
+    try:
+        return OrgRole(v.require_str("role", role))
+    except ValueError:
+        raise ValidationError(f"role must be one of {_ROLES}") from None
+
+
+class Orgs:
+    """``auth.orgs``: create organizations and manage their members."""
+
+    def __init__(self, store: Store, billing: Billing, clock: Clock) -> None:
+        self._store = store
+        self._billing = billing
+        self._clock = clock
+
+    def create(self, owner_id: str, name: str, *, slug: str | None = None) -> Org:
+        """Create an org in the owner's tenant, with the owner as its first member.
+
+        ``slug`` defaults to :func:`slugify` of ``name``. Checks
+        ``authsome.feature.orgs`` first (denied → :class:`~authsome.errors.FeatureNotEntitled`,
+        nothing written); the org and the owner's membership are stored together,
+        then ``authsome.orgs.members`` is recorded for the owner.
+
+        Raises :class:`~authsome.errors.NotFound` for an unknown owner,
+        :class:`~authsome.errors.AlreadyExists` when the slug is taken in the tenant,
+        :class:`~authsome.errors.ValidationError` on a bad name or slug.
+        """
+        owner_id = v.require_str("owner_id", owner_id)
+        name = _check_org_name(name)
+        slug = slugify(name) if slug is None else check_slug(slug)
+        owner = self._user(owner_id)
+        self._billing.require(Feature.ORGS, LedgerContext(tenant=owner.tenant, user_id=owner.id))
+        now = self._clock()
+        org = Org(id=new_id("org"), tenant=owner.tenant, slug=slug, name=name, created_at=now)
+        self._store.create_org(org, Membership(org.id, owner.id, OrgRole.OWNER, now))
+        self._record_join(org, owner.id)
+        return org
+
+    def get(self, org_id: str) -> Org:
+        """The org with this id; :class:`~authsome.errors.NotFound` otherwise."""
+        org = self._store.get_org(v.require_str("org_id", org_id))
+        if org is None:
+            raise NotFound("no such org")
+        return org
+
+    def find_by_slug(self, slug: str, *, tenant: str = "default") -> Org | None:
+        """The org with this slug in ``tenant``, or ``None``."""
+        return self._store.find_org_by_slug(v.check_tenant(tenant), check_slug(slug))
+
+    def add_member(
+        self, org_id: str, user_id: str, role: OrgRole | str = OrgRole.MEMBER
+    ) -> Membership:
+        """Add a user of the org's tenant; records ``authsome.orgs.members``.
+
+        Raises :class:`~authsome.errors.NotFound` for an unknown org or user,
+        :class:`~authsome.errors.ValidationError` for a user of another tenant or an
+        unknown role, :class:`~authsome.errors.AlreadyExists` when the user is a
+        member already (nothing is recorded then).
+        """
+        checked_role = _check_role(role)
+        org = self.get(org_id)
+        user = self._user(v.require_str("user_id", user_id))
+        if user.tenant != org.tenant:
+            raise ValidationError("the user belongs to another tenant than the org")
+        membership = Membership(org.id, user.id, checked_role, self._clock())
+        self._store.add_membership(membership)
+        self._record_join(org, user.id)
+        return membership
+
+    def remove_member(self, org_id: str, user_id: str) -> None:
+        """Remove a member.
+
+        Raises :class:`~authsome.errors.NotFound` for an unknown org or a user who is
+        not a member, :class:`~authsome.errors.Conflict` for the org's last owner.
+        """
+        org = self.get(org_id)
+        if not self._store.remove_membership(org.id, v.require_str("user_id", user_id)):
+            raise NotFound("the user is not a member of this org")
+
+    def change_role(self, org_id: str, user_id: str, role: OrgRole | str) -> Membership:
+        """Give a member another role and return the updated membership.
+
+        Raises :class:`~authsome.errors.NotFound` for an unknown org or a user who is
+        not a member, :class:`~authsome.errors.Conflict` when this would demote the
+        org's last owner.
+        """
+        checked_role = _check_role(role)
+        org = self.get(org_id)
+        user_id = v.require_str("user_id", user_id)
+        updated = self._store.set_membership_role(org.id, user_id, checked_role)
+        if updated is None:
+            raise NotFound("the user is not a member of this org")
+        return updated
+
+    def role_of(self, org_id: str, user_id: str) -> OrgRole | None:
+        """The user's role in the org, or ``None`` when they are not a member."""
+        membership = self._store.get_membership(
+            v.require_str("org_id", org_id), v.require_str("user_id", user_id)
+        )
+        return None if membership is None else membership.role
+
+    def members(self, org_id: str) -> list[Membership]:
+        """The org's memberships, oldest first; :class:`~authsome.errors.NotFound`
+        for an unknown org."""
+        return self._store.list_memberships(self.get(org_id).id)
+
+    def orgs_of(self, user_id: str) -> list[Org]:
+        """The orgs the user is a member of, oldest first;
+        :class:`~authsome.errors.NotFound` for an unknown user."""
+        return self._store.list_user_orgs(self._user(v.require_str("user_id", user_id)).id)
+
+    def _user(self, user_id: str) -> User:
+        user = self._store.get_user(user_id)
+        if user is None:
+            raise NotFound("no such user")
+        return user
+
+    def _record_join(self, org: Org, user_id: str) -> None:
+        # One event id per (org, user): a retry after a crash, or a rejoin, is
+        # counted once by the ledger.
+        ctx = LedgerContext(
+            tenant=org.tenant, user_id=user_id, org_id=org.id, event_id=f"{org.id}:{user_id}"
+        )
+        self._billing.record(UsageEvent.ORGS_MEMBERS, ctx)
