@@ -27,13 +27,23 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_demo_runs_and_prints_the_recorded_usage() -> None:
+def test_demo_shows_gating_per_plan_and_a_usage_report_per_tenant() -> None:
     result = _run("demo")
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
-    for key in ("authsome.users.created", "authsome.sessions.created", "authsome.users.active"):
-        assert key in result.stdout
-    assert "Traceback" not in result.stdout
+    out = result.stdout
+    starter, business = out.split("globex (plan business)")[0], out.split("usage report")[0]
+    assert "REFUSED  authsome.feature.sso by plan (disabled)" in starter
+    assert "REFUSED  authsome.feature.custom_domains by plan (disabled)" in starter
+    assert "allowed  authsome.feature.sso by plan" in business.split("globex")[1]
+    for tenant in ("acme", "globex"):
+        report = out.split(f"usage report: {tenant}")[1].split("usage report")[0]
+        rows = {line.split()[0]: line.split()[1:] for line in report.strip().splitlines()[1:]}
+        # two sign-ins per user: 6 sessions, but 3 distinct monthly active users
+        assert rows["authsome.users.active"][0] == "3"
+        assert rows["authsome.sessions.created"][0] == "6"
+        assert rows["authsome.users.created"][0] == "3"
+    assert "Traceback" not in out
 
 
 def test_unknown_command_exits_non_zero_without_a_traceback() -> None:
@@ -45,4 +55,4 @@ def test_unknown_command_exits_non_zero_without_a_traceback() -> None:
 
 def test_main_returns_zero_for_the_demo(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo"]) == 0
-    assert "usage recorded" in capsys.readouterr().out
+    assert "usage report: acme" in capsys.readouterr().out
