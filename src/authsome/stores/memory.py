@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from authsome.errors import AlreadyExists, StoreError
-from authsome.models import RefreshOutcome, RefreshStatus, Session, User
+from authsome.models import Domain, RefreshOutcome, RefreshStatus, Session, User
 from authsome.stores._protocol import Counter
 
 __all__ = ["MemoryStore"]
@@ -33,6 +33,9 @@ class MemoryStore:
         self._access_of_session: dict[str, str] = {}
         self._refresh: dict[str, _RefreshToken] = {}
         self._counters: dict[str, Counter] = {}
+        self._domains: dict[str, Domain] = {}
+        self._domain_tokens: dict[str, str] = {}
+        self._domain_by_hostname: dict[str, str] = {}
 
     # -- users -----------------------------------------------------------------
     def create_user(self, user: User, password_hash: str) -> None:
@@ -154,6 +157,53 @@ class MemoryStore:
         if counter is None or counter[1] <= now:
             return None
         return counter
+
+    # -- custom domains --------------------------------------------------------
+    def create_domain(self, domain: Domain, token: str) -> None:
+        with self._lock:
+            if domain.hostname in self._domain_by_hostname:
+                raise AlreadyExists("this hostname is claimed already")
+            if domain.id in self._domains:
+                raise AlreadyExists("a domain with this id exists")
+            self._domains[domain.id] = domain
+            self._domain_tokens[domain.id] = token
+            self._domain_by_hostname[domain.hostname] = domain.id
+
+    def get_domain(self, domain_id: str) -> Domain | None:
+        with self._lock:
+            return self._domains.get(domain_id)
+
+    def get_domain_token(self, domain_id: str) -> str | None:
+        with self._lock:
+            return self._domain_tokens.get(domain_id)
+
+    def find_domain_by_hostname(self, hostname: str) -> Domain | None:
+        with self._lock:
+            domain_id = self._domain_by_hostname.get(hostname)
+            return None if domain_id is None else self._domains[domain_id]
+
+    def list_domains(self, tenant: str) -> list[Domain]:
+        with self._lock:
+            found = [d for d in self._domains.values() if d.tenant == tenant]
+        return sorted(found, key=lambda d: d.hostname)
+
+    def mark_domain_verified(self, domain_id: str, now: datetime) -> Domain | None:
+        with self._lock:
+            domain = self._domains.get(domain_id)
+            if domain is None or domain.verified_at is not None:
+                return domain
+            verified = dataclasses.replace(domain, verified_at=now)
+            self._domains[domain_id] = verified
+            return verified
+
+    def delete_domain(self, domain_id: str) -> bool:
+        with self._lock:
+            domain = self._domains.pop(domain_id, None)
+            if domain is None:
+                return False
+            del self._domain_tokens[domain_id]
+            del self._domain_by_hostname[domain.hostname]
+            return True
 
     def close(self) -> None:
         """Nothing to release."""
