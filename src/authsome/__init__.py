@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from authsome.billing import LedgerStats
 from authsome.crypto import PasswordHashing
+from authsome.domains import DnsPythonResolver, TxtResolver
 from authsome.engine import Authsome
 from authsome.errors import (
     AlreadyExists,
@@ -16,9 +17,10 @@ from authsome.errors import (
     RateLimited,
     StoreError,
     ValidationError,
+    VerificationFailed,
 )
 from authsome.features import Feature, UsageEvent
-from authsome.models import Session, SessionTokens, SignIn, User
+from authsome.models import Domain, DomainChallenge, Session, SessionTokens, SignIn, User
 from authsome.sessions import SessionPolicy
 from authsome.throttle import ThrottlePolicy
 
@@ -26,6 +28,9 @@ __all__ = [
     "AlreadyExists",
     "Authsome",
     "AuthsomeError",
+    "DnsPythonResolver",
+    "Domain",
+    "DomainChallenge",
     "Feature",
     "FeatureNotEntitled",
     "InvalidCredentials",
@@ -41,7 +46,9 @@ __all__ = [
     "SignIn",
     "StoreError",
     "ThrottlePolicy",
+    "TxtResolver",
     "UsageEvent",
     "User",
     "ValidationError",
+    "VerificationFailed",
 ]
