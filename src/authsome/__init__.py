@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from authsome.billing import LedgerStats
 from authsome.crypto import PasswordHashing
+from authsome.domains import DnsPythonResolver, TxtResolver
 from authsome.engine import Authsome
 from authsome.errors import (
     AlreadyExists,
@@ -17,9 +18,20 @@ from authsome.errors import (
     RateLimited,
     StoreError,
     ValidationError,
+    VerificationFailed,
 )
 from authsome.features import Feature, UsageEvent
-from authsome.models import Membership, Org, OrgRole, Session, SessionTokens, SignIn, User
+from authsome.models import (
+    Domain,
+    DomainChallenge,
+    Membership,
+    Org,
+    OrgRole,
+    Session,
+    SessionTokens,
+    SignIn,
+    User,
+)
 from authsome.sessions import SessionPolicy
 from authsome.throttle import ThrottlePolicy
 
@@ -28,6 +40,9 @@ __all__ = [
     "Authsome",
     "AuthsomeError",
     "Conflict",
+    "DnsPythonResolver",
+    "Domain",
+    "DomainChallenge",
     "Feature",
     "FeatureNotEntitled",
     "InvalidCredentials",
@@ -46,7 +61,9 @@ __all__ = [
     "SignIn",
     "StoreError",
     "ThrottlePolicy",
+    "TxtResolver",
     "UsageEvent",
     "User",
     "ValidationError",
+    "VerificationFailed",
 ]

@@ -8,6 +8,7 @@ from authsome._time import Clock, utcnow
 from authsome.billing import Billing, LedgerErrorPolicy, LedgerStats
 from authsome.bridge import Ledger, NoopLedger
 from authsome.crypto import PasswordHasher, PasswordHashing
+from authsome.domains import Domains, TxtResolver
 from authsome.models import SignIn
 from authsome.orgs import Orgs
 from authsome.sessions import SessionPolicy, Sessions
@@ -31,6 +32,9 @@ class Authsome:
     ``on_ledger_error`` decides what a *failing* entitlement check does: ``"raise"``
     (default; :class:`~authsome.errors.LedgerUnavailable`, nothing performed) or
     ``"allow"`` (fail-open, logged). Failing usage records never fail an operation.
+
+    ``dns_resolver`` looks up the TXT records that verify custom domains; by default
+    dnspython with the system's configuration (extra ``authsome-engine[dns]``).
     """
 
     def __init__(
@@ -43,6 +47,7 @@ class Authsome:
         sessions: SessionPolicy | None = None,
         throttle: ThrottlePolicy | None = None,
         clock: Clock | None = None,
+        dns_resolver: TxtResolver | None = None,
     ) -> None:
         self.store: Store = MemoryStore() if store is None else _checked_store(store)
         self._billing = Billing(NoopLedger() if ledger is None else ledger, on_ledger_error)
@@ -53,6 +58,7 @@ class Authsome:
             self.store, self._billing, sessions or SessionPolicy(), self._clock
         )
         self.orgs = Orgs(self.store, self._billing, self._clock)
+        self.domains = Domains(self.store, self._billing, self._clock, resolver=dns_resolver)
         self._sign_in = SignInFlow(
             self.store,
             self._billing,

@@ -21,6 +21,7 @@ __all__ = [
     "RateLimited",
     "StoreError",
     "ValidationError",
+    "VerificationFailed",
 ]
 
 
@@ -91,3 +92,17 @@ class FeatureNotEntitled(AuthsomeError, PermissionError):
 
 class LedgerUnavailable(AuthsomeError, ConnectionError):
     """The ledger could not answer; under ``on_ledger_error="raise"`` nothing was done."""
+
+
+class VerificationFailed(AuthsomeError):
+    """A custom domain's DNS challenge was not met; the domain stays unverified.
+
+    ``reason`` says why (no such name, no matching record, lookup timed out, ...).
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = str(reason)
+        super().__init__(f"domain not verified: {self.reason}")
+
+    def __reduce__(self) -> tuple[type[VerificationFailed], tuple[str]]:
+        return (type(self), (self.reason,))

@@ -11,6 +11,8 @@ from datetime import datetime
 from enum import StrEnum
 
 __all__ = [
+    "Domain",
+    "DomainChallenge",
     "Membership",
     "Org",
     "OrgRole",
@@ -128,3 +130,43 @@ class Membership:
     user_id: str
     role: OrgRole
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Domain:
+    """A custom hostname a tenant serves its sign-in pages on.
+
+    ``hostname`` is stored normalized (lower-case ASCII, IDNA A-labels, no trailing
+    dot); a wildcard domain starts with ``*.`` and covers hosts one label deeper.
+    Only a verified domain (``verified_at`` set) routes requests to its tenant.
+    """
+
+    id: str
+    tenant: str
+    hostname: str
+    created_at: datetime
+    verified_at: datetime | None = None
+
+    @property
+    def verified(self) -> bool:
+        """Whether the DNS challenge was met."""
+        return self.verified_at is not None
+
+    @property
+    def wildcard(self) -> bool:
+        """Whether this domain covers every host one label below its base name."""
+        return self.hostname.startswith("*.")
+
+
+@dataclass(frozen=True, slots=True)
+class DomainChallenge:
+    """The DNS TXT record the customer must publish to prove they control a domain.
+
+    Publish a TXT record named ``record_name`` whose text is ``record_value``, then
+    call ``auth.domains.verify(domain.id)``.
+    """
+
+    domain: Domain
+    record_name: str
+    record_value: str = field(repr=False)
+    record_type: str = "TXT"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-from authsome.models import Membership, Org, OrgRole, RefreshOutcome, Session, User
+from authsome.models import Domain, Membership, Org, OrgRole, RefreshOutcome, Session, User
 
 __all__ = ["Counter", "Store"]
 
@@ -163,6 +163,40 @@ class Store(Protocol):
         Raise :class:`~authsome.errors.Conflict` and change nothing when this would
         demote the org's last owner; atomic like :meth:`remove_membership`.
         """
+        ...
+
+    # -- custom domains --------------------------------------------------------
+    def create_domain(self, domain: Domain, token: str) -> None:
+        """Insert ``domain`` with its DNS challenge ``token``.
+
+        Raise :class:`~authsome.errors.AlreadyExists` when ``domain.hostname`` is
+        taken by any domain of any tenant, or ``domain.id`` is taken."""
+        ...
+
+    def get_domain(self, domain_id: str) -> Domain | None:
+        """The domain with this id, or ``None``."""
+        ...
+
+    def get_domain_token(self, domain_id: str) -> str | None:
+        """The challenge token stored with the domain, or ``None`` if it is unknown."""
+        ...
+
+    def find_domain_by_hostname(self, hostname: str) -> Domain | None:
+        """The domain (verified or not, any tenant) whose stored hostname equals
+        ``hostname`` exactly, or ``None``."""
+        ...
+
+    def list_domains(self, tenant: str) -> list[Domain]:
+        """Every domain of ``tenant``, ordered by hostname."""
+        ...
+
+    def mark_domain_verified(self, domain_id: str, now: datetime) -> Domain | None:
+        """Set ``verified_at = now`` unless it is set already (the first verification
+        time is kept); return the stored domain, or ``None`` if it is unknown."""
+        ...
+
+    def delete_domain(self, domain_id: str) -> bool:
+        """Delete the domain and its token; ``False`` if it did not exist."""
         ...
 
     # -- lifecycle ---------------------------------------------------------------

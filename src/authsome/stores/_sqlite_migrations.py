@@ -82,7 +82,22 @@ CREATE TABLE org_members (
 CREATE INDEX org_members_by_user ON org_members (user_id);
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1_SESSIONS_AND_USERS, _V2_ORGS)
+_V3_CUSTOM_DOMAINS = """
+-- A hostname belongs to at most one tenant, verified or not: the UNIQUE constraint
+-- is what makes a claim exclusive across tenants, also between processes.
+CREATE TABLE domains (
+    id          TEXT PRIMARY KEY,
+    tenant      TEXT NOT NULL,
+    hostname    TEXT NOT NULL UNIQUE,
+    token       TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    verified_at INTEGER
+);
+
+CREATE INDEX domains_by_tenant ON domains (tenant, hostname);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1_SESSIONS_AND_USERS, _V2_ORGS, _V3_CUSTOM_DOMAINS)
 """Migration scripts, oldest first; the schema version is the number applied."""
 
 

@@ -8,7 +8,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from authsome.errors import AlreadyExists, StoreError
-from authsome.models import Membership, Org, OrgRole, RefreshOutcome, RefreshStatus, Session, User
+from authsome.models import (
+    Domain,
+    Membership,
+    Org,
+    OrgRole,
+    RefreshOutcome,
+    RefreshStatus,
+    Session,
+    User,
+)
 from authsome.stores._protocol import Counter
 from authsome.stores._rules import check_owner_membership, last_owner_conflict
 
@@ -38,6 +47,9 @@ class MemoryStore:
         self._org_by_slug: dict[tuple[str, str], str] = {}
         # org id -> user id -> membership; dicts keep insertion order, lists sort anyway
         self._members: dict[str, dict[str, Membership]] = {}
+        self._domains: dict[str, Domain] = {}
+        self._domain_tokens: dict[str, str] = {}
+        self._domain_by_hostname: dict[str, str] = {}
 
     # -- users -----------------------------------------------------------------
     def create_user(self, user: User, password_hash: str) -> None:
@@ -237,6 +249,53 @@ class MemoryStore:
     @staticmethod
     def _owner_count(members: dict[str, Membership]) -> int:
         return sum(m.role is OrgRole.OWNER for m in members.values())
+
+    # -- custom domains --------------------------------------------------------
+    def create_domain(self, domain: Domain, token: str) -> None:
+        with self._lock:
+            if domain.hostname in self._domain_by_hostname:
+                raise AlreadyExists("this hostname is claimed already")
+            if domain.id in self._domains:
+                raise AlreadyExists("a domain with this id exists")
+            self._domains[domain.id] = domain
+            self._domain_tokens[domain.id] = token
+            self._domain_by_hostname[domain.hostname] = domain.id
+
+    def get_domain(self, domain_id: str) -> Domain | None:
+        with self._lock:
+            return self._domains.get(domain_id)
+
+    def get_domain_token(self, domain_id: str) -> str | None:
+        with self._lock:
+            return self._domain_tokens.get(domain_id)
+
+    def find_domain_by_hostname(self, hostname: str) -> Domain | None:
+        with self._lock:
+            domain_id = self._domain_by_hostname.get(hostname)
+            return None if domain_id is None else self._domains[domain_id]
+
+    def list_domains(self, tenant: str) -> list[Domain]:
+        with self._lock:
+            found = [d for d in self._domains.values() if d.tenant == tenant]
+        return sorted(found, key=lambda d: d.hostname)
+
+    def mark_domain_verified(self, domain_id: str, now: datetime) -> Domain | None:
+        with self._lock:
+            domain = self._domains.get(domain_id)
+            if domain is None or domain.verified_at is not None:
+                return domain
+            verified = dataclasses.replace(domain, verified_at=now)
+            self._domains[domain_id] = verified
+            return verified
+
+    def delete_domain(self, domain_id: str) -> bool:
+        with self._lock:
+            domain = self._domains.pop(domain_id, None)
+            if domain is None:
+                return False
+            del self._domain_tokens[domain_id]
+            del self._domain_by_hostname[domain.hostname]
+            return True
 
     def close(self) -> None:
         """Nothing to release."""

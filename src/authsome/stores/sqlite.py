@@ -23,7 +23,16 @@ from types import TracebackType
 from typing import Any, Self
 
 from authsome.errors import AlreadyExists, StoreError, ValidationError
-from authsome.models import Membership, Org, OrgRole, RefreshOutcome, RefreshStatus, Session, User
+from authsome.models import (
+    Domain,
+    Membership,
+    Org,
+    OrgRole,
+    RefreshOutcome,
+    RefreshStatus,
+    Session,
+    User,
+)
 from authsome.stores._protocol import Counter
 from authsome.stores._rules import check_owner_membership, last_owner_conflict
 from authsome.stores._sqlite_migrations import MIGRATIONS, split_statements
@@ -72,6 +81,8 @@ _DUPLICATE_MESSAGES = {
     "orgs.tenant, orgs.slug": "an org with this slug exists in this tenant",
     "orgs.id": "an org with this id exists",
     "org_members.org_id, org_members.user_id": "the user is a member of this org already",
+    "domains.hostname": "this hostname is claimed already",
+    "domains.id": "a domain with this id exists",
 }
 _UNIQUE_CODES = frozenset({sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY})
 
@@ -137,6 +148,19 @@ def _membership(row: sqlite3.Row) -> Membership:
         user_id=row["user_id"],
         role=OrgRole(row["role"]),
         created_at=_from_micros(row["created_at"]),
+    )
+
+
+_SELECT_DOMAIN = "SELECT id, tenant, hostname, created_at, verified_at FROM domains"
+
+
+def _domain(row: sqlite3.Row) -> Domain:
+    return Domain(
+        id=row["id"],
+        tenant=row["tenant"],
+        hostname=row["hostname"],
+        created_at=_from_micros(row["created_at"]),
+        verified_at=_from_optional_micros(row["verified_at"]),
     )
 
 
@@ -541,6 +565,66 @@ class SQLiteStore:
     @staticmethod
     def _owner_count(conn: sqlite3.Connection, org_id: str) -> int:
         return int(conn.execute(_COUNT_OWNERS, (org_id,)).fetchone()[0])
+
+    # -- custom domains --------------------------------------------------------
+    def create_domain(self, domain: Domain, token: str) -> None:
+        """Insert ``domain``; :class:`~authsome.errors.AlreadyExists` if its hostname
+        (in any tenant) or id is taken. One INSERT, so nothing is half-written."""
+        with self._connection("create_domain") as conn:
+            conn.execute(
+                "INSERT INTO domains (id, tenant, hostname, token, created_at, verified_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    domain.id,
+                    domain.tenant,
+                    domain.hostname,
+                    token,
+                    _to_micros(domain.created_at),
+                    None if domain.verified_at is None else _to_micros(domain.verified_at),
+                ),
+            )
+
+    def get_domain(self, domain_id: str) -> Domain | None:
+        """The domain with this id, or ``None``."""
+        row = self._fetch_one("get_domain", _SELECT_DOMAIN + " WHERE id = ?", (domain_id,))
+        return None if row is None else _domain(row)
+
+    def get_domain_token(self, domain_id: str) -> str | None:
+        """The domain's challenge token, or ``None`` if the domain is unknown."""
+        row = self._fetch_one(
+            "get_domain_token", "SELECT token FROM domains WHERE id = ?", (domain_id,)
+        )
+        return None if row is None else str(row["token"])
+
+    def find_domain_by_hostname(self, hostname: str) -> Domain | None:
+        """The domain whose hostname is exactly ``hostname``, or ``None``."""
+        row = self._fetch_one(
+            "find_domain_by_hostname", _SELECT_DOMAIN + " WHERE hostname = ?", (hostname,)
+        )
+        return None if row is None else _domain(row)
+
+    def list_domains(self, tenant: str) -> list[Domain]:
+        """Every domain of ``tenant``, ordered by hostname."""
+        with self._connection("list_domains") as conn:
+            rows = conn.execute(
+                _SELECT_DOMAIN + " WHERE tenant = ? ORDER BY hostname", (tenant,)
+            ).fetchall()
+        return [_domain(row) for row in rows]
+
+    def mark_domain_verified(self, domain_id: str, now: datetime) -> Domain | None:
+        """Set ``verified_at`` once (the first time is kept); return the stored domain."""
+        with self._transaction("mark_domain_verified") as conn:
+            conn.execute(
+                "UPDATE domains SET verified_at = ? WHERE id = ? AND verified_at IS NULL",
+                (_to_micros(now), domain_id),
+            )
+            row = conn.execute(_SELECT_DOMAIN + " WHERE id = ?", (domain_id,)).fetchone()
+        return None if row is None else _domain(row)
+
+    def delete_domain(self, domain_id: str) -> bool:
+        """Delete the domain; ``False`` if it did not exist."""
+        with self._connection("delete_domain") as conn:
+            return conn.execute("DELETE FROM domains WHERE id = ?", (domain_id,)).rowcount == 1
 
     # -- lifecycle ---------------------------------------------------------------
     def close(self) -> None:
