@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from authsome.billing import LedgerStats
-from authsome.crypto import PasswordHashing
+from authsome.crypto import PasswordHashing, SecretBox
 from authsome.engine import Authsome
 from authsome.errors import (
     AlreadyExists,
     AuthsomeError,
+    DecryptionError,
     FeatureNotEntitled,
     InvalidCredentials,
     InvalidToken,
@@ -18,7 +19,8 @@ from authsome.errors import (
     ValidationError,
 )
 from authsome.features import Feature, UsageEvent
-from authsome.models import Session, SessionTokens, SignIn, User
+from authsome.mfa import Mfa
+from authsome.models import MfaFactor, MfaMethod, Session, SessionTokens, SignIn, TOTPSetup, User
 from authsome.sessions import SessionPolicy
 from authsome.throttle import ThrottlePolicy
 
@@ -26,20 +28,26 @@ __all__ = [
     "AlreadyExists",
     "Authsome",
     "AuthsomeError",
+    "DecryptionError",
     "Feature",
     "FeatureNotEntitled",
     "InvalidCredentials",
     "InvalidToken",
     "LedgerStats",
     "LedgerUnavailable",
+    "Mfa",
+    "MfaFactor",
+    "MfaMethod",
     "NotFound",
     "PasswordHashing",
     "RateLimited",
+    "SecretBox",
     "Session",
     "SessionPolicy",
     "SessionTokens",
     "SignIn",
     "StoreError",
+    "TOTPSetup",
     "ThrottlePolicy",
     "UsageEvent",
     "User",

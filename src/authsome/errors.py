@@ -12,6 +12,7 @@ from __future__ import annotations
 __all__ = [
     "AlreadyExists",
     "AuthsomeError",
+    "DecryptionError",
     "FeatureNotEntitled",
     "InvalidCredentials",
     "InvalidToken",
@@ -67,6 +68,16 @@ class NotFound(AuthsomeError, LookupError):
 
 class StoreError(AuthsomeError):
     """The store failed (I/O, schema, connection); the operation was not performed."""
+
+
+class DecryptionError(AuthsomeError, ValueError):
+    """A stored secret could not be decrypted: wrong ``secret_key``, or the data
+    was altered or moved to another record. Nothing was used or changed."""
+
+    def __init__(
+        self, message: str = "stored secret could not be decrypted (wrong key or altered data)"
+    ) -> None:
+        super().__init__(message)
 
 
 class FeatureNotEntitled(AuthsomeError, PermissionError):
