@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from authsome.billing import LedgerStats
-from authsome.crypto import PasswordHashing
+from authsome.crypto import PasswordHashing, SecretBox
 from authsome.domains import DnsPythonResolver, TxtResolver
 from authsome.engine import Authsome
 from authsome.errors import (
     AlreadyExists,
     AuthsomeError,
     Conflict,
+    DecryptionError,
     FeatureNotEntitled,
     InvalidCredentials,
     InvalidToken,
@@ -21,15 +22,19 @@ from authsome.errors import (
     VerificationFailed,
 )
 from authsome.features import Feature, UsageEvent
+from authsome.mfa import Mfa
 from authsome.models import (
     Domain,
     DomainChallenge,
     Membership,
+    MfaFactor,
+    MfaMethod,
     Org,
     OrgRole,
     Session,
     SessionTokens,
     SignIn,
+    TOTPSetup,
     User,
 )
 from authsome.sessions import SessionPolicy
@@ -40,6 +45,7 @@ __all__ = [
     "Authsome",
     "AuthsomeError",
     "Conflict",
+    "DecryptionError",
     "DnsPythonResolver",
     "Domain",
     "DomainChallenge",
@@ -50,16 +56,21 @@ __all__ = [
     "LedgerStats",
     "LedgerUnavailable",
     "Membership",
+    "Mfa",
+    "MfaFactor",
+    "MfaMethod",
     "NotFound",
     "Org",
     "OrgRole",
     "PasswordHashing",
     "RateLimited",
+    "SecretBox",
     "Session",
     "SessionPolicy",
     "SessionTokens",
     "SignIn",
     "StoreError",
+    "TOTPSetup",
     "ThrottlePolicy",
     "TxtResolver",
     "UsageEvent",

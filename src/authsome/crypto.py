@@ -4,11 +4,14 @@
 * secrets are stored only as SHA-256 digests (tokens are high-entropy, so a
   fast hash is enough and lookups stay indexable);
 * passwords are hashed with argon2id;
-* comparisons of secrets are constant-time.
+* comparisons of secrets are constant-time;
+* secrets that must be read back (TOTP seeds) are sealed with AES-256-GCM.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import secrets
@@ -16,10 +19,15 @@ from dataclasses import dataclass
 
 import argon2
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from authsome.errors import DecryptionError
 
 __all__ = [
     "PasswordHasher",
     "PasswordHashing",
+    "SecretBox",
     "constant_time_equals",
     "new_id",
     "new_token",
@@ -109,3 +117,53 @@ class PasswordHasher:
 
     def __repr__(self) -> str:
         return f"PasswordHasher({self.params!r})"
+
+
+SEALED_PREFIX = "v1."  # never in base32 text, so sealed and plain values cannot be confused
+_KEY_BYTES = 32
+_NONCE_BYTES = 12  # 96 bits: the nonce size GCM is specified for
+_TAG_BYTES = 16
+
+
+class SecretBox:
+    """Authenticated encryption (AES-256-GCM) of short secrets kept at rest.
+
+    ``seal`` uses a fresh random 96-bit nonce per call. ``aad`` (associated data,
+    e.g. the record id) is authenticated but not stored: a sealed value only opens
+    with the same ``aad``, so a value copied into another row is refused.
+    """
+
+    __slots__ = ("_aead",)
+
+    def __init__(self, key: bytes) -> None:
+        if not isinstance(key, bytes):
+            raise TypeError(f"secret_key must be bytes, not {type(key).__name__}")
+        if len(key) != _KEY_BYTES:
+            raise ValueError(f"secret_key must be exactly {_KEY_BYTES} bytes")
+        self._aead = AESGCM(key)
+
+    def seal(self, plaintext: str, *, aad: str) -> str:
+        """Encrypt ``plaintext`` bound to ``aad``; returns printable text."""
+        nonce = secrets.token_bytes(_NONCE_BYTES)
+        sealed = self._aead.encrypt(nonce, plaintext.encode("utf-8"), aad.encode("utf-8"))
+        return SEALED_PREFIX + base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
+
+    def open(self, token: str, *, aad: str) -> str:
+        """Decrypt a value of :meth:`seal`; :class:`DecryptionError` if it does not
+        authenticate (wrong key, other ``aad``, altered or malformed)."""
+        if not token.startswith(SEALED_PREFIX):
+            raise DecryptionError()
+        try:
+            raw = base64.urlsafe_b64decode(token[len(SEALED_PREFIX) :].encode("ascii"))
+        except (binascii.Error, UnicodeError) as exc:
+            raise DecryptionError() from exc
+        if len(raw) < _NONCE_BYTES + _TAG_BYTES:
+            raise DecryptionError()
+        try:
+            plain = self._aead.decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], aad.encode("utf-8"))
+            return plain.decode("utf-8")
+        except (InvalidTag, UnicodeError) as exc:
+            raise DecryptionError() from exc
+
+    def __repr__(self) -> str:
+        return "SecretBox(key=<hidden>)"

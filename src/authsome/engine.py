@@ -7,8 +7,9 @@ from types import TracebackType
 from authsome._time import Clock, utcnow
 from authsome.billing import Billing, LedgerErrorPolicy, LedgerStats
 from authsome.bridge import Ledger, NoopLedger
-from authsome.crypto import PasswordHasher, PasswordHashing
+from authsome.crypto import PasswordHasher, PasswordHashing, SecretBox
 from authsome.domains import Domains, TxtResolver
+from authsome.mfa import Mfa, SignInChallenge
 from authsome.models import SignIn
 from authsome.orgs import Orgs
 from authsome.sessions import SessionPolicy, Sessions
@@ -29,6 +30,10 @@ class Authsome:
 
         auth = Authsome(store=SQLiteStore("auth.db"), ledger=LedgerAdapter(engine))
 
+    ``secret_key`` (32 random bytes, e.g. ``secrets.token_bytes(32)``, kept outside the
+    database) encrypts TOTP secrets at rest with AES-256-GCM; without it they are
+    stored in clear. Keep it stable: secrets sealed with one key do not open with another.
+
     ``on_ledger_error`` decides what a *failing* entitlement check does: ``"raise"``
     (default; :class:`~authsome.errors.LedgerUnavailable`, nothing performed) or
     ``"allow"`` (fail-open, logged). Failing usage records never fail an operation.
@@ -48,6 +53,7 @@ class Authsome:
         throttle: ThrottlePolicy | None = None,
         clock: Clock | None = None,
         dns_resolver: TxtResolver | None = None,
+        secret_key: bytes | None = None,
     ) -> None:
         self.store: Store = MemoryStore() if store is None else _checked_store(store)
         self._billing = Billing(NoopLedger() if ledger is None else ledger, on_ledger_error)
@@ -59,6 +65,7 @@ class Authsome:
         )
         self.orgs = Orgs(self.store, self._billing, self._clock)
         self.domains = Domains(self.store, self._billing, self._clock, resolver=dns_resolver)
+        secret_box = None if secret_key is None else SecretBox(secret_key)
         self._sign_in = SignInFlow(
             self.store,
             self._billing,
@@ -66,6 +73,14 @@ class Authsome:
             Throttle(self.store, throttle or ThrottlePolicy()),
             self.sessions,
             self._clock,
+            mfa_ticket=SignInChallenge(self.store, self._clock).issue,
+        )
+        self.mfa = Mfa(
+            self.store,
+            self._billing,
+            self._clock,
+            secret_box=secret_box,
+            complete_sign_in=self._sign_in.complete,
         )
 
     @property
@@ -88,6 +103,10 @@ class Authsome:
         :class:`~authsome.errors.InvalidCredentials`; too many failures raise
         :class:`~authsome.errors.RateLimited`. Records ``authsome.sessions.created``
         and ``authsome.users.active``.
+
+        For a user with a confirmed second factor, the result has
+        ``mfa_required=True`` and a ``ticket`` instead: no session exists and nothing
+        is recorded until :meth:`auth.mfa.verify <authsome.mfa.Mfa.verify>` succeeds.
         """
         return self._sign_in.sign_in(email, password, tenant=tenant, ip=ip)
 

@@ -13,6 +13,7 @@ __all__ = [
     "AlreadyExists",
     "AuthsomeError",
     "Conflict",
+    "DecryptionError",
     "FeatureNotEntitled",
     "InvalidCredentials",
     "InvalidToken",
@@ -74,6 +75,16 @@ class NotFound(AuthsomeError, LookupError):
 
 class StoreError(AuthsomeError):
     """The store failed (I/O, schema, connection); the operation was not performed."""
+
+
+class DecryptionError(AuthsomeError, ValueError):
+    """A stored secret could not be decrypted: wrong ``secret_key``, or the data
+    was altered or moved to another record. Nothing was used or changed."""
+
+    def __init__(
+        self, message: str = "stored secret could not be decrypted (wrong key or altered data)"
+    ) -> None:
+        super().__init__(message)
 
 
 class FeatureNotEntitled(AuthsomeError, PermissionError):

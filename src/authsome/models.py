@@ -14,6 +14,8 @@ __all__ = [
     "Domain",
     "DomainChallenge",
     "Membership",
+    "MfaFactor",
+    "MfaMethod",
     "Org",
     "OrgRole",
     "RefreshOutcome",
@@ -21,6 +23,7 @@ __all__ = [
     "Session",
     "SessionTokens",
     "SignIn",
+    "TOTPSetup",
     "User",
 ]
 
@@ -170,3 +173,42 @@ class DomainChallenge:
     record_name: str
     record_value: str = field(repr=False)
     record_type: str = "TXT"
+
+
+class MfaMethod(StrEnum):
+    """The kinds of second factor."""
+
+    TOTP = "totp"  # RFC 6238 one-time codes from an authenticator app
+
+
+@dataclass(frozen=True, slots=True)
+class MfaFactor:
+    """A second factor of a user. Its secret is not part of the record.
+
+    ``confirmed_at`` is ``None`` while the enrolment is pending: a pending factor
+    is never asked for at sign-in.
+    """
+
+    id: str
+    user_id: str
+    method: MfaMethod
+    created_at: datetime
+    confirmed_at: datetime | None = None
+
+    @property
+    def confirmed(self) -> bool:
+        """Whether the enrolment was confirmed with a valid code."""
+        return self.confirmed_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class TOTPSetup:
+    """What an authenticator app needs to enrol; shown to the user once.
+
+    ``provisioning_uri`` (the ``otpauth://`` URI for a QR code) contains the secret
+    too, so neither appears in ``repr``.
+    """
+
+    secret: str = field(repr=False)
+    provisioning_uri: str = field(repr=False)
+    factor_id: str

@@ -1,8 +1,10 @@
-"""Password sign-in: generic failures, equal work, throttling, rehash on login."""
+"""Password sign-in: generic failures, equal work, throttling, rehash on login, and
+the hand-over to the second factor when the user has one."""
 
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Callable
 
 from authsome import _validation as v
 from authsome._time import Clock
@@ -20,7 +22,11 @@ __all__ = ["SignInFlow"]
 
 
 class SignInFlow:
-    """Verifies a password and completes the sign-in with a new session."""
+    """Verifies a password and completes the sign-in with a new session.
+
+    ``mfa_ticket`` returns a ticket for a user who has a second factor (``None``
+    otherwise); such a sign-in stops there and is completed by the MFA service.
+    """
 
     def __init__(
         self,
@@ -30,6 +36,7 @@ class SignInFlow:
         throttle: Throttle,
         sessions: Sessions,
         clock: Clock,
+        mfa_ticket: Callable[[User], str | None] | None = None,
     ) -> None:
         self._store = store
         self._billing = billing
@@ -37,6 +44,7 @@ class SignInFlow:
         self._throttle = throttle
         self._sessions = sessions
         self._clock = clock
+        self._mfa_ticket = mfa_ticket
 
     def sign_in(self, email: str, password: str, *, tenant: str, ip: str | None) -> SignIn:
         """Check the password; raise one generic :class:`InvalidCredentials` on failure."""
@@ -55,6 +63,10 @@ class SignInFlow:
         self._throttle.succeeded(tenant, email, ip, now)
         if self._hasher.needs_rehash(stored_hash):
             self._store.set_password_hash(user.id, self._hasher.hash(password))
+        ticket = None if self._mfa_ticket is None else self._mfa_ticket(user)
+        if ticket is not None:
+            # No session and no usage yet: the sign-in completes after the second factor.
+            return SignIn(user=user, mfa_required=True, ticket=ticket)
         return self.complete(user)
 
     def complete(self, user: User) -> SignIn:

@@ -37,6 +37,9 @@ TABLES = {
     "orgs",
     "org_members",
     "domains",
+    "mfa_factors",
+    "mfa_recovery_codes",
+    "mfa_tickets",
 }
 
 

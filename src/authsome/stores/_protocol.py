@@ -7,10 +7,20 @@ UTC on the way in and out.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-from authsome.models import Domain, Membership, Org, OrgRole, RefreshOutcome, Session, User
+from authsome.models import (
+    Domain,
+    Membership,
+    MfaFactor,
+    Org,
+    OrgRole,
+    RefreshOutcome,
+    Session,
+    User,
+)
 
 __all__ = ["Counter", "Store"]
 
@@ -197,6 +207,87 @@ class Store(Protocol):
 
     def delete_domain(self, domain_id: str) -> bool:
         """Delete the domain and its token; ``False`` if it did not exist."""
+        ...
+
+    # -- mfa -------------------------------------------------------------------
+    def create_mfa_factor(self, factor: MfaFactor, secret: str) -> None:
+        """Insert an unconfirmed ``factor`` with its ``secret`` (as the engine keeps it
+        at rest: sealed when it has a key), atomically replacing (deleting) the user's
+        pending factor of the same method.
+
+        A user has at most one factor per method: raise
+        :class:`~authsome.errors.AlreadyExists` when a *confirmed* one exists (nothing
+        changes then), :class:`~authsome.errors.StoreError` when the user is unknown.
+        """
+        ...
+
+    def get_mfa_factor(self, factor_id: str) -> MfaFactor | None:
+        """The factor with this id (pending or confirmed), or ``None``."""
+        ...
+
+    def get_mfa_secret(self, factor_id: str) -> str | None:
+        """The secret stored with the factor, exactly as given, or ``None``."""
+        ...
+
+    def list_mfa_factors(self, user_id: str) -> list[MfaFactor]:
+        """The user's factors, pending ones included, oldest first."""
+        ...
+
+    def confirm_mfa_factor(
+        self, factor_id: str, step: int, recovery_hashes: Sequence[str], now: datetime
+    ) -> bool:
+        """Confirm a pending factor, atomically: set ``confirmed_at=now``, make
+        ``step`` its last used time-step and store ``recovery_hashes`` as its
+        recovery codes (replacing any).
+
+        ``False`` (and no change) if the factor is unknown, confirmed already or
+        ``step`` is not greater than its last used step. Of concurrent calls at most
+        one returns ``True``.
+        """
+        ...
+
+    def use_totp_step(self, factor_id: str, step: int) -> bool:
+        """Record ``step`` as the factor's last used time-step if none is stored or
+        the stored one is smaller; ``True`` if recorded.
+
+        One conditional update: of concurrent calls with the same step exactly one
+        returns ``True``, so a one-time code is accepted at most once.
+        """
+        ...
+
+    def consume_recovery_code(self, factor_id: str, code_hash: str) -> bool:
+        """Delete the factor's recovery code with this hash; ``True`` if it was there.
+        Of concurrent calls with one hash exactly one returns ``True``."""
+        ...
+
+    def count_recovery_codes(self, factor_id: str) -> int:
+        """How many unused recovery codes the factor has."""
+        ...
+
+    def delete_mfa_factor(self, factor_id: str) -> bool:
+        """Delete the factor and its recovery codes; ``False`` if it did not exist."""
+        ...
+
+    def create_mfa_ticket(
+        self, ticket_hash: str, user_id: str, expires_at: datetime, now: datetime
+    ) -> None:
+        """Store a sign-in ticket (by hash) with no attempts used; expired tickets of
+        any user may be purged in the same call. The user must exist
+        (:class:`~authsome.errors.StoreError` otherwise)."""
+        ...
+
+    def attempt_mfa_ticket(self, ticket_hash: str, now: datetime, max_attempts: int) -> str | None:
+        """Count one attempt on a live ticket and return its user id.
+
+        ``None`` (and no change) if the ticket is unknown, consumed, expired
+        (``expires_at <= now``) or has ``max_attempts`` attempts counted already.
+        Atomic: however many calls race, at most ``max_attempts`` ever get the user id.
+        """
+        ...
+
+    def consume_mfa_ticket(self, ticket_hash: str) -> bool:
+        """Delete the ticket; ``True`` if it existed. Of concurrent calls exactly one
+        returns ``True``."""
         ...
 
     # -- lifecycle ---------------------------------------------------------------

@@ -97,7 +97,47 @@ CREATE TABLE domains (
 CREATE INDEX domains_by_tenant ON domains (tenant, hostname);
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1_SESSIONS_AND_USERS, _V2_ORGS, _V3_CUSTOM_DOMAINS)
+
+_V4_MFA = """
+-- One factor per user and method; a pending (unconfirmed) enrolment is replaced
+-- by the next one. ``secret`` is the TOTP seed: it must be read back to check
+-- codes, so it cannot be hashed; it is AES-GCM sealed when the engine has a
+-- secret_key. ``last_step`` is the last accepted TOTP time-step: a code is
+-- accepted only for a greater step, which is what makes each code single-use.
+CREATE TABLE mfa_factors (
+    id           TEXT PRIMARY KEY,
+    user_id      TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    method       TEXT NOT NULL,
+    secret       TEXT NOT NULL,
+    created_at   INTEGER NOT NULL,
+    confirmed_at INTEGER,
+    last_step    INTEGER,
+    UNIQUE (user_id, method)
+);
+
+CREATE TABLE mfa_recovery_codes (
+    factor_id TEXT NOT NULL REFERENCES mfa_factors (id) ON DELETE CASCADE,
+    code_hash TEXT NOT NULL,
+    PRIMARY KEY (factor_id, code_hash)
+) WITHOUT ROWID;
+
+-- Sign-in tickets between the password and the second factor.
+CREATE TABLE mfa_tickets (
+    hash       TEXT PRIMARY KEY,
+    user_id    TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    expires_at INTEGER NOT NULL,
+    attempts   INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+
+CREATE INDEX mfa_tickets_by_expiry ON mfa_tickets (expires_at);
+"""
+
+MIGRATIONS: tuple[str, ...] = (
+    _V1_SESSIONS_AND_USERS,
+    _V2_ORGS,
+    _V3_CUSTOM_DOMAINS,
+    _V4_MFA,
+)
 """Migration scripts, oldest first; the schema version is the number applied."""
 
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from authsome.errors import AlreadyExists, StoreError
 from authsome.models import (
     Domain,
     Membership,
+    MfaFactor,
     Org,
     OrgRole,
     RefreshOutcome,
@@ -28,6 +30,21 @@ __all__ = ["MemoryStore"]
 class _RefreshToken:
     session_id: str
     used: bool = False
+
+
+@dataclass(slots=True)
+class _Factor:
+    record: MfaFactor
+    secret: str
+    last_step: int | None = None
+    recovery_hashes: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class _Ticket:
+    user_id: str
+    expires_at: datetime
+    attempts: int = 0
 
 
 class MemoryStore:
@@ -50,6 +67,8 @@ class MemoryStore:
         self._domains: dict[str, Domain] = {}
         self._domain_tokens: dict[str, str] = {}
         self._domain_by_hostname: dict[str, str] = {}
+        self._factors: dict[str, _Factor] = {}
+        self._tickets: dict[str, _Ticket] = {}
 
     # -- users -----------------------------------------------------------------
     def create_user(self, user: User, password_hash: str) -> None:
@@ -297,8 +316,106 @@ class MemoryStore:
             del self._domain_by_hostname[domain.hostname]
             return True
 
+    # -- mfa -------------------------------------------------------------------
+    def create_mfa_factor(self, factor: MfaFactor, secret: str) -> None:
+        with self._lock:
+            if factor.user_id not in self._users:
+                raise StoreError("factor refers to an unknown user")
+            if factor.id in self._factors:
+                raise AlreadyExists("factor id exists")
+            for existing in self._user_factors(factor.user_id):
+                if existing.record.method is factor.method:
+                    if existing.record.confirmed:
+                        raise AlreadyExists("the user has a confirmed factor of this method")
+                    del self._factors[existing.record.id]  # a pending one is replaced
+            self._factors[factor.id] = _Factor(factor, secret)
+
+    def get_mfa_factor(self, factor_id: str) -> MfaFactor | None:
+        with self._lock:
+            entry = self._factors.get(factor_id)
+            return None if entry is None else entry.record
+
+    def get_mfa_secret(self, factor_id: str) -> str | None:
+        with self._lock:
+            entry = self._factors.get(factor_id)
+            return None if entry is None else entry.secret
+
+    def list_mfa_factors(self, user_id: str) -> list[MfaFactor]:
+        with self._lock:
+            records = [entry.record for entry in self._user_factors(user_id)]
+        return sorted(records, key=lambda f: (f.created_at, f.id))
+
+    def confirm_mfa_factor(
+        self, factor_id: str, step: int, recovery_hashes: Sequence[str], now: datetime
+    ) -> bool:
+        with self._lock:
+            entry = self._factors.get(factor_id)
+            if entry is None or entry.record.confirmed or not _step_is_new(entry, step):
+                return False
+            entry.record = dataclasses.replace(entry.record, confirmed_at=now)
+            entry.last_step = step
+            entry.recovery_hashes = set(recovery_hashes)
+            return True
+
+    def use_totp_step(self, factor_id: str, step: int) -> bool:
+        with self._lock:
+            entry = self._factors.get(factor_id)
+            if entry is None or not _step_is_new(entry, step):
+                return False
+            entry.last_step = step
+            return True
+
+    def consume_recovery_code(self, factor_id: str, code_hash: str) -> bool:
+        with self._lock:
+            entry = self._factors.get(factor_id)
+            if entry is None or code_hash not in entry.recovery_hashes:
+                return False
+            entry.recovery_hashes.discard(code_hash)
+            return True
+
+    def count_recovery_codes(self, factor_id: str) -> int:
+        with self._lock:
+            entry = self._factors.get(factor_id)
+            return 0 if entry is None else len(entry.recovery_hashes)
+
+    def delete_mfa_factor(self, factor_id: str) -> bool:
+        with self._lock:
+            return self._factors.pop(factor_id, None) is not None
+
+    def create_mfa_ticket(
+        self, ticket_hash: str, user_id: str, expires_at: datetime, now: datetime
+    ) -> None:
+        with self._lock:
+            if user_id not in self._users:
+                raise StoreError("ticket refers to an unknown user")
+            if ticket_hash in self._tickets:
+                raise AlreadyExists("ticket hash exists")
+            expired = [h for h, t in self._tickets.items() if t.expires_at <= now]
+            for stale in expired:
+                del self._tickets[stale]
+            self._tickets[ticket_hash] = _Ticket(user_id, expires_at)
+
+    def attempt_mfa_ticket(self, ticket_hash: str, now: datetime, max_attempts: int) -> str | None:
+        with self._lock:
+            ticket = self._tickets.get(ticket_hash)
+            if ticket is None or ticket.expires_at <= now or ticket.attempts >= max_attempts:
+                return None
+            ticket.attempts += 1
+            return ticket.user_id
+
+    def consume_mfa_ticket(self, ticket_hash: str) -> bool:
+        with self._lock:
+            return self._tickets.pop(ticket_hash, None) is not None
+
+    def _user_factors(self, user_id: str) -> list[_Factor]:
+        return [entry for entry in self._factors.values() if entry.record.user_id == user_id]
+
     def close(self) -> None:
         """Nothing to release."""
 
     def __repr__(self) -> str:
         return f"MemoryStore(users={len(self._users)}, sessions={len(self._sessions)})"
+
+
+def _step_is_new(entry: _Factor, step: int) -> bool:
+    return entry.last_step is None or entry.last_step < step

@@ -17,7 +17,7 @@ import os
 import sqlite3
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
@@ -26,6 +26,8 @@ from authsome.errors import AlreadyExists, StoreError, ValidationError
 from authsome.models import (
     Domain,
     Membership,
+    MfaFactor,
+    MfaMethod,
     Org,
     OrgRole,
     RefreshOutcome,
@@ -71,6 +73,10 @@ _SELECT_MEMBERSHIP = (
 )
 _COUNT_OWNERS = "SELECT count(*) FROM org_members WHERE org_id = ? AND role = 'owner'"
 
+_SELECT_FACTOR = (
+    "SELECT id, user_id, method, created_at, confirmed_at FROM mfa_factors WHERE id = ?"
+)
+
 # Which unique constraint failed → what AlreadyExists says (never the value itself).
 _DUPLICATE_MESSAGES = {
     "users.tenant, users.email": "a user with this e-mail exists in this tenant",
@@ -83,6 +89,9 @@ _DUPLICATE_MESSAGES = {
     "org_members.org_id, org_members.user_id": "the user is a member of this org already",
     "domains.hostname": "this hostname is claimed already",
     "domains.id": "a domain with this id exists",
+    "mfa_factors.id": "factor id exists",
+    "mfa_factors.user_id, mfa_factors.method": "the user has a factor of this method",
+    "mfa_tickets.hash": "ticket hash exists",
 }
 _UNIQUE_CODES = frozenset({sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY})
 
@@ -161,6 +170,16 @@ def _domain(row: sqlite3.Row) -> Domain:
         hostname=row["hostname"],
         created_at=_from_micros(row["created_at"]),
         verified_at=_from_optional_micros(row["verified_at"]),
+    )
+
+
+def _factor(row: sqlite3.Row) -> MfaFactor:
+    return MfaFactor(
+        id=row["id"],
+        user_id=row["user_id"],
+        method=MfaMethod(row["method"]),
+        created_at=_from_micros(row["created_at"]),
+        confirmed_at=_from_optional_micros(row["confirmed_at"]),
     )
 
 
@@ -625,6 +644,145 @@ class SQLiteStore:
         """Delete the domain; ``False`` if it did not exist."""
         with self._connection("delete_domain") as conn:
             return conn.execute("DELETE FROM domains WHERE id = ?", (domain_id,)).rowcount == 1
+
+    # -- mfa -------------------------------------------------------------------
+    def create_mfa_factor(self, factor: MfaFactor, secret: str) -> None:
+        """Insert a pending factor, replacing the user's pending one of its method;
+        see :meth:`authsome.stores.Store.create_mfa_factor`."""
+        with self._transaction("create_mfa_factor") as conn:
+            confirmed = conn.execute(
+                "SELECT 1 FROM mfa_factors"
+                " WHERE user_id = ? AND method = ? AND confirmed_at IS NOT NULL",
+                (factor.user_id, factor.method.value),
+            ).fetchone()
+            if confirmed is not None:
+                raise AlreadyExists("the user has a confirmed factor of this method")
+            conn.execute(
+                "DELETE FROM mfa_factors WHERE user_id = ? AND method = ?",
+                (factor.user_id, factor.method.value),
+            )
+            conn.execute(
+                "INSERT INTO mfa_factors"
+                " (id, user_id, method, secret, created_at, confirmed_at, last_step)"
+                " VALUES (?, ?, ?, ?, ?, ?, NULL)",
+                (
+                    factor.id,
+                    factor.user_id,
+                    factor.method.value,
+                    secret,
+                    _to_micros(factor.created_at),
+                    None if factor.confirmed_at is None else _to_micros(factor.confirmed_at),
+                ),
+            )
+
+    def get_mfa_factor(self, factor_id: str) -> MfaFactor | None:
+        """The factor with this id, or ``None``."""
+        row = self._fetch_one("get_mfa_factor", _SELECT_FACTOR, (factor_id,))
+        return None if row is None else _factor(row)
+
+    def get_mfa_secret(self, factor_id: str) -> str | None:
+        """The factor's stored secret, or ``None``."""
+        row = self._fetch_one(
+            "get_mfa_secret", "SELECT secret FROM mfa_factors WHERE id = ?", (factor_id,)
+        )
+        return None if row is None else str(row["secret"])
+
+    def list_mfa_factors(self, user_id: str) -> list[MfaFactor]:
+        """The user's factors, oldest first."""
+        with self._connection("list_mfa_factors") as conn:
+            rows = conn.execute(
+                "SELECT id, user_id, method, created_at, confirmed_at FROM mfa_factors"
+                " WHERE user_id = ? ORDER BY created_at, id",
+                (user_id,),
+            ).fetchall()
+        return [_factor(row) for row in rows]
+
+    def confirm_mfa_factor(
+        self, factor_id: str, step: int, recovery_hashes: Sequence[str], now: datetime
+    ) -> bool:
+        """Confirm a pending factor with its first step and recovery codes, in one
+        transaction; ``False`` and no change if it is not pending or the step is used."""
+        with self._transaction("confirm_mfa_factor") as conn:
+            cursor = conn.execute(
+                "UPDATE mfa_factors SET confirmed_at = ?, last_step = ?"
+                " WHERE id = ? AND confirmed_at IS NULL"
+                " AND (last_step IS NULL OR last_step < ?)",
+                (_to_micros(now), step, factor_id, step),
+            )
+            if cursor.rowcount != 1:
+                return False
+            conn.execute("DELETE FROM mfa_recovery_codes WHERE factor_id = ?", (factor_id,))
+            conn.executemany(
+                "INSERT OR IGNORE INTO mfa_recovery_codes (factor_id, code_hash) VALUES (?, ?)",
+                [(factor_id, code_hash) for code_hash in recovery_hashes],
+            )
+            return True
+
+    def use_totp_step(self, factor_id: str, step: int) -> bool:
+        """Accept ``step`` once: one conditional UPDATE, atomic across processes."""
+        with self._connection("use_totp_step") as conn:
+            cursor = conn.execute(
+                "UPDATE mfa_factors SET last_step = ?"
+                " WHERE id = ? AND (last_step IS NULL OR last_step < ?)",
+                (step, factor_id, step),
+            )
+            return cursor.rowcount == 1
+
+    def consume_recovery_code(self, factor_id: str, code_hash: str) -> bool:
+        """Delete one recovery code; ``True`` for the one caller that deleted it."""
+        with self._connection("consume_recovery_code") as conn:
+            cursor = conn.execute(
+                "DELETE FROM mfa_recovery_codes WHERE factor_id = ? AND code_hash = ?",
+                (factor_id, code_hash),
+            )
+            return cursor.rowcount == 1
+
+    def count_recovery_codes(self, factor_id: str) -> int:
+        """How many unused recovery codes the factor has."""
+        row = self._fetch_one(
+            "count_recovery_codes",
+            "SELECT COUNT(*) AS n FROM mfa_recovery_codes WHERE factor_id = ?",
+            (factor_id,),
+        )
+        return 0 if row is None else int(row["n"])
+
+    def delete_mfa_factor(self, factor_id: str) -> bool:
+        """Delete the factor; its recovery codes go with it (ON DELETE CASCADE)."""
+        with self._connection("delete_mfa_factor") as conn:
+            cursor = conn.execute("DELETE FROM mfa_factors WHERE id = ?", (factor_id,))
+            return cursor.rowcount == 1
+
+    def create_mfa_ticket(
+        self, ticket_hash: str, user_id: str, expires_at: datetime, now: datetime
+    ) -> None:
+        """Store a ticket and purge expired ones, in one transaction."""
+        with self._transaction("create_mfa_ticket") as conn:
+            conn.execute("DELETE FROM mfa_tickets WHERE expires_at <= ?", (_to_micros(now),))
+            conn.execute(
+                "INSERT INTO mfa_tickets (hash, user_id, expires_at, attempts) VALUES (?, ?, ?, 0)",
+                (ticket_hash, user_id, _to_micros(expires_at)),
+            )
+
+    def attempt_mfa_ticket(self, ticket_hash: str, now: datetime, max_attempts: int) -> str | None:
+        """Count one attempt on a live ticket and return its user id, atomically."""
+        with self._transaction("attempt_mfa_ticket") as conn:
+            cursor = conn.execute(
+                "UPDATE mfa_tickets SET attempts = attempts + 1"
+                " WHERE hash = ? AND expires_at > ? AND attempts < ?",
+                (ticket_hash, _to_micros(now), max_attempts),
+            )
+            if cursor.rowcount != 1:
+                return None
+            row = conn.execute(
+                "SELECT user_id FROM mfa_tickets WHERE hash = ?", (ticket_hash,)
+            ).fetchone()
+            return str(row["user_id"])
+
+    def consume_mfa_ticket(self, ticket_hash: str) -> bool:
+        """Delete the ticket; ``True`` for the one caller that deleted it."""
+        with self._connection("consume_mfa_ticket") as conn:
+            cursor = conn.execute("DELETE FROM mfa_tickets WHERE hash = ?", (ticket_hash,))
+            return cursor.rowcount == 1
 
     # -- lifecycle ---------------------------------------------------------------
     def close(self) -> None:

@@ -1,0 +1,335 @@
+"""Multi-factor authentication: TOTP (RFC 6238) and single-use recovery codes.
+
+* Enrolment is two steps, both gated by ``authsome.feature.mfa``:
+  :meth:`Mfa.begin_totp` hands out the secret, :meth:`Mfa.confirm_totp` proves the
+  authenticator app has it and returns the recovery codes (shown once). Only the
+  confirmation records ``authsome.mfa.enrollments``.
+* Codes are SHA-1, 6 digits, 30-second steps (what authenticator apps implement),
+  accepted one step either side of the engine's clock. Each factor stores the last
+  time-step it accepted and takes only a later one, in one conditional store
+  update, so a code is accepted at most once, even by racing threads or processes.
+* Recovery codes are 80 random bits each, stored as SHA-256 digests (their entropy
+  makes a slow hash unnecessary) and deleted when used.
+* A password sign-in of a user with a confirmed factor returns a ticket (256 random
+  bits, stored hashed, 5 minutes, 5 attempts, single use) that :meth:`Mfa.verify`
+  exchanges, with a code, for the session.
+* Wrong codes are also counted per user (:data:`MAX_FAILURES` within
+  :data:`FAILURE_WINDOW`), so fresh tickets do not buy an attacker more guesses.
+
+TOTP secrets must be read back to check codes, so they cannot be hashed. Given a
+``secret_key``, the engine seals them with AES-256-GCM bound to the factor's id;
+without one they are stored as they are, and anyone who can read the store can
+generate codes. Secrets never appear in a ``repr``, a log line or an error message.
+
+Only enrolment is gated: a tenant that loses the feature keeps the second factor of
+users who enrolled (verification and disabling still work), since silently dropping
+it would weaken their accounts.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from enum import Enum
+
+import pyotp
+
+from authsome import _validation as v
+from authsome._time import Clock
+from authsome.billing import Billing
+from authsome.bridge import LedgerContext
+from authsome.crypto import SEALED_PREFIX, SecretBox, new_id, new_token, sha256_hex
+from authsome.errors import (
+    AlreadyExists,
+    DecryptionError,
+    InvalidCredentials,
+    InvalidToken,
+    NotFound,
+    RateLimited,
+    ValidationError,
+)
+from authsome.features import Feature, UsageEvent
+from authsome.models import MfaFactor, MfaMethod, SignIn, TOTPSetup, User
+from authsome.stores import Store
+
+__all__ = [
+    "FAILURE_WINDOW",
+    "MAX_FAILURES",
+    "RECOVERY_CODES",
+    "TICKET_ATTEMPTS",
+    "TICKET_TTL",
+    "Mfa",
+    "SignInChallenge",
+]
+
+TOTP_DIGITS = 6
+TOTP_PERIOD = 30  # seconds per time-step
+TOTP_VALID_WINDOW = 1  # steps accepted either side of now (RFC 6238 §5.2 clock drift)
+TOTP_SECRET_BYTES = 20  # 160 bits, RFC 4226's recommended length
+RECOVERY_CODES = 10
+RECOVERY_CODE_CHARS = 16  # base32, 5 bits each: 80 bits
+TICKET_TTL = timedelta(minutes=5)
+TICKET_ATTEMPTS = 5
+MAX_FAILURES = 10
+FAILURE_WINDOW = timedelta(minutes=15)
+MAX_ISSUER = 100
+_MAX_CODE = 64
+_BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+# 0 and 1 are not base32: a user who reads them from a printed code meant O and I.
+_LOOKALIKES = str.maketrans({"0": "O", "1": "I"})
+
+
+class _CodeKind(Enum):
+    TOTP = "totp"
+    RECOVERY = "recovery"
+    MALFORMED = "malformed"  # cannot be right; checked (and counted) like a wrong code
+
+
+class SignInChallenge:
+    """Issues the ticket a password sign-in returns when the user has a second factor."""
+
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
+
+    def issue(self, user: User) -> str | None:
+        """A fresh ticket if ``user`` has a confirmed factor, else ``None``."""
+        if not any(f.confirmed for f in self._store.list_mfa_factors(user.id)):
+            return None
+        ticket = new_token()
+        now = self._clock()
+        self._store.create_mfa_ticket(sha256_hex(ticket), user.id, now + TICKET_TTL, now)
+        return ticket
+
+
+class Mfa:
+    """``auth.mfa``: enrol, verify and disable second factors."""
+
+    def __init__(
+        self,
+        store: Store,
+        billing: Billing,
+        clock: Clock,
+        *,
+        secret_box: SecretBox | None,
+        complete_sign_in: Callable[[User], SignIn],
+    ) -> None:
+        self._store = store
+        self._billing = billing
+        self._clock = clock
+        self._box = secret_box
+        self._complete_sign_in = complete_sign_in
+
+    # -- enrolment ---------------------------------------------------------------
+    def begin_totp(self, user_id: str, *, issuer: str = "authsome") -> TOTPSetup:
+        """Start a TOTP enrolment: a new secret and its ``otpauth://`` URI.
+
+        Gated by ``authsome.feature.mfa`` (:class:`~authsome.errors.FeatureNotEntitled`
+        before any secret exists). Replaces a pending enrolment; raises
+        :class:`~authsome.errors.AlreadyExists` if TOTP is confirmed already.
+        """
+        user = self._user(user_id)
+        issuer = _check_issuer(issuer)
+        self._billing.require(Feature.MFA, LedgerContext(tenant=user.tenant, user_id=user.id))
+        if self._confirmed_totp(user.id) is not None:
+            raise AlreadyExists("TOTP is already enabled for this user")
+        secret = base64.b32encode(secrets.token_bytes(TOTP_SECRET_BYTES)).decode("ascii")
+        factor = MfaFactor(new_id("mfa"), user.id, MfaMethod.TOTP, self._clock())
+        self._store.create_mfa_factor(factor, self._seal(factor.id, secret))
+        uri = _totp(secret).provisioning_uri(name=user.email, issuer_name=issuer)
+        return TOTPSetup(secret=secret, provisioning_uri=uri, factor_id=factor.id)
+
+    def confirm_totp(self, user_id: str, code: str) -> list[str]:
+        """Confirm the pending enrolment with a current code; returns the recovery
+        codes, shown this once.
+
+        Gated by ``authsome.feature.mfa``; records ``authsome.mfa.enrollments``
+        (event id = the factor's id) once confirmed. A wrong code raises
+        :class:`~authsome.errors.InvalidCredentials`; no pending enrolment,
+        :class:`~authsome.errors.NotFound`.
+        """
+        user = self._user(user_id)
+        kind, canonical = _classify(code)
+        self._billing.require(Feature.MFA, LedgerContext(tenant=user.tenant, user_id=user.id))
+        factor = self._pending_totp(user.id)
+        now = self._clock()
+        self._check_throttle(user.id, now)
+        step = self._matching_step(factor, canonical, now) if kind is _CodeKind.TOTP else None
+        if step is None:
+            self._count_failure(user.id, now)
+            raise InvalidCredentials("invalid code")
+        codes = [_new_recovery_code() for _ in range(RECOVERY_CODES)]
+        hashes = [_recovery_hash(_classify(c)[1]) for c in codes]
+        if not self._store.confirm_mfa_factor(factor.id, step, hashes, now):
+            # A concurrent confirmation or a new enrolment came first.
+            raise InvalidCredentials("invalid code")
+        self._store.delete_counter(_failure_key(user.id))
+        ctx = LedgerContext(tenant=user.tenant, user_id=user.id, event_id=factor.id)
+        self._billing.record(UsageEvent.MFA_ENROLLMENTS, ctx)
+        return codes
+
+    # -- use ---------------------------------------------------------------------
+    def verify(self, ticket: str, code: str) -> SignIn:
+        """Complete a sign-in that returned ``mfa_required`` with a TOTP or recovery code.
+
+        Creates the session (records ``authsome.sessions.created`` and
+        ``authsome.users.active``). A wrong code raises
+        :class:`~authsome.errors.InvalidCredentials` and uses one of the ticket's
+        attempts; an unknown, expired, used-up or used ticket raises
+        :class:`~authsome.errors.InvalidToken`.
+        """
+        ticket_hash = sha256_hex(v.check_token("ticket", ticket))
+        kind, canonical = _classify(code)
+        now = self._clock()
+        user_id = self._store.attempt_mfa_ticket(ticket_hash, now, TICKET_ATTEMPTS)
+        user = None if user_id is None else self._store.get_user(user_id)
+        factor = None if user is None else self._confirmed_totp(user.id)
+        if user is None or factor is None:
+            self._store.consume_mfa_ticket(ticket_hash)  # it can never succeed
+            raise InvalidToken("invalid or expired sign-in ticket")
+        self._check_second_factor(user.id, factor, kind, canonical, now)
+        if not self._store.consume_mfa_ticket(ticket_hash):
+            raise InvalidToken("invalid or expired sign-in ticket")  # a racing verify won
+        return self._complete_sign_in(user)
+
+    def disable(self, user_id: str, code: str) -> None:
+        """Remove the user's TOTP factor and recovery codes; needs a valid TOTP or
+        recovery code (:class:`~authsome.errors.InvalidCredentials` otherwise).
+        :class:`~authsome.errors.NotFound` if TOTP is not enabled."""
+        user = self._user(user_id)
+        kind, canonical = _classify(code)
+        factor = self._confirmed_totp(user.id)
+        if factor is None:
+            raise NotFound("TOTP is not enabled for this user")
+        self._check_second_factor(user.id, factor, kind, canonical, self._clock())
+        self._store.delete_mfa_factor(factor.id)
+
+    def factors(self, user_id: str) -> list[MfaFactor]:
+        """The user's factors, pending enrolments included, oldest first."""
+        return self._store.list_mfa_factors(self._user(user_id).id)
+
+    def recovery_codes_left(self, user_id: str) -> int:
+        """How many unused recovery codes the user has (0 without confirmed TOTP)."""
+        factor = self._confirmed_totp(self._user(user_id).id)
+        return 0 if factor is None else self._store.count_recovery_codes(factor.id)
+
+    # -- internals -----------------------------------------------------------------
+    def _user(self, user_id: str) -> User:
+        user = self._store.get_user(v.require_str("user_id", user_id))
+        if user is None:
+            raise NotFound("no such user")
+        return user
+
+    def _confirmed_totp(self, user_id: str) -> MfaFactor | None:
+        for factor in self._store.list_mfa_factors(user_id):
+            if factor.confirmed and factor.method is MfaMethod.TOTP:
+                return factor
+        return None
+
+    def _pending_totp(self, user_id: str) -> MfaFactor:
+        for factor in self._store.list_mfa_factors(user_id):
+            if factor.method is MfaMethod.TOTP:
+                if factor.confirmed:
+                    raise AlreadyExists("TOTP is already enabled for this user")
+                return factor
+        raise NotFound("no TOTP enrolment is pending; call begin_totp first")
+
+    def _check_second_factor(
+        self, user_id: str, factor: MfaFactor, kind: _CodeKind, canonical: str, now: datetime
+    ) -> None:
+        """Accept a TOTP or recovery code once, or count a failure and raise."""
+        self._check_throttle(user_id, now)
+        if kind is _CodeKind.TOTP:
+            step = self._matching_step(factor, canonical, now)
+            accepted = step is not None and self._store.use_totp_step(factor.id, step)
+        elif kind is _CodeKind.RECOVERY:
+            accepted = self._store.consume_recovery_code(factor.id, _recovery_hash(canonical))
+        else:
+            accepted = False
+        if not accepted:
+            self._count_failure(user_id, now)
+            raise InvalidCredentials("invalid code")
+        self._store.delete_counter(_failure_key(user_id))
+
+    def _matching_step(self, factor: MfaFactor, code: str, now: datetime) -> int | None:
+        """The time-step within the window whose code is ``code``, or ``None``."""
+        totp = _totp(self._secret(factor))
+        current = int(now.timestamp()) // TOTP_PERIOD
+        # Every candidate is compared, in constant time, whichever matches.
+        matches = [
+            step
+            for step in range(current - TOTP_VALID_WINDOW, current + TOTP_VALID_WINDOW + 1)
+            if hmac.compare_digest(totp.generate_otp(step), code)
+        ]
+        return matches[0] if matches else None
+
+    def _seal(self, factor_id: str, secret: str) -> str:
+        return secret if self._box is None else self._box.seal(secret, aad=_aad(factor_id))
+
+    def _secret(self, factor: MfaFactor) -> str:
+        stored = self._store.get_mfa_secret(factor.id)
+        if stored is None:
+            raise NotFound("no such factor")
+        if self._box is not None:
+            return self._box.open(stored, aad=_aad(factor.id))
+        if stored.startswith(SEALED_PREFIX):
+            raise DecryptionError("stored secret is encrypted but the engine has no secret_key")
+        return stored
+
+    def _check_throttle(self, user_id: str, now: datetime) -> None:
+        counter = self._store.get_counter(_failure_key(user_id), now)
+        if counter is not None and counter[0] >= MAX_FAILURES:
+            raise RateLimited((counter[1] - now).total_seconds())
+
+    def _count_failure(self, user_id: str, now: datetime) -> None:
+        self._store.hit_counter(_failure_key(user_id), now, int(FAILURE_WINDOW.total_seconds()))
+
+    def __repr__(self) -> str:
+        return f"Mfa(encrypted={self._box is not None})"
+
+
+def _totp(secret: str) -> pyotp.TOTP:
+    return pyotp.TOTP(secret, digits=TOTP_DIGITS, digest=hashlib.sha1, interval=TOTP_PERIOD)
+
+
+def _aad(factor_id: str) -> str:
+    # Binds a sealed secret to its row: copied into another factor, it will not open.
+    return f"mfa_factors.secret:{factor_id}"
+
+
+def _failure_key(user_id: str) -> str:
+    return sha256_hex(f"throttle:mfa\x00{user_id}")
+
+
+def _classify(code: object) -> tuple[_CodeKind, str]:
+    """Tell a TOTP code from a recovery code; spaces, dashes and case do not matter."""
+    text = v.require_str("code", code)
+    if len(text) > _MAX_CODE:
+        raise ValidationError(f"code must be at most {_MAX_CODE} characters")
+    compact = "".join(ch for ch in text if ch not in "- \t").upper()
+    if len(compact) == TOTP_DIGITS and compact.isascii() and compact.isdigit():
+        return _CodeKind.TOTP, compact
+    compact = compact.translate(_LOOKALIKES)
+    if len(compact) == RECOVERY_CODE_CHARS and all(ch in _BASE32 for ch in compact):
+        return _CodeKind.RECOVERY, compact
+    return _CodeKind.MALFORMED, ""
+
+
+def _new_recovery_code() -> str:
+    raw = "".join(secrets.choice(_BASE32) for _ in range(RECOVERY_CODE_CHARS))
+    return "-".join(raw[i : i + 4] for i in range(0, RECOVERY_CODE_CHARS, 4))
+
+
+def _recovery_hash(canonical: str) -> str:
+    return sha256_hex(f"recovery:{canonical}")
+
+
+def _check_issuer(issuer: object) -> str:
+    text = v.require_str("issuer", issuer).strip()
+    if not text or len(text) > MAX_ISSUER or ":" in text:
+        raise ValidationError(f"issuer must be 1..{MAX_ISSUER} characters without ':'")
+    return text

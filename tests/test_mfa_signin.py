@@ -1,0 +1,320 @@
+"""Sign-in with a second factor: tickets (5 minutes, 5 attempts, single use), codes
+accepted once even under racing threads, and usage recorded only on completion."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from authsome import (
+    Authsome,
+    InvalidCredentials,
+    InvalidToken,
+    SignIn,
+    TOTPSetup,
+    UsageEvent,
+    User,
+    ValidationError,
+)
+from authsome.bridge import LedgerContext
+from authsome.mfa import TICKET_ATTEMPTS
+from authsome.stores import MemoryStore, SQLiteStore, Store
+from authsome.testing import RecordingLedger
+from tests.conftest import PASSWORD, AuthFactory, FakeClock
+from tests.test_mfa import EMAIL, code, enrol, register
+
+TENANT = "acme"
+
+
+@pytest.fixture
+def enrolled(auth: Authsome, clock: FakeClock) -> tuple[User, TOTPSetup, list[str]]:
+    user = register(auth)
+    setup, codes = enrol(auth, user, clock)
+    return user, setup, codes
+
+
+def _ticket(auth: Authsome) -> str:
+    result = auth.sign_in(EMAIL, PASSWORD, tenant=TENANT)
+    assert result.mfa_required
+    assert result.tokens is None
+    assert result.ticket is not None
+    return result.ticket
+
+
+def _wrong(setup: TOTPSetup, clock: FakeClock) -> str:
+    return f"{(int(code(setup, clock)) + 1) % 1_000_000:06d}"
+
+
+def _live_sessions(auth: Authsome, user: User, clock: FakeClock) -> int:
+    # Revoking every live session counts them; used only where the test ends there.
+    return auth.store.revoke_user_sessions(user.id, clock.now)
+
+
+# -- the hand-over --------------------------------------------------------------------
+
+
+def test_sign_in_with_mfa_returns_a_ticket_and_nothing_else(
+    auth: Authsome,
+    ledger: RecordingLedger,
+    clock: FakeClock,
+    enrolled: tuple[User, TOTPSetup, list[str]],
+) -> None:
+    user, _setup, _codes = enrolled
+    ledger.clear()
+
+    result = auth.sign_in(EMAIL, PASSWORD, tenant=TENANT)
+
+    assert result == SignIn(user=user, tokens=None, mfa_required=True, ticket=result.ticket)
+    assert result.ticket is not None
+    assert len(result.ticket) >= 43  # 256 bits, URL-safe base64
+    assert result.ticket not in repr(result)
+    assert ledger.calls == []
+    assert _live_sessions(auth, user, clock) == 0
+
+
+def test_verify_completes_the_sign_in_and_records_it_once(
+    auth: Authsome,
+    ledger: RecordingLedger,
+    clock: FakeClock,
+    enrolled: tuple[User, TOTPSetup, list[str]],
+) -> None:
+    user, setup, _codes = enrolled
+    ticket = _ticket(auth)
+    ledger.clear()
+
+    result = auth.mfa.verify(ticket, code(setup, clock))
+
+    assert result.user == user
+    assert not result.mfa_required
+    assert result.ticket is None
+    assert result.tokens is not None
+    session = auth.sessions.validate(result.tokens.access_token)
+    ctx = LedgerContext(tenant=TENANT, user_id=user.id, event_id=session.id)
+    assert [(c.kind, c.feature_key, c.ctx) for c in ledger.calls] == [
+        ("record_usage", UsageEvent.SESSIONS_CREATED, ctx),
+        ("record_usage", UsageEvent.USERS_ACTIVE, ctx),
+    ]
+
+
+def test_a_wrong_code_records_nothing_and_creates_no_session(
+    auth: Authsome,
+    ledger: RecordingLedger,
+    clock: FakeClock,
+    enrolled: tuple[User, TOTPSetup, list[str]],
+) -> None:
+    user, setup, _codes = enrolled
+    ticket = _ticket(auth)
+    ledger.clear()
+
+    with pytest.raises(InvalidCredentials):
+        auth.mfa.verify(ticket, _wrong(setup, clock))
+
+    assert ledger.calls == []
+    assert _live_sessions(auth, user, clock) == 0
+
+
+def test_a_recovery_code_completes_the_sign_in_once(
+    auth: Authsome, clock: FakeClock, enrolled: tuple[User, TOTPSetup, list[str]]
+) -> None:
+    user, _setup, codes = enrolled
+
+    assert auth.mfa.verify(_ticket(auth), codes[2]).tokens is not None
+    with pytest.raises(InvalidCredentials):
+        auth.mfa.verify(_ticket(auth), codes[2])
+    with pytest.raises(InvalidCredentials):
+        auth.mfa.disable(user.id, codes[2])
+    assert auth.mfa.verify(_ticket(auth), codes[3].lower()).tokens is not None
+
+
+def test_a_code_used_for_one_sign_in_is_refused_for_the_next(
+    auth: Authsome, clock: FakeClock, enrolled: tuple[User, TOTPSetup, list[str]]
+) -> None:
+    _user, setup, _codes = enrolled
+    used = code(setup, clock)
+    auth.mfa.verify(_ticket(auth), used)
+
+    with pytest.raises(InvalidCredentials):
+        auth.mfa.verify(_ticket(auth), used)
+    clock.advance(seconds=30)
+    assert auth.mfa.verify(_ticket(auth), code(setup, clock)).tokens is not None
+
+
+def test_wrong_password_gets_no_ticket(
+    auth: Authsome, enrolled: tuple[User, TOTPSetup, list[str]]
+) -> None:
+    with pytest.raises(InvalidCredentials):
+        auth.sign_in(EMAIL, "not the password at all", tenant=TENANT)
+
+
+# -- tickets ----------------------------------------------------------------------------
+
+
+def test_a_ticket_is_single_use(
+    auth: Authsome, clock: FakeClock, enrolled: tuple[User, TOTPSetup, list[str]]
+) -> None:
+    user, setup, codes = enrolled
+    ticket = _ticket(auth)
+    auth.mfa.verify(ticket, code(setup, clock))
+
+    with pytest.raises(InvalidToken):
+        auth.mfa.verify(ticket, codes[0])
+    assert auth.mfa.recovery_codes_left(user.id) == len(codes)  # nothing was spent
+
+
+def test_a_ticket_lives_five_minutes(
+    auth: Authsome, clock: FakeClock, enrolled: tuple[User, TOTPSetup, list[str]]
+) -> None:
+    _user, setup, _codes = enrolled
+    late = _ticket(auth)
+    in_time = _ticket(auth)
+    clock.advance(minutes=4, seconds=59)
+    assert auth.mfa.verify(in_time, code(setup, clock)).tokens is not None
+
+    clock.advance(seconds=1)  # also a new time-step, so the code itself is fresh
+    with pytest.raises(InvalidToken):
+        auth.mfa.verify(late, code(setup, clock))
+
+
+def test_the_fifth_wrong_code_burns_the_ticket(
+    auth: Authsome, clock: FakeClock, enrolled: tuple[User, TOTPSetup, list[str]]
+) -> None:
+    _user, setup, _codes = enrolled
+    ticket = _ticket(auth)
+    for _ in range(TICKET_ATTEMPTS):
+        with pytest.raises(InvalidCredentials):
+            auth.mfa.verify(ticket, _wrong(setup, clock))
+
+    with pytest.raises(InvalidToken):
+        auth.mfa.verify(ticket, code(setup, clock))
+    # The right code was not spent on the dead ticket: a fresh one takes it.
+    assert auth.mfa.verify(_ticket(auth), code(setup, clock)).tokens is not None
+
+
+def test_four_wrong_codes_still_leave_one_attempt(
+    auth: Authsome, clock: FakeClock, enrolled: tuple[User, TOTPSetup, list[str]]
+) -> None:
+    _user, setup, _codes = enrolled
+    ticket = _ticket(auth)
+    for _ in range(TICKET_ATTEMPTS - 1):
+        with pytest.raises(InvalidCredentials):
+            auth.mfa.verify(ticket, _wrong(setup, clock))
+    assert auth.mfa.verify(ticket, code(setup, clock)).tokens is not None
+
+
+def test_unknown_and_malformed_tickets(
+    auth: Authsome, clock: FakeClock, enrolled: tuple[User, TOTPSetup, list[str]]
+) -> None:
+    _user, setup, _codes = enrolled
+    with pytest.raises(InvalidToken):
+        auth.mfa.verify("no-such-ticket", code(setup, clock))
+    with pytest.raises(ValidationError):
+        auth.mfa.verify("", code(setup, clock))
+
+
+def test_a_ticket_dies_when_mfa_is_disabled_meanwhile(
+    auth: Authsome, clock: FakeClock, enrolled: tuple[User, TOTPSetup, list[str]]
+) -> None:
+    user, setup, codes = enrolled
+    ticket = _ticket(auth)
+    auth.mfa.disable(user.id, codes[0])
+    with pytest.raises(InvalidToken):
+        auth.mfa.verify(ticket, code(setup, clock))
+
+
+def test_tickets_are_stored_hashed(
+    make_auth: AuthFactory, clock: FakeClock, tmp_path: Path
+) -> None:
+    auth = make_auth(store=SQLiteStore(tmp_path / "auth.db"))
+    enrol(auth, register(auth), clock)
+    ticket = _ticket(auth)
+    auth.close()
+    data = b"".join(p.read_bytes() for p in tmp_path.glob("auth.db*"))
+    assert b"mfa_tickets" in data
+    assert ticket.encode() not in data
+
+
+# -- replay under concurrency, on every kind of store -----------------------------------
+
+STORES: dict[str, Callable[[Path], Store]] = {
+    "memory": lambda _tmp: MemoryStore(),
+    "sqlite": lambda tmp: SQLiteStore(tmp / "auth.db"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(STORES))
+def test_one_code_presented_by_eight_threads_is_accepted_once(
+    make_auth: AuthFactory,
+    ledger: RecordingLedger,
+    clock: FakeClock,
+    tmp_path: Path,
+    kind: str,
+) -> None:
+    auth = make_auth(store=STORES[kind](tmp_path), ledger=ledger)
+    user = register(auth)
+    setup, _codes = enrol(auth, user, clock)
+    tickets = [_ticket(auth) for _ in range(8)]
+    same_code = code(setup, clock)
+    barrier = threading.Barrier(len(tickets))
+    outcomes: list[str] = []
+    lock = threading.Lock()
+    ledger.clear()
+
+    def present(ticket: str) -> None:
+        barrier.wait()
+        try:
+            auth.mfa.verify(ticket, same_code)
+            outcome = "accepted"
+        except InvalidCredentials:
+            outcome = "refused"
+        with lock:
+            outcomes.append(outcome)
+
+    threads = [threading.Thread(target=present, args=(t,)) for t in tickets]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(outcomes) == ["accepted"] + ["refused"] * 7
+    assert len(ledger.usage(UsageEvent.SESSIONS_CREATED)) == 1
+    assert len(ledger.usage(UsageEvent.USERS_ACTIVE)) == 1
+
+
+@pytest.mark.parametrize("kind", sorted(STORES))
+def test_one_ticket_raced_with_many_right_codes_signs_in_once(
+    make_auth: AuthFactory,
+    ledger: RecordingLedger,
+    clock: FakeClock,
+    tmp_path: Path,
+    kind: str,
+) -> None:
+    auth = make_auth(store=STORES[kind](tmp_path), ledger=ledger)
+    user = register(auth)
+    _setup, codes = enrol(auth, user, clock)
+    ticket = _ticket(auth)
+    barrier = threading.Barrier(len(codes))
+    results: list[bool] = []
+    lock = threading.Lock()
+
+    def present(recovery: str) -> None:
+        barrier.wait()
+        try:
+            auth.mfa.verify(ticket, recovery)
+            ok = True
+        except (InvalidToken, InvalidCredentials):
+            ok = False
+        with lock:
+            results.append(ok)
+
+    threads = [threading.Thread(target=present, args=(c,)) for c in codes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert results.count(True) == 1
+    assert len(ledger.usage(UsageEvent.SESSIONS_CREATED)) == 1
+    assert _live_sessions(auth, user, clock) == 1
