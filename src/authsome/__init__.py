@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from authsome.apikeys import ApiKeyPolicy
 from authsome.billing import LedgerStats
 from authsome.crypto import PasswordHashing
 from authsome.engine import Authsome
@@ -9,6 +10,7 @@ from authsome.errors import (
     AlreadyExists,
     AuthsomeError,
     FeatureNotEntitled,
+    InsufficientScope,
     InvalidCredentials,
     InvalidToken,
     LedgerUnavailable,
@@ -18,16 +20,20 @@ from authsome.errors import (
     ValidationError,
 )
 from authsome.features import Feature, UsageEvent
-from authsome.models import Session, SessionTokens, SignIn, User
+from authsome.models import ApiKey, CreatedApiKey, Session, SessionTokens, SignIn, User
 from authsome.sessions import SessionPolicy
 from authsome.throttle import ThrottlePolicy
 
 __all__ = [
     "AlreadyExists",
+    "ApiKey",
+    "ApiKeyPolicy",
     "Authsome",
     "AuthsomeError",
+    "CreatedApiKey",
     "Feature",
     "FeatureNotEntitled",
+    "InsufficientScope",
     "InvalidCredentials",
     "InvalidToken",
     "LedgerStats",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import TracebackType
 
 from authsome._time import Clock, utcnow
+from authsome.apikeys import ApiKeyPolicy, ApiKeys
 from authsome.billing import Billing, LedgerErrorPolicy, LedgerStats
 from authsome.bridge import Ledger, NoopLedger
 from authsome.crypto import PasswordHasher, PasswordHashing
@@ -42,6 +43,7 @@ class Authsome:
         sessions: SessionPolicy | None = None,
         throttle: ThrottlePolicy | None = None,
         clock: Clock | None = None,
+        api_keys: ApiKeyPolicy | None = None,
     ) -> None:
         self.store: Store = MemoryStore() if store is None else _checked_store(store)
         self._billing = Billing(NoopLedger() if ledger is None else ledger, on_ledger_error)
@@ -51,6 +53,7 @@ class Authsome:
         self.sessions = Sessions(
             self.store, self._billing, sessions or SessionPolicy(), self._clock
         )
+        self.api_keys = ApiKeys(self.store, self._billing, api_keys or ApiKeyPolicy(), self._clock)
         self._sign_in = SignInFlow(
             self.store,
             self._billing,
