@@ -277,6 +277,8 @@ def _check_key_name(name: object) -> str:
 
 def _check_scopes(label: str, scopes: object) -> tuple[str, ...]:
     """A sorted, duplicate-free tuple of well-formed scopes."""
+    if scopes == ():
+        return ()  # the common case on the hot path, without the ABC check
     if isinstance(scopes, str | bytes) or not isinstance(scopes, Iterable):
         raise TypeError(f"{label} must be an iterable of str, not {type(scopes).__name__}")
     checked: set[str] = set()

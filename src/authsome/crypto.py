@@ -61,6 +61,9 @@ def constant_time_equals(a: str, b: str) -> bool:
 BASE62_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 CHECKSUM_CHARS = 6
 """Width of :func:`base62_checksum`: 62**6 > 2**32, so every CRC32 fits."""
+# Every two-digit base62 string, in order: the checksum sits on the hot path of
+# every API-key validation, and three table lookups beat six divisions.
+_BASE62_PAIRS = tuple(a + b for a in BASE62_ALPHABET for b in BASE62_ALPHABET)
 
 
 def base62_encode(number: int, width: int) -> str:
@@ -94,15 +97,19 @@ def base62_checksum(text: str) -> str:
     detects every change confined to 32 consecutive bits, hence every single
     changed character.
     """
-    return base62_encode(zlib.crc32(text.encode("utf-8")), CHECKSUM_CHARS)
+    rest, low = divmod(zlib.crc32(text.encode("utf-8")), 62 * 62)
+    high, mid = divmod(rest, 62 * 62)  # high < 62**2, since 62**6 > 2**32
+    return _BASE62_PAIRS[high] + _BASE62_PAIRS[mid] + _BASE62_PAIRS[low]
 
 
 def has_valid_checksum(token: str) -> bool:
-    """Whether ``token`` ends with the :func:`base62_checksum` of the rest of it."""
+    """Whether ``token`` ends with the :func:`base62_checksum` of the rest of it.
+
+    A plain comparison: the checksum is computable by anyone, so timing tells nothing.
+    """
     if len(token) <= CHECKSUM_CHARS:
         return False
-    body, checksum = token[:-CHECKSUM_CHARS], token[-CHECKSUM_CHARS:]
-    return hmac.compare_digest(base62_checksum(body).encode(), checksum.encode("utf-8"))
+    return token[-CHECKSUM_CHARS:] == base62_checksum(token[:-CHECKSUM_CHARS])
 
 
 @dataclass(frozen=True, slots=True)
