@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from authsome.apikeys import ApiKeyPolicy
 from authsome.billing import LedgerStats
 from authsome.crypto import PasswordHashing, SecretBox
 from authsome.domains import DnsPythonResolver, TxtResolver
@@ -12,6 +13,7 @@ from authsome.errors import (
     Conflict,
     DecryptionError,
     FeatureNotEntitled,
+    InsufficientScope,
     InvalidCredentials,
     InvalidToken,
     LedgerUnavailable,
@@ -24,6 +26,8 @@ from authsome.errors import (
 from authsome.features import Feature, UsageEvent
 from authsome.mfa import Mfa
 from authsome.models import (
+    ApiKey,
+    CreatedApiKey,
     Domain,
     DomainChallenge,
     Membership,
@@ -42,15 +46,19 @@ from authsome.throttle import ThrottlePolicy
 
 __all__ = [
     "AlreadyExists",
+    "ApiKey",
+    "ApiKeyPolicy",
     "Authsome",
     "AuthsomeError",
     "Conflict",
+    "CreatedApiKey",
     "DecryptionError",
     "DnsPythonResolver",
     "Domain",
     "DomainChallenge",
     "Feature",
     "FeatureNotEntitled",
+    "InsufficientScope",
     "InvalidCredentials",
     "InvalidToken",
     "LedgerStats",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import TracebackType
 
 from authsome._time import Clock, utcnow
+from authsome.apikeys import ApiKeyPolicy, ApiKeys
 from authsome.billing import Billing, LedgerErrorPolicy, LedgerStats
 from authsome.bridge import Ledger, NoopLedger
 from authsome.crypto import PasswordHasher, PasswordHashing, SecretBox
@@ -54,6 +55,7 @@ class Authsome:
         clock: Clock | None = None,
         dns_resolver: TxtResolver | None = None,
         secret_key: bytes | None = None,
+        api_keys: ApiKeyPolicy | None = None,
     ) -> None:
         self.store: Store = MemoryStore() if store is None else _checked_store(store)
         self._billing = Billing(NoopLedger() if ledger is None else ledger, on_ledger_error)
@@ -66,6 +68,7 @@ class Authsome:
         self.orgs = Orgs(self.store, self._billing, self._clock)
         self.domains = Domains(self.store, self._billing, self._clock, resolver=dns_resolver)
         secret_box = None if secret_key is None else SecretBox(secret_key)
+        self.api_keys = ApiKeys(self.store, self._billing, api_keys or ApiKeyPolicy(), self._clock)
         self._sign_in = SignInFlow(
             self.store,
             self._billing,

@@ -15,6 +15,7 @@ __all__ = [
     "Conflict",
     "DecryptionError",
     "FeatureNotEntitled",
+    "InsufficientScope",
     "InvalidCredentials",
     "InvalidToken",
     "LedgerUnavailable",
@@ -46,10 +47,22 @@ class InvalidCredentials(AuthsomeError):
 
 
 class InvalidToken(AuthsomeError):
-    """A session or refresh token is unknown, expired, revoked or already used."""
+    """A bearer token (session, refresh token, API key) is malformed, unknown,
+    expired, revoked or already used; the message never says which."""
 
     def __init__(self, message: str = "invalid or expired token") -> None:
         super().__init__(message)
+
+
+class InsufficientScope(AuthsomeError, PermissionError):
+    """A valid API key lacks scopes the operation requires; ``missing`` names them."""
+
+    def __init__(self, missing: tuple[str, ...]) -> None:
+        self.missing = tuple(missing)
+        super().__init__(f"API key lacks required scopes: {', '.join(self.missing)}")
+
+    def __reduce__(self) -> tuple[type[InsufficientScope], tuple[tuple[str, ...]]]:
+        return (type(self), (self.missing,))
 
 
 class RateLimited(AuthsomeError):

@@ -9,8 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Literal
 
 __all__ = [
+    "ApiKey",
+    "ApiKeyOwnerKind",
+    "CreatedApiKey",
     "Domain",
     "DomainChallenge",
     "Membership",
@@ -23,6 +27,7 @@ __all__ = [
     "Session",
     "SessionTokens",
     "SignIn",
+    "StoredApiKey",
     "TOTPSetup",
     "User",
 ]
@@ -212,3 +217,54 @@ class TOTPSetup:
     secret: str = field(repr=False)
     provisioning_uri: str = field(repr=False)
     factor_id: str
+
+
+ApiKeyOwnerKind = Literal["user", "org"]
+"""Who an API key acts for: a user or an organization."""
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """An API key as the engine hands it out: no secret and no hash in it.
+
+    ``lookup_id`` is the public part of the secret right after its prefix (as in
+    ``ask_<lookup_id>...``), so a key can be recognised in a list without revealing
+    it. ``tenant`` is the owner's tenant, billed when the key validates.
+    ``scopes`` are sorted and unique. ``last_used_at`` is written at most once per
+    resolution window, so it may lag the latest use by that much.
+    """
+
+    id: str
+    lookup_id: str
+    owner_kind: ApiKeyOwnerKind
+    owner_id: str
+    tenant: str
+    name: str
+    scopes: tuple[str, ...]
+    created_at: datetime
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+    last_used_at: datetime | None = None
+
+    def is_active(self, now: datetime) -> bool:
+        """Whether the key is neither revoked nor past ``expires_at``."""
+        return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedApiKey:
+    """A new key and its secret. The secret is shown here once and never stored."""
+
+    key: ApiKey
+    secret: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredApiKey:
+    """What a store keeps of a key: the key and the SHA-256 of its secret.
+
+    Internal: handed from the store to the service for verification, never to callers.
+    """
+
+    key: ApiKey
+    secret_hash: str = field(repr=False)

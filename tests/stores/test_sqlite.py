@@ -40,6 +40,7 @@ TABLES = {
     "mfa_factors",
     "mfa_recovery_codes",
     "mfa_tickets",
+    "api_keys",
 }
 
 

@@ -12,6 +12,8 @@ from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from authsome.models import (
+    ApiKey,
+    ApiKeyOwnerKind,
     Domain,
     Membership,
     MfaFactor,
@@ -19,6 +21,7 @@ from authsome.models import (
     OrgRole,
     RefreshOutcome,
     Session,
+    StoredApiKey,
     User,
 )
 
@@ -288,6 +291,38 @@ class Store(Protocol):
     def consume_mfa_ticket(self, ticket_hash: str) -> bool:
         """Delete the ticket; ``True`` if it existed. Of concurrent calls exactly one
         returns ``True``."""
+        ...
+
+    # -- api keys --------------------------------------------------------------
+    def create_api_key(self, key: ApiKey, secret_hash: str) -> None:
+        """Insert ``key`` with the SHA-256 of its secret; raise
+        :class:`~authsome.errors.AlreadyExists` when ``key.id`` or ``key.lookup_id``
+        is taken (nothing written). The owner is not checked here: the service
+        resolves it first."""
+        ...
+
+    def get_api_key(self, key_id: str) -> ApiKey | None:
+        """The key with this id (revoked or expired included), or ``None``."""
+        ...
+
+    def find_api_key_by_lookup_id(self, lookup_id: str) -> StoredApiKey | None:
+        """The key whose ``lookup_id`` is this one, with its secret hash, or ``None``.
+
+        The one lookup on the validation path: it must be served by an index."""
+        ...
+
+    def list_api_keys(self, owner_kind: ApiKeyOwnerKind, owner_id: str) -> list[ApiKey]:
+        """Every key of this owner (revoked and expired included), oldest first;
+        ties are broken by id."""
+        ...
+
+    def revoke_api_key(self, key_id: str, now: datetime) -> bool:
+        """Set ``revoked_at=now``; ``False`` if the key is unknown or revoked already."""
+        ...
+
+    def touch_api_key(self, key_id: str, at: datetime) -> None:
+        """Set ``last_used_at`` to ``at`` unless it is later already (it never moves
+        back, whatever order concurrent writers arrive in). No error for an unknown key."""
         ...
 
     # -- lifecycle ---------------------------------------------------------------

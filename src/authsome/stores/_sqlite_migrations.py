@@ -132,11 +132,38 @@ CREATE TABLE mfa_tickets (
 CREATE INDEX mfa_tickets_by_expiry ON mfa_tickets (expires_at);
 """
 
+
+_V5_API_KEYS = """
+-- owner_id is a user or an org id (owner_kind says which), so there is no foreign
+-- key: the service checks the owner before it inserts. tenant is the owner's, copied
+-- so that validating a key needs this one row. scopes is a JSON array of strings.
+CREATE TABLE api_keys (
+    id           TEXT PRIMARY KEY,
+    lookup_id    TEXT NOT NULL,
+    owner_kind   TEXT NOT NULL CHECK (owner_kind IN ('user', 'org')),
+    owner_id     TEXT NOT NULL,
+    tenant       TEXT NOT NULL,
+    name         TEXT NOT NULL,
+    scopes       TEXT NOT NULL,
+    created_at   INTEGER NOT NULL,
+    expires_at   INTEGER,
+    revoked_at   INTEGER,
+    last_used_at INTEGER,
+    secret_hash  TEXT NOT NULL
+);
+
+-- Validation looks keys up by the id part of the secret.
+CREATE UNIQUE INDEX api_keys_by_lookup_id ON api_keys (lookup_id);
+
+CREATE INDEX api_keys_by_owner ON api_keys (owner_kind, owner_id, created_at);
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     _V1_SESSIONS_AND_USERS,
     _V2_ORGS,
     _V3_CUSTOM_DOMAINS,
     _V4_MFA,
+    _V5_API_KEYS,
 )
 """Migration scripts, oldest first; the schema version is the number applied."""
 

@@ -10,6 +10,8 @@ from datetime import datetime, timedelta
 
 from authsome.errors import AlreadyExists, StoreError
 from authsome.models import (
+    ApiKey,
+    ApiKeyOwnerKind,
     Domain,
     Membership,
     MfaFactor,
@@ -18,6 +20,7 @@ from authsome.models import (
     RefreshOutcome,
     RefreshStatus,
     Session,
+    StoredApiKey,
     User,
 )
 from authsome.stores._protocol import Counter
@@ -69,6 +72,8 @@ class MemoryStore:
         self._domain_by_hostname: dict[str, str] = {}
         self._factors: dict[str, _Factor] = {}
         self._tickets: dict[str, _Ticket] = {}
+        self._api_keys: dict[str, StoredApiKey] = {}
+        self._api_key_by_lookup: dict[str, str] = {}  # lookup id -> key id
 
     # -- users -----------------------------------------------------------------
     def create_user(self, user: User, password_hash: str) -> None:
@@ -409,6 +414,55 @@ class MemoryStore:
 
     def _user_factors(self, user_id: str) -> list[_Factor]:
         return [entry for entry in self._factors.values() if entry.record.user_id == user_id]
+
+    # -- api keys --------------------------------------------------------------
+    def create_api_key(self, key: ApiKey, secret_hash: str) -> None:
+        with self._lock:
+            if key.id in self._api_keys:
+                raise AlreadyExists("api key id exists")
+            if key.lookup_id in self._api_key_by_lookup:
+                raise AlreadyExists("api key lookup id exists")
+            self._api_keys[key.id] = StoredApiKey(key, secret_hash)
+            self._api_key_by_lookup[key.lookup_id] = key.id
+
+    def get_api_key(self, key_id: str) -> ApiKey | None:
+        with self._lock:
+            stored = self._api_keys.get(key_id)
+            return None if stored is None else stored.key
+
+    def find_api_key_by_lookup_id(self, lookup_id: str) -> StoredApiKey | None:
+        with self._lock:
+            key_id = self._api_key_by_lookup.get(lookup_id)
+            return None if key_id is None else self._api_keys[key_id]
+
+    def list_api_keys(self, owner_kind: ApiKeyOwnerKind, owner_id: str) -> list[ApiKey]:
+        with self._lock:
+            keys = [
+                s.key
+                for s in self._api_keys.values()
+                if s.key.owner_kind == owner_kind and s.key.owner_id == owner_id
+            ]
+        return sorted(keys, key=lambda k: (k.created_at, k.id))
+
+    def revoke_api_key(self, key_id: str, now: datetime) -> bool:
+        with self._lock:
+            stored = self._api_keys.get(key_id)
+            if stored is None or stored.key.revoked_at is not None:
+                return False
+            self._replace_api_key(stored, dataclasses.replace(stored.key, revoked_at=now))
+            return True
+
+    def touch_api_key(self, key_id: str, at: datetime) -> None:
+        with self._lock:
+            stored = self._api_keys.get(key_id)
+            if stored is None:
+                return
+            last = stored.key.last_used_at
+            if last is None or at > last:
+                self._replace_api_key(stored, dataclasses.replace(stored.key, last_used_at=at))
+
+    def _replace_api_key(self, stored: StoredApiKey, key: ApiKey) -> None:
+        self._api_keys[key.id] = StoredApiKey(key, stored.secret_hash)
 
     def close(self) -> None:
         """Nothing to release."""

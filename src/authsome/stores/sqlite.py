@@ -13,6 +13,7 @@ connection, so it is shared by all threads behind a lock.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
 import threading
@@ -24,6 +25,8 @@ from typing import Any, Self
 
 from authsome.errors import AlreadyExists, StoreError, ValidationError
 from authsome.models import (
+    ApiKey,
+    ApiKeyOwnerKind,
     Domain,
     Membership,
     MfaFactor,
@@ -33,6 +36,7 @@ from authsome.models import (
     RefreshOutcome,
     RefreshStatus,
     Session,
+    StoredApiKey,
     User,
 )
 from authsome.stores._protocol import Counter
@@ -76,6 +80,26 @@ _COUNT_OWNERS = "SELECT count(*) FROM org_members WHERE org_id = ? AND role = 'o
 _SELECT_FACTOR = (
     "SELECT id, user_id, method, created_at, confirmed_at FROM mfa_factors WHERE id = ?"
 )
+_INSERT_API_KEY = (
+    "INSERT INTO api_keys (id, lookup_id, owner_kind, owner_id, tenant, name, scopes,"
+    " created_at, expires_at, revoked_at, last_used_at, secret_hash)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_SELECT_API_KEY_BY_ID = (
+    "SELECT id, lookup_id, owner_kind, owner_id, tenant, name, scopes,"
+    " created_at, expires_at, revoked_at, last_used_at"
+    " FROM api_keys WHERE id = ?"
+)
+_SELECT_API_KEY_BY_LOOKUP_ID = (
+    "SELECT id, lookup_id, owner_kind, owner_id, tenant, name, scopes,"
+    " created_at, expires_at, revoked_at, last_used_at, secret_hash"
+    " FROM api_keys WHERE lookup_id = ?"
+)
+_SELECT_API_KEYS_BY_OWNER = (
+    "SELECT id, lookup_id, owner_kind, owner_id, tenant, name, scopes,"
+    " created_at, expires_at, revoked_at, last_used_at"
+    " FROM api_keys WHERE owner_kind = ? AND owner_id = ? ORDER BY created_at, id"
+)
 
 # Which unique constraint failed → what AlreadyExists says (never the value itself).
 _DUPLICATE_MESSAGES = {
@@ -92,6 +116,8 @@ _DUPLICATE_MESSAGES = {
     "mfa_factors.id": "factor id exists",
     "mfa_factors.user_id, mfa_factors.method": "the user has a factor of this method",
     "mfa_tickets.hash": "ticket hash exists",
+    "api_keys.id": "api key id exists",
+    "api_keys.lookup_id": "api key lookup id exists",
 }
 _UNIQUE_CODES = frozenset({sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY})
 
@@ -180,6 +206,27 @@ def _factor(row: sqlite3.Row) -> MfaFactor:
         method=MfaMethod(row["method"]),
         created_at=_from_micros(row["created_at"]),
         confirmed_at=_from_optional_micros(row["confirmed_at"]),
+    )
+
+
+def _optional_micros(moment: datetime | None) -> int | None:
+    return None if moment is None else _to_micros(moment)
+
+
+def _api_key(row: sqlite3.Row) -> ApiKey:
+    owner_kind: ApiKeyOwnerKind = "org" if row["owner_kind"] == "org" else "user"
+    return ApiKey(
+        id=row["id"],
+        lookup_id=row["lookup_id"],
+        owner_kind=owner_kind,
+        owner_id=row["owner_id"],
+        tenant=row["tenant"],
+        name=row["name"],
+        scopes=tuple(json.loads(row["scopes"])),
+        created_at=_from_micros(row["created_at"]),
+        expires_at=_from_optional_micros(row["expires_at"]),
+        revoked_at=_from_optional_micros(row["revoked_at"]),
+        last_used_at=_from_optional_micros(row["last_used_at"]),
     )
 
 
@@ -783,6 +830,65 @@ class SQLiteStore:
         with self._connection("consume_mfa_ticket") as conn:
             cursor = conn.execute("DELETE FROM mfa_tickets WHERE hash = ?", (ticket_hash,))
             return cursor.rowcount == 1
+
+    # -- api keys --------------------------------------------------------------
+    def create_api_key(self, key: ApiKey, secret_hash: str) -> None:
+        """Insert ``key`` and its secret hash; one INSERT, so nothing is half-written."""
+        with self._connection("create_api_key") as conn:
+            conn.execute(
+                _INSERT_API_KEY,
+                (
+                    key.id,
+                    key.lookup_id,
+                    key.owner_kind,
+                    key.owner_id,
+                    key.tenant,
+                    key.name,
+                    json.dumps(list(key.scopes)),
+                    _to_micros(key.created_at),
+                    _optional_micros(key.expires_at),
+                    _optional_micros(key.revoked_at),
+                    _optional_micros(key.last_used_at),
+                    secret_hash,
+                ),
+            )
+
+    def get_api_key(self, key_id: str) -> ApiKey | None:
+        """The key with this id, or ``None``."""
+        row = self._fetch_one("get_api_key", _SELECT_API_KEY_BY_ID, (key_id,))
+        return None if row is None else _api_key(row)
+
+    def find_api_key_by_lookup_id(self, lookup_id: str) -> StoredApiKey | None:
+        """The key with this lookup id and its secret hash (unique index), or ``None``."""
+        row = self._fetch_one(
+            "find_api_key_by_lookup_id", _SELECT_API_KEY_BY_LOOKUP_ID, (lookup_id,)
+        )
+        return None if row is None else StoredApiKey(_api_key(row), str(row["secret_hash"]))
+
+    def list_api_keys(self, owner_kind: ApiKeyOwnerKind, owner_id: str) -> list[ApiKey]:
+        """Every key of this owner, oldest first."""
+        with self._connection("list_api_keys") as conn:
+            rows = conn.execute(_SELECT_API_KEYS_BY_OWNER, (owner_kind, owner_id)).fetchall()
+        return [_api_key(row) for row in rows]
+
+    def revoke_api_key(self, key_id: str, now: datetime) -> bool:
+        """Revoke the key; ``False`` if unknown or revoked already."""
+        with self._connection("revoke_api_key") as conn:
+            cursor = conn.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                (_to_micros(now), key_id),
+            )
+            return cursor.rowcount == 1
+
+    def touch_api_key(self, key_id: str, at: datetime) -> None:
+        """Move ``last_used_at`` forward to ``at``; one UPDATE, never backwards."""
+        at_us = _to_micros(at)
+        with self._connection("touch_api_key") as conn:
+            conn.execute(
+                "UPDATE api_keys SET last_used_at = ?"
+                " WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)",
+                (at_us, key_id, at_us),
+            )
 
     # -- lifecycle ---------------------------------------------------------------
     def close(self) -> None:
