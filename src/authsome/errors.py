@@ -13,6 +13,7 @@ __all__ = [
     "AlreadyExists",
     "AuthsomeError",
     "Conflict",
+    "ExtraNotInstalled",
     "FeatureNotEntitled",
     "InvalidCredentials",
     "InvalidToken",
@@ -91,3 +92,22 @@ class FeatureNotEntitled(AuthsomeError, PermissionError):
 
 class LedgerUnavailable(AuthsomeError, ConnectionError):
     """The ledger could not answer; under ``on_ledger_error="raise"`` nothing was done."""
+
+
+class ExtraNotInstalled(AuthsomeError, ImportError):
+    """A feature needs an optional dependency that is not installed.
+
+    ``extra`` names the package extra to install, e.g. ``"passkeys"`` for
+    ``pip install "authsome-engine[passkeys]"``.
+    """
+
+    def __init__(self, extra: str, package: str) -> None:
+        self.extra = str(extra)
+        self.package = str(package)
+        super().__init__(
+            f"{self.extra} need the optional package {self.package!r}:"
+            f' pip install "authsome-engine[{self.extra}]"'
+        )
+
+    def __reduce__(self) -> tuple[type[ExtraNotInstalled], tuple[str, str]]:
+        return (type(self), (self.extra, self.package))

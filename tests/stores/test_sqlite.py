@@ -30,6 +30,7 @@ from ._factories import NOW, add_session, add_user, make_session, make_user
 
 LATER = NOW + timedelta(minutes=5)
 TABLES = {"users", "sessions", "refresh_tokens", "counters", "orgs", "org_members"}
+TABLES |= {"passkeys", "passkey_challenges"}
 
 
 @pytest.fixture

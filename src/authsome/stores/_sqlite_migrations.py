@@ -82,7 +82,38 @@ CREATE TABLE org_members (
 CREATE INDEX org_members_by_user ON org_members (user_id);
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1_SESSIONS_AND_USERS, _V2_ORGS)
+_V3_PASSKEYS = """
+-- WebAuthn credentials; credential_id is base64url as browsers send it, unique
+-- across tenants so that a sign-in finds exactly one credential.
+CREATE TABLE passkeys (
+    credential_id TEXT PRIMARY KEY,
+    user_id       TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    tenant        TEXT NOT NULL,
+    rp_id         TEXT NOT NULL,
+    public_key    BLOB NOT NULL,
+    sign_count    INTEGER NOT NULL CHECK (sign_count >= 0),
+    transports    TEXT NOT NULL, -- JSON array of strings
+    created_at    INTEGER NOT NULL,
+    last_used_at  INTEGER
+) WITHOUT ROWID;
+
+CREATE INDEX passkeys_by_user ON passkeys (user_id);
+
+-- Pending single-use challenges, only as their SHA-256.
+CREATE TABLE passkey_challenges (
+    challenge_hash TEXT PRIMARY KEY,
+    ceremony       TEXT NOT NULL CHECK (ceremony IN ('registration', 'authentication')),
+    user_id        TEXT REFERENCES users (id) ON DELETE CASCADE,
+    tenant         TEXT NOT NULL,
+    rp_id          TEXT NOT NULL,
+    origin         TEXT NOT NULL,
+    expires_at     INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE INDEX passkey_challenges_by_expiry ON passkey_challenges (expires_at);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1_SESSIONS_AND_USERS, _V2_ORGS, _V3_PASSKEYS)
 """Migration scripts, oldest first; the schema version is the number applied."""
 
 
