@@ -9,6 +9,7 @@ from authsome.errors import (
     AlreadyExists,
     AuthsomeError,
     Conflict,
+    ExtraNotInstalled,
     FeatureNotEntitled,
     InvalidCredentials,
     InvalidToken,
@@ -19,7 +20,16 @@ from authsome.errors import (
     ValidationError,
 )
 from authsome.features import Feature, UsageEvent
-from authsome.models import Membership, Org, OrgRole, Session, SessionTokens, SignIn, User
+from authsome.models import (
+    Membership,
+    Org,
+    OrgRole,
+    Passkey,
+    Session,
+    SessionTokens,
+    SignIn,
+    User,
+)
 from authsome.sessions import SessionPolicy
 from authsome.throttle import ThrottlePolicy
 
@@ -28,6 +38,7 @@ __all__ = [
     "Authsome",
     "AuthsomeError",
     "Conflict",
+    "ExtraNotInstalled",
     "Feature",
     "FeatureNotEntitled",
     "InvalidCredentials",
@@ -38,6 +49,7 @@ __all__ = [
     "NotFound",
     "Org",
     "OrgRole",
+    "Passkey",
     "PasswordHashing",
     "RateLimited",
     "Session",

@@ -10,6 +10,7 @@ from authsome.bridge import Ledger, NoopLedger
 from authsome.crypto import PasswordHasher, PasswordHashing
 from authsome.models import SignIn
 from authsome.orgs import Orgs
+from authsome.passkeys import Passkeys
 from authsome.sessions import SessionPolicy, Sessions
 from authsome.signin import SignInFlow
 from authsome.stores import MemoryStore, Store
@@ -61,6 +62,7 @@ class Authsome:
             self.sessions,
             self._clock,
         )
+        self.passkeys = Passkeys(self.store, self._billing, self._sign_in, self._clock)
 
     @property
     def ledger(self) -> Ledger:
