@@ -252,6 +252,7 @@ def test_denied_finish_registration_stores_nothing(
 
     assert raised.value.feature == PASSKEYS
     assert [(c.kind, c.feature_key) for c in denying.calls] == [("check_entitlement", PASSKEYS)]
+    assert denying.calls[0].ctx == LedgerContext(tenant="acme", user_id=ann.id)
     assert _rows(db, "passkeys") == 0
     assert _rows(db, "passkey_challenges") == 1  # checked before the challenge was touched
 
