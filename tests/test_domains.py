@@ -22,6 +22,7 @@ from authsome import (
 )
 from authsome.bridge import LedgerContext
 from authsome.domains import DnsPythonResolver, normalize_hostname
+from authsome.errors import ExtraNotInstalled
 from authsome.stores import MemoryStore, SQLiteStore, Store
 from authsome.testing import DenyingLedger, FailingLedger, RecordingLedger
 from tests.conftest import FAST, AuthFactory, FakeClock
@@ -727,12 +728,13 @@ def test_without_dnspython_the_error_names_the_extra(
 ) -> None:
     for module in ("dns", "dns.resolver", "dns.exception"):
         monkeypatch.setitem(__import__("sys").modules, module, None)
-    with pytest.raises(ImportError, match=r"authsome-engine\[dns\]"):
+    with pytest.raises(ExtraNotInstalled, match=r"authsome-engine\[dns\]"):
         DnsPythonResolver()
     auth = make_auth()  # an engine without dnspython still works ...
     challenge = auth.domains.add("login.acme.com", tenant="acme")
-    with pytest.raises(ImportError, match=r"authsome-engine\[dns\]"):
+    with pytest.raises(ExtraNotInstalled, match=r"authsome-engine\[dns\]"):
         auth.domains.verify(challenge.domain.id)  # ... until it must look DNS up
+    assert issubclass(ExtraNotInstalled, ImportError)
     assert not auth.domains.get(challenge.domain.id).verified
 
 

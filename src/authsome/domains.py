@@ -24,7 +24,7 @@ from authsome._time import Clock
 from authsome.billing import Billing
 from authsome.bridge import LedgerContext
 from authsome.crypto import constant_time_equals, new_id, new_token
-from authsome.errors import NotFound, ValidationError, VerificationFailed
+from authsome.errors import ExtraNotInstalled, NotFound, ValidationError, VerificationFailed
 from authsome.features import Feature
 from authsome.models import Domain, DomainChallenge
 from authsome.stores import Store
@@ -204,10 +204,9 @@ class DnsPythonResolver:
         try:
             import dns.resolver  # the optional extra, imported only when used
         except ImportError:
-            raise ImportError(
-                "verifying custom domains needs dnspython: "
-                "pip install 'authsome-engine[dns]', or pass Authsome(dns_resolver=...)"
-            ) from None
+            # An ImportError too, so callers catching that keep working; pass
+            # Authsome(dns_resolver=...) to verify without dnspython.
+            raise ExtraNotInstalled("dns", "dnspython") from None
         self._resolver = resolver if resolver is not None else dns.resolver.Resolver()
         self._lifetime = _positive_seconds(lifetime)
 

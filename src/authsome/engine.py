@@ -13,6 +13,7 @@ from authsome.domains import Domains, TxtResolver
 from authsome.mfa import Mfa, SignInChallenge
 from authsome.models import SignIn
 from authsome.orgs import Orgs
+from authsome.passkeys import Passkeys
 from authsome.sessions import SessionPolicy, Sessions
 from authsome.signin import SignInFlow
 from authsome.stores import MemoryStore, Store
@@ -85,6 +86,7 @@ class Authsome:
             secret_box=secret_box,
             complete_sign_in=self._sign_in.complete,
         )
+        self.passkeys = Passkeys(self.store, self._billing, self._sign_in, self._clock)
 
     @property
     def ledger(self) -> Ledger:

@@ -14,6 +14,7 @@ __all__ = [
     "AuthsomeError",
     "Conflict",
     "DecryptionError",
+    "ExtraNotInstalled",
     "FeatureNotEntitled",
     "InsufficientScope",
     "InvalidCredentials",
@@ -130,3 +131,22 @@ class VerificationFailed(AuthsomeError):
 
     def __reduce__(self) -> tuple[type[VerificationFailed], tuple[str]]:
         return (type(self), (self.reason,))
+
+
+class ExtraNotInstalled(AuthsomeError, ImportError):
+    """A feature needs an optional dependency that is not installed.
+
+    ``extra`` names the package extra to install, e.g. ``"passkeys"`` for
+    ``pip install "authsome-engine[passkeys]"``.
+    """
+
+    def __init__(self, extra: str, package: str) -> None:
+        self.extra = str(extra)
+        self.package = str(package)
+        super().__init__(
+            f"{self.extra} need the optional package {self.package!r}:"
+            f' pip install "authsome-engine[{self.extra}]"'
+        )
+
+    def __reduce__(self) -> tuple[type[ExtraNotInstalled], tuple[str, str]]:
+        return (type(self), (self.extra, self.package))

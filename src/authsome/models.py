@@ -22,6 +22,9 @@ __all__ = [
     "MfaMethod",
     "Org",
     "OrgRole",
+    "Passkey",
+    "PasskeyCeremony",
+    "PasskeyChallenge",
     "RefreshOutcome",
     "RefreshStatus",
     "Session",
@@ -268,3 +271,48 @@ class StoredApiKey:
 
     key: ApiKey
     secret_hash: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Passkey:
+    """A WebAuthn credential registered to a user.
+
+    ``credential_id`` is the authenticator's credential id, base64url without padding
+    (as browsers send it); it is unique across the store. ``public_key`` is the
+    COSE-encoded public key, ``sign_count`` the authenticator's signature counter as
+    last seen, ``transports`` the hints the browser reported (``"usb"``, ``"internal"``...).
+    """
+
+    credential_id: str
+    user_id: str
+    tenant: str
+    rp_id: str
+    public_key: bytes = field(repr=False)
+    sign_count: int
+    transports: tuple[str, ...]
+    created_at: datetime
+    last_used_at: datetime | None = None
+
+
+class PasskeyCeremony(StrEnum):
+    """Which WebAuthn ceremony a challenge was issued for."""
+
+    REGISTRATION = "registration"
+    AUTHENTICATION = "authentication"
+
+
+@dataclass(frozen=True, slots=True)
+class PasskeyChallenge:
+    """A pending WebAuthn challenge, usable once until ``expires_at``.
+
+    Only the SHA-256 of the challenge is kept. It is bound to the ceremony, the
+    relying party (``rp_id``, ``origin``), the tenant and, when known, the user.
+    """
+
+    challenge_hash: str
+    ceremony: PasskeyCeremony
+    user_id: str | None
+    tenant: str
+    rp_id: str
+    origin: str
+    expires_at: datetime

@@ -41,6 +41,8 @@ TABLES = {
     "mfa_recovery_codes",
     "mfa_tickets",
     "api_keys",
+    "passkeys",
+    "passkey_challenges",
 }
 
 

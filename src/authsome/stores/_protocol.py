@@ -19,6 +19,8 @@ from authsome.models import (
     MfaFactor,
     Org,
     OrgRole,
+    Passkey,
+    PasskeyChallenge,
     RefreshOutcome,
     Session,
     StoredApiKey,
@@ -323,6 +325,54 @@ class Store(Protocol):
     def touch_api_key(self, key_id: str, at: datetime) -> None:
         """Set ``last_used_at`` to ``at`` unless it is later already (it never moves
         back, whatever order concurrent writers arrive in). No error for an unknown key."""
+        ...
+
+    # -- passkeys --------------------------------------------------------------
+    def create_passkey_challenge(self, challenge: PasskeyChallenge, now: datetime) -> None:
+        """Insert a pending challenge; challenges expired at ``now`` are purged first
+        (so pending rows stay bounded). :class:`~authsome.errors.AlreadyExists` when
+        ``challenge_hash`` is pending already, :class:`~authsome.errors.StoreError`
+        when ``user_id`` is set and names no user."""
+        ...
+
+    def consume_passkey_challenge(
+        self, challenge_hash: str, now: datetime
+    ) -> PasskeyChallenge | None:
+        """Delete the challenge and return it if it was live at ``now``.
+
+        Returns ``None`` for an unknown, already consumed or expired challenge (an
+        expired one is deleted too). Atomic: of two concurrent calls with one hash
+        at most one gets the challenge.
+        """
+        ...
+
+    def create_passkey(self, passkey: Passkey) -> None:
+        """Insert a passkey; :class:`~authsome.errors.AlreadyExists` when its
+        ``credential_id`` is registered already (to anyone),
+        :class:`~authsome.errors.StoreError` when the user does not exist."""
+        ...
+
+    def get_passkey(self, credential_id: str) -> Passkey | None:
+        """The passkey with this credential id, or ``None``."""
+        ...
+
+    def list_user_passkeys(self, user_id: str) -> list[Passkey]:
+        """The user's passkeys, oldest first (ties by credential id)."""
+        ...
+
+    def update_passkey_sign_count(
+        self, credential_id: str, expected: int, new: int, now: datetime
+    ) -> bool:
+        """Compare-and-set the sign count and set ``last_used_at = now``.
+
+        Changes the row only if its sign count is still ``expected``; returns whether
+        it did. So of two concurrent sign-ins that verified against one count, only
+        one is accepted.
+        """
+        ...
+
+    def delete_passkey(self, user_id: str, credential_id: str) -> bool:
+        """Delete the user's passkey; ``False`` if the user has none with this id."""
         ...
 
     # -- lifecycle ---------------------------------------------------------------

@@ -158,12 +158,44 @@ CREATE UNIQUE INDEX api_keys_by_lookup_id ON api_keys (lookup_id);
 CREATE INDEX api_keys_by_owner ON api_keys (owner_kind, owner_id, created_at);
 """
 
+_V6_PASSKEYS = """
+-- WebAuthn credentials; credential_id is base64url as browsers send it, unique
+-- across tenants so that a sign-in finds exactly one credential.
+CREATE TABLE passkeys (
+    credential_id TEXT PRIMARY KEY,
+    user_id       TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    tenant        TEXT NOT NULL,
+    rp_id         TEXT NOT NULL,
+    public_key    BLOB NOT NULL,
+    sign_count    INTEGER NOT NULL CHECK (sign_count >= 0),
+    transports    TEXT NOT NULL, -- JSON array of strings
+    created_at    INTEGER NOT NULL,
+    last_used_at  INTEGER
+) WITHOUT ROWID;
+
+CREATE INDEX passkeys_by_user ON passkeys (user_id);
+
+-- Pending single-use challenges, only as their SHA-256.
+CREATE TABLE passkey_challenges (
+    challenge_hash TEXT PRIMARY KEY,
+    ceremony       TEXT NOT NULL CHECK (ceremony IN ('registration', 'authentication')),
+    user_id        TEXT REFERENCES users (id) ON DELETE CASCADE,
+    tenant         TEXT NOT NULL,
+    rp_id          TEXT NOT NULL,
+    origin         TEXT NOT NULL,
+    expires_at     INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE INDEX passkey_challenges_by_expiry ON passkey_challenges (expires_at);
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     _V1_SESSIONS_AND_USERS,
     _V2_ORGS,
     _V3_CUSTOM_DOMAINS,
     _V4_MFA,
     _V5_API_KEYS,
+    _V6_PASSKEYS,
 )
 """Migration scripts, oldest first; the schema version is the number applied."""
 

@@ -17,6 +17,8 @@ from authsome.models import (
     MfaFactor,
     Org,
     OrgRole,
+    Passkey,
+    PasskeyChallenge,
     RefreshOutcome,
     RefreshStatus,
     Session,
@@ -74,6 +76,8 @@ class MemoryStore:
         self._tickets: dict[str, _Ticket] = {}
         self._api_keys: dict[str, StoredApiKey] = {}
         self._api_key_by_lookup: dict[str, str] = {}  # lookup id -> key id
+        self._passkey_challenges: dict[str, PasskeyChallenge] = {}
+        self._passkeys: dict[str, Passkey] = {}
 
     # -- users -----------------------------------------------------------------
     def create_user(self, user: User, password_hash: str) -> None:
@@ -463,6 +467,64 @@ class MemoryStore:
 
     def _replace_api_key(self, stored: StoredApiKey, key: ApiKey) -> None:
         self._api_keys[key.id] = StoredApiKey(key, stored.secret_hash)
+
+    # -- passkeys --------------------------------------------------------------
+    def create_passkey_challenge(self, challenge: PasskeyChallenge, now: datetime) -> None:
+        with self._lock:
+            expired = [h for h, c in self._passkey_challenges.items() if c.expires_at <= now]
+            for challenge_hash in expired:
+                del self._passkey_challenges[challenge_hash]
+            if challenge.challenge_hash in self._passkey_challenges:
+                raise AlreadyExists("this challenge is pending already")
+            if challenge.user_id is not None and challenge.user_id not in self._users:
+                raise StoreError("challenge refers to an unknown user")
+            self._passkey_challenges[challenge.challenge_hash] = challenge
+
+    def consume_passkey_challenge(
+        self, challenge_hash: str, now: datetime
+    ) -> PasskeyChallenge | None:
+        with self._lock:
+            challenge = self._passkey_challenges.pop(challenge_hash, None)
+        if challenge is None or challenge.expires_at <= now:
+            return None
+        return challenge
+
+    def create_passkey(self, passkey: Passkey) -> None:
+        with self._lock:
+            if passkey.credential_id in self._passkeys:
+                raise AlreadyExists("a passkey with this credential id exists")
+            if passkey.user_id not in self._users:
+                raise StoreError("passkey refers to an unknown user")
+            self._passkeys[passkey.credential_id] = passkey
+
+    def get_passkey(self, credential_id: str) -> Passkey | None:
+        with self._lock:
+            return self._passkeys.get(credential_id)
+
+    def list_user_passkeys(self, user_id: str) -> list[Passkey]:
+        with self._lock:
+            found = [p for p in self._passkeys.values() if p.user_id == user_id]
+        return sorted(found, key=lambda p: (p.created_at, p.credential_id))
+
+    def update_passkey_sign_count(
+        self, credential_id: str, expected: int, new: int, now: datetime
+    ) -> bool:
+        with self._lock:
+            current = self._passkeys.get(credential_id)
+            if current is None or current.sign_count != expected:
+                return False
+            self._passkeys[credential_id] = dataclasses.replace(
+                current, sign_count=new, last_used_at=now
+            )
+            return True
+
+    def delete_passkey(self, user_id: str, credential_id: str) -> bool:
+        with self._lock:
+            current = self._passkeys.get(credential_id)
+            if current is None or current.user_id != user_id:
+                return False
+            del self._passkeys[credential_id]
+            return True
 
     def close(self) -> None:
         """Nothing to release."""

@@ -33,6 +33,9 @@ from authsome.models import (
     MfaMethod,
     Org,
     OrgRole,
+    Passkey,
+    PasskeyCeremony,
+    PasskeyChallenge,
     RefreshOutcome,
     RefreshStatus,
     Session,
@@ -76,6 +79,10 @@ _SELECT_MEMBERSHIP = (
     "SELECT org_id, user_id, role, created_at FROM org_members WHERE org_id = ? AND user_id = ?"
 )
 _COUNT_OWNERS = "SELECT count(*) FROM org_members WHERE org_id = ? AND role = 'owner'"
+_SELECT_PASSKEY = (
+    "SELECT credential_id, user_id, tenant, rp_id, public_key, sign_count, transports,"
+    " created_at, last_used_at FROM passkeys"
+)
 
 _SELECT_FACTOR = (
     "SELECT id, user_id, method, created_at, confirmed_at FROM mfa_factors WHERE id = ?"
@@ -118,6 +125,8 @@ _DUPLICATE_MESSAGES = {
     "mfa_tickets.hash": "ticket hash exists",
     "api_keys.id": "api key id exists",
     "api_keys.lookup_id": "api key lookup id exists",
+    "passkeys.credential_id": "a passkey with this credential id exists",
+    "passkey_challenges.challenge_hash": "this challenge is pending already",
 }
 _UNIQUE_CODES = frozenset({sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY})
 
@@ -227,6 +236,32 @@ def _api_key(row: sqlite3.Row) -> ApiKey:
         expires_at=_from_optional_micros(row["expires_at"]),
         revoked_at=_from_optional_micros(row["revoked_at"]),
         last_used_at=_from_optional_micros(row["last_used_at"]),
+    )
+
+
+def _passkey(row: sqlite3.Row) -> Passkey:
+    return Passkey(
+        credential_id=row["credential_id"],
+        user_id=row["user_id"],
+        tenant=row["tenant"],
+        rp_id=row["rp_id"],
+        public_key=bytes(row["public_key"]),
+        sign_count=row["sign_count"],
+        transports=tuple(json.loads(row["transports"])),
+        created_at=_from_micros(row["created_at"]),
+        last_used_at=_from_optional_micros(row["last_used_at"]),
+    )
+
+
+def _passkey_challenge(row: sqlite3.Row) -> PasskeyChallenge:
+    return PasskeyChallenge(
+        challenge_hash=row["challenge_hash"],
+        ceremony=PasskeyCeremony(row["ceremony"]),
+        user_id=row["user_id"],
+        tenant=row["tenant"],
+        rp_id=row["rp_id"],
+        origin=row["origin"],
+        expires_at=_from_micros(row["expires_at"]),
     )
 
 
@@ -889,6 +924,101 @@ class SQLiteStore:
                 " WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)",
                 (at_us, key_id, at_us),
             )
+
+    # -- passkeys --------------------------------------------------------------
+    def create_passkey_challenge(self, challenge: PasskeyChallenge, now: datetime) -> None:
+        """Purge expired challenges and insert this one, in one transaction."""
+        with self._transaction("create_passkey_challenge") as conn:
+            conn.execute("DELETE FROM passkey_challenges WHERE expires_at <= ?", (_to_micros(now),))
+            conn.execute(
+                "INSERT INTO passkey_challenges"
+                " (challenge_hash, ceremony, user_id, tenant, rp_id, origin, expires_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    challenge.challenge_hash,
+                    PasskeyCeremony(challenge.ceremony).value,
+                    challenge.user_id,
+                    challenge.tenant,
+                    challenge.rp_id,
+                    challenge.origin,
+                    _to_micros(challenge.expires_at),
+                ),
+            )
+
+    def consume_passkey_challenge(
+        self, challenge_hash: str, now: datetime
+    ) -> PasskeyChallenge | None:
+        """Delete and return a live challenge; read and delete share one write lock."""
+        with self._transaction("consume_passkey_challenge") as conn:
+            row = conn.execute(
+                "SELECT challenge_hash, ceremony, user_id, tenant, rp_id, origin, expires_at"
+                " FROM passkey_challenges WHERE challenge_hash = ?",
+                (challenge_hash,),
+            ).fetchone()
+            if row is None:
+                return None
+            conn.execute(
+                "DELETE FROM passkey_challenges WHERE challenge_hash = ?", (challenge_hash,)
+            )
+        challenge = _passkey_challenge(row)
+        return None if challenge.expires_at <= now else challenge
+
+    def create_passkey(self, passkey: Passkey) -> None:
+        """Insert a passkey; the primary key refuses a registered credential id."""
+        with self._connection("create_passkey") as conn:
+            conn.execute(
+                "INSERT INTO passkeys (credential_id, user_id, tenant, rp_id, public_key,"
+                " sign_count, transports, created_at, last_used_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    passkey.credential_id,
+                    passkey.user_id,
+                    passkey.tenant,
+                    passkey.rp_id,
+                    passkey.public_key,
+                    passkey.sign_count,
+                    json.dumps(list(passkey.transports)),
+                    _to_micros(passkey.created_at),
+                    None if passkey.last_used_at is None else _to_micros(passkey.last_used_at),
+                ),
+            )
+
+    def get_passkey(self, credential_id: str) -> Passkey | None:
+        """The passkey with this credential id, or ``None``."""
+        row = self._fetch_one(
+            "get_passkey", _SELECT_PASSKEY + " WHERE credential_id = ?", (credential_id,)
+        )
+        return None if row is None else _passkey(row)
+
+    def list_user_passkeys(self, user_id: str) -> list[Passkey]:
+        """The user's passkeys, oldest first."""
+        with self._connection("list_user_passkeys") as conn:
+            rows = conn.execute(
+                _SELECT_PASSKEY + " WHERE user_id = ? ORDER BY created_at, credential_id",
+                (user_id,),
+            ).fetchall()
+        return [_passkey(row) for row in rows]
+
+    def update_passkey_sign_count(
+        self, credential_id: str, expected: int, new: int, now: datetime
+    ) -> bool:
+        """Compare-and-set the sign count in one UPDATE."""
+        with self._connection("update_passkey_sign_count") as conn:
+            cursor = conn.execute(
+                "UPDATE passkeys SET sign_count = ?, last_used_at = ?"
+                " WHERE credential_id = ? AND sign_count = ?",
+                (new, _to_micros(now), credential_id, expected),
+            )
+            return cursor.rowcount == 1
+
+    def delete_passkey(self, user_id: str, credential_id: str) -> bool:
+        """Delete the user's passkey; ``False`` if the user has none with this id."""
+        with self._connection("delete_passkey") as conn:
+            cursor = conn.execute(
+                "DELETE FROM passkeys WHERE credential_id = ? AND user_id = ?",
+                (credential_id, user_id),
+            )
+            return cursor.rowcount == 1
 
     # -- lifecycle ---------------------------------------------------------------
     def close(self) -> None:
