@@ -19,8 +19,19 @@ from authsome.errors import (
     ValidationError,
 )
 from authsome.features import Feature, UsageEvent
-from authsome.models import Membership, Org, OrgRole, Session, SessionTokens, SignIn, User
+from authsome.models import (
+    Membership,
+    Org,
+    OrgRole,
+    Session,
+    SessionTokens,
+    SignIn,
+    SSOConnectionInfo,
+    SSOProtocol,
+    User,
+)
 from authsome.sessions import SessionPolicy
+from authsome.sso import OIDCConnection, SAMLConnection
 from authsome.throttle import ThrottlePolicy
 
 __all__ = [
@@ -36,10 +47,14 @@ __all__ = [
     "LedgerUnavailable",
     "Membership",
     "NotFound",
+    "OIDCConnection",
     "Org",
     "OrgRole",
     "PasswordHashing",
     "RateLimited",
+    "SAMLConnection",
+    "SSOConnectionInfo",
+    "SSOProtocol",
     "Session",
     "SessionPolicy",
     "SessionTokens",

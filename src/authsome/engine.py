@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from types import TracebackType
 
+from authsome._secretbox import SecretBox
 from authsome._time import Clock, utcnow
 from authsome.billing import Billing, LedgerErrorPolicy, LedgerStats
 from authsome.bridge import Ledger, NoopLedger
@@ -12,6 +13,7 @@ from authsome.models import SignIn
 from authsome.orgs import Orgs
 from authsome.sessions import SessionPolicy, Sessions
 from authsome.signin import SignInFlow
+from authsome.sso import SSO
 from authsome.stores import MemoryStore, Store
 from authsome.throttle import Throttle, ThrottlePolicy
 from authsome.users import Users
@@ -31,6 +33,10 @@ class Authsome:
     ``on_ledger_error`` decides what a *failing* entitlement check does: ``"raise"``
     (default; :class:`~authsome.errors.LedgerUnavailable`, nothing performed) or
     ``"allow"`` (fail-open, logged). Failing usage records never fail an operation.
+
+    ``secret_key`` (32 bytes, e.g. ``secrets.token_bytes(32)`` kept in a secrets
+    manager) encrypts the secrets the engine must read back, such as SSO client
+    secrets, with AES-256-GCM. Without it they are stored in clear.
     """
 
     def __init__(
@@ -43,6 +49,7 @@ class Authsome:
         sessions: SessionPolicy | None = None,
         throttle: ThrottlePolicy | None = None,
         clock: Clock | None = None,
+        secret_key: bytes | None = None,
     ) -> None:
         self.store: Store = MemoryStore() if store is None else _checked_store(store)
         self._billing = Billing(NoopLedger() if ledger is None else ledger, on_ledger_error)
@@ -53,6 +60,8 @@ class Authsome:
             self.store, self._billing, sessions or SessionPolicy(), self._clock
         )
         self.orgs = Orgs(self.store, self._billing, self._clock)
+        secret_box = None if secret_key is None else SecretBox(secret_key)
+        self.sso = SSO(self.store, self._billing, self._clock, secret_box)
         self._sign_in = SignInFlow(
             self.store,
             self._billing,

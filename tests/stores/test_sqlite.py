@@ -29,7 +29,16 @@ from authsome.stores._sqlite_migrations import MIGRATIONS, split_statements
 from ._factories import NOW, add_session, add_user, make_session, make_user
 
 LATER = NOW + timedelta(minutes=5)
-TABLES = {"users", "sessions", "refresh_tokens", "counters", "orgs", "org_members"}
+TABLES = {
+    "users",
+    "sessions",
+    "refresh_tokens",
+    "counters",
+    "orgs",
+    "org_members",
+    "sso_connections",
+    "sso_domains",
+}
 
 
 @pytest.fixture
