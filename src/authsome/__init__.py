@@ -40,10 +40,13 @@ from authsome.models import (
     Session,
     SessionTokens,
     SignIn,
+    SSOConnectionInfo,
+    SSOProtocol,
     TOTPSetup,
     User,
 )
 from authsome.sessions import SessionPolicy
+from authsome.sso import OIDCConnection, SAMLConnection
 from authsome.throttle import ThrottlePolicy
 
 __all__ = [
@@ -71,11 +74,15 @@ __all__ = [
     "MfaFactor",
     "MfaMethod",
     "NotFound",
+    "OIDCConnection",
     "Org",
     "OrgRole",
     "Passkey",
     "PasswordHashing",
     "RateLimited",
+    "SAMLConnection",
+    "SSOConnectionInfo",
+    "SSOProtocol",
     "SecretBox",
     "Session",
     "SessionPolicy",

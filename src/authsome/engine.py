@@ -16,6 +16,7 @@ from authsome.orgs import Orgs
 from authsome.passkeys import Passkeys
 from authsome.sessions import SessionPolicy, Sessions
 from authsome.signin import SignInFlow
+from authsome.sso import SSO
 from authsome.stores import MemoryStore, Store
 from authsome.throttle import Throttle, ThrottlePolicy
 from authsome.users import Users
@@ -33,8 +34,9 @@ class Authsome:
         auth = Authsome(store=SQLiteStore("auth.db"), ledger=LedgerAdapter(engine))
 
     ``secret_key`` (32 random bytes, e.g. ``secrets.token_bytes(32)``, kept outside the
-    database) encrypts TOTP secrets at rest with AES-256-GCM; without it they are
-    stored in clear. Keep it stable: secrets sealed with one key do not open with another.
+    database) encrypts the secrets the engine must read back — TOTP secrets and SSO
+    client secrets — at rest with AES-256-GCM; without it they are stored in clear.
+    Keep it stable: secrets sealed with one key do not open with another.
 
     ``on_ledger_error`` decides what a *failing* entitlement check does: ``"raise"``
     (default; :class:`~authsome.errors.LedgerUnavailable`, nothing performed) or
@@ -70,6 +72,7 @@ class Authsome:
         self.domains = Domains(self.store, self._billing, self._clock, resolver=dns_resolver)
         secret_box = None if secret_key is None else SecretBox(secret_key)
         self.api_keys = ApiKeys(self.store, self._billing, api_keys or ApiKeyPolicy(), self._clock)
+        self.sso = SSO(self.store, self._billing, self._clock, secret_box)
         self._sign_in = SignInFlow(
             self.store,
             self._billing,

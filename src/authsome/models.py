@@ -27,10 +27,13 @@ __all__ = [
     "PasskeyChallenge",
     "RefreshOutcome",
     "RefreshStatus",
+    "SSOConnectionInfo",
+    "SSOProtocol",
     "Session",
     "SessionTokens",
     "SignIn",
     "StoredApiKey",
+    "StoredSecret",
     "TOTPSetup",
     "User",
 ]
@@ -316,3 +319,48 @@ class PasskeyChallenge:
     rp_id: str
     origin: str
     expires_at: datetime
+
+
+class SSOProtocol(StrEnum):
+    """The single sign-on protocol of a connection."""
+
+    OIDC = "oidc"
+    SAML = "saml"
+
+
+@dataclass(frozen=True, slots=True)
+class SSOConnectionInfo:
+    """An org's SSO connection as stored, without its client secret.
+
+    OIDC connections fill ``issuer``, ``client_id`` and ``scopes``; SAML ones
+    ``entity_id``, ``sso_url`` and ``x509_certificate`` (PEM; public, so returned).
+    ``domains`` are the e-mail domains routed to this connection, lowercase A-labels
+    (IDNA), each owned by at most one connection in the whole store.
+    ``has_client_secret`` tells whether a secret is kept; the secret itself is
+    never part of this record.
+    """
+
+    id: str
+    org_id: str
+    protocol: SSOProtocol
+    domains: tuple[str, ...]
+    created_at: datetime
+    updated_at: datetime
+    issuer: str | None = None
+    client_id: str | None = None
+    scopes: tuple[str, ...] = ()
+    has_client_secret: bool = False
+    entity_id: str | None = None
+    sso_url: str | None = None
+    x509_certificate: str | None = field(default=None, repr=False)  # long; public anyway
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSecret:
+    """A secret as a store keeps it: sealed (encrypted, see ``sealed``) or in clear.
+
+    Only stores and the service that owns the secret see this type.
+    """
+
+    value: str = field(repr=False)
+    sealed: bool = False

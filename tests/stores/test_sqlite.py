@@ -43,6 +43,8 @@ TABLES = {
     "api_keys",
     "passkeys",
     "passkey_challenges",
+    "sso_connections",
+    "sso_domains",
 }
 
 

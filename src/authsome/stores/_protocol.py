@@ -23,7 +23,9 @@ from authsome.models import (
     PasskeyChallenge,
     RefreshOutcome,
     Session,
+    SSOConnectionInfo,
     StoredApiKey,
+    StoredSecret,
     User,
 )
 
@@ -373,6 +375,58 @@ class Store(Protocol):
 
     def delete_passkey(self, user_id: str, credential_id: str) -> bool:
         """Delete the user's passkey; ``False`` if the user has none with this id."""
+        ...
+
+    # -- sso -------------------------------------------------------------------
+    def create_sso_connection(
+        self, connection: SSOConnectionInfo, client_secret: StoredSecret | None
+    ) -> None:
+        """Insert an SSO connection with its (already sealed or clear) client secret.
+
+        ``connection.has_client_secret`` must say whether ``client_secret`` is given
+        and ``connection.domains`` must not repeat a domain, else ``ValueError`` (a
+        caller's bug). Raise :class:`~authsome.errors.AlreadyExists` when the id is
+        taken or any of the domains belongs to a connection already (one owner per
+        e-mail domain across the whole store), :class:`~authsome.errors.StoreError`
+        when the org does not exist. Either way nothing is written.
+        """
+        ...
+
+    def update_sso_connection(
+        self, connection: SSOConnectionInfo, client_secret: StoredSecret | None
+    ) -> SSOConnectionInfo | None:
+        """Replace the settings, domains and secret of the connection with
+        ``connection.id`` and return it as stored; ``None`` when there is none.
+
+        ``org_id`` and ``created_at`` are kept from the stored connection; the rest,
+        ``updated_at`` included, comes from ``connection``. Same ``ValueError`` rules
+        as :meth:`create_sso_connection`; raise :class:`~authsome.errors.AlreadyExists`
+        and change nothing when a domain belongs to another connection.
+        """
+        ...
+
+    def get_sso_connection(self, connection_id: str) -> SSOConnectionInfo | None:
+        """The connection with this id, or ``None``."""
+        ...
+
+    def list_sso_connections(self, org_id: str) -> list[SSOConnectionInfo]:
+        """The org's connections, oldest first (ties by id); ``[]`` for an unknown org."""
+        ...
+
+    def find_sso_connection_by_domain(self, domain: str) -> SSOConnectionInfo | None:
+        """The connection owning this (already normalized) e-mail domain, or ``None``.
+
+        Exact match only: ``example.com`` does not route ``sub.example.com``.
+        """
+        ...
+
+    def get_sso_client_secret(self, connection_id: str) -> StoredSecret | None:
+        """The stored client secret of the connection, exactly as it was given to
+        the store; ``None`` for an unknown connection or one without a secret."""
+        ...
+
+    def delete_sso_connection(self, connection_id: str) -> bool:
+        """Delete the connection, its domains and its secret; ``False`` if unknown."""
         ...
 
     # -- lifecycle ---------------------------------------------------------------

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from authsome.errors import Conflict
-from authsome.models import Membership, Org, OrgRole
+from authsome.models import Membership, Org, OrgRole, SSOConnectionInfo, StoredSecret
 
-__all__ = ["check_owner_membership", "last_owner_conflict"]
+__all__ = [
+    "DUPLICATE_SSO_DOMAIN",
+    "check_owner_membership",
+    "check_sso_record",
+    "last_owner_conflict",
+]
+
+DUPLICATE_SSO_DOMAIN = "an e-mail domain is routed to an SSO connection already"
 
 
 def check_owner_membership(org: Org, owner: Membership) -> None:
@@ -17,3 +24,11 @@ def check_owner_membership(org: Org, owner: Membership) -> None:
 def last_owner_conflict(action: str) -> Conflict:
     """The error for an operation that would leave an org without an owner."""
     return Conflict(f"the last owner of an org cannot be {action}; make another member owner first")
+
+
+def check_sso_record(connection: SSOConnectionInfo, client_secret: StoredSecret | None) -> None:
+    """Refuse an SSO record that contradicts itself (a caller's bug, not user input)."""
+    if connection.has_client_secret != (client_secret is not None):
+        raise ValueError("has_client_secret must say whether a client secret is given")
+    if len(set(connection.domains)) != len(connection.domains):
+        raise ValueError("an SSO connection must not list a domain twice")

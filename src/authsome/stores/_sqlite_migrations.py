@@ -189,6 +189,40 @@ CREATE TABLE passkey_challenges (
 CREATE INDEX passkey_challenges_by_expiry ON passkey_challenges (expires_at);
 """
 
+_V7_SSO = """
+-- One row per SSO connection; OIDC rows fill issuer/client_id/scopes, SAML rows
+-- entity_id/sso_url/x509_certificate. client_secret holds what the service gave
+-- the store: a sealed (encrypted) token when secret_sealed = 1, else clear text.
+CREATE TABLE sso_connections (
+    id               TEXT PRIMARY KEY,
+    org_id           TEXT NOT NULL REFERENCES orgs (id) ON DELETE CASCADE,
+    protocol         TEXT NOT NULL CHECK (protocol IN ('oidc', 'saml')),
+    issuer           TEXT,
+    client_id        TEXT,
+    scopes           TEXT NOT NULL DEFAULT '',
+    entity_id        TEXT,
+    sso_url          TEXT,
+    x509_certificate TEXT,
+    client_secret    TEXT,
+    secret_sealed    INTEGER NOT NULL DEFAULT 0 CHECK (secret_sealed IN (0, 1)),
+    created_at       INTEGER NOT NULL,
+    updated_at       INTEGER NOT NULL
+);
+
+CREATE INDEX sso_connections_by_org ON sso_connections (org_id);
+
+-- The primary key is the rule "one owner per e-mail domain" across the whole store.
+-- org_id repeats the connection's org so a domain also dies with its org.
+CREATE TABLE sso_domains (
+    domain        TEXT PRIMARY KEY,
+    connection_id TEXT NOT NULL REFERENCES sso_connections (id) ON DELETE CASCADE,
+    org_id        TEXT NOT NULL REFERENCES orgs (id) ON DELETE CASCADE,
+    position      INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE INDEX sso_domains_by_connection ON sso_domains (connection_id);
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     _V1_SESSIONS_AND_USERS,
     _V2_ORGS,
@@ -196,6 +230,7 @@ MIGRATIONS: tuple[str, ...] = (
     _V4_MFA,
     _V5_API_KEYS,
     _V6_PASSKEYS,
+    _V7_SSO,
 )
 """Migration scripts, oldest first; the schema version is the number applied."""
 

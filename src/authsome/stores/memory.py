@@ -22,11 +22,18 @@ from authsome.models import (
     RefreshOutcome,
     RefreshStatus,
     Session,
+    SSOConnectionInfo,
     StoredApiKey,
+    StoredSecret,
     User,
 )
 from authsome.stores._protocol import Counter
-from authsome.stores._rules import check_owner_membership, last_owner_conflict
+from authsome.stores._rules import (
+    DUPLICATE_SSO_DOMAIN,
+    check_owner_membership,
+    check_sso_record,
+    last_owner_conflict,
+)
 
 __all__ = ["MemoryStore"]
 
@@ -78,6 +85,9 @@ class MemoryStore:
         self._api_key_by_lookup: dict[str, str] = {}  # lookup id -> key id
         self._passkey_challenges: dict[str, PasskeyChallenge] = {}
         self._passkeys: dict[str, Passkey] = {}
+        self._sso: dict[str, SSOConnectionInfo] = {}
+        self._sso_secrets: dict[str, StoredSecret] = {}
+        self._sso_by_domain: dict[str, str] = {}  # e-mail domain -> connection id
 
     # -- users -----------------------------------------------------------------
     def create_user(self, user: User, password_hash: str) -> None:
@@ -525,6 +535,79 @@ class MemoryStore:
                 return False
             del self._passkeys[credential_id]
             return True
+
+    # -- sso -------------------------------------------------------------------
+    def create_sso_connection(
+        self, connection: SSOConnectionInfo, client_secret: StoredSecret | None
+    ) -> None:
+        check_sso_record(connection, client_secret)
+        with self._lock:
+            if connection.id in self._sso:
+                raise AlreadyExists("an SSO connection with this id exists")
+            if connection.org_id not in self._orgs:
+                raise StoreError("SSO connection refers to an unknown org")
+            self._check_domains_free(connection)
+            self._put_sso(connection, client_secret)
+
+    def update_sso_connection(
+        self, connection: SSOConnectionInfo, client_secret: StoredSecret | None
+    ) -> SSOConnectionInfo | None:
+        check_sso_record(connection, client_secret)
+        with self._lock:
+            current = self._sso.get(connection.id)
+            if current is None:
+                return None
+            self._check_domains_free(connection)
+            updated = dataclasses.replace(
+                connection, org_id=current.org_id, created_at=current.created_at
+            )
+            self._drop_sso(current.id)
+            self._put_sso(updated, client_secret)
+            return updated
+
+    def get_sso_connection(self, connection_id: str) -> SSOConnectionInfo | None:
+        with self._lock:
+            return self._sso.get(connection_id)
+
+    def list_sso_connections(self, org_id: str) -> list[SSOConnectionInfo]:
+        with self._lock:
+            found = [c for c in self._sso.values() if c.org_id == org_id]
+        return sorted(found, key=lambda c: (c.created_at, c.id))
+
+    def find_sso_connection_by_domain(self, domain: str) -> SSOConnectionInfo | None:
+        with self._lock:
+            connection_id = self._sso_by_domain.get(domain)
+            return None if connection_id is None else self._sso[connection_id]
+
+    def get_sso_client_secret(self, connection_id: str) -> StoredSecret | None:
+        with self._lock:
+            return self._sso_secrets.get(connection_id)
+
+    def delete_sso_connection(self, connection_id: str) -> bool:
+        with self._lock:
+            if connection_id not in self._sso:
+                return False
+            self._drop_sso(connection_id)
+            return True
+
+    def _check_domains_free(self, connection: SSOConnectionInfo) -> None:
+        # A connection may keep its own domains on update; any other owner conflicts.
+        for domain in connection.domains:
+            if self._sso_by_domain.get(domain, connection.id) != connection.id:
+                raise AlreadyExists(DUPLICATE_SSO_DOMAIN)
+
+    def _put_sso(self, connection: SSOConnectionInfo, client_secret: StoredSecret | None) -> None:
+        self._sso[connection.id] = connection
+        if client_secret is not None:
+            self._sso_secrets[connection.id] = client_secret
+        for domain in connection.domains:
+            self._sso_by_domain[domain] = connection.id
+
+    def _drop_sso(self, connection_id: str) -> None:
+        connection = self._sso.pop(connection_id)
+        self._sso_secrets.pop(connection_id, None)
+        for domain in connection.domains:
+            del self._sso_by_domain[domain]
 
     def close(self) -> None:
         """Nothing to release."""

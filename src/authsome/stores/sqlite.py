@@ -39,11 +39,19 @@ from authsome.models import (
     RefreshOutcome,
     RefreshStatus,
     Session,
+    SSOConnectionInfo,
+    SSOProtocol,
     StoredApiKey,
+    StoredSecret,
     User,
 )
 from authsome.stores._protocol import Counter
-from authsome.stores._rules import check_owner_membership, last_owner_conflict
+from authsome.stores._rules import (
+    DUPLICATE_SSO_DOMAIN,
+    check_owner_membership,
+    check_sso_record,
+    last_owner_conflict,
+)
 from authsome.stores._sqlite_migrations import MIGRATIONS, split_statements
 
 __all__ = ["SQLiteStore"]
@@ -108,6 +116,22 @@ _SELECT_API_KEYS_BY_OWNER = (
     " FROM api_keys WHERE owner_kind = ? AND owner_id = ? ORDER BY created_at, id"
 )
 
+_SSO_COLUMNS = (
+    "id, org_id, protocol, issuer, client_id, scopes, entity_id, sso_url, x509_certificate,"
+    " client_secret IS NOT NULL AS has_client_secret, created_at, updated_at"
+)
+_SELECT_SSO = f"SELECT {_SSO_COLUMNS} FROM sso_connections"  # noqa: S608 - constant text
+_INSERT_SSO = (
+    "INSERT INTO sso_connections (id, org_id, protocol, issuer, client_id, scopes, entity_id,"
+    " sso_url, x509_certificate, client_secret, secret_sealed, created_at, updated_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_UPDATE_SSO = (
+    "UPDATE sso_connections SET protocol = ?, issuer = ?, client_id = ?, scopes = ?,"
+    " entity_id = ?, sso_url = ?, x509_certificate = ?, client_secret = ?, secret_sealed = ?,"
+    " updated_at = ? WHERE id = ?"
+)
+
 # Which unique constraint failed → what AlreadyExists says (never the value itself).
 _DUPLICATE_MESSAGES = {
     "users.tenant, users.email": "a user with this e-mail exists in this tenant",
@@ -127,6 +151,8 @@ _DUPLICATE_MESSAGES = {
     "api_keys.lookup_id": "api key lookup id exists",
     "passkeys.credential_id": "a passkey with this credential id exists",
     "passkey_challenges.challenge_hash": "this challenge is pending already",
+    "sso_connections.id": "an SSO connection with this id exists",
+    "sso_domains.domain": DUPLICATE_SSO_DOMAIN,
 }
 _UNIQUE_CODES = frozenset({sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY})
 
@@ -262,6 +288,41 @@ def _passkey_challenge(row: sqlite3.Row) -> PasskeyChallenge:
         rp_id=row["rp_id"],
         origin=row["origin"],
         expires_at=_from_micros(row["expires_at"]),
+    )
+
+
+def _sso_connection(row: sqlite3.Row, domains: list[str]) -> SSOConnectionInfo:
+    return SSOConnectionInfo(
+        id=row["id"],
+        org_id=row["org_id"],
+        protocol=SSOProtocol(row["protocol"]),
+        domains=tuple(domains),
+        created_at=_from_micros(row["created_at"]),
+        updated_at=_from_micros(row["updated_at"]),
+        issuer=row["issuer"],
+        client_id=row["client_id"],
+        scopes=tuple(row["scopes"].split()),
+        has_client_secret=bool(row["has_client_secret"]),
+        entity_id=row["entity_id"],
+        sso_url=row["sso_url"],
+        x509_certificate=row["x509_certificate"],
+    )
+
+
+def _sso_settings(connection: SSOConnectionInfo, secret: StoredSecret | None) -> tuple[Any, ...]:
+    """The columns an update replaces, in :data:`_UPDATE_SSO` order (without the id)."""
+    return (
+        SSOProtocol(connection.protocol).value,
+        connection.issuer,
+        connection.client_id,
+        # Scope tokens never contain spaces (RFC 6749, 3.3), so a space joins them.
+        " ".join(connection.scopes),
+        connection.entity_id,
+        connection.sso_url,
+        connection.x509_certificate,
+        None if secret is None else secret.value,
+        int(secret is not None and secret.sealed),
+        _to_micros(connection.updated_at),
     )
 
 
@@ -1020,6 +1081,106 @@ class SQLiteStore:
             )
             return cursor.rowcount == 1
 
+    # -- sso -------------------------------------------------------------------
+    def create_sso_connection(
+        self, connection: SSOConnectionInfo, client_secret: StoredSecret | None
+    ) -> None:
+        """Insert the connection and its domains in one transaction; a taken domain
+        or an unknown org (foreign key) rolls everything back."""
+        check_sso_record(connection, client_secret)
+        settings = _sso_settings(connection, client_secret)
+        with self._transaction("create_sso_connection") as conn:
+            conn.execute(
+                _INSERT_SSO,
+                (
+                    connection.id,
+                    connection.org_id,
+                    *settings[:-1],
+                    _to_micros(connection.created_at),
+                    _to_micros(connection.updated_at),
+                ),
+            )
+            self._insert_sso_domains(conn, connection.id, connection.org_id, connection.domains)
+
+    def update_sso_connection(
+        self, connection: SSOConnectionInfo, client_secret: StoredSecret | None
+    ) -> SSOConnectionInfo | None:
+        """Replace settings and domains under one write lock; all or nothing."""
+        check_sso_record(connection, client_secret)
+        settings = _sso_settings(connection, client_secret)
+        with self._transaction("update_sso_connection") as conn:
+            current = conn.execute(
+                "SELECT org_id FROM sso_connections WHERE id = ?", (connection.id,)
+            ).fetchone()
+            if current is None:
+                return None
+            conn.execute(_UPDATE_SSO, (*settings, connection.id))
+            conn.execute("DELETE FROM sso_domains WHERE connection_id = ?", (connection.id,))
+            self._insert_sso_domains(conn, connection.id, current["org_id"], connection.domains)
+            return self._load_sso(conn, " WHERE id = ?", (connection.id,))[0]
+
+    def get_sso_connection(self, connection_id: str) -> SSOConnectionInfo | None:
+        """The connection with this id, or ``None``."""
+        with self._snapshot("get_sso_connection") as conn:
+            found = self._load_sso(conn, " WHERE id = ?", (connection_id,))
+        return found[0] if found else None
+
+    def list_sso_connections(self, org_id: str) -> list[SSOConnectionInfo]:
+        """The org's connections, oldest first."""
+        with self._snapshot("list_sso_connections") as conn:
+            return self._load_sso(conn, " WHERE org_id = ? ORDER BY created_at, id", (org_id,))
+
+    def find_sso_connection_by_domain(self, domain: str) -> SSOConnectionInfo | None:
+        """The connection owning ``domain`` (exact match), or ``None``."""
+        with self._snapshot("find_sso_connection_by_domain") as conn:
+            found = self._load_sso(
+                conn,
+                " WHERE id = (SELECT connection_id FROM sso_domains WHERE domain = ?)",
+                (domain,),
+            )
+        return found[0] if found else None
+
+    def get_sso_client_secret(self, connection_id: str) -> StoredSecret | None:
+        """The stored secret as given, or ``None``."""
+        row = self._fetch_one(
+            "get_sso_client_secret",
+            "SELECT client_secret, secret_sealed FROM sso_connections WHERE id = ?",
+            (connection_id,),
+        )
+        if row is None or row["client_secret"] is None:
+            return None
+        return StoredSecret(row["client_secret"], sealed=bool(row["secret_sealed"]))
+
+    def delete_sso_connection(self, connection_id: str) -> bool:
+        """Delete the connection; its domains go with it (foreign key cascade)."""
+        with self._connection("delete_sso_connection") as conn:
+            cursor = conn.execute("DELETE FROM sso_connections WHERE id = ?", (connection_id,))
+            return cursor.rowcount > 0
+
+    @staticmethod
+    def _insert_sso_domains(
+        conn: sqlite3.Connection, connection_id: str, org_id: str, domains: tuple[str, ...]
+    ) -> None:
+        conn.executemany(
+            "INSERT INTO sso_domains (domain, connection_id, org_id, position) VALUES (?, ?, ?, ?)",
+            [(domain, connection_id, org_id, i) for i, domain in enumerate(domains)],
+        )
+
+    @staticmethod
+    def _load_sso(
+        conn: sqlite3.Connection, where: str, params: tuple[Any, ...]
+    ) -> list[SSOConnectionInfo]:
+        """Connections matching ``where`` (a constant SQL tail), with their domains."""
+        rows = conn.execute(_SELECT_SSO + where, params).fetchall()
+        found: list[SSOConnectionInfo] = []
+        for row in rows:
+            domains = conn.execute(
+                "SELECT domain FROM sso_domains WHERE connection_id = ? ORDER BY position",
+                (row["id"],),
+            ).fetchall()
+            found.append(_sso_connection(row, [d["domain"] for d in domains]))
+        return found
+
     # -- lifecycle ---------------------------------------------------------------
     def close(self) -> None:
         """Close every connection this store opened, in any thread. Idempotent."""
@@ -1088,6 +1249,17 @@ class SQLiteStore:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+
+    @contextlib.contextmanager
+    def _snapshot(self, operation: str) -> Iterator[sqlite3.Connection]:
+        """A read transaction: several SELECTs see one consistent state."""
+        with self._connection(operation) as conn:
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
 
     def _fetch_one(self, operation: str, sql: str, params: tuple[Any, ...]) -> sqlite3.Row | None:
         with self._connection(operation) as conn:

@@ -1,0 +1,424 @@
+"""SSO connections: an org's OIDC or SAML identity provider, and e-mail routing to it.
+
+Creating or changing a connection is plan-gated (``authsome.feature.sso``): the check
+runs before anything is written. Every setting is validated at the API edge (https
+URLs, a parseable and unexpired PEM certificate, e-mail domains as hostnames), and
+an e-mail domain routes to at most one connection in the whole store, so
+:meth:`SSO.connection_for_email` always has one answer.
+
+The OIDC ``client_secret`` is write-only: :meth:`SSO.get` and :meth:`SSO.list` return
+:class:`~authsome.models.SSOConnectionInfo`, which does not carry it. With
+``Authsome(secret_key=...)`` it is encrypted at rest (AES-256-GCM, bound to the
+connection's id); **without a key it is stored in clear**, so production deployments
+should configure one.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TypeAlias
+from urllib.parse import SplitResult, urlsplit
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from authsome import _validation as v
+from authsome._time import Clock
+from authsome.billing import Billing
+from authsome.bridge import LedgerContext
+from authsome.crypto import SecretBox, new_id
+from authsome.errors import DecryptionError, NotFound, ValidationError
+from authsome.features import Feature
+from authsome.models import Org, SSOConnectionInfo, SSOProtocol, StoredSecret
+from authsome.stores import Store
+
+__all__ = [
+    "DEFAULT_OIDC_SCOPES",
+    "SSO",
+    "OIDCConnection",
+    "SAMLConnection",
+    "SSOConnection",
+    "normalize_domain",
+]
+
+logger = logging.getLogger("authsome.sso")
+
+DEFAULT_OIDC_SCOPES = ("openid", "email", "profile")
+MAX_URL = 2048
+MAX_CLIENT_ID = 255
+MAX_CLIENT_SECRET = 1024
+MAX_ENTITY_ID = 1024
+MAX_SCOPES = 32
+MAX_SCOPE = 128
+MAX_DOMAINS = 100
+MAX_HOSTNAME = 253  # RFC 1035, without the trailing dot
+MAX_CERTIFICATE = 64 * 1024
+
+_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")  # RFC 6749, 3.3: scope-token
+_URL_CHARS = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no space: RFC 3986 and no IRIs
+
+
+@dataclass(frozen=True, slots=True)
+class OIDCConnection:
+    """An OpenID Connect identity provider.
+
+    ``issuer`` is the provider's issuer URL (https, no query or fragment; kept as
+    given, since ID tokens must name it exactly). ``scopes`` must include
+    ``"openid"``. ``client_secret`` never appears in ``repr``.
+    """
+
+    issuer: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    scopes: tuple[str, ...] = DEFAULT_OIDC_SCOPES
+    domains: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SAMLConnection:
+    """A SAML 2.0 identity provider: its entity id, single sign-on URL (https) and
+    signing certificate (PEM)."""
+
+    entity_id: str
+    sso_url: str
+    x509_certificate: str
+    domains: tuple[str, ...] = ()
+
+
+SSOConnection: TypeAlias = OIDCConnection | SAMLConnection
+
+
+# -- validation ----------------------------------------------------------------------
+
+
+def normalize_domain(domain: object) -> str:
+    """An e-mail domain as stored: NFKC, lowercase, IDNA A-labels, no trailing dot.
+
+    At least two labels, each of letters, digits and ``-`` (1..63 characters, not
+    starting or ending with ``-``), at most 253 characters, and not an IP address.
+    ``TypeError`` for a non-``str``, :class:`~authsome.errors.ValidationError` else.
+    """
+    text = unicodedata.normalize("NFKC", v.require_str("domain", domain)).strip().lower()
+    text = text.removesuffix(".")
+    if not text or len(text) > MAX_HOSTNAME * 4:  # bound the work before IDNA
+        raise ValidationError(f"domain must be a hostname of at most {MAX_HOSTNAME} characters")
+    try:
+        ascii_name = text.encode("idna").decode("ascii").lower()
+        ascii_name.encode("ascii").decode("idna")  # rejects malformed xn-- labels
+    except (UnicodeError, ValueError):
+        raise ValidationError("domain is not a valid hostname") from None
+    labels = ascii_name.split(".")
+    if (
+        len(ascii_name) > MAX_HOSTNAME
+        or len(labels) < 2
+        or not all(_LABEL.fullmatch(label) for label in labels)
+        or labels[-1].isdigit()  # 192.0.2.1 is an address, not a domain
+    ):
+        raise ValidationError("domain must be a hostname like example.com")
+    return ascii_name
+
+
+def _check_https_url(name: str, value: object, *, allow_query: bool) -> str:
+    """An absolute ``https`` URL with a host; returned exactly as given."""
+    text = v.require_str(name, value)
+    if not text or len(text) > MAX_URL or _URL_CHARS.fullmatch(text) is None:
+        raise ValidationError(
+            f"{name} must be 1..{MAX_URL} printable ASCII characters without spaces"
+        )
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ValidationError(f"{name} is not a valid URL") from None
+    if parts.scheme != "https" or not text.lower().startswith("https://"):
+        raise ValidationError(f"{name} must be an https:// URL")
+    _check_url_parts(name, text, parts, allow_query=allow_query)
+    return text
+
+
+def _check_url_parts(name: str, text: str, parts: SplitResult, *, allow_query: bool) -> None:
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        raise ValidationError(f"{name} must not contain user information")
+    if parts.fragment or "#" in text:
+        raise ValidationError(f"{name} must not contain a fragment")
+    if not allow_query and (parts.query or "?" in text):
+        raise ValidationError(f"{name} must not contain a query")
+    _check_url_host(name, parts.hostname)
+
+
+def _check_url_host(name: str, host: str | None) -> None:
+    if not host:
+        raise ValidationError(f"{name} must name a host")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return  # an IP literal is a host too
+    try:
+        normalize_domain(host)
+    except ValidationError:
+        raise ValidationError(f"{name} must name a valid host") from None
+
+
+def _check_text(name: str, value: object, limit: int) -> str:
+    """A non-blank ``str`` of at most ``limit`` characters, no control characters,
+    no surrounding whitespace. The message never repeats the value."""
+    text = v.require_str(name, value)
+    if not text.strip() or len(text) > limit or text != text.strip():
+        raise ValidationError(f"{name} must be 1..{limit} characters without surrounding spaces")
+    if any(unicodedata.category(ch) in {"Cc", "Cs"} for ch in text):
+        raise ValidationError(f"{name} must not contain control characters")
+    return text
+
+
+def _str_items(name: str, values: object, limit: int) -> list[str]:
+    """The items of a sequence of ``str`` (a bare ``str`` is refused: a common slip)."""
+    if isinstance(values, str | bytes) or not isinstance(values, Iterable):
+        raise TypeError(f"{name} must be a sequence of str, not {type(values).__name__}")
+    items = list(values)
+    if len(items) > limit:
+        raise ValidationError(f"{name} must hold at most {limit} items")
+    return [v.require_str(name, item) for item in items]
+
+
+def _check_scopes(scopes: object) -> tuple[str, ...]:
+    unique: dict[str, None] = {}
+    for scope in _str_items("scopes", scopes, MAX_SCOPES):
+        if len(scope) > MAX_SCOPE or _SCOPE.fullmatch(scope) is None:
+            raise ValidationError("each scope must be a scope token (RFC 6749), without spaces")
+        unique[scope] = None
+    if "openid" not in unique:
+        raise ValidationError('scopes must include "openid"')
+    return tuple(unique)
+
+
+def _check_domains(domains: object) -> tuple[str, ...]:
+    unique = {normalize_domain(d): None for d in _str_items("domains", domains, MAX_DOMAINS)}
+    return tuple(unique)
+
+
+def _check_certificate(pem: object, now: datetime) -> str:
+    """A PEM X.509 certificate valid at ``now``, re-encoded canonically."""
+    text = v.require_str("x509_certificate", pem)
+    if not text.strip() or len(text) > MAX_CERTIFICATE or not text.isascii():
+        raise ValidationError(
+            f"x509_certificate must be a PEM certificate of at most {MAX_CERTIFICATE} characters"
+        )
+    try:
+        cert = x509.load_pem_x509_certificate(text.strip().encode("ascii"))
+        not_after = cert.not_valid_after_utc
+    except ValueError:
+        raise ValidationError("x509_certificate is not a parseable PEM certificate") from None
+    if not_after <= now:
+        raise ValidationError("x509_certificate has expired")
+    return cert.public_bytes(Encoding.PEM).decode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    """A validated connection: what the record holds, plus the secret if any."""
+
+    protocol: SSOProtocol
+    domains: tuple[str, ...]
+    issuer: str | None = None
+    client_id: str | None = None
+    scopes: tuple[str, ...] = ()
+    entity_id: str | None = None
+    sso_url: str | None = None
+    x509_certificate: str | None = None
+    client_secret: str | None = field(default=None, repr=False)
+
+
+def _validated(connection: object, now: datetime) -> _Checked:
+    if isinstance(connection, OIDCConnection):
+        return _Checked(
+            SSOProtocol.OIDC,
+            issuer=_check_https_url("issuer", connection.issuer, allow_query=False),
+            client_id=_check_text("client_id", connection.client_id, MAX_CLIENT_ID),
+            client_secret=_check_text("client_secret", connection.client_secret, MAX_CLIENT_SECRET),
+            scopes=_check_scopes(connection.scopes),
+            domains=_check_domains(connection.domains),
+        )
+    if isinstance(connection, SAMLConnection):
+        return _Checked(
+            SSOProtocol.SAML,
+            entity_id=_check_text("entity_id", connection.entity_id, MAX_ENTITY_ID),
+            sso_url=_check_https_url("sso_url", connection.sso_url, allow_query=True),
+            x509_certificate=_check_certificate(connection.x509_certificate, now),
+            domains=_check_domains(connection.domains),
+        )
+    raise TypeError(
+        f"connection must be an OIDCConnection or a SAMLConnection, not {type(connection).__name__}"
+    )
+
+
+# -- the service -----------------------------------------------------------------------
+
+
+class SSO:
+    """``auth.sso``: configure an org's identity provider and route e-mails to it."""
+
+    def __init__(
+        self, store: Store, billing: Billing, clock: Clock, secret_box: SecretBox | None = None
+    ) -> None:
+        self._store = store
+        self._billing = billing
+        self._clock = clock
+        self._box = secret_box
+
+    def configure(self, org_id: str, connection: SSOConnection) -> SSOConnectionInfo:
+        """Add an SSO connection to an org and return it (without its secret).
+
+        Checks ``authsome.feature.sso`` for the org's tenant before writing
+        (denied → :class:`~authsome.errors.FeatureNotEntitled`, nothing stored).
+        Raises ``TypeError`` for a wrong type, :class:`~authsome.errors.ValidationError`
+        for a bad setting, :class:`~authsome.errors.NotFound` for an unknown org,
+        :class:`~authsome.errors.AlreadyExists` when one of the e-mail domains is
+        routed to a connection already (of this org or another).
+        """
+        org = self._org(v.require_str("org_id", org_id))
+        now = self._clock()
+        checked = _validated(connection, now)
+        self._billing.require(Feature.SSO, LedgerContext(tenant=org.tenant, org_id=org.id))
+        info = self._record(new_id("sso"), org.id, checked, created_at=now, updated_at=now)
+        self._store.create_sso_connection(info, self._stored_secret(info.id, checked))
+        logger.info(
+            "sso connection configured: id=%s org=%s protocol=%s domains=%s",
+            info.id,
+            org.id,
+            info.protocol.value,
+            ",".join(info.domains),
+        )
+        return info
+
+    def update(self, connection_id: str, connection: SSOConnection) -> SSOConnectionInfo:
+        """Replace every setting of a connection (its secret too) and return it.
+
+        Gated, validated and checked for domain ownership like :meth:`configure`;
+        the connection keeps its id, org and ``created_at``. Raises
+        :class:`~authsome.errors.NotFound` for an unknown connection.
+        """
+        current = self.get(connection_id)
+        org = self._org(current.org_id)
+        now = self._clock()
+        checked = _validated(connection, now)
+        self._billing.require(Feature.SSO, LedgerContext(tenant=org.tenant, org_id=org.id))
+        info = self._record(
+            current.id, org.id, checked, created_at=current.created_at, updated_at=now
+        )
+        updated = self._store.update_sso_connection(info, self._stored_secret(info.id, checked))
+        if updated is None:  # deleted between the read and the write
+            raise NotFound("no such SSO connection")
+        logger.info(
+            "sso connection updated: id=%s org=%s protocol=%s domains=%s",
+            updated.id,
+            updated.org_id,
+            updated.protocol.value,
+            ",".join(updated.domains),
+        )
+        return updated
+
+    def get(self, connection_id: str) -> SSOConnectionInfo:
+        """The connection with this id, without its secret; :class:`NotFound` otherwise."""
+        found = self._store.get_sso_connection(v.require_str("connection_id", connection_id))
+        if found is None:
+            raise NotFound("no such SSO connection")
+        return found
+
+    def list(self, org_id: str) -> list[SSOConnectionInfo]:
+        """The org's connections, oldest first; :class:`NotFound` for an unknown org."""
+        return self._store.list_sso_connections(self._org(v.require_str("org_id", org_id)).id)
+
+    def delete(self, connection_id: str) -> bool:
+        """Delete a connection with its domains and secret; ``False`` if unknown.
+
+        Not gated: a tenant whose plan lost SSO can still remove its connections.
+        """
+        deleted = self._store.delete_sso_connection(v.require_str("connection_id", connection_id))
+        if deleted:
+            logger.info("sso connection deleted: id=%s", connection_id)
+        return deleted
+
+    def connection_for_email(self, email: str) -> SSOConnectionInfo | None:
+        """The connection that owns the e-mail's domain (exact match), or ``None``.
+
+        The address is normalized like every e-mail in authsome, its domain like
+        configured domains (IDNA), so ``Ann@Bücher.example`` finds ``xn--bcher-kva.example``.
+        Raises :class:`~authsome.errors.ValidationError` for a malformed address.
+        """
+        domain = v.normalize_email(email).rpartition("@")[2]
+        try:
+            key = normalize_domain(domain)
+        except ValidationError:
+            return None  # a domain no connection could own
+        return self._store.find_sso_connection_by_domain(key)
+
+    def _client_secret(self, connection_id: str) -> str | None:
+        """The connection's client secret in clear, for the sign-in flow only.
+
+        ``None`` when the connection has none (SAML). Raises
+        :class:`~authsome.errors.NotFound` for an unknown connection and
+        :class:`~authsome.errors.DecryptionError` when it is sealed and this
+        engine has no key, or another key.
+        """
+        info = self.get(connection_id)
+        stored = self._store.get_sso_client_secret(info.id)
+        if stored is None:
+            return None
+        if not stored.sealed:
+            return stored.value
+        if self._box is None:
+            raise DecryptionError("the client secret is encrypted; configure secret_key to read it")
+        return self._box.open(stored.value, aad=_secret_aad(info.id))
+
+    def _stored_secret(self, connection_id: str, checked: _Checked) -> StoredSecret | None:
+        if checked.client_secret is None:
+            return None
+        if self._box is None:
+            return StoredSecret(checked.client_secret, sealed=False)
+        sealed = self._box.seal(checked.client_secret, aad=_secret_aad(connection_id))
+        return StoredSecret(sealed, sealed=True)
+
+    @staticmethod
+    def _record(
+        connection_id: str,
+        org_id: str,
+        checked: _Checked,
+        *,
+        created_at: datetime,
+        updated_at: datetime,
+    ) -> SSOConnectionInfo:
+        return SSOConnectionInfo(
+            id=connection_id,
+            org_id=org_id,
+            protocol=checked.protocol,
+            domains=checked.domains,
+            created_at=created_at,
+            updated_at=updated_at,
+            issuer=checked.issuer,
+            client_id=checked.client_id,
+            scopes=checked.scopes,
+            has_client_secret=checked.client_secret is not None,
+            entity_id=checked.entity_id,
+            sso_url=checked.sso_url,
+            x509_certificate=checked.x509_certificate,
+        )
+
+    def _org(self, org_id: str) -> Org:
+        org = self._store.get_org(org_id)
+        if org is None:
+            raise NotFound("no such org")
+        return org
+
+
+def _secret_aad(connection_id: str) -> str:
+    # Binds a sealed secret to its connection: copied into another row, it won't open.
+    return f"authsome.sso.client_secret:{connection_id}"
