@@ -68,10 +68,12 @@ class RecordingLedger:
             self._calls.clear()
 
     def record_usage(self, ctx: LedgerContext, feature_key: str, quantity: int = 1) -> None:
+        """Validate and remember a usage record."""
         self._validator.record_usage(ctx, feature_key, quantity)
         self._append(LedgerCall("record_usage", ctx, str(feature_key), quantity))
 
     def check_entitlement(self, ctx: LedgerContext, feature_key: str) -> bool:
+        """Validate, remember the check with its answer, and answer it."""
         self._validator.check_entitlement(ctx, feature_key)
         allowed = self._allows(str(feature_key))
         self._append(LedgerCall("check_entitlement", ctx, str(feature_key), allowed=allowed))
@@ -116,11 +118,13 @@ class FailingLedger(RecordingLedger):
         self.fail = frozenset(fail)
 
     def record_usage(self, ctx: LedgerContext, feature_key: str, quantity: int = 1) -> None:
+        """Remember the call, then raise ``error`` if ``record_usage`` is set to fail."""
         super().record_usage(ctx, feature_key, quantity)
         if "record_usage" in self.fail:
             raise self.error
 
     def check_entitlement(self, ctx: LedgerContext, feature_key: str) -> bool:
+        """Remember the call, then raise ``error`` if ``check_entitlement`` is set to fail."""
         allowed = super().check_entitlement(ctx, feature_key)
         if "check_entitlement" in self.fail:
             raise self.error

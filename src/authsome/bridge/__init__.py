@@ -108,11 +108,13 @@ class NoopLedger:
     __slots__ = ()
 
     def record_usage(self, ctx: LedgerContext, feature_key: str, quantity: int = 1) -> None:
+        """Validate the arguments and discard the usage."""
         _validate_context(ctx)
         validate_feature_key(feature_key)
         validate_quantity(quantity)
 
     def check_entitlement(self, ctx: LedgerContext, feature_key: str) -> bool:
+        """Validate the arguments and allow: always ``True``."""
         _validate_context(ctx)
         validate_feature_key(feature_key)
         return True

@@ -36,6 +36,7 @@ class ManualClock:
 
     >>> clock = ManualClock(datetime(2024, 1, 31, tzinfo=UTC))
     >>> clock.advance(days=29)
+    datetime.datetime(2024, 2, 29, 0, 0, tzinfo=datetime.timezone.utc)
     """
 
     def __init__(self, start: datetime | None = None) -> None:

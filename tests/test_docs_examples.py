@@ -1,0 +1,161 @@
+"""The examples in the documentation run, so they cannot rot.
+
+* Every fenced ``pycon`` block of every page in ``docs/`` is a doctest and every
+  ``python`` block is executed; the blocks of one page run in order in one namespace
+  (later examples build on earlier ones), inside a fresh temporary directory. A block
+  preceded by ``<!-- not-executed: why -->`` is skipped (a browser ceremony, say).
+* Every doctest in a docstring of the package runs too.
+* Nothing may reach the network: socket connections and name lookups raise.
+"""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import pkgutil
+import re
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import authsome
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+_FENCE = re.compile(r"^(?P<indent> *)```(?P<lang>[\w-]*)[^\n]*$")
+_SKIP = re.compile(r"^\s*<!-- not-executed: (?P<why>\S.*?) -->\s*$")
+
+
+@dataclass(frozen=True)
+class Block:
+    """One fenced code block of a page."""
+
+    lang: str
+    source: str
+    line: int  # 1-based line of the first line of code
+    skip_reason: str | None
+
+
+def blocks(page: Path) -> Iterator[Block]:
+    """The fenced code blocks of ``page``, in order."""
+    lines = page.read_text(encoding="utf-8").splitlines()
+    i = 0
+    while i < len(lines):
+        opening = _FENCE.match(lines[i])
+        if opening is None:
+            i += 1
+            continue
+        indent, lang = len(opening.group("indent")), opening.group("lang")
+        previous = lines[i - 1] if i else ""
+        skip = _SKIP.match(previous)
+        start = i + 1
+        i += 1
+        while i < len(lines) and lines[i].strip() != "```":
+            i += 1
+        body = "\n".join(line[indent:] for line in lines[start:i])
+        yield Block(lang, body + "\n", start + 1, skip.group("why") if skip else None)
+        i += 1
+
+
+def _pages() -> list[Path]:
+    return sorted(p for p in DOCS.rglob("*.md") if "_ext" not in p.parts)
+
+
+def _executable(page: Path) -> bool:
+    return any(b.lang in {"python", "pycon"} for b in blocks(page))
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise OSError("the documentation examples must not use the network")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+def _close_everything(namespace: dict[str, object]) -> None:
+    # Examples close what they open where it matters to the reader; engines they
+    # leave open for the next example are closed here, so no thread or file leaks.
+    from authsome import Authsome
+    from authsome import ledger as ledger_pkg
+
+    for value in namespace.values():
+        if isinstance(value, Authsome | ledger_pkg.Engine):
+            value.close()
+
+
+@pytest.mark.parametrize("page", _pages(), ids=lambda p: str(p.relative_to(DOCS)))
+def test_page_examples_run(
+    page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_network: None
+) -> None:
+    if not _executable(page):
+        pytest.skip("no Python examples on this page")
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {"__name__": "__docs__"}
+    parser = doctest.DocTestParser()
+    runner = doctest.DocTestRunner(optionflags=FLAGS)
+    name = str(page.relative_to(DOCS))
+    try:
+        for block in blocks(page):
+            if block.skip_reason is not None or block.lang not in {"python", "pycon"}:
+                continue
+            where = f"{name}:{block.line}"
+            if block.lang == "python":
+                exec(compile(block.source, where, "exec"), namespace)  # noqa: S102
+                continue
+            test = parser.get_doctest(block.source, namespace, where, str(page), block.line - 1)
+            report: list[str] = []
+            result = runner.run(test, out=report.append, clear_globs=False)
+            namespace.update(test.globs)  # a DocTest runs in a copy of the namespace
+            assert result.failed == 0, "".join(report)
+    finally:
+        _close_everything(namespace)
+
+
+def test_every_page_is_in_the_test() -> None:
+    pages = {p.name for p in _pages()}
+    assert {"index.md", "quickstart.md", "bridge.md", "ledger.md", "security.md"} <= pages
+
+
+def test_skipped_blocks_say_why() -> None:
+    for page in _pages():
+        for block in blocks(page):
+            if block.skip_reason is not None:
+                assert len(block.skip_reason) > 10, f"{page.name}:{block.line}"
+
+
+def _modules() -> list[str]:
+    names = ["authsome"]
+    for info in pkgutil.walk_packages(authsome.__path__, "authsome."):
+        if info.name != "authsome.__main__":  # running it would parse pytest's argv
+            names.append(info.name)
+    return sorted(names)
+
+
+def _module_doctests() -> list[doctest.DocTest]:
+    finder = doctest.DocTestFinder()
+    tests = []
+    for name in _modules():
+        tests += [t for t in finder.find(importlib.import_module(name)) if t.examples]
+    return sorted(tests, key=lambda t: t.name)
+
+
+def test_module_docstring_examples_are_found() -> None:
+    assert "authsome.ledger" in {t.name for t in _module_doctests()}
+
+
+@pytest.mark.parametrize("test", _module_doctests(), ids=lambda t: t.name)
+def test_docstring_examples_run(
+    test: doctest.DocTest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_network: None
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    runner = doctest.DocTestRunner(optionflags=FLAGS)
+    report: list[str] = []
+    result = runner.run(test, out=report.append)
+    assert result.failed == 0, "".join(report)
