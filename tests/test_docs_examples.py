@@ -110,9 +110,9 @@ def test_page_examples_run(
                 exec(compile(block.source, where, "exec"), namespace)  # noqa: S102
                 continue
             test = parser.get_doctest(block.source, namespace, where, str(page), block.line - 1)
+            test.globs = namespace  # not the copy DocTest makes: functions see later rebinds
             report: list[str] = []
             result = runner.run(test, out=report.append, clear_globs=False)
-            namespace.update(test.globs)  # a DocTest runs in a copy of the namespace
             assert result.failed == 0, "".join(report)
     finally:
         _close_everything(namespace)
