@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 import subprocess
 import sys
 import tomllib
@@ -707,3 +708,24 @@ def test_plans_load_of_any_document_exits_cleanly(
         assert out == ""
         assert err.startswith("authsome: ")
         assert err.count("\n") == 1
+
+
+def test_the_readme_command_line_section_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    readme = (EXAMPLES.parent.parent / "README.md").read_text()
+    section = readme.split("## Command line", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    commands = [shlex.split(line, comments=True) for line in section.strip().splitlines()]
+    assert [c[1] for c in commands] == [
+        "demo",
+        "migrate",
+        "plans",
+        "subscribe",
+        "entitlements",
+        "usage",
+    ]
+    replace = {"app.db": str(tmp_path / "app.db"), "examples/plans.toml": str(EXAMPLES)}
+    for command in commands:
+        assert command[0] == "authsome"
+        status, _, err = cli(capsys, *(replace.get(arg, arg) for arg in command[1:]))
+        assert (status, err) == (0, ""), command
