@@ -12,6 +12,7 @@ import tomllib
 from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -729,3 +730,60 @@ def test_the_readme_command_line_section_runs(
         assert command[0] == "authsome"
         status, _, err = cli(capsys, *(replace.get(arg, arg) for arg in command[1:]))
         assert (status, err) == (0, ""), command
+
+
+# --- PostgreSQL, with stand-ins for the stores (their own tests need a server) ------------
+
+
+class _FakePgStore:
+    opened: ClassVar[list[str]] = []
+
+    def __init__(self, dsn: str) -> None:
+        self.opened.append(dsn)
+        self.schema_version = 3
+
+    def close(self) -> None:
+        pass
+
+
+def _install(monkeypatch: pytest.MonkeyPatch, cls: object) -> None:
+    monkeypatch.setattr(authsome.stores, "PostgresStore", cls, raising=False)
+    monkeypatch.setattr(authsome.ledger, "PostgresStore", cls, raising=False)
+
+
+def test_migrate_opens_both_postgres_stores_on_one_dsn(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _install(monkeypatch, _FakePgStore)
+    _FakePgStore.opened = []
+    dsn = "postgresql://app:hunter2@db.example/app"
+    status, out, err = cli(capsys, "migrate", "--db", dsn)
+    assert (status, err) == (0, "")
+    assert _FakePgStore.opened == [dsn, dsn]
+    assert "hunter2" not in out
+    assert out.count("postgresql://app:***@db.example/app") == 2
+
+
+def test_driver_errors_become_one_line_without_the_password(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    psycopg = pytest.importorskip("psycopg")
+
+    def refuse(dsn: str) -> None:
+        raise psycopg.OperationalError("connection refused\nIs the server running?")
+
+    _install(monkeypatch, refuse)
+    status, out, err = cli(capsys, "migrate", "--db", "postgresql://u:hunter2@127.0.0.1:1/x")
+    _check_one_line(status, out, err, 1, "cannot connect to postgresql://u:***@127.0.0.1:1/x")
+    assert "connection refused" in err
+
+
+def test_a_missing_driver_is_one_line_with_the_install_hint(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def no_driver(dsn: str) -> None:
+        raise ImportError("No module named 'psycopg'")
+
+    _install(monkeypatch, no_driver)
+    status, out, err = cli(capsys, "migrate", "--db", "postgresql://u@h/x")
+    _check_one_line(status, out, err, 1, "authsome-engine[postgres]")

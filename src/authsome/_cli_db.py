@@ -117,7 +117,7 @@ def _open_postgres(module: str, dsn: str) -> Any:
     except Exception as exc:
         # The driver's own errors (connection refused, bad password...) are not ours:
         # say what failed in one line, without the DSN's password.
-        if type(exc).__module__.split(".")[0] != "psycopg":
+        if not type(exc).__module__.startswith("psycopg"):  # psycopg, psycopg_pool
             raise
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise StoreError(f"cannot connect to {redact(dsn)}: {first_line}") from None
