@@ -24,7 +24,7 @@ def _sqlite_file(request: pytest.FixtureRequest) -> Store:
     return SQLiteStore(tmp_path / "auth.db")
 
 
-def _postgres(request: pytest.FixtureRequest) -> Store:
+def postgres_store(request: pytest.FixtureRequest) -> Store:
     """A store in a schema of its own on the suite's server, dropped after the test."""
     dsn: str = request.getfixturevalue("pg_dsn")
     schema: str = request.getfixturevalue("pg_schema")
@@ -40,7 +40,7 @@ def drop_schema(dsn: str, schema: str) -> None:
 
 STORE_FACTORIES: dict[str, StoreFactory] = {
     "memory": lambda _request: MemoryStore(),
-    "postgres": _postgres,
+    "postgres": postgres_store,
     "sqlite": _sqlite_file,
     "sqlite-memory": lambda _request: SQLiteStore(":memory:"),
 }

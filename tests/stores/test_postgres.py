@@ -24,6 +24,8 @@ from authsome.models import MfaFactor, MfaMethod
 from authsome.stores import PostgresStore
 from authsome.stores import postgres as postgres_module
 from authsome.stores._postgres_migrations import MIGRATIONS
+from tests.conftest import PASSWORD as ENGINE_PASSWORD
+from tests.conftest import AuthFactory
 
 from ._factories import NOW, add_session, add_user, make_session, make_user
 from .conftest import drop_schema
@@ -437,3 +439,28 @@ def test_stored_times_are_timestamptz(store: PostgresStore, pg_dsn: str, schema:
     assert rows[0][0] == "timestamp with time zone"
     assert rows[0][1] == NOW
     assert NOW.tzinfo is UTC
+
+
+def test_tokens_and_password_never_reach_the_database(
+    make_auth: AuthFactory, store: PostgresStore, pg_dsn: str, schema: str
+) -> None:
+    auth = make_auth(store=store)
+    auth.users.register("ann@example.com", ENGINE_PASSWORD)
+    tokens = auth.sign_in("ann@example.com", ENGINE_PASSWORD).tokens
+    assert tokens is not None
+    rotated = auth.sessions.refresh(tokens.refresh_token)
+
+    dump = "\n".join(
+        str(row[0])
+        for table in sorted(TABLES)
+        for row in _query(
+            pg_dsn,
+            sql.SQL("SELECT row_to_json(t)::text FROM {}.{} AS t").format(
+                sql.Identifier(schema), sql.Identifier(table)
+            ),
+        )
+    )
+    assert "ann@example.com" in dump  # the dump does hold the rows
+    for secret in (tokens.access_token, tokens.refresh_token, rotated.refresh_token):
+        assert secret not in dump
+    assert ENGINE_PASSWORD not in dump
