@@ -612,7 +612,7 @@ class Engine:
         generation = self._generation
         sub = self.store.get_subscription(tenant)
         key = sub.plan if sub is not None else self._default_plan
-        plan = None if key is None else self._plan_cached(key, now_ts)
+        plan = None if key is None else self._plan_cached(key, now_ts, generation)
         anchor = EPOCH if sub is None else sub.anchor
         view = _View(sub, plan, anchor, now_ts + self._ttl)
         with self._admin:
@@ -621,7 +621,10 @@ class Engine:
                 self._windows[tenant] = {}
         return view
 
-    def _plan_cached(self, key: str, now_ts: float) -> Plan:
+    def _plan_cached(self, key: str, now_ts: float, generation: int) -> Plan:
+        """Plan ``key``, from the cache when fresh. ``generation`` is the one read before
+        anything else this lookup is based on: a plan read while ``define_plan`` ran in
+        this process may be the old version, so it is only cached if none happened."""
         hit = self._plans.get(key)
         if hit is not None and hit[1] > now_ts:
             return hit[0]
@@ -629,7 +632,9 @@ class Engine:
         if plan is None:
             raise UnknownPlan(key)
         self._learn(plan)
-        self._plans[key] = (plan, now_ts + self._ttl)
+        with self._admin:
+            if generation == self._generation:
+                self._plans[key] = (plan, now_ts + self._ttl)
         return plan
 
     # --- lifecycle ----------------------------------------------------------------------

@@ -1,0 +1,48 @@
+"""Regressions of reviewed bugs: each test failed before its fix."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from authsome import ledger
+from conftest import EngineFactory
+
+
+class GatedStore(ledger.MemoryStore):
+    """``get_plan`` from the thread named ``reader`` pauses (once) after reading."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.armed = False
+        self.reading = threading.Event()
+        self.release = threading.Event()
+
+    def get_plan(self, key: str, version: int | None = None) -> Any:
+        plan = super().get_plan(key, version)
+        if self.armed and threading.current_thread().name == "reader":
+            self.armed = False
+            self.reading.set()
+            self.release.wait(5)
+        return plan
+
+
+def test_define_plan_racing_a_reader_is_not_overwritten_by_the_old_plan(
+    make_engine: EngineFactory,
+) -> None:
+    store = GatedStore()
+    eng = make_engine(store=store, cache_ttl=5)
+    eng.define_plan(ledger.Plan("p", [ledger.Feature.metered("api", limit=100)]))
+    eng.subscribe("acme", "p")
+    eng._changed()  # nothing cached, as at process start
+    store.armed = True
+    reader = threading.Thread(target=lambda: eng.entitled("acme", "api"), name="reader")
+    reader.start()
+    assert store.reading.wait(5)  # the reader holds plan v1 now
+    eng.define_plan(ledger.Plan("p", [ledger.Feature.metered("api", limit=1)]))
+    store.release.set()
+    reader.join(5)
+    assert not eng.consume("acme", "api", 5).allowed
+    e = eng.entitled("acme", "api")
+    assert (e.limit, e.used, e.allowed) == (1, 0, True)  # the refused 5 were not recorded
+    assert not eng.entitled("acme", "api", requested=2).allowed
