@@ -46,3 +46,17 @@ def test_define_plan_racing_a_reader_is_not_overwritten_by_the_old_plan(
     e = eng.entitled("acme", "api")
     assert (e.limit, e.used, e.allowed) == (1, 0, True)  # the refused 5 were not recorded
     assert not eng.entitled("acme", "api", requested=2).allowed
+
+
+def test_consume_unlimited_with_a_full_buffer_waits_for_the_flusher(
+    make_engine: EngineFactory,
+) -> None:
+    """consume() used to hold the state lock while meter() waited for room: the flusher
+    needs that lock, so it waited for itself until BufferFull."""
+    eng = make_engine(max_buffer=10, batch_size=10, buffer_timeout=30.0, flush_interval=30.0)
+    eng.define_plan(ledger.Plan("p", [ledger.Feature.metered("exports")]))
+    eng.subscribe("acme", "p")
+    for _ in range(10):
+        eng.meter("acme", "exports")  # the buffer is full, the store healthy
+    assert eng.consume("acme", "exports").allowed  # returns once the flusher made room
+    assert eng.usage("acme", "exports") == 11

@@ -502,10 +502,12 @@ class Engine:
             retry_possible = unique or event_id is not None
             if not ent.allowed and not (ent.reason is Reason.LIMIT_REACHED and retry_possible):
                 return ent
-            if feature.limit is None:  # nothing to race for: buffered like meter
-                self.meter(tenant, key, quantity, user_id=user_id, event_id=event_id)
-                return _after(ent, 1 if unique else quantity)
-            return self._consume_limited(tenant, feature, quantity, user_id, event_id, now_ts)
+            if feature.limit is not None:
+                return self._consume_limited(tenant, feature, quantity, user_id, event_id, now_ts)
+        # Unlimited: nothing to race for, so buffered like meter, and outside ``state``:
+        # with a full buffer meter waits for the flusher, which needs ``state``.
+        self.meter(tenant, key, quantity, user_id=user_id, event_id=event_id)
+        return _after(ent, 1 if unique else quantity)
 
     def _feature(self, tenant: str, key: str, now_ts: float) -> Feature | None:
         view = self._view(tenant, now_ts)
