@@ -60,3 +60,21 @@ def test_consume_unlimited_with_a_full_buffer_waits_for_the_flusher(
         eng.meter("acme", "exports")  # the buffer is full, the store healthy
     assert eng.consume("acme", "exports").allowed  # returns once the flusher made room
     assert eng.usage("acme", "exports") == 11
+
+
+def test_report_of_a_canceled_or_expired_tenant_shows_the_period_usage(
+    make_engine: EngineFactory, clock: ledger.ManualClock
+) -> None:
+    eng = make_engine()
+    eng.define_plan(ledger.Plan("p", [ledger.Feature.metered("api", limit=100)]))
+    eng.subscribe("acme", "p")
+    eng.subscribe("trial", "p", trial_days=1)
+    eng.meter("acme", "api", 42)
+    eng.meter("trial", "api", 5)
+    eng.flush()
+    eng.cancel("acme")
+    clock.advance(days=2)
+    (row,) = eng.report("acme")
+    assert (row.used, row.reason) == (42, ledger.Reason.CANCELED)
+    (row,) = eng.report("trial")
+    assert (row.used, row.reason) == (5, ledger.Reason.TRIAL_EXPIRED)

@@ -591,11 +591,15 @@ class Engine:
         for f in () if plan is None else plan.features:
             ent, _ = self._decide(tenant, f.key, 1, now_ts)
             bounds = None if f.kind is FeatureKind.BOOLEAN else self.period(tenant, f.key)
+            used = 0
+            if bounds is not None:  # read, not ent.used: a denial (canceled...) says 0
+                persisted, pending = self._usage_parts(tenant, f.key, bounds.start)
+                used = max(0, persisted + pending)
             rows.append(
                 ReportRow(
                     feature=f.key,
                     kind=f.kind,
-                    used=ent.used,
+                    used=used,
                     limit=f.limit,
                     soft_limit=f.soft_limit,
                     period_start=None if bounds is None or bounds.end is None else bounds.start,
