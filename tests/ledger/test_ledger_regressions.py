@@ -78,3 +78,21 @@ def test_report_of_a_canceled_or_expired_tenant_shows_the_period_usage(
     assert (row.used, row.reason) == (42, ledger.Reason.CANCELED)
     (row,) = eng.report("trial")
     assert (row.used, row.reason) == (5, ledger.Reason.TRIAL_EXPIRED)
+
+
+def test_consume_unique_admits_a_pending_known_user_at_the_limit(
+    make_engine: EngineFactory, store: ledger.LedgerStore
+) -> None:
+    eng = make_engine(store=store)
+    eng.define_plan(
+        ledger.Plan("p", [ledger.Feature.metered("mau", limit=2, aggregation="unique")])
+    )
+    eng.subscribe("acme", "p")
+    eng.meter("acme", "mau", user_id="ann")  # buffered, not flushed
+    eng.meter("acme", "mau", user_id="bob")
+    e = eng.consume("acme", "mau", user_id="ann")  # ann is active this month already
+    assert (e.allowed, e.used, e.remaining) == (True, 2, 0)  # counted once, not twice
+    assert not eng.consume("acme", "mau", user_id="cat").allowed
+    eng.flush()
+    assert eng.consume("acme", "mau", user_id="ann").allowed
+    assert eng.usage("acme", "mau") == 2

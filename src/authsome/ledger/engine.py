@@ -530,11 +530,16 @@ class Engine:
         assert limit is not None
         view = self._view(tenant, now_ts)
         start = period_bounds(view.anchor, feature.period, _utc(now_ts)).start
-        _, pending = self._usage_parts(tenant, feature.key, start)
+        period = int(start.timestamp())
+        persisted, pending = self._usage_parts(tenant, feature.key, start)
+        if feature.unique and user_id in self._m.pending_parts(tenant, feature.key, period)[2]:
+            # Already counted this period (pending, maybe persisted too): admit, write
+            # nothing, and count the user once (not again on top of ``pending``).
+            return _decided(feature, max(0, persisted + pending), True)
         request = ConsumeRequest(
             tenant,
             feature.key,
-            int(start.timestamp()),
+            period,
             quantity,
             ceiling=limit - pending,
             unique=feature.unique,
@@ -544,14 +549,7 @@ class Engine:
         result = self.store.consume(request)
         with self._m.lock:
             self._cache.pop((tenant, feature.key), None)
-        used = max(0, result.used + pending)
-        if not result.applied:
-            reason = Reason.LIMIT_REACHED
-        elif feature.soft_limit is not None and used > feature.soft_limit:
-            reason = Reason.SOFT_LIMIT
-        else:
-            reason = Reason.OK
-        return Entitlement(result.applied, feature.key, used, limit, max(0, limit - used), reason)
+        return _decided(feature, max(0, result.used + pending), result.applied)
 
     # --- usage and reports -------------------------------------------------------------
 
@@ -737,6 +735,19 @@ def _reject(tenant: object, key: object, quantity: object) -> None:
     check_key(key, "key")
     check_quantity(quantity)
     raise InvalidArgumentType("quantity must be exactly an int")  # an int subclass
+
+
+def _decided(feature: Feature, used: int, applied: bool) -> Entitlement:
+    """The answer of a limited ``consume``: ``used`` counts the use when ``applied``."""
+    limit = feature.limit
+    assert limit is not None
+    if not applied:
+        reason = Reason.LIMIT_REACHED
+    elif feature.soft_limit is not None and used > feature.soft_limit:
+        reason = Reason.SOFT_LIMIT
+    else:
+        reason = Reason.OK
+    return Entitlement(applied, feature.key, used, limit, max(0, limit - used), reason)
 
 
 def _after(ent: Entitlement, quantity: int) -> Entitlement:
