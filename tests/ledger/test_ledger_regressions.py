@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pytest
+
 from authsome import ledger
 from conftest import EngineFactory
 
@@ -96,3 +98,29 @@ def test_consume_unique_admits_a_pending_known_user_at_the_limit(
     eng.flush()
     assert eng.consume("acme", "mau", user_id="ann").allowed
     assert eng.usage("acme", "mau") == 2
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"tenant": "a" * 257},
+        {"key": "k" * 257},
+        {"user_id": "   "},
+        {"user_id": ""},
+        {"event_id": " "},
+        {"user_id": "u" * 10_000},
+        {"event_id": "e" * 257},
+    ],
+)
+def test_meter_validates_like_every_other_entry_point(
+    make_engine: EngineFactory, kwargs: dict[str, Any]
+) -> None:
+    eng = make_engine()
+    args = {"tenant": "acme", "key": "api", **kwargs}
+    with pytest.raises(ledger.InvalidArgument):
+        eng.meter(args.pop("tenant"), args.pop("key"), **args)
+    with pytest.raises(ledger.InvalidArgument):
+        eng.consume(**{"tenant": "acme", "key": "api", **kwargs})
+    assert eng.unflushed == 0
+    eng.meter("a" * 256, "k" * 256, user_id="u" * 256, event_id="e" * 256)  # the bound itself
+    assert eng.unflushed == 1

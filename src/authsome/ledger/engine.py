@@ -46,6 +46,7 @@ from authsome.ledger.errors import (
 from authsome.ledger.meter import Meter, RawEvent, Spool
 from authsome.ledger.plans import (
     EPOCH,
+    MAX_KEY,
     BillingPeriod,
     Entitlement,
     Feature,
@@ -310,13 +311,15 @@ class Engine:
         reaches the store with the next flush; entitlements count it immediately.
         """
         # The hot path: cheap exact-type checks first, messages only on failure.
+        # The hot path: cheap exact-type checks first, messages only on failure. It
+        # accepts exactly what check_key/check_quantity accept (str subclasses aside).
         if (
             tenant.__class__ is not str
             or key.__class__ is not str
             or quantity.__class__ is not int
             or quantity <= 0
-            or not tenant
-            or not key
+            or not 0 < len(tenant) <= MAX_KEY
+            or not 0 < len(key) <= MAX_KEY
             or tenant.isspace()
             or key.isspace()
         ):
@@ -324,14 +327,14 @@ class Engine:
         if user_id is None:
             if key in self._unique_keys:
                 raise InvalidArgument(f"{key!r} counts unique users: user_id is required")
-        elif user_id.__class__ is not str or not user_id:
+        else:
             check_key(user_id, "user_id")
         fresh = False
         if event_id is None:
             if self._m.spool is not None:  # spooled events need an id to replay idempotently
                 event_id = self._id_prefix + str(next(self._ids))
                 fresh = True
-        elif event_id.__class__ is not str or not event_id:
+        else:
             check_key(event_id, "event_id")
         ts = self._time() if at is None else to_utc(at, "at").timestamp()
         self._append((ts, tenant, key, quantity, user_id, event_id, fresh))
