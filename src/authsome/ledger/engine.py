@@ -43,10 +43,11 @@ from authsome.ledger.errors import (
     NoSubscription,
     UnknownPlan,
 )
-from authsome.ledger.meter import Meter, RawEvent, Spool
+from authsome.ledger.meter import Meter, Quarantined, RawEvent, Spool
 from authsome.ledger.plans import (
     EPOCH,
     MAX_KEY,
+    MAX_QUANTITY,
     BillingPeriod,
     Entitlement,
     Feature,
@@ -61,6 +62,7 @@ from authsome.ledger.plans import (
     check_quantity,
     decide,
     denied,
+    is_utf8,
     period_bounds,
 )
 from authsome.ledger.stores._protocol import ConsumeRequest, LedgerStore
@@ -317,11 +319,13 @@ class Engine:
             tenant.__class__ is not str
             or key.__class__ is not str
             or quantity.__class__ is not int
-            or quantity <= 0
+            or not 0 < quantity <= MAX_QUANTITY
             or not 0 < len(tenant) <= MAX_KEY
             or not 0 < len(key) <= MAX_KEY
             or tenant.isspace()
             or key.isspace()
+            or not (tenant.isascii() or is_utf8(tenant))
+            or not (key.isascii() or is_utf8(key))
         ):
             _reject(tenant, key, quantity)
         if user_id is None:
@@ -659,6 +663,17 @@ class Engine:
                 pass
         else:
             self._m.drain(timeout)
+
+    @property
+    def quarantined(self) -> list[Quarantined]:
+        """Usage records the store refused for good (each also logged as an error).
+
+        A flush that fails with :class:`~authsome.ledger.errors.LedgerDataError`
+        halves its batch until the offending record is alone, sets it aside here and
+        writes the rest; it is not retried. Input validation makes this rare (a store
+        with narrower limits than the engine's, say).
+        """
+        return list(self._m.quarantined)
 
     @property
     def unflushed(self) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Collection
 
-from authsome.ledger.plans import Plan, Subscription
+from authsome.ledger.plans import MAX_COUNTER, Plan, Subscription
 from authsome.ledger.stores._protocol import (
     ConsumeRequest,
     ConsumeResult,
@@ -80,7 +80,7 @@ class MemoryStore:
                         continue
                     self._events.add(marker)
                 counter = (d.tenant, d.feature, d.period_start)
-                usage[counter] = usage.get(counter, 0) + d.quantity
+                usage[counter] = min(usage.get(counter, 0) + d.quantity, MAX_COUNTER)
             for u in batch.uniques:
                 counter = (u.tenant, u.feature, u.period_start)
                 users = self._users.setdefault(counter, set())

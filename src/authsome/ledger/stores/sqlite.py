@@ -15,8 +15,9 @@ from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from authsome.ledger.errors import LedgerStoreError
+from authsome.ledger.errors import LedgerDataError, LedgerStoreError
 from authsome.ledger.plans import (
+    MAX_COUNTER,
     Plan,
     Subscription,
     dump_plan,
@@ -59,10 +60,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
 )
 
+# Counters saturate at MAX_COUNTER instead of overflowing (SQLite would turn them into REAL).
 _UPSERT = (
     "INSERT INTO ledger_usage (tenant, feature, period_start, used) VALUES (?, ?, ?, ?) "
-    "ON CONFLICT (tenant, feature, period_start) DO UPDATE SET used = used + excluded.used"
+    "ON CONFLICT (tenant, feature, period_start) DO UPDATE SET used = CASE "
+    "WHEN excluded.used > 0 AND used > 9223372036854775807 - excluded.used "
+    "THEN 9223372036854775807 ELSE used + excluded.used END"
 )
+assert MAX_COUNTER == 9223372036854775807  # the literal above
 _INSERT_EVENT = (
     "INSERT OR IGNORE INTO ledger_events (tenant, feature, event_id, period_start, quantity) "
     "VALUES (?, ?, ?, ?, ?)"
@@ -121,6 +126,10 @@ class SQLiteStore:
     def _call(self, fn: Callable[[], _T]) -> _T:
         try:
             return fn()
+        except (sqlite3.IntegrityError, sqlite3.DataError, OverflowError, ValueError) as exc:
+            # The data, not the database: retrying the same records fails the same way.
+            # (UnicodeError is a ValueError.)
+            raise LedgerDataError(f"ledger database refused the data: {exc}") from exc
         except sqlite3.Error as exc:
             raise LedgerStoreError(f"ledger database error: {exc}") from exc
 
@@ -240,7 +249,7 @@ class SQLiteStore:
                     if db.execute(_INSERT_USER, u).rowcount == 1:
                         counter = (u.tenant, u.feature, u.period_start)
                         increments[counter] = increments.get(counter, 0) + 1
-                db.executemany(_UPSERT, [(*c, n) for c, n in increments.items()])
+                db.executemany(_UPSERT, [(*c, _saturate(n)) for c, n in increments.items()])
 
         self._call(run)
 
@@ -338,3 +347,8 @@ class SQLiteStore:
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
+
+
+def _saturate(n: int) -> int:
+    """A batch's net change of one counter, within what SQLite's INTEGER holds."""
+    return max(-MAX_COUNTER, min(n, MAX_COUNTER))
