@@ -155,6 +155,7 @@ class Engine:
         self._unique_keys: set[str] = set()
         self._generation = 0  # bumped by every plan/subscription change in this process
         self._admin = threading.Lock()
+        self._releasing = threading.Lock()
         for plan_key in self.store.plan_keys():  # meter() must know which keys need a user_id
             plan = self.store.get_plan(plan_key)
             if plan is not None:
@@ -346,12 +347,26 @@ class Engine:
     def release(
         self, tenant: str, key: str, quantity: int = 1, *, event_id: str | None = None
     ) -> None:
-        """Give back ``quantity`` seats of a seat feature (a member left); buffered like meter."""
+        """Give back ``quantity`` seats of a seat feature (a member left); buffered like meter.
+
+        Releasing more than is in use releases what is in use: usage never goes below
+        0, so a retried "member removed" hook cannot lift the seat limit. (The stores
+        clamp at 0 too, for releases racing in from other processes.)
+        """
         check_key(tenant, "tenant")
         check_key(key, "key")
         check_quantity(quantity)
         if event_id is not None:
             check_key(event_id, "event_id")
+        self._check_open()
+        with self._releasing:  # one at a time, so two releases cannot both see the seat
+            start = self.period(tenant, key).start
+            persisted, pending = self._usage_parts(tenant, key, start)
+            quantity = min(quantity, max(0, persisted + pending))
+            if quantity:
+                self._release(tenant, key, quantity, event_id)
+
+    def _release(self, tenant: str, key: str, quantity: int, event_id: str | None) -> None:
         fresh = event_id is None and self._m.spool is not None
         if fresh:
             event_id = self._id_prefix + str(next(self._ids))

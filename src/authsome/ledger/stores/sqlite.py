@@ -60,12 +60,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
 )
 
-# Counters saturate at MAX_COUNTER instead of overflowing (SQLite would turn them into REAL).
+# Counters never go below 0 (releasing more seats than are held leaves 0, not a credit)
+# and saturate at MAX_COUNTER instead of overflowing (SQLite would make them REAL).
 _UPSERT = (
-    "INSERT INTO ledger_usage (tenant, feature, period_start, used) VALUES (?, ?, ?, ?) "
-    "ON CONFLICT (tenant, feature, period_start) DO UPDATE SET used = CASE "
-    "WHEN excluded.used > 0 AND used > 9223372036854775807 - excluded.used "
-    "THEN 9223372036854775807 ELSE used + excluded.used END"
+    "INSERT INTO ledger_usage (tenant, feature, period_start, used) "
+    "VALUES (?1, ?2, ?3, MAX(0, ?4)) "
+    "ON CONFLICT (tenant, feature, period_start) DO UPDATE SET used = MAX(0, CASE "
+    "WHEN ?4 > 0 AND used > 9223372036854775807 - ?4 "
+    "THEN 9223372036854775807 ELSE used + ?4 END)"
 )
 assert MAX_COUNTER == 9223372036854775807  # the literal above
 _INSERT_EVENT = (
