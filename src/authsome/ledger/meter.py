@@ -20,9 +20,11 @@ Lock order: ``state`` before ``lock``.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import os
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -120,7 +122,7 @@ class Pending:
         else:
             bucket.checked[event_id] = qty
 
-    def batch(self) -> UsageBatch:
+    def batch(self, batch_id: str | None = None) -> UsageBatch:
         """The store records for everything in here."""
         deltas: list[UsageDelta] = []
         uniques: list[UniqueUse] = []
@@ -132,7 +134,7 @@ class Pending:
                 anon -= part
             deltas.extend(UsageDelta(tenant, key, start, q, e) for e, q in b.ids.items())
             uniques.extend(UniqueUse(tenant, key, start, u) for u in b.users)
-        return UsageBatch(deltas, uniques)
+        return UsageBatch(deltas, uniques, batch_id)
 
 
 class Spool:
@@ -279,6 +281,8 @@ class Meter:
         self.inflight: Pending | None = None
         self._parts: list[UsageBatch] = []  # what of the in-flight batch is left to apply
         self.quarantined: list[Quarantined] = []
+        self._batch_prefix = f"{secrets.token_hex(8)}-"
+        self._batch_numbers = itertools.count(1)
         self.held = 0  # events staged or in flight (raw ones are len(raw))
         self.trigger = min(batch_size, max_buffer)
         self.closed = False
@@ -352,7 +356,7 @@ class Meter:
                 if not self.pending:
                     return False
                 self.inflight, self.pending = self.pending, Pending()
-                batch = self.inflight.batch()
+                batch = self.inflight.batch(f"{self._batch_prefix}{next(self._batch_numbers)}")
                 self._parts = [batch] if len(batch) else []
             done = self.inflight
             self._apply_parts()
@@ -487,8 +491,9 @@ def _halves(batch: UsageBatch) -> list[UsageBatch]:
     records = [*batch.deltas, *batch.uniques]
     mid = len(records) // 2
     out = []
-    for half in (records[:mid], records[mid:]):
+    for n, half in enumerate((records[:mid], records[mid:])):
         deltas = [r for r in half if isinstance(r, UsageDelta)]
         uniques = [r for r in half if isinstance(r, UniqueUse)]
-        out.append(UsageBatch(deltas, uniques))
+        bid = None if batch.batch_id is None else f"{batch.batch_id}.{n}"  # new, unique ids
+        out.append(UsageBatch(deltas, uniques, bid))
     return out

@@ -69,10 +69,18 @@ class UniqueUse(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class UsageBatch:
-    """What one flush writes, in one transaction."""
+    """What one flush writes, in one transaction.
+
+    ``batch_id`` makes the whole batch idempotent: a store records it in the same
+    transaction and applies a batch whose id it already recorded as a no-op. That is
+    what keeps events *without* an event id from counting twice when a commit
+    succeeded but its acknowledgement was lost and the engine retries. Stores keep
+    batch ids for at least a day (retries happen within seconds).
+    """
 
     deltas: Sequence[UsageDelta] = ()
     uniques: Sequence[UniqueUse] = ()
+    batch_id: str | None = None
 
     def __len__(self) -> int:
         return len(self.deltas) + len(self.uniques)
@@ -141,7 +149,8 @@ class LedgerStore(Protocol):
         ...
 
     def apply_usage(self, batch: UsageBatch) -> None:
-        """Apply ``batch`` atomically (all or nothing) and idempotently per event id."""
+        """Apply ``batch`` atomically (all or nothing), idempotently per event id, and
+        not at all if its ``batch_id`` was applied before."""
         ...
 
     def get_usage(self, tenant: str, feature: str, period_start: int) -> int:

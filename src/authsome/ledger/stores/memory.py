@@ -31,6 +31,7 @@ class MemoryStore:
         self._subs: dict[str, Subscription] = {}
         self._usage: dict[_Counter, int] = {}
         self._events: set[tuple[str, str, str]] = set()
+        self._batches: set[str] = set()
         self._users: dict[_Counter, set[str]] = {}
 
     def put_plan(self, plan: Plan) -> Plan:
@@ -73,6 +74,10 @@ class MemoryStore:
         """Apply ``batch``; under the lock it is trivially all-or-nothing."""
         increments: dict[_Counter, int] = {}
         with self._lock:
+            if batch.batch_id is not None:
+                if batch.batch_id in self._batches:
+                    return  # applied before; its acknowledgement was lost
+                self._batches.add(batch.batch_id)
             for d in batch.deltas:
                 if d.event_id is not None:
                     marker = (d.tenant, d.feature, d.event_id)

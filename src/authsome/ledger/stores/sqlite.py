@@ -58,6 +58,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             user_id TEXT NOT NULL, PRIMARY KEY (tenant, feature, period_start, user_id))
             WITHOUT ROWID""",
     ),
+    (
+        """CREATE TABLE ledger_batches (
+            batch_id TEXT PRIMARY KEY, applied_at REAL NOT NULL) WITHOUT ROWID""",
+    ),
 )
 
 # Counters never go below 0 (releasing more seats than are held leaves 0, not a credit)
@@ -78,6 +82,10 @@ _INSERT_USER = (
     "INSERT OR IGNORE INTO ledger_users (tenant, feature, period_start, user_id) "
     "VALUES (?, ?, ?, ?)"
 )
+_INSERT_BATCH = "INSERT OR IGNORE INTO ledger_batches (batch_id, applied_at) VALUES (?, ?)"
+_PRUNE_BATCHES = "DELETE FROM ledger_batches WHERE applied_at < ?"
+_PRUNE_EVERY = 1024  # batches between prunes (a prune scans the table)
+_KEEP_BATCHES = 86_400.0  # seconds a batch id is remembered (retries take seconds)
 _GET_USAGE = "SELECT used FROM ledger_usage WHERE tenant = ? AND feature = ? AND period_start = ?"
 _MAX_VARS = 500  # stay far below SQLite's bound on host parameters per statement
 
@@ -93,6 +101,7 @@ class SQLiteStore:
     def __init__(self, path: str | os.PathLike[str], *, timeout: float = 10.0) -> None:
         self.path = os.fspath(path)
         self._lock = threading.RLock()
+        self._batches = 0  # applied by this store object, to prune now and then
         try:
             self._db = sqlite3.connect(
                 self.path, timeout=timeout, isolation_level=None, check_same_thread=False
@@ -237,6 +246,14 @@ class SQLiteStore:
         def run() -> None:
             increments: dict[tuple[str, str, int], int] = {}
             with self._tx() as db:
+                if batch.batch_id is not None:
+                    now = time.time()
+                    cur = db.execute(_INSERT_BATCH, (batch.batch_id, now))
+                    if cur.rowcount != 1:
+                        return  # applied before; its acknowledgement was lost
+                    self._batches += 1
+                    if self._batches % _PRUNE_EVERY == 0:
+                        db.execute(_PRUNE_BATCHES, (now - _KEEP_BATCHES,))
                 for d in batch.deltas:
                     if d.event_id is not None:
                         cur = db.execute(
