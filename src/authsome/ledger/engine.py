@@ -332,17 +332,37 @@ class Engine:
         if user_id is None:
             if key in self._unique_keys:
                 raise InvalidArgument(f"{key!r} counts unique users: user_id is required")
-        else:
+        elif (
+            user_id.__class__ is not str
+            or not 0 < len(user_id) <= MAX_KEY
+            or user_id.isspace()
+            or not (user_id.isascii() or is_utf8(user_id))
+        ):
             check_key(user_id, "user_id")
+        m = self._m
         fresh = False
         if event_id is None:
-            if self._m.spool is not None:  # spooled events need an id to replay idempotently
+            if m.spool is not None:  # spooled events need an id to replay idempotently
                 event_id = self._id_prefix + str(next(self._ids))
                 fresh = True
-        else:
+        elif (
+            event_id.__class__ is not str
+            or not 0 < len(event_id) <= MAX_KEY
+            or event_id.isspace()
+            or not (event_id.isascii() or is_utf8(event_id))
+        ):
             check_key(event_id, "event_id")
         ts = self._time() if at is None else to_utc(at, "at").timestamp()
-        self._append((ts, tenant, key, quantity, user_id, event_id, fresh))
+        if m.spool is not None:
+            self._append((ts, tenant, key, quantity, user_id, event_id, fresh))
+            return
+        with m.lock:  # _append, inlined: this is the hot path
+            if len(m.raw) >= m.trigger:
+                m.make_room()  # wakes the flusher; blocks (or raises BufferFull) when full
+            elif m.closed:
+                raise LedgerClosed("the ledger engine is closed")
+            m.raw.append((ts, tenant, key, quantity, user_id, event_id, False))
+            self._cache.pop((tenant, key), None)
 
     def release(
         self, tenant: str, key: str, quantity: int = 1, *, event_id: str | None = None
