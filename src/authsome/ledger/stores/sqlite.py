@@ -254,16 +254,22 @@ class SQLiteStore:
                     self._batches += 1
                     if self._batches % _PRUNE_EVERY == 0:
                         db.execute(_PRUNE_BATCHES, (now - _KEEP_BATCHES,))
+                # Event ids go in with one executemany per (counter, quantity): its
+                # rowcount is how many were new (INSERT OR IGNORE skips known ones), so
+                # the increment is exact without a round trip per event.
+                with_ids: dict[tuple[str, str, int, int], list[tuple[object, ...]]] = {}
                 for d in batch.deltas:
-                    if d.event_id is not None:
-                        cur = db.execute(
-                            _INSERT_EVENT,
-                            (d.tenant, d.feature, d.event_id, d.period_start, d.quantity),
-                        )
-                        if cur.rowcount != 1:
-                            continue  # seen before: this event already counted
                     counter = (d.tenant, d.feature, d.period_start)
-                    increments[counter] = increments.get(counter, 0) + d.quantity
+                    if d.event_id is None:
+                        increments[counter] = increments.get(counter, 0) + d.quantity
+                    else:
+                        with_ids.setdefault((*counter, d.quantity), []).append(
+                            (d.tenant, d.feature, d.event_id, d.period_start, d.quantity)
+                        )
+                for (tenant, feature, start, quantity), rows in with_ids.items():
+                    new = db.executemany(_INSERT_EVENT, rows).rowcount
+                    counter = (tenant, feature, start)
+                    increments[counter] = increments.get(counter, 0) + new * quantity
                 for u in batch.uniques:
                     if db.execute(_INSERT_USER, u).rowcount == 1:
                         counter = (u.tenant, u.feature, u.period_start)
