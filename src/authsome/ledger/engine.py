@@ -133,6 +133,8 @@ class Engine:
         _positive(batch_size, "batch_size", int)
         _positive(max_buffer, "max_buffer", int)
         _positive(buffer_timeout, "buffer_timeout")
+        if isinstance(cache_ttl, bool) or not isinstance(cache_ttl, int | float):
+            raise InvalidArgumentType("cache_ttl must be a number")
         _positive(cache_ttl + 1, "cache_ttl + 1")  # zero is fine: no caching
         if durability not in ("memory", "spool"):
             raise InvalidArgument(f"durability must be 'memory' or 'spool', got {durability!r}")
@@ -156,6 +158,7 @@ class Engine:
         self._generation = 0  # bumped by every plan/subscription change in this process
         self._admin = threading.Lock()
         self._releasing = threading.Lock()
+        self._closing = threading.Lock()
         for plan_key in self.store.plan_keys():  # meter() must know which keys need a user_id
             plan = self.store.get_plan(plan_key)
             if plan is not None:
@@ -723,9 +726,10 @@ class Engine:
         for the next start, in memory mode they are lost, and the error says how many.
         The store passed in is not closed (it belongs to the caller).
         """
-        if self._closed:
-            return
-        self._closed = True
+        with self._closing:  # two threads closing at once: one drains, one returns
+            if self._closed:
+                return
+            self._closed = True
         atexit.unregister(self._exit_hook)
         m = self._m
         with m.lock:  # from here meter() refuses: nothing can slip in after the drain

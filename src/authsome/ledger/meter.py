@@ -409,7 +409,8 @@ class Meter:
                 delay = min(delay * 2, self.retry_backoff[1])
                 continue
             if self.spool is not None:
-                self.spool.sync()
+                with self.lock:  # rotate() closes the fd under this lock
+                    self.spool.sync()
             return
 
     def unflushed(self) -> int:
@@ -458,7 +459,8 @@ class Meter:
                 while self.flush_once() and not self._stop.is_set():
                     pass
                 if self.spool is not None:
-                    self.spool.sync()
+                    with self.lock:  # rotate() closes the fd under this lock
+                        self.spool.sync()
             except Exception as exc:
                 self.failures += 1
                 log.warning(
