@@ -337,3 +337,67 @@ def test_a_batch_id_is_applied_once(store: ledger.LedgerStore) -> None:
     store.apply_usage(UsageBatch([UsageDelta("t", "f", 0, 1)]))  # no id: always applied
     store.apply_usage(UsageBatch([UsageDelta("t", "f", 0, 1)]))
     assert store.get_usage("t", "f", 0) == 9
+
+
+def test_cache_ttl_of_the_wrong_type_is_a_typed_error() -> None:
+    with pytest.raises(ledger.InvalidArgumentType):
+        ledger.Engine(cache_ttl="5")  # type: ignore[arg-type]
+
+
+def test_close_from_many_threads_drains_once(make_engine: EngineFactory) -> None:
+    eng = make_engine()
+    eng.define_plan(ledger.Plan("p", [ledger.Feature.metered("api")]))
+    eng.subscribe("acme", "p")
+    eng.meter("acme", "api", 3)
+    errors: list[BaseException] = []
+
+    def close() -> None:
+        try:
+            eng.close()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=close) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert eng.store.get_usage("acme", "api", eng.store.usage_records("acme")[0].period_start) == 3
+
+
+def test_context_manager_drains(clock: ledger.ManualClock) -> None:
+    store = ledger.MemoryStore()
+    with ledger.Engine(store=store, clock=clock, flush_interval=60) as eng:
+        eng.define_plan(ledger.Plan("p", [ledger.Feature.metered("api")]))
+        eng.subscribe("acme", "p")
+        eng.meter("acme", "api", 4)
+    assert [r.used for r in store.usage_records("acme")] == [4]
+
+
+def test_batch_size_triggers_an_early_flush(make_engine: EngineFactory) -> None:
+    store = ledger.MemoryStore()
+    eng = make_engine(store=store, batch_size=5, flush_interval=3600)
+    eng.define_plan(ledger.Plan("p", [ledger.Feature.metered("api")]))
+    eng.subscribe("acme", "p")
+    for _ in range(6):  # the 6th finds 5 waiting and wakes the flusher
+        eng.meter("acme", "api")
+    for _ in range(500):  # no timing assertion: wait for the effect, bounded
+        if store.usage_records("acme"):
+            break
+        threading.Event().wait(0.01)
+    assert store.usage_records("acme")[0].used >= 5
+
+
+def test_cancel_and_subscribe_invalidate_a_cached_entitlement(make_engine: EngineFactory) -> None:
+    eng = make_engine(cache_ttl=3600)
+    eng.define_plan(ledger.Plan("p", [ledger.Feature.boolean("sso", True)]))
+    eng.define_plan(ledger.Plan("q", [ledger.Feature.boolean("sso", False)]))
+    eng.subscribe("acme", "p")
+    assert eng.entitled("acme", "sso").allowed  # cached now
+    eng.cancel("acme")
+    assert eng.entitled("acme", "sso").reason is ledger.Reason.CANCELED
+    eng.subscribe("acme", "p")
+    assert eng.entitled("acme", "sso").allowed
+    eng.subscribe("acme", "q")
+    assert eng.entitled("acme", "sso").reason is ledger.Reason.DISABLED
