@@ -42,7 +42,7 @@ from authsome.ledger.plans import (
     Status,
     Subscription,
 )
-from authsome.ledger.stores import LedgerStore, MemoryStore, SQLiteStore
+from authsome.ledger.stores import LedgerStore, MemoryStore, PostgresStore, SQLiteStore
 
 __all__ = [
     "Aggregation",
@@ -65,6 +65,7 @@ __all__ = [
     "NoSubscription",
     "Period",
     "Plan",
+    "PostgresStore",
     "Reason",
     "ReportRow",
     "SQLiteStore",
