@@ -7,11 +7,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
-from psycopg import sql
 
 from authsome import ledger
+from tests.support.pgschema import drop_schema
 
 START = datetime(2024, 1, 31, 12, 0, tzinfo=UTC)
 
@@ -76,12 +75,6 @@ def store(
     yield s
     close_all(engines)
     s.close()
-
-
-def drop_schema(dsn: str, schema: str) -> None:
-    """Remove a test's PostgreSQL schema and everything in it."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
 EngineFactory = Callable[..., ledger.Engine]
