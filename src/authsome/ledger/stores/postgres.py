@@ -112,19 +112,26 @@ _QUERIES: dict[str, str] = {
         "ON CONFLICT (tenant) DO UPDATE SET body = excluded.body, updated_at = now()"
     ),
     "get_sub": "SELECT body FROM {schema}.ledger_subscriptions WHERE tenant = %s",
+    # One counter's new event ids: the ids already stored are skipped by the primary
+    # key and only the rows the INSERT returns (the new ones) are summed.
     "insert_events": (
-        "INSERT INTO {schema}.ledger_events (tenant, feature, event_id, period_start, quantity) "
-        "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[], %s::bigint[]) "
-        "ON CONFLICT DO NOTHING RETURNING tenant, feature, event_id"
+        "WITH new AS (INSERT INTO {schema}.ledger_events "
+        "(tenant, feature, event_id, period_start, quantity) "
+        "SELECT %b, %b, e, %b, q FROM unnest(%b::text[], %b::bigint[]) AS x(e, q) "
+        "ON CONFLICT DO NOTHING RETURNING quantity) "
+        "SELECT COALESCE(sum(quantity), 0) FROM new"
     ),
+    # One counter's users: only the users new to the period's distinct set count.
     "insert_users": (
-        "INSERT INTO {schema}.ledger_users (tenant, feature, period_start, user_id) "
-        "SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::text[]) "
-        "ON CONFLICT DO NOTHING RETURNING tenant, feature, period_start"
+        "WITH new AS (INSERT INTO {schema}.ledger_users "
+        "(tenant, feature, period_start, user_id) "
+        "SELECT %b, %b, %b, u FROM unnest(%b::text[]) AS x(u) "
+        "ON CONFLICT DO NOTHING RETURNING 1) "
+        "SELECT count(*) FROM new"
     ),
     "upsert_usage": (
         "INSERT INTO {schema}.ledger_usage AS u (tenant, feature, period_start, used) "
-        "SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[]) "
+        "SELECT * FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::bigint[]) "
         "ON CONFLICT (tenant, feature, period_start) DO UPDATE SET used = u.used + excluded.used"
     ),
     "get_usage": (
@@ -395,66 +402,58 @@ class PostgresStore:
     def apply_usage(self, batch: UsageBatch) -> None:
         """Apply ``batch`` in one transaction; event ids and users count once, ever.
 
-        Event ids are inserted first (``ON CONFLICT DO NOTHING RETURNING``); only the
-        ids the database reports as new add their quantity. Then the period's users,
-        the same way. Then every touched counter is upserted once with its total.
+        Per counter, its event ids are inserted first (``ON CONFLICT DO NOTHING
+        RETURNING``) and only the quantities of the rows the database reports as new
+        are added; then its users, the same way. Last, every touched counter is
+        upserted once with its total. Row locks are taken in sorted order.
         """
         plain: dict[_Counter, int] = {}
-        events: dict[tuple[str, str, str], tuple[int, int]] = {}
+        events: dict[_Counter, dict[str, int]] = {}
+        users: dict[_Counter, set[str]] = {}
         for d in batch.deltas:
+            counter = (d.tenant, d.feature, d.period_start)
             if d.event_id is None:
-                counter = (d.tenant, d.feature, d.period_start)
                 plain[counter] = plain.get(counter, 0) + d.quantity
             else:  # the first occurrence of an id in a batch is the one that counts
-                events.setdefault((d.tenant, d.feature, d.event_id), (d.period_start, d.quantity))
-        users = sorted({(u.tenant, u.feature, u.period_start, u.user_id) for u in batch.uniques})
+                events.setdefault(counter, {}).setdefault(d.event_id, d.quantity)
+        for u in batch.uniques:
+            users.setdefault((u.tenant, u.feature, u.period_start), set()).add(u.user_id)
         if not plain and not events and not users:
             return
-        event_keys = sorted(events)  # one lock order for every writer: no deadlocks
+        # Sorted once, outside the transaction: every writer locks rows in one order.
+        event_groups = [(counter, sorted(ids)) for counter, ids in sorted(events.items())]
+        user_groups = [(counter, sorted(names)) for counter, names in sorted(users.items())]
         q = self._q
 
         def run(conn: psycopg.Connection[Any]) -> None:
             increments = dict(plain)
             with conn.transaction():
-                if event_keys:
-                    cur = conn.execute(
+                for counter, ids in event_groups:
+                    quantities = events[counter]
+                    row = conn.execute(
                         q["insert_events"],
-                        (
-                            [k[0] for k in event_keys],
-                            [k[1] for k in event_keys],
-                            [k[2] for k in event_keys],
-                            [events[k][0] for k in event_keys],
-                            [events[k][1] for k in event_keys],
-                        ),
-                    )
-                    for tenant, feature, event_id in cur.fetchall():
-                        period_start, quantity = events[(tenant, feature, event_id)]
-                        counter = (tenant, feature, period_start)
-                        increments[counter] = increments.get(counter, 0) + quantity
-                if users:
-                    cur = conn.execute(
-                        q["insert_users"],
-                        (
-                            [u[0] for u in users],
-                            [u[1] for u in users],
-                            [u[2] for u in users],
-                            [u[3] for u in users],
-                        ),
-                    )
-                    for tenant, feature, period_start in cur.fetchall():
-                        counter = (tenant, feature, int(period_start))
-                        increments[counter] = increments.get(counter, 0) + 1
-                if increments:
-                    keys = sorted(increments)
-                    conn.execute(
-                        q["upsert_usage"],
-                        (
-                            [k[0] for k in keys],
-                            [k[1] for k in keys],
-                            [k[2] for k in keys],
-                            [increments[k] for k in keys],
-                        ),
-                    )
+                        (*counter, ids, [quantities[e] for e in ids]),
+                    ).fetchone()
+                    added = int(row[0]) if row else 0
+                    if added:
+                        increments[counter] = increments.get(counter, 0) + added
+                for counter, names in user_groups:
+                    row = conn.execute(q["insert_users"], (*counter, names)).fetchone()
+                    added = int(row[0]) if row else 0
+                    if added:
+                        increments[counter] = increments.get(counter, 0) + added
+                if not increments:
+                    return  # every event id and user was known already
+                keys = sorted(increments)
+                conn.execute(
+                    q["upsert_usage"],
+                    (
+                        [k[0] for k in keys],
+                        [k[1] for k in keys],
+                        [k[2] for k in keys],
+                        [increments[k] for k in keys],
+                    ),
+                )
 
         self._run(run)
 
