@@ -235,3 +235,30 @@ def test_database_errors_are_ledger_store_errors(pg_server: PgServer, schema: st
         s.get_usage("t", "f", T0)
     with pytest.raises(ledger.LedgerStoreError):
         s.apply_usage(UsageBatch([UsageDelta("t", "f", T0, 1)]))
+
+
+def test_reads_survive_dropped_connections_and_flushes_retry(pg_dsn: str, schema: str) -> None:
+    app = f"ledger-drop-{schema}"
+    s = ledger.PostgresStore(f"{pg_dsn} application_name={app}", schema=schema, max_size=3)
+    try:
+        s.apply_usage(UsageBatch([UsageDelta("t", "f", T0, 2, "e1")]))
+
+        def kill_sessions() -> None:
+            with psycopg.connect(pg_dsn, autocommit=True) as conn:
+                conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name = %s",
+                    (app,),
+                )
+
+        kill_sessions()
+        assert s.get_usage("t", "f", T0) == 2  # a read moves on to a fresh connection
+        with ledger.Engine(store=s, flush_interval=60, retry_backoff=(0.001, 0.01)) as eng:
+            eng.define_plan(ledger.Plan("p", [ledger.Feature.metered("f", limit=None)]))
+            kill_sessions()
+            eng.meter("t", "g", 3, event_id="e2")
+            eng.flush(timeout=10)  # the first attempt may hit a dead connection
+        assert s.known_events("t", "g", ["e2"]) == {"e2"}
+        assert sum(r.used for r in s.usage_records("t") if r.feature == "g") == 3
+    finally:
+        s.close()

@@ -245,6 +245,11 @@ class PostgresStore:
             errors.DeadlockDetected,
             errors.SerializationFailure,
         )
+        self._pool_errors: tuple[type[BaseException], ...] = (
+            pool_module.PoolTimeout,
+            pool_module.PoolClosed,
+            pool_module.TooManyRequests,
+        )
         self._closed = False
         self._close_lock = threading.Lock()
         self._owns_pool = pool is None
@@ -285,8 +290,16 @@ class PostgresStore:
                 for name, text in _QUERIES.items()
             }
 
-    def _run(self, fn: Callable[[psycopg.Connection[Any]], _T]) -> _T:
-        """Run ``fn`` on a pooled connection; retry deadlock victims; wrap every error."""
+    def _run(self, fn: Callable[[psycopg.Connection[Any]], _T], *, read_only: bool = False) -> _T:
+        """Run ``fn`` on a pooled connection and wrap every error.
+
+        A transaction the server aborted as a deadlock or serialization victim is
+        retried (nothing of it was committed). A read-only ``fn`` is also retried when
+        its connection turned out dead (a restarted server, a terminated backend): the
+        pool drops that connection and hands out another. A write on a dead connection
+        is not retried here, since its commit may have landed; the engine retries
+        failed flushes, and event ids make those retries exact.
+        """
         for attempt in range(1, _RETRIES + 1):
             if self._closed:
                 raise LedgerStoreError("the ledger store is closed")
@@ -298,8 +311,19 @@ class PostgresStore:
                     raise LedgerStoreError(f"ledger database error: {exc}") from exc
                 time.sleep(0.005 * attempt)
             except self._psycopg.Error as exc:
+                if read_only and attempt < _RETRIES and self._connection_lost(exc):
+                    continue
                 raise LedgerStoreError(f"ledger database error: {exc}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _connection_lost(self, exc: BaseException) -> bool:
+        """Did ``exc`` come from a connection that died (not from the pool or the SQL)?"""
+        if not isinstance(exc, self._psycopg.OperationalError) or isinstance(
+            exc, self._pool_errors
+        ):
+            return False
+        state = getattr(exc, "sqlstate", None)
+        return state is None or state.startswith(("08", "57P"))
 
     def _rows(self, name: str, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
         """The rows of one read-only statement."""
@@ -308,7 +332,7 @@ class PostgresStore:
         def run(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
             return conn.execute(query, params).fetchall()
 
-        return self._run(run)
+        return self._run(run, read_only=True)
 
     def _migrate(self) -> None:
         """Bring the schema to the newest version, once, whoever else is migrating."""
