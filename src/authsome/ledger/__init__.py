@@ -45,7 +45,7 @@ from authsome.ledger.plans import (
     Status,
     Subscription,
 )
-from authsome.ledger.stores import LedgerStore, MemoryStore, SQLiteStore
+from authsome.ledger.stores import LedgerStore, MemoryStore, PostgresStore, SQLiteStore
 
 __all__ = [
     "MAX_COUNTER",
@@ -71,6 +71,7 @@ __all__ = [
     "NoSubscription",
     "Period",
     "Plan",
+    "PostgresStore",
     "Reason",
     "ReportRow",
     "SQLiteStore",

@@ -101,14 +101,15 @@ def _utc(ts: float) -> datetime:
 class Engine:
     """The embedded metering and entitlement engine.
 
-    ``Engine(store=SQLiteStore("billing.db"))`` is the usual setup; with no store the
-    engine keeps everything in memory. ``flush_interval`` (s) is how often the
-    background thread writes pending usage, ``batch_size`` how many waiting events
-    make it flush early, ``max_buffer`` how many unflushed events it holds before
-    ``meter`` blocks (for at most ``buffer_timeout`` s). ``cache_ttl`` (s) bounds how
-    stale an entitlement may be with respect to *other* processes. ``default_plan``
-    applies to tenants without a subscription (calendar-month periods); without it
-    they are refused with reason ``no_subscription``.
+    ``Engine(store=SQLiteStore("billing.db"))`` is the usual setup, and
+    ``Engine(store=PostgresStore(dsn))`` when processes on several machines share one
+    ledger; with no store the engine keeps everything in memory. ``flush_interval`` (s)
+    is how often the background thread writes pending usage, ``batch_size`` how many
+    waiting events make it flush early, ``max_buffer`` how many unflushed events it
+    holds before ``meter`` blocks (for at most ``buffer_timeout`` s). ``cache_ttl`` (s)
+    bounds how stale an entitlement may be with respect to *other* processes.
+    ``default_plan`` applies to tenants without a subscription (calendar-month periods);
+    without it they are refused with reason ``no_subscription``.
 
     Use it as a context manager or call :meth:`close`; an ``atexit`` hook drains it
     too if you forget.
