@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import socket
 import subprocess
@@ -19,6 +20,7 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 import authsome
+from authsome import OIDCConnection
 from authsome.errors import AlreadyExists, StoreError, ValidationError
 from authsome.models import MfaFactor, MfaMethod
 from authsome.stores import PostgresStore
@@ -26,6 +28,7 @@ from authsome.stores import postgres as postgres_module
 from authsome.stores._postgres_migrations import MIGRATIONS
 from tests.conftest import PASSWORD as ENGINE_PASSWORD
 from tests.conftest import AuthFactory
+from tests.support.webauthn_authenticator import SoftwareAuthenticator, unb64url
 
 from ._factories import NOW, add_session, add_user, make_session, make_user
 from .conftest import drop_schema
@@ -45,6 +48,10 @@ TABLES = {
     "mfa_recovery_codes",
     "mfa_tickets",
     "api_keys",
+    "passkeys",
+    "passkey_challenges",
+    "sso_connections",
+    "sso_domains",
 }
 
 
@@ -444,11 +451,35 @@ def test_stored_times_are_timestamptz(store: PostgresStore, pg_dsn: str, schema:
 def test_tokens_and_password_never_reach_the_database(
     make_auth: AuthFactory, store: PostgresStore, pg_dsn: str, schema: str
 ) -> None:
-    auth = make_auth(store=store)
-    auth.users.register("ann@example.com", ENGINE_PASSWORD)
+    auth = make_auth(store=store, secret_key=bytes(range(32)))
+    ann = auth.users.register("ann@example.com", ENGINE_PASSWORD)
     tokens = auth.sign_in("ann@example.com", ENGINE_PASSWORD).tokens
     assert tokens is not None
     rotated = auth.sessions.refresh(tokens.refresh_token)
+    client_secret = "cs-4d3c2b1a-sso-client-secret"
+    org = auth.orgs.create(ann.id, "Ann corp")
+    auth.sso.configure(
+        org.id,
+        OIDCConnection(
+            issuer="https://idp.acme.example",
+            client_id="acme-client",
+            client_secret=client_secret,
+            domains=("acme.example",),
+        ),
+    )
+    rp = {"rp_id": "example.com", "origin": "https://example.com"}
+    device = SoftwareAuthenticator()
+    passkey = auth.passkeys.finish_registration(
+        ann.id,
+        device.register(
+            auth.passkeys.begin_registration(ann.id, rp_name="Example", **rp), origin=rp["origin"]
+        ),
+    )
+    passkey_tokens = auth.passkeys.finish_authentication(
+        device.authenticate(auth.passkeys.begin_authentication(**rp), origin=rp["origin"])
+    ).tokens
+    assert passkey_tokens is not None
+    pending = json.loads(auth.passkeys.begin_authentication(**rp))["challenge"]
 
     dump = "\n".join(
         str(row[0])
@@ -460,7 +491,18 @@ def test_tokens_and_password_never_reach_the_database(
             ),
         )
     )
-    assert "ann@example.com" in dump  # the dump does hold the rows
-    for secret in (tokens.access_token, tokens.refresh_token, rotated.refresh_token):
+    # The dump does hold the rows, new tables included.
+    for stored in ("ann@example.com", "acme-client", "acme.example", passkey.credential_id):
+        assert stored in dump
+    secrets = (
+        tokens.access_token,
+        tokens.refresh_token,
+        rotated.refresh_token,
+        passkey_tokens.access_token,
+        ENGINE_PASSWORD,
+        client_secret,
+        pending,
+        unb64url(pending).hex(),
+    )
+    for secret in secrets:
         assert secret not in dump
-    assert ENGINE_PASSWORD not in dump

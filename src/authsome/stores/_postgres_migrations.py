@@ -196,11 +196,96 @@ CREATE TABLE api_keys (
 CREATE INDEX api_keys_by_owner ON api_keys (owner_kind, owner_id, created_at);
 """
 
+_V6_PASSKEYS = """
+-- WebAuthn credentials; credential_id is base64url as browsers send it, unique
+-- across tenants so that a sign-in finds exactly one credential.
+CREATE TABLE passkeys (
+    credential_id TEXT NOT NULL,
+    user_id       TEXT NOT NULL,
+    tenant        TEXT NOT NULL,
+    rp_id         TEXT NOT NULL,
+    public_key    BYTEA NOT NULL,
+    -- The authenticator's counter is an unsigned 32-bit number.
+    sign_count    BIGINT NOT NULL,
+    transports    TEXT[] NOT NULL,
+    created_at    TIMESTAMPTZ NOT NULL,
+    last_used_at  TIMESTAMPTZ,
+    CONSTRAINT passkeys_pkey PRIMARY KEY (credential_id),
+    CONSTRAINT passkeys_sign_count_check CHECK (sign_count >= 0),
+    CONSTRAINT passkeys_user_fkey FOREIGN KEY (user_id)
+        REFERENCES users (id) ON DELETE CASCADE
+);
+
+CREATE INDEX passkeys_by_user ON passkeys (user_id, created_at);
+
+-- Pending single-use challenges, only as their SHA-256.
+CREATE TABLE passkey_challenges (
+    challenge_hash TEXT NOT NULL,
+    ceremony       TEXT NOT NULL,
+    user_id        TEXT,
+    tenant         TEXT NOT NULL,
+    rp_id          TEXT NOT NULL,
+    origin         TEXT NOT NULL,
+    expires_at     TIMESTAMPTZ NOT NULL,
+    CONSTRAINT passkey_challenges_pkey PRIMARY KEY (challenge_hash),
+    CONSTRAINT passkey_challenges_ceremony_check
+        CHECK (ceremony IN ('registration', 'authentication')),
+    CONSTRAINT passkey_challenges_user_fkey FOREIGN KEY (user_id)
+        REFERENCES users (id) ON DELETE CASCADE
+);
+
+CREATE INDEX passkey_challenges_by_expiry ON passkey_challenges (expires_at);
+"""
+
+_V7_SSO = """
+-- One row per SSO connection; OIDC rows fill issuer/client_id/scopes, SAML rows
+-- entity_id/sso_url/x509_certificate. client_secret holds what the service gave
+-- the store: a sealed (encrypted) token when secret_sealed, else clear text.
+CREATE TABLE sso_connections (
+    id               TEXT NOT NULL,
+    org_id           TEXT NOT NULL,
+    protocol         TEXT NOT NULL,
+    issuer           TEXT,
+    client_id        TEXT,
+    scopes           TEXT[] NOT NULL,
+    entity_id        TEXT,
+    sso_url          TEXT,
+    x509_certificate TEXT,
+    client_secret    TEXT,
+    secret_sealed    BOOLEAN NOT NULL DEFAULT FALSE,
+    created_at       TIMESTAMPTZ NOT NULL,
+    updated_at       TIMESTAMPTZ NOT NULL,
+    CONSTRAINT sso_connections_pkey PRIMARY KEY (id),
+    CONSTRAINT sso_connections_protocol_check CHECK (protocol IN ('oidc', 'saml')),
+    CONSTRAINT sso_connections_secret_check
+        CHECK (client_secret IS NOT NULL OR NOT secret_sealed),
+    CONSTRAINT sso_connections_org_fkey FOREIGN KEY (org_id)
+        REFERENCES orgs (id) ON DELETE CASCADE
+);
+
+CREATE INDEX sso_connections_by_org ON sso_connections (org_id, created_at);
+
+-- The primary key is the rule "one owner per e-mail domain" across the whole store:
+-- of concurrent claims of one domain, in any process, exactly one insert succeeds.
+CREATE TABLE sso_domains (
+    domain        TEXT NOT NULL,
+    connection_id TEXT NOT NULL,
+    position      INTEGER NOT NULL,
+    CONSTRAINT sso_domains_pkey PRIMARY KEY (domain),
+    CONSTRAINT sso_domains_connection_fkey FOREIGN KEY (connection_id)
+        REFERENCES sso_connections (id) ON DELETE CASCADE
+);
+
+CREATE INDEX sso_domains_by_connection ON sso_domains (connection_id, position);
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     _V1_SESSIONS_AND_USERS,
     _V2_ORGS,
     _V3_CUSTOM_DOMAINS,
     _V4_MFA,
     _V5_API_KEYS,
+    _V6_PASSKEYS,
+    _V7_SSO,
 )
 """Migration scripts, oldest first; the schema version is the number applied."""

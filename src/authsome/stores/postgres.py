@@ -36,15 +36,26 @@ from authsome.models import (
     MfaMethod,
     Org,
     OrgRole,
+    Passkey,
+    PasskeyCeremony,
+    PasskeyChallenge,
     RefreshOutcome,
     RefreshStatus,
     Session,
+    SSOConnectionInfo,
+    SSOProtocol,
     StoredApiKey,
+    StoredSecret,
     User,
 )
 from authsome.stores._postgres_migrations import COMPONENT, MIGRATIONS, VERSION_TABLE
 from authsome.stores._protocol import Counter
-from authsome.stores._rules import check_owner_membership, last_owner_conflict
+from authsome.stores._rules import (
+    DUPLICATE_SSO_DOMAIN,
+    check_owner_membership,
+    check_sso_record,
+    last_owner_conflict,
+)
 
 try:
     import psycopg
@@ -82,6 +93,10 @@ _DUPLICATE_MESSAGES = {
     "mfa_tickets_pkey": "ticket hash exists",
     "api_keys_pkey": "api key id exists",
     "api_keys_lookup_id_key": "api key lookup id exists",
+    "passkeys_pkey": "a passkey with this credential id exists",
+    "passkey_challenges_pkey": "this challenge is pending already",
+    "sso_connections_pkey": "an SSO connection with this id exists",
+    "sso_domains_pkey": DUPLICATE_SSO_DOMAIN,
 }
 
 # Queries are plain literals; "{s}" becomes the quoted schema name once per store and
@@ -101,6 +116,30 @@ _SELECT_FACTOR = "SELECT id, user_id, method, created_at, confirmed_at FROM {s}.
 _SELECT_API_KEY = (
     "SELECT id, lookup_id, owner_kind, owner_id, tenant, name, scopes,"
     " created_at, expires_at, revoked_at, last_used_at FROM {s}.api_keys"
+)
+_SELECT_PASSKEY = (
+    "SELECT credential_id, user_id, tenant, rp_id, public_key, sign_count, transports,"
+    " created_at, last_used_at FROM {s}.passkeys"
+)
+# One statement: the row is deleted whether or not it is still live (an expired
+# challenge is useless), and the caller learns which. A racing consumer waits for
+# the row lock, then finds the row gone and deletes nothing.
+_CONSUME_CHALLENGE = (
+    "DELETE FROM {s}.passkey_challenges WHERE challenge_hash = %(hash)s"
+    " RETURNING challenge_hash, ceremony, user_id, tenant, rp_id, origin, expires_at,"
+    " expires_at > %(now)s"
+)
+# A connection with its domains in one statement, so one snapshot serves both.
+_SELECT_SSO = (
+    "SELECT c.id, c.org_id, c.protocol, c.issuer, c.client_id, c.scopes, c.entity_id,"
+    " c.sso_url, c.x509_certificate, c.client_secret IS NOT NULL, c.created_at, c.updated_at,"
+    " ARRAY(SELECT d.domain FROM {s}.sso_domains AS d"
+    " WHERE d.connection_id = c.id ORDER BY d.position)"
+    " FROM {s}.sso_connections AS c"
+)
+_INSERT_SSO_DOMAINS = (
+    "INSERT INTO {s}.sso_domains (domain, connection_id, position)"
+    " SELECT d.domain, %s, d.n - 1 FROM unnest(%s::text[]) WITH ORDINALITY AS d(domain, n)"
 )
 
 # Locks the token and its session: concurrent rotations of one token queue here, and
@@ -217,6 +256,66 @@ def _api_key(row: _Row) -> ApiKey:
         revoked_at=_optional_utc(row[9]),
         last_used_at=_optional_utc(row[10]),
     )
+
+
+def _passkey(row: _Row) -> Passkey:
+    return Passkey(
+        credential_id=row[0],
+        user_id=row[1],
+        tenant=row[2],
+        rp_id=row[3],
+        public_key=bytes(row[4]),
+        sign_count=int(row[5]),
+        transports=tuple(row[6]),
+        created_at=_utc(row[7]),
+        last_used_at=_optional_utc(row[8]),
+    )
+
+
+def _passkey_challenge(row: _Row) -> PasskeyChallenge:
+    return PasskeyChallenge(
+        challenge_hash=row[0],
+        ceremony=PasskeyCeremony(row[1]),
+        user_id=row[2],
+        tenant=row[3],
+        rp_id=row[4],
+        origin=row[5],
+        expires_at=_utc(row[6]),
+    )
+
+
+def _sso_connection(row: _Row) -> SSOConnectionInfo:
+    return SSOConnectionInfo(
+        id=row[0],
+        org_id=row[1],
+        protocol=SSOProtocol(row[2]),
+        domains=tuple(row[12]),
+        created_at=_utc(row[10]),
+        updated_at=_utc(row[11]),
+        issuer=row[3],
+        client_id=row[4],
+        scopes=tuple(row[5]),
+        has_client_secret=bool(row[9]),
+        entity_id=row[6],
+        sso_url=row[7],
+        x509_certificate=row[8],
+    )
+
+
+def _sso_settings(connection: SSOConnectionInfo, secret: StoredSecret | None) -> dict[str, Any]:
+    """The columns an update replaces, as named parameters."""
+    return {
+        "protocol": SSOProtocol(connection.protocol).value,
+        "issuer": connection.issuer,
+        "client_id": connection.client_id,
+        "scopes": list(connection.scopes),
+        "entity_id": connection.entity_id,
+        "sso_url": connection.sso_url,
+        "x509_certificate": connection.x509_certificate,
+        "client_secret": None if secret is None else secret.value,
+        "secret_sealed": secret is not None and secret.sealed,
+        "updated_at": _aware(connection.updated_at),
+    }
 
 
 # -- errors and connection strings ---------------------------------------------------
@@ -946,6 +1045,218 @@ class PostgresStore:
             " WHERE id = %(id)s AND (last_used_at IS NULL OR last_used_at < %(at)s)",
             {"at": _aware(at), "id": key_id},
         )
+
+    # -- passkeys --------------------------------------------------------------
+    def create_passkey_challenge(self, challenge: PasskeyChallenge, now: datetime) -> None:
+        """Purge expired challenges and insert this one, in one transaction; the
+        primary key refuses a pending hash, the foreign key an unknown user."""
+        with self._transaction("create_passkey_challenge") as cur:
+            cur.execute(
+                self._sql("DELETE FROM {s}.passkey_challenges WHERE expires_at <= %s"),
+                (_aware(now),),
+            )
+            cur.execute(
+                self._sql(
+                    "INSERT INTO {s}.passkey_challenges"
+                    " (challenge_hash, ceremony, user_id, tenant, rp_id, origin, expires_at)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                ),
+                (
+                    challenge.challenge_hash,
+                    PasskeyCeremony(challenge.ceremony).value,
+                    challenge.user_id,
+                    challenge.tenant,
+                    challenge.rp_id,
+                    challenge.origin,
+                    _aware(challenge.expires_at),
+                ),
+            )
+
+    def consume_passkey_challenge(
+        self, challenge_hash: str, now: datetime
+    ) -> PasskeyChallenge | None:
+        """Delete the challenge and return it if it was live: one DELETE ... RETURNING,
+        so of racing consumers, in any process, at most one gets it."""
+        row = self._one(
+            "consume_passkey_challenge",
+            _CONSUME_CHALLENGE,
+            {"hash": challenge_hash, "now": _aware(now)},
+        )
+        if row is None or not row[7]:
+            return None
+        return _passkey_challenge(row)
+
+    def create_passkey(self, passkey: Passkey) -> None:
+        """Insert a passkey; the primary key refuses a registered credential id, the
+        foreign key an unknown user. One INSERT, so nothing is half-written."""
+        self._write(
+            "create_passkey",
+            "INSERT INTO {s}.passkeys (credential_id, user_id, tenant, rp_id, public_key,"
+            " sign_count, transports, created_at, last_used_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s::text[], %s, %s)",
+            (
+                passkey.credential_id,
+                passkey.user_id,
+                passkey.tenant,
+                passkey.rp_id,
+                bytes(passkey.public_key),
+                passkey.sign_count,
+                list(passkey.transports),
+                _aware(passkey.created_at),
+                _optional_aware(passkey.last_used_at),
+            ),
+        )
+
+    def get_passkey(self, credential_id: str) -> Passkey | None:
+        """The passkey with this credential id, or ``None``."""
+        row = self._one(
+            "get_passkey", _SELECT_PASSKEY + " WHERE credential_id = %s", (credential_id,)
+        )
+        return None if row is None else _passkey(row)
+
+    def list_user_passkeys(self, user_id: str) -> list[Passkey]:
+        """The user's passkeys, oldest first (ties by credential id, bytewise)."""
+        rows = self._all(
+            "list_user_passkeys",
+            _SELECT_PASSKEY + ' WHERE user_id = %s ORDER BY created_at, credential_id COLLATE "C"',
+            (user_id,),
+        )
+        return [_passkey(row) for row in rows]
+
+    def update_passkey_sign_count(
+        self, credential_id: str, expected: int, new: int, now: datetime
+    ) -> bool:
+        """Compare-and-set the sign count in one UPDATE: a racing writer waits for the
+        row lock, re-checks ``sign_count = expected`` on the updated row and matches
+        nothing, so exactly one of them is accepted."""
+        updated = self._write(
+            "update_passkey_sign_count",
+            "UPDATE {s}.passkeys SET sign_count = %s, last_used_at = %s"
+            " WHERE credential_id = %s AND sign_count = %s",
+            (new, _aware(now), credential_id, expected),
+        )
+        return updated == 1
+
+    def delete_passkey(self, user_id: str, credential_id: str) -> bool:
+        """Delete the user's passkey; ``False`` if the user has none with this id."""
+        deleted = self._write(
+            "delete_passkey",
+            "DELETE FROM {s}.passkeys WHERE credential_id = %s AND user_id = %s",
+            (credential_id, user_id),
+        )
+        return deleted == 1
+
+    # -- sso -------------------------------------------------------------------
+    def create_sso_connection(
+        self, connection: SSOConnectionInfo, client_secret: StoredSecret | None
+    ) -> None:
+        """Insert the connection and its domains in one transaction. The primary key
+        on the domain refuses a domain another connection owns (also one being
+        inserted concurrently: that insert waits and then fails); the foreign key
+        refuses an unknown org. Either way everything is rolled back."""
+        check_sso_record(connection, client_secret)
+        settings = _sso_settings(connection, client_secret)
+        with self._transaction("create_sso_connection") as cur:
+            cur.execute(
+                self._sql(
+                    "INSERT INTO {s}.sso_connections (id, org_id, protocol, issuer, client_id,"
+                    " scopes, entity_id, sso_url, x509_certificate, client_secret, secret_sealed,"
+                    " created_at, updated_at) VALUES (%(id)s, %(org_id)s, %(protocol)s,"
+                    " %(issuer)s, %(client_id)s, %(scopes)s::text[], %(entity_id)s, %(sso_url)s,"
+                    " %(x509_certificate)s, %(client_secret)s, %(secret_sealed)s,"
+                    " %(created_at)s, %(updated_at)s)"
+                ),
+                {
+                    **settings,
+                    "id": connection.id,
+                    "org_id": connection.org_id,
+                    "created_at": _aware(connection.created_at),
+                },
+            )
+            self._insert_sso_domains(cur, connection.id, connection.domains)
+
+    def update_sso_connection(
+        self, connection: SSOConnectionInfo, client_secret: StoredSecret | None
+    ) -> SSOConnectionInfo | None:
+        """Replace settings and domains in one transaction; the UPDATE locks the
+        connection's row first, so updates of one connection run one after another.
+        A taken domain rolls everything back."""
+        check_sso_record(connection, client_secret)
+        settings = _sso_settings(connection, client_secret)
+        with self._transaction("update_sso_connection") as cur:
+            cur.execute(
+                self._sql(
+                    "UPDATE {s}.sso_connections SET protocol = %(protocol)s,"
+                    " issuer = %(issuer)s, client_id = %(client_id)s,"
+                    " scopes = %(scopes)s::text[], entity_id = %(entity_id)s,"
+                    " sso_url = %(sso_url)s, x509_certificate = %(x509_certificate)s,"
+                    " client_secret = %(client_secret)s, secret_sealed = %(secret_sealed)s,"
+                    " updated_at = %(updated_at)s WHERE id = %(id)s"
+                ),
+                {**settings, "id": connection.id},
+            )
+            if cur.rowcount != 1:
+                return None
+            cur.execute(
+                self._sql("DELETE FROM {s}.sso_domains WHERE connection_id = %s"),
+                (connection.id,),
+            )
+            self._insert_sso_domains(cur, connection.id, connection.domains)
+            row = cur.execute(
+                self._sql(_SELECT_SSO + " WHERE c.id = %s"), (connection.id,)
+            ).fetchone()
+            assert row is not None  # the row is locked by this transaction
+            return _sso_connection(row)
+
+    def _insert_sso_domains(
+        self, cur: psycopg.Cursor[TupleRow], connection_id: str, domains: tuple[str, ...]
+    ) -> None:
+        if domains:
+            cur.execute(self._sql(_INSERT_SSO_DOMAINS), (connection_id, list(domains)))
+
+    def get_sso_connection(self, connection_id: str) -> SSOConnectionInfo | None:
+        """The connection with this id, or ``None``."""
+        row = self._one("get_sso_connection", _SELECT_SSO + " WHERE c.id = %s", (connection_id,))
+        return None if row is None else _sso_connection(row)
+
+    def list_sso_connections(self, org_id: str) -> list[SSOConnectionInfo]:
+        """The org's connections, oldest first (ties by id, bytewise)."""
+        rows = self._all(
+            "list_sso_connections",
+            _SELECT_SSO + ' WHERE c.org_id = %s ORDER BY c.created_at, c.id COLLATE "C"',
+            (org_id,),
+        )
+        return [_sso_connection(row) for row in rows]
+
+    def find_sso_connection_by_domain(self, domain: str) -> SSOConnectionInfo | None:
+        """The connection owning ``domain`` (exact match, by primary key), or ``None``."""
+        row = self._one(
+            "find_sso_connection_by_domain",
+            _SELECT_SSO + " JOIN {s}.sso_domains AS owner ON owner.connection_id = c.id"
+            " WHERE owner.domain = %s",
+            (domain,),
+        )
+        return None if row is None else _sso_connection(row)
+
+    def get_sso_client_secret(self, connection_id: str) -> StoredSecret | None:
+        """The stored secret as given, or ``None``."""
+        row = self._one(
+            "get_sso_client_secret",
+            "SELECT client_secret, secret_sealed FROM {s}.sso_connections WHERE id = %s",
+            (connection_id,),
+        )
+        if row is None or row[0] is None:
+            return None
+        return StoredSecret(str(row[0]), sealed=bool(row[1]))
+
+    def delete_sso_connection(self, connection_id: str) -> bool:
+        """Delete the connection; its domains go with it (ON DELETE CASCADE)."""
+        deleted = self._write(
+            "delete_sso_connection",
+            "DELETE FROM {s}.sso_connections WHERE id = %s",
+            (connection_id,),
+        )
+        return deleted == 1
 
     # -- lifecycle ---------------------------------------------------------------
     def close(self) -> None:
