@@ -13,18 +13,20 @@ from authsome import AlreadyExists, Authsome, InvalidToken, UsageEvent
 from authsome.stores import MemoryStore, SQLiteStore, Store
 from authsome.testing import RecordingLedger
 from tests.conftest import PASSWORD, AuthFactory
+from tests.stores.conftest import postgres_store
 
-StoreFactory = Callable[[Path], Store]
+StoreFactory = Callable[[pytest.FixtureRequest], Store]
 STORES: dict[str, StoreFactory] = {
-    "memory": lambda _tmp: MemoryStore(),
-    "sqlite": lambda tmp: SQLiteStore(tmp / "auth.db"),
+    "memory": lambda _request: MemoryStore(),
+    "postgres": postgres_store,
+    "sqlite": lambda request: SQLiteStore(request.getfixturevalue("tmp_path") / "auth.db"),
 }
 
 
 @pytest.fixture(params=sorted(STORES))
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+def store(request: pytest.FixtureRequest) -> Store:
     factory: StoreFactory = STORES[request.param]
-    return factory(tmp_path)
+    return factory(request)
 
 
 def test_full_flow(make_auth: AuthFactory, store: Store) -> None:

@@ -1,4 +1,4 @@
-"""Fixtures of the ledger tests: a manual clock, both stores, engines that get closed."""
+"""Fixtures of the ledger tests: a manual clock, every store, engines that get closed."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from authsome import ledger
+from tests.support.pgschema import drop_schema
 
 START = datetime(2024, 1, 31, 12, 0, tzinfo=UTC)
 
@@ -53,12 +54,23 @@ def close_all(made: list[ledger.Engine]) -> None:
         made.pop().close(timeout=5)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 def store(
     request: pytest.FixtureRequest, tmp_path: Path, engines: list[ledger.Engine]
 ) -> Iterator[ledger.LedgerStore]:
-    """Each store implementation, fresh."""
+    """Each store implementation, fresh (PostgreSQL: a schema of its own, dropped after)."""
     s: ledger.LedgerStore
+    if request.param == "postgres":
+        dsn: str = request.getfixturevalue("pg_dsn")
+        schema: str = request.getfixturevalue("pg_schema")
+        s = ledger.PostgresStore(dsn, schema=schema, max_size=4)
+        try:
+            yield s
+        finally:
+            close_all(engines)
+            s.close()
+            drop_schema(dsn, schema)
+        return
     s = ledger.MemoryStore() if request.param == "memory" else ledger.SQLiteStore(tmp_path / "l.db")
     yield s
     close_all(engines)

@@ -60,15 +60,25 @@ def test_bad_arguments_are_the_callers_error(eng: ledger.Engine) -> None:
         LedgerAdapter(object())  # type: ignore[arg-type]
 
 
+def test_engine_argument_errors_are_the_callers_not_unavailability(eng: ledger.Engine) -> None:
+    adapter = LedgerAdapter(eng)
+    with pytest.raises(ValueError, match="user_id is required"):  # unique: needs user_id
+        adapter.record_usage(LedgerContext("acme"), "mau")
+    with pytest.raises(ledger.InvalidArgument):
+        adapter.record_usage(LedgerContext("acme"), "api", 2**60)  # over MAX_QUANTITY
+    assert eng.unflushed == 0
+
+
 def test_engine_failures_become_ledger_unavailable(eng: ledger.Engine) -> None:
     adapter = LedgerAdapter(eng)
-    with pytest.raises(LedgerUnavailable) as info:
-        adapter.record_usage(LedgerContext("acme"), "mau")  # engine refuses: no user_id
-    assert isinstance(info.value.__cause__, ledger.InvalidArgument)
     eng.close()
     with pytest.raises(LedgerUnavailable) as closed:
         adapter.check_entitlement(LedgerContext("acme"), "mfa")
     assert isinstance(closed.value.__cause__, ledger.LedgerClosed)
+    with pytest.raises(LedgerUnavailable) as info:
+        adapter.record_usage(LedgerContext("acme", event_id="secret-ish"), "api")
+    assert isinstance(info.value.__cause__, ledger.LedgerClosed)
+    assert "closed" not in str(info.value)  # generic message, the cause is chained
 
 
 def test_buffer_full_becomes_ledger_unavailable(starter: ledger.Plan) -> None:

@@ -45,12 +45,38 @@ def test_ledger_sources_import_only_the_ledger_and_the_stdlib() -> None:
     }
     assert not offenders
     third_party = {
-        name
+        f"{src.relative_to(PACKAGE)}: {name}"
         for src in sources
         for name in imported_modules(src)
         if name.split(".")[0] not in sys.stdlib_module_names and name.split(".")[0] != "authsome"
     }
-    assert not third_party  # stdlib only: nothing to install for the embedded ledger
+    # stdlib only: nothing to install for the embedded ledger. The PostgreSQL store
+    # imports its optional driver lazily (see test_postgres_driver_is_optional).
+    assert third_party <= {"stores/postgres.py: psycopg", "stores/postgres.py: psycopg_pool"}
+
+
+def test_postgres_driver_is_optional() -> None:
+    # Without psycopg installed the ledger imports, and only PostgresStore() complains,
+    # naming the extra to install.
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('psycopg', 'psycopg_pool'):\n"
+        "            raise ImportError(f'No module named {name!r}')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import authsome.ledger as L\n"
+        "assert 'psycopg' not in sys.modules\n"
+        "try:\n"
+        "    L.PostgresStore('host=127.0.0.1')\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(PACKAGE.parent.parent)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert "authsome-engine[postgres]" in out.stdout
 
 
 def test_importing_the_ledger_loads_no_other_authsome_module(tmp_path: Path) -> None:

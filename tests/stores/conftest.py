@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
+from psycopg import sql
 
-from authsome.stores import MemoryStore, SQLiteStore, Store
+from authsome.stores import MemoryStore, PostgresStore, SQLiteStore, Store
 
 StoreFactory = Callable[[pytest.FixtureRequest], Store]
 
@@ -22,8 +24,23 @@ def _sqlite_file(request: pytest.FixtureRequest) -> Store:
     return SQLiteStore(tmp_path / "auth.db")
 
 
+def postgres_store(request: pytest.FixtureRequest) -> Store:
+    """A store in a schema of its own on the suite's server, dropped after the test."""
+    dsn: str = request.getfixturevalue("pg_dsn")
+    schema: str = request.getfixturevalue("pg_schema")
+    request.addfinalizer(lambda: drop_schema(dsn, schema))
+    return PostgresStore(dsn, schema=schema, max_size=4)
+
+
+def drop_schema(dsn: str, schema: str) -> None:
+    """Remove a test's schema and everything in it."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
 STORE_FACTORIES: dict[str, StoreFactory] = {
     "memory": lambda _request: MemoryStore(),
+    "postgres": postgres_store,
     "sqlite": _sqlite_file,
     "sqlite-memory": lambda _request: SQLiteStore(":memory:"),
 }

@@ -6,23 +6,27 @@ engine's arguments. Any object with those two methods works (:class:`LedgerEngin
 the embedded :class:`authsome.ledger.Engine` first of all.
 
 Failures: arguments are validated exactly like :class:`~authsome.bridge.NoopLedger`
-does (``TypeError``/``ValueError``, the caller's bug); anything the engine raises,
-including a full buffer or a store error, becomes
-:class:`~authsome.errors.LedgerUnavailable` (chained), so the auth engine's
-``on_ledger_error`` policy decides what happens.
+does (``TypeError``/``ValueError``, the caller's bug), and so are the engine's own
+argument errors (``InvalidArgument`` is a ``ValueError``, ``InvalidArgumentType`` a
+``TypeError``: they propagate as they are). Anything else the engine raises,
+including a full buffer, a closed engine or a store error, becomes
+:class:`~authsome.errors.LedgerUnavailable` with a generic message and the engine's
+error chained, so the auth engine's ``on_ledger_error`` policy decides what happens.
 """
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import NoReturn, Protocol, runtime_checkable
 
 from authsome.bridge import (
+    _MAX_FIELD,
     LedgerContext,
     _validate_context,
     validate_feature_key,
     validate_quantity,
 )
 from authsome.errors import LedgerUnavailable
+from authsome.ledger.errors import LedgerStoreError
 
 __all__ = ["LedgerAdapter", "LedgerEngine"]
 
@@ -56,7 +60,7 @@ class LedgerEngine(Protocol):
 class LedgerAdapter:
     """A :class:`~authsome.bridge.Ledger` backed by a :class:`LedgerEngine`."""
 
-    __slots__ = ("engine",)
+    __slots__ = ("_entitled", "_meter", "engine")
 
     def __init__(self, engine: LedgerEngine) -> None:
         if not callable(getattr(engine, "meter", None)) or not callable(
@@ -64,30 +68,62 @@ class LedgerAdapter:
         ):
             raise TypeError("engine must have meter() and entitled() methods")
         self.engine = engine
+        self._meter = engine.meter  # bound once: this is on every metered request
+        self._entitled = engine.entitled
 
     def record_usage(self, ctx: LedgerContext, feature_key: str, quantity: int = 1) -> None:
         """Meter ``quantity`` of ``feature_key`` for ``ctx.tenant`` (idempotent per event id)."""
-        _validate_context(ctx)
-        validate_feature_key(feature_key)
-        validate_quantity(quantity)
+        # A LedgerContext validated its fields when it was built (it is frozen), so the
+        # common case is three exact-type checks; anything unusual is validated in full.
+        if (
+            ctx.__class__ is not LedgerContext
+            or feature_key.__class__ is not str
+            or quantity.__class__ is not int
+            or quantity <= 0
+            or not 0 < len(feature_key) <= _MAX_FIELD
+            or feature_key.isspace()
+        ):
+            _validate_context(ctx)
+            validate_feature_key(feature_key)
+            validate_quantity(quantity)
         try:
-            self.engine.meter(
+            self._meter(
                 ctx.tenant, feature_key, quantity, user_id=ctx.user_id, event_id=ctx.event_id
             )
         except Exception as exc:
-            raise LedgerUnavailable(f"ledger could not record {feature_key}: {exc}") from exc
+            _raise_unavailable(exc, "record")
 
     def check_entitlement(self, ctx: LedgerContext, feature_key: str) -> bool:
         """Whether ``ctx.tenant`` is entitled to ``feature_key`` (``Entitlement.allowed``)."""
-        _validate_context(ctx)
-        validate_feature_key(feature_key)
+        if (
+            ctx.__class__ is not LedgerContext
+            or feature_key.__class__ is not str
+            or not 0 < len(feature_key) <= _MAX_FIELD
+            or feature_key.isspace()
+        ):
+            _validate_context(ctx)
+            validate_feature_key(feature_key)
         try:
-            allowed = self.engine.entitled(ctx.tenant, feature_key).allowed
+            allowed = self._entitled(ctx.tenant, feature_key).allowed
         except Exception as exc:
-            raise LedgerUnavailable(f"ledger could not check {feature_key}: {exc}") from exc
+            _raise_unavailable(exc, "check")
         if not isinstance(allowed, bool):
-            raise LedgerUnavailable(f"ledger answered {feature_key} without a bool 'allowed'")
+            raise LedgerUnavailable("ledger answered without a bool 'allowed'")
         return allowed
 
     def __repr__(self) -> str:
         return f"LedgerAdapter({self.engine!r})"
+
+
+def _raise_unavailable(exc: Exception, what: str) -> NoReturn:
+    """Re-raise a caller's bug as it is; turn anything else into LedgerUnavailable.
+
+    ``ValueError``/``TypeError`` from the engine (``InvalidArgument``...) mean the
+    arguments were wrong, which no availability policy should paper over. Store
+    errors that happen to subclass ``ValueError`` (``LedgerDataError``) are the
+    ledger's trouble, not the caller's. The message is generic (it may be logged or
+    shown); the engine's error is chained as ``__cause__``.
+    """
+    if isinstance(exc, ValueError | TypeError) and not isinstance(exc, LedgerStoreError):
+        raise exc
+    raise LedgerUnavailable(f"ledger unavailable: could not {what} usage") from exc

@@ -23,6 +23,7 @@ from authsome.ledger.errors import (
     InvalidArgument,
     InvalidArgumentType,
     LedgerClosed,
+    LedgerDataError,
     LedgerError,
     LedgerStoreError,
     NoSubscription,
@@ -30,6 +31,8 @@ from authsome.ledger.errors import (
     UnknownPlan,
 )
 from authsome.ledger.plans import (
+    MAX_COUNTER,
+    MAX_QUANTITY,
     Aggregation,
     BillingPeriod,
     Entitlement,
@@ -42,9 +45,11 @@ from authsome.ledger.plans import (
     Status,
     Subscription,
 )
-from authsome.ledger.stores import LedgerStore, MemoryStore, SQLiteStore
+from authsome.ledger.stores import LedgerStore, MemoryStore, PostgresStore, SQLiteStore
 
 __all__ = [
+    "MAX_COUNTER",
+    "MAX_QUANTITY",
     "Aggregation",
     "BillingPeriod",
     "BufferFull",
@@ -57,6 +62,7 @@ __all__ = [
     "InvalidArgument",
     "InvalidArgumentType",
     "LedgerClosed",
+    "LedgerDataError",
     "LedgerError",
     "LedgerStore",
     "LedgerStoreError",
@@ -65,6 +71,7 @@ __all__ = [
     "NoSubscription",
     "Period",
     "Plan",
+    "PostgresStore",
     "Reason",
     "ReportRow",
     "SQLiteStore",

@@ -43,9 +43,11 @@ from authsome.ledger.errors import (
     NoSubscription,
     UnknownPlan,
 )
-from authsome.ledger.meter import Meter, RawEvent, Spool
+from authsome.ledger.meter import Meter, Quarantined, RawEvent, Spool
 from authsome.ledger.plans import (
     EPOCH,
+    MAX_KEY,
+    MAX_QUANTITY,
     BillingPeriod,
     Entitlement,
     Feature,
@@ -60,6 +62,7 @@ from authsome.ledger.plans import (
     check_quantity,
     decide,
     denied,
+    is_utf8,
     period_bounds,
 )
 from authsome.ledger.stores._protocol import ConsumeRequest, LedgerStore
@@ -98,14 +101,15 @@ def _utc(ts: float) -> datetime:
 class Engine:
     """The embedded metering and entitlement engine.
 
-    ``Engine(store=SQLiteStore("billing.db"))`` is the usual setup; with no store the
-    engine keeps everything in memory. ``flush_interval`` (s) is how often the
-    background thread writes pending usage, ``batch_size`` how many waiting events
-    make it flush early, ``max_buffer`` how many unflushed events it holds before
-    ``meter`` blocks (for at most ``buffer_timeout`` s). ``cache_ttl`` (s) bounds how
-    stale an entitlement may be with respect to *other* processes. ``default_plan``
-    applies to tenants without a subscription (calendar-month periods); without it
-    they are refused with reason ``no_subscription``.
+    ``Engine(store=SQLiteStore("billing.db"))`` is the usual setup, and
+    ``Engine(store=PostgresStore(dsn))`` when processes on several machines share one
+    ledger; with no store the engine keeps everything in memory. ``flush_interval`` (s)
+    is how often the background thread writes pending usage, ``batch_size`` how many
+    waiting events make it flush early, ``max_buffer`` how many unflushed events it
+    holds before ``meter`` blocks (for at most ``buffer_timeout`` s). ``cache_ttl`` (s)
+    bounds how stale an entitlement may be with respect to *other* processes.
+    ``default_plan`` applies to tenants without a subscription (calendar-month periods);
+    without it they are refused with reason ``no_subscription``.
 
     Use it as a context manager or call :meth:`close`; an ``atexit`` hook drains it
     too if you forget.
@@ -130,6 +134,8 @@ class Engine:
         _positive(batch_size, "batch_size", int)
         _positive(max_buffer, "max_buffer", int)
         _positive(buffer_timeout, "buffer_timeout")
+        if isinstance(cache_ttl, bool) or not isinstance(cache_ttl, int | float):
+            raise InvalidArgumentType("cache_ttl must be a number")
         _positive(cache_ttl + 1, "cache_ttl + 1")  # zero is fine: no caching
         if durability not in ("memory", "spool"):
             raise InvalidArgument(f"durability must be 'memory' or 'spool', got {durability!r}")
@@ -152,6 +158,8 @@ class Engine:
         self._unique_keys: set[str] = set()
         self._generation = 0  # bumped by every plan/subscription change in this process
         self._admin = threading.Lock()
+        self._releasing = threading.Lock()
+        self._closing = threading.Lock()
         for plan_key in self.store.plan_keys():  # meter() must know which keys need a user_id
             plan = self.store.get_plan(plan_key)
             if plan is not None:
@@ -310,41 +318,79 @@ class Engine:
         reaches the store with the next flush; entitlements count it immediately.
         """
         # The hot path: cheap exact-type checks first, messages only on failure.
+        # The hot path: cheap exact-type checks first, messages only on failure. It
+        # accepts exactly what check_key/check_quantity accept (str subclasses aside).
         if (
             tenant.__class__ is not str
             or key.__class__ is not str
             or quantity.__class__ is not int
-            or quantity <= 0
-            or not tenant
-            or not key
+            or not 0 < quantity <= MAX_QUANTITY
+            or not 0 < len(tenant) <= MAX_KEY
+            or not 0 < len(key) <= MAX_KEY
             or tenant.isspace()
             or key.isspace()
+            or not (tenant.isascii() or is_utf8(tenant))
+            or not (key.isascii() or is_utf8(key))
         ):
             _reject(tenant, key, quantity)
         if user_id is None:
             if key in self._unique_keys:
                 raise InvalidArgument(f"{key!r} counts unique users: user_id is required")
-        elif user_id.__class__ is not str or not user_id:
+        elif (
+            user_id.__class__ is not str
+            or not 0 < len(user_id) <= MAX_KEY
+            or user_id.isspace()
+            or not (user_id.isascii() or is_utf8(user_id))
+        ):
             check_key(user_id, "user_id")
+        m = self._m
         fresh = False
         if event_id is None:
-            if self._m.spool is not None:  # spooled events need an id to replay idempotently
+            if m.spool is not None:  # spooled events need an id to replay idempotently
                 event_id = self._id_prefix + str(next(self._ids))
                 fresh = True
-        elif event_id.__class__ is not str or not event_id:
+        elif (
+            event_id.__class__ is not str
+            or not 0 < len(event_id) <= MAX_KEY
+            or event_id.isspace()
+            or not (event_id.isascii() or is_utf8(event_id))
+        ):
             check_key(event_id, "event_id")
         ts = self._time() if at is None else to_utc(at, "at").timestamp()
-        self._append((ts, tenant, key, quantity, user_id, event_id, fresh))
+        if m.spool is not None:
+            self._append((ts, tenant, key, quantity, user_id, event_id, fresh))
+            return
+        with m.lock:  # _append, inlined: this is the hot path
+            if len(m.raw) >= m.trigger:
+                m.make_room()  # wakes the flusher; blocks (or raises BufferFull) when full
+            elif m.closed:
+                raise LedgerClosed("the ledger engine is closed")
+            m.raw.append((ts, tenant, key, quantity, user_id, event_id, False))
+            self._cache.pop((tenant, key), None)
 
     def release(
         self, tenant: str, key: str, quantity: int = 1, *, event_id: str | None = None
     ) -> None:
-        """Give back ``quantity`` seats of a seat feature (a member left); buffered like meter."""
+        """Give back ``quantity`` seats of a seat feature (a member left); buffered like meter.
+
+        Releasing more than is in use releases what is in use: usage never goes below
+        0, so a retried "member removed" hook cannot lift the seat limit. (The stores
+        clamp at 0 too, for releases racing in from other processes.)
+        """
         check_key(tenant, "tenant")
         check_key(key, "key")
         check_quantity(quantity)
         if event_id is not None:
             check_key(event_id, "event_id")
+        self._check_open()
+        with self._releasing:  # one at a time, so two releases cannot both see the seat
+            start = self.period(tenant, key).start
+            persisted, pending = self._usage_parts(tenant, key, start)
+            quantity = min(quantity, max(0, persisted + pending))
+            if quantity:
+                self._release(tenant, key, quantity, event_id)
+
+    def _release(self, tenant: str, key: str, quantity: int, event_id: str | None) -> None:
         fresh = event_id is None and self._m.spool is not None
         if fresh:
             event_id = self._id_prefix + str(next(self._ids))
@@ -502,10 +548,12 @@ class Engine:
             retry_possible = unique or event_id is not None
             if not ent.allowed and not (ent.reason is Reason.LIMIT_REACHED and retry_possible):
                 return ent
-            if feature.limit is None:  # nothing to race for: buffered like meter
-                self.meter(tenant, key, quantity, user_id=user_id, event_id=event_id)
-                return _after(ent, 1 if unique else quantity)
-            return self._consume_limited(tenant, feature, quantity, user_id, event_id, now_ts)
+            if feature.limit is not None:
+                return self._consume_limited(tenant, feature, quantity, user_id, event_id, now_ts)
+        # Unlimited: nothing to race for, so buffered like meter, and outside ``state``:
+        # with a full buffer meter waits for the flusher, which needs ``state``.
+        self.meter(tenant, key, quantity, user_id=user_id, event_id=event_id)
+        return _after(ent, 1 if unique else quantity)
 
     def _feature(self, tenant: str, key: str, now_ts: float) -> Feature | None:
         view = self._view(tenant, now_ts)
@@ -528,11 +576,16 @@ class Engine:
         assert limit is not None
         view = self._view(tenant, now_ts)
         start = period_bounds(view.anchor, feature.period, _utc(now_ts)).start
-        _, pending = self._usage_parts(tenant, feature.key, start)
+        period = int(start.timestamp())
+        persisted, pending = self._usage_parts(tenant, feature.key, start)
+        if feature.unique and user_id in self._m.pending_parts(tenant, feature.key, period)[2]:
+            # Already counted this period (pending, maybe persisted too): admit, write
+            # nothing, and count the user once (not again on top of ``pending``).
+            return _decided(feature, max(0, persisted + pending), True)
         request = ConsumeRequest(
             tenant,
             feature.key,
-            int(start.timestamp()),
+            period,
             quantity,
             ceiling=limit - pending,
             unique=feature.unique,
@@ -542,14 +595,7 @@ class Engine:
         result = self.store.consume(request)
         with self._m.lock:
             self._cache.pop((tenant, feature.key), None)
-        used = max(0, result.used + pending)
-        if not result.applied:
-            reason = Reason.LIMIT_REACHED
-        elif feature.soft_limit is not None and used > feature.soft_limit:
-            reason = Reason.SOFT_LIMIT
-        else:
-            reason = Reason.OK
-        return Entitlement(result.applied, feature.key, used, limit, max(0, limit - used), reason)
+        return _decided(feature, max(0, result.used + pending), result.applied)
 
     # --- usage and reports -------------------------------------------------------------
 
@@ -589,11 +635,15 @@ class Engine:
         for f in () if plan is None else plan.features:
             ent, _ = self._decide(tenant, f.key, 1, now_ts)
             bounds = None if f.kind is FeatureKind.BOOLEAN else self.period(tenant, f.key)
+            used = 0
+            if bounds is not None:  # read, not ent.used: a denial (canceled...) says 0
+                persisted, pending = self._usage_parts(tenant, f.key, bounds.start)
+                used = max(0, persisted + pending)
             rows.append(
                 ReportRow(
                     feature=f.key,
                     kind=f.kind,
-                    used=ent.used,
+                    used=used,
                     limit=f.limit,
                     soft_limit=f.soft_limit,
                     period_start=None if bounds is None or bounds.end is None else bounds.start,
@@ -612,7 +662,7 @@ class Engine:
         generation = self._generation
         sub = self.store.get_subscription(tenant)
         key = sub.plan if sub is not None else self._default_plan
-        plan = None if key is None else self._plan_cached(key, now_ts)
+        plan = None if key is None else self._plan_cached(key, now_ts, generation)
         anchor = EPOCH if sub is None else sub.anchor
         view = _View(sub, plan, anchor, now_ts + self._ttl)
         with self._admin:
@@ -621,7 +671,10 @@ class Engine:
                 self._windows[tenant] = {}
         return view
 
-    def _plan_cached(self, key: str, now_ts: float) -> Plan:
+    def _plan_cached(self, key: str, now_ts: float, generation: int) -> Plan:
+        """Plan ``key``, from the cache when fresh. ``generation`` is the one read before
+        anything else this lookup is based on: a plan read while ``define_plan`` ran in
+        this process may be the old version, so it is only cached if none happened."""
         hit = self._plans.get(key)
         if hit is not None and hit[1] > now_ts:
             return hit[0]
@@ -629,7 +682,9 @@ class Engine:
         if plan is None:
             raise UnknownPlan(key)
         self._learn(plan)
-        self._plans[key] = (plan, now_ts + self._ttl)
+        with self._admin:
+            if generation == self._generation:
+                self._plans[key] = (plan, now_ts + self._ttl)
         return plan
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -649,6 +704,17 @@ class Engine:
             self._m.drain(timeout)
 
     @property
+    def quarantined(self) -> list[Quarantined]:
+        """Usage records the store refused for good (each also logged as an error).
+
+        A flush that fails with :class:`~authsome.ledger.errors.LedgerDataError`
+        halves its batch until the offending record is alone, sets it aside here and
+        writes the rest; it is not retried. Input validation makes this rare (a store
+        with narrower limits than the engine's, say).
+        """
+        return list(self._m.quarantined)
+
+    @property
     def unflushed(self) -> int:
         """How many metered events are not in the store yet."""
         return self._m.unflushed()
@@ -661,9 +727,10 @@ class Engine:
         for the next start, in memory mode they are lost, and the error says how many.
         The store passed in is not closed (it belongs to the caller).
         """
-        if self._closed:
-            return
-        self._closed = True
+        with self._closing:  # two threads closing at once: one drains, one returns
+            if self._closed:
+                return
+            self._closed = True
         atexit.unregister(self._exit_hook)
         m = self._m
         with m.lock:  # from here meter() refuses: nothing can slip in after the drain
@@ -726,6 +793,19 @@ def _reject(tenant: object, key: object, quantity: object) -> None:
     check_key(key, "key")
     check_quantity(quantity)
     raise InvalidArgumentType("quantity must be exactly an int")  # an int subclass
+
+
+def _decided(feature: Feature, used: int, applied: bool) -> Entitlement:
+    """The answer of a limited ``consume``: ``used`` counts the use when ``applied``."""
+    limit = feature.limit
+    assert limit is not None
+    if not applied:
+        reason = Reason.LIMIT_REACHED
+    elif feature.soft_limit is not None and used > feature.soft_limit:
+        reason = Reason.SOFT_LIMIT
+    else:
+        reason = Reason.OK
+    return Entitlement(applied, feature.key, used, limit, max(0, limit - used), reason)
 
 
 def _after(ent: Entitlement, quantity: int) -> Entitlement:

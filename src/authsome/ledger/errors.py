@@ -14,6 +14,7 @@ __all__ = [
     "InvalidArgument",
     "InvalidArgumentType",
     "LedgerClosed",
+    "LedgerDataError",
     "LedgerError",
     "LedgerStoreError",
     "NoSubscription",
@@ -69,6 +70,12 @@ class LedgerStoreError(LedgerError):
 
     Metered events of a failed flush stay buffered and are retried.
     """
+
+
+class LedgerDataError(LedgerStoreError, ValueError):
+    """The store can never apply this data (a value out of range, text it cannot
+    encode...): retrying will not help. A flush that gets it isolates the offending
+    record and quarantines it (``Engine.quarantined``) instead of retrying forever."""
 
 
 class SpoolError(LedgerStoreError):

@@ -20,15 +20,24 @@ Lock order: ``state`` before ``lock``.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import os
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import NamedTuple
 
-from authsome.ledger.errors import BufferFull, LedgerClosed, SpoolError
+from authsome.ledger.errors import (
+    BufferFull,
+    LedgerClosed,
+    LedgerDataError,
+    LedgerError,
+    SpoolError,
+)
 from authsome.ledger.stores._protocol import LedgerStore, UniqueUse, UsageBatch, UsageDelta
 
 try:  # the spool lock is advisory and POSIX-only; elsewhere one engine per spool is on you
@@ -36,7 +45,7 @@ try:  # the spool lock is advisory and POSIX-only; elsewhere one engine per spoo
 except ImportError:  # pragma: no cover - not on POSIX
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["Meter", "Pending", "RawEvent", "Spool"]
+__all__ = ["Meter", "Pending", "Quarantined", "RawEvent", "Spool"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +55,16 @@ RawEvent = tuple[float, str, str, int, str | None, str | None, bool]
 ``id_is_fresh`` marks ids the engine generated itself: they cannot be in the store
 yet, so pending usage need not ask the store about them.
 """
+
+_MAX_DELTA = 2**62
+
+
+class Quarantined(NamedTuple):
+    """A usage record the store refused for good (:class:`LedgerDataError`), set aside."""
+
+    record: UsageDelta | UniqueUse
+    error: str
+
 
 Resolver = Callable[[str, str, float], tuple[int, bool]]
 """(tenant, feature, timestamp) -> (period_start, counts_unique_users)."""
@@ -103,16 +122,19 @@ class Pending:
         else:
             bucket.checked[event_id] = qty
 
-    def batch(self) -> UsageBatch:
+    def batch(self, batch_id: str | None = None) -> UsageBatch:
         """The store records for everything in here."""
         deltas: list[UsageDelta] = []
         uniques: list[UniqueUse] = []
         for (tenant, key, start), b in self.buckets.items():
-            if b.anon:
-                deltas.append(UsageDelta(tenant, key, start, b.anon))
+            anon = b.anon
+            while anon:  # keep each delta well inside a signed 64-bit integer
+                part = max(-_MAX_DELTA, min(anon, _MAX_DELTA))
+                deltas.append(UsageDelta(tenant, key, start, part))
+                anon -= part
             deltas.extend(UsageDelta(tenant, key, start, q, e) for e, q in b.ids.items())
             uniques.extend(UniqueUse(tenant, key, start, u) for u in b.users)
-        return UsageBatch(deltas, uniques)
+        return UsageBatch(deltas, uniques, batch_id)
 
 
 class Spool:
@@ -186,9 +208,12 @@ class Spool:
 
     def write(self, ev: RawEvent) -> None:
         """Append one event with a single ``write(2)``. Call with the meter lock held."""
-        line = self._encode(ev[:6]) + "\n"
         try:
-            os.write(self._fd, line.encode())
+            data = (self._encode(ev[:6]) + "\n").encode()
+        except (ValueError, TypeError) as exc:  # e.g. a lone surrogate: never acknowledged
+            raise SpoolError(f"cannot encode event for the spool: {exc}") from exc
+        try:
+            os.write(self._fd, data)
         except OSError as exc:
             raise SpoolError(f"cannot append to spool: {exc}") from exc
         self._dirty = True
@@ -254,7 +279,10 @@ class Meter:
         self.raw: list[RawEvent] = []
         self.pending = Pending()
         self.inflight: Pending | None = None
-        self._inflight_batch: UsageBatch | None = None
+        self._parts: list[UsageBatch] = []  # what of the in-flight batch is left to apply
+        self.quarantined: list[Quarantined] = []
+        self._batch_prefix = f"{secrets.token_hex(8)}-"
+        self._batch_numbers = itertools.count(1)
         self.held = 0  # events staged or in flight (raw ones are len(raw))
         self.trigger = min(batch_size, max_buffer)
         self.closed = False
@@ -328,12 +356,11 @@ class Meter:
                 if not self.pending:
                     return False
                 self.inflight, self.pending = self.pending, Pending()
-                self._inflight_batch = self.inflight.batch()
+                batch = self.inflight.batch(f"{self._batch_prefix}{next(self._batch_numbers)}")
+                self._parts = [batch] if len(batch) else []
             done = self.inflight
-            assert self._inflight_batch is not None
-            if len(self._inflight_batch):
-                self.store.apply_usage(self._inflight_batch)
-            self.inflight = self._inflight_batch = None
+            self._apply_parts()
+            self.inflight = None
             with self.lock:
                 self.held -= done.events
                 self._retrigger()
@@ -341,6 +368,30 @@ class Meter:
         if self.spool is not None:
             self.spool.delete(done.segments)
         return more
+
+    def _apply_parts(self) -> None:
+        """Apply what is left of the in-flight batch. A transient failure propagates (the
+        rest stays for the retry); a record the store can never take is isolated by
+        halving the batch that holds it, then quarantined, so it cannot block the rest."""
+        parts = self._parts
+        while parts:
+            part = parts[0]
+            try:
+                self.store.apply_usage(part)
+            except Exception as exc:
+                if not _permanent(exc):
+                    raise
+                del parts[0]
+                if len(part) > 1:
+                    parts[:0] = _halves(part)
+                else:
+                    record: UsageDelta | UniqueUse = (
+                        part.deltas[0] if part.deltas else part.uniques[0]
+                    )
+                    log.error("ledger store refused %r for good, quarantined: %s", record, exc)
+                    self.quarantined.append(Quarantined(record, str(exc)))
+                continue
+            del parts[0]
 
     def drain(self, timeout: float | None) -> None:
         """Flush until empty, retrying failures with back-off; raise the last error
@@ -358,7 +409,8 @@ class Meter:
                 delay = min(delay * 2, self.retry_backoff[1])
                 continue
             if self.spool is not None:
-                self.spool.sync()
+                with self.lock:  # rotate() closes the fd under this lock
+                    self.spool.sync()
             return
 
     def unflushed(self) -> int:
@@ -407,7 +459,8 @@ class Meter:
                 while self.flush_once() and not self._stop.is_set():
                     pass
                 if self.spool is not None:
-                    self.spool.sync()
+                    with self.lock:  # rotate() closes the fd under this lock
+                        self.spool.sync()
             except Exception as exc:
                 self.failures += 1
                 log.warning(
@@ -427,3 +480,22 @@ class Meter:
         self._wake.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
+
+
+def _permanent(exc: Exception) -> bool:
+    """Whether applying the same records again must fail the same way."""
+    if isinstance(exc, LedgerError):
+        return isinstance(exc, LedgerDataError)
+    return isinstance(exc, ValueError | TypeError | ArithmeticError)  # a foreign store's
+
+
+def _halves(batch: UsageBatch) -> list[UsageBatch]:
+    records = [*batch.deltas, *batch.uniques]
+    mid = len(records) // 2
+    out = []
+    for n, half in enumerate((records[:mid], records[mid:])):
+        deltas = [r for r in half if isinstance(r, UsageDelta)]
+        uniques = [r for r in half if isinstance(r, UniqueUse)]
+        bid = None if batch.batch_id is None else f"{batch.batch_id}.{n}"  # new, unique ids
+        out.append(UsageBatch(deltas, uniques, bid))
+    return out

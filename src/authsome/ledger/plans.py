@@ -25,6 +25,9 @@ from authsome.ledger.errors import InvalidArgument, InvalidArgumentType
 
 __all__ = [
     "EPOCH",
+    "MAX_COUNTER",
+    "MAX_KEY",
+    "MAX_QUANTITY",
     "Aggregation",
     "BillingPeriod",
     "Entitlement",
@@ -43,12 +46,17 @@ __all__ = [
     "denied",
     "dump_plan",
     "dump_subscription",
+    "is_utf8",
     "load_plan",
     "load_subscription",
     "period_bounds",
 ]
 
 MAX_KEY = 256
+MAX_QUANTITY = 2**53 - 1
+"""The largest quantity one call may meter, consume or release (exact as a float, too)."""
+MAX_COUNTER = 2**63 - 1
+"""Stores keep counters in signed 64-bit integers and saturate them here."""
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 """Start of the single period of features that never reset, and the anchor of default plans."""
 
@@ -113,20 +121,32 @@ class Reason(StrEnum):
 
 
 def check_key(value: object, name: str = "key") -> str:
-    """Return ``value`` if it is a non-blank ``str`` of at most 256 characters."""
+    """Return ``value`` if it is a non-blank ``str`` of at most 256 characters that
+    UTF-8 can encode."""
     if not isinstance(value, str):
         raise InvalidArgumentType(f"{name} must be a str, not {type(value).__name__}")
     if not value or value.isspace() or len(value) > MAX_KEY:
         raise InvalidArgument(f"{name} must be 1..{MAX_KEY} non-blank characters")
+    if not (value.isascii() or is_utf8(value)):
+        raise InvalidArgument(f"{name} is not valid Unicode text (a lone surrogate?)")
     return value
 
 
+def is_utf8(value: str) -> bool:
+    """Whether ``value`` can be encoded as UTF-8 (no lone surrogates): stores need that."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_quantity(value: object, name: str = "quantity") -> int:
-    """Return ``value`` if it is a positive ``int``; ``bool`` and floats are refused."""
+    """Return ``value`` if it is an ``int`` in 1..MAX_QUANTITY; ``bool`` and floats are refused."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidArgumentType(f"{name} must be an int, not {type(value).__name__}")
-    if value <= 0:
-        raise InvalidArgument(f"{name} must be positive, got {value}")
+    if not 0 < value <= MAX_QUANTITY:
+        raise InvalidArgument(f"{name} must be 1..{MAX_QUANTITY}, got {value}")
     return value
 
 

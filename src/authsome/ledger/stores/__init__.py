@@ -1,7 +1,9 @@
 """Ledger stores: where plans, subscriptions and usage are persisted.
 
-:class:`MemoryStore` and :class:`SQLiteStore` implement the :class:`LedgerStore`
-Protocol; any other backend that follows its contract plugs in the same way.
+:class:`MemoryStore`, :class:`SQLiteStore` and :class:`PostgresStore` implement the
+:class:`LedgerStore` Protocol; any other backend that follows its contract plugs in the
+same way. :class:`PostgresStore` needs the optional ``postgres`` extra only when it is
+instantiated: importing it never requires psycopg.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from authsome.ledger.stores._protocol import (
     UsageRecord,
 )
 from authsome.ledger.stores.memory import MemoryStore
+from authsome.ledger.stores.postgres import PostgresStore
 from authsome.ledger.stores.sqlite import SQLiteStore
 
 __all__ = [
@@ -23,6 +26,7 @@ __all__ = [
     "ConsumeResult",
     "LedgerStore",
     "MemoryStore",
+    "PostgresStore",
     "SQLiteStore",
     "UniqueUse",
     "UsageBatch",

@@ -10,7 +10,15 @@ batches that a store applies *atomically and idempotently*:
 * a :class:`UniqueUse` adds a user to the distinct set of ``(tenant, feature,
   period_start)`` and bumps the counter only if the user was not in it yet;
 * counters are updated as upserts (``used = used + delta``), never read-modify-write
-  in Python, so several writers on one database add up exactly.
+  in Python, so several writers on one database add up exactly;
+* a counter is clamped to ``0 <= used <= 2**63 - 1`` after adding the *net* delta a
+  batch has for it: releasing more seats than are held leaves 0 (not a credit that
+  would lift the limit later), and a counter saturates instead of overflowing. Each
+  ``UsageDelta.quantity`` the engine sends fits in ``-(2**62)..2**62``;
+* a record a store can never apply (a value out of its range, text it cannot
+  encode) raises :class:`~authsome.ledger.errors.LedgerDataError`, and the
+  transaction rolls back; any other failure raises
+  :class:`~authsome.ledger.errors.LedgerStoreError` and is retried as transient.
 
 :meth:`LedgerStore.consume` is the one conditional write: "record this use only if
 the total stays within ``ceiling``", atomic in the database (a single transaction
@@ -61,10 +69,18 @@ class UniqueUse(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class UsageBatch:
-    """What one flush writes, in one transaction."""
+    """What one flush writes, in one transaction.
+
+    ``batch_id`` makes the whole batch idempotent: a store records it in the same
+    transaction and applies a batch whose id it already recorded as a no-op. That is
+    what keeps events *without* an event id from counting twice when a commit
+    succeeded but its acknowledgement was lost and the engine retries. Stores keep
+    batch ids for at least a day (retries happen within seconds).
+    """
 
     deltas: Sequence[UsageDelta] = ()
     uniques: Sequence[UniqueUse] = ()
+    batch_id: str | None = None
 
     def __len__(self) -> int:
         return len(self.deltas) + len(self.uniques)
@@ -133,7 +149,8 @@ class LedgerStore(Protocol):
         ...
 
     def apply_usage(self, batch: UsageBatch) -> None:
-        """Apply ``batch`` atomically (all or nothing) and idempotently per event id."""
+        """Apply ``batch`` atomically (all or nothing), idempotently per event id, and
+        not at all if its ``batch_id`` was applied before."""
         ...
 
     def get_usage(self, tenant: str, feature: str, period_start: int) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Collection
 
-from authsome.ledger.plans import Plan, Subscription
+from authsome.ledger.plans import MAX_COUNTER, Plan, Subscription
 from authsome.ledger.stores._protocol import (
     ConsumeRequest,
     ConsumeResult,
@@ -31,6 +31,7 @@ class MemoryStore:
         self._subs: dict[str, Subscription] = {}
         self._usage: dict[_Counter, int] = {}
         self._events: set[tuple[str, str, str]] = set()
+        self._batches: set[str] = set()
         self._users: dict[_Counter, set[str]] = {}
 
     def put_plan(self, plan: Plan) -> Plan:
@@ -71,8 +72,12 @@ class MemoryStore:
 
     def apply_usage(self, batch: UsageBatch) -> None:
         """Apply ``batch``; under the lock it is trivially all-or-nothing."""
+        increments: dict[_Counter, int] = {}
         with self._lock:
-            usage = self._usage
+            if batch.batch_id is not None:
+                if batch.batch_id in self._batches:
+                    return  # applied before; its acknowledgement was lost
+                self._batches.add(batch.batch_id)
             for d in batch.deltas:
                 if d.event_id is not None:
                     marker = (d.tenant, d.feature, d.event_id)
@@ -80,13 +85,16 @@ class MemoryStore:
                         continue
                     self._events.add(marker)
                 counter = (d.tenant, d.feature, d.period_start)
-                usage[counter] = usage.get(counter, 0) + d.quantity
+                increments[counter] = increments.get(counter, 0) + d.quantity
             for u in batch.uniques:
                 counter = (u.tenant, u.feature, u.period_start)
                 users = self._users.setdefault(counter, set())
                 if u.user_id not in users:
                     users.add(u.user_id)
-                    usage[counter] = usage.get(counter, 0) + 1
+                    increments[counter] = increments.get(counter, 0) + 1
+            usage = self._usage
+            for counter, n in increments.items():  # net per counter, like the SQL stores
+                usage[counter] = max(0, min(usage.get(counter, 0) + n, MAX_COUNTER))
 
     def get_usage(self, tenant: str, feature: str, period_start: int) -> int:
         """The persisted usage of one period."""

@@ -15,8 +15,9 @@ from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from authsome.ledger.errors import LedgerStoreError
+from authsome.ledger.errors import LedgerDataError, LedgerStoreError
 from authsome.ledger.plans import (
+    MAX_COUNTER,
     Plan,
     Subscription,
     dump_plan,
@@ -57,12 +58,22 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             user_id TEXT NOT NULL, PRIMARY KEY (tenant, feature, period_start, user_id))
             WITHOUT ROWID""",
     ),
+    (
+        """CREATE TABLE ledger_batches (
+            batch_id TEXT PRIMARY KEY, applied_at REAL NOT NULL) WITHOUT ROWID""",
+    ),
 )
 
+# Counters never go below 0 (releasing more seats than are held leaves 0, not a credit)
+# and saturate at MAX_COUNTER instead of overflowing (SQLite would make them REAL).
 _UPSERT = (
-    "INSERT INTO ledger_usage (tenant, feature, period_start, used) VALUES (?, ?, ?, ?) "
-    "ON CONFLICT (tenant, feature, period_start) DO UPDATE SET used = used + excluded.used"
+    "INSERT INTO ledger_usage (tenant, feature, period_start, used) "
+    "VALUES (?1, ?2, ?3, MAX(0, ?4)) "
+    "ON CONFLICT (tenant, feature, period_start) DO UPDATE SET used = MAX(0, CASE "
+    "WHEN ?4 > 0 AND used > 9223372036854775807 - ?4 "
+    "THEN 9223372036854775807 ELSE used + ?4 END)"
 )
+assert MAX_COUNTER == 9223372036854775807  # the literal above
 _INSERT_EVENT = (
     "INSERT OR IGNORE INTO ledger_events (tenant, feature, event_id, period_start, quantity) "
     "VALUES (?, ?, ?, ?, ?)"
@@ -71,6 +82,10 @@ _INSERT_USER = (
     "INSERT OR IGNORE INTO ledger_users (tenant, feature, period_start, user_id) "
     "VALUES (?, ?, ?, ?)"
 )
+_INSERT_BATCH = "INSERT OR IGNORE INTO ledger_batches (batch_id, applied_at) VALUES (?, ?)"
+_PRUNE_BATCHES = "DELETE FROM ledger_batches WHERE applied_at < ?"
+_PRUNE_EVERY = 1024  # batches between prunes (a prune scans the table)
+_KEEP_BATCHES = 86_400.0  # seconds a batch id is remembered (retries take seconds)
 _GET_USAGE = "SELECT used FROM ledger_usage WHERE tenant = ? AND feature = ? AND period_start = ?"
 _MAX_VARS = 500  # stay far below SQLite's bound on host parameters per statement
 
@@ -86,6 +101,7 @@ class SQLiteStore:
     def __init__(self, path: str | os.PathLike[str], *, timeout: float = 10.0) -> None:
         self.path = os.fspath(path)
         self._lock = threading.RLock()
+        self._batches = 0  # applied by this store object, to prune now and then
         try:
             self._db = sqlite3.connect(
                 self.path, timeout=timeout, isolation_level=None, check_same_thread=False
@@ -121,6 +137,10 @@ class SQLiteStore:
     def _call(self, fn: Callable[[], _T]) -> _T:
         try:
             return fn()
+        except (sqlite3.IntegrityError, sqlite3.DataError, OverflowError, ValueError) as exc:
+            # The data, not the database: retrying the same records fails the same way.
+            # (UnicodeError is a ValueError.)
+            raise LedgerDataError(f"ledger database refused the data: {exc}") from exc
         except sqlite3.Error as exc:
             raise LedgerStoreError(f"ledger database error: {exc}") from exc
 
@@ -226,21 +246,35 @@ class SQLiteStore:
         def run() -> None:
             increments: dict[tuple[str, str, int], int] = {}
             with self._tx() as db:
+                if batch.batch_id is not None:
+                    now = time.time()
+                    cur = db.execute(_INSERT_BATCH, (batch.batch_id, now))
+                    if cur.rowcount != 1:
+                        return  # applied before; its acknowledgement was lost
+                    self._batches += 1
+                    if self._batches % _PRUNE_EVERY == 0:
+                        db.execute(_PRUNE_BATCHES, (now - _KEEP_BATCHES,))
+                # Event ids go in with one executemany per (counter, quantity): its
+                # rowcount is how many were new (INSERT OR IGNORE skips known ones), so
+                # the increment is exact without a round trip per event.
+                with_ids: dict[tuple[str, str, int, int], list[tuple[object, ...]]] = {}
                 for d in batch.deltas:
-                    if d.event_id is not None:
-                        cur = db.execute(
-                            _INSERT_EVENT,
-                            (d.tenant, d.feature, d.event_id, d.period_start, d.quantity),
-                        )
-                        if cur.rowcount != 1:
-                            continue  # seen before: this event already counted
                     counter = (d.tenant, d.feature, d.period_start)
-                    increments[counter] = increments.get(counter, 0) + d.quantity
+                    if d.event_id is None:
+                        increments[counter] = increments.get(counter, 0) + d.quantity
+                    else:
+                        with_ids.setdefault((*counter, d.quantity), []).append(
+                            (d.tenant, d.feature, d.event_id, d.period_start, d.quantity)
+                        )
+                for (tenant, feature, start, quantity), rows in with_ids.items():
+                    new = db.executemany(_INSERT_EVENT, rows).rowcount
+                    counter = (tenant, feature, start)
+                    increments[counter] = increments.get(counter, 0) + new * quantity
                 for u in batch.uniques:
                     if db.execute(_INSERT_USER, u).rowcount == 1:
                         counter = (u.tenant, u.feature, u.period_start)
                         increments[counter] = increments.get(counter, 0) + 1
-                db.executemany(_UPSERT, [(*c, n) for c, n in increments.items()])
+                db.executemany(_UPSERT, [(*c, _saturate(n)) for c, n in increments.items()])
 
         self._call(run)
 
@@ -338,3 +372,8 @@ class SQLiteStore:
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
+
+
+def _saturate(n: int) -> int:
+    """A batch's net change of one counter, within what SQLite's INTEGER holds."""
+    return max(-MAX_COUNTER, min(n, MAX_COUNTER))

@@ -1,0 +1,124 @@
+"""A Flask app on authsome: sign-up, sign-in, a protected route, a plan-gated route.
+
+Run it (``pip install "authsome-engine[flask]"``)::
+
+    python -m examples.flask_app              # http://127.0.0.1:5000
+    # or: flask --app examples.flask_app run
+
+Then::
+
+    curl -X POST localhost:5000/signup -H 'content-type: application/json' \\
+         -d '{"email": "ada@example.com", "password": "correct horse battery staple"}'
+    curl -X POST localhost:5000/signin -H 'content-type: application/json' \\
+         -d '{"email": "ada@example.com", "password": "correct horse battery staple"}'
+    curl localhost:5000/me -H 'Authorization: Bearer <access_token>'
+
+Users live in memory unless ``AUTHSOME_DB`` names a SQLite file. Every feature is
+allowed (``NoopLedger``); pass a real ledger to :func:`build_auth` to gate them.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from flask import Flask, abort, request
+
+from authsome import Authsome
+from authsome.bridge import Ledger
+from authsome.integrations import flask as authsome_flask
+from authsome.integrations.flask import current_principal, login_required
+from authsome.stores import MemoryStore, SQLiteStore, Store
+
+
+def build_auth(ledger: Ledger | None = None, **options: Any) -> Authsome:
+    """The engine: SQLite at ``$AUTHSOME_DB`` (else in memory), reporting to ``ledger``."""
+    path = os.environ.get("AUTHSOME_DB")
+    store: Store = SQLiteStore(path) if path else MemoryStore()
+    return Authsome(store=store, ledger=ledger, **options)
+
+
+def create_app(auth: Authsome | None = None) -> Flask:
+    """The app, around ``auth`` (default: :func:`build_auth`)."""
+    auth = auth or build_auth()
+    app = Flask(__name__)
+    # authsome errors become 401/403/409/422/429/503 JSON answers
+    authsome_flask.Authsome(app, auth)
+
+    @app.post("/signup")
+    def signup() -> tuple[dict[str, str], int]:
+        body = _json_body()
+        user = auth.users.register(
+            _field(body, "email"), _field(body, "password"), tenant=body.get("tenant", "default")
+        )
+        return {"user_id": user.id, "email": user.email, "tenant": user.tenant}, 201
+
+    @app.post("/signin")
+    def signin() -> dict[str, Any]:
+        body = _json_body()
+        result = auth.sign_in(
+            _field(body, "email"),
+            _field(body, "password"),
+            tenant=body.get("tenant", "default"),
+            ip=request.remote_addr,
+        )
+        if result.tokens is None:  # a second factor is due: exchange the ticket
+            return {"mfa_required": True, "ticket": result.ticket}
+        return {
+            "access_token": result.tokens.access_token,
+            "refresh_token": result.tokens.refresh_token,
+            "token_type": "bearer",
+            "expires_at": result.tokens.session.access_expires_at.isoformat(),
+        }
+
+    @app.get("/me")
+    @login_required
+    def me() -> dict[str, str | None]:
+        principal = current_principal()
+        assert principal is not None  # login_required saw to it
+        return {
+            "kind": principal.kind,
+            "tenant": principal.tenant,
+            "user_id": principal.user_id,
+            "org_id": principal.org_id,
+        }
+
+    @app.post("/api-keys")
+    @login_required
+    def create_api_key() -> tuple[dict[str, str], int]:
+        created = auth.api_keys.create(_signed_in_user(), "example key")
+        return {"id": created.key.id, "secret": created.secret}, 201  # shown this once only
+
+    @app.post("/orgs")
+    @login_required
+    def create_org() -> tuple[dict[str, str], int]:
+        # Gated by authsome.feature.orgs: a plan without it answers 403 with the key.
+        org = auth.orgs.create(_signed_in_user(), _field(_json_body(), "name"))
+        return {"id": org.id, "slug": org.slug, "name": org.name}, 201
+
+    return app
+
+
+def _json_body() -> dict[str, Any]:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        abort(400, "expected a JSON object")
+    return body
+
+
+def _field(body: dict[str, Any], name: str) -> str:
+    value = body.get(name)
+    if not isinstance(value, str):
+        abort(400, f"{name} must be a string")
+    return value
+
+
+def _signed_in_user() -> str:
+    principal = current_principal()
+    if principal is None or principal.kind != "session" or principal.user_id is None:
+        abort(403, "this route needs a signed-in user, not an API key")
+    return principal.user_id
+
+
+if __name__ == "__main__":
+    create_app().run(host="127.0.0.1", port=5000)

@@ -1,0 +1,575 @@
+"""The shared ledger store: PostgreSQL through psycopg 3 and a connection pool.
+
+For several processes (and machines) metering into one ledger. Everything that must
+be exact across processes is decided by the database, never by a read in Python:
+
+* counters are upserts, ``used = used + excluded.used``;
+* an event id is a row under a primary key, inserted in the same transaction as
+  the increment with ``ON CONFLICT DO NOTHING ... RETURNING``: only the ids that
+  come back (new ones) add their quantity, so a retried batch, a replayed spool or
+  another process sending the same id never counts twice;
+* a distinct user of a period is a row under a primary key, the same way;
+* :meth:`PostgresStore.consume` is a conditional upsert (``... DO UPDATE ... WHERE
+  used + delta <= ceiling``) that holds the counter's row lock while it decides.
+
+Every transaction takes its row locks in one global order (event ids, then users,
+then counters, each sorted), so concurrent flushes do not deadlock; should the
+server still report a deadlock or a serialization failure, the transaction is
+retried a few times. The schema is versioned: :data:`MIGRATIONS` are applied under
+a transaction-scoped advisory lock, so processes starting together migrate once.
+
+Needs the optional extra: ``pip install 'authsome-engine[postgres]'``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+import time
+from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from authsome.ledger.errors import InvalidArgument, InvalidArgumentType, LedgerStoreError
+from authsome.ledger.plans import (
+    Plan,
+    Subscription,
+    dump_plan,
+    dump_subscription,
+    load_plan,
+    load_subscription,
+)
+from authsome.ledger.stores._protocol import (
+    ConsumeRequest,
+    ConsumeResult,
+    UsageBatch,
+    UsageRecord,
+)
+
+if TYPE_CHECKING:
+    import psycopg
+    import psycopg_pool
+
+__all__ = ["MIGRATIONS", "PostgresStore"]
+
+_T = TypeVar("_T")
+_Counter = tuple[str, str, int]
+
+EXTRA_HINT = "pip install 'authsome-engine[postgres]'"
+
+# Each entry migrates the schema from version i to i + 1; never edit a released entry,
+# append a new one. ``{schema}`` is replaced by the quoted schema name. The table
+# ``ledger_schema`` records one row per applied version.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE {schema}.ledger_plans (
+            key TEXT NOT NULL, version INTEGER NOT NULL, body TEXT NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL DEFAULT now(), PRIMARY KEY (key, version))""",
+        """CREATE TABLE {schema}.ledger_subscriptions (
+            tenant TEXT PRIMARY KEY, body TEXT NOT NULL,
+            updated_at TIMESTAMPTZ NOT NULL DEFAULT now())""",
+        """CREATE TABLE {schema}.ledger_usage (
+            tenant TEXT NOT NULL, feature TEXT NOT NULL, period_start BIGINT NOT NULL,
+            used BIGINT NOT NULL, PRIMARY KEY (tenant, feature, period_start))""",
+        """CREATE TABLE {schema}.ledger_events (
+            tenant TEXT NOT NULL, feature TEXT NOT NULL, event_id TEXT NOT NULL,
+            period_start BIGINT NOT NULL, quantity BIGINT NOT NULL,
+            PRIMARY KEY (tenant, feature, event_id))""",
+        """CREATE TABLE {schema}.ledger_users (
+            tenant TEXT NOT NULL, feature TEXT NOT NULL, period_start BIGINT NOT NULL,
+            user_id TEXT NOT NULL, PRIMARY KEY (tenant, feature, period_start, user_id))""",
+    ),
+)
+
+_BOOTSTRAP = (
+    "CREATE SCHEMA IF NOT EXISTS {schema}",
+    """CREATE TABLE IF NOT EXISTS {schema}.ledger_schema (
+        version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())""",
+)
+
+# The statements of the store; rendered once per store with the quoted schema name.
+_QUERIES: dict[str, str] = {
+    "version": "SELECT COALESCE(MAX(version), 0) FROM {schema}.ledger_schema",
+    "mark_version": "INSERT INTO {schema}.ledger_schema (version) VALUES (%s)",
+    "put_plan": (
+        "INSERT INTO {schema}.ledger_plans (key, version, body) "
+        "SELECT %s, COALESCE(MAX(version), 0) + 1, %s FROM {schema}.ledger_plans WHERE key = %s "
+        "RETURNING version"
+    ),
+    "plan_latest": (
+        "SELECT body, version FROM {schema}.ledger_plans WHERE key = %s "
+        "ORDER BY version DESC LIMIT 1"
+    ),
+    "plan_version": (
+        "SELECT body, version FROM {schema}.ledger_plans WHERE key = %s AND version = %s"
+    ),
+    "plan_keys": "SELECT DISTINCT key FROM {schema}.ledger_plans ORDER BY key",
+    "plan_versions": (
+        "SELECT body, version FROM {schema}.ledger_plans WHERE key = %s ORDER BY version"
+    ),
+    "put_sub": (
+        "INSERT INTO {schema}.ledger_subscriptions (tenant, body) VALUES (%s, %s) "
+        "ON CONFLICT (tenant) DO UPDATE SET body = excluded.body, updated_at = now()"
+    ),
+    "get_sub": "SELECT body FROM {schema}.ledger_subscriptions WHERE tenant = %s",
+    # One counter's new event ids: the ids already stored are skipped by the primary
+    # key and only the rows the INSERT returns (the new ones) are summed.
+    "insert_events": (
+        "WITH new AS (INSERT INTO {schema}.ledger_events "
+        "(tenant, feature, event_id, period_start, quantity) "
+        "SELECT %b, %b, e, %b, q FROM unnest(%b::text[], %b::bigint[]) AS x(e, q) "
+        "ON CONFLICT DO NOTHING RETURNING quantity) "
+        "SELECT COALESCE(sum(quantity), 0) FROM new"
+    ),
+    # One counter's users: only the users new to the period's distinct set count.
+    "insert_users": (
+        "WITH new AS (INSERT INTO {schema}.ledger_users "
+        "(tenant, feature, period_start, user_id) "
+        "SELECT %b, %b, %b, u FROM unnest(%b::text[]) AS x(u) "
+        "ON CONFLICT DO NOTHING RETURNING 1) "
+        "SELECT count(*) FROM new"
+    ),
+    "upsert_usage": (
+        "INSERT INTO {schema}.ledger_usage AS u (tenant, feature, period_start, used) "
+        "SELECT * FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::bigint[]) "
+        "ON CONFLICT (tenant, feature, period_start) DO UPDATE SET used = u.used + excluded.used"
+    ),
+    "get_usage": (
+        "SELECT used FROM {schema}.ledger_usage "
+        "WHERE tenant = %s AND feature = %s AND period_start = %s"
+    ),
+    "known_events": (
+        "SELECT event_id FROM {schema}.ledger_events "
+        "WHERE tenant = %s AND feature = %s AND event_id = ANY(%s::text[])"
+    ),
+    "known_users": (
+        "SELECT user_id FROM {schema}.ledger_users "
+        "WHERE tenant = %s AND feature = %s AND period_start = %s AND user_id = ANY(%s::text[])"
+    ),
+    "claim_event": (
+        "INSERT INTO {schema}.ledger_events (tenant, feature, event_id, period_start, quantity) "
+        "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1"
+    ),
+    "claim_user": (
+        "INSERT INTO {schema}.ledger_users (tenant, feature, period_start, user_id) "
+        "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1"
+    ),
+    # The conditional write of consume: inserts the counter if the use fits an empty
+    # period, otherwise adds to it only if the sum stays within the ceiling. The row
+    # lock taken by ON CONFLICT makes the check and the write one atomic step.
+    "consume": (
+        "INSERT INTO {schema}.ledger_usage AS u (tenant, feature, period_start, used) "
+        "SELECT %(t)s, %(f)s, %(p)s, %(q)s WHERE %(q)s <= %(ceiling)s "
+        "ON CONFLICT (tenant, feature, period_start) DO UPDATE SET used = u.used + excluded.used "
+        "WHERE u.used + excluded.used <= %(ceiling)s RETURNING used"
+    ),
+    "usage_records": (
+        "SELECT feature, period_start, used FROM {schema}.ledger_usage WHERE tenant = %s "
+        "ORDER BY feature, period_start"
+    ),
+}
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_RETRIES = 5  # attempts of a transaction the server aborted as a deadlock/serialization victim
+
+
+def _import_psycopg() -> tuple[Any, Any]:
+    """``(psycopg, psycopg_pool)``, or an ImportError that names the extra to install."""
+    try:
+        import psycopg
+        import psycopg_pool
+    except ImportError as exc:
+        raise ImportError(
+            f"PostgresStore needs psycopg 3 and psycopg_pool: {EXTRA_HINT} ({exc})"
+        ) from exc
+    return psycopg, psycopg_pool
+
+
+def check_schema_name(schema: object) -> str:
+    """Return ``schema`` if it is a plain SQL identifier (letters, digits, ``_``; <= 63)."""
+    if not isinstance(schema, str):
+        raise InvalidArgumentType(f"schema must be a str, not {type(schema).__name__}")
+    if not _IDENTIFIER.fullmatch(schema):
+        raise InvalidArgument(
+            f"schema must be an identifier (a letter or _, then letters, digits, _; "
+            f"at most 63): {schema!r}"
+        )
+    return schema
+
+
+def advisory_key(schema: str) -> int:
+    """The advisory lock key that serializes migrations of ``schema`` (a signed int64)."""
+    digest = hashlib.blake2b(f"authsome.ledger:{schema}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+class PostgresStore:
+    """A :class:`~authsome.ledger.stores.LedgerStore` in a PostgreSQL schema.
+
+    Give a ``dsn`` (libpq connection string or URL) and the store opens its own
+    :class:`psycopg_pool.ConnectionPool` (``min_size``..``max_size`` autocommit
+    connections, closed by :meth:`close`), or give a ``pool`` you own (it is used,
+    never closed). All tables live in ``schema`` (created if missing, default
+    ``authsome_ledger``), so one database can hold several independent ledgers.
+    ``timeout`` bounds the wait for a connection, in seconds.
+
+    Safe to share between threads and, through the database, between processes:
+    every write is one transaction. Database errors surface as
+    :class:`~authsome.ledger.errors.LedgerStoreError` with the psycopg error
+    chained; nothing of a failed operation is committed.
+    """
+
+    def __init__(
+        self,
+        dsn: str | None = None,
+        *,
+        pool: psycopg_pool.ConnectionPool[Any] | None = None,
+        schema: str = "authsome_ledger",
+        min_size: int = 1,
+        max_size: int = 10,
+        timeout: float = 30.0,
+    ) -> None:
+        self.schema = check_schema_name(schema)
+        if (dsn is None) == (pool is None):
+            raise InvalidArgument("give PostgresStore a dsn or a pool (exactly one)")
+        if dsn is not None and not isinstance(dsn, str):
+            raise InvalidArgumentType(f"dsn must be a str, not {type(dsn).__name__}")
+        for value, name in ((min_size, "min_size"), (max_size, "max_size")):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise InvalidArgumentType(f"{name} must be an int")
+        if not 0 <= min_size <= max_size or max_size < 1:
+            raise InvalidArgument("need 0 <= min_size <= max_size and max_size >= 1")
+        self._psycopg, pool_module = _import_psycopg()
+        errors = self._psycopg.errors
+        self._retryable: tuple[type[BaseException], ...] = (
+            errors.DeadlockDetected,
+            errors.SerializationFailure,
+        )
+        self._pool_errors: tuple[type[BaseException], ...] = (
+            pool_module.PoolTimeout,
+            pool_module.PoolClosed,
+            pool_module.TooManyRequests,
+        )
+        self._closed = False
+        self._close_lock = threading.Lock()
+        self._owns_pool = pool is None
+        try:
+            if pool is None:
+                pool = pool_module.ConnectionPool(
+                    dsn,
+                    min_size=min_size,
+                    max_size=max_size,
+                    kwargs={"autocommit": True},
+                    timeout=timeout,
+                    name=f"authsome-ledger-{schema}",
+                    open=False,
+                )
+                assert pool is not None
+                pool.open(wait=True, timeout=timeout)
+            self._pool: psycopg_pool.ConnectionPool[Any] = pool
+            self._q = self._render()
+            self._migrate()
+        except self._psycopg.Error as exc:
+            if self._owns_pool and pool is not None:
+                pool.close()
+            raise LedgerStoreError(f"cannot open the PostgreSQL ledger: {exc}") from exc
+        except BaseException:
+            if self._owns_pool and pool is not None:
+                pool.close()
+            raise
+
+    # --- plumbing ---
+
+    def _render(self) -> dict[str, bytes]:
+        """Every statement with the quoted schema name, rendered once."""
+        sql = self._psycopg.sql
+        ident = sql.Identifier(self.schema)
+        with self._pool.connection() as conn:
+            return {
+                name: sql.SQL(text).format(schema=ident).as_bytes(conn)
+                for name, text in _QUERIES.items()
+            }
+
+    def _run(self, fn: Callable[[psycopg.Connection[Any]], _T], *, read_only: bool = False) -> _T:
+        """Run ``fn`` on a pooled connection and wrap every error.
+
+        A transaction the server aborted as a deadlock or serialization victim is
+        retried (nothing of it was committed). A read-only ``fn`` is also retried when
+        its connection turned out dead (a restarted server, a terminated backend): the
+        pool drops that connection and hands out another. A write on a dead connection
+        is not retried here, since its commit may have landed; the engine retries
+        failed flushes, and event ids make those retries exact.
+        """
+        for attempt in range(1, _RETRIES + 1):
+            if self._closed:
+                raise LedgerStoreError("the ledger store is closed")
+            try:
+                with self._pool.connection() as conn:
+                    return fn(conn)
+            except self._retryable as exc:
+                if attempt == _RETRIES:
+                    raise LedgerStoreError(f"ledger database error: {exc}") from exc
+                time.sleep(0.005 * attempt)
+            except self._psycopg.Error as exc:
+                if read_only and attempt < _RETRIES and self._connection_lost(exc):
+                    continue
+                raise LedgerStoreError(f"ledger database error: {exc}") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _connection_lost(self, exc: BaseException) -> bool:
+        """Did ``exc`` come from a connection that died (not from the pool or the SQL)?"""
+        if not isinstance(exc, self._psycopg.OperationalError) or isinstance(
+            exc, self._pool_errors
+        ):
+            return False
+        state = getattr(exc, "sqlstate", None)
+        return state is None or state.startswith(("08", "57P"))
+
+    def _rows(self, name: str, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
+        """The rows of one read-only statement."""
+        query = self._q[name]
+
+        def run(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
+            return conn.execute(query, params).fetchall()
+
+        return self._run(run, read_only=True)
+
+    def _migrate(self) -> None:
+        """Bring the schema to the newest version, once, whoever else is migrating."""
+        sql = self._psycopg.sql
+        ident = sql.Identifier(self.schema)
+        q = self._q
+
+        def run(conn: psycopg.Connection[Any]) -> None:
+            with conn.transaction():
+                # Held until this transaction ends: concurrent migrators wait, then see
+                # the version this one recorded and have nothing left to do.
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (advisory_key(self.schema),))
+                for text in _BOOTSTRAP:
+                    conn.execute(sql.SQL(text).format(schema=ident))
+                row = conn.execute(q["version"]).fetchone()
+                version = int(row[0]) if row else 0
+                if version > len(MIGRATIONS):
+                    raise LedgerStoreError(
+                        f"ledger schema {self.schema!r} is at version {version}, newer than "
+                        f"this library ({len(MIGRATIONS)})"
+                    )
+                for number in range(version, len(MIGRATIONS)):
+                    for statement in MIGRATIONS[number]:
+                        conn.execute(sql.SQL(statement).format(schema=ident))
+                    conn.execute(q["mark_version"], (number + 1,))
+
+        self._run(run)
+
+    @property
+    def schema_version(self) -> int:
+        """The version the schema was migrated to."""
+        return int(self._rows("version", ())[0][0])
+
+    # --- plans and subscriptions ---
+
+    def put_plan(self, plan: Plan) -> Plan:
+        """Store ``plan`` as the newest version of its key."""
+        body = dump_plan(plan)
+        unique_violation = self._psycopg.errors.UniqueViolation
+
+        def run(conn: psycopg.Connection[Any]) -> Plan:
+            for _ in range(_RETRIES):
+                try:
+                    with conn.transaction():
+                        row = conn.execute(self._q["put_plan"], (plan.key, body, plan.key))
+                        version = row.fetchone()
+                        assert version is not None
+                        return plan.with_version(int(version[0]))
+                except unique_violation:
+                    continue  # another process took this version number first: next one
+            raise LedgerStoreError(f"could not store a new version of plan {plan.key!r}")
+
+        return self._run(run)
+
+    def get_plan(self, key: str, version: int | None = None) -> Plan | None:
+        """The newest (or the given) version of plan ``key``."""
+        if version is None:
+            rows = self._rows("plan_latest", (key,))
+        else:
+            rows = self._rows("plan_version", (key, version))
+        return load_plan(str(rows[0][0]), int(rows[0][1])) if rows else None
+
+    def plan_keys(self) -> list[str]:
+        """The keys of every plan ever defined."""
+        return [str(r[0]) for r in self._rows("plan_keys", ())]
+
+    def plan_versions(self, key: str) -> list[Plan]:
+        """Every version of plan ``key``, oldest first."""
+        return [load_plan(str(body), int(v)) for body, v in self._rows("plan_versions", (key,))]
+
+    def put_subscription(self, sub: Subscription) -> None:
+        """Create or replace the tenant's subscription."""
+        self._rows_written("put_sub", (sub.tenant, dump_subscription(sub)))
+
+    def _rows_written(self, name: str, params: tuple[object, ...]) -> None:
+        query = self._q[name]
+
+        def run(conn: psycopg.Connection[Any]) -> None:
+            with conn.transaction():
+                conn.execute(query, params)
+
+        self._run(run)
+
+    def get_subscription(self, tenant: str) -> Subscription | None:
+        """The tenant's subscription, or ``None``."""
+        rows = self._rows("get_sub", (tenant,))
+        return load_subscription(str(rows[0][0])) if rows else None
+
+    # --- usage ---
+
+    def apply_usage(self, batch: UsageBatch) -> None:
+        """Apply ``batch`` in one transaction; event ids and users count once, ever.
+
+        Per counter, its event ids are inserted first (``ON CONFLICT DO NOTHING
+        RETURNING``) and only the quantities of the rows the database reports as new
+        are added; then its users, the same way. Last, every touched counter is
+        upserted once with its total. Row locks are taken in sorted order.
+        """
+        plain: dict[_Counter, int] = {}
+        events: dict[_Counter, dict[str, int]] = {}
+        users: dict[_Counter, set[str]] = {}
+        for d in batch.deltas:
+            counter = (d.tenant, d.feature, d.period_start)
+            if d.event_id is None:
+                plain[counter] = plain.get(counter, 0) + d.quantity
+            else:  # the first occurrence of an id in a batch is the one that counts
+                events.setdefault(counter, {}).setdefault(d.event_id, d.quantity)
+        for u in batch.uniques:
+            users.setdefault((u.tenant, u.feature, u.period_start), set()).add(u.user_id)
+        if not plain and not events and not users:
+            return
+        # Sorted once, outside the transaction: every writer locks rows in one order.
+        event_groups = [(counter, sorted(ids)) for counter, ids in sorted(events.items())]
+        user_groups = [(counter, sorted(names)) for counter, names in sorted(users.items())]
+        q = self._q
+
+        def run(conn: psycopg.Connection[Any]) -> None:
+            increments = dict(plain)
+            with conn.transaction():
+                for counter, ids in event_groups:
+                    quantities = events[counter]
+                    row = conn.execute(
+                        q["insert_events"],
+                        (*counter, ids, [quantities[e] for e in ids]),
+                    ).fetchone()
+                    added = int(row[0]) if row else 0
+                    if added:
+                        increments[counter] = increments.get(counter, 0) + added
+                for counter, names in user_groups:
+                    row = conn.execute(q["insert_users"], (*counter, names)).fetchone()
+                    added = int(row[0]) if row else 0
+                    if added:
+                        increments[counter] = increments.get(counter, 0) + added
+                if not increments:
+                    return  # every event id and user was known already
+                keys = sorted(increments)
+                conn.execute(
+                    q["upsert_usage"],
+                    (
+                        [k[0] for k in keys],
+                        [k[1] for k in keys],
+                        [k[2] for k in keys],
+                        [increments[k] for k in keys],
+                    ),
+                )
+
+        self._run(run)
+
+    def get_usage(self, tenant: str, feature: str, period_start: int) -> int:
+        """The persisted usage of one period."""
+        rows = self._rows("get_usage", (tenant, feature, period_start))
+        return int(rows[0][0]) if rows else 0
+
+    def known_events(self, tenant: str, feature: str, event_ids: Collection[str]) -> set[str]:
+        """The ``event_ids`` already recorded."""
+        if not event_ids:
+            return set()
+        rows = self._rows("known_events", (tenant, feature, list(event_ids)))
+        return {str(r[0]) for r in rows}
+
+    def known_users(
+        self, tenant: str, feature: str, period_start: int, user_ids: Collection[str]
+    ) -> set[str]:
+        """The ``user_ids`` already counted in the period."""
+        if not user_ids:
+            return set()
+        rows = self._rows("known_users", (tenant, feature, period_start, list(user_ids)))
+        return {str(r[0]) for r in rows}
+
+    def consume(self, request: ConsumeRequest) -> ConsumeResult:
+        """Record one use if it fits under ``request.ceiling``, atomically across processes.
+
+        In one transaction: claim the event id (a known id is accepted without
+        counting), claim the user of a ``unique`` feature (a known user likewise),
+        then the conditional upsert of the counter. A refused upsert rolls the claims
+        back, so a refused use leaves no trace.
+        """
+        r = request
+        q = self._q
+        counter = (r.tenant, r.feature, r.period_start)
+        rollback = self._psycopg.Rollback
+
+        def run(conn: psycopg.Connection[Any]) -> ConsumeResult:
+            result: ConsumeResult | None = None
+            with conn.transaction() as tx:
+                delta = 1 if r.unique else r.quantity
+                if r.unique and r.user_id is None:
+                    result = ConsumeResult(False, self._used(conn, counter))
+                    raise rollback(tx)
+                if r.event_id is not None:
+                    claimed = conn.execute(
+                        q["claim_event"], (r.tenant, r.feature, r.event_id, r.period_start, delta)
+                    ).fetchone()
+                    if claimed is None:  # recorded before (maybe by another process)
+                        result = ConsumeResult(True, self._used(conn, counter))
+                        raise rollback(tx)
+                if r.unique:
+                    claimed = conn.execute(q["claim_user"], (*counter, r.user_id)).fetchone()
+                    if claimed is None:  # already counted this period: accepted, not counted
+                        result = ConsumeResult(True, self._used(conn, counter))
+                        raise rollback(tx)
+                row = conn.execute(
+                    q["consume"],
+                    {
+                        "t": r.tenant,
+                        "f": r.feature,
+                        "p": r.period_start,
+                        "q": delta,
+                        "ceiling": r.ceiling,
+                    },
+                ).fetchone()
+                if row is None:  # over the ceiling: undo the claims
+                    result = ConsumeResult(False, self._used(conn, counter))
+                    raise rollback(tx)
+                result = ConsumeResult(True, int(row[0]))
+            assert result is not None
+            return result
+
+        return self._run(run)
+
+    def _used(self, conn: psycopg.Connection[Any], counter: _Counter) -> int:
+        row = conn.execute(self._q["get_usage"], counter).fetchone()
+        return int(row[0]) if row else 0
+
+    def usage_records(self, tenant: str) -> list[UsageRecord]:
+        """Every counter of ``tenant``."""
+        rows = self._rows("usage_records", (tenant,))
+        return [UsageRecord(str(f), int(p), int(n)) for f, p, n in rows]
+
+    def close(self) -> None:
+        """Stop using the database; closes the pool if the store opened it. Idempotent."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        if self._owns_pool:
+            self._pool.close()
+
+    def __repr__(self) -> str:
+        return f"PostgresStore(schema={self.schema!r})"

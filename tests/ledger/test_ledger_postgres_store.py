@@ -1,0 +1,264 @@
+"""What only the PostgreSQL ledger store has: schemas, migrations, pools, wrapped errors.
+
+The behaviour every store shares runs on it through the store contract suite.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import psycopg
+import psycopg_pool
+import pytest
+from psycopg import sql
+
+from authsome import ledger
+from authsome.ledger.stores import ConsumeRequest, UniqueUse, UsageBatch, UsageDelta
+from authsome.ledger.stores.postgres import MIGRATIONS
+from tests.support.pgschema import drop_schema
+from tests.support.pgserver import PgServer
+
+T0 = 1_706_702_400
+
+
+@pytest.fixture
+def schema(pg_dsn: str, pg_schema: str) -> Iterator[str]:
+    """The test's schema, dropped afterwards (with a second one some tests use)."""
+    yield pg_schema
+    drop_schema(pg_dsn, pg_schema)
+    drop_schema(pg_dsn, pg_schema + "_b")
+
+
+@pytest.fixture
+def store(pg_dsn: str, schema: str) -> Iterator[ledger.PostgresStore]:
+    s = ledger.PostgresStore(pg_dsn, schema=schema, max_size=4)
+    yield s
+    s.close()
+
+
+def tables(dsn: str, schema: str) -> list[str]:
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
+            "ORDER BY table_name",
+            (schema,),
+        ).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def test_tables_live_in_the_schema_and_data_survives_reopening(pg_dsn: str, schema: str) -> None:
+    s = ledger.PostgresStore(pg_dsn, schema=schema)
+    s.put_plan(ledger.Plan("p"))
+    s.apply_usage(UsageBatch([UsageDelta("t", "f", T0, 5, "e")]))
+    s.close()
+    assert tables(pg_dsn, schema) == [
+        "ledger_events",
+        "ledger_plans",
+        "ledger_schema",
+        "ledger_subscriptions",
+        "ledger_usage",
+        "ledger_users",
+    ]
+    s = ledger.PostgresStore(pg_dsn, schema=schema)
+    try:
+        assert s.get_plan("p") is not None
+        assert s.get_usage("t", "f", T0) == 5
+        assert s.schema_version == len(MIGRATIONS)
+    finally:
+        s.close()
+
+
+def test_the_schema_name_is_quoted_not_spliced(pg_dsn: str, schema: str) -> None:
+    mixed = "Mixed_" + schema  # case is kept: it is a quoted identifier
+    s = ledger.PostgresStore(pg_dsn, schema=mixed)
+    try:
+        s.apply_usage(UsageBatch([UsageDelta("t", "f", T0, 1)]))
+        assert "ledger_usage" in tables(pg_dsn, mixed)
+        assert tables(pg_dsn, mixed.lower()) == []
+    finally:
+        s.close()
+        drop_schema(pg_dsn, mixed)
+
+
+@pytest.mark.parametrize(
+    "bad", ["", "1abc", "a-b", "a b", 'x"; DROP TABLE t; --', "é", "a" * 64, "a.b"]
+)
+def test_schema_names_must_be_identifiers(bad: str) -> None:
+    with pytest.raises(ledger.InvalidArgument, match="identifier"):
+        ledger.PostgresStore("host=127.0.0.1", schema=bad)
+
+
+def test_arguments_are_checked() -> None:
+    with pytest.raises(ledger.InvalidArgumentType):
+        ledger.PostgresStore("host=127.0.0.1", schema=3)  # type: ignore[arg-type]
+    with pytest.raises(ledger.InvalidArgument, match="exactly one"):
+        ledger.PostgresStore()
+    with pytest.raises(ledger.InvalidArgument):
+        ledger.PostgresStore("host=127.0.0.1", min_size=3, max_size=2)
+
+
+def test_schemas_are_independent_ledgers(pg_dsn: str, schema: str) -> None:
+    a = ledger.PostgresStore(pg_dsn, schema=schema)
+    b = ledger.PostgresStore(pg_dsn, schema=schema + "_b")
+    try:
+        a.apply_usage(UsageBatch([UsageDelta("t", "f", T0, 2, "e")]))
+        b.apply_usage(UsageBatch([UsageDelta("t", "f", T0, 3, "e")]))
+        assert (a.get_usage("t", "f", T0), b.get_usage("t", "f", T0)) == (2, 3)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_given_pool_is_used_and_left_open(pg_dsn: str, schema: str) -> None:
+    with psycopg_pool.ConnectionPool(pg_dsn, min_size=1, max_size=2, open=True) as pool:
+        s = ledger.PostgresStore(pool=pool, schema=schema)
+        sub = ledger.Subscription("t", "p", datetime(2024, 1, 31, tzinfo=UTC))
+        s.put_subscription(sub)
+        assert s.get_subscription("t") == sub
+        s.apply_usage(UsageBatch([UsageDelta("t", "f", T0, 4, "e")]))
+        assert s.consume(ConsumeRequest("t", "f", T0, 1, ceiling=5)) == (True, 5)
+        s.close()
+        assert not pool.closed
+        with pool.connection() as conn:  # not autocommit: everything above was committed
+            query = sql.SQL("SELECT used FROM {}.ledger_usage").format(sql.Identifier(schema))
+            assert conn.execute(query).fetchall() == [(5,)]
+    with pytest.raises(ledger.LedgerStoreError, match="closed"):
+        s.get_usage("t", "f", T0)
+
+
+def test_refuses_a_schema_newer_than_the_library(pg_dsn: str, schema: str) -> None:
+    ledger.PostgresStore(pg_dsn, schema=schema).close()
+    with psycopg.connect(pg_dsn) as conn:
+        conn.execute(
+            sql.SQL("INSERT INTO {}.ledger_schema (version) VALUES (%s)").format(
+                sql.Identifier(schema)
+            ),
+            (len(MIGRATIONS) + 1,),
+        )
+    with pytest.raises(ledger.LedgerStoreError, match="newer"):
+        ledger.PostgresStore(pg_dsn, schema=schema)
+
+
+def test_threads_migrating_at_once_migrate_once(pg_dsn: str, schema: str) -> None:
+    barrier = threading.Barrier(6)
+    errors: list[BaseException] = []
+
+    def open_store() -> None:
+        barrier.wait()
+        try:
+            ledger.PostgresStore(pg_dsn, schema=schema, max_size=1).close()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_store) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with psycopg.connect(pg_dsn) as conn:
+        query = sql.SQL("SELECT count(*) FROM {}.ledger_schema").format(sql.Identifier(schema))
+        assert conn.execute(query).fetchone() == (len(MIGRATIONS),)
+
+
+def test_a_batch_is_all_or_nothing(store: ledger.PostgresStore) -> None:
+    bad = UsageBatch(
+        [UsageDelta("t", "f", T0, 5, "e1"), UsageDelta("t", "g", T0, 1 << 70)],
+        [UniqueUse("t", "mau", T0, "alice")],
+    )
+    with pytest.raises(ledger.LedgerStoreError) as info:
+        store.apply_usage(bad)
+    assert isinstance(info.value.__cause__, psycopg.Error)
+    assert store.get_usage("t", "f", T0) == 0
+    assert store.known_events("t", "f", ["e1"]) == set()  # rolled back with the increment
+    assert store.known_users("t", "mau", T0, ["alice"]) == set()
+
+
+def test_a_refused_consume_leaves_no_trace(store: ledger.PostgresStore) -> None:
+    store.apply_usage(UsageBatch([UsageDelta("t", "f", T0, 5)]))
+    assert store.consume(ConsumeRequest("t", "f", T0, 1, ceiling=5, event_id="x")) == (False, 5)
+    assert store.known_events("t", "f", ["x"]) == set()  # the id can still count later
+    req = ConsumeRequest("t", "mau", T0, 1, ceiling=0, unique=True, user_id="bob")
+    assert store.consume(req) == (False, 0)
+    assert store.known_users("t", "mau", T0, ["bob"]) == set()
+    assert store.usage_records("t") == [ledger.stores.UsageRecord("f", T0, 5)]
+
+
+def test_concurrent_batches_in_any_order_add_up_exactly(store: ledger.PostgresStore) -> None:
+    # Overlapping ids and counters, each thread in its own order: the store sorts its
+    # row locks, so nothing deadlocks, and each id counts once.
+    ids = [f"e{i}" for i in range(400)]
+    counters = [("t", f"f{i % 7}", T0) for i in range(400)]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(6)
+
+    def work(seed: int) -> None:
+        order = list(range(400))
+        order = order[seed * 67 :] + order[: seed * 67]
+        if seed % 2:
+            order.reverse()
+        barrier.wait()
+        try:
+            for chunk in range(0, 400, 100):
+                part = order[chunk : chunk + 100]
+                store.apply_usage(
+                    UsageBatch(
+                        [UsageDelta(*counters[i][:2], T0, 1, ids[i]) for i in part]
+                        + [UsageDelta("t", "plain", T0, 1)],
+                        [UniqueUse("t", "mau", T0, f"u{i % 50}") for i in part],
+                    )
+                )
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sum(store.get_usage("t", f"f{k}", T0) for k in range(7)) == 400
+    assert store.get_usage("t", "plain", T0) == 6 * 4
+    assert store.get_usage("t", "mau", T0) == 50
+
+
+def test_database_errors_are_ledger_store_errors(pg_server: PgServer, schema: str) -> None:
+    with pytest.raises(ledger.LedgerStoreError) as info:
+        ledger.PostgresStore(pg_server.dsn(dbname="no_such_db"), schema=schema, timeout=1.0)
+    assert isinstance(info.value.__cause__, psycopg.Error)
+    s = ledger.PostgresStore(pg_server.dsn(), schema=schema)
+    s.close()
+    s.close()
+    with pytest.raises(ledger.LedgerStoreError):
+        s.get_usage("t", "f", T0)
+    with pytest.raises(ledger.LedgerStoreError):
+        s.apply_usage(UsageBatch([UsageDelta("t", "f", T0, 1)]))
+
+
+def test_reads_survive_dropped_connections_and_flushes_retry(pg_dsn: str, schema: str) -> None:
+    app = f"ledger-drop-{schema}"
+    s = ledger.PostgresStore(f"{pg_dsn} application_name={app}", schema=schema, max_size=3)
+    try:
+        s.apply_usage(UsageBatch([UsageDelta("t", "f", T0, 2, "e1")]))
+
+        def kill_sessions() -> None:
+            with psycopg.connect(pg_dsn, autocommit=True) as conn:
+                conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name = %s",
+                    (app,),
+                )
+
+        kill_sessions()
+        assert s.get_usage("t", "f", T0) == 2  # a read moves on to a fresh connection
+        with ledger.Engine(store=s, flush_interval=60, retry_backoff=(0.001, 0.01)) as eng:
+            eng.define_plan(ledger.Plan("p", [ledger.Feature.metered("f", limit=None)]))
+            kill_sessions()
+            eng.meter("t", "g", 3, event_id="e2")
+            eng.flush(timeout=10)  # the first attempt may hit a dead connection
+        assert s.known_events("t", "g", ["e2"]) == {"e2"}
+        assert sum(r.used for r in s.usage_records("t") if r.feature == "g") == 3
+    finally:
+        s.close()

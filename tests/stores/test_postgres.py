@@ -1,0 +1,508 @@
+"""What only PostgresStore promises: migrations, processes, pools, connection errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg_pool import ConnectionPool
+
+import authsome
+from authsome import OIDCConnection
+from authsome.errors import AlreadyExists, StoreError, ValidationError
+from authsome.models import MfaFactor, MfaMethod
+from authsome.stores import PostgresStore
+from authsome.stores import postgres as postgres_module
+from authsome.stores._postgres_migrations import MIGRATIONS
+from tests.conftest import PASSWORD as ENGINE_PASSWORD
+from tests.conftest import AuthFactory
+from tests.support.webauthn_authenticator import SoftwareAuthenticator, unb64url
+
+from ._factories import NOW, add_session, add_user, make_session, make_user
+from .conftest import drop_schema
+
+LATER = NOW + timedelta(minutes=5)
+PASSWORD = "pw-Zq8-never-shown"
+TABLES = {
+    "schema_version",
+    "users",
+    "sessions",
+    "refresh_tokens",
+    "counters",
+    "orgs",
+    "org_members",
+    "domains",
+    "mfa_factors",
+    "mfa_recovery_codes",
+    "mfa_tickets",
+    "api_keys",
+    "passkeys",
+    "passkey_challenges",
+    "sso_connections",
+    "sso_domains",
+}
+
+
+@pytest.fixture
+def schema(pg_dsn: str, pg_schema: str) -> Iterator[str]:
+    """This test's schema name; dropped afterwards, whoever created it."""
+    yield pg_schema
+    drop_schema(pg_dsn, pg_schema)
+
+
+@pytest.fixture
+def store(pg_dsn: str, schema: str) -> Iterator[PostgresStore]:
+    with PostgresStore(pg_dsn, schema=schema, max_size=4) as opened:
+        yield opened
+
+
+def _query(dsn: str, query: sql.Composable, *params: object) -> list[tuple[object, ...]]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        cursor = conn.execute(query, params or None)
+        return cursor.fetchall() if cursor.description else []
+
+
+def _versions(dsn: str, schema: str) -> list[tuple[object, ...]]:
+    return _query(
+        dsn,
+        sql.SQL("SELECT component, version FROM {}.schema_version").format(sql.Identifier(schema)),
+    )
+
+
+def _tables(dsn: str, schema: str) -> set[str]:
+    rows = _query(
+        dsn,
+        sql.SQL("SELECT table_name FROM information_schema.tables WHERE table_schema = %s"),
+        schema,
+    )
+    return {str(name) for (name,) in rows}
+
+
+def _closed_port() -> int:
+    """A loopback port nobody listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+# -- migrations --------------------------------------------------------------------------
+
+
+def test_opening_twice_migrates_once_and_records_the_version(pg_dsn: str, schema: str) -> None:
+    for _ in range(2):
+        with PostgresStore(pg_dsn, schema=schema) as store:
+            add_user(store, f"u{_}", email=f"u{_}@example.com")
+
+    assert _versions(pg_dsn, schema) == [("auth", len(MIGRATIONS))]
+    assert _tables(pg_dsn, schema) == TABLES
+
+
+def test_appended_migration_runs_on_an_existing_schema(
+    pg_dsn: str, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with PostgresStore(pg_dsn, schema=schema) as store:
+        add_user(store)
+    monkeypatch.setattr(postgres_module, "MIGRATIONS", (*MIGRATIONS, "CREATE TABLE extra (x int)"))
+
+    with PostgresStore(pg_dsn, schema=schema) as store:
+        assert store.get_user("u1") == make_user()
+
+    assert _versions(pg_dsn, schema) == [("auth", len(MIGRATIONS) + 1)]
+    assert _tables(pg_dsn, schema) == TABLES | {"extra"}
+
+
+def test_failing_migration_leaves_nothing_behind(
+    pg_dsn: str, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = (*MIGRATIONS[:2], "CREATE TABLE half (x int); SELECT no_such_function()")
+    monkeypatch.setattr(postgres_module, "MIGRATIONS", broken)
+
+    with pytest.raises(StoreError):
+        PostgresStore(pg_dsn, schema=schema)
+
+    assert _tables(pg_dsn, schema) == set()
+
+
+def test_schema_newer_than_the_code_is_refused(pg_dsn: str, schema: str) -> None:
+    PostgresStore(pg_dsn, schema=schema).close()
+    _query(
+        pg_dsn,
+        sql.SQL("UPDATE {}.schema_version SET version = version + 1").format(
+            sql.Identifier(schema)
+        ),
+    )
+
+    with pytest.raises(StoreError, match="newer"):
+        PostgresStore(pg_dsn, schema=schema)
+
+
+def test_two_schemas_are_two_independent_stores(pg_dsn: str, schema: str) -> None:
+    other = f"{schema}_b"
+    try:
+        with (
+            PostgresStore(pg_dsn, schema=schema) as first,
+            PostgresStore(pg_dsn, schema=other) as second,
+        ):
+            add_user(first)
+            assert second.get_user("u1") is None
+    finally:
+        drop_schema(pg_dsn, other)
+
+
+# -- many processes ----------------------------------------------------------------------
+
+_CHILD = textwrap.dedent(
+    """
+    import sys
+    from datetime import datetime
+
+    from authsome.stores import PostgresStore
+
+    dsn, schema, action, name = sys.argv[1:5]
+    print("ready", flush=True)
+    sys.stdin.readline()  # wait for "go", so that the processes race
+    with PostgresStore(dsn, schema=schema, max_size=1) as store:
+        if action == "open":
+            result = "opened"
+        elif action == "rotate":
+            now = datetime.fromisoformat(sys.argv[5])
+            result = store.rotate_refresh_token(
+                "refresh-s1", f"refresh-{name}", f"access-{name}", now, now
+            ).status.value
+        else:
+            result = str(store.use_totp_step("f1", int(sys.argv[5])))
+    print(result, flush=True)
+    """
+)
+
+
+def _child_env() -> dict[str, str]:
+    """The environment of a child interpreter that imports this checkout's authsome."""
+    source_root = str(Path(authsome.__file__).resolve().parents[1])
+    inherited = os.environ.get("PYTHONPATH")
+    path = source_root if not inherited else os.pathsep.join([source_root, inherited])
+    return {**os.environ, "PYTHONPATH": path}
+
+
+def _race_processes(dsn: str, schema: str, action: str, *extra: str, count: int = 4) -> list[str]:
+    """Start ``count`` interpreters, release them at once, return what each printed."""
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", _CHILD, dsn, schema, action, f"p{i}", *extra],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_child_env(),
+        )
+        for i in range(count)
+    ]
+    for child in children:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "ready"
+    for child in children:
+        assert child.stdin is not None
+        child.stdin.write("go\n")
+        child.stdin.flush()
+    results = [child.communicate(timeout=120) for child in children]
+    errors = [err for _out, err in results if err.strip()]
+    assert [child.returncode for child in children] == [0] * count, errors
+    return [out.strip() for out, _err in results]
+
+
+def test_processes_opening_a_new_schema_at_once_migrate_it_once(pg_dsn: str, schema: str) -> None:
+    assert _race_processes(pg_dsn, schema, "open") == ["opened"] * 4
+
+    assert _versions(pg_dsn, schema) == [("auth", len(MIGRATIONS))]
+    assert _tables(pg_dsn, schema) == TABLES
+
+
+def test_processes_rotating_one_token_rotate_once(
+    store: PostgresStore, pg_dsn: str, schema: str
+) -> None:
+    add_user(store)
+    add_session(store)
+
+    statuses = _race_processes(pg_dsn, schema, "rotate", LATER.isoformat())
+
+    # One wins; the next is a reuse (revoking the session); the rest find it revoked.
+    assert sorted(statuses) == sorted(["rotated", "reused", "invalid", "invalid"])
+
+
+def test_processes_using_one_totp_step_accept_it_once(
+    store: PostgresStore, pg_dsn: str, schema: str
+) -> None:
+    add_user(store)
+    factor = MfaFactor(id="f1", user_id="u1", method=MfaMethod.TOTP, created_at=NOW)
+    store.create_mfa_factor(factor, "sealed-secret")
+
+    results = _race_processes(pg_dsn, schema, "totp", "1000")
+
+    assert sorted(results) == ["False", "False", "False", "True"]
+    assert store.use_totp_step("f1", 1000) is False
+    assert store.use_totp_step("f1", 1001) is True
+
+
+def test_threads_hammering_one_counter_count_exactly(store: PostgresStore) -> None:
+    threads, hits_each = 4, 25
+    barrier = threading.Barrier(threads)
+    seen: list[int] = []
+
+    def hammer() -> None:
+        barrier.wait()
+        for _ in range(hits_each):
+            seen.append(store.hit_counter("ip:1", NOW, 60)[0])
+
+    workers = [threading.Thread(target=hammer) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+
+    total = threads * hits_each
+    assert sorted(seen) == list(range(1, total + 1))
+    assert store.get_counter("ip:1", NOW) == (total, NOW + timedelta(seconds=60))
+
+
+# -- values ------------------------------------------------------------------------------
+
+
+def test_datetimes_with_other_offsets_come_back_as_equal_utc(store: PostgresStore) -> None:
+    tokyo = datetime(2030, 1, 2, 12, 0, tzinfo=timezone(timedelta(hours=9)))
+    store.create_user(dataclasses.replace(make_user(), created_at=tokyo), "pw-hash")
+
+    stored = store.get_user("u1")
+
+    assert stored is not None
+    assert stored.created_at == tokyo
+    assert stored.created_at.utcoffset() == timedelta(0)
+
+
+def test_naive_datetimes_are_rejected(store: PostgresStore) -> None:
+    with pytest.raises(ValidationError):
+        store.hit_counter("ip:1", datetime(2030, 1, 1), 60)  # naive on purpose
+    with pytest.raises(ValidationError):
+        store.create_user(dataclasses.replace(make_user(), created_at=datetime(2030, 1, 1)), "h")
+
+    assert store.get_counter("ip:1", NOW) is None
+    assert store.get_user("u1") is None
+
+
+def test_duplicate_hash_is_reported_without_the_hash(store: PostgresStore) -> None:
+    add_user(store)
+    secret_hash = "access-hash-that-must-not-leak"
+    store.create_session(make_session("s1"), secret_hash, "refresh-1")
+
+    with pytest.raises(AlreadyExists) as caught:
+        store.create_session(make_session("s2"), secret_hash, "refresh-2")
+
+    assert str(caught.value) == "access token hash exists"
+    # The server's detail line quotes the value, so the cause is not kept.
+    assert caught.value.__cause__ is None
+    assert store.get_session("s2") is None
+
+
+def test_other_database_errors_are_store_errors_with_their_cause(store: PostgresStore) -> None:
+    with pytest.raises(StoreError) as caught:
+        store.get_user("nul\x00byte")  # PostgreSQL text cannot hold NUL
+
+    assert str(caught.value) == "postgres store: get_user failed (DataError)"
+    assert isinstance(caught.value.__cause__, psycopg.DataError)
+
+
+# -- connections, secrets and errors ------------------------------------------------------
+
+
+def test_repr_and_errors_never_show_the_password(pg_dsn: str, schema: str) -> None:
+    # The suite's server trusts loopback, so the password is sent and ignored.
+    with PostgresStore(f"{pg_dsn} password={PASSWORD}", schema=schema) as store:
+        assert PASSWORD not in repr(store)
+        assert "dbname=postgres" in repr(store)
+    unreachable = f"postgresql://ann:{PASSWORD}@127.0.0.1:{_closed_port()}/db?connect_timeout=2"
+    with pytest.raises(StoreError) as refused:
+        PostgresStore(unreachable, schema=schema)
+    with pytest.raises(ValidationError) as invalid:
+        PostgresStore(f"host=x password={PASSWORD} broken", schema=schema)
+
+    for error in (refused.value, invalid.value):
+        assert PASSWORD not in str(error)
+        assert PASSWORD not in repr(error)
+
+
+def test_unreachable_server_is_a_clear_store_error(schema: str) -> None:
+    port = _closed_port()
+
+    with pytest.raises(StoreError) as caught:
+        PostgresStore(f"host=127.0.0.1 port={port} connect_timeout=2", schema=schema)
+
+    message = str(caught.value)
+    assert message.startswith("postgres store: cannot connect to")
+    assert f"port={port}" in message
+    assert isinstance(caught.value.__cause__, psycopg.OperationalError)
+
+
+def test_a_pool_passed_in_is_used_and_left_open(pg_dsn: str, schema: str) -> None:
+    # Not autocommit: the store must still commit what it writes.
+    pool: ConnectionPool[psycopg.Connection[tuple[object, ...]]] = ConnectionPool(
+        pg_dsn, min_size=1, max_size=2, open=True, name="app-pool"
+    )
+    try:
+        with PostgresStore(pool=pool, schema=schema) as store:
+            add_user(store)
+            assert repr(store) == f"PostgresStore(pool='app-pool', schema={schema!r})"
+        with pool.connection() as conn:
+            conn.execute("SELECT 1")
+        with PostgresStore(pg_dsn, schema=schema) as other:
+            assert other.get_user("u1") == make_user()
+    finally:
+        pool.close()
+
+
+def test_closed_store_refuses_work_and_closes_twice(pg_dsn: str, schema: str) -> None:
+    store = PostgresStore(pg_dsn, schema=schema)
+    store.close()
+    store.close()
+
+    with pytest.raises(StoreError, match="closed"):
+        store.get_user("u1")
+
+
+def test_store_inherited_through_fork_refuses_work(
+    store: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parent = os.getpid()
+    monkeypatch.setattr(os, "getpid", lambda: parent + 1)
+
+    with pytest.raises(StoreError, match="fork"):
+        store.get_user("u1")
+
+
+@pytest.mark.parametrize(
+    "schema_name", ["", "1abc", "a-b", 'a"b', "a b", "x" * 64, "ünï", "a;drop"]
+)
+def test_bad_schema_names_are_refused(pg_dsn: str, schema_name: str) -> None:
+    with pytest.raises(ValidationError):
+        PostgresStore(pg_dsn, schema=schema_name)
+
+
+def test_wrong_argument_types_are_type_errors(pg_dsn: str) -> None:
+    with pytest.raises(TypeError):
+        PostgresStore(pg_dsn, schema=3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        PostgresStore(pg_dsn, pool=object())  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        PostgresStore(b"host=x")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):
+        PostgresStore(pg_dsn, min_size=3, max_size=2)
+
+
+def test_importing_the_stores_needs_no_psycopg() -> None:
+    script = textwrap.dedent(
+        """
+        import sys
+        sys.modules["psycopg"] = None  # as if it were not installed
+        import authsome.stores
+        from authsome.stores import MemoryStore
+        try:
+            authsome.stores.PostgresStore
+        except ImportError as exc:
+            print(exc)
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=_child_env(),
+        check=True,
+        timeout=60,
+    )
+
+    assert "authsome-engine[postgres]" in result.stdout
+
+
+def test_stored_times_are_timestamptz(store: PostgresStore, pg_dsn: str, schema: str) -> None:
+    add_user(store)
+    rows = _query(
+        pg_dsn,
+        sql.SQL("SELECT pg_typeof(created_at)::text, created_at FROM {}.users").format(
+            sql.Identifier(schema)
+        ),
+    )
+
+    assert rows[0][0] == "timestamp with time zone"
+    assert rows[0][1] == NOW
+    assert NOW.tzinfo is UTC
+
+
+def test_tokens_and_password_never_reach_the_database(
+    make_auth: AuthFactory, store: PostgresStore, pg_dsn: str, schema: str
+) -> None:
+    auth = make_auth(store=store, secret_key=bytes(range(32)))
+    ann = auth.users.register("ann@example.com", ENGINE_PASSWORD)
+    tokens = auth.sign_in("ann@example.com", ENGINE_PASSWORD).tokens
+    assert tokens is not None
+    rotated = auth.sessions.refresh(tokens.refresh_token)
+    client_secret = "cs-4d3c2b1a-sso-client-secret"
+    org = auth.orgs.create(ann.id, "Ann corp")
+    auth.sso.configure(
+        org.id,
+        OIDCConnection(
+            issuer="https://idp.acme.example",
+            client_id="acme-client",
+            client_secret=client_secret,
+            domains=("acme.example",),
+        ),
+    )
+    rp = {"rp_id": "example.com", "origin": "https://example.com"}
+    device = SoftwareAuthenticator()
+    passkey = auth.passkeys.finish_registration(
+        ann.id,
+        device.register(
+            auth.passkeys.begin_registration(ann.id, rp_name="Example", **rp), origin=rp["origin"]
+        ),
+    )
+    passkey_tokens = auth.passkeys.finish_authentication(
+        device.authenticate(auth.passkeys.begin_authentication(**rp), origin=rp["origin"])
+    ).tokens
+    assert passkey_tokens is not None
+    pending = json.loads(auth.passkeys.begin_authentication(**rp))["challenge"]
+
+    dump = "\n".join(
+        str(row[0])
+        for table in sorted(TABLES)
+        for row in _query(
+            pg_dsn,
+            sql.SQL("SELECT row_to_json(t)::text FROM {}.{} AS t").format(
+                sql.Identifier(schema), sql.Identifier(table)
+            ),
+        )
+    )
+    # The dump does hold the rows, new tables included.
+    for stored in ("ann@example.com", "acme-client", "acme.example", passkey.credential_id):
+        assert stored in dump
+    secrets = (
+        tokens.access_token,
+        tokens.refresh_token,
+        rotated.refresh_token,
+        passkey_tokens.access_token,
+        ENGINE_PASSWORD,
+        client_secret,
+        pending,
+        unb64url(pending).hex(),
+    )
+    for secret in secrets:
+        assert secret not in dump
