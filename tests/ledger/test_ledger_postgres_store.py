@@ -54,6 +54,7 @@ def test_tables_live_in_the_schema_and_data_survives_reopening(pg_dsn: str, sche
     s.apply_usage(UsageBatch([UsageDelta("t", "f", T0, 5, "e")]))
     s.close()
     assert tables(pg_dsn, schema) == [
+        "ledger_batches",
         "ledger_events",
         "ledger_plans",
         "ledger_schema",
@@ -165,15 +166,120 @@ def test_threads_migrating_at_once_migrate_once(pg_dsn: str, schema: str) -> Non
 
 def test_a_batch_is_all_or_nothing(store: ledger.PostgresStore) -> None:
     bad = UsageBatch(
-        [UsageDelta("t", "f", T0, 5, "e1"), UsageDelta("t", "g", T0, 1 << 70)],
+        [UsageDelta("t", "f", T0, 5, "e1"), UsageDelta("t", "g", 1 << 70, 1)],
         [UniqueUse("t", "mau", T0, "alice")],
     )
-    with pytest.raises(ledger.LedgerStoreError) as info:
+    with pytest.raises(ledger.LedgerDataError) as info:  # the period is out of BIGINT
         store.apply_usage(bad)
     assert isinstance(info.value.__cause__, psycopg.Error)
     assert store.get_usage("t", "f", T0) == 0
     assert store.known_events("t", "f", ["e1"]) == set()  # rolled back with the increment
     assert store.known_users("t", "mau", T0, ["alice"]) == set()
+
+
+@pytest.mark.parametrize(
+    "batch",
+    [
+        UsageBatch([UsageDelta("t\x00", "f", T0, 1)]),  # PostgreSQL text holds no NUL
+        UsageBatch([UsageDelta("t", "f", T0, 1, "e\x00")]),
+        UsageBatch([], [UniqueUse("t", "mau", T0, "u\x00")]),
+        UsageBatch([UsageDelta("t", "f\ud800", T0, 1)]),  # UTF-8 cannot encode it
+        UsageBatch([UsageDelta("t", "f", 1 << 70, 1)]),  # out of BIGINT
+        UsageBatch([UsageDelta("t", "f", T0, 1 << 70, "e")]),
+        UsageBatch([UsageDelta("t", "f", T0, 1)], batch_id="b\x00"),
+    ],
+)
+def test_data_it_can_never_store_is_a_data_error_and_rolls_back(
+    store: ledger.PostgresStore, batch: UsageBatch
+) -> None:
+    good = [UsageDelta("t", "f", T0, 5, "e1"), UsageDelta("t", "g", T0, 2)]
+    bad = UsageBatch([*good, *batch.deltas], batch.uniques, batch.batch_id)
+    with pytest.raises(ledger.LedgerDataError):
+        store.apply_usage(bad)
+    assert store.usage_records("t") == []
+    assert store.known_events("t", "f", ["e1"]) == set()
+    with pytest.raises(ledger.LedgerDataError):
+        store.consume(ConsumeRequest("t", "f\x00", T0, 1, ceiling=5))
+    with pytest.raises(ledger.LedgerDataError):
+        store.get_usage("t", "f\x00", T0)
+
+
+def test_counters_saturate_and_never_go_below_zero(store: ledger.PostgresStore) -> None:
+    store.apply_usage(UsageBatch([UsageDelta("t", "f", T0, 1 << 62)] * 3))  # sum > 2**63
+    assert store.get_usage("t", "f", T0) == ledger.MAX_COUNTER
+    store.apply_usage(UsageBatch([UsageDelta("t", "f", T0, 1 << 62)]))  # BIGINT would overflow
+    assert store.get_usage("t", "f", T0) == ledger.MAX_COUNTER
+    assert store.consume(ConsumeRequest("t", "f", T0, 1, ceiling=1 << 64)) == (
+        True,
+        ledger.MAX_COUNTER,
+    )
+    store.apply_usage(UsageBatch([UsageDelta("t", "f", T0, -(1 << 62))] * 3))
+    assert store.get_usage("t", "f", T0) == 0
+    store.apply_usage(UsageBatch([UsageDelta("t", "f", T0, 3), UsageDelta("t", "f", T0, -1)]))
+    assert store.get_usage("t", "f", T0) == 2  # the batch's net delta is what is clamped
+
+
+@pytest.mark.parametrize("own_pool", [True, False])
+def test_batch_ids_older_than_a_day_are_pruned(
+    pg_dsn: str, schema: str, monkeypatch: pytest.MonkeyPatch, own_pool: bool
+) -> None:
+    monkeypatch.setattr(ledger.stores.postgres, "_PRUNE_EVERY", 1)
+    if own_pool:
+        store = ledger.PostgresStore(pg_dsn, schema=schema)
+    else:  # a given pool's connections are not autocommit: the prune must still commit
+        pool = psycopg_pool.ConnectionPool(pg_dsn, min_size=1, max_size=2, open=True)
+        store = ledger.PostgresStore(pool=pool, schema=schema)
+    try:
+        prune_old_batch_ids(store, pg_dsn, schema)
+    finally:
+        store.close()
+        if not own_pool:
+            pool.close()
+
+
+def prune_old_batch_ids(store: ledger.PostgresStore, pg_dsn: str, schema: str) -> None:
+    store.apply_usage(UsageBatch([UsageDelta("t", "f", T0, 1)], batch_id="old"))
+    store.apply_usage(UsageBatch([UsageDelta("t", "f", T0, 1)], batch_id="recent"))
+    table = sql.Identifier(schema, "ledger_batches")
+    with psycopg.connect(pg_dsn) as conn:
+        conn.execute(
+            sql.SQL(
+                "UPDATE {} SET applied_at = now() - interval '25 hours' WHERE batch_id = 'old'"
+            ).format(table)
+        )
+    store.apply_usage(UsageBatch([UsageDelta("t", "f", T0, 1)], batch_id="new"))
+    store.apply_usage(UsageBatch([UsageDelta("t", "f", T0, 1)], batch_id="recent"))  # known
+    with psycopg.connect(pg_dsn) as conn:
+        ids = conn.execute(sql.SQL("SELECT batch_id FROM {} ORDER BY 1").format(table)).fetchall()
+    assert ids == [("new",), ("recent",)]
+    assert store.get_usage("t", "f", T0) == 3
+
+
+def test_a_version_1_schema_is_migrated_in_place(pg_dsn: str, schema: str) -> None:
+    with psycopg.connect(pg_dsn) as conn:  # what the previous release created
+        ident = sql.Identifier(schema)
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(ident))
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE {}.ledger_schema (version INTEGER PRIMARY KEY, "
+                "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+            ).format(ident)
+        )
+        for statement in MIGRATIONS[0]:
+            conn.execute(sql.SQL(statement).format(schema=ident))
+        conn.execute(sql.SQL("INSERT INTO {}.ledger_schema (version) VALUES (1)").format(ident))
+        conn.execute(
+            sql.SQL("INSERT INTO {}.ledger_usage VALUES ('t', 'f', %s, 4)").format(ident), (T0,)
+        )
+    s = ledger.PostgresStore(pg_dsn, schema=schema)
+    try:
+        assert s.schema_version == len(MIGRATIONS) == 2
+        batch = UsageBatch([UsageDelta("t", "f", T0, 1)], batch_id="b")
+        s.apply_usage(batch)
+        s.apply_usage(batch)
+        assert s.get_usage("t", "f", T0) == 5
+    finally:
+        s.close()
 
 
 def test_a_refused_consume_leaves_no_trace(store: ledger.PostgresStore) -> None:

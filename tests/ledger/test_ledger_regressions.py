@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from authsome import ledger
+from authsome.ledger.plans import check_key
 from authsome.ledger.stores import UsageBatch, UsageDelta
 from conftest import EngineFactory
 
@@ -156,6 +157,36 @@ def test_text_utf8_cannot_encode_is_refused_at_the_door(
         assert eng.unflushed == 0
     with pytest.raises(ledger.InvalidArgument):
         ledger.Plan("bad\ud800")
+
+
+@pytest.mark.parametrize("where", ["tenant", "key", "user_id", "event_id"])
+@pytest.mark.parametrize("text", ["bad\x00", "\x00", "caf\xe9\x00"])
+def test_nul_characters_are_refused_at_the_door(
+    make_engine: EngineFactory, tmp_path: Path, where: str, text: str
+) -> None:
+    """PostgreSQL text cannot hold NUL: refuse it up front, for every store alike."""
+    eng_plan = ledger.Plan("p", [ledger.Feature.metered("api"), ledger.Feature.seat("seats", 5)])
+    args: dict[str, Any] = {"tenant": "acme", "key": "api"}
+    args[where] = text
+    for eng in (make_engine(), make_engine(durability="spool", spool_path=tmp_path / "sp")):
+        eng.define_plan(eng_plan)
+        eng.subscribe("acme", "p")
+        with pytest.raises(ledger.InvalidArgument, match="NUL"):
+            eng.meter(**args)
+        with pytest.raises(ledger.InvalidArgument, match="NUL"):
+            eng.consume(**args)
+        if where != "user_id":
+            release = {**args, "key": "seats"} if where != "key" else args
+            with pytest.raises(ledger.InvalidArgument, match="NUL"):
+                eng.release(**release)
+        assert eng.unflushed == 0
+    for make in (
+        lambda: ledger.Plan(text),
+        lambda: ledger.Feature.metered(text),
+        lambda: check_key(text),
+    ):
+        with pytest.raises(ledger.InvalidArgument, match="NUL"):
+            make()
 
 
 def test_huge_pending_sums_do_not_overflow_the_store(

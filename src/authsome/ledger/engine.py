@@ -317,9 +317,9 @@ class Engine:
         ``at`` backdates the event (its period is the one containing ``at``). The event
         reaches the store with the next flush; entitlements count it immediately.
         """
-        # The hot path: cheap exact-type checks first, messages only on failure.
         # The hot path: cheap exact-type checks first, messages only on failure. It
-        # accepts exactly what check_key/check_quantity accept (str subclasses aside).
+        # accepts exactly what check_key/check_quantity accept (str subclasses aside);
+        # a NUL is found with one memchr-fast ``in`` per string.
         if (
             tenant.__class__ is not str
             or key.__class__ is not str
@@ -331,6 +331,8 @@ class Engine:
             or key.isspace()
             or not (tenant.isascii() or is_utf8(tenant))
             or not (key.isascii() or is_utf8(key))
+            or "\x00" in tenant
+            or "\x00" in key
         ):
             _reject(tenant, key, quantity)
         if user_id is None:
@@ -341,6 +343,7 @@ class Engine:
             or not 0 < len(user_id) <= MAX_KEY
             or user_id.isspace()
             or not (user_id.isascii() or is_utf8(user_id))
+            or "\x00" in user_id
         ):
             check_key(user_id, "user_id")
         m = self._m
@@ -354,6 +357,7 @@ class Engine:
             or not 0 < len(event_id) <= MAX_KEY
             or event_id.isspace()
             or not (event_id.isascii() or is_utf8(event_id))
+            or "\x00" in event_id
         ):
             check_key(event_id, "event_id")
         ts = self._time() if at is None else to_utc(at, "at").timestamp()

@@ -122,11 +122,13 @@ class Reason(StrEnum):
 
 def check_key(value: object, name: str = "key") -> str:
     """Return ``value`` if it is a non-blank ``str`` of at most 256 characters that
-    UTF-8 can encode."""
+    UTF-8 can encode, without NUL characters (PostgreSQL text cannot hold them)."""
     if not isinstance(value, str):
         raise InvalidArgumentType(f"{name} must be a str, not {type(value).__name__}")
     if not value or value.isspace() or len(value) > MAX_KEY:
         raise InvalidArgument(f"{name} must be 1..{MAX_KEY} non-blank characters")
+    if "\x00" in value:
+        raise InvalidArgument(f"{name} must not contain NUL characters")
     if not (value.isascii() or is_utf8(value)):
         raise InvalidArgument(f"{name} is not valid Unicode text (a lone surrogate?)")
     return value

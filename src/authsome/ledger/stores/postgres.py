@@ -9,14 +9,24 @@ be exact across processes is decided by the database, never by a read in Python:
   come back (new ones) add their quantity, so a retried batch, a replayed spool or
   another process sending the same id never counts twice;
 * a distinct user of a period is a row under a primary key, the same way;
+* a batch id is a row under a primary key too, inserted first in the batch's
+  transaction: a batch whose id is already there is skipped whole, so a batch whose
+  commit landed but whose acknowledgement was lost does not count twice when retried
+  (ids are pruned after a day);
+* a counter is clamped to ``0..2**63 - 1`` after adding a batch's net delta, computed
+  as ``numeric`` so it saturates instead of overflowing ``BIGINT``;
 * :meth:`PostgresStore.consume` is a conditional upsert (``... DO UPDATE ... WHERE
   used + delta <= ceiling``) that holds the counter's row lock while it decides.
 
 Every transaction takes its row locks in one global order (event ids, then users,
 then counters, each sorted), so concurrent flushes do not deadlock; should the
 server still report a deadlock or a serialization failure, the transaction is
-retried a few times. The schema is versioned: :data:`MIGRATIONS` are applied under
-a transaction-scoped advisory lock, so processes starting together migrate once.
+retried a few times. Data the database can never take (SQLSTATE classes 22 and 23:
+NUL characters, out-of-range numbers, unencodable text...) raises
+:class:`~authsome.ledger.errors.LedgerDataError`; every other failure a plain
+:class:`~authsome.ledger.errors.LedgerStoreError`. The schema is versioned:
+:data:`MIGRATIONS` are applied under a transaction-scoped advisory lock, so processes
+starting together migrate once.
 
 Needs the optional extra: ``pip install 'authsome-engine[postgres]'``.
 """
@@ -24,14 +34,21 @@ Needs the optional extra: ``pip install 'authsome-engine[postgres]'``.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 import threading
 import time
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from authsome.ledger.errors import InvalidArgument, InvalidArgumentType, LedgerStoreError
+from authsome.ledger.errors import (
+    InvalidArgument,
+    InvalidArgumentType,
+    LedgerDataError,
+    LedgerStoreError,
+)
 from authsome.ledger.plans import (
+    MAX_COUNTER,
     Plan,
     Subscription,
     dump_plan,
@@ -78,6 +95,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """CREATE TABLE {schema}.ledger_users (
             tenant TEXT NOT NULL, feature TEXT NOT NULL, period_start BIGINT NOT NULL,
             user_id TEXT NOT NULL, PRIMARY KEY (tenant, feature, period_start, user_id))""",
+    ),
+    # 2: batch ids, so a batch retried after an ambiguous commit is applied once.
+    (
+        """CREATE TABLE {schema}.ledger_batches (
+            batch_id TEXT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())""",
+        "CREATE INDEX ledger_batches_applied_at ON {schema}.ledger_batches (applied_at)",
     ),
 )
 
@@ -129,10 +152,32 @@ _QUERIES: dict[str, str] = {
         "ON CONFLICT DO NOTHING RETURNING 1) "
         "SELECT count(*) FROM new"
     ),
+    # Counters stay within 0..2**63 - 1: the sum is taken as numeric (BIGINT addition
+    # would raise on overflow) and clamped. ``excluded.used`` must be the raw delta for
+    # that, so a counter created by a negative delta is inserted negative: those rows
+    # come back and "clamp_new" sets them to 0 in the same transaction (they are ours,
+    # locked and invisible to anyone else until the commit).
     "upsert_usage": (
-        "INSERT INTO {schema}.ledger_usage AS u (tenant, feature, period_start, used) "
+        "WITH up AS (INSERT INTO {schema}.ledger_usage AS u (tenant, feature, period_start, used) "
         "SELECT * FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::bigint[]) "
-        "ON CONFLICT (tenant, feature, period_start) DO UPDATE SET used = u.used + excluded.used"
+        "ON CONFLICT (tenant, feature, period_start) DO UPDATE SET used = "
+        "LEAST(GREATEST(u.used::numeric + excluded.used, 0), 9223372036854775807)::bigint "
+        "RETURNING tenant, feature, period_start, used) "
+        "SELECT tenant, feature, period_start FROM up WHERE used < 0"
+    ),
+    "clamp_new": (
+        "UPDATE {schema}.ledger_usage SET used = 0 WHERE used < 0 AND "
+        "(tenant, feature, period_start) IN "
+        "(SELECT * FROM unnest(%b::text[], %b::text[], %b::bigint[]))"
+    ),
+    # The batch's id, first in its transaction: no row back means it was applied before.
+    "claim_batch": (
+        "INSERT INTO {schema}.ledger_batches (batch_id) VALUES (%b) "
+        "ON CONFLICT DO NOTHING RETURNING 1"
+    ),
+    "prune_batches": (
+        "DELETE FROM {schema}.ledger_batches "
+        "WHERE applied_at < now() - make_interval(secs => %b::float8)"
     ),
     "get_usage": (
         "SELECT used FROM {schema}.ledger_usage "
@@ -160,8 +205,9 @@ _QUERIES: dict[str, str] = {
     "consume": (
         "INSERT INTO {schema}.ledger_usage AS u (tenant, feature, period_start, used) "
         "SELECT %(t)s, %(f)s, %(p)s, %(q)s WHERE %(q)s <= %(ceiling)s "
-        "ON CONFLICT (tenant, feature, period_start) DO UPDATE SET used = u.used + excluded.used "
-        "WHERE u.used + excluded.used <= %(ceiling)s RETURNING used"
+        "ON CONFLICT (tenant, feature, period_start) DO UPDATE SET used = "
+        "LEAST(u.used::numeric + excluded.used, 9223372036854775807)::bigint "
+        "WHERE u.used::numeric + excluded.used <= %(ceiling)s RETURNING used"
     ),
     "usage_records": (
         "SELECT feature, period_start, used FROM {schema}.ledger_usage WHERE tenant = %s "
@@ -171,6 +217,9 @@ _QUERIES: dict[str, str] = {
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _RETRIES = 5  # attempts of a transaction the server aborted as a deadlock/serialization victim
+_PRUNE_EVERY = 1024  # batch ids recorded by one store between prunes of old ones
+_KEEP_BATCHES = 86_400.0  # seconds a batch id is remembered (retries take seconds)
+assert MAX_COUNTER == 9223372036854775807  # the literal in the statements above
 
 
 def _import_psycopg() -> tuple[Any, Any]:
@@ -250,6 +299,13 @@ class PostgresStore:
             pool_module.PoolClosed,
             pool_module.TooManyRequests,
         )
+        # Refused data, raised by the server (SQLSTATE classes 22 and 23) or while
+        # adapting a parameter (a NUL in a str, an unencodable str...).
+        self._data_errors: tuple[type[BaseException], ...] = (
+            self._psycopg.DataError,
+            self._psycopg.IntegrityError,
+        )
+        self._batch_ids = itertools.count(1)  # batch ids recorded here, to prune now and then
         self._closed = False
         self._close_lock = threading.Lock()
         self._owns_pool = pool is None
@@ -311,10 +367,21 @@ class PostgresStore:
                     raise LedgerStoreError(f"ledger database error: {exc}") from exc
                 time.sleep(0.005 * attempt)
             except self._psycopg.Error as exc:
+                if self._refused_data(exc):
+                    raise LedgerDataError(f"ledger database refused the data: {exc}") from exc
                 if read_only and attempt < _RETRIES and self._connection_lost(exc):
                     continue
                 raise LedgerStoreError(f"ledger database error: {exc}") from exc
+            except (UnicodeError, OverflowError) as exc:  # raised adapting a parameter
+                raise LedgerDataError(f"ledger database refused the data: {exc}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _refused_data(self, exc: BaseException) -> bool:
+        """Will the same data always fail the same way (not a transient failure)?"""
+        if isinstance(exc, self._data_errors):
+            return True
+        state = getattr(exc, "sqlstate", None)
+        return state is not None and state.startswith(("22", "23"))
 
     def _connection_lost(self, exc: BaseException) -> bool:
         """Did ``exc`` come from a connection that died (not from the pool or the SQL)?"""
@@ -426,10 +493,12 @@ class PostgresStore:
     def apply_usage(self, batch: UsageBatch) -> None:
         """Apply ``batch`` in one transaction; event ids and users count once, ever.
 
-        Per counter, its event ids are inserted first (``ON CONFLICT DO NOTHING
-        RETURNING``) and only the quantities of the rows the database reports as new
-        are added; then its users, the same way. Last, every touched counter is
-        upserted once with its total. Row locks are taken in sorted order.
+        The batch id (if any) is inserted first: if it is already recorded the batch
+        was applied before and nothing else happens. Per counter, its event ids are
+        inserted next (``ON CONFLICT DO NOTHING RETURNING``) and only the quantities of
+        the rows the database reports as new are added; then its users, the same way.
+        Last, every touched counter is upserted once with its net total, clamped to
+        ``0..2**63 - 1``. Row locks are taken in sorted order.
         """
         plain: dict[_Counter, int] = {}
         events: dict[_Counter, dict[str, int]] = {}
@@ -448,10 +517,20 @@ class PostgresStore:
         event_groups = [(counter, sorted(ids)) for counter, ids in sorted(events.items())]
         user_groups = [(counter, sorted(names)) for counter, names in sorted(users.items())]
         q = self._q
+        batch_id = batch.batch_id
+        prune = batch_id is not None and next(self._batch_ids) % _PRUNE_EVERY == 0
 
         def run(conn: psycopg.Connection[Any]) -> None:
             increments = dict(plain)
+            if prune:  # its own transaction: a concurrent prune never holds up the batch
+                with conn.transaction():
+                    conn.execute(q["prune_batches"], (_KEEP_BATCHES,))
             with conn.transaction():
+                if (
+                    batch_id is not None
+                    and conn.execute(q["claim_batch"], (batch_id,)).fetchone() is None
+                ):
+                    return  # applied before; its acknowledgement was lost
                 for counter, ids in event_groups:
                     quantities = events[counter]
                     row = conn.execute(
@@ -469,15 +548,20 @@ class PostgresStore:
                 if not increments:
                     return  # every event id and user was known already
                 keys = sorted(increments)
-                conn.execute(
+                below_zero = conn.execute(
                     q["upsert_usage"],
                     (
                         [k[0] for k in keys],
                         [k[1] for k in keys],
                         [k[2] for k in keys],
-                        [increments[k] for k in keys],
+                        [_saturate(increments[k]) for k in keys],
                     ),
-                )
+                ).fetchall()
+                if below_zero:  # new counters a release created: they start at 0
+                    conn.execute(
+                        q["clamp_new"],
+                        tuple([row[i] for row in below_zero] for i in range(3)),
+                    )
 
         self._run(run)
 
@@ -573,3 +657,8 @@ class PostgresStore:
 
     def __repr__(self) -> str:
         return f"PostgresStore(schema={self.schema!r})"
+
+
+def _saturate(n: int) -> int:
+    """A batch's net change of one counter, within BIGINT (the sum is clamped anyway)."""
+    return max(-MAX_COUNTER, min(n, MAX_COUNTER))
