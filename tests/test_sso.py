@@ -530,6 +530,15 @@ def test_bad_settings_are_validation_errors_and_store_nothing(
 # -- bad input: certificates ----------------------------------------------------------------
 
 
+def _corrupt_der_tag(pem: str) -> str:
+    # The first base64 character carries the outer DER SEQUENCE tag (0x30, "M"); an
+    # "A" makes it tag 0x00, which no parser accepts. A change elsewhere could land in
+    # the signature bytes, which parsing does not check, and pass by chance.
+    header, body, rest = pem.split("\n", 2)
+    assert body.startswith("M")
+    return f"{header}\nA{body[1:]}\n{rest}"
+
+
 @pytest.mark.parametrize(
     "pem",
     [
@@ -540,7 +549,7 @@ def test_bad_settings_are_validation_errors_and_store_nothing(
         "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n",
         VALID_PEM[: len(VALID_PEM) // 2],
         VALID_PEM.replace("-----END CERTIFICATE-----", ""),
-        VALID_PEM[:100] + "A" + VALID_PEM[101:],
+        _corrupt_der_tag(VALID_PEM),
         KEY_PEM,
         EXPIRED_PEM,
         "é" + VALID_PEM,
