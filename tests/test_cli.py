@@ -32,10 +32,17 @@ def test_demo_shows_gating_per_plan_and_a_usage_report_per_tenant() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     out = result.stdout
-    starter, business = out.split("globex (plan business)")[0], out.split("usage report")[0]
-    assert "REFUSED  authsome.feature.sso by plan (disabled)" in starter
-    assert "REFUSED  authsome.feature.custom_domains by plan (disabled)" in starter
-    assert "allowed  authsome.feature.sso by plan" in business.split("globex")[1]
+    starter = out.split("globex (plan business)")[0]
+    business = out.split("globex (plan business)")[1].split("usage report")[0]
+    for gated in ("add a custom domain", "configure SSO"):
+        assert f"REFUSED  {gated}" in starter
+        assert f"allowed  {gated}" in business
+    assert "authsome.feature.sso (disabled)" in starter
+    assert "authsome.feature.custom_domains (disabled)" in starter
+    for allowed in ("create an organization", "enrol MFA", "register a passkey"):
+        assert f"allowed  {allowed}" in starter
+        assert f"allowed  {allowed}" in business
+    assert "REFUSED" not in business
     for tenant in ("acme", "globex"):
         report = out.split(f"usage report: {tenant}")[1].split("usage report")[0]
         rows = {line.split()[0]: line.split()[1:] for line in report.strip().splitlines()[1:]}
@@ -43,6 +50,9 @@ def test_demo_shows_gating_per_plan_and_a_usage_report_per_tenant() -> None:
         assert rows["authsome.users.active"][0] == "3"
         assert rows["authsome.sessions.created"][0] == "6"
         assert rows["authsome.users.created"][0] == "3"
+        assert rows["authsome.mfa.enrollments"][0] == "1"
+        assert rows["authsome.apikeys.validated"][0] == "5"
+        assert rows["authsome.orgs.members"][0] == "3"
     assert "Traceback" not in out
 
 

@@ -7,16 +7,20 @@ plan-gated operations, and the usage report of each tenant ends the run.
 
 from __future__ import annotations
 
+import secrets
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+import pyotp
 
 from authsome import ledger
 from authsome.bridge.ledgeradapter import LedgerAdapter
 from authsome.crypto import PasswordHashing
 from authsome.engine import Authsome
-from authsome.errors import FeatureNotEntitled
+from authsome.errors import ExtraNotInstalled, FeatureNotEntitled
 from authsome.features import Feature, UsageEvent
+from authsome.sso import OIDCConnection
 from authsome.stores import SQLiteStore
 
 __all__ = ["run_demo"]
@@ -48,12 +52,7 @@ def _plans() -> list[ledger.Plan]:
     ]
 
 
-def _gated_operations(auth: Authsome, user_id: str) -> list[tuple[str, Callable[[], object]]]:
-    """Every plan-gated operation this build offers, as (label, call)."""
-    return [("create an organization", lambda: auth.orgs.create(user_id, "Engineering"))]
-
-
-def _sign_up_and_in(auth: Authsome, tenant: str, out: list[str]) -> str:
+def _sign_up_and_in(auth: Authsome, tenant: str, out: list[str]) -> list[str]:
     user_ids = []
     for name in ("ada", "grace", "alan"):
         user = auth.users.register(f"{name}@{tenant}.example", PASSWORD, tenant=tenant)
@@ -61,24 +60,80 @@ def _sign_up_and_in(auth: Authsome, tenant: str, out: list[str]) -> str:
         for _ in range(2):  # two sign-ins each: still one monthly active user
             auth.sign_in(f"{name.upper()}@{tenant}.example", PASSWORD, tenant=tenant)
     out.append("  registered 3 users, 6 sign-ins (3 distinct active users)")
-    return user_ids[0]
+    return user_ids
+
+
+def _operations(
+    auth: Authsome, tenant: str, user_ids: list[str]
+) -> list[tuple[str, Callable[[], str]]]:
+    """Every plan-gated operation, as (label, call returning what it did)."""
+    owner, *members = user_ids
+
+    def create_org() -> str:
+        org = auth.orgs.create(owner, "Engineering")
+        for member in members:
+            auth.orgs.add_member(org.id, member)
+        key = auth.api_keys.create(org.id, "ci")
+        for _ in range(5):
+            auth.api_keys.validate(key.secret)
+        return "org with 3 members; its API key validated 5 times"
+
+    def enrol_mfa() -> str:
+        setup = auth.mfa.begin_totp(owner)
+        auth.mfa.confirm_totp(owner, pyotp.TOTP(setup.secret).now())
+        return "TOTP confirmed for one user"
+
+    def add_domain() -> str:
+        challenge = auth.domains.add(f"login.{tenant}.example", tenant=tenant)
+        return f"publish TXT {challenge.record_name}"
+
+    def configure_sso() -> str:
+        org = auth.orgs.orgs_of(owner)[0]
+        auth.sso.configure(
+            org.id,
+            OIDCConnection(
+                issuer=f"https://idp.{tenant}.example",
+                client_id="authsome",
+                client_secret="demo-client-secret",  # noqa: S106 - a demo value
+                domains=(f"{tenant}.example",),
+            ),
+        )
+        return "OIDC connection for the org"
+
+    def begin_passkey() -> str:
+        origin = f"https://{tenant}.example"
+        try:
+            auth.passkeys.begin_registration(
+                owner, rp_id=f"{tenant}.example", rp_name=tenant, origin=origin
+            )
+        except ExtraNotInstalled as exc:
+            return f"entitled; {exc}"
+        return "registration options issued"
+
+    return [
+        ("create an organization", create_org),
+        ("enrol MFA", enrol_mfa),
+        ("add a custom domain", add_domain),
+        ("configure SSO", configure_sso),
+        ("register a passkey", begin_passkey),
+    ]
 
 
 def _try_gated(
-    auth: Authsome, eng: ledger.Engine, tenant: str, user_id: str, out: list[str]
+    auth: Authsome,
+    eng: ledger.Engine,
+    tenant: str,
+    user_ids: list[str],
+    out: list[str],
 ) -> None:
-    for label, call in _gated_operations(auth, user_id):
+    for label, call in _operations(auth, tenant, user_ids):
         try:
-            call()
+            done = call()
         except FeatureNotEntitled as exc:
             reason = eng.entitled(tenant, exc.feature).reason
-            out.append(f"  REFUSED  {label:<26} {exc.feature} ({reason})")
+            out.append(f"  REFUSED  {label:<24} {exc.feature} ({reason})")
         else:
-            out.append(f"  allowed  {label}")
-    for feature in (Feature.SSO, Feature.CUSTOM_DOMAINS):
-        decision = eng.entitled(tenant, feature)
-        verdict = "allowed" if decision.allowed else "REFUSED"
-        out.append(f"  {verdict:<8} {feature} by plan ({decision.reason})")
+            out.append(f"  allowed  {label:<24} {done}")
 
 
 def _report(eng: ledger.Engine, tenant: str, out: list[str]) -> None:
@@ -94,25 +149,33 @@ def _report(eng: ledger.Engine, tenant: str, out: list[str]) -> None:
 
 def run_demo(out: list[str]) -> None:
     """Run the demo, appending its printable lines to ``out``."""
-    with (
-        tempfile.TemporaryDirectory(prefix="authsome-demo-") as tmp,
-        ledger.Engine(store=ledger.SQLiteStore(Path(tmp) / "billing.db")) as eng,
-    ):
-        for plan in _plans():
-            eng.define_plan(plan)
+    with tempfile.TemporaryDirectory(prefix="authsome-demo-") as tmp:
+        ledger_store = ledger.SQLiteStore(Path(tmp) / "billing.db")
+        try:
+            with ledger.Engine(store=ledger_store) as eng:
+                _run(eng, Path(tmp), out)
+        finally:
+            ledger_store.close()  # the engine leaves the store it was given open
+
+
+def _run(eng: ledger.Engine, tmp: Path, out: list[str]) -> None:
+    for plan in _plans():
+        eng.define_plan(plan)
+    for tenant, plan_key in TENANTS.items():
+        eng.subscribe(tenant, plan_key)
+    with Authsome(
+        store=SQLiteStore(tmp / "auth.db"),
+        ledger=LedgerAdapter(eng),
+        password_hashing=DEMO_HASHING,
+        secret_key=secrets.token_bytes(32),  # seals TOTP and SSO secrets at rest
+    ) as auth:
         for tenant, plan_key in TENANTS.items():
-            eng.subscribe(tenant, plan_key)
-        store = SQLiteStore(Path(tmp) / "auth.db")
-        with Authsome(
-            store=store, ledger=LedgerAdapter(eng), password_hashing=DEMO_HASHING
-        ) as auth:
-            for tenant, plan_key in TENANTS.items():
-                out.append(f"{tenant} (plan {plan_key})")
-                user_id = _sign_up_and_in(auth, tenant, out)
-                _try_gated(auth, eng, tenant, user_id, out)
-                out.append("")
-        eng.flush()
-        for tenant in TENANTS:
-            out.append(f"usage report: {tenant}")
-            _report(eng, tenant, out)
+            out.append(f"{tenant} (plan {plan_key})")
+            user_ids = _sign_up_and_in(auth, tenant, out)
+            _try_gated(auth, eng, tenant, user_ids, out)
             out.append("")
+    eng.flush()
+    for tenant in TENANTS:
+        out.append(f"usage report: {tenant}")
+        _report(eng, tenant, out)
+        out.append("")
