@@ -76,7 +76,7 @@ def test_no_secret_escapes_anywhere(
     created = auth.api_keys.create(org.id, "deploy", scopes=("deploy",))
     secrets.append(created.secret)
     seen += [repr(created), str(created), repr(auth.api_keys.validate(created.secret))]
-    _capture(lambda: auth.api_keys.validate(created.secret[:-1] + "x"), seen)
+    _capture(lambda: auth.api_keys.validate(created.secret[:-1]), seen)
     _capture(lambda: auth.api_keys.validate(created.secret, required_scopes=("admin",)), seen)
 
     connection = OIDCConnection(
