@@ -51,7 +51,7 @@ from authsome.models import (
 from authsome.stores._postgres_migrations import COMPONENT, MIGRATIONS, VERSION_TABLE
 from authsome.stores._protocol import Counter
 from authsome.stores._rules import (
-    DUPLICATE_SSO_DOMAIN,
+    Duplicate,
     check_owner_membership,
     check_sso_record,
     last_owner_conflict,
@@ -75,28 +75,28 @@ _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _DEFAULT_CONNECT_TIMEOUT = 10
 _Row = tuple[Any, ...]
 
-# Which unique constraint failed → what AlreadyExists says (never the value itself);
-# the same messages as the SQLite store. Constraint names are set in the migrations.
+# Which unique constraint failed → which of the messages every store shares;
+# constraint names are set in the migrations.
 _DUPLICATE_MESSAGES = {
-    "users_tenant_email_key": "a user with this e-mail exists in this tenant",
-    "users_pkey": "a user with this id exists",
-    "sessions_pkey": "session id exists",
-    "sessions_access_hash_key": "access token hash exists",
-    "refresh_tokens_pkey": "refresh token hash exists",
-    "orgs_tenant_slug_key": "an org with this slug exists in this tenant",
-    "orgs_pkey": "an org with this id exists",
-    "org_members_pkey": "the user is a member of this org already",
-    "domains_hostname_key": "this hostname is claimed already",
-    "domains_pkey": "a domain with this id exists",
-    "mfa_factors_pkey": "factor id exists",
-    "mfa_factors_user_method_key": "the user has a factor of this method",
-    "mfa_tickets_pkey": "ticket hash exists",
-    "api_keys_pkey": "api key id exists",
-    "api_keys_lookup_id_key": "api key lookup id exists",
-    "passkeys_pkey": "a passkey with this credential id exists",
-    "passkey_challenges_pkey": "this challenge is pending already",
-    "sso_connections_pkey": "an SSO connection with this id exists",
-    "sso_domains_pkey": DUPLICATE_SSO_DOMAIN,
+    "users_tenant_email_key": Duplicate.USER_EMAIL,
+    "users_pkey": Duplicate.USER_ID,
+    "sessions_pkey": Duplicate.SESSION_ID,
+    "sessions_access_hash_key": Duplicate.ACCESS_HASH,
+    "refresh_tokens_pkey": Duplicate.REFRESH_HASH,
+    "orgs_tenant_slug_key": Duplicate.ORG_SLUG,
+    "orgs_pkey": Duplicate.ORG_ID,
+    "org_members_pkey": Duplicate.MEMBERSHIP,
+    "domains_hostname_key": Duplicate.HOSTNAME,
+    "domains_pkey": Duplicate.DOMAIN_ID,
+    "mfa_factors_pkey": Duplicate.FACTOR_ID,
+    "mfa_factors_user_method_key": Duplicate.FACTOR_METHOD,
+    "mfa_tickets_pkey": Duplicate.TICKET_HASH,
+    "api_keys_pkey": Duplicate.API_KEY_ID,
+    "api_keys_lookup_id_key": Duplicate.API_KEY_LOOKUP_ID,
+    "passkeys_pkey": Duplicate.PASSKEY,
+    "passkey_challenges_pkey": Duplicate.CHALLENGE,
+    "sso_connections_pkey": Duplicate.SSO_ID,
+    "sso_domains_pkey": Duplicate.SSO_DOMAIN,
 }
 
 # Queries are plain literals; "{s}" becomes the quoted schema name once per store and
@@ -333,7 +333,7 @@ def _translated_errors(operation: str) -> Iterator[None]:
     try:
         yield
     except psycopg.errors.UniqueViolation as exc:
-        message = _DUPLICATE_MESSAGES.get(exc.diag.constraint_name or "", "record exists")
+        message = _DUPLICATE_MESSAGES.get(exc.diag.constraint_name or "", Duplicate.RECORD)
         raise AlreadyExists(message) from None
     except psycopg.errors.ForeignKeyViolation as exc:
         raise StoreError(f"postgres store: {operation} refers to a missing record") from exc
@@ -831,7 +831,7 @@ class PostgresStore:
                 (factor.user_id, method),
             ).fetchone()
             if confirmed is not None:
-                raise AlreadyExists("the user has a confirmed factor of this method")
+                raise AlreadyExists(Duplicate.CONFIRMED_FACTOR)
             cur.execute(
                 self._sql(
                     "DELETE FROM {s}.mfa_factors"

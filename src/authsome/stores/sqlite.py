@@ -47,7 +47,7 @@ from authsome.models import (
 )
 from authsome.stores._protocol import Counter
 from authsome.stores._rules import (
-    DUPLICATE_SSO_DOMAIN,
+    Duplicate,
     check_owner_membership,
     check_sso_record,
     last_owner_conflict,
@@ -132,27 +132,27 @@ _UPDATE_SSO = (
     " updated_at = ? WHERE id = ?"
 )
 
-# Which unique constraint failed → what AlreadyExists says (never the value itself).
+# Which unique constraint failed → which of the messages every store shares.
 _DUPLICATE_MESSAGES = {
-    "users.tenant, users.email": "a user with this e-mail exists in this tenant",
-    "users.id": "a user with this id exists",
-    "sessions.id": "session id exists",
-    "sessions.access_hash": "access token hash exists",
-    "refresh_tokens.hash": "refresh token hash exists",
-    "orgs.tenant, orgs.slug": "an org with this slug exists in this tenant",
-    "orgs.id": "an org with this id exists",
-    "org_members.org_id, org_members.user_id": "the user is a member of this org already",
-    "domains.hostname": "this hostname is claimed already",
-    "domains.id": "a domain with this id exists",
-    "mfa_factors.id": "factor id exists",
-    "mfa_factors.user_id, mfa_factors.method": "the user has a factor of this method",
-    "mfa_tickets.hash": "ticket hash exists",
-    "api_keys.id": "api key id exists",
-    "api_keys.lookup_id": "api key lookup id exists",
-    "passkeys.credential_id": "a passkey with this credential id exists",
-    "passkey_challenges.challenge_hash": "this challenge is pending already",
-    "sso_connections.id": "an SSO connection with this id exists",
-    "sso_domains.domain": DUPLICATE_SSO_DOMAIN,
+    "users.tenant, users.email": Duplicate.USER_EMAIL,
+    "users.id": Duplicate.USER_ID,
+    "sessions.id": Duplicate.SESSION_ID,
+    "sessions.access_hash": Duplicate.ACCESS_HASH,
+    "refresh_tokens.hash": Duplicate.REFRESH_HASH,
+    "orgs.tenant, orgs.slug": Duplicate.ORG_SLUG,
+    "orgs.id": Duplicate.ORG_ID,
+    "org_members.org_id, org_members.user_id": Duplicate.MEMBERSHIP,
+    "domains.hostname": Duplicate.HOSTNAME,
+    "domains.id": Duplicate.DOMAIN_ID,
+    "mfa_factors.id": Duplicate.FACTOR_ID,
+    "mfa_factors.user_id, mfa_factors.method": Duplicate.FACTOR_METHOD,
+    "mfa_tickets.hash": Duplicate.TICKET_HASH,
+    "api_keys.id": Duplicate.API_KEY_ID,
+    "api_keys.lookup_id": Duplicate.API_KEY_LOOKUP_ID,
+    "passkeys.credential_id": Duplicate.PASSKEY,
+    "passkey_challenges.challenge_hash": Duplicate.CHALLENGE,
+    "sso_connections.id": Duplicate.SSO_ID,
+    "sso_domains.domain": Duplicate.SSO_DOMAIN,
 }
 _UNIQUE_CODES = frozenset({sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY})
 
@@ -351,7 +351,7 @@ def _duplicate_message(sqlite_message: str) -> str:
     for columns, message in _DUPLICATE_MESSAGES.items():
         if sqlite_message.endswith(columns):
             return message
-    return "record exists"
+    return Duplicate.RECORD
 
 
 # -- connections ---------------------------------------------------------------------
@@ -799,7 +799,7 @@ class SQLiteStore:
                 (factor.user_id, factor.method.value),
             ).fetchone()
             if confirmed is not None:
-                raise AlreadyExists("the user has a confirmed factor of this method")
+                raise AlreadyExists(Duplicate.CONFIRMED_FACTOR)
             conn.execute(
                 "DELETE FROM mfa_factors WHERE user_id = ? AND method = ?",
                 (factor.user_id, factor.method.value),
