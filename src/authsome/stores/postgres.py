@@ -33,7 +33,6 @@ from authsome.models import (
     Domain,
     Membership,
     MfaFactor,
-    MfaMethod,
     Org,
     OrgRole,
     Passkey,
@@ -50,6 +49,7 @@ from authsome.models import (
 )
 from authsome.stores._postgres_migrations import COMPONENT, MIGRATIONS, VERSION_TABLE
 from authsome.stores._protocol import Counter
+from authsome.stores._records import RecordReader
 from authsome.stores._rules import (
     Duplicate,
     check_owner_membership,
@@ -193,113 +193,13 @@ def _utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC)
 
 
-def _optional_utc(moment: datetime | None) -> datetime | None:
-    return None if moment is None else moment.astimezone(UTC)
-
-
-def _user(row: _Row) -> User:
-    return User(id=row[0], tenant=row[1], email=row[2], name=row[3], created_at=_utc(row[4]))
-
-
-def _session(row: _Row) -> Session:
-    return Session(
-        id=row[0],
-        user_id=row[1],
-        tenant=row[2],
-        created_at=_utc(row[3]),
-        expires_at=_utc(row[4]),
-        access_expires_at=_utc(row[5]),
-        revoked_at=_optional_utc(row[6]),
-    )
-
-
-def _org(row: _Row) -> Org:
-    return Org(id=row[0], tenant=row[1], slug=row[2], name=row[3], created_at=_utc(row[4]))
-
-
-def _membership(row: _Row) -> Membership:
-    return Membership(org_id=row[0], user_id=row[1], role=OrgRole(row[2]), created_at=_utc(row[3]))
-
-
-def _domain(row: _Row) -> Domain:
-    return Domain(
-        id=row[0],
-        tenant=row[1],
-        hostname=row[2],
-        created_at=_utc(row[3]),
-        verified_at=_optional_utc(row[4]),
-    )
-
-
-def _factor(row: _Row) -> MfaFactor:
-    return MfaFactor(
-        id=row[0],
-        user_id=row[1],
-        method=MfaMethod(row[2]),
-        created_at=_utc(row[3]),
-        confirmed_at=_optional_utc(row[4]),
-    )
-
-
-def _api_key(row: _Row) -> ApiKey:
-    owner_kind: ApiKeyOwnerKind = "org" if row[2] == "org" else "user"
-    return ApiKey(
-        id=row[0],
-        lookup_id=row[1],
-        owner_kind=owner_kind,
-        owner_id=row[3],
-        tenant=row[4],
-        name=row[5],
-        scopes=tuple(row[6]),
-        created_at=_utc(row[7]),
-        expires_at=_optional_utc(row[8]),
-        revoked_at=_optional_utc(row[9]),
-        last_used_at=_optional_utc(row[10]),
-    )
-
-
-def _passkey(row: _Row) -> Passkey:
-    return Passkey(
-        credential_id=row[0],
-        user_id=row[1],
-        tenant=row[2],
-        rp_id=row[3],
-        public_key=bytes(row[4]),
-        sign_count=int(row[5]),
-        transports=tuple(row[6]),
-        created_at=_utc(row[7]),
-        last_used_at=_optional_utc(row[8]),
-    )
-
-
-def _passkey_challenge(row: _Row) -> PasskeyChallenge:
-    return PasskeyChallenge(
-        challenge_hash=row[0],
-        ceremony=PasskeyCeremony(row[1]),
-        user_id=row[2],
-        tenant=row[3],
-        rp_id=row[4],
-        origin=row[5],
-        expires_at=_utc(row[6]),
-    )
+# Lists of strings are arrays; psycopg returns them as lists.
+_READ = RecordReader(moment=_utc, strings=iter)
 
 
 def _sso_connection(row: _Row) -> SSOConnectionInfo:
-    return SSOConnectionInfo(
-        id=row[0],
-        org_id=row[1],
-        protocol=SSOProtocol(row[2]),
-        domains=tuple(row[12]),
-        created_at=_utc(row[10]),
-        updated_at=_utc(row[11]),
-        issuer=row[3],
-        client_id=row[4],
-        scopes=tuple(row[5]),
-        has_client_secret=bool(row[9]),
-        entity_id=row[6],
-        sso_url=row[7],
-        x509_certificate=row[8],
-    )
+    """A row of :data:`_SELECT_SSO`: the connection's columns, then its domains."""
+    return _READ.sso_connection(row, domains=row[12], scopes=row[5])
 
 
 def _sso_settings(connection: SSOConnectionInfo, secret: StoredSecret | None) -> dict[str, Any]:
@@ -475,7 +375,7 @@ class PostgresStore:
     def get_user(self, user_id: str) -> User | None:
         """The user with this id, or ``None``."""
         row = self._one("get_user", _SELECT_USER + " WHERE id = %s", (user_id,))
-        return None if row is None else _user(row)
+        return None if row is None else _READ.user(row)
 
     def find_user_by_email(self, tenant: str, email: str) -> User | None:
         """The user with this normalized e-mail in ``tenant``, or ``None``."""
@@ -484,7 +384,7 @@ class PostgresStore:
             _SELECT_USER + " WHERE tenant = %s AND email = %s",
             (tenant, email),
         )
-        return None if row is None else _user(row)
+        return None if row is None else _READ.user(row)
 
     def get_password_hash(self, user_id: str) -> str | None:
         """The user's stored password hash, or ``None``."""
@@ -527,7 +427,7 @@ class PostgresStore:
     def get_session(self, session_id: str) -> Session | None:
         """The session with this id (revoked or not), or ``None``."""
         row = self._one("get_session", _SELECT_SESSION + " WHERE id = %s", (session_id,))
-        return None if row is None else _session(row)
+        return None if row is None else _READ.session(row)
 
     def find_session_by_access_hash(self, access_hash: str) -> Session | None:
         """The session whose current access token hashes to ``access_hash``."""
@@ -536,7 +436,7 @@ class PostgresStore:
             _SELECT_SESSION + " WHERE access_hash = %s",
             (access_hash,),
         )
-        return None if row is None else _session(row)
+        return None if row is None else _READ.session(row)
 
     def rotate_refresh_token(
         self,
@@ -556,7 +456,7 @@ class PostgresStore:
         _aware(now)
         with self._transaction("rotate_refresh_token") as cur:
             row = cur.execute(self._sql(_LOCK_ROTATION_ROWS), (refresh_hash,)).fetchone()
-            if row is None or not _session(row[1:]).is_active(now):
+            if row is None or not _READ.session(row[1:]).is_active(now):
                 return RefreshOutcome(RefreshStatus.INVALID)
             used: bool = row[0]
             session_id: str = row[1]
@@ -580,7 +480,7 @@ class PostgresStore:
                 status = RefreshStatus.ROTATED
             stored = cur.fetchone()
             assert stored is not None  # the session row is locked by this transaction
-            return RefreshOutcome(status, _session(stored))
+            return RefreshOutcome(status, _READ.session(stored))
 
     def revoke_session(self, session_id: str, now: datetime) -> bool:
         """Revoke one live session; ``False`` if unknown, revoked already or expired."""
@@ -638,14 +538,14 @@ class PostgresStore:
     def get_org(self, org_id: str) -> Org | None:
         """The org with this id, or ``None``."""
         row = self._one("get_org", _SELECT_ORG + " WHERE id = %s", (org_id,))
-        return None if row is None else _org(row)
+        return None if row is None else _READ.org(row)
 
     def find_org_by_slug(self, tenant: str, slug: str) -> Org | None:
         """The org with this slug in ``tenant``, or ``None``."""
         row = self._one(
             "find_org_by_slug", _SELECT_ORG + " WHERE tenant = %s AND slug = %s", (tenant, slug)
         )
-        return None if row is None else _org(row)
+        return None if row is None else _READ.org(row)
 
     def add_membership(self, membership: Membership) -> None:
         """Insert a membership; the foreign keys refuse an unknown org or user."""
@@ -669,7 +569,7 @@ class PostgresStore:
     def get_membership(self, org_id: str, user_id: str) -> Membership | None:
         """The user's membership of the org, or ``None``."""
         row = self._one("get_membership", _SELECT_MEMBERSHIP, (org_id, user_id))
-        return None if row is None else _membership(row)
+        return None if row is None else _READ.membership(row)
 
     def list_memberships(self, org_id: str) -> list[Membership]:
         """The org's memberships, oldest first (ties by user id, bytewise)."""
@@ -679,7 +579,7 @@ class PostgresStore:
             ' WHERE org_id = %s ORDER BY created_at, user_id COLLATE "C"',
             (org_id,),
         )
-        return [_membership(row) for row in rows]
+        return [_READ.membership(row) for row in rows]
 
     def list_user_orgs(self, user_id: str) -> list[Org]:
         """The orgs the user belongs to, oldest first (ties by id, bytewise)."""
@@ -690,7 +590,7 @@ class PostgresStore:
             ' WHERE m.user_id = %s ORDER BY o.created_at, o.id COLLATE "C"',
             (user_id,),
         )
-        return [_org(row) for row in rows]
+        return [_READ.org(row) for row in rows]
 
     def remove_membership(self, org_id: str, user_id: str) -> bool:
         """Delete a membership unless it is the last owner's. The org's row is locked
@@ -726,7 +626,7 @@ class PostgresStore:
                 (role.value, org_id, user_id),
             ).fetchone()
             assert row is not None  # the org is locked, so the membership is still there
-            return _membership(row)
+            return _READ.membership(row)
 
     def _lock_org_and_read_role(
         self, cur: psycopg.Cursor[TupleRow], org_id: str, user_id: str
@@ -765,7 +665,7 @@ class PostgresStore:
     def get_domain(self, domain_id: str) -> Domain | None:
         """The domain with this id, or ``None``."""
         row = self._one("get_domain", _SELECT_DOMAIN + " WHERE id = %s", (domain_id,))
-        return None if row is None else _domain(row)
+        return None if row is None else _READ.domain(row)
 
     def get_domain_token(self, domain_id: str) -> str | None:
         """The domain's challenge token, or ``None`` if the domain is unknown."""
@@ -779,7 +679,7 @@ class PostgresStore:
         row = self._one(
             "find_domain_by_hostname", _SELECT_DOMAIN + " WHERE hostname = %s", (hostname,)
         )
-        return None if row is None else _domain(row)
+        return None if row is None else _READ.domain(row)
 
     def list_domains(self, tenant: str) -> list[Domain]:
         """Every domain of ``tenant``, ordered by hostname (bytewise, as in SQLite)."""
@@ -788,7 +688,7 @@ class PostgresStore:
             _SELECT_DOMAIN + ' WHERE tenant = %s ORDER BY hostname COLLATE "C"',
             (tenant,),
         )
-        return [_domain(row) for row in rows]
+        return [_READ.domain(row) for row in rows]
 
     def mark_domain_verified(self, domain_id: str, now: datetime) -> Domain | None:
         """Set ``verified_at`` once (the first time is kept) and return the stored
@@ -799,7 +699,7 @@ class PostgresStore:
             " RETURNING id, tenant, hostname, created_at, verified_at",
             (_aware(now), domain_id),
         )
-        return None if row is None else _domain(row)
+        return None if row is None else _READ.domain(row)
 
     def delete_domain(self, domain_id: str) -> bool:
         """Delete the domain; ``False`` if it did not exist."""
@@ -858,7 +758,7 @@ class PostgresStore:
     def get_mfa_factor(self, factor_id: str) -> MfaFactor | None:
         """The factor with this id, or ``None``."""
         row = self._one("get_mfa_factor", _SELECT_FACTOR + " WHERE id = %s", (factor_id,))
-        return None if row is None else _factor(row)
+        return None if row is None else _READ.factor(row)
 
     def get_mfa_secret(self, factor_id: str) -> str | None:
         """The factor's stored secret, or ``None``."""
@@ -874,7 +774,7 @@ class PostgresStore:
             _SELECT_FACTOR + ' WHERE user_id = %s ORDER BY created_at, id COLLATE "C"',
             (user_id,),
         )
-        return [_factor(row) for row in rows]
+        return [_READ.factor(row) for row in rows]
 
     def confirm_mfa_factor(
         self, factor_id: str, step: int, recovery_hashes: Sequence[str], now: datetime
@@ -1004,7 +904,7 @@ class PostgresStore:
     def get_api_key(self, key_id: str) -> ApiKey | None:
         """The key with this id, or ``None``."""
         row = self._one("get_api_key", _SELECT_API_KEY + " WHERE id = %s", (key_id,))
-        return None if row is None else _api_key(row)
+        return None if row is None else _READ.api_key(row)
 
     def find_api_key_by_lookup_id(self, lookup_id: str) -> StoredApiKey | None:
         """The key with this lookup id and its secret hash (unique index), or ``None``."""
@@ -1015,7 +915,7 @@ class PostgresStore:
             " FROM {s}.api_keys WHERE lookup_id = %s",
             (lookup_id,),
         )
-        return None if row is None else StoredApiKey(_api_key(row), str(row[11]))
+        return None if row is None else StoredApiKey(_READ.api_key(row), str(row[11]))
 
     def list_api_keys(self, owner_kind: ApiKeyOwnerKind, owner_id: str) -> list[ApiKey]:
         """Every key of this owner, oldest first (ties by id, bytewise)."""
@@ -1025,7 +925,7 @@ class PostgresStore:
             ' ORDER BY created_at, id COLLATE "C"',
             (owner_kind, owner_id),
         )
-        return [_api_key(row) for row in rows]
+        return [_READ.api_key(row) for row in rows]
 
     def revoke_api_key(self, key_id: str, now: datetime) -> bool:
         """Revoke the key; ``False`` if unknown or revoked already."""
@@ -1084,7 +984,7 @@ class PostgresStore:
         )
         if row is None or not row[7]:
             return None
-        return _passkey_challenge(row)
+        return _READ.passkey_challenge(row)
 
     def create_passkey(self, passkey: Passkey) -> None:
         """Insert a passkey; the primary key refuses a registered credential id, the
@@ -1112,7 +1012,7 @@ class PostgresStore:
         row = self._one(
             "get_passkey", _SELECT_PASSKEY + " WHERE credential_id = %s", (credential_id,)
         )
-        return None if row is None else _passkey(row)
+        return None if row is None else _READ.passkey(row)
 
     def list_user_passkeys(self, user_id: str) -> list[Passkey]:
         """The user's passkeys, oldest first (ties by credential id, bytewise)."""
@@ -1121,7 +1021,7 @@ class PostgresStore:
             _SELECT_PASSKEY + ' WHERE user_id = %s ORDER BY created_at, credential_id COLLATE "C"',
             (user_id,),
         )
-        return [_passkey(row) for row in rows]
+        return [_READ.passkey(row) for row in rows]
 
     def update_passkey_sign_count(
         self, credential_id: str, expected: int, new: int, now: datetime
