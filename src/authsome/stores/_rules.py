@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from authsome.errors import Conflict
+from datetime import datetime
+
+from authsome.errors import Conflict, ValidationError
 from authsome.models import Membership, Org, OrgRole, SSOConnectionInfo, StoredSecret
 
 __all__ = [
     "Duplicate",
+    "aware",
     "check_owner_membership",
     "check_sso_record",
     "last_owner_conflict",
@@ -39,6 +42,14 @@ class Duplicate:
     SSO_ID = "an SSO connection with this id exists"
     SSO_DOMAIN = "an e-mail domain is routed to an SSO connection already"
     RECORD = "record exists"
+
+
+def aware(moment: datetime) -> datetime:
+    """``moment``, refused if naive: a store cannot tell which instant it means
+    (PostgreSQL would read it in the session's time zone)."""
+    if moment.utcoffset() is None:
+        raise ValidationError("datetimes given to a store must be timezone-aware")
+    return moment
 
 
 def check_owner_membership(org: Org, owner: Membership) -> None:

@@ -52,6 +52,7 @@ from authsome.stores._protocol import Counter
 from authsome.stores._records import RecordReader
 from authsome.stores._rules import (
     Duplicate,
+    aware,
     check_owner_membership,
     check_sso_record,
     last_owner_conflict,
@@ -178,15 +179,8 @@ _HIT_COUNTER = (
 # -- values ----------------------------------------------------------------------------
 
 
-def _aware(moment: datetime) -> datetime:
-    """Refuse naive datetimes: PostgreSQL would read them in the session's time zone."""
-    if moment.utcoffset() is None:
-        raise ValidationError("datetimes given to a store must be timezone-aware")
-    return moment
-
-
 def _optional_aware(moment: datetime | None) -> datetime | None:
-    return None if moment is None else _aware(moment)
+    return None if moment is None else aware(moment)
 
 
 def _utc(moment: datetime) -> datetime:
@@ -214,7 +208,7 @@ def _sso_settings(connection: SSOConnectionInfo, secret: StoredSecret | None) ->
         "x509_certificate": connection.x509_certificate,
         "client_secret": None if secret is None else secret.value,
         "secret_sealed": secret is not None and secret.sealed,
-        "updated_at": _aware(connection.updated_at),
+        "updated_at": aware(connection.updated_at),
     }
 
 
@@ -369,7 +363,7 @@ class PostgresStore:
             "create_user",
             "INSERT INTO {s}.users (id, tenant, email, name, created_at, password_hash)"
             " VALUES (%s, %s, %s, %s, %s, %s)",
-            (user.id, user.tenant, user.email, user.name, _aware(user.created_at), password_hash),
+            (user.id, user.tenant, user.email, user.name, aware(user.created_at), password_hash),
         )
 
     def get_user(self, user_id: str) -> User | None:
@@ -415,9 +409,9 @@ class PostgresStore:
                 session.id,
                 session.user_id,
                 session.tenant,
-                _aware(session.created_at),
-                _aware(session.expires_at),
-                _aware(session.access_expires_at),
+                aware(session.created_at),
+                aware(session.expires_at),
+                aware(session.access_expires_at),
                 _optional_aware(session.revoked_at),
                 access_hash,
                 refresh_hash,
@@ -452,8 +446,8 @@ class PostgresStore:
 
         See :meth:`authsome.stores.Store.rotate_refresh_token` for the outcomes.
         """
-        _aware(access_expires_at)
-        _aware(now)
+        aware(access_expires_at)
+        aware(now)
         with self._transaction("rotate_refresh_token") as cur:
             row = cur.execute(self._sql(_LOCK_ROTATION_ROWS), (refresh_hash,)).fetchone()
             if row is None or not _READ.session(row[1:]).is_active(now):
@@ -485,7 +479,7 @@ class PostgresStore:
     def revoke_session(self, session_id: str, now: datetime) -> bool:
         """Revoke one live session; ``False`` if unknown, revoked already or expired."""
         row = self._one(
-            "revoke_session", _REVOKE_LIVE_SESSION, {"now": _aware(now), "id": session_id}
+            "revoke_session", _REVOKE_LIVE_SESSION, {"now": aware(now), "id": session_id}
         )
         return row is not None
 
@@ -495,14 +489,14 @@ class PostgresStore:
             "revoke_user_sessions",
             "UPDATE {s}.sessions SET revoked_at = %(now)s"
             " WHERE user_id = %(user)s AND revoked_at IS NULL AND expires_at > %(now)s",
-            {"now": _aware(now), "user": user_id},
+            {"now": aware(now), "user": user_id},
         )
 
     # -- throttle counters -----------------------------------------------------
     def hit_counter(self, key: str, now: datetime, ttl_seconds: int) -> Counter:
         """Count one hit on ``key`` with one upsert whose expiry logic is in SQL;
         see :meth:`authsome.stores.Store.hit_counter`."""
-        fresh = _aware(now) + timedelta(seconds=ttl_seconds)
+        fresh = aware(now) + timedelta(seconds=ttl_seconds)
         row = self._one("hit_counter", _HIT_COUNTER, {"key": key, "now": now, "fresh": fresh})
         assert row is not None  # an upsert with RETURNING always returns its row
         return int(row[0]), _utc(row[1])
@@ -512,7 +506,7 @@ class PostgresStore:
         row = self._one(
             "get_counter",
             "SELECT hits, expires_at FROM {s}.counters WHERE key = %s AND expires_at > %s",
-            (key, _aware(now)),
+            (key, aware(now)),
         )
         return None if row is None else (int(row[0]), _utc(row[1]))
 
@@ -531,7 +525,7 @@ class PostgresStore:
                     "INSERT INTO {s}.orgs (id, tenant, slug, name, created_at)"
                     " VALUES (%s, %s, %s, %s, %s)"
                 ),
-                (org.id, org.tenant, org.slug, org.name, _aware(org.created_at)),
+                (org.id, org.tenant, org.slug, org.name, aware(org.created_at)),
             )
             self._insert_membership(cur, owner)
 
@@ -562,7 +556,7 @@ class PostgresStore:
                 membership.org_id,
                 membership.user_id,
                 OrgRole(membership.role).value,
-                _aware(membership.created_at),
+                aware(membership.created_at),
             ),
         )
 
@@ -657,7 +651,7 @@ class PostgresStore:
                 domain.tenant,
                 domain.hostname,
                 token,
-                _aware(domain.created_at),
+                aware(domain.created_at),
                 _optional_aware(domain.verified_at),
             ),
         )
@@ -697,7 +691,7 @@ class PostgresStore:
             "mark_domain_verified",
             "UPDATE {s}.domains SET verified_at = COALESCE(verified_at, %s) WHERE id = %s"
             " RETURNING id, tenant, hostname, created_at, verified_at",
-            (_aware(now), domain_id),
+            (aware(now), domain_id),
         )
         return None if row is None else _READ.domain(row)
 
@@ -750,7 +744,7 @@ class PostgresStore:
                     factor.user_id,
                     method,
                     secret,
-                    _aware(factor.created_at),
+                    aware(factor.created_at),
                     _optional_aware(factor.confirmed_at),
                 ),
             )
@@ -789,7 +783,7 @@ class PostgresStore:
                     " WHERE id = %(id)s AND confirmed_at IS NULL"
                     " AND (last_step IS NULL OR last_step < %(step)s)"
                 ),
-                {"now": _aware(now), "step": step, "id": factor_id},
+                {"now": aware(now), "step": step, "id": factor_id},
             )
             if cur.rowcount != 1:
                 return False
@@ -849,14 +843,14 @@ class PostgresStore:
         """Store a ticket and purge expired ones, in one transaction."""
         with self._transaction("create_mfa_ticket") as cur:
             cur.execute(
-                self._sql("DELETE FROM {s}.mfa_tickets WHERE expires_at <= %s"), (_aware(now),)
+                self._sql("DELETE FROM {s}.mfa_tickets WHERE expires_at <= %s"), (aware(now),)
             )
             cur.execute(
                 self._sql(
                     "INSERT INTO {s}.mfa_tickets (hash, user_id, expires_at, attempts)"
                     " VALUES (%s, %s, %s, 0)"
                 ),
-                (ticket_hash, user_id, _aware(expires_at)),
+                (ticket_hash, user_id, aware(expires_at)),
             )
 
     def attempt_mfa_ticket(self, ticket_hash: str, now: datetime, max_attempts: int) -> str | None:
@@ -866,7 +860,7 @@ class PostgresStore:
             "attempt_mfa_ticket",
             "UPDATE {s}.mfa_tickets SET attempts = attempts + 1"
             " WHERE hash = %s AND expires_at > %s AND attempts < %s RETURNING user_id",
-            (ticket_hash, _aware(now), max_attempts),
+            (ticket_hash, aware(now), max_attempts),
         )
         return None if row is None else str(row[0])
 
@@ -893,7 +887,7 @@ class PostgresStore:
                 key.tenant,
                 key.name,
                 list(key.scopes),
-                _aware(key.created_at),
+                aware(key.created_at),
                 _optional_aware(key.expires_at),
                 _optional_aware(key.revoked_at),
                 _optional_aware(key.last_used_at),
@@ -932,7 +926,7 @@ class PostgresStore:
         revoked = self._write(
             "revoke_api_key",
             "UPDATE {s}.api_keys SET revoked_at = %s WHERE id = %s AND revoked_at IS NULL",
-            (_aware(now), key_id),
+            (aware(now), key_id),
         )
         return revoked == 1
 
@@ -943,7 +937,7 @@ class PostgresStore:
             "touch_api_key",
             "UPDATE {s}.api_keys SET last_used_at = GREATEST(last_used_at, %(at)s)"
             " WHERE id = %(id)s AND (last_used_at IS NULL OR last_used_at < %(at)s)",
-            {"at": _aware(at), "id": key_id},
+            {"at": aware(at), "id": key_id},
         )
 
     # -- passkeys --------------------------------------------------------------
@@ -953,7 +947,7 @@ class PostgresStore:
         with self._transaction("create_passkey_challenge") as cur:
             cur.execute(
                 self._sql("DELETE FROM {s}.passkey_challenges WHERE expires_at <= %s"),
-                (_aware(now),),
+                (aware(now),),
             )
             cur.execute(
                 self._sql(
@@ -968,7 +962,7 @@ class PostgresStore:
                     challenge.tenant,
                     challenge.rp_id,
                     challenge.origin,
-                    _aware(challenge.expires_at),
+                    aware(challenge.expires_at),
                 ),
             )
 
@@ -980,7 +974,7 @@ class PostgresStore:
         row = self._one(
             "consume_passkey_challenge",
             _CONSUME_CHALLENGE,
-            {"hash": challenge_hash, "now": _aware(now)},
+            {"hash": challenge_hash, "now": aware(now)},
         )
         if row is None or not row[7]:
             return None
@@ -1002,7 +996,7 @@ class PostgresStore:
                 bytes(passkey.public_key),
                 passkey.sign_count,
                 list(passkey.transports),
-                _aware(passkey.created_at),
+                aware(passkey.created_at),
                 _optional_aware(passkey.last_used_at),
             ),
         )
@@ -1033,7 +1027,7 @@ class PostgresStore:
             "update_passkey_sign_count",
             "UPDATE {s}.passkeys SET sign_count = %s, last_used_at = %s"
             " WHERE credential_id = %s AND sign_count = %s",
-            (new, _aware(now), credential_id, expected),
+            (new, aware(now), credential_id, expected),
         )
         return updated == 1
 
@@ -1070,7 +1064,7 @@ class PostgresStore:
                     **settings,
                     "id": connection.id,
                     "org_id": connection.org_id,
-                    "created_at": _aware(connection.created_at),
+                    "created_at": aware(connection.created_at),
                 },
             )
             self._insert_sso_domains(cur, connection.id, connection.domains)

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
-from authsome.errors import AlreadyExists, StoreError, ValidationError
+from authsome.errors import AlreadyExists, StoreError
 from authsome.models import (
     ApiKey,
     ApiKeyOwnerKind,
@@ -48,6 +48,7 @@ from authsome.stores._protocol import Counter
 from authsome.stores._records import RecordReader
 from authsome.stores._rules import (
     Duplicate,
+    aware,
     check_owner_membership,
     check_sso_record,
     last_owner_conflict,
@@ -166,9 +167,7 @@ def _to_micros(moment: datetime) -> int:
     Integers compare correctly in SQL whatever offset the caller used and round-trip
     exactly, which ISO text with mixed offsets would not.
     """
-    if moment.utcoffset() is None:
-        raise ValidationError("datetimes given to a store must be timezone-aware")
-    return (moment - _EPOCH) // _MICROSECOND
+    return (aware(moment) - _EPOCH) // _MICROSECOND
 
 
 def _from_micros(micros: int) -> datetime:
