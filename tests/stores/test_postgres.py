@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -30,29 +29,20 @@ from tests.conftest import PASSWORD as ENGINE_PASSWORD
 from tests.conftest import AuthFactory
 from tests.support.webauthn_authenticator import SoftwareAuthenticator, unb64url
 
-from ._factories import NOW, add_session, add_user, make_session, make_user
+from ._factories import (
+    NOW,
+    STORE_TABLES,
+    add_session,
+    add_user,
+    assert_threads_count_exactly,
+    make_session,
+    make_user,
+)
 from .conftest import drop_schema
 
 LATER = NOW + timedelta(minutes=5)
 PASSWORD = "pw-Zq8-never-shown"
-TABLES = {
-    "schema_version",
-    "users",
-    "sessions",
-    "refresh_tokens",
-    "counters",
-    "orgs",
-    "org_members",
-    "domains",
-    "mfa_factors",
-    "mfa_recovery_codes",
-    "mfa_tickets",
-    "api_keys",
-    "passkeys",
-    "passkey_challenges",
-    "sso_connections",
-    "sso_domains",
-}
+TABLES = {"schema_version", *STORE_TABLES}
 
 
 @pytest.fixture
@@ -257,24 +247,7 @@ def test_processes_using_one_totp_step_accept_it_once(
 
 
 def test_threads_hammering_one_counter_count_exactly(store: PostgresStore) -> None:
-    threads, hits_each = 4, 25
-    barrier = threading.Barrier(threads)
-    seen: list[int] = []
-
-    def hammer() -> None:
-        barrier.wait()
-        for _ in range(hits_each):
-            seen.append(store.hit_counter("ip:1", NOW, 60)[0])
-
-    workers = [threading.Thread(target=hammer) for _ in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-
-    total = threads * hits_each
-    assert sorted(seen) == list(range(1, total + 1))
-    assert store.get_counter("ip:1", NOW) == (total, NOW + timedelta(seconds=60))
+    assert_threads_count_exactly(store, threads=4, hits_each=25)
 
 
 # -- values ------------------------------------------------------------------------------

@@ -26,26 +26,18 @@ from authsome.stores import MemoryStore, SQLiteStore
 from authsome.stores import sqlite as sqlite_module
 from authsome.stores._sqlite_migrations import MIGRATIONS, split_statements
 
-from ._factories import NOW, add_session, add_user, make_session, make_user
+from ._factories import (
+    NOW,
+    STORE_TABLES,
+    add_session,
+    add_user,
+    assert_threads_count_exactly,
+    make_session,
+    make_user,
+)
 
 LATER = NOW + timedelta(minutes=5)
-TABLES = {
-    "users",
-    "sessions",
-    "refresh_tokens",
-    "counters",
-    "orgs",
-    "org_members",
-    "domains",
-    "mfa_factors",
-    "mfa_recovery_codes",
-    "mfa_tickets",
-    "api_keys",
-    "passkeys",
-    "passkey_challenges",
-    "sso_connections",
-    "sso_domains",
-}
+TABLES = STORE_TABLES
 
 
 @pytest.fixture
@@ -317,24 +309,7 @@ def test_connection_of_a_finished_thread_is_released(store: SQLiteStore) -> None
 
 
 def test_threads_hammering_one_counter_count_exactly(store: SQLiteStore) -> None:
-    threads, hits_each = 8, 25
-    barrier = threading.Barrier(threads)
-    seen: list[int] = []
-
-    def hammer() -> None:
-        barrier.wait()
-        for _ in range(hits_each):
-            seen.append(store.hit_counter("ip:1", NOW, 60)[0])
-
-    workers = [threading.Thread(target=hammer) for _ in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-
-    total = threads * hits_each
-    assert sorted(seen) == list(range(1, total + 1))
-    assert store.get_counter("ip:1", NOW) == (total, NOW + timedelta(seconds=60))
+    assert_threads_count_exactly(store, threads=8, hits_each=25)
 
 
 _ROTATE_IN_CHILD = textwrap.dedent(
