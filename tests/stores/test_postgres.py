@@ -27,6 +27,7 @@ from authsome.stores import postgres as postgres_module
 from authsome.stores._postgres_migrations import MIGRATIONS
 from tests.conftest import PASSWORD as ENGINE_PASSWORD
 from tests.conftest import AuthFactory
+from tests.support.pgschema import drop_schema
 from tests.support.webauthn_authenticator import SoftwareAuthenticator, unb64url
 
 from ._factories import (
@@ -38,7 +39,6 @@ from ._factories import (
     make_session,
     make_user,
 )
-from .conftest import drop_schema
 
 LATER = NOW + timedelta(minutes=5)
 PASSWORD = "pw-Zq8-never-shown"
