@@ -11,14 +11,12 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 
 import psycopg
 import pytest
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
-import authsome
 from authsome import OIDCConnection
 from authsome.errors import AlreadyExists, StoreError, ValidationError
 from authsome.models import MfaFactor, MfaMethod
@@ -39,6 +37,7 @@ from ._factories import (
     make_session,
     make_user,
 )
+from ._processes import child_env, race_processes
 
 LATER = NOW + timedelta(minutes=5)
 PASSWORD = "pw-Zq8-never-shown"
@@ -179,38 +178,10 @@ _CHILD = textwrap.dedent(
 )
 
 
-def _child_env() -> dict[str, str]:
-    """The environment of a child interpreter that imports this checkout's authsome."""
-    source_root = str(Path(authsome.__file__).resolve().parents[1])
-    inherited = os.environ.get("PYTHONPATH")
-    path = source_root if not inherited else os.pathsep.join([source_root, inherited])
-    return {**os.environ, "PYTHONPATH": path}
-
-
 def _race_processes(dsn: str, schema: str, action: str, *extra: str, count: int = 4) -> list[str]:
     """Start ``count`` interpreters, release them at once, return what each printed."""
-    children = [
-        subprocess.Popen(
-            [sys.executable, "-c", _CHILD, dsn, schema, action, f"p{i}", *extra],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=_child_env(),
-        )
-        for i in range(count)
-    ]
-    for child in children:
-        assert child.stdout is not None
-        assert child.stdout.readline().strip() == "ready"
-    for child in children:
-        assert child.stdin is not None
-        child.stdin.write("go\n")
-        child.stdin.flush()
-    results = [child.communicate(timeout=120) for child in children]
-    errors = [err for _out, err in results if err.strip()]
-    assert [child.returncode for child in children] == [0] * count, errors
-    return [out.strip() for out, _err in results]
+    argvs = [[dsn, schema, action, f"p{i}", *extra] for i in range(count)]
+    return race_processes(_CHILD, argvs, timeout=120)
 
 
 def test_processes_opening_a_new_schema_at_once_migrate_it_once(pg_dsn: str, schema: str) -> None:
@@ -399,7 +370,7 @@ def test_importing_the_stores_needs_no_psycopg() -> None:
         [sys.executable, "-c", script],
         capture_output=True,
         text=True,
-        env=_child_env(),
+        env=child_env(),
         check=True,
         timeout=60,
     )

@@ -7,8 +7,6 @@ import gc
 import itertools
 import os
 import sqlite3
-import subprocess
-import sys
 import textwrap
 import threading
 from collections.abc import Iterator
@@ -19,7 +17,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import authsome
 from authsome.errors import StoreError, ValidationError
 from authsome.models import RefreshStatus
 from authsome.stores import MemoryStore, SQLiteStore
@@ -35,6 +32,7 @@ from ._factories import (
     make_session,
     make_user,
 )
+from ._processes import race_processes
 
 LATER = NOW + timedelta(minutes=5)
 TABLES = STORE_TABLES
@@ -331,37 +329,13 @@ _ROTATE_IN_CHILD = textwrap.dedent(
 )
 
 
-def _child_env() -> dict[str, str]:
-    """The environment of a child interpreter that imports this checkout's authsome."""
-    source_root = str(Path(authsome.__file__).resolve().parents[1])
-    inherited = os.environ.get("PYTHONPATH")
-    path = source_root if not inherited else os.pathsep.join([source_root, inherited])
-    return {**os.environ, "PYTHONPATH": path}
-
-
 def test_processes_rotating_one_token_rotate_once(store: SQLiteStore, db_path: Path) -> None:
     add_user(store)
     add_session(store)
-    children = [
-        subprocess.Popen(
-            [sys.executable, "-c", _ROTATE_IN_CHILD, str(db_path), f"p{i}", LATER.isoformat()],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=_child_env(),
-        )
-        for i in range(4)
-    ]
-    for child in children:
-        assert child.stdout is not None
-        assert child.stdout.readline().strip() == "ready"
-    for child in children:
-        assert child.stdin is not None
-        child.stdin.write("go\n")
-        child.stdin.flush()
-    statuses = [child.communicate(timeout=60)[0].strip() for child in children]
+    argvs = [[str(db_path), f"p{i}", LATER.isoformat()] for i in range(4)]
 
-    assert [child.returncode for child in children] == [0] * len(children)
+    statuses = race_processes(_ROTATE_IN_CHILD, argvs, timeout=60)
+
     assert sorted(statuses) == sorted(["rotated", "reused", "invalid", "invalid"])
 
 
