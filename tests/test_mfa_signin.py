@@ -244,15 +244,21 @@ STORES: dict[str, Callable[[Path], Store]] = {
 }
 
 
-@pytest.mark.parametrize("kind", sorted(STORES))
-def test_one_code_presented_by_eight_threads_is_accepted_once(
+@pytest.fixture(params=sorted(STORES))
+def any_store_auth(
+    request: pytest.FixtureRequest,
     make_auth: AuthFactory,
     ledger: RecordingLedger,
-    clock: FakeClock,
     tmp_path: Path,
-    kind: str,
+) -> Authsome:
+    """An engine reporting to ``ledger``, on each kind of store in turn."""
+    return make_auth(store=STORES[request.param](tmp_path), ledger=ledger)
+
+
+def test_one_code_presented_by_eight_threads_is_accepted_once(
+    any_store_auth: Authsome, ledger: RecordingLedger, clock: FakeClock
 ) -> None:
-    auth = make_auth(store=STORES[kind](tmp_path), ledger=ledger)
+    auth = any_store_auth
     user = register(auth)
     setup, _codes = enrol(auth, user, clock)
     tickets = [_ticket(auth) for _ in range(8)]
@@ -273,15 +279,10 @@ def test_one_code_presented_by_eight_threads_is_accepted_once(
     assert len(ledger.usage(UsageEvent.USERS_ACTIVE)) == 1
 
 
-@pytest.mark.parametrize("kind", sorted(STORES))
 def test_one_ticket_raced_with_many_right_codes_signs_in_once(
-    make_auth: AuthFactory,
-    ledger: RecordingLedger,
-    clock: FakeClock,
-    tmp_path: Path,
-    kind: str,
+    any_store_auth: Authsome, ledger: RecordingLedger, clock: FakeClock
 ) -> None:
-    auth = make_auth(store=STORES[kind](tmp_path), ledger=ledger)
+    auth = any_store_auth
     user = register(auth)
     _setup, codes = enrol(auth, user, clock)
     ticket = _ticket(auth)
