@@ -13,14 +13,13 @@ printed, when neither is possible.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
@@ -96,36 +95,21 @@ def bench_store(name: str, store: Store, baseline: float) -> None:
     auth.close()
 
 
-@contextlib.contextmanager
-def postgres_dsn() -> Iterator[str]:
-    """``AUTHSOME_PG_DSN``, or a throwaway local server's DSN."""
-    configured = os.environ.get("AUTHSOME_PG_DSN")
-    if configured:
-        yield configured
-        return
-    from tests.support.pgserver import running_server
-
-    with running_server() as server:
-        yield server.dsn()
-
-
 def bench_postgres(baseline: float) -> None:
     try:
-        from psycopg import connect, sql
-
         from authsome.stores import PostgresStore
+        from tests.support.pgschema import drop_schema
+        from tests.support.pgserver import server_dsn
     except ImportError as exc:
         print(f"postgres skipped: {exc}")
         return
     schema = f"bench_auth_{os.getpid()}"
     try:
-        with postgres_dsn() as dsn:
+        with server_dsn() as dsn:
             try:
                 bench_store("postgres", PostgresStore(dsn, schema=schema), baseline)
             finally:
-                with connect(dsn, autocommit=True) as conn:
-                    drop = sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE")
-                    conn.execute(drop.format(sql.Identifier(schema)))
+                drop_schema(dsn, schema)
     except Exception as exc:  # the other figures stand without it
         print(f"postgres skipped: {type(exc).__name__}: {exc}")
 

@@ -22,14 +22,13 @@ under a minute.
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing as mp
 import os
 import secrets
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +37,10 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
 
 import psycopg  # noqa: E402
-from psycopg import sql  # noqa: E402
 
 from authsome import ledger  # noqa: E402
+from tests.support.pgschema import drop_schema  # noqa: E402
+from tests.support.pgserver import server_dsn  # noqa: E402
 
 CHECK_N = 5_000
 COLD_N = 1_000
@@ -59,19 +59,6 @@ def plan() -> ledger.Plan:
         "bench",
         [ledger.Feature.metered("api.calls", limit=10**12), ledger.Feature.boolean("sso")],
     )
-
-
-@contextlib.contextmanager
-def server_dsn() -> Iterator[str]:
-    """``AUTHSOME_PG_DSN``, or a throwaway local server for the duration."""
-    dsn = os.environ.get("AUTHSOME_PG_DSN")
-    if dsn:
-        yield dsn
-        return
-    from tests.support.pgserver import running_server
-
-    with running_server() as server:
-        yield server.dsn()
 
 
 def make_store(kind: str, target: str, schema: str) -> ledger.LedgerStore:
@@ -185,11 +172,6 @@ def bench_metering(kind: str, target: str, schema: str, processes: int, ids: boo
     return total / wall
 
 
-def drop(dsn: str, schema: str) -> None:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
-
-
 def main() -> None:
     schema = f"bench_{secrets.token_hex(4)}"
     with server_dsn() as dsn, tempfile.TemporaryDirectory() as tmp:
@@ -213,7 +195,7 @@ def main() -> None:
             rates["lite4_ids"] = bench_metering("sqlite", lite_db, "", PROCESSES, True)
         finally:
             for suffix in ("", "_pg4_ids", "_pg4_agg", "_pg1_ids"):
-                drop(dsn, schema + suffix)
+                drop_schema(dsn, schema + suffix)
 
     where = "AUTHSOME_PG_DSN" if os.environ.get("AUTHSOME_PG_DSN") else "local throwaway server"
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, PostgreSQL: {where}")

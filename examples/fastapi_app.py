@@ -18,26 +18,17 @@ allowed (``NoopLedger``); pass a real ledger to :func:`build_auth` to gate them.
 
 from __future__ import annotations
 
-import os
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from pydantic import BaseModel
 
 from authsome import Authsome
-from authsome.bridge import Ledger
 from authsome.integrations.fastapi import Principal, install, require_principal
-from authsome.stores import MemoryStore, SQLiteStore, Store
+from examples._engine import build_auth
 
 # The request's session or API key; 401 without one. Uses the engine given to install().
 CurrentPrincipal = Annotated[Principal, Depends(require_principal())]
-
-
-def build_auth(ledger: Ledger | None = None, **options: Any) -> Authsome:
-    """The engine: SQLite at ``$AUTHSOME_DB`` (else in memory), reporting to ``ledger``."""
-    path = os.environ.get("AUTHSOME_DB")
-    store: Store = SQLiteStore(path) if path else MemoryStore()
-    return Authsome(store=store, ledger=ledger, **options)
 
 
 class Credentials(BaseModel):

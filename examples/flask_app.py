@@ -19,23 +19,14 @@ allowed (``NoopLedger``); pass a real ledger to :func:`build_auth` to gate them.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from flask import Flask, abort, request
 
 from authsome import Authsome
-from authsome.bridge import Ledger
 from authsome.integrations import flask as authsome_flask
 from authsome.integrations.flask import current_principal, login_required
-from authsome.stores import MemoryStore, SQLiteStore, Store
-
-
-def build_auth(ledger: Ledger | None = None, **options: Any) -> Authsome:
-    """The engine: SQLite at ``$AUTHSOME_DB`` (else in memory), reporting to ``ledger``."""
-    path = os.environ.get("AUTHSOME_DB")
-    store: Store = SQLiteStore(path) if path else MemoryStore()
-    return Authsome(store=store, ledger=ledger, **options)
+from examples._engine import build_auth
 
 
 def create_app(auth: Authsome | None = None) -> Flask:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import logging
 import re
-import threading
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from authsome.mfa import MAX_FAILURES, RECOVERY_CODES
 from authsome.stores import SQLiteStore
 from authsome.testing import DenyingLedger, RecordingLedger
 from tests.conftest import PASSWORD, AuthFactory, FakeClock
+from tests.support.race import race
 
 EMAIL = "ann@example.com"
 KEY = bytes(range(32))
@@ -401,22 +401,15 @@ def test_concurrent_confirmations_record_one_enrolment(
     user = register(auth)
     setup = auth.mfa.begin_totp(user.id)
     codes = [code(setup, clock, steps) for steps in (-1, 0, 1)] * 3
-    barrier = threading.Barrier(len(codes))
-    outcomes: list[str] = []
 
-    def confirm(text: str) -> None:
-        barrier.wait()
+    def confirm(text: str) -> str:
         try:
             auth.mfa.confirm_totp(user.id, text)
-            outcomes.append("ok")
         except (InvalidCredentials, AlreadyExists):
-            outcomes.append("refused")
+            return "refused"
+        return "ok"
 
-    threads = [threading.Thread(target=confirm, args=(c,)) for c in codes]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    outcomes = race(confirm, codes)
 
     assert outcomes.count("ok") == 1
     assert len(ledger.usage(UsageEvent.MFA_ENROLLMENTS)) == 1

@@ -3,7 +3,6 @@ accepted once even under racing threads, and usage recorded only on completion."
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from authsome.mfa import TICKET_ATTEMPTS
 from authsome.stores import MemoryStore, SQLiteStore, Store
 from authsome.testing import RecordingLedger
 from tests.conftest import PASSWORD, AuthFactory, FakeClock
+from tests.support.race import race
 from tests.test_mfa import EMAIL, code, enrol, register
 
 TENANT = "acme"
@@ -244,76 +244,57 @@ STORES: dict[str, Callable[[Path], Store]] = {
 }
 
 
-@pytest.mark.parametrize("kind", sorted(STORES))
-def test_one_code_presented_by_eight_threads_is_accepted_once(
+@pytest.fixture(params=sorted(STORES))
+def any_store_auth(
+    request: pytest.FixtureRequest,
     make_auth: AuthFactory,
     ledger: RecordingLedger,
-    clock: FakeClock,
     tmp_path: Path,
-    kind: str,
+) -> Authsome:
+    """An engine reporting to ``ledger``, on each kind of store in turn."""
+    return make_auth(store=STORES[request.param](tmp_path), ledger=ledger)
+
+
+def test_one_code_presented_by_eight_threads_is_accepted_once(
+    any_store_auth: Authsome, ledger: RecordingLedger, clock: FakeClock
 ) -> None:
-    auth = make_auth(store=STORES[kind](tmp_path), ledger=ledger)
+    auth = any_store_auth
     user = register(auth)
     setup, _codes = enrol(auth, user, clock)
     tickets = [_ticket(auth) for _ in range(8)]
     same_code = code(setup, clock)
-    barrier = threading.Barrier(len(tickets))
-    outcomes: list[str] = []
-    lock = threading.Lock()
     ledger.clear()
 
-    def present(ticket: str) -> None:
-        barrier.wait()
+    def present(ticket: str) -> str:
         try:
             auth.mfa.verify(ticket, same_code)
-            outcome = "accepted"
         except InvalidCredentials:
-            outcome = "refused"
-        with lock:
-            outcomes.append(outcome)
+            return "refused"
+        return "accepted"
 
-    threads = [threading.Thread(target=present, args=(t,)) for t in tickets]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    outcomes = race(present, tickets)
 
     assert sorted(outcomes) == ["accepted"] + ["refused"] * 7
     assert len(ledger.usage(UsageEvent.SESSIONS_CREATED)) == 1
     assert len(ledger.usage(UsageEvent.USERS_ACTIVE)) == 1
 
 
-@pytest.mark.parametrize("kind", sorted(STORES))
 def test_one_ticket_raced_with_many_right_codes_signs_in_once(
-    make_auth: AuthFactory,
-    ledger: RecordingLedger,
-    clock: FakeClock,
-    tmp_path: Path,
-    kind: str,
+    any_store_auth: Authsome, ledger: RecordingLedger, clock: FakeClock
 ) -> None:
-    auth = make_auth(store=STORES[kind](tmp_path), ledger=ledger)
+    auth = any_store_auth
     user = register(auth)
     _setup, codes = enrol(auth, user, clock)
     ticket = _ticket(auth)
-    barrier = threading.Barrier(len(codes))
-    results: list[bool] = []
-    lock = threading.Lock()
 
-    def present(recovery: str) -> None:
-        barrier.wait()
+    def present(recovery: str) -> bool:
         try:
             auth.mfa.verify(ticket, recovery)
-            ok = True
         except (InvalidToken, InvalidCredentials):
-            ok = False
-        with lock:
-            results.append(ok)
+            return False
+        return True
 
-    threads = [threading.Thread(target=present, args=(c,)) for c in codes]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = race(present, codes)
 
     assert results.count(True) == 1
     assert len(ledger.usage(UsageEvent.SESSIONS_CREATED)) == 1

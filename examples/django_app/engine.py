@@ -1,20 +1,8 @@
-"""The project's authsome engine, named by ``AUTHSOME_ENGINE`` in the settings."""
+"""The project's authsome engine, named by ``AUTHSOME_ENGINE`` in the settings: the
+one all the examples share (:func:`examples._engine.build_auth`)."""
 
 from __future__ import annotations
 
-import os
-from typing import Any
+from examples._engine import build_auth
 
-from authsome import Authsome
-from authsome.bridge import Ledger
-from authsome.stores import MemoryStore, SQLiteStore, Store
-
-
-def build_auth(ledger: Ledger | None = None, **options: Any) -> Authsome:
-    """The engine: SQLite at ``$AUTHSOME_DB`` (else in memory), reporting to ``ledger``.
-
-    Every feature is allowed (``NoopLedger``) unless a real ledger is passed.
-    """
-    path = os.environ.get("AUTHSOME_DB")
-    store: Store = SQLiteStore(path) if path else MemoryStore()
-    return Authsome(store=store, ledger=ledger, **options)
+__all__ = ["build_auth"]

@@ -1,7 +1,8 @@
 """The journey every example app must support, written once for the three frameworks.
 
 Each test module wraps its framework's own test client in a :class:`Harness`
-(one ``call`` function) and runs these checks against its example app.
+(one ``call`` function) and runs every step of :data:`JOURNEY` against its example
+app.
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+
 from authsome import Authsome, Feature, UsageEvent
-from authsome.testing import RecordingLedger
+from authsome.testing import DenyingLedger, FailingLedger, RecordingLedger
 from tests.conftest import PASSWORD
 
 EMAIL = "ada@example.com"
@@ -170,3 +173,39 @@ def check_bad_signup_input(h: Harness) -> None:
     again = h.signup(email=EMAIL.upper())
     assert again.status == 409, again.text
     assert again.body["error"] == "already_exists"
+
+
+MakeHarness = Callable[[RecordingLedger], Harness]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One check of the journey and the ledger it runs against."""
+
+    check: Callable[[Harness], None]
+    ledger: Callable[[], RecordingLedger] = RecordingLedger
+
+    def run(self, make_harness: MakeHarness) -> None:
+        self.check(make_harness(self.ledger()))
+
+
+# Each framework's module runs every step: @pytest.mark.parametrize("step", JOURNEY).
+JOURNEY = [
+    pytest.param(Step(check_signup_signin_and_protected_route), id="signup_signin_and_me"),
+    pytest.param(Step(check_protected_route_refuses_missing_and_bad_tokens), id="bad_tokens_401"),
+    pytest.param(Step(check_protected_route_accepts_api_key), id="api_key_accepted"),
+    pytest.param(Step(check_gated_route_allowed), id="gated_route_allowed"),
+    pytest.param(
+        Step(check_gated_route_denied_names_the_feature, lambda: DenyingLedger(Feature.ORGS)),
+        id="gated_route_denied_403",
+    ),
+    pytest.param(
+        Step(
+            check_gated_route_with_failing_ledger_is_unavailable,
+            lambda: FailingLedger(fail=["check_entitlement"]),
+        ),
+        id="gated_route_ledger_down_503",
+    ),
+    pytest.param(Step(check_failed_signins_are_throttled), id="signins_throttled_429"),
+    pytest.param(Step(check_bad_signup_input), id="bad_signup_422_duplicate_409"),
+]

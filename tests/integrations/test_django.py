@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json as jsonlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack
 
 import django
@@ -14,9 +14,8 @@ from django.test import Client, override_settings
 from examples.django_app import settings as example_settings
 from examples.django_app.engine import build_auth
 
-from authsome import Feature
 from authsome.integrations.django import load_engine
-from authsome.testing import DenyingLedger, FailingLedger, RecordingLedger
+from authsome.testing import RecordingLedger
 from tests.conftest import FAST, FakeClock
 from tests.integrations import _scenarios as s
 
@@ -27,11 +26,9 @@ if not settings.configured:  # once per process: the example's own settings
     settings.configure(**values)
     django.setup()
 
-MakeHarness = Callable[[RecordingLedger], s.Harness]
-
 
 @pytest.fixture
-def make_harness(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> Iterator[MakeHarness]:
+def make_harness(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> Iterator[s.MakeHarness]:
     monkeypatch.delenv("AUTHSOME_DB", raising=False)
     with ExitStack() as stack:
 
@@ -64,40 +61,12 @@ def make_harness(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> Iterator[
         yield make
 
 
-def test_signup_signin_and_protected_route(make_harness: MakeHarness) -> None:
-    s.check_signup_signin_and_protected_route(make_harness(RecordingLedger()))
+@pytest.mark.parametrize("step", s.JOURNEY)
+def test_journey(make_harness: s.MakeHarness, step: s.Step) -> None:
+    step.run(make_harness)
 
 
-def test_protected_route_refuses_missing_and_bad_tokens(make_harness: MakeHarness) -> None:
-    s.check_protected_route_refuses_missing_and_bad_tokens(make_harness(RecordingLedger()))
-
-
-def test_protected_route_accepts_api_key(make_harness: MakeHarness) -> None:
-    s.check_protected_route_accepts_api_key(make_harness(RecordingLedger()))
-
-
-def test_gated_route_allowed(make_harness: MakeHarness) -> None:
-    s.check_gated_route_allowed(make_harness(RecordingLedger()))
-
-
-def test_gated_route_denied_is_403_with_the_feature_key(make_harness: MakeHarness) -> None:
-    s.check_gated_route_denied_names_the_feature(make_harness(DenyingLedger(Feature.ORGS)))
-
-
-def test_gated_route_with_failing_ledger_is_503(make_harness: MakeHarness) -> None:
-    ledger = FailingLedger(fail=["check_entitlement"])
-    s.check_gated_route_with_failing_ledger_is_unavailable(make_harness(ledger))
-
-
-def test_failed_signins_are_throttled_with_retry_after(make_harness: MakeHarness) -> None:
-    s.check_failed_signins_are_throttled(make_harness(RecordingLedger()))
-
-
-def test_bad_signup_input_is_422_and_duplicate_409(make_harness: MakeHarness) -> None:
-    s.check_bad_signup_input(make_harness(RecordingLedger()))
-
-
-def test_malformed_json_is_400(make_harness: MakeHarness) -> None:
+def test_malformed_json_is_400(make_harness: s.MakeHarness) -> None:
     h = make_harness(RecordingLedger())
     reply = h.call("POST", "/signup", json=["not", "an", "object"])
     assert reply.status == 400

@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from examples.flask_app import build_auth, create_app
 from flask import Flask
 
-from authsome import Authsome, Feature
+from authsome import Authsome
 from authsome.integrations import flask as authsome_flask
-from authsome.testing import DenyingLedger, FailingLedger, RecordingLedger
+from authsome.testing import RecordingLedger
 from tests.conftest import FAST, FakeClock
 from tests.integrations import _scenarios as s
 
-MakeHarness = Callable[[RecordingLedger], s.Harness]
-
 
 @pytest.fixture
-def make_harness(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> Iterator[MakeHarness]:
+def make_harness(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> Iterator[s.MakeHarness]:
     monkeypatch.delenv("AUTHSOME_DB", raising=False)
     made: list[Authsome] = []
 
@@ -45,37 +43,9 @@ def make_harness(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> Iterator[
         auth.close()
 
 
-def test_signup_signin_and_protected_route(make_harness: MakeHarness) -> None:
-    s.check_signup_signin_and_protected_route(make_harness(RecordingLedger()))
-
-
-def test_protected_route_refuses_missing_and_bad_tokens(make_harness: MakeHarness) -> None:
-    s.check_protected_route_refuses_missing_and_bad_tokens(make_harness(RecordingLedger()))
-
-
-def test_protected_route_accepts_api_key(make_harness: MakeHarness) -> None:
-    s.check_protected_route_accepts_api_key(make_harness(RecordingLedger()))
-
-
-def test_gated_route_allowed(make_harness: MakeHarness) -> None:
-    s.check_gated_route_allowed(make_harness(RecordingLedger()))
-
-
-def test_gated_route_denied_is_403_with_the_feature_key(make_harness: MakeHarness) -> None:
-    s.check_gated_route_denied_names_the_feature(make_harness(DenyingLedger(Feature.ORGS)))
-
-
-def test_gated_route_with_failing_ledger_is_503(make_harness: MakeHarness) -> None:
-    ledger = FailingLedger(fail=["check_entitlement"])
-    s.check_gated_route_with_failing_ledger_is_unavailable(make_harness(ledger))
-
-
-def test_failed_signins_are_throttled_with_retry_after(make_harness: MakeHarness) -> None:
-    s.check_failed_signins_are_throttled(make_harness(RecordingLedger()))
-
-
-def test_bad_signup_input_is_422_and_duplicate_409(make_harness: MakeHarness) -> None:
-    s.check_bad_signup_input(make_harness(RecordingLedger()))
+@pytest.mark.parametrize("step", s.JOURNEY)
+def test_journey(make_harness: s.MakeHarness, step: s.Step) -> None:
+    step.run(make_harness)
 
 
 # -- the extension itself ----------------------------------------------------------------

@@ -1,7 +1,8 @@
-"""Records and clock values shared by the store tests."""
+"""Records, clock values and checks shared by the store tests."""
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 
 from authsome.models import Session, User
@@ -11,8 +12,10 @@ __all__ = [
     "ACCESS_TTL",
     "NOW",
     "SESSION_TTL",
+    "STORE_TABLES",
     "add_session",
     "add_user",
+    "assert_threads_count_exactly",
     "make_session",
     "make_user",
 ]
@@ -22,6 +25,27 @@ NOW = datetime(2030, 1, 2, 3, 4, 5, 678_901, tzinfo=UTC)
 
 SESSION_TTL = timedelta(hours=12)
 ACCESS_TTL = timedelta(minutes=15)
+
+STORE_TABLES = frozenset(
+    {
+        "users",
+        "sessions",
+        "refresh_tokens",
+        "counters",
+        "orgs",
+        "org_members",
+        "domains",
+        "mfa_factors",
+        "mfa_recovery_codes",
+        "mfa_tickets",
+        "api_keys",
+        "passkeys",
+        "passkey_challenges",
+        "sso_connections",
+        "sso_domains",
+    }
+)
+"""The tables of a SQL store's schema (a store may add bookkeeping of its own)."""
 
 
 def make_user(
@@ -63,3 +87,25 @@ def add_session(
     session = make_session(session_id, user_id=user_id, expires_at=expires_at)
     store.create_session(session, f"access-{session_id}", f"refresh-{session_id}")
     return session
+
+
+def assert_threads_count_exactly(store: Store, *, threads: int, hits_each: int) -> None:
+    """``threads`` threads, started together, hit one counter ``hits_each`` times
+    each: every hit gets its own count and none is lost."""
+    barrier = threading.Barrier(threads)
+    seen: list[int] = []
+
+    def hammer() -> None:
+        barrier.wait()
+        for _ in range(hits_each):
+            seen.append(store.hit_counter("ip:1", NOW, 60)[0])
+
+    workers = [threading.Thread(target=hammer) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+
+    total = threads * hits_each
+    assert sorted(seen) == list(range(1, total + 1))
+    assert store.get_counter("ip:1", NOW) == (total, NOW + timedelta(seconds=60))

@@ -10,11 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
-from psycopg import sql
 
 from authsome.stores import MemoryStore, PostgresStore, SQLiteStore, Store
+from tests.support.pgschema import drop_schema
 
 StoreFactory = Callable[[pytest.FixtureRequest], Store]
 
@@ -30,12 +29,6 @@ def postgres_store(request: pytest.FixtureRequest) -> Store:
     schema: str = request.getfixturevalue("pg_schema")
     request.addfinalizer(lambda: drop_schema(dsn, schema))
     return PostgresStore(dsn, schema=schema, max_size=4)
-
-
-def drop_schema(dsn: str, schema: str) -> None:
-    """Remove a test's schema and everything in it."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
 STORE_FACTORIES: dict[str, StoreFactory] = {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import pytest
@@ -10,6 +9,7 @@ import pytest
 from authsome.errors import AlreadyExists
 from authsome.models import Domain
 from authsome.stores import Store
+from tests.support.race import race
 
 from ._factories import NOW
 
@@ -135,25 +135,14 @@ def test_delete_unknown_domain_is_false(store: Store) -> None:
 
 
 def test_concurrent_claims_of_one_hostname_have_one_winner(store: Store) -> None:
-    barrier = threading.Barrier(8)
-    outcomes: list[str] = []
-    lock = threading.Lock()
-
-    def claim(index: int) -> None:
-        barrier.wait()
+    def claim(index: int) -> str:
         try:
             add_domain(store, f"dom{index}", tenant=f"t{index}")
-            result = "won"
         except AlreadyExists:
-            result = "lost"
-        with lock:
-            outcomes.append(result)
+            return "lost"
+        return "won"
 
-    threads = [threading.Thread(target=claim, args=(i,)) for i in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    outcomes = race(claim, range(8))
     assert sorted(outcomes) == ["lost"] * 7 + ["won"]
     winner = store.find_domain_by_hostname("login.acme.com")
     assert winner is not None

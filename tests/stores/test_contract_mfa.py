@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -11,6 +9,7 @@ import pytest
 from authsome.errors import AlreadyExists, StoreError
 from authsome.models import MfaFactor, MfaMethod
 from authsome.stores import Store
+from tests.support.race import race
 
 from ._factories import NOW, add_user
 
@@ -33,23 +32,6 @@ def _pending(store: Store, factor_id: str = "f1", user_id: str = "u1") -> MfaFac
 def _confirmed(store: Store, factor_id: str = "f1", user_id: str = "u1", step: int = 100) -> None:
     _pending(store, factor_id, user_id)
     assert store.confirm_mfa_factor(factor_id, step, ["h1", "h2", "h3"], LATER)
-
-
-def _race(callers: int, action: Callable[[int], bool]) -> list[bool]:
-    """Run ``action`` in ``callers`` threads released at once; their results by index."""
-    barrier = threading.Barrier(callers)
-    results: list[bool] = [False] * callers
-
-    def run(index: int) -> None:
-        barrier.wait()
-        results[index] = action(index)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(callers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
 
 
 # -- factors -------------------------------------------------------------------------
@@ -162,7 +144,7 @@ def test_concurrent_confirmations_let_exactly_one_through(store: Store) -> None:
     add_user(store)
     _pending(store)
 
-    results = _race(8, lambda i: store.confirm_mfa_factor("f1", 100 + i, [f"h{i}"], LATER))
+    results = race(lambda i: store.confirm_mfa_factor("f1", 100 + i, [f"h{i}"], LATER), range(8))
 
     assert results.count(True) == 1
     assert store.count_recovery_codes("f1") == 1
@@ -194,7 +176,7 @@ def test_concurrent_use_of_one_step_accepts_exactly_one(store: Store) -> None:
     add_user(store)
     _confirmed(store, step=100)
 
-    results = _race(8, lambda _i: store.use_totp_step("f1", 101))
+    results = race(lambda _i: store.use_totp_step("f1", 101), range(8))
 
     assert results.count(True) == 1
 
@@ -227,7 +209,7 @@ def test_concurrent_use_of_one_recovery_code_accepts_exactly_one(store: Store) -
     add_user(store)
     _confirmed(store)
 
-    results = _race(8, lambda _i: store.consume_recovery_code("f1", "h1"))
+    results = race(lambda _i: store.consume_recovery_code("f1", "h1"), range(8))
 
     assert results.count(True) == 1
 
@@ -310,7 +292,7 @@ def test_concurrent_attempts_never_exceed_the_limit(store: Store) -> None:
     add_user(store)
     store.create_mfa_ticket("t1", "u1", TICKET_EXPIRY, NOW)
 
-    results = _race(12, lambda _i: store.attempt_mfa_ticket("t1", NOW, 5) is not None)
+    results = race(lambda _i: store.attempt_mfa_ticket("t1", NOW, 5) is not None, range(12))
 
     assert results.count(True) == 5
 
@@ -319,6 +301,6 @@ def test_concurrent_consumption_succeeds_once(store: Store) -> None:
     add_user(store)
     store.create_mfa_ticket("t1", "u1", TICKET_EXPIRY, NOW)
 
-    results = _race(8, lambda _i: store.consume_mfa_ticket("t1"))
+    results = race(lambda _i: store.consume_mfa_ticket("t1"), range(8))
 
     assert results.count(True) == 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import threading
 from datetime import datetime, timedelta
 
 import pytest
@@ -11,6 +10,7 @@ import pytest
 from authsome.errors import AlreadyExists, StoreError
 from authsome.models import Passkey, PasskeyCeremony, PasskeyChallenge
 from authsome.stores import Store
+from tests.support.race import race
 
 from ._factories import NOW, add_user
 
@@ -119,18 +119,8 @@ def test_a_challenge_for_an_unknown_user_is_refused(store: Store) -> None:
 
 def test_concurrent_consumers_get_a_challenge_at_most_once(store: Store, users: list[str]) -> None:
     store.create_passkey_challenge(make_challenge(), NOW)
-    results: list[PasskeyChallenge | None] = []
-    barrier = threading.Barrier(8)
 
-    def consume() -> None:
-        barrier.wait()
-        results.append(store.consume_passkey_challenge("c1", NOW))
-
-    threads = [threading.Thread(target=consume) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = race(lambda _i: store.consume_passkey_challenge("c1", NOW), range(8))
 
     assert sum(r is not None for r in results) == 1
 
@@ -187,18 +177,10 @@ def test_concurrent_sign_count_updates_from_one_count_accept_one(
     store: Store, users: list[str]
 ) -> None:
     store.create_passkey(make_passkey(sign_count=5))
-    results: list[bool] = []
-    barrier = threading.Barrier(8)
 
-    def update(new: int) -> None:
-        barrier.wait()
-        results.append(store.update_passkey_sign_count("cred-1", 5, new, LATER))
-
-    threads = [threading.Thread(target=update, args=(6 + i,)) for i in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = race(
+        lambda new: store.update_passkey_sign_count("cred-1", 5, new, LATER), range(6, 14)
+    )
 
     assert results.count(True) == 1
 

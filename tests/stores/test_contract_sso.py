@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import threading
 from datetime import datetime, timedelta
 
 import pytest
@@ -18,6 +17,7 @@ from authsome.models import (
     StoredSecret,
 )
 from authsome.stores import Store
+from tests.support.race import race
 
 from ._factories import NOW, add_user
 
@@ -239,27 +239,16 @@ def test_self_contradicting_records_are_a_value_error(
 
 @pytest.mark.usefixtures("orgs")
 def test_concurrent_claims_of_one_domain_let_exactly_one_win(store: Store) -> None:
-    barrier = threading.Barrier(4)
-    outcomes: list[str] = []
-    lock = threading.Lock()
-
-    def claim(i: int) -> None:
-        barrier.wait()
+    def claim(i: int) -> str:
         try:
             store.create_sso_connection(
                 oidc(f"c{i}", f"o{i % 2 + 1}", domains=("contested.example",)), SECRET
             )
-            result = "won"
         except AlreadyExists:
-            result = "lost"
-        with lock:
-            outcomes.append(result)
+            return "lost"
+        return "won"
 
-    threads = [threading.Thread(target=claim, args=(i,)) for i in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    outcomes = race(claim, range(4))
 
     assert sorted(outcomes) == ["lost", "lost", "lost", "won"]
     owner = store.find_sso_connection_by_domain("contested.example")

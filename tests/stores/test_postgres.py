@@ -9,17 +9,14 @@ import socket
 import subprocess
 import sys
 import textwrap
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 
 import psycopg
 import pytest
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
-import authsome
 from authsome import OIDCConnection
 from authsome.errors import AlreadyExists, StoreError, ValidationError
 from authsome.models import MfaFactor, MfaMethod
@@ -28,31 +25,23 @@ from authsome.stores import postgres as postgres_module
 from authsome.stores._postgres_migrations import MIGRATIONS
 from tests.conftest import PASSWORD as ENGINE_PASSWORD
 from tests.conftest import AuthFactory
+from tests.support.pgschema import drop_schema
 from tests.support.webauthn_authenticator import SoftwareAuthenticator, unb64url
 
-from ._factories import NOW, add_session, add_user, make_session, make_user
-from .conftest import drop_schema
+from ._factories import (
+    NOW,
+    STORE_TABLES,
+    add_session,
+    add_user,
+    assert_threads_count_exactly,
+    make_session,
+    make_user,
+)
+from ._processes import child_env, race_processes
 
 LATER = NOW + timedelta(minutes=5)
 PASSWORD = "pw-Zq8-never-shown"
-TABLES = {
-    "schema_version",
-    "users",
-    "sessions",
-    "refresh_tokens",
-    "counters",
-    "orgs",
-    "org_members",
-    "domains",
-    "mfa_factors",
-    "mfa_recovery_codes",
-    "mfa_tickets",
-    "api_keys",
-    "passkeys",
-    "passkey_challenges",
-    "sso_connections",
-    "sso_domains",
-}
+TABLES = {"schema_version", *STORE_TABLES}
 
 
 @pytest.fixture
@@ -189,38 +178,10 @@ _CHILD = textwrap.dedent(
 )
 
 
-def _child_env() -> dict[str, str]:
-    """The environment of a child interpreter that imports this checkout's authsome."""
-    source_root = str(Path(authsome.__file__).resolve().parents[1])
-    inherited = os.environ.get("PYTHONPATH")
-    path = source_root if not inherited else os.pathsep.join([source_root, inherited])
-    return {**os.environ, "PYTHONPATH": path}
-
-
 def _race_processes(dsn: str, schema: str, action: str, *extra: str, count: int = 4) -> list[str]:
     """Start ``count`` interpreters, release them at once, return what each printed."""
-    children = [
-        subprocess.Popen(
-            [sys.executable, "-c", _CHILD, dsn, schema, action, f"p{i}", *extra],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=_child_env(),
-        )
-        for i in range(count)
-    ]
-    for child in children:
-        assert child.stdout is not None
-        assert child.stdout.readline().strip() == "ready"
-    for child in children:
-        assert child.stdin is not None
-        child.stdin.write("go\n")
-        child.stdin.flush()
-    results = [child.communicate(timeout=120) for child in children]
-    errors = [err for _out, err in results if err.strip()]
-    assert [child.returncode for child in children] == [0] * count, errors
-    return [out.strip() for out, _err in results]
+    argvs = [[dsn, schema, action, f"p{i}", *extra] for i in range(count)]
+    return race_processes(_CHILD, argvs, timeout=120)
 
 
 def test_processes_opening_a_new_schema_at_once_migrate_it_once(pg_dsn: str, schema: str) -> None:
@@ -257,24 +218,7 @@ def test_processes_using_one_totp_step_accept_it_once(
 
 
 def test_threads_hammering_one_counter_count_exactly(store: PostgresStore) -> None:
-    threads, hits_each = 4, 25
-    barrier = threading.Barrier(threads)
-    seen: list[int] = []
-
-    def hammer() -> None:
-        barrier.wait()
-        for _ in range(hits_each):
-            seen.append(store.hit_counter("ip:1", NOW, 60)[0])
-
-    workers = [threading.Thread(target=hammer) for _ in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-
-    total = threads * hits_each
-    assert sorted(seen) == list(range(1, total + 1))
-    assert store.get_counter("ip:1", NOW) == (total, NOW + timedelta(seconds=60))
+    assert_threads_count_exactly(store, threads=4, hits_each=25)
 
 
 # -- values ------------------------------------------------------------------------------
@@ -426,7 +370,7 @@ def test_importing_the_stores_needs_no_psycopg() -> None:
         [sys.executable, "-c", script],
         capture_output=True,
         text=True,
-        env=_child_env(),
+        env=child_env(),
         check=True,
         timeout=60,
     )

@@ -7,8 +7,6 @@ import gc
 import itertools
 import os
 import sqlite3
-import subprocess
-import sys
 import textwrap
 import threading
 from collections.abc import Iterator
@@ -19,33 +17,25 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import authsome
 from authsome.errors import StoreError, ValidationError
 from authsome.models import RefreshStatus
 from authsome.stores import MemoryStore, SQLiteStore
 from authsome.stores import sqlite as sqlite_module
 from authsome.stores._sqlite_migrations import MIGRATIONS, split_statements
 
-from ._factories import NOW, add_session, add_user, make_session, make_user
+from ._factories import (
+    NOW,
+    STORE_TABLES,
+    add_session,
+    add_user,
+    assert_threads_count_exactly,
+    make_session,
+    make_user,
+)
+from ._processes import race_processes
 
 LATER = NOW + timedelta(minutes=5)
-TABLES = {
-    "users",
-    "sessions",
-    "refresh_tokens",
-    "counters",
-    "orgs",
-    "org_members",
-    "domains",
-    "mfa_factors",
-    "mfa_recovery_codes",
-    "mfa_tickets",
-    "api_keys",
-    "passkeys",
-    "passkey_challenges",
-    "sso_connections",
-    "sso_domains",
-}
+TABLES = STORE_TABLES
 
 
 @pytest.fixture
@@ -317,24 +307,7 @@ def test_connection_of_a_finished_thread_is_released(store: SQLiteStore) -> None
 
 
 def test_threads_hammering_one_counter_count_exactly(store: SQLiteStore) -> None:
-    threads, hits_each = 8, 25
-    barrier = threading.Barrier(threads)
-    seen: list[int] = []
-
-    def hammer() -> None:
-        barrier.wait()
-        for _ in range(hits_each):
-            seen.append(store.hit_counter("ip:1", NOW, 60)[0])
-
-    workers = [threading.Thread(target=hammer) for _ in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-
-    total = threads * hits_each
-    assert sorted(seen) == list(range(1, total + 1))
-    assert store.get_counter("ip:1", NOW) == (total, NOW + timedelta(seconds=60))
+    assert_threads_count_exactly(store, threads=8, hits_each=25)
 
 
 _ROTATE_IN_CHILD = textwrap.dedent(
@@ -356,37 +329,13 @@ _ROTATE_IN_CHILD = textwrap.dedent(
 )
 
 
-def _child_env() -> dict[str, str]:
-    """The environment of a child interpreter that imports this checkout's authsome."""
-    source_root = str(Path(authsome.__file__).resolve().parents[1])
-    inherited = os.environ.get("PYTHONPATH")
-    path = source_root if not inherited else os.pathsep.join([source_root, inherited])
-    return {**os.environ, "PYTHONPATH": path}
-
-
 def test_processes_rotating_one_token_rotate_once(store: SQLiteStore, db_path: Path) -> None:
     add_user(store)
     add_session(store)
-    children = [
-        subprocess.Popen(
-            [sys.executable, "-c", _ROTATE_IN_CHILD, str(db_path), f"p{i}", LATER.isoformat()],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=_child_env(),
-        )
-        for i in range(4)
-    ]
-    for child in children:
-        assert child.stdout is not None
-        assert child.stdout.readline().strip() == "ready"
-    for child in children:
-        assert child.stdin is not None
-        child.stdin.write("go\n")
-        child.stdin.flush()
-    statuses = [child.communicate(timeout=60)[0].strip() for child in children]
+    argvs = [[str(db_path), f"p{i}", LATER.isoformat()] for i in range(4)]
 
-    assert [child.returncode for child in children] == [0] * len(children)
+    statuses = race_processes(_ROTATE_IN_CHILD, argvs, timeout=60)
+
     assert sorted(statuses) == sorted(["rotated", "reused", "invalid", "invalid"])
 
 

@@ -7,7 +7,6 @@ Each test states one documented behaviour of :class:`authsome.stores.Store`; the
 from __future__ import annotations
 
 import collections
-import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,6 +14,7 @@ import pytest
 from authsome.errors import AlreadyExists, StoreError
 from authsome.models import RefreshOutcome, RefreshStatus, Session, User
 from authsome.stores import Store
+from tests.support.race import race
 
 from ._factories import ACCESS_TTL, NOW, add_session, add_user, make_session, make_user
 
@@ -207,18 +207,8 @@ def test_concurrent_rotations_of_one_token_rotate_once(store: Store) -> None:
     add_user(store)
     add_session(store)
     callers = 8
-    barrier = threading.Barrier(callers)
-    outcomes: list[RefreshStatus] = []
 
-    def rotate(index: int) -> None:
-        barrier.wait()
-        outcomes.append(_rotate(store, "s1", f"r{index}").status)
-
-    threads = [threading.Thread(target=rotate, args=(i,)) for i in range(callers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    outcomes = race(lambda index: _rotate(store, "s1", f"r{index}").status, range(callers))
 
     # One wins; the next caller is a reuse (revoking the session); the rest find
     # the session revoked.

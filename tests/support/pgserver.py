@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["PgServer", "PgUnavailable", "running_server"]
+__all__ = ["PgServer", "PgUnavailable", "running_server", "server_dsn"]
 
 
 class PgUnavailable(RuntimeError):
@@ -124,6 +124,18 @@ def running_server() -> Iterator[PgServer]:
             timeout=60,
         )
         shutil.rmtree(base, ignore_errors=True)
+
+
+@contextmanager
+def server_dsn() -> Iterator[str]:
+    """``AUTHSOME_PG_DSN`` if set, else the DSN of a throwaway server started for the
+    duration of the ``with`` block (for the benchmarks, which run outside pytest)."""
+    configured = os.environ.get("AUTHSOME_PG_DSN")
+    if configured:
+        yield configured
+        return
+    with running_server() as server:
+        yield server.dsn()
 
 
 def _wait_ready(port: int) -> None:

@@ -2,17 +2,54 @@
 
 from __future__ import annotations
 
-from authsome.errors import Conflict
+from datetime import datetime
+
+from authsome.errors import Conflict, ValidationError
 from authsome.models import Membership, Org, OrgRole, SSOConnectionInfo, StoredSecret
 
 __all__ = [
-    "DUPLICATE_SSO_DOMAIN",
+    "Duplicate",
+    "aware",
     "check_owner_membership",
     "check_sso_record",
     "last_owner_conflict",
 ]
 
-DUPLICATE_SSO_DOMAIN = "an e-mail domain is routed to an SSO connection already"
+
+class Duplicate:
+    """What :class:`~authsome.errors.AlreadyExists` says for each unique key: the same
+    in every store, and never the duplicate value itself. ``RECORD`` is for a key
+    no store names."""
+
+    USER_EMAIL = "a user with this e-mail exists in this tenant"
+    USER_ID = "a user with this id exists"
+    SESSION_ID = "session id exists"
+    ACCESS_HASH = "access token hash exists"
+    REFRESH_HASH = "refresh token hash exists"
+    ORG_SLUG = "an org with this slug exists in this tenant"
+    ORG_ID = "an org with this id exists"
+    MEMBERSHIP = "the user is a member of this org already"
+    HOSTNAME = "this hostname is claimed already"
+    DOMAIN_ID = "a domain with this id exists"
+    FACTOR_ID = "factor id exists"
+    FACTOR_METHOD = "the user has a factor of this method"
+    CONFIRMED_FACTOR = "the user has a confirmed factor of this method"
+    TICKET_HASH = "ticket hash exists"
+    API_KEY_ID = "api key id exists"
+    API_KEY_LOOKUP_ID = "api key lookup id exists"
+    PASSKEY = "a passkey with this credential id exists"
+    CHALLENGE = "this challenge is pending already"
+    SSO_ID = "an SSO connection with this id exists"
+    SSO_DOMAIN = "an e-mail domain is routed to an SSO connection already"
+    RECORD = "record exists"
+
+
+def aware(moment: datetime) -> datetime:
+    """``moment``, refused if naive: a store cannot tell which instant it means
+    (PostgreSQL would read it in the session's time zone)."""
+    if moment.utcoffset() is None:
+        raise ValidationError("datetimes given to a store must be timezone-aware")
+    return moment
 
 
 def check_owner_membership(org: Org, owner: Membership) -> None:

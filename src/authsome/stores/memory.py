@@ -29,7 +29,7 @@ from authsome.models import (
 )
 from authsome.stores._protocol import Counter
 from authsome.stores._rules import (
-    DUPLICATE_SSO_DOMAIN,
+    Duplicate,
     check_owner_membership,
     check_sso_record,
     last_owner_conflict,
@@ -94,7 +94,7 @@ class MemoryStore:
         with self._lock:
             email_key = (user.tenant, user.email)
             if user.id in self._users or email_key in self._user_by_email:
-                raise AlreadyExists("a user with this e-mail exists in this tenant")
+                raise AlreadyExists(Duplicate.USER_EMAIL)
             self._users[user.id] = user
             self._user_by_email[email_key] = user.id
             self._password_hashes[user.id] = password_hash
@@ -121,7 +121,7 @@ class MemoryStore:
     def create_session(self, session: Session, access_hash: str, refresh_hash: str) -> None:
         with self._lock:
             if session.id in self._sessions:
-                raise AlreadyExists("session id exists")
+                raise AlreadyExists(Duplicate.SESSION_ID)
             if session.user_id not in self._users:
                 raise StoreError("session refers to an unknown user")
             self._sessions[session.id] = session
@@ -216,9 +216,9 @@ class MemoryStore:
         with self._lock:
             slug_key = (org.tenant, org.slug)
             if org.id in self._orgs:
-                raise AlreadyExists("an org with this id exists")
+                raise AlreadyExists(Duplicate.ORG_ID)
             if slug_key in self._org_by_slug:
-                raise AlreadyExists("an org with this slug exists in this tenant")
+                raise AlreadyExists(Duplicate.ORG_SLUG)
             if owner.user_id not in self._users:
                 raise StoreError("org owner is an unknown user")
             self._orgs[org.id] = org
@@ -242,7 +242,7 @@ class MemoryStore:
             if membership.user_id not in self._users:
                 raise StoreError("membership refers to an unknown user")
             if membership.user_id in members:
-                raise AlreadyExists("the user is a member of this org already")
+                raise AlreadyExists(Duplicate.MEMBERSHIP)
             members[membership.user_id] = membership
 
     def get_membership(self, org_id: str, user_id: str) -> Membership | None:
@@ -292,9 +292,9 @@ class MemoryStore:
     def create_domain(self, domain: Domain, token: str) -> None:
         with self._lock:
             if domain.hostname in self._domain_by_hostname:
-                raise AlreadyExists("this hostname is claimed already")
+                raise AlreadyExists(Duplicate.HOSTNAME)
             if domain.id in self._domains:
-                raise AlreadyExists("a domain with this id exists")
+                raise AlreadyExists(Duplicate.DOMAIN_ID)
             self._domains[domain.id] = domain
             self._domain_tokens[domain.id] = token
             self._domain_by_hostname[domain.hostname] = domain.id
@@ -341,11 +341,11 @@ class MemoryStore:
             if factor.user_id not in self._users:
                 raise StoreError("factor refers to an unknown user")
             if factor.id in self._factors:
-                raise AlreadyExists("factor id exists")
+                raise AlreadyExists(Duplicate.FACTOR_ID)
             for existing in self._user_factors(factor.user_id):
                 if existing.record.method is factor.method:
                     if existing.record.confirmed:
-                        raise AlreadyExists("the user has a confirmed factor of this method")
+                        raise AlreadyExists(Duplicate.CONFIRMED_FACTOR)
                     del self._factors[existing.record.id]  # a pending one is replaced
             self._factors[factor.id] = _Factor(factor, secret)
 
@@ -408,7 +408,7 @@ class MemoryStore:
             if user_id not in self._users:
                 raise StoreError("ticket refers to an unknown user")
             if ticket_hash in self._tickets:
-                raise AlreadyExists("ticket hash exists")
+                raise AlreadyExists(Duplicate.TICKET_HASH)
             expired = [h for h, t in self._tickets.items() if t.expires_at <= now]
             for stale in expired:
                 del self._tickets[stale]
@@ -433,9 +433,9 @@ class MemoryStore:
     def create_api_key(self, key: ApiKey, secret_hash: str) -> None:
         with self._lock:
             if key.id in self._api_keys:
-                raise AlreadyExists("api key id exists")
+                raise AlreadyExists(Duplicate.API_KEY_ID)
             if key.lookup_id in self._api_key_by_lookup:
-                raise AlreadyExists("api key lookup id exists")
+                raise AlreadyExists(Duplicate.API_KEY_LOOKUP_ID)
             self._api_keys[key.id] = StoredApiKey(key, secret_hash)
             self._api_key_by_lookup[key.lookup_id] = key.id
 
@@ -485,7 +485,7 @@ class MemoryStore:
             for challenge_hash in expired:
                 del self._passkey_challenges[challenge_hash]
             if challenge.challenge_hash in self._passkey_challenges:
-                raise AlreadyExists("this challenge is pending already")
+                raise AlreadyExists(Duplicate.CHALLENGE)
             if challenge.user_id is not None and challenge.user_id not in self._users:
                 raise StoreError("challenge refers to an unknown user")
             self._passkey_challenges[challenge.challenge_hash] = challenge
@@ -502,7 +502,7 @@ class MemoryStore:
     def create_passkey(self, passkey: Passkey) -> None:
         with self._lock:
             if passkey.credential_id in self._passkeys:
-                raise AlreadyExists("a passkey with this credential id exists")
+                raise AlreadyExists(Duplicate.PASSKEY)
             if passkey.user_id not in self._users:
                 raise StoreError("passkey refers to an unknown user")
             self._passkeys[passkey.credential_id] = passkey
@@ -543,7 +543,7 @@ class MemoryStore:
         check_sso_record(connection, client_secret)
         with self._lock:
             if connection.id in self._sso:
-                raise AlreadyExists("an SSO connection with this id exists")
+                raise AlreadyExists(Duplicate.SSO_ID)
             if connection.org_id not in self._orgs:
                 raise StoreError("SSO connection refers to an unknown org")
             self._check_domains_free(connection)
@@ -594,7 +594,7 @@ class MemoryStore:
         # A connection may keep its own domains on update; any other owner conflicts.
         for domain in connection.domains:
             if self._sso_by_domain.get(domain, connection.id) != connection.id:
-                raise AlreadyExists(DUPLICATE_SSO_DOMAIN)
+                raise AlreadyExists(Duplicate.SSO_DOMAIN)
 
     def _put_sso(self, connection: SSOConnectionInfo, client_secret: StoredSecret | None) -> None:
         self._sso[connection.id] = connection

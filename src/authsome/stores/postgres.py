@@ -33,7 +33,6 @@ from authsome.models import (
     Domain,
     Membership,
     MfaFactor,
-    MfaMethod,
     Org,
     OrgRole,
     Passkey,
@@ -50,8 +49,10 @@ from authsome.models import (
 )
 from authsome.stores._postgres_migrations import COMPONENT, MIGRATIONS, VERSION_TABLE
 from authsome.stores._protocol import Counter
+from authsome.stores._records import RecordReader
 from authsome.stores._rules import (
-    DUPLICATE_SSO_DOMAIN,
+    Duplicate,
+    aware,
     check_owner_membership,
     check_sso_record,
     last_owner_conflict,
@@ -75,28 +76,28 @@ _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _DEFAULT_CONNECT_TIMEOUT = 10
 _Row = tuple[Any, ...]
 
-# Which unique constraint failed → what AlreadyExists says (never the value itself);
-# the same messages as the SQLite store. Constraint names are set in the migrations.
+# Which unique constraint failed → which of the messages every store shares;
+# constraint names are set in the migrations.
 _DUPLICATE_MESSAGES = {
-    "users_tenant_email_key": "a user with this e-mail exists in this tenant",
-    "users_pkey": "a user with this id exists",
-    "sessions_pkey": "session id exists",
-    "sessions_access_hash_key": "access token hash exists",
-    "refresh_tokens_pkey": "refresh token hash exists",
-    "orgs_tenant_slug_key": "an org with this slug exists in this tenant",
-    "orgs_pkey": "an org with this id exists",
-    "org_members_pkey": "the user is a member of this org already",
-    "domains_hostname_key": "this hostname is claimed already",
-    "domains_pkey": "a domain with this id exists",
-    "mfa_factors_pkey": "factor id exists",
-    "mfa_factors_user_method_key": "the user has a factor of this method",
-    "mfa_tickets_pkey": "ticket hash exists",
-    "api_keys_pkey": "api key id exists",
-    "api_keys_lookup_id_key": "api key lookup id exists",
-    "passkeys_pkey": "a passkey with this credential id exists",
-    "passkey_challenges_pkey": "this challenge is pending already",
-    "sso_connections_pkey": "an SSO connection with this id exists",
-    "sso_domains_pkey": DUPLICATE_SSO_DOMAIN,
+    "users_tenant_email_key": Duplicate.USER_EMAIL,
+    "users_pkey": Duplicate.USER_ID,
+    "sessions_pkey": Duplicate.SESSION_ID,
+    "sessions_access_hash_key": Duplicate.ACCESS_HASH,
+    "refresh_tokens_pkey": Duplicate.REFRESH_HASH,
+    "orgs_tenant_slug_key": Duplicate.ORG_SLUG,
+    "orgs_pkey": Duplicate.ORG_ID,
+    "org_members_pkey": Duplicate.MEMBERSHIP,
+    "domains_hostname_key": Duplicate.HOSTNAME,
+    "domains_pkey": Duplicate.DOMAIN_ID,
+    "mfa_factors_pkey": Duplicate.FACTOR_ID,
+    "mfa_factors_user_method_key": Duplicate.FACTOR_METHOD,
+    "mfa_tickets_pkey": Duplicate.TICKET_HASH,
+    "api_keys_pkey": Duplicate.API_KEY_ID,
+    "api_keys_lookup_id_key": Duplicate.API_KEY_LOOKUP_ID,
+    "passkeys_pkey": Duplicate.PASSKEY,
+    "passkey_challenges_pkey": Duplicate.CHALLENGE,
+    "sso_connections_pkey": Duplicate.SSO_ID,
+    "sso_domains_pkey": Duplicate.SSO_DOMAIN,
 }
 
 # Queries are plain literals; "{s}" becomes the quoted schema name once per store and
@@ -178,128 +179,21 @@ _HIT_COUNTER = (
 # -- values ----------------------------------------------------------------------------
 
 
-def _aware(moment: datetime) -> datetime:
-    """Refuse naive datetimes: PostgreSQL would read them in the session's time zone."""
-    if moment.utcoffset() is None:
-        raise ValidationError("datetimes given to a store must be timezone-aware")
-    return moment
-
-
 def _optional_aware(moment: datetime | None) -> datetime | None:
-    return None if moment is None else _aware(moment)
+    return None if moment is None else aware(moment)
 
 
 def _utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC)
 
 
-def _optional_utc(moment: datetime | None) -> datetime | None:
-    return None if moment is None else moment.astimezone(UTC)
-
-
-def _user(row: _Row) -> User:
-    return User(id=row[0], tenant=row[1], email=row[2], name=row[3], created_at=_utc(row[4]))
-
-
-def _session(row: _Row) -> Session:
-    return Session(
-        id=row[0],
-        user_id=row[1],
-        tenant=row[2],
-        created_at=_utc(row[3]),
-        expires_at=_utc(row[4]),
-        access_expires_at=_utc(row[5]),
-        revoked_at=_optional_utc(row[6]),
-    )
-
-
-def _org(row: _Row) -> Org:
-    return Org(id=row[0], tenant=row[1], slug=row[2], name=row[3], created_at=_utc(row[4]))
-
-
-def _membership(row: _Row) -> Membership:
-    return Membership(org_id=row[0], user_id=row[1], role=OrgRole(row[2]), created_at=_utc(row[3]))
-
-
-def _domain(row: _Row) -> Domain:
-    return Domain(
-        id=row[0],
-        tenant=row[1],
-        hostname=row[2],
-        created_at=_utc(row[3]),
-        verified_at=_optional_utc(row[4]),
-    )
-
-
-def _factor(row: _Row) -> MfaFactor:
-    return MfaFactor(
-        id=row[0],
-        user_id=row[1],
-        method=MfaMethod(row[2]),
-        created_at=_utc(row[3]),
-        confirmed_at=_optional_utc(row[4]),
-    )
-
-
-def _api_key(row: _Row) -> ApiKey:
-    owner_kind: ApiKeyOwnerKind = "org" if row[2] == "org" else "user"
-    return ApiKey(
-        id=row[0],
-        lookup_id=row[1],
-        owner_kind=owner_kind,
-        owner_id=row[3],
-        tenant=row[4],
-        name=row[5],
-        scopes=tuple(row[6]),
-        created_at=_utc(row[7]),
-        expires_at=_optional_utc(row[8]),
-        revoked_at=_optional_utc(row[9]),
-        last_used_at=_optional_utc(row[10]),
-    )
-
-
-def _passkey(row: _Row) -> Passkey:
-    return Passkey(
-        credential_id=row[0],
-        user_id=row[1],
-        tenant=row[2],
-        rp_id=row[3],
-        public_key=bytes(row[4]),
-        sign_count=int(row[5]),
-        transports=tuple(row[6]),
-        created_at=_utc(row[7]),
-        last_used_at=_optional_utc(row[8]),
-    )
-
-
-def _passkey_challenge(row: _Row) -> PasskeyChallenge:
-    return PasskeyChallenge(
-        challenge_hash=row[0],
-        ceremony=PasskeyCeremony(row[1]),
-        user_id=row[2],
-        tenant=row[3],
-        rp_id=row[4],
-        origin=row[5],
-        expires_at=_utc(row[6]),
-    )
+# Lists of strings are arrays; psycopg returns them as lists.
+_READ = RecordReader(moment=_utc, strings=iter)
 
 
 def _sso_connection(row: _Row) -> SSOConnectionInfo:
-    return SSOConnectionInfo(
-        id=row[0],
-        org_id=row[1],
-        protocol=SSOProtocol(row[2]),
-        domains=tuple(row[12]),
-        created_at=_utc(row[10]),
-        updated_at=_utc(row[11]),
-        issuer=row[3],
-        client_id=row[4],
-        scopes=tuple(row[5]),
-        has_client_secret=bool(row[9]),
-        entity_id=row[6],
-        sso_url=row[7],
-        x509_certificate=row[8],
-    )
+    """A row of :data:`_SELECT_SSO`: the connection's columns, then its domains."""
+    return _READ.sso_connection(row, domains=row[12], scopes=row[5])
 
 
 def _sso_settings(connection: SSOConnectionInfo, secret: StoredSecret | None) -> dict[str, Any]:
@@ -314,7 +208,7 @@ def _sso_settings(connection: SSOConnectionInfo, secret: StoredSecret | None) ->
         "x509_certificate": connection.x509_certificate,
         "client_secret": None if secret is None else secret.value,
         "secret_sealed": secret is not None and secret.sealed,
-        "updated_at": _aware(connection.updated_at),
+        "updated_at": aware(connection.updated_at),
     }
 
 
@@ -333,7 +227,7 @@ def _translated_errors(operation: str) -> Iterator[None]:
     try:
         yield
     except psycopg.errors.UniqueViolation as exc:
-        message = _DUPLICATE_MESSAGES.get(exc.diag.constraint_name or "", "record exists")
+        message = _DUPLICATE_MESSAGES.get(exc.diag.constraint_name or "", Duplicate.RECORD)
         raise AlreadyExists(message) from None
     except psycopg.errors.ForeignKeyViolation as exc:
         raise StoreError(f"postgres store: {operation} refers to a missing record") from exc
@@ -469,13 +363,13 @@ class PostgresStore:
             "create_user",
             "INSERT INTO {s}.users (id, tenant, email, name, created_at, password_hash)"
             " VALUES (%s, %s, %s, %s, %s, %s)",
-            (user.id, user.tenant, user.email, user.name, _aware(user.created_at), password_hash),
+            (user.id, user.tenant, user.email, user.name, aware(user.created_at), password_hash),
         )
 
     def get_user(self, user_id: str) -> User | None:
         """The user with this id, or ``None``."""
         row = self._one("get_user", _SELECT_USER + " WHERE id = %s", (user_id,))
-        return None if row is None else _user(row)
+        return None if row is None else _READ.user(row)
 
     def find_user_by_email(self, tenant: str, email: str) -> User | None:
         """The user with this normalized e-mail in ``tenant``, or ``None``."""
@@ -484,7 +378,7 @@ class PostgresStore:
             _SELECT_USER + " WHERE tenant = %s AND email = %s",
             (tenant, email),
         )
-        return None if row is None else _user(row)
+        return None if row is None else _READ.user(row)
 
     def get_password_hash(self, user_id: str) -> str | None:
         """The user's stored password hash, or ``None``."""
@@ -515,9 +409,9 @@ class PostgresStore:
                 session.id,
                 session.user_id,
                 session.tenant,
-                _aware(session.created_at),
-                _aware(session.expires_at),
-                _aware(session.access_expires_at),
+                aware(session.created_at),
+                aware(session.expires_at),
+                aware(session.access_expires_at),
                 _optional_aware(session.revoked_at),
                 access_hash,
                 refresh_hash,
@@ -527,7 +421,7 @@ class PostgresStore:
     def get_session(self, session_id: str) -> Session | None:
         """The session with this id (revoked or not), or ``None``."""
         row = self._one("get_session", _SELECT_SESSION + " WHERE id = %s", (session_id,))
-        return None if row is None else _session(row)
+        return None if row is None else _READ.session(row)
 
     def find_session_by_access_hash(self, access_hash: str) -> Session | None:
         """The session whose current access token hashes to ``access_hash``."""
@@ -536,7 +430,7 @@ class PostgresStore:
             _SELECT_SESSION + " WHERE access_hash = %s",
             (access_hash,),
         )
-        return None if row is None else _session(row)
+        return None if row is None else _READ.session(row)
 
     def rotate_refresh_token(
         self,
@@ -552,11 +446,11 @@ class PostgresStore:
 
         See :meth:`authsome.stores.Store.rotate_refresh_token` for the outcomes.
         """
-        _aware(access_expires_at)
-        _aware(now)
+        aware(access_expires_at)
+        aware(now)
         with self._transaction("rotate_refresh_token") as cur:
             row = cur.execute(self._sql(_LOCK_ROTATION_ROWS), (refresh_hash,)).fetchone()
-            if row is None or not _session(row[1:]).is_active(now):
+            if row is None or not _READ.session(row[1:]).is_active(now):
                 return RefreshOutcome(RefreshStatus.INVALID)
             used: bool = row[0]
             session_id: str = row[1]
@@ -580,12 +474,12 @@ class PostgresStore:
                 status = RefreshStatus.ROTATED
             stored = cur.fetchone()
             assert stored is not None  # the session row is locked by this transaction
-            return RefreshOutcome(status, _session(stored))
+            return RefreshOutcome(status, _READ.session(stored))
 
     def revoke_session(self, session_id: str, now: datetime) -> bool:
         """Revoke one live session; ``False`` if unknown, revoked already or expired."""
         row = self._one(
-            "revoke_session", _REVOKE_LIVE_SESSION, {"now": _aware(now), "id": session_id}
+            "revoke_session", _REVOKE_LIVE_SESSION, {"now": aware(now), "id": session_id}
         )
         return row is not None
 
@@ -595,14 +489,14 @@ class PostgresStore:
             "revoke_user_sessions",
             "UPDATE {s}.sessions SET revoked_at = %(now)s"
             " WHERE user_id = %(user)s AND revoked_at IS NULL AND expires_at > %(now)s",
-            {"now": _aware(now), "user": user_id},
+            {"now": aware(now), "user": user_id},
         )
 
     # -- throttle counters -----------------------------------------------------
     def hit_counter(self, key: str, now: datetime, ttl_seconds: int) -> Counter:
         """Count one hit on ``key`` with one upsert whose expiry logic is in SQL;
         see :meth:`authsome.stores.Store.hit_counter`."""
-        fresh = _aware(now) + timedelta(seconds=ttl_seconds)
+        fresh = aware(now) + timedelta(seconds=ttl_seconds)
         row = self._one("hit_counter", _HIT_COUNTER, {"key": key, "now": now, "fresh": fresh})
         assert row is not None  # an upsert with RETURNING always returns its row
         return int(row[0]), _utc(row[1])
@@ -612,7 +506,7 @@ class PostgresStore:
         row = self._one(
             "get_counter",
             "SELECT hits, expires_at FROM {s}.counters WHERE key = %s AND expires_at > %s",
-            (key, _aware(now)),
+            (key, aware(now)),
         )
         return None if row is None else (int(row[0]), _utc(row[1]))
 
@@ -631,21 +525,21 @@ class PostgresStore:
                     "INSERT INTO {s}.orgs (id, tenant, slug, name, created_at)"
                     " VALUES (%s, %s, %s, %s, %s)"
                 ),
-                (org.id, org.tenant, org.slug, org.name, _aware(org.created_at)),
+                (org.id, org.tenant, org.slug, org.name, aware(org.created_at)),
             )
             self._insert_membership(cur, owner)
 
     def get_org(self, org_id: str) -> Org | None:
         """The org with this id, or ``None``."""
         row = self._one("get_org", _SELECT_ORG + " WHERE id = %s", (org_id,))
-        return None if row is None else _org(row)
+        return None if row is None else _READ.org(row)
 
     def find_org_by_slug(self, tenant: str, slug: str) -> Org | None:
         """The org with this slug in ``tenant``, or ``None``."""
         row = self._one(
             "find_org_by_slug", _SELECT_ORG + " WHERE tenant = %s AND slug = %s", (tenant, slug)
         )
-        return None if row is None else _org(row)
+        return None if row is None else _READ.org(row)
 
     def add_membership(self, membership: Membership) -> None:
         """Insert a membership; the foreign keys refuse an unknown org or user."""
@@ -662,14 +556,14 @@ class PostgresStore:
                 membership.org_id,
                 membership.user_id,
                 OrgRole(membership.role).value,
-                _aware(membership.created_at),
+                aware(membership.created_at),
             ),
         )
 
     def get_membership(self, org_id: str, user_id: str) -> Membership | None:
         """The user's membership of the org, or ``None``."""
         row = self._one("get_membership", _SELECT_MEMBERSHIP, (org_id, user_id))
-        return None if row is None else _membership(row)
+        return None if row is None else _READ.membership(row)
 
     def list_memberships(self, org_id: str) -> list[Membership]:
         """The org's memberships, oldest first (ties by user id, bytewise)."""
@@ -679,7 +573,7 @@ class PostgresStore:
             ' WHERE org_id = %s ORDER BY created_at, user_id COLLATE "C"',
             (org_id,),
         )
-        return [_membership(row) for row in rows]
+        return [_READ.membership(row) for row in rows]
 
     def list_user_orgs(self, user_id: str) -> list[Org]:
         """The orgs the user belongs to, oldest first (ties by id, bytewise)."""
@@ -690,7 +584,7 @@ class PostgresStore:
             ' WHERE m.user_id = %s ORDER BY o.created_at, o.id COLLATE "C"',
             (user_id,),
         )
-        return [_org(row) for row in rows]
+        return [_READ.org(row) for row in rows]
 
     def remove_membership(self, org_id: str, user_id: str) -> bool:
         """Delete a membership unless it is the last owner's. The org's row is locked
@@ -726,7 +620,7 @@ class PostgresStore:
                 (role.value, org_id, user_id),
             ).fetchone()
             assert row is not None  # the org is locked, so the membership is still there
-            return _membership(row)
+            return _READ.membership(row)
 
     def _lock_org_and_read_role(
         self, cur: psycopg.Cursor[TupleRow], org_id: str, user_id: str
@@ -757,7 +651,7 @@ class PostgresStore:
                 domain.tenant,
                 domain.hostname,
                 token,
-                _aware(domain.created_at),
+                aware(domain.created_at),
                 _optional_aware(domain.verified_at),
             ),
         )
@@ -765,7 +659,7 @@ class PostgresStore:
     def get_domain(self, domain_id: str) -> Domain | None:
         """The domain with this id, or ``None``."""
         row = self._one("get_domain", _SELECT_DOMAIN + " WHERE id = %s", (domain_id,))
-        return None if row is None else _domain(row)
+        return None if row is None else _READ.domain(row)
 
     def get_domain_token(self, domain_id: str) -> str | None:
         """The domain's challenge token, or ``None`` if the domain is unknown."""
@@ -779,7 +673,7 @@ class PostgresStore:
         row = self._one(
             "find_domain_by_hostname", _SELECT_DOMAIN + " WHERE hostname = %s", (hostname,)
         )
-        return None if row is None else _domain(row)
+        return None if row is None else _READ.domain(row)
 
     def list_domains(self, tenant: str) -> list[Domain]:
         """Every domain of ``tenant``, ordered by hostname (bytewise, as in SQLite)."""
@@ -788,7 +682,7 @@ class PostgresStore:
             _SELECT_DOMAIN + ' WHERE tenant = %s ORDER BY hostname COLLATE "C"',
             (tenant,),
         )
-        return [_domain(row) for row in rows]
+        return [_READ.domain(row) for row in rows]
 
     def mark_domain_verified(self, domain_id: str, now: datetime) -> Domain | None:
         """Set ``verified_at`` once (the first time is kept) and return the stored
@@ -797,9 +691,9 @@ class PostgresStore:
             "mark_domain_verified",
             "UPDATE {s}.domains SET verified_at = COALESCE(verified_at, %s) WHERE id = %s"
             " RETURNING id, tenant, hostname, created_at, verified_at",
-            (_aware(now), domain_id),
+            (aware(now), domain_id),
         )
-        return None if row is None else _domain(row)
+        return None if row is None else _READ.domain(row)
 
     def delete_domain(self, domain_id: str) -> bool:
         """Delete the domain; ``False`` if it did not exist."""
@@ -831,7 +725,7 @@ class PostgresStore:
                 (factor.user_id, method),
             ).fetchone()
             if confirmed is not None:
-                raise AlreadyExists("the user has a confirmed factor of this method")
+                raise AlreadyExists(Duplicate.CONFIRMED_FACTOR)
             cur.execute(
                 self._sql(
                     "DELETE FROM {s}.mfa_factors"
@@ -850,7 +744,7 @@ class PostgresStore:
                     factor.user_id,
                     method,
                     secret,
-                    _aware(factor.created_at),
+                    aware(factor.created_at),
                     _optional_aware(factor.confirmed_at),
                 ),
             )
@@ -858,7 +752,7 @@ class PostgresStore:
     def get_mfa_factor(self, factor_id: str) -> MfaFactor | None:
         """The factor with this id, or ``None``."""
         row = self._one("get_mfa_factor", _SELECT_FACTOR + " WHERE id = %s", (factor_id,))
-        return None if row is None else _factor(row)
+        return None if row is None else _READ.factor(row)
 
     def get_mfa_secret(self, factor_id: str) -> str | None:
         """The factor's stored secret, or ``None``."""
@@ -874,7 +768,7 @@ class PostgresStore:
             _SELECT_FACTOR + ' WHERE user_id = %s ORDER BY created_at, id COLLATE "C"',
             (user_id,),
         )
-        return [_factor(row) for row in rows]
+        return [_READ.factor(row) for row in rows]
 
     def confirm_mfa_factor(
         self, factor_id: str, step: int, recovery_hashes: Sequence[str], now: datetime
@@ -889,7 +783,7 @@ class PostgresStore:
                     " WHERE id = %(id)s AND confirmed_at IS NULL"
                     " AND (last_step IS NULL OR last_step < %(step)s)"
                 ),
-                {"now": _aware(now), "step": step, "id": factor_id},
+                {"now": aware(now), "step": step, "id": factor_id},
             )
             if cur.rowcount != 1:
                 return False
@@ -949,14 +843,14 @@ class PostgresStore:
         """Store a ticket and purge expired ones, in one transaction."""
         with self._transaction("create_mfa_ticket") as cur:
             cur.execute(
-                self._sql("DELETE FROM {s}.mfa_tickets WHERE expires_at <= %s"), (_aware(now),)
+                self._sql("DELETE FROM {s}.mfa_tickets WHERE expires_at <= %s"), (aware(now),)
             )
             cur.execute(
                 self._sql(
                     "INSERT INTO {s}.mfa_tickets (hash, user_id, expires_at, attempts)"
                     " VALUES (%s, %s, %s, 0)"
                 ),
-                (ticket_hash, user_id, _aware(expires_at)),
+                (ticket_hash, user_id, aware(expires_at)),
             )
 
     def attempt_mfa_ticket(self, ticket_hash: str, now: datetime, max_attempts: int) -> str | None:
@@ -966,7 +860,7 @@ class PostgresStore:
             "attempt_mfa_ticket",
             "UPDATE {s}.mfa_tickets SET attempts = attempts + 1"
             " WHERE hash = %s AND expires_at > %s AND attempts < %s RETURNING user_id",
-            (ticket_hash, _aware(now), max_attempts),
+            (ticket_hash, aware(now), max_attempts),
         )
         return None if row is None else str(row[0])
 
@@ -993,7 +887,7 @@ class PostgresStore:
                 key.tenant,
                 key.name,
                 list(key.scopes),
-                _aware(key.created_at),
+                aware(key.created_at),
                 _optional_aware(key.expires_at),
                 _optional_aware(key.revoked_at),
                 _optional_aware(key.last_used_at),
@@ -1004,7 +898,7 @@ class PostgresStore:
     def get_api_key(self, key_id: str) -> ApiKey | None:
         """The key with this id, or ``None``."""
         row = self._one("get_api_key", _SELECT_API_KEY + " WHERE id = %s", (key_id,))
-        return None if row is None else _api_key(row)
+        return None if row is None else _READ.api_key(row)
 
     def find_api_key_by_lookup_id(self, lookup_id: str) -> StoredApiKey | None:
         """The key with this lookup id and its secret hash (unique index), or ``None``."""
@@ -1015,7 +909,7 @@ class PostgresStore:
             " FROM {s}.api_keys WHERE lookup_id = %s",
             (lookup_id,),
         )
-        return None if row is None else StoredApiKey(_api_key(row), str(row[11]))
+        return None if row is None else StoredApiKey(_READ.api_key(row), str(row[11]))
 
     def list_api_keys(self, owner_kind: ApiKeyOwnerKind, owner_id: str) -> list[ApiKey]:
         """Every key of this owner, oldest first (ties by id, bytewise)."""
@@ -1025,14 +919,14 @@ class PostgresStore:
             ' ORDER BY created_at, id COLLATE "C"',
             (owner_kind, owner_id),
         )
-        return [_api_key(row) for row in rows]
+        return [_READ.api_key(row) for row in rows]
 
     def revoke_api_key(self, key_id: str, now: datetime) -> bool:
         """Revoke the key; ``False`` if unknown or revoked already."""
         revoked = self._write(
             "revoke_api_key",
             "UPDATE {s}.api_keys SET revoked_at = %s WHERE id = %s AND revoked_at IS NULL",
-            (_aware(now), key_id),
+            (aware(now), key_id),
         )
         return revoked == 1
 
@@ -1043,7 +937,7 @@ class PostgresStore:
             "touch_api_key",
             "UPDATE {s}.api_keys SET last_used_at = GREATEST(last_used_at, %(at)s)"
             " WHERE id = %(id)s AND (last_used_at IS NULL OR last_used_at < %(at)s)",
-            {"at": _aware(at), "id": key_id},
+            {"at": aware(at), "id": key_id},
         )
 
     # -- passkeys --------------------------------------------------------------
@@ -1053,7 +947,7 @@ class PostgresStore:
         with self._transaction("create_passkey_challenge") as cur:
             cur.execute(
                 self._sql("DELETE FROM {s}.passkey_challenges WHERE expires_at <= %s"),
-                (_aware(now),),
+                (aware(now),),
             )
             cur.execute(
                 self._sql(
@@ -1068,7 +962,7 @@ class PostgresStore:
                     challenge.tenant,
                     challenge.rp_id,
                     challenge.origin,
-                    _aware(challenge.expires_at),
+                    aware(challenge.expires_at),
                 ),
             )
 
@@ -1080,11 +974,11 @@ class PostgresStore:
         row = self._one(
             "consume_passkey_challenge",
             _CONSUME_CHALLENGE,
-            {"hash": challenge_hash, "now": _aware(now)},
+            {"hash": challenge_hash, "now": aware(now)},
         )
         if row is None or not row[7]:
             return None
-        return _passkey_challenge(row)
+        return _READ.passkey_challenge(row)
 
     def create_passkey(self, passkey: Passkey) -> None:
         """Insert a passkey; the primary key refuses a registered credential id, the
@@ -1102,7 +996,7 @@ class PostgresStore:
                 bytes(passkey.public_key),
                 passkey.sign_count,
                 list(passkey.transports),
-                _aware(passkey.created_at),
+                aware(passkey.created_at),
                 _optional_aware(passkey.last_used_at),
             ),
         )
@@ -1112,7 +1006,7 @@ class PostgresStore:
         row = self._one(
             "get_passkey", _SELECT_PASSKEY + " WHERE credential_id = %s", (credential_id,)
         )
-        return None if row is None else _passkey(row)
+        return None if row is None else _READ.passkey(row)
 
     def list_user_passkeys(self, user_id: str) -> list[Passkey]:
         """The user's passkeys, oldest first (ties by credential id, bytewise)."""
@@ -1121,7 +1015,7 @@ class PostgresStore:
             _SELECT_PASSKEY + ' WHERE user_id = %s ORDER BY created_at, credential_id COLLATE "C"',
             (user_id,),
         )
-        return [_passkey(row) for row in rows]
+        return [_READ.passkey(row) for row in rows]
 
     def update_passkey_sign_count(
         self, credential_id: str, expected: int, new: int, now: datetime
@@ -1133,7 +1027,7 @@ class PostgresStore:
             "update_passkey_sign_count",
             "UPDATE {s}.passkeys SET sign_count = %s, last_used_at = %s"
             " WHERE credential_id = %s AND sign_count = %s",
-            (new, _aware(now), credential_id, expected),
+            (new, aware(now), credential_id, expected),
         )
         return updated == 1
 
@@ -1170,7 +1064,7 @@ class PostgresStore:
                     **settings,
                     "id": connection.id,
                     "org_id": connection.org_id,
-                    "created_at": _aware(connection.created_at),
+                    "created_at": aware(connection.created_at),
                 },
             )
             self._insert_sso_domains(cur, connection.id, connection.domains)

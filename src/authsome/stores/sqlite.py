@@ -23,14 +23,13 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
-from authsome.errors import AlreadyExists, StoreError, ValidationError
+from authsome.errors import AlreadyExists, StoreError
 from authsome.models import (
     ApiKey,
     ApiKeyOwnerKind,
     Domain,
     Membership,
     MfaFactor,
-    MfaMethod,
     Org,
     OrgRole,
     Passkey,
@@ -46,8 +45,10 @@ from authsome.models import (
     User,
 )
 from authsome.stores._protocol import Counter
+from authsome.stores._records import RecordReader
 from authsome.stores._rules import (
-    DUPLICATE_SSO_DOMAIN,
+    Duplicate,
+    aware,
     check_owner_membership,
     check_sso_record,
     last_owner_conflict,
@@ -132,27 +133,27 @@ _UPDATE_SSO = (
     " updated_at = ? WHERE id = ?"
 )
 
-# Which unique constraint failed → what AlreadyExists says (never the value itself).
+# Which unique constraint failed → which of the messages every store shares.
 _DUPLICATE_MESSAGES = {
-    "users.tenant, users.email": "a user with this e-mail exists in this tenant",
-    "users.id": "a user with this id exists",
-    "sessions.id": "session id exists",
-    "sessions.access_hash": "access token hash exists",
-    "refresh_tokens.hash": "refresh token hash exists",
-    "orgs.tenant, orgs.slug": "an org with this slug exists in this tenant",
-    "orgs.id": "an org with this id exists",
-    "org_members.org_id, org_members.user_id": "the user is a member of this org already",
-    "domains.hostname": "this hostname is claimed already",
-    "domains.id": "a domain with this id exists",
-    "mfa_factors.id": "factor id exists",
-    "mfa_factors.user_id, mfa_factors.method": "the user has a factor of this method",
-    "mfa_tickets.hash": "ticket hash exists",
-    "api_keys.id": "api key id exists",
-    "api_keys.lookup_id": "api key lookup id exists",
-    "passkeys.credential_id": "a passkey with this credential id exists",
-    "passkey_challenges.challenge_hash": "this challenge is pending already",
-    "sso_connections.id": "an SSO connection with this id exists",
-    "sso_domains.domain": DUPLICATE_SSO_DOMAIN,
+    "users.tenant, users.email": Duplicate.USER_EMAIL,
+    "users.id": Duplicate.USER_ID,
+    "sessions.id": Duplicate.SESSION_ID,
+    "sessions.access_hash": Duplicate.ACCESS_HASH,
+    "refresh_tokens.hash": Duplicate.REFRESH_HASH,
+    "orgs.tenant, orgs.slug": Duplicate.ORG_SLUG,
+    "orgs.id": Duplicate.ORG_ID,
+    "org_members.org_id, org_members.user_id": Duplicate.MEMBERSHIP,
+    "domains.hostname": Duplicate.HOSTNAME,
+    "domains.id": Duplicate.DOMAIN_ID,
+    "mfa_factors.id": Duplicate.FACTOR_ID,
+    "mfa_factors.user_id, mfa_factors.method": Duplicate.FACTOR_METHOD,
+    "mfa_tickets.hash": Duplicate.TICKET_HASH,
+    "api_keys.id": Duplicate.API_KEY_ID,
+    "api_keys.lookup_id": Duplicate.API_KEY_LOOKUP_ID,
+    "passkeys.credential_id": Duplicate.PASSKEY,
+    "passkey_challenges.challenge_hash": Duplicate.CHALLENGE,
+    "sso_connections.id": Duplicate.SSO_ID,
+    "sso_domains.domain": Duplicate.SSO_DOMAIN,
 }
 _UNIQUE_CODES = frozenset({sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY})
 
@@ -166,9 +167,7 @@ def _to_micros(moment: datetime) -> int:
     Integers compare correctly in SQL whatever offset the caller used and round-trip
     exactly, which ISO text with mixed offsets would not.
     """
-    if moment.utcoffset() is None:
-        raise ValidationError("datetimes given to a store must be timezone-aware")
-    return (moment - _EPOCH) // _MICROSECOND
+    return (aware(moment) - _EPOCH) // _MICROSECOND
 
 
 def _from_micros(micros: int) -> datetime:
@@ -176,137 +175,15 @@ def _from_micros(micros: int) -> datetime:
     return _EPOCH + timedelta(microseconds=micros)
 
 
-def _from_optional_micros(micros: int | None) -> datetime | None:
-    return None if micros is None else _from_micros(micros)
-
-
-def _user(row: sqlite3.Row) -> User:
-    return User(
-        id=row["id"],
-        tenant=row["tenant"],
-        email=row["email"],
-        name=row["name"],
-        created_at=_from_micros(row["created_at"]),
-    )
-
-
-def _session(row: sqlite3.Row) -> Session:
-    return Session(
-        id=row["id"],
-        user_id=row["user_id"],
-        tenant=row["tenant"],
-        created_at=_from_micros(row["created_at"]),
-        expires_at=_from_micros(row["expires_at"]),
-        access_expires_at=_from_micros(row["access_expires_at"]),
-        revoked_at=_from_optional_micros(row["revoked_at"]),
-    )
-
-
-def _org(row: sqlite3.Row) -> Org:
-    return Org(
-        id=row["id"],
-        tenant=row["tenant"],
-        slug=row["slug"],
-        name=row["name"],
-        created_at=_from_micros(row["created_at"]),
-    )
-
-
-def _membership(row: sqlite3.Row) -> Membership:
-    return Membership(
-        org_id=row["org_id"],
-        user_id=row["user_id"],
-        role=OrgRole(row["role"]),
-        created_at=_from_micros(row["created_at"]),
-    )
+# Lists of strings are stored as JSON text (SSO scopes as one space-joined string).
+_READ = RecordReader(moment=_from_micros, strings=json.loads)
 
 
 _SELECT_DOMAIN = "SELECT id, tenant, hostname, created_at, verified_at FROM domains"
 
 
-def _domain(row: sqlite3.Row) -> Domain:
-    return Domain(
-        id=row["id"],
-        tenant=row["tenant"],
-        hostname=row["hostname"],
-        created_at=_from_micros(row["created_at"]),
-        verified_at=_from_optional_micros(row["verified_at"]),
-    )
-
-
-def _factor(row: sqlite3.Row) -> MfaFactor:
-    return MfaFactor(
-        id=row["id"],
-        user_id=row["user_id"],
-        method=MfaMethod(row["method"]),
-        created_at=_from_micros(row["created_at"]),
-        confirmed_at=_from_optional_micros(row["confirmed_at"]),
-    )
-
-
 def _optional_micros(moment: datetime | None) -> int | None:
     return None if moment is None else _to_micros(moment)
-
-
-def _api_key(row: sqlite3.Row) -> ApiKey:
-    owner_kind: ApiKeyOwnerKind = "org" if row["owner_kind"] == "org" else "user"
-    return ApiKey(
-        id=row["id"],
-        lookup_id=row["lookup_id"],
-        owner_kind=owner_kind,
-        owner_id=row["owner_id"],
-        tenant=row["tenant"],
-        name=row["name"],
-        scopes=tuple(json.loads(row["scopes"])),
-        created_at=_from_micros(row["created_at"]),
-        expires_at=_from_optional_micros(row["expires_at"]),
-        revoked_at=_from_optional_micros(row["revoked_at"]),
-        last_used_at=_from_optional_micros(row["last_used_at"]),
-    )
-
-
-def _passkey(row: sqlite3.Row) -> Passkey:
-    return Passkey(
-        credential_id=row["credential_id"],
-        user_id=row["user_id"],
-        tenant=row["tenant"],
-        rp_id=row["rp_id"],
-        public_key=bytes(row["public_key"]),
-        sign_count=row["sign_count"],
-        transports=tuple(json.loads(row["transports"])),
-        created_at=_from_micros(row["created_at"]),
-        last_used_at=_from_optional_micros(row["last_used_at"]),
-    )
-
-
-def _passkey_challenge(row: sqlite3.Row) -> PasskeyChallenge:
-    return PasskeyChallenge(
-        challenge_hash=row["challenge_hash"],
-        ceremony=PasskeyCeremony(row["ceremony"]),
-        user_id=row["user_id"],
-        tenant=row["tenant"],
-        rp_id=row["rp_id"],
-        origin=row["origin"],
-        expires_at=_from_micros(row["expires_at"]),
-    )
-
-
-def _sso_connection(row: sqlite3.Row, domains: list[str]) -> SSOConnectionInfo:
-    return SSOConnectionInfo(
-        id=row["id"],
-        org_id=row["org_id"],
-        protocol=SSOProtocol(row["protocol"]),
-        domains=tuple(domains),
-        created_at=_from_micros(row["created_at"]),
-        updated_at=_from_micros(row["updated_at"]),
-        issuer=row["issuer"],
-        client_id=row["client_id"],
-        scopes=tuple(row["scopes"].split()),
-        has_client_secret=bool(row["has_client_secret"]),
-        entity_id=row["entity_id"],
-        sso_url=row["sso_url"],
-        x509_certificate=row["x509_certificate"],
-    )
 
 
 def _sso_settings(connection: SSOConnectionInfo, secret: StoredSecret | None) -> tuple[Any, ...]:
@@ -351,7 +228,7 @@ def _duplicate_message(sqlite_message: str) -> str:
     for columns, message in _DUPLICATE_MESSAGES.items():
         if sqlite_message.endswith(columns):
             return message
-    return "record exists"
+    return Duplicate.RECORD
 
 
 # -- connections ---------------------------------------------------------------------
@@ -454,7 +331,7 @@ class SQLiteStore:
             "SELECT id, tenant, email, name, created_at FROM users WHERE id = ?",
             (user_id,),
         )
-        return None if row is None else _user(row)
+        return None if row is None else _READ.user(row)
 
     def find_user_by_email(self, tenant: str, email: str) -> User | None:
         """The user with this normalized e-mail in ``tenant``, or ``None``."""
@@ -463,7 +340,7 @@ class SQLiteStore:
             "SELECT id, tenant, email, name, created_at FROM users WHERE tenant = ? AND email = ?",
             (tenant, email),
         )
-        return None if row is None else _user(row)
+        return None if row is None else _READ.user(row)
 
     def get_password_hash(self, user_id: str) -> str | None:
         """The user's stored password hash, or ``None``."""
@@ -504,14 +381,14 @@ class SQLiteStore:
     def get_session(self, session_id: str) -> Session | None:
         """The session with this id (revoked or not), or ``None``."""
         row = self._fetch_one("get_session", _SELECT_SESSION_BY_ID, (session_id,))
-        return None if row is None else _session(row)
+        return None if row is None else _READ.session(row)
 
     def find_session_by_access_hash(self, access_hash: str) -> Session | None:
         """The session whose current access token hashes to ``access_hash``."""
         row = self._fetch_one(
             "find_session_by_access_hash", _SELECT_SESSION_BY_ACCESS_HASH, (access_hash,)
         )
-        return None if row is None else _session(row)
+        return None if row is None else _READ.session(row)
 
     def rotate_refresh_token(
         self,
@@ -527,7 +404,7 @@ class SQLiteStore:
         """
         with self._transaction("rotate_refresh_token") as conn:
             row = conn.execute(_SELECT_SESSION_BY_REFRESH_HASH, (refresh_hash,)).fetchone()
-            if row is None or not _session(row).is_active(now):
+            if row is None or not _READ.session(row[1:]).is_active(now):
                 return RefreshOutcome(RefreshStatus.INVALID)
             session_id: str = row["id"]
             if row["used"]:
@@ -559,7 +436,7 @@ class SQLiteStore:
     @staticmethod
     def _load_session(conn: sqlite3.Connection, session_id: str) -> Session:
         row = conn.execute(_SELECT_SESSION_BY_ID, (session_id,)).fetchone()
-        return _session(row)
+        return _READ.session(row)
 
     def revoke_session(self, session_id: str, now: datetime) -> bool:
         """Revoke one live session; ``False`` if unknown, revoked already or expired."""
@@ -640,7 +517,7 @@ class SQLiteStore:
             _SELECT_ORG + " WHERE id = ?",
             (org_id,),
         )
-        return None if row is None else _org(row)
+        return None if row is None else _READ.org(row)
 
     def find_org_by_slug(self, tenant: str, slug: str) -> Org | None:
         """The org with this slug in ``tenant``, or ``None``."""
@@ -649,7 +526,7 @@ class SQLiteStore:
             _SELECT_ORG + " WHERE tenant = ? AND slug = ?",
             (tenant, slug),
         )
-        return None if row is None else _org(row)
+        return None if row is None else _READ.org(row)
 
     def add_membership(self, membership: Membership) -> None:
         """Insert a membership; the foreign keys refuse an unknown org or user."""
@@ -671,7 +548,7 @@ class SQLiteStore:
     def get_membership(self, org_id: str, user_id: str) -> Membership | None:
         """The user's membership of the org, or ``None``."""
         row = self._fetch_one("get_membership", _SELECT_MEMBERSHIP, (org_id, user_id))
-        return None if row is None else _membership(row)
+        return None if row is None else _READ.membership(row)
 
     def list_memberships(self, org_id: str) -> list[Membership]:
         """The org's memberships, oldest first."""
@@ -681,7 +558,7 @@ class SQLiteStore:
                 " WHERE org_id = ? ORDER BY created_at, user_id",
                 (org_id,),
             ).fetchall()
-        return [_membership(row) for row in rows]
+        return [_READ.membership(row) for row in rows]
 
     def list_user_orgs(self, user_id: str) -> list[Org]:
         """The orgs the user belongs to, oldest first."""
@@ -692,7 +569,7 @@ class SQLiteStore:
                 " WHERE m.user_id = ? ORDER BY o.created_at, o.id",
                 (user_id,),
             ).fetchall()
-        return [_org(row) for row in rows]
+        return [_READ.org(row) for row in rows]
 
     def remove_membership(self, org_id: str, user_id: str) -> bool:
         """Delete a membership unless it is the last owner's; check and delete run
@@ -722,7 +599,7 @@ class SQLiteStore:
                 "UPDATE org_members SET role = ? WHERE org_id = ? AND user_id = ?",
                 (role.value, org_id, user_id),
             )
-            return _membership(conn.execute(_SELECT_MEMBERSHIP, (org_id, user_id)).fetchone())
+            return _READ.membership(conn.execute(_SELECT_MEMBERSHIP, (org_id, user_id)).fetchone())
 
     @staticmethod
     def _owner_count(conn: sqlite3.Connection, org_id: str) -> int:
@@ -749,7 +626,7 @@ class SQLiteStore:
     def get_domain(self, domain_id: str) -> Domain | None:
         """The domain with this id, or ``None``."""
         row = self._fetch_one("get_domain", _SELECT_DOMAIN + " WHERE id = ?", (domain_id,))
-        return None if row is None else _domain(row)
+        return None if row is None else _READ.domain(row)
 
     def get_domain_token(self, domain_id: str) -> str | None:
         """The domain's challenge token, or ``None`` if the domain is unknown."""
@@ -763,7 +640,7 @@ class SQLiteStore:
         row = self._fetch_one(
             "find_domain_by_hostname", _SELECT_DOMAIN + " WHERE hostname = ?", (hostname,)
         )
-        return None if row is None else _domain(row)
+        return None if row is None else _READ.domain(row)
 
     def list_domains(self, tenant: str) -> list[Domain]:
         """Every domain of ``tenant``, ordered by hostname."""
@@ -771,7 +648,7 @@ class SQLiteStore:
             rows = conn.execute(
                 _SELECT_DOMAIN + " WHERE tenant = ? ORDER BY hostname", (tenant,)
             ).fetchall()
-        return [_domain(row) for row in rows]
+        return [_READ.domain(row) for row in rows]
 
     def mark_domain_verified(self, domain_id: str, now: datetime) -> Domain | None:
         """Set ``verified_at`` once (the first time is kept); return the stored domain."""
@@ -781,7 +658,7 @@ class SQLiteStore:
                 (_to_micros(now), domain_id),
             )
             row = conn.execute(_SELECT_DOMAIN + " WHERE id = ?", (domain_id,)).fetchone()
-        return None if row is None else _domain(row)
+        return None if row is None else _READ.domain(row)
 
     def delete_domain(self, domain_id: str) -> bool:
         """Delete the domain; ``False`` if it did not exist."""
@@ -799,7 +676,7 @@ class SQLiteStore:
                 (factor.user_id, factor.method.value),
             ).fetchone()
             if confirmed is not None:
-                raise AlreadyExists("the user has a confirmed factor of this method")
+                raise AlreadyExists(Duplicate.CONFIRMED_FACTOR)
             conn.execute(
                 "DELETE FROM mfa_factors WHERE user_id = ? AND method = ?",
                 (factor.user_id, factor.method.value),
@@ -821,7 +698,7 @@ class SQLiteStore:
     def get_mfa_factor(self, factor_id: str) -> MfaFactor | None:
         """The factor with this id, or ``None``."""
         row = self._fetch_one("get_mfa_factor", _SELECT_FACTOR, (factor_id,))
-        return None if row is None else _factor(row)
+        return None if row is None else _READ.factor(row)
 
     def get_mfa_secret(self, factor_id: str) -> str | None:
         """The factor's stored secret, or ``None``."""
@@ -838,7 +715,7 @@ class SQLiteStore:
                 " WHERE user_id = ? ORDER BY created_at, id",
                 (user_id,),
             ).fetchall()
-        return [_factor(row) for row in rows]
+        return [_READ.factor(row) for row in rows]
 
     def confirm_mfa_factor(
         self, factor_id: str, step: int, recovery_hashes: Sequence[str], now: datetime
@@ -952,20 +829,20 @@ class SQLiteStore:
     def get_api_key(self, key_id: str) -> ApiKey | None:
         """The key with this id, or ``None``."""
         row = self._fetch_one("get_api_key", _SELECT_API_KEY_BY_ID, (key_id,))
-        return None if row is None else _api_key(row)
+        return None if row is None else _READ.api_key(row)
 
     def find_api_key_by_lookup_id(self, lookup_id: str) -> StoredApiKey | None:
         """The key with this lookup id and its secret hash (unique index), or ``None``."""
         row = self._fetch_one(
             "find_api_key_by_lookup_id", _SELECT_API_KEY_BY_LOOKUP_ID, (lookup_id,)
         )
-        return None if row is None else StoredApiKey(_api_key(row), str(row["secret_hash"]))
+        return None if row is None else StoredApiKey(_READ.api_key(row), str(row["secret_hash"]))
 
     def list_api_keys(self, owner_kind: ApiKeyOwnerKind, owner_id: str) -> list[ApiKey]:
         """Every key of this owner, oldest first."""
         with self._connection("list_api_keys") as conn:
             rows = conn.execute(_SELECT_API_KEYS_BY_OWNER, (owner_kind, owner_id)).fetchall()
-        return [_api_key(row) for row in rows]
+        return [_READ.api_key(row) for row in rows]
 
     def revoke_api_key(self, key_id: str, now: datetime) -> bool:
         """Revoke the key; ``False`` if unknown or revoked already."""
@@ -1021,7 +898,7 @@ class SQLiteStore:
             conn.execute(
                 "DELETE FROM passkey_challenges WHERE challenge_hash = ?", (challenge_hash,)
             )
-        challenge = _passkey_challenge(row)
+        challenge = _READ.passkey_challenge(row)
         return None if challenge.expires_at <= now else challenge
 
     def create_passkey(self, passkey: Passkey) -> None:
@@ -1049,7 +926,7 @@ class SQLiteStore:
         row = self._fetch_one(
             "get_passkey", _SELECT_PASSKEY + " WHERE credential_id = ?", (credential_id,)
         )
-        return None if row is None else _passkey(row)
+        return None if row is None else _READ.passkey(row)
 
     def list_user_passkeys(self, user_id: str) -> list[Passkey]:
         """The user's passkeys, oldest first."""
@@ -1058,7 +935,7 @@ class SQLiteStore:
                 _SELECT_PASSKEY + " WHERE user_id = ? ORDER BY created_at, credential_id",
                 (user_id,),
             ).fetchall()
-        return [_passkey(row) for row in rows]
+        return [_READ.passkey(row) for row in rows]
 
     def update_passkey_sign_count(
         self, credential_id: str, expected: int, new: int, now: datetime
@@ -1178,7 +1055,11 @@ class SQLiteStore:
                 "SELECT domain FROM sso_domains WHERE connection_id = ? ORDER BY position",
                 (row["id"],),
             ).fetchall()
-            found.append(_sso_connection(row, [d["domain"] for d in domains]))
+            found.append(
+                _READ.sso_connection(
+                    row, domains=[d["domain"] for d in domains], scopes=row["scopes"].split()
+                )
+            )
         return found
 
     # -- lifecycle ---------------------------------------------------------------
