@@ -22,7 +22,7 @@ from psycopg_pool import ConnectionPool
 import authsome
 from authsome import OIDCConnection
 from authsome.errors import AlreadyExists, StoreError, ValidationError
-from authsome.models import MfaFactor, MfaMethod
+from authsome.models import Domain, MfaFactor, MfaMethod
 from authsome.stores import PostgresStore
 from authsome.stores import postgres as postgres_module
 from authsome.stores._postgres_migrations import MIGRATIONS
@@ -122,6 +122,31 @@ def test_appended_migration_runs_on_an_existing_schema(
 
     assert _versions(pg_dsn, schema) == [("auth", len(MIGRATIONS) + 1)]
     assert _tables(pg_dsn, schema) == TABLES | {"extra"}
+
+
+def test_upgrading_keeps_domains_and_lets_pending_claims_share_a_hostname(
+    pg_dsn: str, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as patched:
+        patched.setattr(postgres_module, "MIGRATIONS", MIGRATIONS[:7])  # before pending claims
+        with PostgresStore(pg_dsn, schema=schema) as old:
+            old.create_domain(Domain("d1", "acme", "login.acme.com", NOW), "token-d1")
+            old.create_domain(Domain("d2", "acme", "app.acme.com", NOW), "token-d2")
+            old.mark_domain_verified("d2", LATER)
+            with pytest.raises(AlreadyExists):  # the old rule: one claim per hostname
+                old.create_domain(Domain("d3", "evil", "login.acme.com", NOW), "token-d3")
+
+    with PostgresStore(pg_dsn, schema=schema) as upgraded:
+        assert upgraded.get_domain_token("d1") == "token-d1"
+        assert [d.id for d in upgraded.list_domains("acme")] == ["d2", "d1"]
+        assert upgraded.find_domain_by_hostname("app.acme.com") == upgraded.get_domain("d2")
+        upgraded.create_domain(Domain("d3", "evil", "login.acme.com", NOW), "token-d3")
+        with pytest.raises(AlreadyExists):
+            upgraded.create_domain(Domain("d4", "evil", "app.acme.com", NOW), "token-d4")
+        upgraded.mark_domain_verified("d1", LATER)
+        with pytest.raises(AlreadyExists):
+            upgraded.mark_domain_verified("d3", LATER)
+    assert _versions(pg_dsn, schema) == [("auth", len(MIGRATIONS))]
 
 
 def test_failing_migration_leaves_nothing_behind(

@@ -20,8 +20,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import authsome
-from authsome.errors import StoreError, ValidationError
-from authsome.models import RefreshStatus
+from authsome.errors import AlreadyExists, StoreError, ValidationError
+from authsome.models import Domain, RefreshStatus
 from authsome.stores import MemoryStore, SQLiteStore
 from authsome.stores import sqlite as sqlite_module
 from authsome.stores._sqlite_migrations import MIGRATIONS, split_statements
@@ -126,6 +126,30 @@ def test_appended_migration_runs_on_an_existing_file(
 
     assert _pragma(db_path, "user_version") == len(MIGRATIONS) + 1
     assert "extra" in _tables(db_path)
+
+
+def test_upgrading_keeps_domains_and_lets_pending_claims_share_a_hostname(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as patched:
+        patched.setattr(sqlite_module, "MIGRATIONS", MIGRATIONS[:7])  # before pending claims
+        with SQLiteStore(db_path) as old:
+            old.create_domain(Domain("d1", "acme", "login.acme.com", NOW), "token-d1")
+            old.create_domain(Domain("d2", "acme", "app.acme.com", NOW), "token-d2")
+            old.mark_domain_verified("d2", LATER)
+            with pytest.raises(AlreadyExists):  # the old rule: one claim per hostname
+                old.create_domain(Domain("d3", "evil", "login.acme.com", NOW), "token-d3")
+
+    with SQLiteStore(db_path) as upgraded:
+        assert upgraded.get_domain_token("d1") == "token-d1"
+        assert [d.id for d in upgraded.list_domains("acme")] == ["d2", "d1"]
+        assert upgraded.find_domain_by_hostname("app.acme.com") == upgraded.get_domain("d2")
+        upgraded.create_domain(Domain("d3", "evil", "login.acme.com", NOW), "token-d3")
+        with pytest.raises(AlreadyExists):
+            upgraded.create_domain(Domain("d4", "evil", "app.acme.com", NOW), "token-d4")
+        upgraded.mark_domain_verified("d1", LATER)
+        with pytest.raises(AlreadyExists):
+            upgraded.mark_domain_verified("d3", LATER)
 
 
 def test_failing_migration_step_leaves_nothing_behind(

@@ -184,10 +184,14 @@ class Store(Protocol):
 
     # -- custom domains --------------------------------------------------------
     def create_domain(self, domain: Domain, token: str) -> None:
-        """Insert ``domain`` with its DNS challenge ``token``.
+        """Insert ``domain`` (a pending claim) with its DNS challenge ``token``.
 
-        Raise :class:`~authsome.errors.AlreadyExists` when ``domain.hostname`` is
-        taken by any domain of any tenant, or ``domain.id`` is taken."""
+        Several tenants may claim one hostname while none has verified it, so a
+        claim nobody can prove never blocks the real owner. Raise
+        :class:`~authsome.errors.AlreadyExists` and write nothing when
+        ``domain.tenant`` holds a domain with this hostname already (pending or
+        verified), when a domain of another tenant with this hostname is verified,
+        or when ``domain.id`` is taken."""
         ...
 
     def get_domain(self, domain_id: str) -> Domain | None:
@@ -199,8 +203,9 @@ class Store(Protocol):
         ...
 
     def find_domain_by_hostname(self, hostname: str) -> Domain | None:
-        """The domain (verified or not, any tenant) whose stored hostname equals
-        ``hostname`` exactly, or ``None``."""
+        """The VERIFIED domain (any tenant) whose stored hostname equals
+        ``hostname`` exactly, or ``None``; pending claims are never returned.
+        At most one domain per hostname is verified, so the answer is unique."""
         ...
 
     def list_domains(self, tenant: str) -> list[Domain]:
@@ -209,7 +214,12 @@ class Store(Protocol):
 
     def mark_domain_verified(self, domain_id: str, now: datetime) -> Domain | None:
         """Set ``verified_at = now`` unless it is set already (the first verification
-        time is kept); return the stored domain, or ``None`` if it is unknown."""
+        time is kept); return the stored domain, or ``None`` if it is unknown.
+
+        The first claim of a hostname to be verified wins: raise
+        :class:`~authsome.errors.AlreadyExists` and change nothing when another
+        domain with this hostname is verified already (atomically, also between
+        processes). Other pending claims of the hostname are kept, unverifiable."""
         ...
 
     def delete_domain(self, domain_id: str) -> bool:

@@ -6,13 +6,17 @@ from authsome.errors import Conflict
 from authsome.models import Membership, Org, OrgRole, SSOConnectionInfo, StoredSecret
 
 __all__ = [
+    "DUPLICATE_DOMAIN_CLAIM",
     "DUPLICATE_SSO_DOMAIN",
+    "HOSTNAME_VERIFIED_ELSEWHERE",
     "check_owner_membership",
     "check_sso_record",
     "last_owner_conflict",
 ]
 
 DUPLICATE_SSO_DOMAIN = "an e-mail domain is routed to an SSO connection already"
+DUPLICATE_DOMAIN_CLAIM = "this tenant has claimed this hostname already"
+HOSTNAME_VERIFIED_ELSEWHERE = "this hostname is verified by another tenant"
 
 
 def check_owner_membership(org: Org, owner: Membership) -> None:

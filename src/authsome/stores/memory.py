@@ -29,7 +29,9 @@ from authsome.models import (
 )
 from authsome.stores._protocol import Counter
 from authsome.stores._rules import (
+    DUPLICATE_DOMAIN_CLAIM,
     DUPLICATE_SSO_DOMAIN,
+    HOSTNAME_VERIFIED_ELSEWHERE,
     check_owner_membership,
     check_sso_record,
     last_owner_conflict,
@@ -78,7 +80,8 @@ class MemoryStore:
         self._members: dict[str, dict[str, Membership]] = {}
         self._domains: dict[str, Domain] = {}
         self._domain_tokens: dict[str, str] = {}
-        self._domain_by_hostname: dict[str, str] = {}
+        self._domain_by_hostname: dict[str, str] = {}  # verified domains only
+        self._domain_by_claim: dict[tuple[str, str], str] = {}  # (tenant, hostname) -> id
         self._factors: dict[str, _Factor] = {}
         self._tickets: dict[str, _Ticket] = {}
         self._api_keys: dict[str, StoredApiKey] = {}
@@ -291,13 +294,18 @@ class MemoryStore:
     # -- custom domains --------------------------------------------------------
     def create_domain(self, domain: Domain, token: str) -> None:
         with self._lock:
+            claim = (domain.tenant, domain.hostname)
+            if claim in self._domain_by_claim:
+                raise AlreadyExists(DUPLICATE_DOMAIN_CLAIM)
             if domain.hostname in self._domain_by_hostname:
-                raise AlreadyExists("this hostname is claimed already")
+                raise AlreadyExists(HOSTNAME_VERIFIED_ELSEWHERE)
             if domain.id in self._domains:
                 raise AlreadyExists("a domain with this id exists")
             self._domains[domain.id] = domain
             self._domain_tokens[domain.id] = token
-            self._domain_by_hostname[domain.hostname] = domain.id
+            self._domain_by_claim[claim] = domain.id
+            if domain.verified_at is not None:
+                self._domain_by_hostname[domain.hostname] = domain.id
 
     def get_domain(self, domain_id: str) -> Domain | None:
         with self._lock:
@@ -322,8 +330,11 @@ class MemoryStore:
             domain = self._domains.get(domain_id)
             if domain is None or domain.verified_at is not None:
                 return domain
+            if domain.hostname in self._domain_by_hostname:  # another claim won
+                raise AlreadyExists(HOSTNAME_VERIFIED_ELSEWHERE)
             verified = dataclasses.replace(domain, verified_at=now)
             self._domains[domain_id] = verified
+            self._domain_by_hostname[domain.hostname] = domain_id
             return verified
 
     def delete_domain(self, domain_id: str) -> bool:
@@ -332,7 +343,9 @@ class MemoryStore:
             if domain is None:
                 return False
             del self._domain_tokens[domain_id]
-            del self._domain_by_hostname[domain.hostname]
+            del self._domain_by_claim[(domain.tenant, domain.hostname)]
+            if domain.verified_at is not None:
+                del self._domain_by_hostname[domain.hostname]
             return True
 
     # -- mfa -------------------------------------------------------------------

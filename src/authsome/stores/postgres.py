@@ -51,7 +51,9 @@ from authsome.models import (
 from authsome.stores._postgres_migrations import COMPONENT, MIGRATIONS, VERSION_TABLE
 from authsome.stores._protocol import Counter
 from authsome.stores._rules import (
+    DUPLICATE_DOMAIN_CLAIM,
     DUPLICATE_SSO_DOMAIN,
+    HOSTNAME_VERIFIED_ELSEWHERE,
     check_owner_membership,
     check_sso_record,
     last_owner_conflict,
@@ -86,7 +88,8 @@ _DUPLICATE_MESSAGES = {
     "orgs_tenant_slug_key": "an org with this slug exists in this tenant",
     "orgs_pkey": "an org with this id exists",
     "org_members_pkey": "the user is a member of this org already",
-    "domains_hostname_key": "this hostname is claimed already",
+    "domains_tenant_hostname_key": DUPLICATE_DOMAIN_CLAIM,
+    "domains_verified_hostname_key": HOSTNAME_VERIFIED_ELSEWHERE,
     "domains_pkey": "a domain with this id exists",
     "mfa_factors_pkey": "factor id exists",
     "mfa_factors_user_method_key": "the user has a factor of this method",
@@ -746,21 +749,26 @@ class PostgresStore:
 
     # -- custom domains --------------------------------------------------------
     def create_domain(self, domain: Domain, token: str) -> None:
-        """Insert ``domain``; :class:`~authsome.errors.AlreadyExists` if its hostname
-        (in any tenant) or id is taken. One INSERT, so nothing is half-written."""
-        self._write(
+        """Insert a claim; :class:`~authsome.errors.AlreadyExists` if the tenant
+        claimed the hostname already, another tenant verified it, or the id is
+        taken. One INSERT, so nothing is half-written."""
+        inserted = self._write(
             "create_domain",
             "INSERT INTO {s}.domains (id, tenant, hostname, token, created_at, verified_at)"
-            " VALUES (%s, %s, %s, %s, %s, %s)",
-            (
-                domain.id,
-                domain.tenant,
-                domain.hostname,
-                token,
-                _aware(domain.created_at),
-                _optional_aware(domain.verified_at),
-            ),
+            " SELECT %(id)s, %(tenant)s, %(hostname)s, %(token)s, %(created_at)s, %(verified_at)s"
+            " WHERE NOT EXISTS (SELECT 1 FROM {s}.domains WHERE hostname = %(hostname)s"
+            " AND verified_at IS NOT NULL AND tenant <> %(tenant)s)",
+            {
+                "id": domain.id,
+                "tenant": domain.tenant,
+                "hostname": domain.hostname,
+                "token": token,
+                "created_at": _aware(domain.created_at),
+                "verified_at": _optional_aware(domain.verified_at),
+            },
         )
+        if inserted == 0:
+            raise AlreadyExists(HOSTNAME_VERIFIED_ELSEWHERE)
 
     def get_domain(self, domain_id: str) -> Domain | None:
         """The domain with this id, or ``None``."""
@@ -775,9 +783,11 @@ class PostgresStore:
         return None if row is None else str(row[0])
 
     def find_domain_by_hostname(self, hostname: str) -> Domain | None:
-        """The domain whose hostname is exactly ``hostname``, or ``None``."""
+        """The verified domain whose hostname is exactly ``hostname``, or ``None``."""
         row = self._one(
-            "find_domain_by_hostname", _SELECT_DOMAIN + " WHERE hostname = %s", (hostname,)
+            "find_domain_by_hostname",
+            _SELECT_DOMAIN + " WHERE hostname = %s AND verified_at IS NOT NULL",
+            (hostname,),
         )
         return None if row is None else _domain(row)
 
@@ -792,7 +802,8 @@ class PostgresStore:
 
     def mark_domain_verified(self, domain_id: str, now: datetime) -> Domain | None:
         """Set ``verified_at`` once (the first time is kept) and return the stored
-        domain, in one UPDATE."""
+        domain, in one UPDATE; the partial unique index refuses a hostname another
+        domain verified first (a concurrent verification waits for this one)."""
         row = self._one(
             "mark_domain_verified",
             "UPDATE {s}.domains SET verified_at = COALESCE(verified_at, %s) WHERE id = %s"

@@ -47,7 +47,9 @@ from authsome.models import (
 )
 from authsome.stores._protocol import Counter
 from authsome.stores._rules import (
+    DUPLICATE_DOMAIN_CLAIM,
     DUPLICATE_SSO_DOMAIN,
+    HOSTNAME_VERIFIED_ELSEWHERE,
     check_owner_membership,
     check_sso_record,
     last_owner_conflict,
@@ -142,7 +144,9 @@ _DUPLICATE_MESSAGES = {
     "orgs.tenant, orgs.slug": "an org with this slug exists in this tenant",
     "orgs.id": "an org with this id exists",
     "org_members.org_id, org_members.user_id": "the user is a member of this org already",
-    "domains.hostname": "this hostname is claimed already",
+    # Longest first: the tenant's claim also ends in "domains.hostname".
+    "domains.tenant, domains.hostname": DUPLICATE_DOMAIN_CLAIM,
+    "domains.hostname": HOSTNAME_VERIFIED_ELSEWHERE,
     "domains.id": "a domain with this id exists",
     "mfa_factors.id": "factor id exists",
     "mfa_factors.user_id, mfa_factors.method": "the user has a factor of this method",
@@ -730,9 +734,17 @@ class SQLiteStore:
 
     # -- custom domains --------------------------------------------------------
     def create_domain(self, domain: Domain, token: str) -> None:
-        """Insert ``domain``; :class:`~authsome.errors.AlreadyExists` if its hostname
-        (in any tenant) or id is taken. One INSERT, so nothing is half-written."""
-        with self._connection("create_domain") as conn:
+        """Insert a claim; :class:`~authsome.errors.AlreadyExists` if the tenant
+        claimed the hostname already, another tenant verified it, or the id is
+        taken. Check and insert share one write lock."""
+        with self._transaction("create_domain") as conn:
+            taken = conn.execute(
+                "SELECT 1 FROM domains WHERE hostname = ? AND verified_at IS NOT NULL"
+                " AND tenant <> ?",
+                (domain.hostname, domain.tenant),
+            ).fetchone()
+            if taken is not None:
+                raise AlreadyExists(HOSTNAME_VERIFIED_ELSEWHERE)
             conn.execute(
                 "INSERT INTO domains (id, tenant, hostname, token, created_at, verified_at)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
@@ -759,9 +771,11 @@ class SQLiteStore:
         return None if row is None else str(row["token"])
 
     def find_domain_by_hostname(self, hostname: str) -> Domain | None:
-        """The domain whose hostname is exactly ``hostname``, or ``None``."""
+        """The verified domain whose hostname is exactly ``hostname``, or ``None``."""
         row = self._fetch_one(
-            "find_domain_by_hostname", _SELECT_DOMAIN + " WHERE hostname = ?", (hostname,)
+            "find_domain_by_hostname",
+            _SELECT_DOMAIN + " WHERE hostname = ? AND verified_at IS NOT NULL",
+            (hostname,),
         )
         return None if row is None else _domain(row)
 
@@ -774,7 +788,8 @@ class SQLiteStore:
         return [_domain(row) for row in rows]
 
     def mark_domain_verified(self, domain_id: str, now: datetime) -> Domain | None:
-        """Set ``verified_at`` once (the first time is kept); return the stored domain."""
+        """Set ``verified_at`` once (the first time is kept); return the stored domain.
+        The partial unique index refuses a hostname another domain verified first."""
         with self._transaction("mark_domain_verified") as conn:
             conn.execute(
                 "UPDATE domains SET verified_at = ? WHERE id = ? AND verified_at IS NULL",
