@@ -396,9 +396,10 @@ class Store(Protocol):
         ``connection.has_client_secret`` must say whether ``client_secret`` is given
         and ``connection.domains`` must not repeat a domain, else ``ValueError`` (a
         caller's bug). Raise :class:`~authsome.errors.AlreadyExists` when the id is
-        taken or any of the domains belongs to a connection already (one owner per
-        e-mail domain across the whole store), :class:`~authsome.errors.StoreError`
-        when the org does not exist. Either way nothing is written.
+        taken or any of the domains belongs to another connection in the org's
+        tenant (one owner per e-mail domain and tenant; other tenants may list the
+        same domain), :class:`~authsome.errors.StoreError` when the org does not
+        exist. Either way nothing is written.
         """
         ...
 
@@ -411,7 +412,8 @@ class Store(Protocol):
         ``org_id`` and ``created_at`` are kept from the stored connection; the rest,
         ``updated_at`` included, comes from ``connection``. Same ``ValueError`` rules
         as :meth:`create_sso_connection`; raise :class:`~authsome.errors.AlreadyExists`
-        and change nothing when a domain belongs to another connection.
+        and change nothing when a domain belongs to another connection of the
+        same tenant.
         """
         ...
 
@@ -423,8 +425,10 @@ class Store(Protocol):
         """The org's connections, oldest first (ties by id); ``[]`` for an unknown org."""
         ...
 
-    def find_sso_connection_by_domain(self, domain: str) -> SSOConnectionInfo | None:
-        """The connection owning this (already normalized) e-mail domain, or ``None``.
+    def find_sso_connection_by_domain(self, tenant: str, domain: str) -> SSOConnectionInfo | None:
+        """The connection of an org of ``tenant`` that lists this (already
+        normalized) e-mail domain, or ``None``; connections of other tenants are
+        never returned. Whether the domain is proven is the caller's concern.
 
         Exact match only: ``example.com`` does not route ``sub.example.com``.
         """

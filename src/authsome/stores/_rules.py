@@ -14,7 +14,7 @@ __all__ = [
     "last_owner_conflict",
 ]
 
-DUPLICATE_SSO_DOMAIN = "an e-mail domain is routed to an SSO connection already"
+DUPLICATE_SSO_DOMAIN = "an e-mail domain belongs to another SSO connection of this tenant"
 DUPLICATE_DOMAIN_CLAIM = "this tenant has claimed this hostname already"
 HOSTNAME_VERIFIED_ELSEWHERE = "this hostname is verified by another tenant"
 

@@ -250,6 +250,30 @@ CREATE UNIQUE INDEX domains_verified_hostname ON domains (hostname)
     WHERE verified_at IS NOT NULL;
 """
 
+_V9_SSO_DOMAINS_PER_TENANT = """
+-- An e-mail domain has one owner per tenant, not per store: a connection in one
+-- tenant listing a domain must not lock every other tenant out of it. The tenant
+-- (the org's, which never changes) is copied so that (tenant, domain) is the key.
+CREATE TABLE sso_domains_v9 (
+    tenant        TEXT NOT NULL,
+    domain        TEXT NOT NULL,
+    connection_id TEXT NOT NULL REFERENCES sso_connections (id) ON DELETE CASCADE,
+    org_id        TEXT NOT NULL REFERENCES orgs (id) ON DELETE CASCADE,
+    position      INTEGER NOT NULL,
+    PRIMARY KEY (tenant, domain)
+) WITHOUT ROWID;
+
+INSERT INTO sso_domains_v9 (tenant, domain, connection_id, org_id, position)
+    SELECT orgs.tenant, d.domain, d.connection_id, d.org_id, d.position
+    FROM sso_domains AS d JOIN orgs ON orgs.id = d.org_id;
+
+DROP TABLE sso_domains;
+
+ALTER TABLE sso_domains_v9 RENAME TO sso_domains;
+
+CREATE INDEX sso_domains_by_connection ON sso_domains (connection_id);
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     _V1_SESSIONS_AND_USERS,
     _V2_ORGS,
@@ -259,6 +283,7 @@ MIGRATIONS: tuple[str, ...] = (
     _V6_PASSKEYS,
     _V7_SSO,
     _V8_PENDING_DOMAIN_CLAIMS,
+    _V9_SSO_DOMAINS_PER_TENANT,
 )
 """Migration scripts, oldest first; the schema version is the number applied."""
 

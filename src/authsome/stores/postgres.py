@@ -140,9 +140,12 @@ _SELECT_SSO = (
     " WHERE d.connection_id = c.id ORDER BY d.position)"
     " FROM {s}.sso_connections AS c"
 )
+# The tenant is the connection's org's, copied so the key (tenant, domain) is one index.
 _INSERT_SSO_DOMAINS = (
-    "INSERT INTO {s}.sso_domains (domain, connection_id, position)"
-    " SELECT d.domain, %s, d.n - 1 FROM unnest(%s::text[]) WITH ORDINALITY AS d(domain, n)"
+    "INSERT INTO {s}.sso_domains (tenant, domain, connection_id, position)"
+    " SELECT o.tenant, d.domain, c.id, d.n - 1"
+    " FROM {s}.sso_connections AS c JOIN {s}.orgs AS o ON o.id = c.org_id,"
+    " unnest(%s::text[]) WITH ORDINALITY AS d(domain, n) WHERE c.id = %s"
 )
 
 # Locks the token and its session: concurrent rotations of one token queue here, and
@@ -1162,7 +1165,7 @@ class PostgresStore:
         self, connection: SSOConnectionInfo, client_secret: StoredSecret | None
     ) -> None:
         """Insert the connection and its domains in one transaction. The primary key
-        on the domain refuses a domain another connection owns (also one being
+        (tenant, domain) refuses a domain another connection of the tenant owns (also one being
         inserted concurrently: that insert waits and then fails); the foreign key
         refuses an unknown org. Either way everything is rolled back."""
         check_sso_record(connection, client_secret)
@@ -1223,7 +1226,7 @@ class PostgresStore:
         self, cur: psycopg.Cursor[TupleRow], connection_id: str, domains: tuple[str, ...]
     ) -> None:
         if domains:
-            cur.execute(self._sql(_INSERT_SSO_DOMAINS), (connection_id, list(domains)))
+            cur.execute(self._sql(_INSERT_SSO_DOMAINS), (list(domains), connection_id))
 
     def get_sso_connection(self, connection_id: str) -> SSOConnectionInfo | None:
         """The connection with this id, or ``None``."""
@@ -1239,13 +1242,14 @@ class PostgresStore:
         )
         return [_sso_connection(row) for row in rows]
 
-    def find_sso_connection_by_domain(self, domain: str) -> SSOConnectionInfo | None:
-        """The connection owning ``domain`` (exact match, by primary key), or ``None``."""
+    def find_sso_connection_by_domain(self, tenant: str, domain: str) -> SSOConnectionInfo | None:
+        """The tenant's connection listing ``domain`` (exact match, by primary key),
+        or ``None``."""
         row = self._one(
             "find_sso_connection_by_domain",
             _SELECT_SSO + " JOIN {s}.sso_domains AS owner ON owner.connection_id = c.id"
-            " WHERE owner.domain = %s",
-            (domain,),
+            " WHERE owner.tenant = %s AND owner.domain = %s",
+            (tenant, domain),
         )
         return None if row is None else _sso_connection(row)
 

@@ -156,7 +156,7 @@ _DUPLICATE_MESSAGES = {
     "passkeys.credential_id": "a passkey with this credential id exists",
     "passkey_challenges.challenge_hash": "this challenge is pending already",
     "sso_connections.id": "an SSO connection with this id exists",
-    "sso_domains.domain": DUPLICATE_SSO_DOMAIN,
+    "sso_domains.tenant, sso_domains.domain": DUPLICATE_SSO_DOMAIN,
 }
 _UNIQUE_CODES = frozenset({sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY})
 
@@ -1145,13 +1145,14 @@ class SQLiteStore:
         with self._snapshot("list_sso_connections") as conn:
             return self._load_sso(conn, " WHERE org_id = ? ORDER BY created_at, id", (org_id,))
 
-    def find_sso_connection_by_domain(self, domain: str) -> SSOConnectionInfo | None:
-        """The connection owning ``domain`` (exact match), or ``None``."""
+    def find_sso_connection_by_domain(self, tenant: str, domain: str) -> SSOConnectionInfo | None:
+        """The tenant's connection listing ``domain`` (exact match), or ``None``."""
         with self._snapshot("find_sso_connection_by_domain") as conn:
             found = self._load_sso(
                 conn,
-                " WHERE id = (SELECT connection_id FROM sso_domains WHERE domain = ?)",
-                (domain,),
+                " WHERE id = (SELECT connection_id FROM sso_domains"
+                " WHERE tenant = ? AND domain = ?)",
+                (tenant, domain),
             )
         return found[0] if found else None
 
@@ -1176,9 +1177,11 @@ class SQLiteStore:
     def _insert_sso_domains(
         conn: sqlite3.Connection, connection_id: str, org_id: str, domains: tuple[str, ...]
     ) -> None:
+        # The tenant is the org's, copied so the key (tenant, domain) is one index.
         conn.executemany(
-            "INSERT INTO sso_domains (domain, connection_id, org_id, position) VALUES (?, ?, ?, ?)",
-            [(domain, connection_id, org_id, i) for i, domain in enumerate(domains)],
+            "INSERT INTO sso_domains (tenant, domain, connection_id, org_id, position)"
+            " SELECT tenant, ?, ?, id, ? FROM orgs WHERE id = ?",
+            [(domain, connection_id, i, org_id) for i, domain in enumerate(domains)],
         )
 
     @staticmethod
