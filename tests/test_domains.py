@@ -324,22 +324,90 @@ def test_list_is_per_tenant(auth: Authsome) -> None:
 @pytest.mark.parametrize(
     "spelling", ["login.acme.com", "LOGIN.ACME.COM", "login.acme.com.", " Login.Acme.Com "]
 )
-def test_a_hostname_is_unique_across_tenants(auth: Authsome, spelling: str) -> None:
+def test_a_tenant_claims_a_hostname_once(auth: Authsome, spelling: str) -> None:
     auth.domains.add("login.acme.com", tenant="acme")
     with pytest.raises(AlreadyExists):
-        auth.domains.add(spelling, tenant="globex")
-    with pytest.raises(AlreadyExists):
         auth.domains.add(spelling, tenant="acme")
-    assert auth.store.list_domains("globex") == []
     assert len(auth.store.list_domains("acme")) == 1
 
 
-def test_unicode_and_punycode_spellings_are_one_hostname(auth: Authsome) -> None:
+@pytest.mark.parametrize(
+    "spelling", ["login.acme.com", "LOGIN.ACME.COM", "login.acme.com.", " Login.Acme.Com "]
+)
+def test_a_verified_hostname_is_unique_across_tenants(
+    auth: Authsome, dns: FakeResolver, spelling: str
+) -> None:
+    _add_verified(auth, dns, "login.acme.com", "acme")
+    with pytest.raises(AlreadyExists):
+        auth.domains.add(spelling, tenant="globex")
+    assert auth.store.list_domains("globex") == []
+
+
+def test_unicode_and_punycode_spellings_are_one_hostname(auth: Authsome, dns: FakeResolver) -> None:
     auth.domains.add("bücher.example.com", tenant="acme")
     with pytest.raises(AlreadyExists):
-        auth.domains.add("xn--bcher-kva.example.com", tenant="globex")
+        auth.domains.add("xn--bcher-kva.example.com", tenant="acme")
+    _add_verified(auth, dns, "BÜCHER.example.com", "globex")
     with pytest.raises(AlreadyExists):
-        auth.domains.add("BÜCHER.example.com", tenant="globex")
+        auth.domains.add("xn--bcher-kva.example.com", tenant="other")
+
+
+def test_an_unverifiable_claim_does_not_block_the_real_owner(
+    auth: Authsome, dns: FakeResolver
+) -> None:
+    squatter = auth.domains.add("login.victim.com", tenant="evil")  # never published
+    owner = auth.domains.add("login.victim.com", tenant="victim")
+    assert squatter.record_value != owner.record_value
+    assert auth.domains.tenant_for_host("login.victim.com") is None  # pending routes nothing
+    dns.publish(owner)
+    with pytest.raises(VerificationFailed):  # the squatter's token is not in DNS
+        auth.domains.verify(squatter.domain.id)
+
+    assert auth.domains.verify(owner.domain.id).verified
+    assert auth.domains.tenant_for_host("login.victim.com") == "victim"
+    with pytest.raises(AlreadyExists):
+        auth.domains.verify(squatter.domain.id)
+
+
+def test_the_first_tenant_to_verify_owns_the_hostname(
+    auth: Authsome, dns: FakeResolver, ledger: RecordingLedger
+) -> None:
+    first = auth.domains.add("login.acme.com", tenant="acme")
+    second = auth.domains.add("login.acme.com", tenant="globex")
+    dns.publish(first)
+    dns.publish(second)  # both could prove control, e.g. the name changed hands
+    auth.domains.verify(first.domain.id)
+    dns.lookups.clear()
+
+    with pytest.raises(AlreadyExists) as excinfo:
+        auth.domains.verify(second.domain.id)
+
+    assert "verified by another tenant" in str(excinfo.value)
+    assert dns.lookups == []  # refused before any DNS traffic
+    assert not auth.domains.get(second.domain.id).verified
+    assert auth.domains.tenant_for_host("login.acme.com") == "acme"
+    # The winner lets go: the other claim can now be verified.
+    auth.domains.remove(first.domain.id)
+    assert auth.domains.verify(second.domain.id).verified
+    assert auth.domains.tenant_for_host("login.acme.com") == "globex"
+
+
+def test_a_verification_race_lost_in_the_store_is_already_exists(
+    make_auth: AuthFactory, auth: Authsome, dns: FakeResolver, clock: FakeClock
+) -> None:
+    first = auth.domains.add("login.acme.com", tenant="acme")
+    second = auth.domains.add("login.acme.com", tenant="globex")
+    dns.publish(second)
+
+    class WinsDuringLookup(FakeResolver):
+        def resolve_txt(self, name: str) -> list[str]:
+            auth.store.mark_domain_verified(first.domain.id, clock())  # acme wins meanwhile
+            return dns.resolve_txt(name)
+
+    racing = make_auth(store=auth.store, dns_resolver=WinsDuringLookup())
+    with pytest.raises(AlreadyExists):
+        racing.domains.verify(second.domain.id)
+    assert auth.domains.tenant_for_host("login.acme.com") == "acme"
 
 
 # -- routing ---------------------------------------------------------------------------
@@ -678,11 +746,14 @@ def test_the_challenge_value_never_appears_in_reprs_errors_or_logs(
         auth.domains.verify(challenge.domain.id)
     texts += [str(errored.value), repr(errored.value)]
     with pytest.raises(AlreadyExists) as duplicate:
-        auth.domains.add("login.acme.com", tenant="globex")
+        auth.domains.add("login.acme.com", tenant="acme")
     texts.append(str(duplicate.value))
     del dns.failing[challenge.record_name]
     dns.publish(challenge)
     verified = auth.domains.verify(challenge.domain.id)
+    with pytest.raises(AlreadyExists) as taken:
+        auth.domains.add("login.acme.com", tenant="globex")
+    texts.append(str(taken.value))
     texts += [repr(verified), repr(auth.domains.list("acme"))]
     texts += [record.getMessage() for record in caplog.records]
     assert any("custom domain verified" in text for text in texts)

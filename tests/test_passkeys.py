@@ -156,9 +156,70 @@ def test_sign_in_with_email_allows_only_that_users_passkeys(
     assert options["rpId"] == RP_ID
 
 
-def test_unknown_email_gets_options_without_an_allow_list(auth: Authsome, ann: User) -> None:
+def _shape(options: dict[str, object]) -> dict[str, object]:
+    """What an observer can compare between two options: keys, credential count,
+    each credential's keys and id length (the challenge is random anyway)."""
+    credentials = options["allowCredentials"]
+    assert isinstance(credentials, list)
+    return {
+        "keys": sorted(options),
+        "credentials": [
+            (sorted(c), len(unb64url(c["id"])), c.get("transports")) for c in credentials
+        ],
+    }
+
+
+def test_unknown_email_looks_like_a_user_with_one_passkey(
+    auth: Authsome, ann: User, device: SoftwareAuthenticator
+) -> None:
+    _register(auth, ann, device)
+    bob = auth.users.register("bob@example.com", PASSWORD, tenant="acme")  # no passkey
+
+    known = json.loads(_sign_in_options(auth, email="ann@example.com"))
+    unknown = json.loads(_sign_in_options(auth, email="nobody@example.com"))
+    without = json.loads(_sign_in_options(auth, email=bob.email))
+
+    assert len(known["allowCredentials"]) == 1
+    assert _shape(unknown) == _shape(known)
+    assert _shape(without) == _shape(known)
+    assert unknown["allowCredentials"] != without["allowCredentials"]
+
+
+def test_decoy_credentials_are_stable_and_keyed(
+    make_auth: AuthFactory, auth: Authsome, ann: User
+) -> None:
+    def decoy(engine: Authsome, email: str, **kwargs: str) -> object:
+        options = json.loads(_sign_in_options(engine, email=email, **kwargs))
+        return options["allowCredentials"]
+
+    first = decoy(auth, "nobody@example.com")
+    assert decoy(auth, "NOBODY@example.com") == first  # normalized like every e-mail
+    assert decoy(auth, "nobody@example.com", tenant="other") != first
+    assert decoy(auth, "nobody2@example.com") != first
+    assert decoy(make_auth(), "nobody@example.com") != first  # another random key
+
+    key = bytes(range(32))
+    keyed = decoy(make_auth(secret_key=key), "nobody@example.com")
+    assert decoy(make_auth(secret_key=key), "nobody@example.com") == keyed  # restarts
+    assert decoy(make_auth(secret_key=bytes(32)), "nobody@example.com") != keyed
+
+
+def test_a_decoy_credential_cannot_sign_in(
+    auth: Authsome, ann: User, device: SoftwareAuthenticator, ledger: RecordingLedger
+) -> None:
+    _register(auth, ann, device)
     options = json.loads(_sign_in_options(auth, email="nobody@example.com"))
-    assert options["allowCredentials"] == []
+    decoy_id = unb64url(options["allowCredentials"][0]["id"])
+    # Even an authenticator holding a key under the decoy id (never registered
+    # with the server) gets nowhere.
+    device.register(
+        auth.passkeys.begin_registration(ann.id, **RP), origin=ORIGIN, credential_id=decoy_id
+    )
+    with pytest.raises(InvalidCredentials):
+        auth.passkeys.finish_authentication(
+            device.authenticate(json.dumps(options), origin=ORIGIN, credential_id=decoy_id)
+        )
+    assert ledger.usage(UsageEvent.USERS_ACTIVE) == []
 
 
 def test_registration_options_exclude_the_users_passkeys(

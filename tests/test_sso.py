@@ -36,10 +36,12 @@ from authsome import (
     SSOConnectionInfo,
     SSOProtocol,
     ValidationError,
+    VerificationFailed,
 )
 from authsome.bridge import LedgerContext
 from authsome.crypto import SecretBox
 from authsome.errors import DecryptionError
+from authsome.models import Domain
 from authsome.sso import MAX_CLIENT_SECRET, normalize_domain
 from authsome.stores import MemoryStore, SQLiteStore, Store
 from authsome.testing import DenyingLedger, FailingLedger, RecordingLedger
@@ -48,6 +50,7 @@ from tests.conftest import PASSWORD, AuthFactory, FakeClock
 SECRET = "cs-9f8e7d6c5b4a-very-secret-client-secret"
 KEY = bytes(range(32))
 SSO_KEY = "authsome.feature.sso"
+NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)  # the FakeClock's start
 
 STORES: dict[str, Callable[[], Store]] = {
     "memory": MemoryStore,
@@ -117,6 +120,15 @@ def new_org(auth: Authsome, name: str = "ann", tenant: str = "acme") -> Org:
     return auth.orgs.create(user.id, f"{name} corp")
 
 
+def prove(store: Store, *domains: str, tenant: str = "acme") -> None:
+    """Record ``domains`` as verified custom domains of ``tenant``: the DNS proof
+    that lets an SSO domain route (the DNS step itself is tested end to end below)."""
+    for domain in domains:
+        record = Domain(f"dom_{secrets.token_hex(4)}", tenant, domain, NOW)
+        store.create_domain(record, secrets.token_hex(8))
+        store.mark_domain_verified(record.id, NOW)
+
+
 @pytest.fixture
 def org(auth: Authsome, ledger: RecordingLedger) -> Org:
     """An org of tenant ``acme``; the ledger is cleared after creating it."""
@@ -157,7 +169,7 @@ def test_configure_denied_raises_and_stores_nothing(
     assert caught.value.feature == SSO_KEY
     assert calls(denying) == [sso_check(org)]  # the check, and nothing after it
     assert auth.store.list_sso_connections(org.id) == []
-    assert auth.store.find_sso_connection_by_domain("acme.example") is None
+    assert auth.store.find_sso_connection_by_domain("acme", "acme.example") is None
 
 
 @pytest.mark.parametrize("store_kind", sorted(STORES))
@@ -177,8 +189,8 @@ def test_update_denied_raises_and_changes_nothing(make_auth: AuthFactory, store_
     assert calls(denying) == [sso_check(org)]
     assert store.get_sso_connection(before.id) == before
     assert store.get_sso_client_secret(before.id) == secret_before
-    assert store.find_sso_connection_by_domain("acme.example") == before
-    assert store.find_sso_connection_by_domain("other.example") is None
+    assert store.find_sso_connection_by_domain("acme", "acme.example") == before
+    assert store.find_sso_connection_by_domain("acme", "other.example") is None
 
 
 def test_failing_ledger_check_refuses_and_stores_nothing(make_auth: AuthFactory) -> None:
@@ -204,12 +216,14 @@ def test_reads_and_delete_are_not_gated(make_auth: AuthFactory) -> None:
     store = MemoryStore()
     org = new_org(allowing_engine(make_auth, store))
     info = allowing_engine(make_auth, store).sso.configure(org.id, oidc())
+    prove(store, "acme.example")
     denying = DenyingLedger()
     denied = make_auth(store=store, ledger=denying)
 
     assert denied.sso.get(info.id) == info
     assert denied.sso.list(org.id) == [info]
-    assert denied.sso.connection_for_email("ann@acme.example") == info
+    assert denied.sso.unproven_domains(info.id) == []
+    assert denied.sso.connection_for_email("ann@acme.example", tenant="acme") == info
     assert denied.sso.delete(info.id) is True
     assert denying.calls == []
 
@@ -244,10 +258,12 @@ def test_oidc_connection_end_to_end(
     assert info.id.startswith("sso_")
     assert auth.sso.get(info.id) == info
     assert auth.sso.list(org.id) == [info]
-    assert auth.sso.connection_for_email("Ann@ACME.example") == info
-    assert auth.sso.connection_for_email("bob@BÜCHER.example") == info
-    assert auth.sso.connection_for_email("ann@sub.acme.example") is None
-    assert auth.sso.connection_for_email("ann@elsewhere.example") is None
+    prove(auth.store, "acme.example", "xn--bcher-kva.example", "sub.acme.example")
+    assert auth.sso.connection_for_email("Ann@ACME.example", tenant="acme") == info
+    assert auth.sso.connection_for_email("bob@BÜCHER.example", tenant="acme") == info
+    assert auth.sso.connection_for_email("ann@sub.acme.example", tenant="acme") is None
+    assert auth.sso.connection_for_email("ann@elsewhere.example", tenant="acme") is None
+    assert auth.sso.connection_for_email("Ann@ACME.example") is None  # tenant "default"
     assert auth.sso._client_secret(info.id) == SECRET
 
 
@@ -258,6 +274,7 @@ def test_update_to_saml_then_delete(
     auth = make_auth(store=STORES[store_kind](), ledger=RecordingLedger())
     org = new_org(auth)
     created = auth.sso.configure(org.id, oidc())
+    prove(auth.store, "acme.test")
     clock.advance(minutes=5)
 
     updated = auth.sso.update(created.id, saml(domains=("acme.example", "acme.test")))
@@ -272,14 +289,14 @@ def test_update_to_saml_then_delete(
     assert updated.has_client_secret is False
     assert updated.issuer is None
     assert auth.sso._client_secret(created.id) is None
-    assert auth.sso.connection_for_email("x@acme.test") == updated
+    assert auth.sso.connection_for_email("x@acme.test", tenant="acme") == updated
     assert auth.sso.get(created.id) == updated
 
     assert auth.sso.delete(created.id) is True
     assert auth.sso.delete(created.id) is False
     with pytest.raises(NotFound):
         auth.sso.get(created.id)
-    assert auth.sso.connection_for_email("x@acme.test") is None
+    assert auth.sso.connection_for_email("x@acme.test", tenant="acme") is None
     assert auth.sso.list(org.id) == []
 
 
@@ -300,45 +317,131 @@ def test_connection_for_a_malformed_email_is_a_validation_error(auth: Authsome) 
         auth.sso.connection_for_email("not-an-email")
     with pytest.raises(TypeError):
         auth.sso.connection_for_email(None)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):
+        auth.sso.connection_for_email("ann@acme.example", tenant="")
+    with pytest.raises(TypeError):
+        auth.sso.connection_for_email("ann@acme.example", tenant=None)  # type: ignore[arg-type]
 
 
 # -- domain ownership ------------------------------------------------------------------------
 
 
-def test_an_email_domain_has_one_owner_org(
+def test_an_email_domain_has_one_owner_org_per_tenant(
     auth: Authsome, ledger: RecordingLedger, org: Org
 ) -> None:
     mine = auth.sso.configure(org.id, oidc(domains=["acme.example"]))
-    rival = new_org(auth, "bob", tenant="globex")
+    prove(auth.store, "acme.example", "free.example")
+    neighbour = new_org(auth, "bob", tenant="acme")
 
     with pytest.raises(AlreadyExists):
-        auth.sso.configure(rival.id, saml(domains=["free.example", "ACME.example"]))
+        auth.sso.configure(neighbour.id, saml(domains=["free.example", "ACME.example"]))
     with pytest.raises(AlreadyExists):  # a second connection of the same org neither
         auth.sso.configure(org.id, saml(domains=["acme.example"]))
 
-    assert auth.sso.list(rival.id) == []
+    assert auth.sso.list(neighbour.id) == []
     assert auth.sso.list(org.id) == [mine]
-    assert auth.sso.connection_for_email("x@free.example") is None
-    assert auth.sso.connection_for_email("x@acme.example") == mine
+    assert auth.sso.connection_for_email("x@free.example", tenant="acme") is None
+    assert auth.sso.connection_for_email("x@acme.example", tenant="acme") == mine
 
 
-def test_update_cannot_take_a_domain_from_another_org(auth: Authsome, org: Org) -> None:
-    rival = new_org(auth, "bob", tenant="globex")
+def test_another_tenant_listing_a_domain_blocks_nobody(auth: Authsome, org: Org) -> None:
+    squatter = new_org(auth, "mallory", tenant="evil")
+    theirs = auth.sso.configure(squatter.id, oidc(domains=["acme.example"]))
+    mine = auth.sso.configure(org.id, oidc(domains=["acme.example"]))  # no AlreadyExists
+    prove(auth.store, "acme.example", tenant="acme")
+
+    assert auth.sso.connection_for_email("x@acme.example", tenant="acme") == mine
+    assert auth.sso.connection_for_email("x@acme.example", tenant="evil") is None
+    assert auth.sso.unproven_domains(theirs.id) == ["acme.example"]
+
+
+def test_update_cannot_take_a_domain_from_another_org_of_the_tenant(
+    auth: Authsome, org: Org
+) -> None:
+    rival = new_org(auth, "bob", tenant="acme")
     theirs = auth.sso.configure(rival.id, oidc(domains=["globex.example"]))
     mine = auth.sso.configure(org.id, oidc(domains=["acme.example"]))
+    prove(auth.store, "globex.example")
 
     with pytest.raises(AlreadyExists):
         auth.sso.update(mine.id, oidc(domains=["acme.example", "globex.example"]))
 
     assert auth.sso.get(mine.id) == mine
-    assert auth.sso.connection_for_email("x@globex.example") == theirs
+    assert auth.sso.connection_for_email("x@globex.example", tenant="acme") == theirs
 
 
 def test_update_may_keep_its_own_domains(auth: Authsome, org: Org) -> None:
     info = auth.sso.configure(org.id, oidc(domains=["acme.example"]))
+    prove(auth.store, "acme.example")
     updated = auth.sso.update(info.id, oidc(client_id="other", domains=["acme.example"]))
     assert updated.client_id == "other"
-    assert auth.sso.connection_for_email("x@acme.example") == updated
+    assert auth.sso.connection_for_email("x@acme.example", tenant="acme") == updated
+
+
+# -- domain proof ----------------------------------------------------------------------------
+
+
+class FakeDNS:
+    """TXT records in a dict; stands in for dnspython."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, list[str]] = {}
+
+    def resolve_txt(self, name: str) -> list[str]:
+        return self.records.get(name, [])
+
+
+@pytest.mark.parametrize("store_kind", sorted(STORES))
+def test_a_domain_routes_only_to_the_tenant_that_proved_it_in_dns(
+    make_auth: AuthFactory, store_kind: str
+) -> None:
+    dns = FakeDNS()
+    auth = make_auth(store=STORES[store_kind](), ledger=RecordingLedger(), dns_resolver=dns)
+    evil = auth.sso.configure(new_org(auth, "mallory", "evil").id, oidc(domains=["victim.com"]))
+    victim = auth.sso.configure(new_org(auth, "alice", "victim").id, oidc(domains=["victim.com"]))
+
+    # Listed by both, proven by neither: nothing routes.
+    for tenant in ("evil", "victim", "default"):
+        assert auth.sso.connection_for_email("alice@victim.com", tenant=tenant) is None
+    assert auth.sso.unproven_domains(victim.id) == ["victim.com"]
+
+    # The squatter's own challenge cannot be met without the victim's DNS.
+    squat = auth.domains.add("victim.com", tenant="evil")
+    with pytest.raises(VerificationFailed):
+        auth.domains.verify(squat.domain.id)
+
+    proof = auth.domains.add("victim.com", tenant="victim")
+    assert proof.record_name == "_authsome-challenge.victim.com"
+    dns.records[proof.record_name] = [proof.record_value]  # the real owner publishes it
+    auth.domains.verify(proof.domain.id)
+
+    assert auth.sso.connection_for_email("alice@victim.com", tenant="victim") == victim
+    assert auth.sso.connection_for_email("alice@victim.com", tenant="evil") is None
+    assert auth.sso.unproven_domains(victim.id) == []
+    assert auth.sso.unproven_domains(evil.id) == ["victim.com"]
+    with pytest.raises(AlreadyExists):  # the proof is the victim's for good
+        auth.domains.verify(squat.domain.id)
+
+    auth.domains.remove(proof.domain.id)  # withdrawing the proof stops the routing
+    assert auth.sso.connection_for_email("alice@victim.com", tenant="victim") is None
+
+
+def test_a_pending_or_foreign_or_nearby_proof_does_not_count(auth: Authsome, org: Org) -> None:
+    info = auth.sso.configure(org.id, oidc(domains=["acme.example", "b.example", "c.example"]))
+    prove(auth.store, "acme.example", tenant="globex")  # another tenant's proof
+    auth.store.create_domain(Domain("dom_pending", "acme", "b.example", NOW), "token")
+    prove(auth.store, "login.c.example", "*.c.example")  # neither is c.example itself
+
+    for domain in ("acme.example", "b.example", "c.example"):
+        assert auth.sso.connection_for_email(f"x@{domain}", tenant="acme") is None
+    assert auth.sso.unproven_domains(info.id) == ["acme.example", "b.example", "c.example"]
+
+
+def test_unproven_domains_of_an_unknown_connection_is_not_found(auth: Authsome) -> None:
+    with pytest.raises(NotFound):
+        auth.sso.unproven_domains("sso_nope")
+    with pytest.raises(TypeError):
+        auth.sso.unproven_domains(None)  # type: ignore[arg-type]
 
 
 # -- bad input: URLs ----------------------------------------------------------------------
@@ -645,7 +748,7 @@ def test_bad_domains_are_refused_and_nothing_stored(auth: Authsome, org: Org, do
     with pytest.raises(ValidationError):
         auth.sso.configure(org.id, oidc(domains=["good.example", domain]))
     assert auth.store.list_sso_connections(org.id) == []
-    assert auth.store.find_sso_connection_by_domain("good.example") is None
+    assert auth.store.find_sso_connection_by_domain("acme", "good.example") is None
 
 
 @pytest.mark.parametrize(
@@ -704,7 +807,7 @@ def test_secret_is_in_no_repr_or_str(auth: Authsome, org: Org) -> None:
         updated,
         auth.sso.get(info.id),
         auth.sso.list(org.id),
-        auth.sso.connection_for_email("ann@acme.example"),
+        auth.sso.connection_for_email("ann@acme.example", tenant="acme"),
         auth.store.get_sso_client_secret(info.id),
         auth,
         auth.sso,
@@ -720,7 +823,7 @@ def test_secret_is_in_no_log_record(
 ) -> None:
     auth = make_auth(ledger=RecordingLedger(), secret_key=KEY)
     org = new_org(auth)
-    rival = new_org(auth, "bob", tenant="globex")
+    rival = new_org(auth, "bob", tenant="acme")
     with caplog.at_level(logging.DEBUG):
         info = auth.sso.configure(org.id, oidc())
         auth.sso.update(info.id, oidc(client_id="other"))

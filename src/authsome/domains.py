@@ -2,7 +2,9 @@
 
 A tenant adds a hostname (plan-gated by ``authsome.feature.custom_domains``), gets a
 DNS TXT record to publish, and :meth:`Domains.verify` looks that record up. Only
-verified domains route requests (:meth:`Domains.tenant_for_host`).
+verified domains route requests (:meth:`Domains.tenant_for_host`). Until then a
+claim is pending and exclusive to nobody: several tenants may claim one hostname,
+and the first to prove control of it owns it.
 
 DNS lookups go through a :class:`TxtResolver`. The default one uses dnspython (the
 optional extra ``authsome-engine[dns]``), imported only when a lookup is needed;
@@ -24,7 +26,13 @@ from authsome._time import Clock
 from authsome.billing import Billing
 from authsome.bridge import LedgerContext
 from authsome.crypto import constant_time_equals, new_id, new_token
-from authsome.errors import ExtraNotInstalled, NotFound, ValidationError, VerificationFailed
+from authsome.errors import (
+    AlreadyExists,
+    ExtraNotInstalled,
+    NotFound,
+    ValidationError,
+    VerificationFailed,
+)
 from authsome.features import Feature
 from authsome.models import Domain, DomainChallenge
 from authsome.stores import Store
@@ -46,6 +54,7 @@ CHALLENGE_PREFIX = "_authsome-challenge"
 """The label the challenge TXT record lives under: ``_authsome-challenge.<hostname>``."""
 
 _VALUE_PREFIX = "authsome-verify="
+_HOSTNAME_TAKEN = "this hostname is verified by another tenant"
 MAX_HOSTNAME = 253  # RFC 1035: 255 octets on the wire, 253 characters in text
 MAX_LABEL = 63
 _MAX_INPUT = 1024  # bound the work done on hostile input before IDNA runs
@@ -273,8 +282,12 @@ class Domains:
 
         Plan-gated by ``authsome.feature.custom_domains``: denied →
         :class:`~authsome.errors.FeatureNotEntitled`, nothing stored. The hostname is
-        normalized (see :func:`normalize_hostname`); a hostname is held by one
-        domain of one tenant at most (:class:`~authsome.errors.AlreadyExists`).
+        normalized (see :func:`normalize_hostname`).
+
+        A claim is pending until :meth:`verify` proves it, and a pending claim
+        blocks nobody: other tenants may claim the same hostname too, and the first
+        to verify owns it. :class:`~authsome.errors.AlreadyExists` when this tenant
+        has claimed the hostname already, or another tenant has verified it.
         """
         tenant = v.check_tenant(tenant)
         if not isinstance(allow_wildcard, bool):
@@ -308,11 +321,15 @@ class Domains:
         A domain verified already is returned as it is. Otherwise, when no TXT
         record at the challenge name holds the expected value, or the lookup fails
         (no such name, timeout, ...), :class:`~authsome.errors.VerificationFailed`
-        says why and the domain stays unverified.
+        says why and the domain stays unverified. When another tenant's claim of
+        the hostname was verified first, :class:`~authsome.errors.AlreadyExists`
+        (also when both verify at once: the store lets exactly one win).
         """
         domain = self.get(domain_id)
         if domain.verified:
             return domain
+        if self._store.find_domain_by_hostname(domain.hostname) is not None:
+            raise AlreadyExists(_HOSTNAME_TAKEN)  # no DNS lookup for a lost race
         token = self._store.get_domain_token(domain.id)
         if token is None:
             raise NotFound("no such domain")

@@ -89,7 +89,9 @@ class Authsome:
             secret_box=secret_box,
             complete_sign_in=self._sign_in.complete,
         )
-        self.passkeys = Passkeys(self.store, self._billing, self._sign_in, self._clock)
+        self.passkeys = Passkeys(
+            self.store, self._billing, self._sign_in, self._clock, secret_key=secret_key
+        )
 
     @property
     def ledger(self) -> Ledger:

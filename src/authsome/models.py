@@ -334,8 +334,9 @@ class SSOConnectionInfo:
 
     OIDC connections fill ``issuer``, ``client_id`` and ``scopes``; SAML ones
     ``entity_id``, ``sso_url`` and ``x509_certificate`` (PEM; public, so returned).
-    ``domains`` are the e-mail domains routed to this connection, lowercase A-labels
-    (IDNA), each owned by at most one connection in the whole store.
+    ``domains`` are the e-mail domains this connection claims, lowercase A-labels
+    (IDNA), each claimed by at most one connection per tenant; a domain routes only
+    once the tenant has verified it (see :mod:`authsome.sso`).
     ``has_client_secret`` tells whether a secret is kept; the secret itself is
     never part of this record.
     """

@@ -22,6 +22,8 @@ Without it every method raises :class:`~authsome.errors.ExtraNotInstalled`.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import importlib
 import json
 import secrets
@@ -63,6 +65,11 @@ _MAX_CREDENTIAL_ID = 1023  # bytes, WebAuthn Level 2 §5.1
 _MAX_TRANSPORTS = 8
 _MAX_RP_ID = 253
 _LOCALHOST = "localhost"
+# Decoy allow-lists for e-mails without passkeys: one credential id of a common
+# platform-passkey length, with the transports a phone or laptop passkey reports.
+_DECOY_ID_BYTES = 16
+_DECOY_TRANSPORTS = ("hybrid", "internal")
+_DECOY_KEY_LABEL = b"authsome.passkeys.decoy-credential-ids"
 
 # The lazy importer, a seam so tests can simulate a missing extra without uninstalling.
 _import_module = importlib.import_module
@@ -181,11 +188,25 @@ def _client_challenge(client_data_json: bytes) -> bytes:
 class Passkeys:
     """``auth.passkeys``: register WebAuthn credentials and sign in with them."""
 
-    def __init__(self, store: Store, billing: Billing, sign_in: SignInFlow, clock: Clock) -> None:
+    def __init__(
+        self,
+        store: Store,
+        billing: Billing,
+        sign_in: SignInFlow,
+        clock: Clock,
+        *,
+        secret_key: bytes | None = None,
+    ) -> None:
+        """``secret_key`` (the engine's) keys the decoy credential ids of
+        :meth:`begin_authentication`, so they stay the same across restarts and
+        processes; without it a random key per instance is used."""
         self._store = store
         self._billing = billing
         self._sign_in = sign_in
         self._clock = clock
+        root = secrets.token_bytes(32) if secret_key is None else secret_key
+        # A key of its own: the engine's key also seals secrets with AES-GCM.
+        self._decoy_key = hmac.new(root, _DECOY_KEY_LABEL, hashlib.sha256).digest()
 
     # -- registration ------------------------------------------------------------
     def begin_registration(self, user_id: str, *, rp_id: str, rp_name: str, origin: str) -> str:
@@ -292,8 +313,16 @@ class Passkeys:
 
         Without ``email`` the browser offers any discoverable passkey of this
         ``rp_id`` (usernameless sign-in; reveals nothing about accounts). With it,
-        the options allow only that user's passkeys and the challenge is bound to
-        the user; an unknown e-mail gets options with an empty allow-list.
+        the options allow only that user's passkeys for this ``rp_id`` and the
+        challenge is bound to the user.
+
+        An e-mail without passkeys here (unknown, or a user who has none) gets a
+        decoy allow-list instead of an empty one, so the options do not tell which
+        addresses have accounts: one credential id (16 bytes, HMAC-SHA256 of tenant,
+        normalized e-mail and ``rp_id`` under the engine's ``secret_key``, else a
+        random key per engine) with the transports of a platform passkey. It is
+        the same on every call, like a real credential list, and no authenticator
+        holds it, so a sign-in with it fails like any wrong passkey.
         """
         _require_webauthn()
         from webauthn import generate_authentication_options, options_to_json
@@ -303,14 +332,20 @@ class Passkeys:
         origin = _check_origin(origin, rp_id)
         tenant = v.check_tenant(tenant)
         user = None
+        allowed: list[PublicKeyCredentialDescriptor] = []
         if email is not None:
-            user = self._store.find_user_by_email(tenant, v.normalize_email(email))
+            address = v.normalize_email(email)
+            user = self._store.find_user_by_email(tenant, address)
+            if user is not None:
+                allowed = self._descriptors(user.id, rp_id)
+            if not allowed:
+                allowed = [self._decoy_descriptor(tenant, address, rp_id)]
         challenge = secrets.token_bytes(_CHALLENGE_BYTES)
         options = generate_authentication_options(
             rp_id=rp_id,
             challenge=challenge,
             timeout=int(CHALLENGE_TTL.total_seconds() * 1000),
-            allow_credentials=[] if user is None else self._descriptors(user.id, rp_id),
+            allow_credentials=allowed,
             user_verification=UserVerificationRequirement.REQUIRED,
         )
         self._save_challenge(challenge, PasskeyCeremony.AUTHENTICATION, user, tenant, rp_id, origin)
@@ -398,6 +433,20 @@ class Passkeys:
             for p in self._store.list_user_passkeys(user_id)
             if p.rp_id == rp_id
         ]
+
+    def _decoy_descriptor(
+        self, tenant: str, email: str, rp_id: str
+    ) -> PublicKeyCredentialDescriptor:
+        """A stable, keyed credential id standing in for an e-mail without passkeys."""
+        from webauthn.helpers.structs import AuthenticatorTransport, PublicKeyCredentialDescriptor
+
+        # Neither a tenant nor an rp_id holds a NUL, so the three parts cannot blur.
+        message = "\0".join((tenant, email, rp_id)).encode("utf-8")
+        digest = hmac.new(self._decoy_key, message, hashlib.sha256).digest()
+        return PublicKeyCredentialDescriptor(
+            id=digest[:_DECOY_ID_BYTES],
+            transports=[AuthenticatorTransport(t) for t in _DECOY_TRANSPORTS],
+        )
 
     def _save_challenge(
         self,

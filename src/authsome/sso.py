@@ -2,9 +2,19 @@
 
 Creating or changing a connection is plan-gated (``authsome.feature.sso``): the check
 runs before anything is written. Every setting is validated at the API edge (https
-URLs, a parseable and unexpired PEM certificate, e-mail domains as hostnames), and
-an e-mail domain routes to at most one connection in the whole store, so
-:meth:`SSO.connection_for_email` always has one answer.
+URLs, a parseable and unexpired PEM certificate, e-mail domains as hostnames).
+
+E-mail domain routing is per tenant and needs proof. A connection's ``domains`` are
+claims: within one tenant a domain belongs to one connection at most, while other
+tenants may list the same domain without affecting this one. A claimed domain
+routes only once the tenant has proven control of it through DNS, and the proof is
+the custom-domain challenge: the tenant adds the bare e-mail domain (``acme.com``,
+not ``login.acme.com``) with ``auth.domains.add("acme.com", tenant=...)``, publishes
+the TXT record at ``_authsome-challenge.acme.com`` and calls ``auth.domains.verify``.
+A verified domain belongs to one tenant in the whole store, so a domain routes in at
+most one tenant, and only to that tenant's connection. Unproven domains are stored
+and listed (:meth:`SSO.unproven_domains`) but never route. Removing the custom
+domain stops the routing at once.
 
 The OIDC ``client_secret`` is write-only: :meth:`SSO.get` and :meth:`SSO.list` return
 :class:`~authsome.models.SSOConnectionInfo`, which does not carry it. With
@@ -15,6 +25,7 @@ should configure one.
 
 from __future__ import annotations
 
+import builtins
 import ipaddress
 import logging
 import re
@@ -282,7 +293,9 @@ class SSO:
         Raises ``TypeError`` for a wrong type, :class:`~authsome.errors.ValidationError`
         for a bad setting, :class:`~authsome.errors.NotFound` for an unknown org,
         :class:`~authsome.errors.AlreadyExists` when one of the e-mail domains is
-        routed to a connection already (of this org or another).
+        listed by another connection of the same tenant (other tenants' connections
+        never conflict). The domains route only once proven; see the module
+        docstring and :meth:`unproven_domains`.
         """
         org = self._org(v.require_str("org_id", org_id))
         now = self._clock()
@@ -302,7 +315,7 @@ class SSO:
     def update(self, connection_id: str, connection: SSOConnection) -> SSOConnectionInfo:
         """Replace every setting of a connection (its secret too) and return it.
 
-        Gated, validated and checked for domain ownership like :meth:`configure`;
+        Gated, validated and checked for domain conflicts like :meth:`configure`;
         the connection keeps its id, org and ``created_at``. Raises
         :class:`~authsome.errors.NotFound` for an unknown connection.
         """
@@ -347,19 +360,44 @@ class SSO:
             logger.info("sso connection deleted: id=%s", connection_id)
         return deleted
 
-    def connection_for_email(self, email: str) -> SSOConnectionInfo | None:
-        """The connection that owns the e-mail's domain (exact match), or ``None``.
+    def connection_for_email(
+        self, email: str, *, tenant: str = "default"
+    ) -> SSOConnectionInfo | None:
+        """The connection of ``tenant`` that routes the e-mail's domain, or ``None``.
 
-        The address is normalized like every e-mail in authsome, its domain like
-        configured domains (IDNA), so ``Ann@Bücher.example`` finds ``xn--bcher-kva.example``.
-        Raises :class:`~authsome.errors.ValidationError` for a malformed address.
+        Only connections of orgs in ``tenant`` are considered, and only a domain the
+        tenant has proven (a verified custom domain equal to the e-mail domain, see
+        the module docstring) routes: an unproven domain gives ``None``. Exact match
+        only (``sub.acme.com`` is not ``acme.com``). The address is normalized like
+        every e-mail in authsome, its domain like configured domains (IDNA), so
+        ``Ann@Bücher.example`` finds ``xn--bcher-kva.example``. Raises
+        :class:`~authsome.errors.ValidationError` for a malformed address or tenant.
         """
+        tenant = v.check_tenant(tenant)
         domain = v.normalize_email(email).rpartition("@")[2]
         try:
             key = normalize_domain(domain)
         except ValidationError:
             return None  # a domain no connection could own
-        return self._store.find_sso_connection_by_domain(key)
+        connection = self._store.find_sso_connection_by_domain(tenant, key)
+        if connection is None or not self._proven(tenant, key):
+            return None
+        return connection
+
+    def unproven_domains(self, connection_id: str) -> builtins.list[str]:
+        """The connection's domains that do not route yet because its tenant has not
+        verified them as custom domains, in the connection's order; ``[]`` when all
+        route. :class:`~authsome.errors.NotFound` for an unknown connection."""
+        info = self.get(connection_id)
+        tenant = self._org(info.org_id).tenant
+        return [domain for domain in info.domains if not self._proven(tenant, domain)]
+
+    def _proven(self, tenant: str, domain: str) -> bool:
+        """Whether ``tenant`` proved control of ``domain`` through the DNS challenge:
+        its verified custom domain with exactly this name (a verified hostname has
+        one owner in the whole store)."""
+        verified = self._store.find_domain_by_hostname(domain)
+        return verified is not None and verified.tenant == tenant
 
     def _client_secret(self, connection_id: str) -> str | None:
         """The connection's client secret in clear, for the sign-in flow only.

@@ -22,6 +22,7 @@ from tests.support.race import race
 from ._factories import NOW, add_user
 
 LATER = NOW + timedelta(minutes=1)
+TENANT = "default"  # the tenant of the orgs o1 and o2; o3 is in "other"
 SECRET = StoredSecret("sealed-token-1", sealed=True)
 
 
@@ -64,18 +65,19 @@ def saml(
 
 @pytest.fixture
 def orgs(store: Store) -> list[str]:
-    """Two orgs, o1 and o2, each owned by its own user."""
-    for i in (1, 2):
-        add_user(store, f"u{i}", email=f"u{i}@example.com")
-        org = Org(id=f"o{i}", tenant="default", slug=f"org{i}", name="Org", created_at=NOW)
+    """Orgs o1 and o2 in tenant "default" and o3 in tenant "other", each owned by
+    its own user."""
+    for i, tenant in ((1, TENANT), (2, TENANT), (3, "other")):
+        add_user(store, f"u{i}", email=f"u{i}@example.com", tenant=tenant)
+        org = Org(id=f"o{i}", tenant=tenant, slug=f"org{i}", name="Org", created_at=NOW)
         store.create_org(org, Membership(org.id, f"u{i}", OrgRole.OWNER, NOW))
-    return ["o1", "o2"]
+    return ["o1", "o2", "o3"]
 
 
 def test_unknown_connection_is_none_or_empty_everywhere(store: Store) -> None:
     assert store.get_sso_connection("nope") is None
     assert store.list_sso_connections("nope") == []
-    assert store.find_sso_connection_by_domain("acme.example") is None
+    assert store.find_sso_connection_by_domain(TENANT, "acme.example") is None
     assert store.get_sso_client_secret("nope") is None
     assert store.delete_sso_connection("nope") is False
     assert store.update_sso_connection(oidc("nope"), SECRET) is None
@@ -88,7 +90,7 @@ def test_created_connection_reads_back_exactly(store: Store) -> None:
 
     assert store.get_sso_connection("c1") == connection
     assert store.list_sso_connections("o1") == [connection]
-    assert store.find_sso_connection_by_domain("acme-corp.example") == connection
+    assert store.find_sso_connection_by_domain(TENANT, "acme-corp.example") == connection
     assert store.get_sso_client_secret("c1") == SECRET
 
 
@@ -112,7 +114,7 @@ def test_connection_of_unknown_org_fails_and_leaves_nothing(store: Store) -> Non
     with pytest.raises(StoreError):
         store.create_sso_connection(oidc(org_id="nope"), SECRET)
     assert store.get_sso_connection("c1") is None
-    assert store.find_sso_connection_by_domain("acme.example") is None
+    assert store.find_sso_connection_by_domain(TENANT, "acme.example") is None
 
 
 @pytest.mark.usefixtures("orgs")
@@ -120,12 +122,12 @@ def test_duplicate_id_is_refused(store: Store) -> None:
     store.create_sso_connection(oidc(), SECRET)
     with pytest.raises(AlreadyExists):
         store.create_sso_connection(oidc(domains=("other.example",)), SECRET)
-    assert store.find_sso_connection_by_domain("other.example") is None
+    assert store.find_sso_connection_by_domain(TENANT, "other.example") is None
 
 
 @pytest.mark.usefixtures("orgs")
 @pytest.mark.parametrize("second_org", ["o1", "o2"])
-def test_a_domain_has_one_owner_across_the_store(store: Store, second_org: str) -> None:
+def test_a_domain_has_one_owner_in_a_tenant(store: Store, second_org: str) -> None:
     first = oidc(domains=("acme.example",))
     store.create_sso_connection(first, SECRET)
 
@@ -135,15 +137,37 @@ def test_a_domain_has_one_owner_across_the_store(store: Store, second_org: str) 
 
     assert "acme.example" not in str(caught.value)
     assert store.get_sso_connection("c2") is None
-    assert store.find_sso_connection_by_domain("free.example") is None  # no half-write
-    assert store.find_sso_connection_by_domain("acme.example") == first
+    assert store.find_sso_connection_by_domain(TENANT, "free.example") is None  # no half-write
+    assert store.find_sso_connection_by_domain(TENANT, "acme.example") == first
+
+
+@pytest.mark.usefixtures("orgs")
+def test_other_tenants_may_list_the_same_domain(store: Store) -> None:
+    ours = oidc("c1", "o1", domains=("acme.example",))
+    theirs = oidc("c3", "o3", domains=("acme.example", "only-theirs.example"))
+    store.create_sso_connection(ours, SECRET)
+    store.create_sso_connection(theirs, SECRET)  # no conflict: another tenant
+
+    assert store.find_sso_connection_by_domain(TENANT, "acme.example") == ours
+    assert store.find_sso_connection_by_domain("other", "acme.example") == theirs
+    assert store.find_sso_connection_by_domain(TENANT, "only-theirs.example") is None
+    assert store.find_sso_connection_by_domain("nobody", "acme.example") is None
+
+    # Updating or deleting in one tenant leaves the other tenant's claim alone.
+    moved = dataclasses.replace(theirs, domains=("only-theirs.example",))
+    assert store.update_sso_connection(moved, SECRET) == moved
+    assert store.find_sso_connection_by_domain(TENANT, "acme.example") == ours
+    assert store.find_sso_connection_by_domain("other", "acme.example") is None
+    assert store.update_sso_connection(theirs, SECRET) == theirs
+    assert store.delete_sso_connection("c1") is True
+    assert store.find_sso_connection_by_domain("other", "acme.example") == theirs
 
 
 @pytest.mark.usefixtures("orgs")
 def test_domain_match_is_exact(store: Store) -> None:
     store.create_sso_connection(oidc(domains=("acme.example",)), SECRET)
-    assert store.find_sso_connection_by_domain("sub.acme.example") is None
-    assert store.find_sso_connection_by_domain("example") is None
+    assert store.find_sso_connection_by_domain(TENANT, "sub.acme.example") is None
+    assert store.find_sso_connection_by_domain(TENANT, "example") is None
 
 
 @pytest.mark.usefixtures("orgs")
@@ -163,8 +187,8 @@ def test_update_replaces_settings_domains_and_secret(store: Store) -> None:
     assert updated == expected
     assert store.get_sso_connection("c1") == expected
     assert store.get_sso_client_secret("c1") == new_secret
-    assert store.find_sso_connection_by_domain("old.example") is None
-    assert store.find_sso_connection_by_domain("new.example") == expected
+    assert store.find_sso_connection_by_domain(TENANT, "old.example") is None
+    assert store.find_sso_connection_by_domain(TENANT, "new.example") == expected
     assert store.list_sso_connections("o2") == []
 
 
@@ -191,8 +215,8 @@ def test_update_claiming_a_taken_domain_changes_nothing(store: Store) -> None:
 
     assert store.get_sso_connection("c1") == mine
     assert store.get_sso_client_secret("c1") == SECRET
-    assert store.find_sso_connection_by_domain("mine.example") == mine
-    assert store.find_sso_connection_by_domain("other.example") is None
+    assert store.find_sso_connection_by_domain(TENANT, "mine.example") == mine
+    assert store.find_sso_connection_by_domain(TENANT, "other.example") is None
 
 
 @pytest.mark.usefixtures("orgs")
@@ -203,9 +227,9 @@ def test_delete_frees_domains_and_secret(store: Store) -> None:
     assert store.delete_sso_connection("c1") is False
     assert store.get_sso_connection("c1") is None
     assert store.get_sso_client_secret("c1") is None
-    assert store.find_sso_connection_by_domain("acme.example") is None
+    assert store.find_sso_connection_by_domain(TENANT, "acme.example") is None
     store.create_sso_connection(oidc("c2", "o2"), SECRET)  # the domain is free again
-    assert store.find_sso_connection_by_domain("acme.example") == oidc("c2", "o2")
+    assert store.find_sso_connection_by_domain(TENANT, "acme.example") == oidc("c2", "o2")
 
 
 @pytest.mark.usefixtures("orgs")
@@ -251,6 +275,6 @@ def test_concurrent_claims_of_one_domain_let_exactly_one_win(store: Store) -> No
     outcomes = race(claim, range(4))
 
     assert sorted(outcomes) == ["lost", "lost", "lost", "won"]
-    owner = store.find_sso_connection_by_domain("contested.example")
+    owner = store.find_sso_connection_by_domain(TENANT, "contested.example")
     assert owner is not None
     assert store.get_sso_connection(owner.id) == owner

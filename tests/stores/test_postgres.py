@@ -19,7 +19,16 @@ from psycopg_pool import ConnectionPool
 
 from authsome import OIDCConnection
 from authsome.errors import AlreadyExists, StoreError, ValidationError
-from authsome.models import MfaFactor, MfaMethod
+from authsome.models import (
+    Domain,
+    Membership,
+    MfaFactor,
+    MfaMethod,
+    Org,
+    OrgRole,
+    SSOConnectionInfo,
+    SSOProtocol,
+)
 from authsome.stores import PostgresStore
 from authsome.stores import postgres as postgres_module
 from authsome.stores._postgres_migrations import MIGRATIONS
@@ -111,6 +120,90 @@ def test_appended_migration_runs_on_an_existing_schema(
 
     assert _versions(pg_dsn, schema) == [("auth", len(MIGRATIONS) + 1)]
     assert _tables(pg_dsn, schema) == TABLES | {"extra"}
+
+
+def test_upgrading_keeps_domains_and_lets_pending_claims_share_a_hostname(
+    pg_dsn: str, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as patched:
+        patched.setattr(postgres_module, "MIGRATIONS", MIGRATIONS[:7])  # before pending claims
+        with PostgresStore(pg_dsn, schema=schema) as old:
+            old.create_domain(Domain("d1", "acme", "login.acme.com", NOW), "token-d1")
+            old.create_domain(Domain("d2", "acme", "app.acme.com", NOW), "token-d2")
+            old.mark_domain_verified("d2", LATER)
+            with pytest.raises(AlreadyExists):  # the old rule: one claim per hostname
+                old.create_domain(Domain("d3", "evil", "login.acme.com", NOW), "token-d3")
+
+    with PostgresStore(pg_dsn, schema=schema) as upgraded:
+        assert upgraded.get_domain_token("d1") == "token-d1"
+        assert [d.id for d in upgraded.list_domains("acme")] == ["d2", "d1"]
+        assert upgraded.find_domain_by_hostname("app.acme.com") == upgraded.get_domain("d2")
+        upgraded.create_domain(Domain("d3", "evil", "login.acme.com", NOW), "token-d3")
+        with pytest.raises(AlreadyExists):
+            upgraded.create_domain(Domain("d4", "evil", "app.acme.com", NOW), "token-d4")
+        upgraded.mark_domain_verified("d1", LATER)
+        with pytest.raises(AlreadyExists):
+            upgraded.mark_domain_verified("d3", LATER)
+    assert _versions(pg_dsn, schema) == [("auth", len(MIGRATIONS))]
+
+
+def test_upgrading_keeps_sso_domains_and_scopes_them_to_the_tenant(
+    pg_dsn: str, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as patched:
+        patched.setattr(postgres_module, "MIGRATIONS", MIGRATIONS[:8])  # before per-tenant domains
+        with PostgresStore(pg_dsn, schema=schema) as old:
+            for org_id, tenant in (("o1", "acme"), ("o2", "evil")):
+                owner = add_user(old, f"u-{org_id}", email=f"{org_id}@example.com", tenant=tenant)
+                org = Org(org_id, tenant, org_id, "Org", NOW)
+                old.create_org(org, Membership(org_id, owner.id, OrgRole.OWNER, NOW))
+    # Rows as the old schema held them (the new code writes the new schema only).
+    s = sql.Identifier(schema)
+    _query(
+        pg_dsn,
+        sql.SQL(
+            "INSERT INTO {}.sso_connections (id, org_id, protocol, scopes, entity_id, sso_url,"
+            " x509_certificate, created_at, updated_at)"
+            " VALUES ('c1', 'o1', 'saml', '{{}}', 'urn:idp', 'https://idp.example/sso', %s, %s, %s)"
+        ).format(s),
+        _PEM,
+        NOW,
+        NOW,
+    )
+    _query(
+        pg_dsn,
+        sql.SQL(
+            "INSERT INTO {}.sso_domains (domain, connection_id, position)"
+            " VALUES ('acme.example', 'c1', 0), ('b.example', 'c1', 1)"
+        ).format(s),
+    )
+
+    with PostgresStore(pg_dsn, schema=schema) as upgraded:
+        kept = upgraded.get_sso_connection("c1")
+        assert kept == _sso("c1", "o1", ("acme.example", "b.example"))
+        assert upgraded.find_sso_connection_by_domain("acme", "b.example") == kept
+        upgraded.create_sso_connection(_sso("c2", "o2", ("acme.example",)), None)
+        assert upgraded.find_sso_connection_by_domain("acme", "acme.example") == kept
+        assert upgraded.find_sso_connection_by_domain("evil", "acme.example") is not None
+        with pytest.raises(AlreadyExists):
+            upgraded.create_sso_connection(_sso("c3", "o1", ("b.example",)), None)
+
+
+def _sso(connection_id: str, org_id: str, domains: tuple[str, ...]) -> SSOConnectionInfo:
+    return SSOConnectionInfo(
+        id=connection_id,
+        org_id=org_id,
+        protocol=SSOProtocol.SAML,
+        domains=domains,
+        created_at=NOW,
+        updated_at=NOW,
+        entity_id="urn:idp",
+        sso_url="https://idp.example/sso",
+        x509_certificate=_PEM,
+    )
+
+
+_PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 
 
 def test_failing_migration_leaves_nothing_behind(

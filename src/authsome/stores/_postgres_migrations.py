@@ -279,6 +279,39 @@ CREATE TABLE sso_domains (
 CREATE INDEX sso_domains_by_connection ON sso_domains (connection_id, position);
 """
 
+_V8_PENDING_DOMAIN_CLAIMS = """
+-- A claim nobody has proven must not block the real owner: several tenants may
+-- claim one hostname, one claim per tenant and hostname, and only a VERIFIED
+-- hostname is unique (the partial index makes the first verification win, also
+-- between processes).
+ALTER TABLE domains DROP CONSTRAINT domains_hostname_key;
+
+ALTER TABLE domains ADD CONSTRAINT domains_tenant_hostname_key UNIQUE (tenant, hostname);
+
+-- The unique constraint's index serves lookups by tenant now.
+DROP INDEX domains_by_tenant;
+
+CREATE UNIQUE INDEX domains_verified_hostname_key ON domains (hostname)
+    WHERE verified_at IS NOT NULL;
+"""
+
+_V9_SSO_DOMAINS_PER_TENANT = """
+-- An e-mail domain has one owner per tenant, not per schema: a connection in one
+-- tenant listing a domain must not lock every other tenant out of it. The tenant
+-- (the org's, which never changes) is copied so that (tenant, domain) is the key.
+ALTER TABLE sso_domains ADD COLUMN tenant TEXT;
+
+UPDATE sso_domains AS d SET tenant = o.tenant
+    FROM sso_connections AS c JOIN orgs AS o ON o.id = c.org_id
+    WHERE c.id = d.connection_id;
+
+ALTER TABLE sso_domains ALTER COLUMN tenant SET NOT NULL;
+
+ALTER TABLE sso_domains DROP CONSTRAINT sso_domains_pkey;
+
+ALTER TABLE sso_domains ADD CONSTRAINT sso_domains_pkey PRIMARY KEY (tenant, domain);
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     _V1_SESSIONS_AND_USERS,
     _V2_ORGS,
@@ -287,5 +320,7 @@ MIGRATIONS: tuple[str, ...] = (
     _V5_API_KEYS,
     _V6_PASSKEYS,
     _V7_SSO,
+    _V8_PENDING_DOMAIN_CLAIMS,
+    _V9_SSO_DOMAINS_PER_TENANT,
 )
 """Migration scripts, oldest first; the schema version is the number applied."""

@@ -184,10 +184,14 @@ class Store(Protocol):
 
     # -- custom domains --------------------------------------------------------
     def create_domain(self, domain: Domain, token: str) -> None:
-        """Insert ``domain`` with its DNS challenge ``token``.
+        """Insert ``domain`` (a pending claim) with its DNS challenge ``token``.
 
-        Raise :class:`~authsome.errors.AlreadyExists` when ``domain.hostname`` is
-        taken by any domain of any tenant, or ``domain.id`` is taken."""
+        Several tenants may claim one hostname while none has verified it, so a
+        claim nobody can prove never blocks the real owner. Raise
+        :class:`~authsome.errors.AlreadyExists` and write nothing when
+        ``domain.tenant`` holds a domain with this hostname already (pending or
+        verified), when a domain of another tenant with this hostname is verified,
+        or when ``domain.id`` is taken."""
         ...
 
     def get_domain(self, domain_id: str) -> Domain | None:
@@ -199,8 +203,9 @@ class Store(Protocol):
         ...
 
     def find_domain_by_hostname(self, hostname: str) -> Domain | None:
-        """The domain (verified or not, any tenant) whose stored hostname equals
-        ``hostname`` exactly, or ``None``."""
+        """The VERIFIED domain (any tenant) whose stored hostname equals
+        ``hostname`` exactly, or ``None``; pending claims are never returned.
+        At most one domain per hostname is verified, so the answer is unique."""
         ...
 
     def list_domains(self, tenant: str) -> list[Domain]:
@@ -209,7 +214,12 @@ class Store(Protocol):
 
     def mark_domain_verified(self, domain_id: str, now: datetime) -> Domain | None:
         """Set ``verified_at = now`` unless it is set already (the first verification
-        time is kept); return the stored domain, or ``None`` if it is unknown."""
+        time is kept); return the stored domain, or ``None`` if it is unknown.
+
+        The first claim of a hostname to be verified wins: raise
+        :class:`~authsome.errors.AlreadyExists` and change nothing when another
+        domain with this hostname is verified already (atomically, also between
+        processes). Other pending claims of the hostname are kept, unverifiable."""
         ...
 
     def delete_domain(self, domain_id: str) -> bool:
@@ -386,9 +396,10 @@ class Store(Protocol):
         ``connection.has_client_secret`` must say whether ``client_secret`` is given
         and ``connection.domains`` must not repeat a domain, else ``ValueError`` (a
         caller's bug). Raise :class:`~authsome.errors.AlreadyExists` when the id is
-        taken or any of the domains belongs to a connection already (one owner per
-        e-mail domain across the whole store), :class:`~authsome.errors.StoreError`
-        when the org does not exist. Either way nothing is written.
+        taken or any of the domains belongs to another connection in the org's
+        tenant (one owner per e-mail domain and tenant; other tenants may list the
+        same domain), :class:`~authsome.errors.StoreError` when the org does not
+        exist. Either way nothing is written.
         """
         ...
 
@@ -401,7 +412,8 @@ class Store(Protocol):
         ``org_id`` and ``created_at`` are kept from the stored connection; the rest,
         ``updated_at`` included, comes from ``connection``. Same ``ValueError`` rules
         as :meth:`create_sso_connection`; raise :class:`~authsome.errors.AlreadyExists`
-        and change nothing when a domain belongs to another connection.
+        and change nothing when a domain belongs to another connection of the
+        same tenant.
         """
         ...
 
@@ -413,8 +425,10 @@ class Store(Protocol):
         """The org's connections, oldest first (ties by id); ``[]`` for an unknown org."""
         ...
 
-    def find_sso_connection_by_domain(self, domain: str) -> SSOConnectionInfo | None:
-        """The connection owning this (already normalized) e-mail domain, or ``None``.
+    def find_sso_connection_by_domain(self, tenant: str, domain: str) -> SSOConnectionInfo | None:
+        """The connection of an org of ``tenant`` that lists this (already
+        normalized) e-mail domain, or ``None``; connections of other tenants are
+        never returned. Whether the domain is proven is the caller's concern.
 
         Exact match only: ``example.com`` does not route ``sub.example.com``.
         """

@@ -29,7 +29,8 @@ class Duplicate:
     ORG_SLUG = "an org with this slug exists in this tenant"
     ORG_ID = "an org with this id exists"
     MEMBERSHIP = "the user is a member of this org already"
-    HOSTNAME = "this hostname is claimed already"
+    DOMAIN_CLAIM = "this tenant has claimed this hostname already"
+    HOSTNAME_VERIFIED = "this hostname is verified by another tenant"
     DOMAIN_ID = "a domain with this id exists"
     FACTOR_ID = "factor id exists"
     FACTOR_METHOD = "the user has a factor of this method"
@@ -40,7 +41,7 @@ class Duplicate:
     PASSKEY = "a passkey with this credential id exists"
     CHALLENGE = "this challenge is pending already"
     SSO_ID = "an SSO connection with this id exists"
-    SSO_DOMAIN = "an e-mail domain is routed to an SSO connection already"
+    SSO_DOMAIN = "an e-mail domain belongs to another SSO connection of this tenant"
     RECORD = "record exists"
 
 

@@ -223,6 +223,57 @@ CREATE TABLE sso_domains (
 CREATE INDEX sso_domains_by_connection ON sso_domains (connection_id);
 """
 
+_V8_PENDING_DOMAIN_CLAIMS = """
+-- A claim nobody has proven must not block the real owner: several tenants may
+-- claim one hostname, one claim per tenant and hostname, and only a VERIFIED
+-- hostname is unique (the partial index makes the first verification win, also
+-- between processes). SQLite cannot drop a column's UNIQUE, so the table is rebuilt.
+CREATE TABLE domains_v8 (
+    id          TEXT PRIMARY KEY,
+    tenant      TEXT NOT NULL,
+    hostname    TEXT NOT NULL,
+    token       TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    verified_at INTEGER
+);
+
+INSERT INTO domains_v8 (id, tenant, hostname, token, created_at, verified_at)
+    SELECT id, tenant, hostname, token, created_at, verified_at FROM domains;
+
+DROP TABLE domains;
+
+ALTER TABLE domains_v8 RENAME TO domains;
+
+CREATE UNIQUE INDEX domains_by_tenant_hostname ON domains (tenant, hostname);
+
+CREATE UNIQUE INDEX domains_verified_hostname ON domains (hostname)
+    WHERE verified_at IS NOT NULL;
+"""
+
+_V9_SSO_DOMAINS_PER_TENANT = """
+-- An e-mail domain has one owner per tenant, not per store: a connection in one
+-- tenant listing a domain must not lock every other tenant out of it. The tenant
+-- (the org's, which never changes) is copied so that (tenant, domain) is the key.
+CREATE TABLE sso_domains_v9 (
+    tenant        TEXT NOT NULL,
+    domain        TEXT NOT NULL,
+    connection_id TEXT NOT NULL REFERENCES sso_connections (id) ON DELETE CASCADE,
+    org_id        TEXT NOT NULL REFERENCES orgs (id) ON DELETE CASCADE,
+    position      INTEGER NOT NULL,
+    PRIMARY KEY (tenant, domain)
+) WITHOUT ROWID;
+
+INSERT INTO sso_domains_v9 (tenant, domain, connection_id, org_id, position)
+    SELECT orgs.tenant, d.domain, d.connection_id, d.org_id, d.position
+    FROM sso_domains AS d JOIN orgs ON orgs.id = d.org_id;
+
+DROP TABLE sso_domains;
+
+ALTER TABLE sso_domains_v9 RENAME TO sso_domains;
+
+CREATE INDEX sso_domains_by_connection ON sso_domains (connection_id);
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     _V1_SESSIONS_AND_USERS,
     _V2_ORGS,
@@ -231,6 +282,8 @@ MIGRATIONS: tuple[str, ...] = (
     _V5_API_KEYS,
     _V6_PASSKEYS,
     _V7_SSO,
+    _V8_PENDING_DOMAIN_CLAIMS,
+    _V9_SSO_DOMAINS_PER_TENANT,
 )
 """Migration scripts, oldest first; the schema version is the number applied."""
 

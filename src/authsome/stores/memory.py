@@ -78,7 +78,8 @@ class MemoryStore:
         self._members: dict[str, dict[str, Membership]] = {}
         self._domains: dict[str, Domain] = {}
         self._domain_tokens: dict[str, str] = {}
-        self._domain_by_hostname: dict[str, str] = {}
+        self._domain_by_hostname: dict[str, str] = {}  # verified domains only
+        self._domain_by_claim: dict[tuple[str, str], str] = {}  # (tenant, hostname) -> id
         self._factors: dict[str, _Factor] = {}
         self._tickets: dict[str, _Ticket] = {}
         self._api_keys: dict[str, StoredApiKey] = {}
@@ -87,7 +88,8 @@ class MemoryStore:
         self._passkeys: dict[str, Passkey] = {}
         self._sso: dict[str, SSOConnectionInfo] = {}
         self._sso_secrets: dict[str, StoredSecret] = {}
-        self._sso_by_domain: dict[str, str] = {}  # e-mail domain -> connection id
+        # (tenant, e-mail domain) -> connection id: one owner per domain in a tenant
+        self._sso_by_domain: dict[tuple[str, str], str] = {}
 
     # -- users -----------------------------------------------------------------
     def create_user(self, user: User, password_hash: str) -> None:
@@ -291,13 +293,18 @@ class MemoryStore:
     # -- custom domains --------------------------------------------------------
     def create_domain(self, domain: Domain, token: str) -> None:
         with self._lock:
+            claim = (domain.tenant, domain.hostname)
+            if claim in self._domain_by_claim:
+                raise AlreadyExists(Duplicate.DOMAIN_CLAIM)
             if domain.hostname in self._domain_by_hostname:
-                raise AlreadyExists(Duplicate.HOSTNAME)
+                raise AlreadyExists(Duplicate.HOSTNAME_VERIFIED)
             if domain.id in self._domains:
                 raise AlreadyExists(Duplicate.DOMAIN_ID)
             self._domains[domain.id] = domain
             self._domain_tokens[domain.id] = token
-            self._domain_by_hostname[domain.hostname] = domain.id
+            self._domain_by_claim[claim] = domain.id
+            if domain.verified_at is not None:
+                self._domain_by_hostname[domain.hostname] = domain.id
 
     def get_domain(self, domain_id: str) -> Domain | None:
         with self._lock:
@@ -322,8 +329,11 @@ class MemoryStore:
             domain = self._domains.get(domain_id)
             if domain is None or domain.verified_at is not None:
                 return domain
+            if domain.hostname in self._domain_by_hostname:  # another claim won
+                raise AlreadyExists(Duplicate.HOSTNAME_VERIFIED)
             verified = dataclasses.replace(domain, verified_at=now)
             self._domains[domain_id] = verified
+            self._domain_by_hostname[domain.hostname] = domain_id
             return verified
 
     def delete_domain(self, domain_id: str) -> bool:
@@ -332,7 +342,9 @@ class MemoryStore:
             if domain is None:
                 return False
             del self._domain_tokens[domain_id]
-            del self._domain_by_hostname[domain.hostname]
+            del self._domain_by_claim[(domain.tenant, domain.hostname)]
+            if domain.verified_at is not None:
+                del self._domain_by_hostname[domain.hostname]
             return True
 
     # -- mfa -------------------------------------------------------------------
@@ -546,7 +558,7 @@ class MemoryStore:
                 raise AlreadyExists(Duplicate.SSO_ID)
             if connection.org_id not in self._orgs:
                 raise StoreError("SSO connection refers to an unknown org")
-            self._check_domains_free(connection)
+            self._check_domains_free(connection, connection.org_id)
             self._put_sso(connection, client_secret)
 
     def update_sso_connection(
@@ -557,7 +569,7 @@ class MemoryStore:
             current = self._sso.get(connection.id)
             if current is None:
                 return None
-            self._check_domains_free(connection)
+            self._check_domains_free(connection, current.org_id)
             updated = dataclasses.replace(
                 connection, org_id=current.org_id, created_at=current.created_at
             )
@@ -574,9 +586,9 @@ class MemoryStore:
             found = [c for c in self._sso.values() if c.org_id == org_id]
         return sorted(found, key=lambda c: (c.created_at, c.id))
 
-    def find_sso_connection_by_domain(self, domain: str) -> SSOConnectionInfo | None:
+    def find_sso_connection_by_domain(self, tenant: str, domain: str) -> SSOConnectionInfo | None:
         with self._lock:
-            connection_id = self._sso_by_domain.get(domain)
+            connection_id = self._sso_by_domain.get((tenant, domain))
             return None if connection_id is None else self._sso[connection_id]
 
     def get_sso_client_secret(self, connection_id: str) -> StoredSecret | None:
@@ -590,24 +602,28 @@ class MemoryStore:
             self._drop_sso(connection_id)
             return True
 
-    def _check_domains_free(self, connection: SSOConnectionInfo) -> None:
-        # A connection may keep its own domains on update; any other owner conflicts.
+    def _check_domains_free(self, connection: SSOConnectionInfo, org_id: str) -> None:
+        # A connection may keep its own domains on update; another owner in the same
+        # tenant conflicts. Other tenants' connections do not matter.
+        tenant = self._orgs[org_id].tenant
         for domain in connection.domains:
-            if self._sso_by_domain.get(domain, connection.id) != connection.id:
+            if self._sso_by_domain.get((tenant, domain), connection.id) != connection.id:
                 raise AlreadyExists(Duplicate.SSO_DOMAIN)
 
     def _put_sso(self, connection: SSOConnectionInfo, client_secret: StoredSecret | None) -> None:
         self._sso[connection.id] = connection
         if client_secret is not None:
             self._sso_secrets[connection.id] = client_secret
+        tenant = self._orgs[connection.org_id].tenant
         for domain in connection.domains:
-            self._sso_by_domain[domain] = connection.id
+            self._sso_by_domain[(tenant, domain)] = connection.id
 
     def _drop_sso(self, connection_id: str) -> None:
         connection = self._sso.pop(connection_id)
         self._sso_secrets.pop(connection_id, None)
+        tenant = self._orgs[connection.org_id].tenant
         for domain in connection.domains:
-            del self._sso_by_domain[domain]
+            del self._sso_by_domain[(tenant, domain)]
 
     def close(self) -> None:
         """Nothing to release."""

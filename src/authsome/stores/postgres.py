@@ -87,7 +87,8 @@ _DUPLICATE_MESSAGES = {
     "orgs_tenant_slug_key": Duplicate.ORG_SLUG,
     "orgs_pkey": Duplicate.ORG_ID,
     "org_members_pkey": Duplicate.MEMBERSHIP,
-    "domains_hostname_key": Duplicate.HOSTNAME,
+    "domains_tenant_hostname_key": Duplicate.DOMAIN_CLAIM,
+    "domains_verified_hostname_key": Duplicate.HOSTNAME_VERIFIED,
     "domains_pkey": Duplicate.DOMAIN_ID,
     "mfa_factors_pkey": Duplicate.FACTOR_ID,
     "mfa_factors_user_method_key": Duplicate.FACTOR_METHOD,
@@ -138,9 +139,12 @@ _SELECT_SSO = (
     " WHERE d.connection_id = c.id ORDER BY d.position)"
     " FROM {s}.sso_connections AS c"
 )
+# The tenant is the connection's org's, copied so the key (tenant, domain) is one index.
 _INSERT_SSO_DOMAINS = (
-    "INSERT INTO {s}.sso_domains (domain, connection_id, position)"
-    " SELECT d.domain, %s, d.n - 1 FROM unnest(%s::text[]) WITH ORDINALITY AS d(domain, n)"
+    "INSERT INTO {s}.sso_domains (tenant, domain, connection_id, position)"
+    " SELECT o.tenant, d.domain, c.id, d.n - 1"
+    " FROM {s}.sso_connections AS c JOIN {s}.orgs AS o ON o.id = c.org_id,"
+    " unnest(%s::text[]) WITH ORDINALITY AS d(domain, n) WHERE c.id = %s"
 )
 
 # Locks the token and its session: concurrent rotations of one token queue here, and
@@ -640,21 +644,26 @@ class PostgresStore:
 
     # -- custom domains --------------------------------------------------------
     def create_domain(self, domain: Domain, token: str) -> None:
-        """Insert ``domain``; :class:`~authsome.errors.AlreadyExists` if its hostname
-        (in any tenant) or id is taken. One INSERT, so nothing is half-written."""
-        self._write(
+        """Insert a claim; :class:`~authsome.errors.AlreadyExists` if the tenant
+        claimed the hostname already, another tenant verified it, or the id is
+        taken. One INSERT, so nothing is half-written."""
+        inserted = self._write(
             "create_domain",
             "INSERT INTO {s}.domains (id, tenant, hostname, token, created_at, verified_at)"
-            " VALUES (%s, %s, %s, %s, %s, %s)",
-            (
-                domain.id,
-                domain.tenant,
-                domain.hostname,
-                token,
-                aware(domain.created_at),
-                _optional_aware(domain.verified_at),
-            ),
+            " SELECT %(id)s, %(tenant)s, %(hostname)s, %(token)s, %(created_at)s, %(verified_at)s"
+            " WHERE NOT EXISTS (SELECT 1 FROM {s}.domains WHERE hostname = %(hostname)s"
+            " AND verified_at IS NOT NULL AND tenant <> %(tenant)s)",
+            {
+                "id": domain.id,
+                "tenant": domain.tenant,
+                "hostname": domain.hostname,
+                "token": token,
+                "created_at": aware(domain.created_at),
+                "verified_at": _optional_aware(domain.verified_at),
+            },
         )
+        if inserted == 0:
+            raise AlreadyExists(Duplicate.HOSTNAME_VERIFIED)
 
     def get_domain(self, domain_id: str) -> Domain | None:
         """The domain with this id, or ``None``."""
@@ -669,9 +678,11 @@ class PostgresStore:
         return None if row is None else str(row[0])
 
     def find_domain_by_hostname(self, hostname: str) -> Domain | None:
-        """The domain whose hostname is exactly ``hostname``, or ``None``."""
+        """The verified domain whose hostname is exactly ``hostname``, or ``None``."""
         row = self._one(
-            "find_domain_by_hostname", _SELECT_DOMAIN + " WHERE hostname = %s", (hostname,)
+            "find_domain_by_hostname",
+            _SELECT_DOMAIN + " WHERE hostname = %s AND verified_at IS NOT NULL",
+            (hostname,),
         )
         return None if row is None else _READ.domain(row)
 
@@ -686,7 +697,8 @@ class PostgresStore:
 
     def mark_domain_verified(self, domain_id: str, now: datetime) -> Domain | None:
         """Set ``verified_at`` once (the first time is kept) and return the stored
-        domain, in one UPDATE."""
+        domain, in one UPDATE; the partial unique index refuses a hostname another
+        domain verified first (a concurrent verification waits for this one)."""
         row = self._one(
             "mark_domain_verified",
             "UPDATE {s}.domains SET verified_at = COALESCE(verified_at, %s) WHERE id = %s"
@@ -1045,7 +1057,7 @@ class PostgresStore:
         self, connection: SSOConnectionInfo, client_secret: StoredSecret | None
     ) -> None:
         """Insert the connection and its domains in one transaction. The primary key
-        on the domain refuses a domain another connection owns (also one being
+        (tenant, domain) refuses a domain another connection of the tenant owns (also one being
         inserted concurrently: that insert waits and then fails); the foreign key
         refuses an unknown org. Either way everything is rolled back."""
         check_sso_record(connection, client_secret)
@@ -1106,7 +1118,7 @@ class PostgresStore:
         self, cur: psycopg.Cursor[TupleRow], connection_id: str, domains: tuple[str, ...]
     ) -> None:
         if domains:
-            cur.execute(self._sql(_INSERT_SSO_DOMAINS), (connection_id, list(domains)))
+            cur.execute(self._sql(_INSERT_SSO_DOMAINS), (list(domains), connection_id))
 
     def get_sso_connection(self, connection_id: str) -> SSOConnectionInfo | None:
         """The connection with this id, or ``None``."""
@@ -1122,13 +1134,14 @@ class PostgresStore:
         )
         return [_sso_connection(row) for row in rows]
 
-    def find_sso_connection_by_domain(self, domain: str) -> SSOConnectionInfo | None:
-        """The connection owning ``domain`` (exact match, by primary key), or ``None``."""
+    def find_sso_connection_by_domain(self, tenant: str, domain: str) -> SSOConnectionInfo | None:
+        """The tenant's connection listing ``domain`` (exact match, by primary key),
+        or ``None``."""
         row = self._one(
             "find_sso_connection_by_domain",
             _SELECT_SSO + " JOIN {s}.sso_domains AS owner ON owner.connection_id = c.id"
-            " WHERE owner.domain = %s",
-            (domain,),
+            " WHERE owner.tenant = %s AND owner.domain = %s",
+            (tenant, domain),
         )
         return None if row is None else _sso_connection(row)
 

@@ -143,7 +143,9 @@ _DUPLICATE_MESSAGES = {
     "orgs.tenant, orgs.slug": Duplicate.ORG_SLUG,
     "orgs.id": Duplicate.ORG_ID,
     "org_members.org_id, org_members.user_id": Duplicate.MEMBERSHIP,
-    "domains.hostname": Duplicate.HOSTNAME,
+    # Longest first: the tenant's claim also ends in "domains.hostname".
+    "domains.tenant, domains.hostname": Duplicate.DOMAIN_CLAIM,
+    "domains.hostname": Duplicate.HOSTNAME_VERIFIED,
     "domains.id": Duplicate.DOMAIN_ID,
     "mfa_factors.id": Duplicate.FACTOR_ID,
     "mfa_factors.user_id, mfa_factors.method": Duplicate.FACTOR_METHOD,
@@ -153,7 +155,7 @@ _DUPLICATE_MESSAGES = {
     "passkeys.credential_id": Duplicate.PASSKEY,
     "passkey_challenges.challenge_hash": Duplicate.CHALLENGE,
     "sso_connections.id": Duplicate.SSO_ID,
-    "sso_domains.domain": Duplicate.SSO_DOMAIN,
+    "sso_domains.tenant, sso_domains.domain": Duplicate.SSO_DOMAIN,
 }
 _UNIQUE_CODES = frozenset({sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY})
 
@@ -607,9 +609,17 @@ class SQLiteStore:
 
     # -- custom domains --------------------------------------------------------
     def create_domain(self, domain: Domain, token: str) -> None:
-        """Insert ``domain``; :class:`~authsome.errors.AlreadyExists` if its hostname
-        (in any tenant) or id is taken. One INSERT, so nothing is half-written."""
-        with self._connection("create_domain") as conn:
+        """Insert a claim; :class:`~authsome.errors.AlreadyExists` if the tenant
+        claimed the hostname already, another tenant verified it, or the id is
+        taken. Check and insert share one write lock."""
+        with self._transaction("create_domain") as conn:
+            taken = conn.execute(
+                "SELECT 1 FROM domains WHERE hostname = ? AND verified_at IS NOT NULL"
+                " AND tenant <> ?",
+                (domain.hostname, domain.tenant),
+            ).fetchone()
+            if taken is not None:
+                raise AlreadyExists(Duplicate.HOSTNAME_VERIFIED)
             conn.execute(
                 "INSERT INTO domains (id, tenant, hostname, token, created_at, verified_at)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
@@ -636,9 +646,11 @@ class SQLiteStore:
         return None if row is None else str(row["token"])
 
     def find_domain_by_hostname(self, hostname: str) -> Domain | None:
-        """The domain whose hostname is exactly ``hostname``, or ``None``."""
+        """The verified domain whose hostname is exactly ``hostname``, or ``None``."""
         row = self._fetch_one(
-            "find_domain_by_hostname", _SELECT_DOMAIN + " WHERE hostname = ?", (hostname,)
+            "find_domain_by_hostname",
+            _SELECT_DOMAIN + " WHERE hostname = ? AND verified_at IS NOT NULL",
+            (hostname,),
         )
         return None if row is None else _READ.domain(row)
 
@@ -651,7 +663,8 @@ class SQLiteStore:
         return [_READ.domain(row) for row in rows]
 
     def mark_domain_verified(self, domain_id: str, now: datetime) -> Domain | None:
-        """Set ``verified_at`` once (the first time is kept); return the stored domain."""
+        """Set ``verified_at`` once (the first time is kept); return the stored domain.
+        The partial unique index refuses a hostname another domain verified first."""
         with self._transaction("mark_domain_verified") as conn:
             conn.execute(
                 "UPDATE domains SET verified_at = ? WHERE id = ? AND verified_at IS NULL",
@@ -1007,13 +1020,14 @@ class SQLiteStore:
         with self._snapshot("list_sso_connections") as conn:
             return self._load_sso(conn, " WHERE org_id = ? ORDER BY created_at, id", (org_id,))
 
-    def find_sso_connection_by_domain(self, domain: str) -> SSOConnectionInfo | None:
-        """The connection owning ``domain`` (exact match), or ``None``."""
+    def find_sso_connection_by_domain(self, tenant: str, domain: str) -> SSOConnectionInfo | None:
+        """The tenant's connection listing ``domain`` (exact match), or ``None``."""
         with self._snapshot("find_sso_connection_by_domain") as conn:
             found = self._load_sso(
                 conn,
-                " WHERE id = (SELECT connection_id FROM sso_domains WHERE domain = ?)",
-                (domain,),
+                " WHERE id = (SELECT connection_id FROM sso_domains"
+                " WHERE tenant = ? AND domain = ?)",
+                (tenant, domain),
             )
         return found[0] if found else None
 
@@ -1038,9 +1052,11 @@ class SQLiteStore:
     def _insert_sso_domains(
         conn: sqlite3.Connection, connection_id: str, org_id: str, domains: tuple[str, ...]
     ) -> None:
+        # The tenant is the org's, copied so the key (tenant, domain) is one index.
         conn.executemany(
-            "INSERT INTO sso_domains (domain, connection_id, org_id, position) VALUES (?, ?, ?, ?)",
-            [(domain, connection_id, org_id, i) for i, domain in enumerate(domains)],
+            "INSERT INTO sso_domains (tenant, domain, connection_id, org_id, position)"
+            " SELECT tenant, ?, ?, id, ? FROM orgs WHERE id = ?",
+            [(domain, connection_id, i, org_id) for i, domain in enumerate(domains)],
         )
 
     @staticmethod
