@@ -3,6 +3,7 @@ rehash on login, production argon2 parameters, typed input errors, no leaked sec
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import argon2
@@ -299,3 +300,34 @@ def test_repr_of_sign_in_and_tokens_hides_secrets(auth: Authsome) -> None:
         assert tokens.access_token not in text
         assert tokens.refresh_token not in text
     assert tokens.session.id in repr(tokens)  # the non-secret parts are still shown
+
+
+# -- sign-in without the client's address ---------------------------------------------
+
+
+def _security_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "authsome.security"]
+
+
+def test_sign_in_without_ip_warns_once_per_engine(
+    make_auth: AuthFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="authsome.security")
+    first, second = make_auth(), make_auth()
+    for auth in (first, second):
+        auth.users.register(EMAIL, SECRET)
+        auth.sign_in(EMAIL, SECRET, ip="192.0.2.1")
+    assert _security_warnings(caplog) == []  # with an address: nothing to say
+
+    first.sign_in(EMAIL, SECRET)
+    with pytest.raises(InvalidCredentials):
+        first.sign_in(EMAIL, SECRET + "x")
+    first.sign_in(EMAIL, SECRET)
+    [warning] = _security_warnings(caplog)
+    assert warning.levelno == logging.WARNING
+    assert "ip" in warning.getMessage()
+    assert SECRET not in warning.getMessage()
+    assert EMAIL not in warning.getMessage()
+
+    second.sign_in(EMAIL, SECRET)  # another engine warns for itself
+    assert len(_security_warnings(caplog)) == 2
