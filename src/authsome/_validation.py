@@ -59,13 +59,18 @@ def require_str(name: str, value: object) -> str:
 
 
 def normalize_email(email: object) -> str:
-    """NFKC, trimmed, the whole address case-folded; checked for a plausible shape.
+    """NFKC, trimmed, case-insensitive; checked for a plausible shape.
 
-    The whole address is case-insensitive because that is what users expect,
-    even though RFC 5321 lets a server treat the local part as case-sensitive.
+    The local part is case-folded because users expect addresses to be
+    case-insensitive, even though RFC 5321 lets a server treat it as case-sensitive.
+    The domain is only lower-cased: case folding rewrites some letters (``ß`` to
+    ``ss``, the final sigma ``ς`` to the medial one) and so would turn ``straße.de``
+    into ``strasse.de``, a different domain.
     """
-    raw = unicodedata.normalize("NFKC", require_str("email", email)).strip().casefold()
-    text = unicodedata.normalize("NFKC", raw)  # case folding can un-normalize; re-normalize
+    raw = unicodedata.normalize("NFKC", require_str("email", email)).strip()
+    local, sep, domain = raw.rpartition("@")
+    folded = f"{local.casefold()}{sep}{domain.lower()}" if sep else raw.casefold()
+    text = unicodedata.normalize("NFKC", folded)  # case mapping can un-normalize; re-normalize
     if not text:
         raise ValidationError("email must not be empty")
     if len(text) > MAX_EMAIL:
