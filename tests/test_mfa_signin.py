@@ -3,7 +3,10 @@ accepted once even under racing threads, and usage recorded only on completion."
 
 from __future__ import annotations
 
+import collections
+import threading
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,8 @@ from authsome import (
     Authsome,
     InvalidCredentials,
     InvalidToken,
+    MfaFactor,
+    RateLimited,
     SignIn,
     TOTPSetup,
     UsageEvent,
@@ -19,10 +24,11 @@ from authsome import (
     ValidationError,
 )
 from authsome.bridge import LedgerContext
-from authsome.mfa import TICKET_ATTEMPTS
+from authsome.mfa import FAILURE_WINDOW, MAX_FAILURES, TICKET_ATTEMPTS, Mfa
 from authsome.stores import MemoryStore, SQLiteStore, Store
 from authsome.testing import RecordingLedger
 from tests.conftest import PASSWORD, AuthFactory, FakeClock
+from tests.support.overlap import Overlap
 from tests.support.race import race
 from tests.test_mfa import EMAIL, code, enrol, register
 
@@ -299,3 +305,80 @@ def test_one_ticket_raced_with_many_right_codes_signs_in_once(
     assert results.count(True) == 1
     assert len(ledger.usage(UsageEvent.SESSIONS_CREATED)) == 1
     assert _live_sessions(auth, user, clock) == 1
+
+
+# -- the per-user limit under racing requests -------------------------------------------
+
+
+def _wrong_codes(setup: TOTPSetup, clock: FakeClock, count: int) -> list[str]:
+    """``count`` distinct codes none of which is valid in the accepted window."""
+    valid = {code(setup, clock, steps) for steps in (-1, 0, 1)}
+    candidates = (f"{(i * 7919) % 1_000_000:06d}" for i in range(1, 10 * count))
+    return [c for c in candidates if c not in valid][:count]
+
+
+@pytest.mark.parametrize("kind", sorted(STORES))
+def test_parallel_wrong_codes_get_no_more_tries_than_the_per_user_limit(
+    make_auth: AuthFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    clock: FakeClock,
+    tmp_path: Path,
+    kind: str,
+) -> None:
+    auth = make_auth(store=STORES[kind](tmp_path))
+    user = register(auth)
+    setup, _codes = enrol(auth, user, clock)
+    # Fresh tickets, each with its own attempts: only the per-user limit can stop this.
+    tickets = [_ticket(auth) for _ in range(6)]
+    wrong_codes = _wrong_codes(setup, clock, len(tickets) * TICKET_ATTEMPTS)
+    jobs = [(tickets[i // TICKET_ATTEMPTS], c) for i, c in enumerate(wrong_codes)]
+    overlap = Overlap(len(jobs))
+    original = Mfa._matching_step
+
+    def slow_match(self: Mfa, factor: MfaFactor, text: str, now: datetime) -> int | None:
+        overlap.wait_for_all()  # every code that got this far is being checked at once
+        return original(self, factor, text, now)
+
+    monkeypatch.setattr(Mfa, "_matching_step", slow_match)
+    outcomes: collections.Counter[str] = collections.Counter()
+    lock = threading.Lock()
+
+    def guess(ticket: str, wrong: str) -> None:
+        try:
+            auth.mfa.verify(ticket, wrong)
+            outcome = "signed in"
+        except InvalidCredentials:
+            outcome = "tried"
+        except RateLimited:
+            overlap.turned_away()
+            outcome = "refused"
+        with lock:
+            outcomes[outcome] += 1
+
+    threads = [threading.Thread(target=guess, args=job) for job in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert overlap.reached == outcomes["tried"] == MAX_FAILURES, outcomes
+    assert outcomes["refused"] == len(jobs) - MAX_FAILURES
+    monkeypatch.setattr(Mfa, "_matching_step", original)
+    # Blocked until the window of the first failure ends, and no longer.
+    with pytest.raises(RateLimited):
+        auth.mfa.verify(_ticket(auth), code(setup, clock))
+    clock.advance(seconds=FAILURE_WINDOW.total_seconds())
+    assert auth.mfa.verify(_ticket(auth), code(setup, clock)).tokens is not None
+
+
+def test_a_right_code_gives_back_the_failures(
+    auth: Authsome, clock: FakeClock, enrolled: tuple[User, TOTPSetup, list[str]]
+) -> None:
+    _user, setup, _codes = enrolled
+    for _ in range(2):
+        for wrong in _wrong_codes(setup, clock, MAX_FAILURES - 1):
+            with pytest.raises(InvalidCredentials):
+                auth.mfa.verify(_ticket(auth), wrong)
+        # Without the reset the second round would be past the limit.
+        assert auth.mfa.verify(_ticket(auth), code(setup, clock)).tokens is not None
+        clock.advance(seconds=30)  # the next round needs a fresh code

@@ -3,23 +3,32 @@ rehash on login, production argon2 parameters, typed input errors, no leaked sec
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import argon2
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from authsome import (
     Authsome,
     AuthsomeError,
     InvalidCredentials,
+    InvalidToken,
     PasswordHashing,
+    RateLimited,
+    Session,
     SessionTokens,
     SignIn,
+    User,
     ValidationError,
 )
 from authsome.crypto import PasswordHasher
-from authsome.stores import MemoryStore
-from tests.conftest import PASSWORD, AuthFactory
+from authsome.stores import MemoryStore, SQLiteStore
+from tests.conftest import FAST, PASSWORD, AuthFactory
 
 EMAIL = "ann@example.com"
 
@@ -299,3 +308,125 @@ def test_repr_of_sign_in_and_tokens_hides_secrets(auth: Authsome) -> None:
         assert tokens.access_token not in text
         assert tokens.refresh_token not in text
     assert tokens.session.id in repr(tokens)  # the non-secret parts are still shown
+
+
+# -- sign-in without the client's address ---------------------------------------------
+
+
+def _security_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "authsome.security"]
+
+
+def test_sign_in_without_ip_warns_once_per_engine(
+    make_auth: AuthFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="authsome.security")
+    first, second = make_auth(), make_auth()
+    for auth in (first, second):
+        auth.users.register(EMAIL, SECRET)
+        auth.sign_in(EMAIL, SECRET, ip="192.0.2.1")
+    assert _security_warnings(caplog) == []  # with an address: nothing to say
+
+    first.sign_in(EMAIL, SECRET)
+    with pytest.raises(InvalidCredentials):
+        first.sign_in(EMAIL, SECRET + "x")
+    first.sign_in(EMAIL, SECRET)
+    [warning] = _security_warnings(caplog)
+    assert warning.levelno == logging.WARNING
+    assert "ip" in warning.getMessage()
+    assert SECRET not in warning.getMessage()
+    assert EMAIL not in warning.getMessage()
+
+    second.sign_in(EMAIL, SECRET)  # another engine warns for itself
+    assert len(_security_warnings(caplog)) == 2
+
+
+# -- text that cannot be encoded as UTF-8 ----------------------------------------------
+
+LONE = "\ud800"
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        pytest.param(lambda a: a.users.register(f"b{LONE}@example.com", PASSWORD), id="reg-email"),
+        pytest.param(lambda a: a.users.register("bob@example.com", PASSWORD + LONE), id="reg-pw"),
+        pytest.param(lambda a: a.users.register("bob@example.com", PASSWORD, name=LONE), id="name"),
+        pytest.param(lambda a: a.users.register("bob@x.com", PASSWORD, tenant=LONE), id="tenant"),
+        pytest.param(lambda a: a.sign_in(f"a{LONE}@example.com", PASSWORD), id="email"),
+        pytest.param(lambda a: a.sign_in(EMAIL, PASSWORD + LONE), id="password"),
+        pytest.param(lambda a: a.sign_in(EMAIL, PASSWORD, ip=f"192.0.2.1{LONE}"), id="ip"),
+        pytest.param(lambda a: a.users.find_by_email(f"a@ex{LONE}ample.com"), id="find"),
+        pytest.param(lambda a: a.sessions.validate(f"tok{LONE}en"), id="access-token"),
+        pytest.param(lambda a: a.sessions.refresh(f"tok{LONE}en"), id="refresh-token"),
+        pytest.param(lambda a: a.sessions.revoke(f"tok{LONE}en"), id="revoke"),
+        pytest.param(lambda a: a.api_keys.validate(f"ask_{LONE}"), id="api-key"),
+    ],
+)
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_a_lone_surrogate_is_a_validation_error(
+    make_auth: AuthFactory, tmp_path: Path, kind: str, call: Callable[[Authsome], object]
+) -> None:
+    store = MemoryStore() if kind == "memory" else SQLiteStore(tmp_path / "auth.db")
+    auth = make_auth(store=store)
+    auth.users.register(EMAIL, PASSWORD)
+    with pytest.raises(ValidationError) as info:
+        call(auth)
+    assert LONE not in str(info.value)
+    assert info.value.__context__ is None  # no UnicodeEncodeError carrying the text
+    assert store.find_user_by_email("default", "bob@example.com") is None
+    assert store.find_user_by_email("default", "bob@x.com") is None
+
+
+class _WriteRecorder(MemoryStore):
+    """A memory store that remembers whether a user or session was written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def create_user(self, user: User, password_hash: str) -> None:
+        self.writes.append("user")
+        super().create_user(user, password_hash)
+
+    def create_session(self, session: Session, access_hash: str, refresh_hash: str) -> None:
+        self.writes.append("session")
+        super().create_session(session, access_hash, refresh_hash)
+
+
+# Lists joined, not st.text(): text() leaves surrogates out of a mixed alphabet.
+_CHARS = st.one_of(st.characters(), st.characters(categories=["Cs"]), st.sampled_from("@.aA"))
+_TEXT = st.lists(_CHARS, max_size=24).map("".join)
+_WORD = st.lists(st.characters(categories=["L", "Cs"]), min_size=1, max_size=12).map("".join)
+_EMAILS = st.one_of(_TEXT, st.builds("{}@{}.com".format, _WORD, _WORD))
+_PASSWORDS = st.one_of(_TEXT, st.builds("{}{}".format, st.just(PASSWORD), _TEXT))
+_EXPECTED = (ValidationError, TypeError, InvalidCredentials, InvalidToken, RateLimited)
+
+
+def _has_surrogate(*texts: str) -> bool:
+    return any("\ud800" <= ch <= "\udfff" for text in texts for ch in text)
+
+
+@settings(max_examples=150, deadline=None)
+@given(email=_EMAILS, password=_PASSWORDS, token=_TEXT)
+def test_arbitrary_text_fails_only_with_documented_errors(
+    email: str, password: str, token: str
+) -> None:
+    store = _WriteRecorder()
+    auth = Authsome(store=store, password_hashing=FAST)
+    calls: list[tuple[Callable[[], object], tuple[str, ...]]] = [
+        (lambda: auth.users.register(email, password), (email, password)),
+        (lambda: auth.sign_in(email, password, ip="192.0.2.1"), (email, password)),
+        (lambda: auth.sessions.validate(token), (token,)),
+        (lambda: auth.api_keys.validate(token), (token,)),
+    ]
+    for call, inputs in calls:
+        before = list(store.writes)
+        try:
+            call()
+        except _EXPECTED:
+            assert store.writes == before  # a refused call writes nothing
+        else:
+            assert not _has_surrogate(*inputs)
+    if _has_surrogate(email, password):
+        assert store.writes == []

@@ -3,16 +3,22 @@ exception, bounded lock-out, no existence oracle, and no clear-text keys."""
 
 from __future__ import annotations
 
+import collections
 import re
+import threading
+from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from authsome import Authsome, InvalidCredentials, RateLimited, ThrottlePolicy
-from authsome.stores import MemoryStore
+from authsome.crypto import PasswordHasher
+from authsome.stores import MemoryStore, SQLiteStore, Store
 from tests.conftest import FAST, PASSWORD, AuthFactory, FakeClock
+from tests.support.overlap import Overlap
 
 EMAIL = "ann@example.com"
 WRONG = "definitely not it"
@@ -356,3 +362,96 @@ def test_a_sub_second_window_is_refused_rather_than_silently_disabling_throttlin
         ThrottlePolicy(per_account_ip=1, window=timedelta(milliseconds=500))
     with pytest.raises(ValueError, match="at least one second"):
         ThrottlePolicy(known_ip_ttl=timedelta(milliseconds=10))
+
+
+# -- racing attempts ------------------------------------------------------------------
+
+
+def _store(kind: str, tmp_path: Path) -> Store:
+    return MemoryStore() if kind == "memory" else SQLiteStore(tmp_path / "auth.db")
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_parallel_guesses_get_no_more_tries_than_sequential_ones(
+    make_auth: AuthFactory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, kind: str
+) -> None:
+    limit, attackers = 5, 40
+    auth = make_auth(store=_store(kind, tmp_path), throttle=ThrottlePolicy(per_account_ip=limit))
+    auth.users.register(EMAIL, PASSWORD)
+    home = "192.0.2.10"
+    assert auth.sign_in(EMAIL, PASSWORD, ip=home).tokens is not None  # home becomes known
+    overlap = Overlap(attackers)
+    original = PasswordHasher.verify
+
+    def slow_verify(self: PasswordHasher, stored: str | None, password: str) -> bool:
+        overlap.wait_for_all()  # every guess that got this far is hashing at once
+        return original(self, stored, password)
+
+    monkeypatch.setattr(PasswordHasher, "verify", slow_verify)
+    outcomes: collections.Counter[str] = collections.Counter()
+    lock = threading.Lock()
+
+    def guess(i: int) -> None:
+        try:
+            auth.sign_in(EMAIL, f"wrong guess {i:04d}", ip=IP)
+            outcome = "signed in"
+        except InvalidCredentials:
+            outcome = "tried"
+        except RateLimited:
+            overlap.turned_away()
+            outcome = "refused"
+        with lock:
+            outcomes[outcome] += 1
+
+    _run_threads(guess, attackers)
+
+    assert overlap.reached == outcomes["tried"] == limit, outcomes
+    assert outcomes["refused"] == attackers - limit
+    monkeypatch.setattr(PasswordHasher, "verify", original)
+    _limited(auth, EMAIL, PASSWORD, IP)  # the attacker's address stays blocked
+    assert auth.sign_in(EMAIL, PASSWORD, ip=home).tokens is not None
+    # Refused attempts count nothing: the per-account counter saw only the five
+    # tries, so even a never-seen address of the real user is not locked out.
+    assert auth.sign_in(EMAIL, PASSWORD, ip="192.0.2.99").tokens is not None
+
+
+def _run_threads(target: Callable[[int], None], count: int) -> None:
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def test_a_refused_attempt_is_not_counted(make_auth: AuthFactory) -> None:
+    auth = make_auth(throttle=ThrottlePolicy(per_account_ip=2, per_account=5))
+    auth.users.register(EMAIL, PASSWORD)
+    for _ in range(2):
+        _fail(auth, EMAIL, IP)
+    for _ in range(10):
+        _limited(auth, EMAIL, WRONG, IP)  # refused: never tried, so never counted
+    # 2 tries on the account so far, well under per_account=5, from a new address:
+    for i in range(2):
+        _fail(auth, EMAIL, f"198.51.100.{i}")
+    assert auth.sign_in(EMAIL, PASSWORD, ip="192.0.2.10").tokens is not None
+
+
+def test_successful_sign_ins_give_back_the_per_ip_hit(make_auth: AuthFactory) -> None:
+    auth = make_auth(throttle=ThrottlePolicy(per_ip=2))
+    for i in range(5):  # an office behind one address, everyone signing in correctly
+        auth.users.register(f"user{i}@example.com", PASSWORD)
+        for _ in range(2):
+            assert auth.sign_in(f"user{i}@example.com", PASSWORD, ip=IP).tokens is not None
+    _fail(auth, "user0@example.com", IP)
+    _fail(auth, "user1@example.com", IP)
+    _limited(auth, "user2@example.com", PASSWORD, IP)  # failures still add up
+
+
+def test_successful_sign_ins_give_back_the_per_account_hit(make_auth: AuthFactory) -> None:
+    auth = make_auth(throttle=ThrottlePolicy(per_account=2))
+    auth.users.register(EMAIL, PASSWORD)
+    for i in range(5):  # a new address each time, so the account limit applies
+        assert auth.sign_in(EMAIL, PASSWORD, ip=f"198.51.100.{i}").tokens is not None
+    _fail(auth, EMAIL, "203.0.113.50")
+    _fail(auth, EMAIL, "203.0.113.51")
+    _limited(auth, EMAIL, PASSWORD, "203.0.113.52")

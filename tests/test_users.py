@@ -113,23 +113,58 @@ def test_production_hashing_defaults_are_owasp_argon2id() -> None:
     assert stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
 
 
-EMAILS = st.builds(
-    lambda local, domain, tld: f"{local}@{domain}.{tld}",
-    st.text(st.characters(categories=["Ll", "Lu", "Nd"]), min_size=1, max_size=20),
-    st.text(st.characters(categories=["Ll", "Lu", "Nd"]), min_size=1, max_size=20),
-    st.sampled_from(["com", "io", "de", "COM"]),
+LABELS = st.text(st.characters(categories=["Ll", "Lu", "Nd"]), min_size=1, max_size=20)
+TLDS = st.sampled_from(["com", "io", "de", "COM"])
+EMAILS = st.builds(lambda local, domain, tld: f"{local}@{domain}.{tld}", LABELS, LABELS, TLDS)
+ASCII_LABELS = st.text(
+    st.characters(categories=["Ll", "Lu", "Nd"], max_codepoint=127), min_size=1, max_size=20
 )
 
 
-@given(EMAILS)
-def test_normalization_is_idempotent_and_case_insensitive(email: str) -> None:
+@given(LABELS, LABELS, TLDS)
+def test_normalization_is_idempotent_and_case_insensitive(
+    local: str, domain: str, tld: str
+) -> None:
+    email = f"{local}@{domain}.{tld}"
     normalized = normalize_email(email)
     assert normalize_email(normalized) == normalized
-    assert normalize_email(email.casefold()) == normalized
-    assert normalize_email(email.swapcase().casefold()) == normalize_email(email.swapcase())
     assert normalized == unicodedata.normalize("NFKC", normalized)
-    if email.isascii():
-        assert normalize_email(email.upper()) == normalize_email(email.lower())
+    # The local part is case-folded, the domain lower-cased.
+    assert normalize_email(f"{local.casefold()}@{domain}.{tld}") == normalized
+    assert normalize_email(f"{local}@{domain.lower()}.{tld.lower()}") == normalized
+    swapped = f"{local.swapcase()}@{domain}.{tld}"
+    assert normalize_email(f"{local.swapcase().casefold()}@{domain}.{tld}") == normalize_email(
+        swapped
+    )
+
+
+@given(ASCII_LABELS, ASCII_LABELS, TLDS)
+def test_ascii_addresses_are_case_insensitive_as_a_whole(local: str, domain: str, tld: str) -> None:
+    email = f"{local}@{domain}.{tld}"
+    variants = {email.upper(), email.lower(), email.swapcase(), email.casefold()}
+    assert {normalize_email(variant) for variant in variants} == {email.lower()}
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("x@straße.de", "x@straße.de"),  # folding would give strasse.de, another domain
+        ("x@STRAßE.DE", "x@straße.de"),
+        ("x@ὀδυσσεύς.gr", "x@ὀδυσσεύς.gr"),  # no final-sigma rewriting either
+        ("Straße@example.com", "strasse@example.com"),  # the local part is folded
+    ],
+)
+def test_case_folding_never_rewrites_the_domain(raw: str, expected: str) -> None:
+    assert normalize_email(raw) == expected
+
+
+def test_a_folded_domain_is_a_different_address(auth: Authsome) -> None:
+    sharp = auth.users.register("x@straße.de", PASSWORD)
+    plain = auth.users.register("x@strasse.de", PASSWORD)
+    assert sharp.email == "x@straße.de"
+    assert sharp.id != plain.id
+    assert auth.users.find_by_email("X@STRAßE.DE") == sharp
+    assert auth.users.find_by_email("x@strasse.de") == plain
 
 
 @given(st.text(max_size=300))

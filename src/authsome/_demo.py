@@ -58,7 +58,8 @@ def _sign_up_and_in(auth: Authsome, tenant: str, out: list[str]) -> list[str]:
         user = auth.users.register(f"{name}@{tenant}.example", PASSWORD, tenant=tenant)
         user_ids.append(user.id)
         for _ in range(2):  # two sign-ins each: still one monthly active user
-            auth.sign_in(f"{name.upper()}@{tenant}.example", PASSWORD, tenant=tenant)
+            email = f"{name.upper()}@{tenant}.example"
+            auth.sign_in(email, PASSWORD, tenant=tenant, ip="203.0.113.7")
     out.append("  registered 3 users, 6 sign-ins (3 distinct active users)")
     return user_ids
 

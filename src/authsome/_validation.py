@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 from authsome.errors import ValidationError
@@ -13,6 +14,10 @@ MIN_PASSWORD = 8  # NIST SP 800-63B, section 5.1.1.2
 MAX_PASSWORD = 1024  # NIST asks for at least 64; bounded so hashing cost stays bounded
 MAX_NAME = 200
 MAX_TENANT = 128
+
+# A str with a lone surrogate cannot be encoded as UTF-8 (JSON can still carry one,
+# as "\ud800"); every hash, password hasher and database driver would fail on it.
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 # NIST SP 800-63B asks verifiers to refuse commonly used passwords. The full lists
 # belong to the deployment; this catches the worst offenders out of the box.
@@ -43,20 +48,29 @@ COMMON_PASSWORDS = frozenset(
 
 
 def require_str(name: str, value: object) -> str:
-    """Return ``value`` if it is a ``str``, else raise ``TypeError``."""
+    """Return ``value`` if it is a ``str``, else raise ``TypeError``; a ``str`` that
+    cannot be encoded as UTF-8 (a lone surrogate) is a ``ValidationError``."""
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a str, not {type(value).__name__}")
+    # A search rather than encode(): its exception would carry the (secret) text along.
+    if not value.isascii() and _SURROGATE.search(value):
+        raise ValidationError(f"{name} must be valid Unicode text (no lone surrogates)")
     return value
 
 
 def normalize_email(email: object) -> str:
-    """NFKC, trimmed, the whole address case-folded; checked for a plausible shape.
+    """NFKC, trimmed, case-insensitive; checked for a plausible shape.
 
-    The whole address is case-insensitive because that is what users expect,
-    even though RFC 5321 lets a server treat the local part as case-sensitive.
+    The local part is case-folded because users expect addresses to be
+    case-insensitive, even though RFC 5321 lets a server treat it as case-sensitive.
+    The domain is only lower-cased: case folding rewrites some letters (``ß`` to
+    ``ss``, the final sigma ``ς`` to the medial one) and so would turn ``straße.de``
+    into ``strasse.de``, a different domain.
     """
-    raw = unicodedata.normalize("NFKC", require_str("email", email)).strip().casefold()
-    text = unicodedata.normalize("NFKC", raw)  # case folding can un-normalize; re-normalize
+    raw = unicodedata.normalize("NFKC", require_str("email", email)).strip()
+    local, sep, domain = raw.rpartition("@")
+    folded = f"{local.casefold()}{sep}{domain.lower()}" if sep else raw.casefold()
+    text = unicodedata.normalize("NFKC", folded)  # case mapping can un-normalize; re-normalize
     if not text:
         raise ValidationError("email must not be empty")
     if len(text) > MAX_EMAIL:

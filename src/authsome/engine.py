@@ -117,6 +117,12 @@ class Authsome:
         For a user with a confirmed second factor, the result has
         ``mfa_required=True`` and a ``ticket`` instead: no session exists and nothing
         is recorded until :meth:`auth.mfa.verify <authsome.mfa.Mfa.verify>` succeeds.
+
+        Pass the client's address as ``ip``. Without it the lock-out protection
+        cannot tell the user from an attacker: failures from every client share one
+        counter per account, so anyone who keeps guessing wrong keeps the real user
+        locked out. The engine logs a warning on ``authsome.security`` the first time
+        it is called without ``ip``.
         """
         return self._sign_in.sign_in(email, password, tenant=tenant, ip=ip)
 

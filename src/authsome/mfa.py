@@ -157,10 +157,9 @@ class Mfa:
         self._billing.require(Feature.MFA, LedgerContext(tenant=user.tenant, user_id=user.id))
         factor = self._pending_totp(user.id)
         now = self._clock()
-        self._check_throttle(user.id, now)
+        self._reserve_attempt(user.id, now)
         step = self._matching_step(factor, canonical, now) if kind is _CodeKind.TOTP else None
         if step is None:
-            self._count_failure(user.id, now)
             raise InvalidCredentials("invalid code")
         codes = [_new_recovery_code() for _ in range(RECOVERY_CODES)]
         hashes = [_recovery_hash(_classify(c)[1]) for c in codes]
@@ -242,7 +241,7 @@ class Mfa:
         self, user_id: str, factor: MfaFactor, kind: _CodeKind, canonical: str, now: datetime
     ) -> None:
         """Accept a TOTP or recovery code once, or count a failure and raise."""
-        self._check_throttle(user_id, now)
+        self._reserve_attempt(user_id, now)
         if kind is _CodeKind.TOTP:
             step = self._matching_step(factor, canonical, now)
             accepted = step is not None and self._store.use_totp_step(factor.id, step)
@@ -251,7 +250,6 @@ class Mfa:
         else:
             accepted = False
         if not accepted:
-            self._count_failure(user_id, now)
             raise InvalidCredentials("invalid code")
         self._store.delete_counter(_failure_key(user_id))
 
@@ -280,13 +278,18 @@ class Mfa:
             raise DecryptionError("stored secret is encrypted but the engine has no secret_key")
         return stored
 
-    def _check_throttle(self, user_id: str, now: datetime) -> None:
-        counter = self._store.get_counter(_failure_key(user_id), now)
-        if counter is not None and counter[0] >= MAX_FAILURES:
-            raise RateLimited((counter[1] - now).total_seconds())
+    def _reserve_attempt(self, user_id: str, now: datetime) -> None:
+        """Count this code as wrong before checking it, or refuse it.
 
-    def _count_failure(self, user_id: str, now: datetime) -> None:
-        self._store.hit_counter(_failure_key(user_id), now, int(FAILURE_WINDOW.total_seconds()))
+        Hitting first and comparing the count the store returns means racing
+        requests cannot all pass a check before any of them is counted. A refused
+        attempt takes its hit back; a right code clears the counter.
+        """
+        key = _failure_key(user_id)
+        hits, expires_at = self._store.hit_counter(key, now, int(FAILURE_WINDOW.total_seconds()))
+        if hits > MAX_FAILURES:
+            self._store.release_counter(key, now)
+            raise RateLimited((expires_at - now).total_seconds())
 
     def __repr__(self) -> str:
         return f"Mfa(encrypted={self._box is not None})"

@@ -3,6 +3,8 @@ the hand-over to the second factor when the user has one."""
 
 from __future__ import annotations
 
+import logging
+import threading
 import unicodedata
 from collections.abc import Callable
 
@@ -19,6 +21,8 @@ from authsome.stores import Store
 from authsome.throttle import Throttle
 
 __all__ = ["SignInFlow"]
+
+security_log = logging.getLogger("authsome.security")
 
 
 class SignInFlow:
@@ -45,6 +49,8 @@ class SignInFlow:
         self._sessions = sessions
         self._clock = clock
         self._mfa_ticket = mfa_ticket
+        self._warned_without_ip = False
+        self._warn_lock = threading.Lock()
 
     def sign_in(self, email: str, password: str, *, tenant: str, ip: str | None) -> SignIn:
         """Check the password; raise one generic :class:`InvalidCredentials` on failure."""
@@ -52,13 +58,16 @@ class SignInFlow:
         email = v.normalize_email(email)
         password = _sign_in_password(password)
         ip = v.check_ip(ip)
+        if ip is None:
+            self._warn_once_without_ip()
         now = self._clock()
-        self._throttle.check(tenant, email, ip, now)
+        # Counted as a failure up front: racing guesses cannot all pass a check
+        # before any of them is counted. Success gives the hit back.
+        self._throttle.reserve(tenant, email, ip, now)
         user = self._store.find_user_by_email(tenant, email)
         stored_hash = None if user is None else self._store.get_password_hash(user.id)
         # verify() runs against a dummy hash when there is no user: the same work either way.
         if not self._hasher.verify(stored_hash, password) or user is None or stored_hash is None:
-            self._throttle.failed(tenant, email, ip, now)
             raise InvalidCredentials()
         self._throttle.succeeded(tenant, email, ip, now)
         if self._hasher.needs_rehash(stored_hash):
@@ -68,6 +77,19 @@ class SignInFlow:
             # No session and no usage yet: the sign-in completes after the second factor.
             return SignIn(user=user, mfa_required=True, ticket=ticket)
         return self.complete(user)
+
+    def _warn_once_without_ip(self) -> None:
+        # Once per engine: an application that never passes ip would otherwise flood
+        # its log, and one line is enough to point at the missing argument.
+        with self._warn_lock:
+            if self._warned_without_ip:
+                return
+            self._warned_without_ip = True
+        security_log.warning(
+            "sign_in was called without ip: failed sign-ins from every client then share"
+            " one lock-out counter per account, so whoever guesses wrong can keep the"
+            " real user locked out; pass the client's address as ip"
+        )
 
     def complete(self, user: User) -> SignIn:
         """Create the session of a verified user and record the active user."""

@@ -10,6 +10,10 @@ Three counters, each a window that starts at the first failure and ends
   addresses it has never signed in from — the real user on a known address still
   gets in (an address is remembered for ``known_ip_ttl`` after a sign-in).
 
+Each attempt is counted before the password is checked and given back when it
+succeeds (:meth:`Throttle.reserve`, :meth:`Throttle.succeeded`), so parallel
+requests get no more guesses than sequential ones.
+
 Counter keys are SHA-256 digests, so the store holds no e-mail or IP in clear.
 """
 
@@ -52,31 +56,47 @@ class Throttle:
         self._store = store
         self.policy = policy
 
-    def check(self, tenant: str, email: str, ip: str | None, now: datetime) -> None:
-        """Raise :class:`RateLimited` if this attempt must not even be tried."""
-        keys = self._keys(tenant, email, ip)
-        limits = [(keys.account_ip, self.policy.per_account_ip)]
-        if ip is not None:
-            limits.append((keys.ip, self.policy.per_ip))
-        if not self._is_known(keys, now):
-            limits.append((keys.account, self.policy.per_account))
-        for key, limit in limits:
-            counter = self._store.get_counter(key, now)
-            if counter is not None and counter[0] >= limit:
-                raise RateLimited((counter[1] - now).total_seconds())
+    def reserve(self, tenant: str, email: str, ip: str | None, now: datetime) -> None:
+        """Count this attempt as a failure *before* it is tried, or refuse it.
 
-    def failed(self, tenant: str, email: str, ip: str | None, now: datetime) -> None:
-        """Count one failed attempt on every counter it concerns."""
+        Every counter is hit first and the counts it returns are compared with the
+        limits, so racing attempts cannot all pass a check before any of them is
+        counted: at most ``limit`` of them get through. A refused attempt takes its
+        hits back (it was never tried, so it must not lengthen anyone's lock-out)
+        and raises :class:`RateLimited`. Failures from a known address are still
+        counted for the account, they are only exempt from its limit.
+        """
         keys = self._keys(tenant, email, ip)
         ttl = int(self.policy.window.total_seconds())
-        for key in (keys.account_ip, keys.account, keys.ip):
-            if key:
-                self._store.hit_counter(key, now, ttl)
+        exempt = self._is_known(keys, now)
+        limits = [
+            (keys.account_ip, self.policy.per_account_ip),
+            (keys.account, None if exempt else self.policy.per_account),
+            (keys.ip, self.policy.per_ip),
+        ]
+        counted: list[str] = []
+        blocked_until: list[datetime] = []
+        for key, limit in limits:
+            if not key:
+                continue
+            hits, expires_at = self._store.hit_counter(key, now, ttl)
+            counted.append(key)
+            if limit is not None and hits > limit:
+                blocked_until.append(expires_at)
+        if blocked_until:
+            for key in counted:
+                self._store.release_counter(key, now)
+            raise RateLimited((max(blocked_until) - now).total_seconds())
 
     def succeeded(self, tenant: str, email: str, ip: str | None, now: datetime) -> None:
-        """Clear this address's failures for the account and remember the address."""
+        """After a reserved attempt succeeded: clear this address's failures for the
+        account, give back the hit it reserved on the other counters, and remember
+        the address."""
         keys = self._keys(tenant, email, ip)
         self._store.delete_counter(keys.account_ip)
+        for key in (keys.account, keys.ip):
+            if key:
+                self._store.release_counter(key, now)
         if keys.known:
             self._store.delete_counter(keys.known)  # restart its lifetime from now
             self._store.hit_counter(keys.known, now, int(self.policy.known_ip_ttl.total_seconds()))

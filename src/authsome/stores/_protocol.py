@@ -125,6 +125,15 @@ class Store(Protocol):
         """Forget ``key`` (no error when absent)."""
         ...
 
+    def release_counter(self, key: str, now: datetime) -> None:
+        """Take back one hit from the live counter under ``key``, never below 0;
+        its expiry is kept. No effect on an absent or expired counter. Atomic.
+
+        Lets a caller count an attempt *before* it is tried (so racing attempts
+        cannot all slip under the limit) and give the hit back when it succeeded.
+        """
+        ...
+
     # -- orgs ------------------------------------------------------------------
     def create_org(self, org: Org, owner: Membership) -> None:
         """Insert ``org`` together with its first membership, in one transaction.

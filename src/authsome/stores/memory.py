@@ -206,6 +206,12 @@ class MemoryStore:
         with self._lock:
             self._counters.pop(key, None)
 
+    def release_counter(self, key: str, now: datetime) -> None:
+        with self._lock:
+            current = self._live_counter(key, now)
+            if current is not None:
+                self._counters[key] = (max(current[0] - 1, 0), current[1])
+
     def _live_counter(self, key: str, now: datetime) -> Counter | None:
         counter = self._counters.get(key)
         if counter is None or counter[1] <= now:

@@ -518,6 +518,15 @@ class PostgresStore:
         """Forget ``key``; no error when it is absent."""
         self._write("delete_counter", "DELETE FROM {s}.counters WHERE key = %s", (key,))
 
+    def release_counter(self, key: str, now: datetime) -> None:
+        """Take one hit back from a live counter, never below 0; one statement."""
+        self._write(
+            "release_counter",
+            "UPDATE {s}.counters SET hits = GREATEST(hits - 1, 0)"
+            " WHERE key = %s AND expires_at > %s",
+            (key, aware(now)),
+        )
+
     # -- orgs ------------------------------------------------------------------
     def create_org(self, org: Org, owner: Membership) -> None:
         """Insert ``org`` and its owner's membership in one transaction; a failed

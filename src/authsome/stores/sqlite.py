@@ -500,6 +500,14 @@ class SQLiteStore:
         with self._connection("delete_counter") as conn:
             conn.execute("DELETE FROM counters WHERE key = ?", (key,))
 
+    def release_counter(self, key: str, now: datetime) -> None:
+        """Take one hit back from a live counter, never below 0; one statement."""
+        with self._connection("release_counter") as conn:
+            conn.execute(
+                "UPDATE counters SET hits = MAX(hits - 1, 0) WHERE key = ? AND expires_at > ?",
+                (key, _to_micros(now)),
+            )
+
     # -- orgs ------------------------------------------------------------------
     def create_org(self, org: Org, owner: Membership) -> None:
         """Insert ``org`` and its owner's membership in one transaction; a failed
