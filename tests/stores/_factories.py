@@ -5,7 +5,10 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime, timedelta
 
-from authsome.models import Session, User
+import pytest
+
+from authsome.errors import AlreadyExists
+from authsome.models import Session, SSOConnectionInfo, SSOProtocol, User
 from authsome.stores import Store
 
 __all__ = [
@@ -109,3 +112,35 @@ def assert_threads_count_exactly(store: Store, *, threads: int, hits_each: int) 
     total = threads * hits_each
     assert sorted(seen) == list(range(1, total + 1))
     assert store.get_counter("ip:1", NOW) == (total, NOW + timedelta(seconds=60))
+
+
+# A stand-in certificate for rows written below the service (stores do not parse it).
+OLD_SSO_PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+
+
+def sso_record(connection_id: str, org_id: str, domains: tuple[str, ...]) -> SSOConnectionInfo:
+    """A SAML connection record as written by a schema before per-tenant SSO domains."""
+    return SSOConnectionInfo(
+        id=connection_id,
+        org_id=org_id,
+        protocol=SSOProtocol.SAML,
+        domains=domains,
+        created_at=NOW,
+        updated_at=NOW,
+        entity_id="urn:idp",
+        sso_url="https://idp.example/sso",
+        x509_certificate=OLD_SSO_PEM,
+    )
+
+
+def assert_sso_domains_scoped_after_upgrade(upgraded: Store) -> None:
+    """After the per-tenant migration: connection c1 of org o1 (tenant "acme") kept its
+    domains, another tenant's org o2 may list the same domain, the same tenant may not."""
+    kept = upgraded.get_sso_connection("c1")
+    assert kept == sso_record("c1", "o1", ("acme.example", "b.example"))
+    assert upgraded.find_sso_connection_by_domain("acme", "b.example") == kept
+    upgraded.create_sso_connection(sso_record("c2", "o2", ("acme.example",)), None)
+    assert upgraded.find_sso_connection_by_domain("acme", "acme.example") == kept
+    assert upgraded.find_sso_connection_by_domain("evil", "acme.example") is not None
+    with pytest.raises(AlreadyExists):
+        upgraded.create_sso_connection(sso_record("c3", "o1", ("b.example",)), None)

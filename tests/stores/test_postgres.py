@@ -26,8 +26,6 @@ from authsome.models import (
     MfaMethod,
     Org,
     OrgRole,
-    SSOConnectionInfo,
-    SSOProtocol,
 )
 from authsome.stores import PostgresStore
 from authsome.stores import postgres as postgres_module
@@ -39,9 +37,11 @@ from tests.support.webauthn_authenticator import SoftwareAuthenticator, unb64url
 
 from ._factories import (
     NOW,
+    OLD_SSO_PEM,
     STORE_TABLES,
     add_session,
     add_user,
+    assert_sso_domains_scoped_after_upgrade,
     assert_threads_count_exactly,
     make_session,
     make_user,
@@ -166,7 +166,7 @@ def test_upgrading_keeps_sso_domains_and_scopes_them_to_the_tenant(
             " x509_certificate, created_at, updated_at)"
             " VALUES ('c1', 'o1', 'saml', '{{}}', 'urn:idp', 'https://idp.example/sso', %s, %s, %s)"
         ).format(s),
-        _PEM,
+        OLD_SSO_PEM,
         NOW,
         NOW,
     )
@@ -179,31 +179,7 @@ def test_upgrading_keeps_sso_domains_and_scopes_them_to_the_tenant(
     )
 
     with PostgresStore(pg_dsn, schema=schema) as upgraded:
-        kept = upgraded.get_sso_connection("c1")
-        assert kept == _sso("c1", "o1", ("acme.example", "b.example"))
-        assert upgraded.find_sso_connection_by_domain("acme", "b.example") == kept
-        upgraded.create_sso_connection(_sso("c2", "o2", ("acme.example",)), None)
-        assert upgraded.find_sso_connection_by_domain("acme", "acme.example") == kept
-        assert upgraded.find_sso_connection_by_domain("evil", "acme.example") is not None
-        with pytest.raises(AlreadyExists):
-            upgraded.create_sso_connection(_sso("c3", "o1", ("b.example",)), None)
-
-
-def _sso(connection_id: str, org_id: str, domains: tuple[str, ...]) -> SSOConnectionInfo:
-    return SSOConnectionInfo(
-        id=connection_id,
-        org_id=org_id,
-        protocol=SSOProtocol.SAML,
-        domains=domains,
-        created_at=NOW,
-        updated_at=NOW,
-        entity_id="urn:idp",
-        sso_url="https://idp.example/sso",
-        x509_certificate=_PEM,
-    )
-
-
-_PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+        assert_sso_domains_scoped_after_upgrade(upgraded)
 
 
 def test_failing_migration_leaves_nothing_behind(

@@ -24,8 +24,6 @@ from authsome.models import (
     Org,
     OrgRole,
     RefreshStatus,
-    SSOConnectionInfo,
-    SSOProtocol,
 )
 from authsome.stores import MemoryStore, SQLiteStore
 from authsome.stores import sqlite as sqlite_module
@@ -33,9 +31,11 @@ from authsome.stores._sqlite_migrations import MIGRATIONS, split_statements
 
 from ._factories import (
     NOW,
+    OLD_SSO_PEM,
     STORE_TABLES,
     add_session,
     add_user,
+    assert_sso_domains_scoped_after_upgrade,
     assert_threads_count_exactly,
     make_session,
     make_user,
@@ -167,7 +167,7 @@ def test_upgrading_keeps_sso_domains_and_scopes_them_to_the_tenant(
         conn.execute(
             "INSERT INTO sso_connections (id, org_id, protocol, entity_id, sso_url,"
             " x509_certificate, created_at, updated_at) VALUES (?, ?, 'saml', ?, ?, ?, ?, ?)",
-            ("c1", "o1", "urn:idp", "https://idp.example/sso", _PEM, micros, micros),
+            ("c1", "o1", "urn:idp", "https://idp.example/sso", OLD_SSO_PEM, micros, micros),
         )
         conn.executemany(
             "INSERT INTO sso_domains (domain, connection_id, org_id, position) VALUES (?, ?, ?, ?)",
@@ -177,31 +177,7 @@ def test_upgrading_keeps_sso_domains_and_scopes_them_to_the_tenant(
         conn.close()
 
     with SQLiteStore(db_path) as upgraded:
-        kept = upgraded.get_sso_connection("c1")
-        assert kept == _sso("c1", "o1", ("acme.example", "b.example"))
-        assert upgraded.find_sso_connection_by_domain("acme", "b.example") == kept
-        upgraded.create_sso_connection(_sso("c2", "o2", ("acme.example",)), None)
-        assert upgraded.find_sso_connection_by_domain("acme", "acme.example") == kept
-        assert upgraded.find_sso_connection_by_domain("evil", "acme.example") is not None
-        with pytest.raises(AlreadyExists):
-            upgraded.create_sso_connection(_sso("c3", "o1", ("b.example",)), None)
-
-
-def _sso(connection_id: str, org_id: str, domains: tuple[str, ...]) -> SSOConnectionInfo:
-    return SSOConnectionInfo(
-        id=connection_id,
-        org_id=org_id,
-        protocol=SSOProtocol.SAML,
-        domains=domains,
-        created_at=NOW,
-        updated_at=NOW,
-        entity_id="urn:idp",
-        sso_url="https://idp.example/sso",
-        x509_certificate=_PEM,
-    )
-
-
-_PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+        assert_sso_domains_scoped_after_upgrade(upgraded)
 
 
 def test_failing_migration_step_leaves_nothing_behind(
