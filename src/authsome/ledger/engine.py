@@ -74,6 +74,7 @@ log = logging.getLogger(__name__)
 
 Durability = Literal["memory", "spool"]
 _Cached = tuple[Entitlement | None, float]
+_MAX_REMEMBERED = 10_000  # validated strings kept by Engine._record before it starts over
 
 
 class _View(NamedTuple):
@@ -156,6 +157,7 @@ class Engine:
         self._plans: dict[str, tuple[Plan, float]] = {}
         self._windows: dict[str, dict[str, tuple[float, float, int, bool]]] = {}
         self._unique_keys: set[str] = set()
+        self._ok: set[str] = set()  # tenants, keys and users that passed check_key
         self._generation = 0  # bumped by every plan/subscription change in this process
         self._admin = threading.Lock()
         self._releasing = threading.Lock()
@@ -371,6 +373,54 @@ class Engine:
                 raise LedgerClosed("the ledger engine is closed")
             m.raw.append((ts, tenant, key, quantity, user_id, event_id, False))
             self._cache.pop((tenant, key), None)
+
+    def _record(
+        self, tenant: str, key: str, quantity: int, user_id: str | None, event_id: str | None
+    ) -> None:
+        """``meter(tenant, key, quantity, user_id=user_id, event_id=event_id)``, cheaper.
+
+        The bridge's adapter calls this on every metered request, with the same few
+        tenants, keys and users again and again and a fresh event id each time. So a
+        string that passed the checks once is remembered (one set lookup instead of
+        five checks), and the lock is taken without ``with`` (half the cost). Anything
+        not remembered, and the spool, go through :meth:`meter`, which validates in
+        full; the effects are the same either way.
+        """
+        ok = self._ok
+        m = self._m
+        if (
+            tenant not in ok
+            or key not in ok
+            or quantity.__class__ is not int
+            or not 0 < quantity <= MAX_QUANTITY
+            or (user_id is not None and user_id not in ok)
+            or (user_id is None and key in self._unique_keys)
+            or m.spool is not None
+        ):
+            self.meter(tenant, key, quantity, user_id=user_id, event_id=event_id)
+            if len(ok) >= _MAX_REMEMBERED:
+                ok.clear()
+            ok.update((tenant, key) if user_id is None else (tenant, key, user_id))
+            return
+        if event_id is not None and (
+            event_id.__class__ is not str
+            or not 0 < len(event_id) <= MAX_KEY
+            or event_id.isspace()
+            or not (event_id.isascii() or is_utf8(event_id))
+            or "\x00" in event_id
+        ):
+            check_key(event_id, "event_id")
+        ev = (self._time(), tenant, key, quantity, user_id, event_id, False)
+        m.lock.acquire()
+        try:
+            if len(m.raw) >= m.trigger:
+                m.make_room()  # wakes the flusher; blocks (or raises BufferFull) when full
+            elif m.closed:
+                raise LedgerClosed("the ledger engine is closed")
+            m.raw.append(ev)
+            self._cache.pop((tenant, key), None)
+        finally:
+            m.lock.release()
 
     def release(
         self, tenant: str, key: str, quantity: int = 1, *, event_id: str | None = None
