@@ -7,6 +7,7 @@ transaction, event ids sit under a primary key, and counters are updated with
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import threading
@@ -28,6 +29,7 @@ from authsome.ledger.plans import (
 from authsome.ledger.stores._protocol import (
     ConsumeRequest,
     ConsumeResult,
+    EventIds,
     UsageBatch,
     UsageRecord,
 )
@@ -78,6 +80,13 @@ _INSERT_EVENT = (
     "INSERT OR IGNORE INTO ledger_events (tenant, feature, event_id, period_start, quantity) "
     "VALUES (?, ?, ?, ?, ?)"
 )
+# All event ids of one EventIds group in one statement: SQLite walks the JSON array
+# itself, so the sqlite3 module releases the GIL once per group instead of once per id
+# (executemany steps row by row), and the request threads keep running meanwhile.
+_INSERT_EVENTS_JSON = (
+    "INSERT OR IGNORE INTO ledger_events (tenant, feature, event_id, period_start, quantity) "
+    "SELECT ?1, ?2, value, ?3, ?4 FROM json_each(?5)"
+)
 _INSERT_USER = (
     "INSERT OR IGNORE INTO ledger_users (tenant, feature, period_start, user_id) "
     "VALUES (?, ?, ?, ?)"
@@ -98,6 +107,8 @@ class SQLiteStore:
     the database surface as :class:`~authsome.ledger.errors.LedgerStoreError`.
     """
 
+    accepts_event_ids = True  # apply_usage takes UsageBatch.events
+
     def __init__(self, path: str | os.PathLike[str], *, timeout: float = 10.0) -> None:
         self.path = os.fspath(path)
         self._lock = threading.RLock()
@@ -110,6 +121,7 @@ class SQLiteStore:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
+            self._json = _has_json(self._db)
         except sqlite3.Error as exc:
             raise LedgerStoreError(f"cannot open ledger database: {exc}") from exc
         self._closed = False
@@ -270,6 +282,10 @@ class SQLiteStore:
                     new = db.executemany(_INSERT_EVENT, rows).rowcount
                     counter = (tenant, feature, start)
                     increments[counter] = increments.get(counter, 0) + new * quantity
+                for g in batch.events:
+                    new = self._insert_ids(db, g)
+                    counter = (g.tenant, g.feature, g.period_start)
+                    increments[counter] = increments.get(counter, 0) + new * g.quantity
                 for u in batch.uniques:
                     if db.execute(_INSERT_USER, u).rowcount == 1:
                         counter = (u.tenant, u.feature, u.period_start)
@@ -277,6 +293,18 @@ class SQLiteStore:
                 db.executemany(_UPSERT, [(*c, _saturate(n)) for c, n in increments.items()])
 
         self._call(run)
+
+    def _insert_ids(self, db: sqlite3.Connection, g: EventIds) -> int:
+        """Insert the event ids of ``g``; return how many were new."""
+        if self._json:
+            payload = _dump_ids(list(g.event_ids))
+            # JSON would turn a NUL into an escape that SQLite's json_each cuts the text
+            # at; such ids (the engine refuses them) take the row-by-row way.
+            if "\\u0000" not in payload:
+                args = (g.tenant, g.feature, g.period_start, g.quantity, payload)
+                return int(db.execute(_INSERT_EVENTS_JSON, args).rowcount)
+        rows = [(g.tenant, g.feature, e, g.period_start, g.quantity) for e in g.event_ids]
+        return int(db.executemany(_INSERT_EVENT, rows).rowcount)
 
     def get_usage(self, tenant: str, feature: str, period_start: int) -> int:
         """The persisted usage of one period."""
@@ -372,6 +400,18 @@ class SQLiteStore:
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
+
+
+_dump_ids = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _has_json(db: sqlite3.Connection) -> bool:
+    """Whether this SQLite has the JSON functions (built in since 3.38, usually before)."""
+    try:
+        db.execute("SELECT value FROM json_each('[]')").fetchall()
+    except sqlite3.OperationalError:
+        return False
+    return True
 
 
 def _saturate(n: int) -> int:
