@@ -8,6 +8,9 @@ events without an id summed, each in the period of its own timestamp.
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import deque
 from datetime import timedelta
 from typing import Any
 
@@ -115,8 +118,25 @@ def test_a_long_run_is_one_bulk_group_and_retries_count_once(
     assert eng.usage("acme", "api") == 1000
     eng.flush()
     assert eng.usage("acme", "api") == 1000
-    assert [len(g.event_ids) for g in batches[-1].events] == [1000]
+    assert [len(g.event_ids) for g in batches[-1].events] == [1000]  # the retries: held
     assert not batches[-1].deltas
+    eng.close()
+
+
+@pytest.mark.parametrize("flush_between", [False, True])
+def test_an_id_with_two_quantities_counts_the_same_before_and_after_the_flush(
+    clock: ledger.ManualClock, starter: ledger.Plan, flush_between: bool
+) -> None:
+    eng = _engine(ledger.MemoryStore(), clock, starter)
+    eng.meter("acme", "api", 1, event_id="other")
+    eng.meter("acme", "api", 2, event_id="x")
+    if flush_between:
+        eng.flush()
+    eng.meter("acme", "api", 1, event_id="x")
+    before = eng.usage("acme", "api")
+    eng.flush()
+    assert eng.usage("acme", "api") == before
+    assert before == 3  # "other" and x's first quantity
     eng.close()
 
 
@@ -149,4 +169,92 @@ def test_a_store_without_bulk_support_gets_deltas(
     assert (
         store.inner.get_usage("acme", "api", int(eng.period("acme", "api").start.timestamp())) == 50
     )
+    eng.close()
+
+
+def test_lock_free_appends_racing_close_are_written_or_refused(starter: ledger.Plan) -> None:
+    """Every ``_record`` that returned is in the store after ``close``; every one that
+    raised LedgerClosed is not. Nothing acknowledged is left behind in the buffer."""
+    for _ in range(5):
+        _race_close(starter)
+
+
+def _race_close(starter: ledger.Plan) -> None:
+    store = ledger.MemoryStore()
+    eng = ledger.Engine(store=store, flush_interval=0.001, batch_size=50)
+    eng.define_plan(starter)
+    eng.subscribe("acme", "starter")
+    acked: list[int] = []
+    go = threading.Event()
+
+    def worker(n: int) -> None:
+        count = 0
+        go.wait()
+        for i in range(100_000):
+            try:
+                eng._record("acme", "exports", 1, None, f"w{n}-{i}")
+            except ledger.LedgerClosed:
+                break
+            count += 1
+        acked.append(count)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    go.set()
+    time.sleep(0.02)
+    eng.close()
+    for t in threads:
+        t.join()
+    start = int(eng.period("acme", "exports").start.timestamp())
+    assert store.get_usage("acme", "exports", start) == sum(acked)
+    assert len(eng._m.raw) == 0
+
+
+def test_recall_takes_back_an_event_the_drain_did_not_take(
+    clock: ledger.ManualClock, starter: ledger.Plan
+) -> None:
+    eng = _engine(ledger.MemoryStore(), clock, starter)
+    eng.close()
+    ev = (0.0, "acme", "exports", 1, None, "late", False)
+    eng._m.raw.append(ev)  # as if appended just after close() looked
+    with pytest.raises(ledger.LedgerClosed):
+        eng._recall(ev)
+    assert len(eng._m.raw) == 0
+    eng._recall(ev)  # already staged (here: gone): nothing to refuse
+
+
+def test_an_append_that_lands_after_the_drain_is_refused(
+    clock: ledger.ManualClock, starter: ledger.Plan
+) -> None:
+    """The window ``_record`` leaves between its closed check and its append, forced
+    open: close() runs entirely inside it."""
+    store = ledger.MemoryStore()
+    eng = _engine(store, clock, starter)
+    eng._record("acme", "exports", 1, None, "early")
+
+    class _CloseFirst(deque):  # type: ignore[type-arg]
+        def append(self, ev: Any) -> None:
+            if not eng._m.closed:
+                eng.close()
+            super().append(ev)
+
+    eng._m.raw = _CloseFirst(eng._m.raw)
+    with pytest.raises(ledger.LedgerClosed):
+        eng._record("acme", "exports", 1, None, "late")
+    assert len(eng._m.raw) == 0
+    start = int(eng.period("acme", "exports").start.timestamp())
+    assert store.get_usage("acme", "exports", start) == 1
+
+
+def test_the_adapter_entry_invalidates_a_cached_entitlement(
+    clock: ledger.ManualClock, starter: ledger.Plan
+) -> None:
+    eng = _engine(ledger.MemoryStore(), clock, starter)
+    for i in range(10):
+        assert eng.entitled("acme", "api").allowed  # cached between the calls
+        eng._record("acme", "api", 1, None, f"e{i}")
+    denied = eng.entitled("acme", "api")  # limit 10
+    assert not denied.allowed
+    assert denied.used == 10
     eng.close()

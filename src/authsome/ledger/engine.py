@@ -158,6 +158,7 @@ class Engine:
         self._windows: dict[str, dict[str, tuple[float, float, int, bool]]] = {}
         self._unique_keys: set[str] = set()
         self._ok: set[str] = set()  # tenants, keys and users that passed check_key
+        self._cached_keys: set[str] = set()  # keys ever in _cache (_record skips the rest)
         self._generation = 0  # bumped by every plan/subscription change in this process
         self._admin = threading.Lock()
         self._releasing = threading.Lock()
@@ -382,9 +383,11 @@ class Engine:
         The bridge's adapter calls this on every metered request, with the same few
         tenants, keys and users again and again and a fresh event id each time. So a
         string that passed the checks once is remembered (one set lookup instead of
-        five checks), and the lock is taken without ``with`` (half the cost). Anything
-        not remembered, and the spool, go through :meth:`meter`, which validates in
-        full; the effects are the same either way.
+        five checks), and the event is appended to the buffer (a deque) without the
+        lock unless the buffer is at its trigger or the engine closed. Anything not
+        remembered, and the spool, go through :meth:`meter`, which validates in full;
+        the effects are the same either way. (Without the lock, N threads appending at
+        once can overshoot ``max_buffer`` by at most N - 1 events.)
         """
         ok = self._ok
         m = self._m
@@ -411,16 +414,32 @@ class Engine:
         ):
             check_key(event_id, "event_id")
         ev = (self._time(), tenant, key, quantity, user_id, event_id, False)
-        m.lock.acquire()
-        try:
-            if len(m.raw) >= m.trigger:
-                m.make_room()  # wakes the flusher; blocks (or raises BufferFull) when full
-            elif m.closed:
-                raise LedgerClosed("the ledger engine is closed")
-            m.raw.append(ev)
+        raw = m.raw
+        if len(raw) >= m.trigger or m.closed:
+            with m.lock:
+                if len(raw) >= m.trigger:
+                    m.make_room()  # wakes the flusher; blocks (or raises BufferFull) when full
+                elif m.closed:
+                    raise LedgerClosed("the ledger engine is closed")
+                raw.append(ev)
+                self._cache.pop((tenant, key), None)
+            return
+        raw.append(ev)
+        # After the append, so an entitlement computed meanwhile is never cached stale.
+        if key in self._cached_keys:
             self._cache.pop((tenant, key), None)
-        finally:
-            m.lock.release()
+        if self._m.closed:  # close() began after the check above: is it in its drain?
+            self._recall(ev)
+
+    def _recall(self, ev: RawEvent) -> None:
+        """Take back an event appended without the lock while :meth:`close` ran, and
+        refuse it, unless staging already took it (then the drain writes it)."""
+        m = self._m
+        with m.state, m.lock:  # state: no staging is half done
+            for i, held in enumerate(m.raw):
+                if held is ev:
+                    del m.raw[i]
+                    raise LedgerClosed("the ledger engine is closed")
 
     def release(
         self, tenant: str, key: str, quantity: int = 1, *, event_id: str | None = None
@@ -515,6 +534,7 @@ class Engine:
         # may have missed that event is never cached.
         token: _Cached = (None, -float(next(self._tokens)))  # a fresh object every time
         if cacheable:
+            self._cached_keys.add(key)  # before the token: _record pops what it sees
             with self._m.lock:
                 self._cache[slot] = token
         now_ts = self._time()

@@ -3,7 +3,10 @@
 Life of a metered event:
 
 1. ``Engine.meter`` appends a raw tuple to :attr:`Meter.raw` under :attr:`Meter.lock`
-   (and, with a spool, writes it to the spool file) and returns. Nothing else.
+   (and, with a spool, writes it to the spool file) and returns. Nothing else. The
+   bridge adapter's entry (``Engine._record``) appends without the lock when it need
+   not wait: ``raw`` is a deque, whose ``append`` and ``popleft`` are atomic, and
+   staging only ever pops the events that were there when it looked.
 2. *Staging* folds raw events into :class:`Pending` buckets per ``(tenant, feature,
    period_start)``: quantities add up, event ids and users are deduplicated. It happens
    in the flusher, and whenever an uncached entitlement needs exact pending usage.
@@ -27,8 +30,9 @@ import os
 import secrets
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
-from itertools import groupby
+from itertools import groupby, repeat, starmap
 from operator import itemgetter
 from pathlib import Path
 from typing import NamedTuple
@@ -92,6 +96,8 @@ class _Bucket:
 
 
 _TS = itemgetter(0)
+_TENANT = itemgetter(1)
+_KEY = itemgetter(2)
 _TENANT_KEY = itemgetter(1, 2)
 _QTY = itemgetter(3)
 _EVENT_ID = itemgetter(5)
@@ -154,10 +160,9 @@ class Pending:
         """
         n = len(run)
         if not unique and n > 1:
-            quantities = list(map(_QTY, run))
-            qty = quantities[0]
-            if quantities.count(qty) == n:
-                tenant, key = run[0][1], run[0][2]
+            head = run[0]
+            tenant, key, qty, fresh = head[1], head[2], head[3], head[6]
+            if list(map(_QTY, run)).count(qty) == n and list(map(_FRESH, run)).count(fresh) == n:
                 ids = list(map(_EVENT_ID, run))
                 new = set(ids)
                 if new == {None}:  # without event ids: a sum
@@ -166,13 +171,11 @@ class Pending:
                     bucket.total += qty * n
                     self.events += n
                     return
-                fresh = run[0][6]
                 seen = self.seen.get((tenant, key))
                 held = None if other is None else other.seen.get((tenant, key))
                 if (
                     len(new) == n
                     and None not in new
-                    and list(map(_FRESH, run)).count(fresh) == n
                     and (seen is None or seen.isdisjoint(new))
                     and (held is None or held.isdisjoint(new))
                 ):
@@ -346,7 +349,7 @@ class Meter:
         self.lock = threading.Lock()
         self.room = threading.Condition(self.lock)
         self.state = threading.RLock()
-        self.raw: list[RawEvent] = []
+        self.raw: deque[RawEvent] = deque()
         self.pending = Pending()
         self.inflight: Pending | None = None
         self._parts: list[UsageBatch] = []  # what of the in-flight batch is left to apply
@@ -395,15 +398,15 @@ class Meter:
         are intervals) and is folded in bulk.
         """
         with self.lock:
-            raw, self.raw = self.raw, []
+            queue = self.raw  # appends may go on meanwhile: take what is there now
+            raw = list(starmap(queue.popleft, repeat((), len(queue))))
             sealed = self.spool.rotate() if rotate and self.spool is not None else []
             self.held += len(raw)
             self._retrigger()
         pending, other, resolve = self.pending, self.inflight, self.resolve
         done = 0
         try:
-            for (tenant, key), group in groupby(raw, _TENANT_KEY):
-                run = list(group)
+            for (tenant, key), run in _runs(raw):
                 if len(run) == 1:
                     ev = run[0]
                     start, unique = resolve(tenant, key, ev[0])
@@ -428,7 +431,7 @@ class Meter:
     def _unstage(self, rest: list[RawEvent], sealed: list[Path]) -> None:
         """Put events that could not be staged back in front of the raw list."""
         with self.lock:
-            self.raw[:0] = rest
+            self.raw.extendleft(reversed(rest))
             self.held -= len(rest)
             if self.spool is not None:  # their segments may only go once they are flushed
                 self.spool.leftover[:0] = sealed
@@ -525,7 +528,7 @@ class Meter:
             bucket = None if part is None else part.buckets.get(counter)
             if bucket is not None:
                 total += bucket.total
-                for qty, ids in bucket.checked.items():
+                for qty, ids in bucket.checked.items():  # each id is held once
                     checked.update(dict.fromkeys(ids, qty))
                 users |= bucket.users
         return total, checked, users
@@ -573,6 +576,17 @@ class Meter:
         self._wake.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
+
+
+def _runs(raw: list[RawEvent]) -> Iterable[tuple[tuple[str, str], list[RawEvent]]]:
+    """``raw`` in runs of one ``(tenant, key)``; often it is all one run, cheap to see."""
+    if raw:
+        tenants = list(map(_TENANT, raw))
+        keys = list(map(_KEY, raw))
+        tenant, key = tenants[0], keys[0]
+        if tenants.count(tenant) == len(raw) and keys.count(key) == len(raw):
+            return [((tenant, key), raw)]
+    return ((pair, list(group)) for pair, group in groupby(raw, _TENANT_KEY))
 
 
 def _permanent(exc: Exception) -> bool:
