@@ -136,6 +136,16 @@ def test_sqlite_event_ids_in_bulk_with_and_without_json(tmp_path: Path, json: bo
     store.close()
 
 
+def test_sqlite_page_cache_is_sized(tmp_path: Path) -> None:
+    store = ledger.SQLiteStore(tmp_path / "l.db", cache_mb=8)
+    assert store._db.execute("PRAGMA cache_size").fetchone()[0] == -8 * 1024
+    store.close()
+    with pytest.raises(ledger.InvalidArgument):
+        ledger.SQLiteStore(tmp_path / "m.db", cache_mb=0)
+    with pytest.raises(ledger.InvalidArgumentType):
+        ledger.SQLiteStore(tmp_path / "m.db", cache_mb=True)
+
+
 def test_sqlite_keeps_a_nul_in_a_bulk_event_id(tmp_path: Path) -> None:
     store = ledger.SQLiteStore(tmp_path / "l.db")
     store.apply_usage(UsageBatch(events=[EventIds("t", "f", T0, 1, ["a\x00b", "a"])]))
