@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from datetime import timedelta
 from typing import Any
 
@@ -233,7 +232,7 @@ def test_an_append_that_lands_after_the_drain_is_refused(
     eng = _engine(store, clock, starter)
     eng._record("acme", "exports", 1, None, "early")
 
-    class _CloseFirst(deque):  # type: ignore[type-arg]
+    class _CloseFirst(list):  # type: ignore[type-arg]
         def append(self, ev: Any) -> None:
             if not eng._m.closed:
                 eng.close()

@@ -383,10 +383,10 @@ class Engine:
         The bridge's adapter calls this on every metered request, with the same few
         tenants, keys and users again and again and a fresh event id each time. So a
         string that passed the checks once is remembered (one set lookup instead of
-        five checks), and the event is appended to the buffer (a deque) without the
-        lock unless the buffer is at its trigger or the engine closed. Anything not
-        remembered, and the spool, go through :meth:`meter`, which validates in full;
-        the effects are the same either way. (Without the lock, N threads appending at
+        five checks), and the event is appended to the buffer without the lock unless
+        the buffer is at its trigger or the engine closed. Anything not remembered,
+        and the spool, go through :meth:`meter`, which validates in full; the effects
+        are the same either way. (Without the lock, N threads appending at
         once can overshoot ``max_buffer`` by at most N - 1 events.)
         """
         ok = self._ok

@@ -5,8 +5,9 @@ Life of a metered event:
 1. ``Engine.meter`` appends a raw tuple to :attr:`Meter.raw` under :attr:`Meter.lock`
    (and, with a spool, writes it to the spool file) and returns. Nothing else. The
    bridge adapter's entry (``Engine._record``) appends without the lock when it need
-   not wait: ``raw`` is a deque, whose ``append`` and ``popleft`` are atomic, and
-   staging only ever pops the events that were there when it looked.
+   not wait: ``list.append`` is atomic under the GIL, and staging takes the first
+   ``n`` events with a slice copy and a slice delete (each atomic too); appends can
+   only add after them, and only staging removes.
 2. *Staging* folds raw events into :class:`Pending` buckets per ``(tenant, feature,
    period_start)``: quantities add up, event ids and users are deduplicated. It happens
    in the flusher, and whenever an uncached entitlement needs exact pending usage.
@@ -30,9 +31,8 @@ import os
 import secrets
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
-from itertools import groupby, repeat, starmap
+from itertools import groupby
 from operator import itemgetter
 from pathlib import Path
 from typing import NamedTuple
@@ -349,7 +349,7 @@ class Meter:
         self.lock = threading.Lock()
         self.room = threading.Condition(self.lock)
         self.state = threading.RLock()
-        self.raw: deque[RawEvent] = deque()
+        self.raw: list[RawEvent] = []
         self.pending = Pending()
         self.inflight: Pending | None = None
         self._parts: list[UsageBatch] = []  # what of the in-flight batch is left to apply
@@ -399,7 +399,9 @@ class Meter:
         """
         with self.lock:
             queue = self.raw  # appends may go on meanwhile: take what is there now
-            raw = list(starmap(queue.popleft, repeat((), len(queue))))
+            taken = len(queue)
+            raw = queue[:taken]
+            del queue[:taken]
             sealed = self.spool.rotate() if rotate and self.spool is not None else []
             self.held += len(raw)
             self._retrigger()
@@ -431,7 +433,7 @@ class Meter:
     def _unstage(self, rest: list[RawEvent], sealed: list[Path]) -> None:
         """Put events that could not be staged back in front of the raw list."""
         with self.lock:
-            self.raw.extendleft(reversed(rest))
+            self.raw[:0] = rest
             self.held -= len(rest)
             if self.spool is not None:  # their segments may only go once they are flushed
                 self.spool.leftover[:0] = sealed
