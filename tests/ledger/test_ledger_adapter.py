@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -136,3 +137,40 @@ def test_a_non_bool_answer_is_not_silently_trusted() -> None:
     adapter = LedgerAdapter(_Foreign("yes"))
     with pytest.raises(LedgerUnavailable):
         adapter.check_entitlement(LedgerContext("t"), "k")
+
+
+def test_the_fast_path_checks_like_meter_after_the_first_call(eng: ledger.Engine) -> None:
+    """The adapter's entry into the embedded engine remembers validated strings; what
+    it was never shown is still refused like ``meter`` refuses it, every time."""
+    adapter = LedgerAdapter(eng)
+    for _ in range(2):  # the second round runs on remembered tenant, key and user
+        adapter.record_usage(LedgerContext("acme", user_id="ann", event_id="e1"), "api")
+        for bad in ("a\x00b", " ", "\ud800"):
+            with pytest.raises(ledger.InvalidArgument):
+                adapter.record_usage(LedgerContext("acme", user_id="ann", event_id=bad), "api")
+            with pytest.raises(ledger.InvalidArgument):
+                adapter.record_usage(LedgerContext(bad, user_id="ann", event_id="e2"), "api")
+            with pytest.raises(ledger.InvalidArgument):
+                adapter.record_usage(LedgerContext("acme", user_id=bad, event_id="e2"), "api")
+        with pytest.raises(ledger.InvalidArgument, match="user_id is required"):
+            adapter.record_usage(LedgerContext("acme", event_id="e3"), "mau")
+        with pytest.raises(ledger.InvalidArgument):
+            adapter.record_usage(LedgerContext("acme", event_id="e4"), "api", 2**60)
+    adapter.record_usage(LedgerContext("acme", event_id="e5"), "api", 2)
+    assert eng.usage("acme", "api") == 3  # e1 once, e5 twice
+    eng.close()
+    with pytest.raises(LedgerUnavailable):
+        adapter.record_usage(LedgerContext("acme", user_id="ann", event_id="e6"), "api")
+
+
+def test_the_fast_path_spools_like_meter(tmp_path: Path, starter: ledger.Plan) -> None:
+    spool = tmp_path / "spool"
+    e = ledger.Engine(flush_interval=60, durability="spool", spool_path=spool)
+    e.define_plan(starter)
+    e.subscribe("acme", "starter")
+    adapter = LedgerAdapter(e)
+    for _ in range(2):
+        adapter.record_usage(LedgerContext("acme", user_id="ann"), "api")
+    assert b"api" in b"".join(p.read_bytes() for p in spool.glob("segment-*.log"))
+    assert e.usage("acme", "api") == 2
+    e.close()

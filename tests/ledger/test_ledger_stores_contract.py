@@ -12,6 +12,7 @@ import pytest
 from authsome import ledger
 from authsome.ledger.stores import (
     ConsumeRequest,
+    EventIds,
     UniqueUse,
     UsageBatch,
     UsageDelta,
@@ -69,6 +70,87 @@ def test_apply_usage_adds_and_counts_event_ids_once(store: ledger.LedgerStore) -
     assert store.get_usage("t", "f", T0 + 1) == 0
     assert store.known_events("t", "f", ["e1", "e2"]) == {"e1"}
     assert store.known_events("u", "f", ["e1"]) == set()
+
+
+def test_event_ids_in_bulk_count_once_like_deltas(store: ledger.LedgerStore) -> None:
+    assert getattr(store, "accepts_event_ids", False) is True
+    batch = UsageBatch(
+        [UsageDelta("t", "f", T0, 4, "d1")],
+        batch_id=None,
+        events=[
+            EventIds("t", "f", T0, 2, ["e1", "e2", "e1", "d1"]),  # e1 twice, d1 a delta's
+            EventIds("t", "f", T0, 5, ["e3"]),
+            EventIds("t", "g", 0, 1, ["e1"]),  # same id, other feature: another event
+            EventIds("t", "f", T0, 1, []),
+        ],
+    )
+    assert len(batch) == 1 + 4 + 1 + 1
+    store.apply_usage(batch)
+    store.apply_usage(batch)  # retried without a batch id: the ids hold it
+    store.apply_usage(UsageBatch(events=[EventIds("t", "f", T0, 7, ["e2", "e4"])]))
+    assert store.get_usage("t", "f", T0) == 4 + 2 * 2 + 5 + 7
+    assert store.get_usage("t", "g", 0) == 1
+    assert store.known_events("t", "f", ["e1", "e2", "e3", "e4", "e5", "d1"]) == {
+        "e1",
+        "e2",
+        "e3",
+        "e4",
+        "d1",
+    }
+    assert store.consume(ConsumeRequest("t", "f", T0, 1, ceiling=100, event_id="e4")).applied
+    assert store.get_usage("t", "f", T0) == 4 + 2 * 2 + 5 + 7  # e4 was known
+
+
+def test_expanded_is_the_same_batch_as_deltas() -> None:
+    batch = UsageBatch(
+        [UsageDelta("t", "f", T0, 1)],
+        [UniqueUse("t", "mau", T0, "u")],
+        "b1",
+        [EventIds("t", "f", T0, 2, ["e1", "e2"])],
+    )
+    assert batch.expanded() == UsageBatch(
+        [
+            UsageDelta("t", "f", T0, 1),
+            UsageDelta("t", "f", T0, 2, "e1"),
+            UsageDelta("t", "f", T0, 2, "e2"),
+        ],
+        [UniqueUse("t", "mau", T0, "u")],
+        "b1",
+    )
+    plain = UsageBatch([UsageDelta("t", "f", T0, 1)])
+    assert plain.expanded() is plain
+
+
+@pytest.mark.parametrize("json", [True, False])
+def test_sqlite_event_ids_in_bulk_with_and_without_json(tmp_path: Path, json: bool) -> None:
+    store = ledger.SQLiteStore(tmp_path / "l.db")
+    store._json = json  # as on an SQLite built without the JSON functions
+    odd = ["a\u0000", 'q"uote', "back\\slash", "tab\tnew\nline", "ünï ☃ \U0001f600"]
+    store.apply_usage(UsageBatch(events=[EventIds("t", "f", T0, 1, odd)]))
+    store.apply_usage(UsageBatch(events=[EventIds("t", "f", T0, 1, odd)]))
+    assert store.get_usage("t", "f", T0) == len(odd)
+    assert store.known_events("t", "f", odd) == set(odd)
+    with pytest.raises(ledger.LedgerDataError):  # a lone surrogate cannot be stored
+        store.apply_usage(UsageBatch(events=[EventIds("t", "f", T0, 1, ["x", "\ud800"])]))
+    assert store.known_events("t", "f", ["x"]) == set()  # all or nothing
+    store.close()
+
+
+def test_sqlite_page_cache_is_sized(tmp_path: Path) -> None:
+    store = ledger.SQLiteStore(tmp_path / "l.db", cache_mb=8)
+    assert store._db.execute("PRAGMA cache_size").fetchone()[0] == -8 * 1024
+    store.close()
+    with pytest.raises(ledger.InvalidArgument):
+        ledger.SQLiteStore(tmp_path / "m.db", cache_mb=0)
+    with pytest.raises(ledger.InvalidArgumentType):
+        ledger.SQLiteStore(tmp_path / "m.db", cache_mb=True)
+
+
+def test_sqlite_keeps_a_nul_in_a_bulk_event_id(tmp_path: Path) -> None:
+    store = ledger.SQLiteStore(tmp_path / "l.db")
+    store.apply_usage(UsageBatch(events=[EventIds("t", "f", T0, 1, ["a\x00b", "a"])]))
+    assert store.get_usage("t", "f", T0) == 2  # not cut at the NUL into a second "a"
+    store.close()
 
 
 def test_negative_deltas_release_seats(store: ledger.LedgerStore) -> None:

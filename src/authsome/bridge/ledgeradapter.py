@@ -26,9 +26,12 @@ from authsome.bridge import (
     validate_quantity,
 )
 from authsome.errors import LedgerUnavailable
+from authsome.ledger.engine import Engine
 from authsome.ledger.errors import LedgerStoreError
 
 __all__ = ["LedgerAdapter", "LedgerEngine"]
+
+_MAX_KEYS = 1_000  # feature keys remembered as valid (authsome has a few dozen)
 
 
 class _Decision(Protocol):
@@ -60,7 +63,7 @@ class LedgerEngine(Protocol):
 class LedgerAdapter:
     """A :class:`~authsome.bridge.Ledger` backed by a :class:`LedgerEngine`."""
 
-    __slots__ = ("_entitled", "_meter", "engine")
+    __slots__ = ("_entitled", "_keys", "_meter", "_record", "engine")
 
     def __init__(self, engine: LedgerEngine) -> None:
         if not callable(getattr(engine, "meter", None)) or not callable(
@@ -70,26 +73,35 @@ class LedgerAdapter:
         self.engine = engine
         self._meter = engine.meter  # bound once: this is on every metered request
         self._entitled = engine.entitled
+        # The embedded engine has a positional entry point with the same checks and
+        # effects as meter(), made for this adapter's hot path (Engine._record).
+        self._record = engine._record if isinstance(engine, Engine) else None
+        self._keys: set[str] = set()  # feature keys that passed validate_feature_key
 
     def record_usage(self, ctx: LedgerContext, feature_key: str, quantity: int = 1) -> None:
         """Meter ``quantity`` of ``feature_key`` for ``ctx.tenant`` (idempotent per event id)."""
         # A LedgerContext validated its fields when it was built (it is frozen), so the
-        # common case is three exact-type checks; anything unusual is validated in full.
+        # common case is an exact-type check and a feature key seen before; anything
+        # unusual is validated in full.
         if (
             ctx.__class__ is not LedgerContext
             or feature_key.__class__ is not str
+            or feature_key not in self._keys
             or quantity.__class__ is not int
             or quantity <= 0
-            or not 0 < len(feature_key) <= _MAX_FIELD
-            or feature_key.isspace()
         ):
             _validate_context(ctx)
             validate_feature_key(feature_key)
             validate_quantity(quantity)
+            if len(self._keys) < _MAX_KEYS:
+                self._keys.add(feature_key)
         try:
-            self._meter(
-                ctx.tenant, feature_key, quantity, user_id=ctx.user_id, event_id=ctx.event_id
-            )
+            if self._record is not None:
+                self._record(ctx.tenant, feature_key, quantity, ctx.user_id, ctx.event_id)
+            else:
+                self._meter(
+                    ctx.tenant, feature_key, quantity, user_id=ctx.user_id, event_id=ctx.event_id
+                )
         except Exception as exc:
             _raise_unavailable(exc, "record")
 

@@ -3,7 +3,11 @@
 Life of a metered event:
 
 1. ``Engine.meter`` appends a raw tuple to :attr:`Meter.raw` under :attr:`Meter.lock`
-   (and, with a spool, writes it to the spool file) and returns. Nothing else.
+   (and, with a spool, writes it to the spool file) and returns. Nothing else. The
+   bridge adapter's entry (``Engine._record``) appends without the lock when it need
+   not wait: ``list.append`` is atomic under the GIL, and staging takes the first
+   ``n`` events with a slice copy and a slice delete (each atomic too); appends can
+   only add after them, and only staging removes.
 2. *Staging* folds raw events into :class:`Pending` buckets per ``(tenant, feature,
    period_start)``: quantities add up, event ids and users are deduplicated. It happens
    in the flusher, and whenever an uncached entitlement needs exact pending usage.
@@ -28,6 +32,8 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable
+from itertools import groupby
+from operator import itemgetter
 from pathlib import Path
 from typing import NamedTuple
 
@@ -38,7 +44,13 @@ from authsome.ledger.errors import (
     LedgerError,
     SpoolError,
 )
-from authsome.ledger.stores._protocol import LedgerStore, UniqueUse, UsageBatch, UsageDelta
+from authsome.ledger.stores._protocol import (
+    EventIds,
+    LedgerStore,
+    UniqueUse,
+    UsageBatch,
+    UsageDelta,
+)
 
 try:  # the spool lock is advisory and POSIX-only; elsewhere one engine per spool is on you
     import fcntl
@@ -78,9 +90,18 @@ class _Bucket:
     def __init__(self) -> None:
         self.total = 0  # quantities that surely are not persisted yet
         self.anon = 0  # quantities without an event id
-        self.ids: dict[str, int] = {}  # every event id -> quantity, for the store
-        self.checked: dict[str, int] = {}  # ids the store may already know (caller-supplied)
+        self.ids: dict[int, list[str]] = {}  # quantity -> every event id, for the store
+        self.checked: dict[int, list[str]] = {}  # ids the store may already know
         self.users: set[str] = set()
+
+
+_TS = itemgetter(0)
+_TENANT = itemgetter(1)
+_KEY = itemgetter(2)
+_TENANT_KEY = itemgetter(1, 2)
+_QTY = itemgetter(3)
+_EVENT_ID = itemgetter(5)
+_FRESH = itemgetter(6)
 
 
 class Pending:
@@ -90,21 +111,24 @@ class Pending:
 
     def __init__(self) -> None:
         self.buckets: dict[tuple[str, str, int], _Bucket] = {}
-        self.seen: set[tuple[str, str, str]] = set()
+        self.seen: dict[tuple[str, str], set[str]] = {}  # event ids held, per (tenant, key)
         self.events = 0  # raw events folded in: the unit of back-pressure
         self.segments: list[Path] = []  # spool files whose events are all in here
 
     def __bool__(self) -> bool:
         return bool(self.events or self.segments)
 
+    def _bucket(self, counter: tuple[str, str, int]) -> _Bucket:
+        bucket = self.buckets.get(counter)
+        if bucket is None:
+            bucket = self.buckets[counter] = _Bucket()
+        return bucket
+
     def add(self, ev: RawEvent, period_start: int, unique: bool, other: Pending | None) -> None:
         """Fold one raw event in; ``other`` (the in-flight batch) also dedupes event ids."""
         _, tenant, key, qty, user_id, event_id, fresh = ev
         self.events += 1
-        counter = (tenant, key, period_start)
-        bucket = self.buckets.get(counter)
-        if bucket is None:
-            bucket = self.buckets[counter] = _Bucket()
+        bucket = self._bucket((tenant, key, period_start))
         if unique and user_id is not None:
             bucket.users.add(user_id)
             return
@@ -112,29 +136,78 @@ class Pending:
             bucket.anon += qty
             bucket.total += qty
             return
-        marker = (tenant, key, event_id)
-        if marker in self.seen or (other is not None and marker in other.seen):
+        seen = self.seen.get((tenant, key))
+        if seen is None:
+            seen = self.seen[(tenant, key)] = set()
+        held = None if other is None else other.seen.get((tenant, key))
+        if event_id in seen or (held is not None and event_id in held):
             return  # a retry of an event this process still holds: count it once
-        self.seen.add(marker)
-        bucket.ids[event_id] = qty
+        seen.add(event_id)
+        bucket.ids.setdefault(qty, []).append(event_id)
         if fresh:
             bucket.total += qty
         else:
-            bucket.checked[event_id] = qty
+            bucket.checked.setdefault(qty, []).append(event_id)
+
+    def add_run(
+        self, run: list[RawEvent], period_start: int, unique: bool, other: Pending | None
+    ) -> None:
+        """Fold in events of one ``(tenant, key)`` and one period, like :meth:`add` each.
+
+        The usual run (thousands of events of one feature, one quantity, each with a
+        new event id, or none without) is folded with a few C-level passes over it;
+        anything else event by event.
+        """
+        n = len(run)
+        if not unique and n > 1:
+            head = run[0]
+            tenant, key, qty, fresh = head[1], head[2], head[3], head[6]
+            if list(map(_QTY, run)).count(qty) == n and list(map(_FRESH, run)).count(fresh) == n:
+                ids = list(map(_EVENT_ID, run))
+                new = set(ids)
+                if new == {None}:  # without event ids: a sum
+                    bucket = self._bucket((tenant, key, period_start))
+                    bucket.anon += qty * n
+                    bucket.total += qty * n
+                    self.events += n
+                    return
+                seen = self.seen.get((tenant, key))
+                held = None if other is None else other.seen.get((tenant, key))
+                if (
+                    len(new) == n
+                    and None not in new
+                    and (seen is None or seen.isdisjoint(new))
+                    and (held is None or held.isdisjoint(new))
+                ):
+                    if seen is None:
+                        self.seen[(tenant, key)] = new
+                    else:
+                        seen |= new
+                    bucket = self._bucket((tenant, key, period_start))
+                    bucket.ids.setdefault(qty, []).extend(ids)
+                    if fresh:
+                        bucket.total += qty * n
+                    else:
+                        bucket.checked.setdefault(qty, []).extend(ids)
+                    self.events += n
+                    return
+        for ev in run:
+            self.add(ev, period_start, unique, other)
 
     def batch(self, batch_id: str | None = None) -> UsageBatch:
         """The store records for everything in here."""
         deltas: list[UsageDelta] = []
         uniques: list[UniqueUse] = []
+        events: list[EventIds] = []
         for (tenant, key, start), b in self.buckets.items():
             anon = b.anon
             while anon:  # keep each delta well inside a signed 64-bit integer
                 part = max(-_MAX_DELTA, min(anon, _MAX_DELTA))
                 deltas.append(UsageDelta(tenant, key, start, part))
                 anon -= part
-            deltas.extend(UsageDelta(tenant, key, start, q, e) for e, q in b.ids.items())
+            events.extend(EventIds(tenant, key, start, q, ids) for q, ids in b.ids.items())
             uniques.extend(UniqueUse(tenant, key, start, u) for u in b.users)
-        return UsageBatch(deltas, uniques, batch_id)
+        return UsageBatch(deltas, uniques, batch_id, events)
 
 
 class Spool:
@@ -318,20 +391,43 @@ class Meter:
     # --- staging and flushing (called with ``state`` held) ---
 
     def stage(self, *, rotate: bool = False) -> None:
-        """Fold raw events into pending buckets (and seal the spool segment if asked)."""
+        """Fold raw events into pending buckets (and seal the spool segment if asked).
+
+        Events come in runs of one ``(tenant, key)`` (``groupby``); a run whose first
+        and last timestamps fall in one period is in that period as a whole (periods
+        are intervals) and is folded in bulk.
+        """
         with self.lock:
-            raw, self.raw = self.raw, []
+            queue = self.raw  # appends may go on meanwhile: take what is there now
+            taken = len(queue)
+            raw = queue[:taken]
+            del queue[:taken]
             sealed = self.spool.rotate() if rotate and self.spool is not None else []
             self.held += len(raw)
             self._retrigger()
         pending, other, resolve = self.pending, self.inflight, self.resolve
-        for i, ev in enumerate(raw):
-            try:
-                start, unique = resolve(ev[1], ev[2], ev[0])
-            except BaseException:
-                self._unstage(raw[i:], sealed)  # e.g. the store is down: keep, retry later
-                raise
-            pending.add(ev, start, unique, other)
+        done = 0
+        try:
+            for (tenant, key), run in _runs(raw):
+                if len(run) == 1:
+                    ev = run[0]
+                    start, unique = resolve(tenant, key, ev[0])
+                    pending.add(ev, start, unique, other)
+                    done += 1
+                    continue
+                stamps = list(map(_TS, run))
+                first = resolve(tenant, key, min(stamps))
+                if first == resolve(tenant, key, max(stamps)):
+                    pending.add_run(run, first[0], first[1], other)
+                    done += len(run)
+                    continue
+                for ev in run:
+                    start, unique = resolve(tenant, key, ev[0])
+                    pending.add(ev, start, unique, other)
+                    done += 1
+        except BaseException:
+            self._unstage(raw[done:], sealed)  # e.g. the store is down: keep, retry later
+            raise
         pending.segments.extend(sealed)
 
     def _unstage(self, rest: list[RawEvent], sealed: list[Path]) -> None:
@@ -374,16 +470,17 @@ class Meter:
         rest stays for the retry); a record the store can never take is isolated by
         halving the batch that holds it, then quarantined, so it cannot block the rest."""
         parts = self._parts
+        bulk = getattr(self.store, "accepts_event_ids", False) is True
         while parts:
             part = parts[0]
             try:
-                self.store.apply_usage(part)
+                self.store.apply_usage(part if bulk else part.expanded())
             except Exception as exc:
                 if not _permanent(exc):
                     raise
                 del parts[0]
                 if len(part) > 1:
-                    parts[:0] = _halves(part)
+                    parts[:0] = _halves(part.expanded())
                 else:
                     record: UsageDelta | UniqueUse = (
                         part.deltas[0] if part.deltas else part.uniques[0]
@@ -433,7 +530,8 @@ class Meter:
             bucket = None if part is None else part.buckets.get(counter)
             if bucket is not None:
                 total += bucket.total
-                checked.update(bucket.checked)
+                for qty, ids in bucket.checked.items():  # each id is held once
+                    checked.update(dict.fromkeys(ids, qty))
                 users |= bucket.users
         return total, checked, users
 
@@ -480,6 +578,17 @@ class Meter:
         self._wake.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
+
+
+def _runs(raw: list[RawEvent]) -> Iterable[tuple[tuple[str, str], list[RawEvent]]]:
+    """``raw`` in runs of one ``(tenant, key)``; often it is all one run, cheap to see."""
+    if raw:
+        tenants = list(map(_TENANT, raw))
+        keys = list(map(_KEY, raw))
+        tenant, key = tenants[0], keys[0]
+        if tenants.count(tenant) == len(raw) and keys.count(key) == len(raw):
+            return [((tenant, key), raw)]
+    return ((pair, list(group)) for pair, group in groupby(raw, _TENANT_KEY))
 
 
 def _permanent(exc: Exception) -> bool:

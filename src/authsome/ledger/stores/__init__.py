@@ -11,6 +11,7 @@ from __future__ import annotations
 from authsome.ledger.stores._protocol import (
     ConsumeRequest,
     ConsumeResult,
+    EventIds,
     LedgerStore,
     UniqueUse,
     UsageBatch,
@@ -24,6 +25,7 @@ from authsome.ledger.stores.sqlite import SQLiteStore
 __all__ = [
     "ConsumeRequest",
     "ConsumeResult",
+    "EventIds",
     "LedgerStore",
     "MemoryStore",
     "PostgresStore",

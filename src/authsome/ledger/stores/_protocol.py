@@ -40,6 +40,7 @@ from authsome.ledger.plans import Plan, Subscription
 __all__ = [
     "ConsumeRequest",
     "ConsumeResult",
+    "EventIds",
     "LedgerStore",
     "UniqueUse",
     "UsageBatch",
@@ -56,6 +57,22 @@ class UsageDelta(NamedTuple):
     period_start: int
     quantity: int
     event_id: str | None = None
+
+
+class EventIds(NamedTuple):
+    """Many events of one counter and quantity: one ``UsageDelta(tenant, feature,
+    period_start, quantity, event_id)`` for each of ``event_ids``, in bulk.
+
+    It is how the engine sends the events it buffered (thousands per flush, nearly
+    all with the same quantity) to stores that take it (see :class:`UsageBatch`).
+    The same id twice counts once.
+    """
+
+    tenant: str
+    feature: str
+    period_start: int
+    quantity: int
+    event_ids: Sequence[str]
 
 
 class UniqueUse(NamedTuple):
@@ -76,14 +93,31 @@ class UsageBatch:
     what keeps events *without* an event id from counting twice when a commit
     succeeded but its acknowledgement was lost and the engine retries. Stores keep
     batch ids for at least a day (retries happen within seconds).
+
+    ``events`` holds event-id deltas in bulk (:class:`EventIds`). The engine fills it
+    only for a store whose class sets ``accepts_event_ids = True``; any other store
+    gets the same records as :class:`UsageDelta` in ``deltas`` (:meth:`expanded`), so
+    a store written before ``events`` existed keeps working.
     """
 
     deltas: Sequence[UsageDelta] = ()
     uniques: Sequence[UniqueUse] = ()
     batch_id: str | None = None
+    events: Sequence[EventIds] = ()
 
     def __len__(self) -> int:
-        return len(self.deltas) + len(self.uniques)
+        return len(self.deltas) + len(self.uniques) + sum(len(g.event_ids) for g in self.events)
+
+    def expanded(self) -> UsageBatch:
+        """The same batch with ``events`` as one :class:`UsageDelta` per event id."""
+        if not self.events:
+            return self
+        deltas = list(self.deltas)
+        for g in self.events:
+            deltas.extend(
+                UsageDelta(g.tenant, g.feature, g.period_start, g.quantity, e) for e in g.event_ids
+            )
+        return UsageBatch(deltas, self.uniques, self.batch_id)
 
 
 class ConsumeRequest(NamedTuple):

@@ -25,12 +25,14 @@ class MemoryStore:
     SQLite store (one contract test suite runs on both).
     """
 
+    accepts_event_ids = True  # apply_usage takes UsageBatch.events
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._plans: dict[str, list[Plan]] = {}
         self._subs: dict[str, Subscription] = {}
         self._usage: dict[_Counter, int] = {}
-        self._events: set[tuple[str, str, str]] = set()
+        self._events: dict[tuple[str, str], set[str]] = {}  # (tenant, feature) -> ids
         self._batches: set[str] = set()
         self._users: dict[_Counter, set[str]] = {}
 
@@ -78,14 +80,23 @@ class MemoryStore:
                 if batch.batch_id in self._batches:
                     return  # applied before; its acknowledgement was lost
                 self._batches.add(batch.batch_id)
+            events = self._events
             for d in batch.deltas:
                 if d.event_id is not None:
-                    marker = (d.tenant, d.feature, d.event_id)
-                    if marker in self._events:
+                    known = events.setdefault((d.tenant, d.feature), set())
+                    if d.event_id in known:
                         continue
-                    self._events.add(marker)
+                    known.add(d.event_id)
                 counter = (d.tenant, d.feature, d.period_start)
                 increments[counter] = increments.get(counter, 0) + d.quantity
+            for g in batch.events:  # in bulk: how many ids are new is all that counts
+                known = events.setdefault((g.tenant, g.feature), set())
+                before = len(known)
+                known.update(g.event_ids)
+                counter = (g.tenant, g.feature, g.period_start)
+                increments[counter] = (
+                    increments.get(counter, 0) + (len(known) - before) * g.quantity
+                )
             for u in batch.uniques:
                 counter = (u.tenant, u.feature, u.period_start)
                 users = self._users.setdefault(counter, set())
@@ -104,7 +115,7 @@ class MemoryStore:
     def known_events(self, tenant: str, feature: str, event_ids: Collection[str]) -> set[str]:
         """The ``event_ids`` already recorded."""
         with self._lock:
-            return {e for e in event_ids if (tenant, feature, e) in self._events}
+            return self._events.get((tenant, feature), set()).intersection(event_ids)
 
     def known_users(
         self, tenant: str, feature: str, period_start: int, user_ids: Collection[str]
@@ -120,8 +131,8 @@ class MemoryStore:
         counter = (r.tenant, r.feature, r.period_start)
         with self._lock:
             used = self._usage.get(counter, 0)
-            marker = None if r.event_id is None else (r.tenant, r.feature, r.event_id)
-            if marker is not None and marker in self._events:
+            known = self._events.setdefault((r.tenant, r.feature), set())
+            if r.event_id is not None and r.event_id in known:
                 return ConsumeResult(True, used)
             if r.unique:
                 users = self._users.setdefault(counter, set())
@@ -135,8 +146,8 @@ class MemoryStore:
                 if used + r.quantity > r.ceiling:
                     return ConsumeResult(False, used)
                 used += r.quantity
-            if marker is not None:
-                self._events.add(marker)
+            if r.event_id is not None:
+                known.add(r.event_id)
             self._usage[counter] = used
             return ConsumeResult(True, used)
 

@@ -268,6 +268,8 @@ class PostgresStore:
     chained; nothing of a failed operation is committed.
     """
 
+    accepts_event_ids = True  # apply_usage takes UsageBatch.events
+
     def __init__(
         self,
         dsn: str | None = None,
@@ -509,6 +511,10 @@ class PostgresStore:
                 plain[counter] = plain.get(counter, 0) + d.quantity
             else:  # the first occurrence of an id in a batch is the one that counts
                 events.setdefault(counter, {}).setdefault(d.event_id, d.quantity)
+        for g in batch.events:
+            quantities = events.setdefault((g.tenant, g.feature, g.period_start), {})
+            for event_id in g.event_ids:
+                quantities.setdefault(event_id, g.quantity)
         for u in batch.uniques:
             users.setdefault((u.tenant, u.feature, u.period_start), set()).add(u.user_id)
         if not plain and not events and not users:

@@ -7,6 +7,7 @@ transaction, event ids sit under a primary key, and counters are updated with
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import threading
@@ -15,7 +16,12 @@ from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from authsome.ledger.errors import LedgerDataError, LedgerStoreError
+from authsome.ledger.errors import (
+    InvalidArgument,
+    InvalidArgumentType,
+    LedgerDataError,
+    LedgerStoreError,
+)
 from authsome.ledger.plans import (
     MAX_COUNTER,
     Plan,
@@ -28,6 +34,7 @@ from authsome.ledger.plans import (
 from authsome.ledger.stores._protocol import (
     ConsumeRequest,
     ConsumeResult,
+    EventIds,
     UsageBatch,
     UsageRecord,
 )
@@ -78,6 +85,13 @@ _INSERT_EVENT = (
     "INSERT OR IGNORE INTO ledger_events (tenant, feature, event_id, period_start, quantity) "
     "VALUES (?, ?, ?, ?, ?)"
 )
+# All event ids of one EventIds group in one statement: SQLite walks the JSON array
+# itself, so the sqlite3 module releases the GIL once per group instead of once per id
+# (executemany steps row by row), and the request threads keep running meanwhile.
+_INSERT_EVENTS_JSON = (
+    "INSERT OR IGNORE INTO ledger_events (tenant, feature, event_id, period_start, quantity) "
+    "SELECT ?1, ?2, value, ?3, ?4 FROM json_each(?5)"
+)
 _INSERT_USER = (
     "INSERT OR IGNORE INTO ledger_users (tenant, feature, period_start, user_id) "
     "VALUES (?, ?, ?, ?)"
@@ -96,9 +110,21 @@ class SQLiteStore:
     One connection per store, serialized by a lock (SQLite serializes writers anyway);
     WAL mode so readers in other processes are not blocked by the flusher. Errors of
     the database surface as :class:`~authsome.ledger.errors.LedgerStoreError`.
+
+    ``cache_mb`` bounds SQLite's page cache for this connection (memory is taken as
+    pages are used). Event ids are random, so each flush inserts all over their
+    index; with SQLite's default 2 MB, most of those pages are re-read every flush.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 10.0) -> None:
+    accepts_event_ids = True  # apply_usage takes UsageBatch.events
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, timeout: float = 10.0, cache_mb: int = 32
+    ) -> None:
+        if isinstance(cache_mb, bool) or not isinstance(cache_mb, int):
+            raise InvalidArgumentType("cache_mb must be an int")
+        if cache_mb < 1:
+            raise InvalidArgument("cache_mb must be positive")
         self.path = os.fspath(path)
         self._lock = threading.RLock()
         self._batches = 0  # applied by this store object, to prune now and then
@@ -109,7 +135,9 @@ class SQLiteStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.execute(f"PRAGMA cache_size=-{cache_mb * 1024}")  # KiB when negative
             self._migrate()
+            self._json = _has_json(self._db)
         except sqlite3.Error as exc:
             raise LedgerStoreError(f"cannot open ledger database: {exc}") from exc
         self._closed = False
@@ -270,6 +298,10 @@ class SQLiteStore:
                     new = db.executemany(_INSERT_EVENT, rows).rowcount
                     counter = (tenant, feature, start)
                     increments[counter] = increments.get(counter, 0) + new * quantity
+                for g in batch.events:
+                    new = self._insert_ids(db, g)
+                    counter = (g.tenant, g.feature, g.period_start)
+                    increments[counter] = increments.get(counter, 0) + new * g.quantity
                 for u in batch.uniques:
                     if db.execute(_INSERT_USER, u).rowcount == 1:
                         counter = (u.tenant, u.feature, u.period_start)
@@ -277,6 +309,18 @@ class SQLiteStore:
                 db.executemany(_UPSERT, [(*c, _saturate(n)) for c, n in increments.items()])
 
         self._call(run)
+
+    def _insert_ids(self, db: sqlite3.Connection, g: EventIds) -> int:
+        """Insert the event ids of ``g``; return how many were new."""
+        if self._json:
+            payload = _dump_ids(list(g.event_ids))
+            # JSON would turn a NUL into an escape that SQLite's json_each cuts the text
+            # at; such ids (the engine refuses them) take the row-by-row way.
+            if "\\u0000" not in payload:
+                args = (g.tenant, g.feature, g.period_start, g.quantity, payload)
+                return int(db.execute(_INSERT_EVENTS_JSON, args).rowcount)
+        rows = [(g.tenant, g.feature, e, g.period_start, g.quantity) for e in g.event_ids]
+        return int(db.executemany(_INSERT_EVENT, rows).rowcount)
 
     def get_usage(self, tenant: str, feature: str, period_start: int) -> int:
         """The persisted usage of one period."""
@@ -372,6 +416,18 @@ class SQLiteStore:
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
+
+
+_dump_ids = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _has_json(db: sqlite3.Connection) -> bool:
+    """Whether this SQLite has the JSON functions (built in since 3.38, usually before)."""
+    try:
+        db.execute("SELECT value FROM json_each('[]')").fetchall()
+    except sqlite3.OperationalError:
+        return False
+    return True
 
 
 def _saturate(n: int) -> int:
