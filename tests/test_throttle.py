@@ -455,3 +455,16 @@ def test_successful_sign_ins_give_back_the_per_account_hit(make_auth: AuthFactor
     _fail(auth, EMAIL, "203.0.113.50")
     _fail(auth, EMAIL, "203.0.113.51")
     _limited(auth, EMAIL, PASSWORD, "203.0.113.52")
+
+
+def test_expired_counters_are_swept_once_a_window(make_auth: AuthFactory, clock: FakeClock) -> None:
+    store = MemoryStore()
+    auth = make_auth(store=store)
+    auth.users.register(EMAIL, PASSWORD)
+    for i in range(3):
+        _fail(auth, EMAIL, f"198.51.100.{i}")
+    assert len(store._counters) > 0
+    clock.advance(seconds=ThrottlePolicy().window.total_seconds() + 1)
+    _fail(auth, EMAIL, "203.0.113.77")  # the first attempt of a new window sweeps
+    live = {key for key, (_, expires_at) in store._counters.items() if expires_at > clock.now}
+    assert set(store._counters) == live

@@ -55,6 +55,7 @@ class Throttle:
     def __init__(self, store: Store, policy: ThrottlePolicy) -> None:
         self._store = store
         self.policy = policy
+        self._next_prune: datetime | None = None
 
     def reserve(self, tenant: str, email: str, ip: str | None, now: datetime) -> None:
         """Count this attempt as a failure *before* it is tried, or refuse it.
@@ -66,6 +67,7 @@ class Throttle:
         and raises :class:`RateLimited`. Failures from a known address are still
         counted for the account, they are only exempt from its limit.
         """
+        self._prune_now_and_then(now)
         keys = self._keys(tenant, email, ip)
         ttl = int(self.policy.window.total_seconds())
         exempt = self._is_known(keys, now)
@@ -100,6 +102,14 @@ class Throttle:
         if keys.known:
             self._store.delete_counter(keys.known)  # restart its lifetime from now
             self._store.hit_counter(keys.known, now, int(self.policy.known_ip_ttl.total_seconds()))
+
+    def _prune_now_and_then(self, now: datetime) -> None:
+        # Expired counters are dead weight (one row per attacked account and address);
+        # sweeping them once per window keeps the table at one window's worth of rows.
+        # Two threads may both sweep at the boundary, which is harmless.
+        if self._next_prune is None or now >= self._next_prune:
+            self._next_prune = now + self.policy.window
+            self._store.prune_counters(now)
 
     def _is_known(self, keys: _Keys, now: datetime) -> bool:
         return bool(keys.known) and self._store.get_counter(keys.known, now) is not None

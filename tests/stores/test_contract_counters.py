@@ -1,4 +1,5 @@
-"""Contract of ``release_counter``: taking back one hit that was counted in advance."""
+"""Contract of the counter upkeep: ``release_counter`` (taking back one hit counted in
+advance) and ``prune_counters`` (forgetting expired counters)."""
 
 from __future__ import annotations
 
@@ -76,3 +77,15 @@ def test_racing_hits_and_releases_cancel_out_exactly(store: Store) -> None:
         worker.join()
 
     assert store.get_counter("ip:1", NOW) == (1, EXPIRY)
+
+
+def test_prune_deletes_only_expired_counters(store: Store) -> None:
+    store.hit_counter("short", NOW, 10)
+    store.hit_counter("long", NOW, 120)
+    later = NOW + timedelta(seconds=10)  # "short" expires exactly now
+
+    assert store.prune_counters(later) == 1
+    assert store.get_counter("long", later) == (1, NOW + timedelta(seconds=120))
+    assert store.prune_counters(later) == 0
+    # A pruned key starts a fresh window, like any expired one.
+    assert store.hit_counter("short", later, 10) == (1, later + timedelta(seconds=10))

@@ -134,6 +134,10 @@ class Store(Protocol):
         """
         ...
 
+    def prune_counters(self, now: datetime) -> int:
+        """Delete every counter expired at ``now``; return how many. Live ones stay."""
+        ...
+
     # -- orgs ------------------------------------------------------------------
     def create_org(self, org: Org, owner: Membership) -> None:
         """Insert ``org`` together with its first membership, in one transaction.

@@ -212,6 +212,13 @@ class MemoryStore:
             if current is not None:
                 self._counters[key] = (max(current[0] - 1, 0), current[1])
 
+    def prune_counters(self, now: datetime) -> int:
+        with self._lock:
+            expired = [key for key, (_, expires_at) in self._counters.items() if expires_at <= now]
+            for key in expired:
+                del self._counters[key]
+            return len(expired)
+
     def _live_counter(self, key: str, now: datetime) -> Counter | None:
         counter = self._counters.get(key)
         if counter is None or counter[1] <= now:

@@ -527,6 +527,12 @@ class PostgresStore:
             (key, aware(now)),
         )
 
+    def prune_counters(self, now: datetime) -> int:
+        """Delete the expired counters; one statement."""
+        return self._write(
+            "prune_counters", "DELETE FROM {s}.counters WHERE expires_at <= %s", (aware(now),)
+        )
+
     # -- orgs ------------------------------------------------------------------
     def create_org(self, org: Org, owner: Membership) -> None:
         """Insert ``org`` and its owner's membership in one transaction; a failed

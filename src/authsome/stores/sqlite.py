@@ -508,6 +508,12 @@ class SQLiteStore:
                 (key, _to_micros(now)),
             )
 
+    def prune_counters(self, now: datetime) -> int:
+        """Delete the expired counters; one statement."""
+        with self._connection("prune_counters") as conn:
+            cursor = conn.execute("DELETE FROM counters WHERE expires_at <= ?", (_to_micros(now),))
+            return cursor.rowcount
+
     # -- orgs ------------------------------------------------------------------
     def create_org(self, org: Org, owner: Membership) -> None:
         """Insert ``org`` and its owner's membership in one transaction; a failed
