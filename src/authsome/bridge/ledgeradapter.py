@@ -75,7 +75,13 @@ class LedgerAdapter:
         self._entitled = engine.entitled
         # The embedded engine has a positional entry point with the same checks and
         # effects as meter(), made for this adapter's hot path (Engine._record).
-        self._record = engine._record if isinstance(engine, Engine) else None
+        # Only when meter() is Engine's own: a subclass that overrides it must see
+        # every event.
+        self._record = None
+        if isinstance(engine, Engine):
+            own = type(engine)
+            if own.meter is Engine.meter and own._record is Engine._record:
+                self._record = engine._record
         self._keys: set[str] = set()  # feature keys that passed validate_feature_key
 
     def record_usage(self, ctx: LedgerContext, feature_key: str, quantity: int = 1) -> None:

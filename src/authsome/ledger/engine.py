@@ -392,11 +392,13 @@ class Engine:
         ok = self._ok
         m = self._m
         if (
-            tenant not in ok
+            tenant.__class__ is not str  # a str subclass could compare equal to a checked value
+            or key.__class__ is not str
+            or tenant not in ok
             or key not in ok
             or quantity.__class__ is not int
             or not 0 < quantity <= MAX_QUANTITY
-            or (user_id is not None and user_id not in ok)
+            or (user_id is not None and (user_id.__class__ is not str or user_id not in ok))
             or (user_id is None and key in self._unique_keys)
             or m.spool is not None
         ):
@@ -425,9 +427,11 @@ class Engine:
                 self._cache.pop((tenant, key), None)
             return
         raw.append(ev)
-        # After the append, so an entitlement computed meanwhile is never cached stale.
+        # After the append, so an entitlement computed meanwhile is never cached stale;
+        # under the lock, because the slow path checks and stores its entry under it.
         if key in self._cached_keys:
-            self._cache.pop((tenant, key), None)
+            with m.lock:
+                self._cache.pop((tenant, key), None)
         if self._m.closed:  # close() began after the check above: is it in its drain?
             self._recall(ev)
 

@@ -482,8 +482,10 @@ class Meter:
                 if len(part) > 1:
                     parts[:0] = _halves(part.expanded())
                 else:
+                    # A lone event id travels as an EventIds group: expand it to name it.
+                    single = part.expanded()
                     record: UsageDelta | UniqueUse = (
-                        part.deltas[0] if part.deltas else part.uniques[0]
+                        single.deltas[0] if single.deltas else single.uniques[0]
                     )
                     log.error("ledger store refused %r for good, quarantined: %s", record, exc)
                     self.quarantined.append(Quarantined(record, str(exc)))
