@@ -36,6 +36,7 @@ from authsome.crypto import (
     base62_checksum,
     base62_encode,
     has_valid_checksum,
+    new_ordered_id,
     random_base62,
     sha256_hex,
 )
@@ -401,6 +402,32 @@ def test_each_validation_is_its_own_event(auth: Authsome, ledger: RecordingLedge
     event_ids = [ctx.event_id for ctx in _usage(ledger)]
     assert len(event_ids) == 2
     assert len(set(event_ids)) == 2
+
+
+def test_validation_event_ids_are_time_ordered(auth: Authsome, ledger: RecordingLedger) -> None:
+    # Time-ordered ids are appended to a SQL ledger's event index, not inserted at random.
+    created = _key(auth, _user(auth))
+    ledger.clear()
+
+    for _ in range(50):
+        auth.api_keys.validate(created.secret)
+
+    event_ids = [ctx.event_id or "" for ctx in _usage(ledger)]
+    assert len(set(event_ids)) == 50
+    stamps = [int(e[4:20], 16) for e in event_ids]
+    assert stamps == sorted(stamps)
+
+
+def test_new_ordered_id_is_fresh_and_sorts_by_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    ids = [new_ordered_id("akv") for _ in range(1000)]
+    assert all(re.fullmatch(r"akv_[0-9a-f]{32}", i) for i in ids)
+    assert len(set(ids)) == 1000
+    assert [i[4:20] for i in ids] == sorted(i[4:20] for i in ids)
+    # Same nanosecond: the 64 random bits still tell them apart.
+    monkeypatch.setattr("authsome.crypto.time.time_ns", lambda: 1)
+    same = {new_ordered_id("akv") for _ in range(1000)}
+    assert len(same) == 1000
+    assert all(i.startswith("akv_0000000000000001") for i in same)
 
 
 def test_tenants_are_attributed_separately(auth: Authsome, ledger: RecordingLedger) -> None:

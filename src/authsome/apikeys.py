@@ -41,6 +41,7 @@ from authsome.crypto import (
     constant_time_equals,
     has_valid_checksum,
     new_id,
+    new_ordered_id,
     random_base62,
     sha256_hex,
 )
@@ -240,7 +241,7 @@ def _ledger_context(key: ApiKey) -> LedgerContext:
         tenant=key.tenant,
         user_id=key.owner_id if key.owner_kind == "user" else None,
         org_id=key.owner_id if key.owner_kind == "org" else None,
-        event_id=new_id("akv"),
+        event_id=new_ordered_id("akv"),
     )
 
 

@@ -90,7 +90,9 @@ class Billing:
     def record(self, event: UsageEvent, ctx: LedgerContext, quantity: int = 1) -> None:
         """Record usage after success; a ledger failure is logged and counted, never raised."""
         try:
-            self.ledger.record_usage(ctx, event.value, quantity)
+            # _value_, not .value: the same str, without Enum's property descriptor (this
+            # runs on every metered request).
+            self.ledger.record_usage(ctx, event._value_, quantity)
         except Exception as exc:  # usage must never fail the user's operation
             with self._lock:
                 self._record_failures += 1
