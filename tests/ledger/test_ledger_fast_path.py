@@ -122,3 +122,25 @@ def test_a_meter_during_an_entitlement_computation_never_leaves_it_cached_stale(
     assert eng.usage("acme", "api") == 2
     assert eng.entitled("acme", "api").used == 2
     eng.close()
+
+
+class _Count(int):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("args", "name"),
+    [
+        ((_TenantId("acme"), "api", 1), "tenant"),
+        (("acme", _TenantId("api"), 1), "key"),
+        (("acme", "api", _Count(1)), "quantity"),
+    ],
+)
+def test_a_subclass_argument_is_named_in_the_error(args: tuple[Any, ...], name: str) -> None:
+    eng = _engine()
+    try:
+        with pytest.raises(ledger.InvalidArgumentType, match=f"^{name} must be exactly"):
+            eng.meter(*args)
+        assert eng.unflushed == 0
+    finally:
+        eng.close()

@@ -86,6 +86,17 @@ class LedgerAdapter:
 
     def record_usage(self, ctx: LedgerContext, feature_key: str, quantity: int = 1) -> None:
         """Meter ``quantity`` of ``feature_key`` for ``ctx.tenant`` (idempotent per event id)."""
+        record = self._record
+        if record is not None and ctx.__class__ is LedgerContext:
+            # The embedded engine's entry checks every argument itself (exact types,
+            # and in full whatever it has not seen before), so the common case costs
+            # one call; on an error the arguments are explained like NoopLedger would.
+            try:
+                record(ctx.tenant, feature_key, quantity, ctx.user_id, ctx.event_id)
+            except Exception as exc:
+                self._validate(ctx, feature_key, quantity)
+                _raise_unavailable(exc, "record")
+            return
         # A LedgerContext validated its fields when it was built (it is frozen), so the
         # common case is an exact-type check and a feature key seen before; anything
         # unusual is validated in full.
@@ -96,20 +107,21 @@ class LedgerAdapter:
             or quantity.__class__ is not int
             or quantity <= 0
         ):
-            _validate_context(ctx)
-            validate_feature_key(feature_key)
-            validate_quantity(quantity)
-            if len(self._keys) < _MAX_KEYS:
-                self._keys.add(feature_key)
+            self._validate(ctx, feature_key, quantity)
         try:
-            if self._record is not None:
-                self._record(ctx.tenant, feature_key, quantity, ctx.user_id, ctx.event_id)
-            else:
-                self._meter(
-                    ctx.tenant, feature_key, quantity, user_id=ctx.user_id, event_id=ctx.event_id
-                )
+            self._meter(
+                ctx.tenant, feature_key, quantity, user_id=ctx.user_id, event_id=ctx.event_id
+            )
         except Exception as exc:
             _raise_unavailable(exc, "record")
+
+    def _validate(self, ctx: object, feature_key: object, quantity: object) -> None:
+        """Raise what NoopLedger raises for these arguments; remember a good key."""
+        _validate_context(ctx)
+        key = validate_feature_key(feature_key)
+        validate_quantity(quantity)
+        if len(self._keys) < _MAX_KEYS:
+            self._keys.add(key)
 
     def check_entitlement(self, ctx: LedgerContext, feature_key: str) -> bool:
         """Whether ``ctx.tenant`` is entitled to ``feature_key`` (``Entitlement.allowed``)."""

@@ -384,8 +384,9 @@ class Engine:
         tenants, keys and users again and again and a fresh event id each time. So a
         string that passed the checks once is remembered (one set lookup instead of
         five checks), and the event is appended to the buffer without the lock unless
-        the buffer is at its trigger or the engine closed. Anything not remembered,
-        and the spool, go through :meth:`meter`, which validates in full; the effects
+        the buffer is at its trigger or the engine closed. Anything not remembered
+        goes through :meth:`meter`, which validates in full, and so does everything
+        when the engine spools (nothing is remembered then); the effects
         are the same either way. (Without the lock, N threads appending at
         once can overshoot ``max_buffer`` by at most N - 1 events.)
         """
@@ -400,12 +401,12 @@ class Engine:
             or not 0 < quantity <= MAX_QUANTITY
             or (user_id is not None and (user_id.__class__ is not str or user_id not in ok))
             or (user_id is None and key in self._unique_keys)
-            or m.spool is not None
         ):
             self.meter(tenant, key, quantity, user_id=user_id, event_id=event_id)
-            if len(ok) >= _MAX_REMEMBERED:
-                ok.clear()
-            ok.update((tenant, key) if user_id is None else (tenant, key, user_id))
+            if m.spool is None:  # with a spool nothing is remembered: every event is written
+                if len(ok) >= _MAX_REMEMBERED:
+                    ok.clear()
+                ok.update((tenant, key) if user_id is None else (tenant, key, user_id))
             return
         if event_id is not None and (
             event_id.__class__ is not str
@@ -432,7 +433,9 @@ class Engine:
         if key in self._cached_keys:
             with m.lock:
                 self._cache.pop((tenant, key), None)
-        if self._m.closed:  # close() began after the check above: is it in its drain?
+        # close() may have begun after the check above (re-read through self._m, which
+        # the type checker does not narrow): is the event in its drain?
+        if self._m.closed:
             self._recall(ev)
 
     def _recall(self, ev: RawEvent) -> None:
@@ -867,10 +870,20 @@ def _replace(sub: Subscription, **changes: Any) -> Subscription:
 
 
 def _reject(tenant: object, key: object, quantity: object) -> None:
+    """Raise the error that explains why ``meter``'s fast checks refused these."""
     check_key(tenant, "tenant")
     check_key(key, "key")
     check_quantity(quantity)
-    raise InvalidArgumentType("quantity must be exactly an int")  # an int subclass
+    # What is left: a subclass of str or int. One could compare equal to a checked
+    # value while hashing or printing differently, so only the exact types are taken.
+    for name, value, exact in (
+        ("tenant", tenant, str),
+        ("key", key, str),
+        ("quantity", quantity, int),
+    ):
+        if type(value) is not exact:
+            raise InvalidArgumentType(f"{name} must be exactly a {exact.__name__}, not a subclass")
+    raise AssertionError("meter refused arguments that pass every check")  # pragma: no cover
 
 
 def _decided(feature: Feature, used: int, applied: bool) -> Entitlement:
