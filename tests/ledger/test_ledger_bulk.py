@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from ledger_doubles import FlakyStore
 
 from authsome import ledger
+from authsome.ledger.meter import FIELDS, events_of
 from authsome.ledger.stores import UsageBatch
 
 # (tenant, key, quantity, event id or None, days back, flush after it)
@@ -216,7 +217,7 @@ def test_recall_takes_back_an_event_the_drain_did_not_take(
     eng = _engine(ledger.MemoryStore(), clock, starter)
     eng.close()
     ev = (0.0, "acme", "exports", 1, None, "late", False)
-    eng._m.raw.append(ev)  # as if appended just after close() looked
+    eng._m.raw.extend(ev)  # as if added just after close() looked
     with pytest.raises(ledger.LedgerClosed):
         eng._recall(ev)
     assert len(eng._m.raw) == 0
@@ -233,10 +234,10 @@ def test_an_append_that_lands_after_the_drain_is_refused(
     eng._record("acme", "exports", 1, None, "early")
 
     class _CloseFirst(list):  # type: ignore[type-arg]
-        def append(self, ev: Any) -> None:
+        def extend(self, ev: Any) -> None:
             if not eng._m.closed:
                 eng.close()
-            super().append(ev)
+            super().extend(ev)
 
     eng._m.raw = _CloseFirst(eng._m.raw)
     with pytest.raises(ledger.LedgerClosed):
@@ -257,3 +258,45 @@ def test_the_adapter_entry_invalidates_a_cached_entitlement(
     assert not denied.allowed
     assert denied.used == 10
     eng.close()
+
+
+def test_events_of_turns_the_flat_buffer_back_into_events() -> None:
+    first = (1.0, "acme", "api", 1, None, "e1", False)
+    second = (2.0, "beta", "exports", 3, "u1", None, True)
+    assert events_of([*first, *second]) == [first, second]
+    assert events_of([]) == []
+    with pytest.raises(ValueError, match="zip\\(\\) argument"):
+        events_of([*first, 9.0])  # a torn event can never be taken for a whole one
+
+
+def test_events_a_failed_staging_left_are_put_back_whole(
+    clock: ledger.ManualClock, starter: ledger.Plan
+) -> None:
+    store = ledger.MemoryStore()
+    eng = _engine(store, clock, starter)
+    resolve = eng._m.resolve
+    calls = 0
+
+    def flaky(tenant: str, key: str, ts: float) -> tuple[int, bool]:
+        nonlocal calls
+        calls += 1
+        if tenant == "beta" and calls < 10:  # the store is down while beta is resolved
+            raise ledger.LedgerStoreError("down (test)")
+        return resolve(tenant, key, ts)
+
+    eng._m.resolve = flaky
+    try:
+        for i in range(5):
+            eng.meter("acme", "exports", 1, event_id=f"a{i}")
+            eng.meter("beta", "exports", 2, event_id=f"b{i}")
+        with pytest.raises(ledger.LedgerStoreError):
+            eng.flush()
+        assert eng.unflushed == 10
+        assert len(eng._m.raw) % FIELDS == 0
+        eng._m.resolve = resolve
+        eng.flush()
+        assert eng.usage("acme", "exports") == 5
+        assert eng.usage("beta", "exports") == 10
+        assert eng.unflushed == 0
+    finally:
+        eng.close()

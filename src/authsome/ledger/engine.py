@@ -43,7 +43,7 @@ from authsome.ledger.errors import (
     NoSubscription,
     UnknownPlan,
 )
-from authsome.ledger.meter import Meter, Quarantined, RawEvent, Spool
+from authsome.ledger.meter import FIELDS, Meter, Quarantined, RawEvent, Spool
 from authsome.ledger.plans import (
     EPOCH,
     MAX_KEY,
@@ -182,7 +182,7 @@ class Engine:
             spool=spool,
         )
         if spool is not None:
-            self._m.raw.extend(spool.replay())
+            self._m.raw.extend(itertools.chain.from_iterable(spool.replay()))
         self._m.start()
         self._closed = False
         self._exit_hook = _ExitHook(self)
@@ -372,7 +372,7 @@ class Engine:
                 m.make_room()  # wakes the flusher; blocks (or raises BufferFull) when full
             elif m.closed:
                 raise LedgerClosed("the ledger engine is closed")
-            m.raw.append((ts, tenant, key, quantity, user_id, event_id, False))
+            m.raw.extend((ts, tenant, key, quantity, user_id, event_id, False))
             self._cache.pop((tenant, key), None)
 
     def _record(
@@ -424,10 +424,10 @@ class Engine:
                     m.make_room()  # wakes the flusher; blocks (or raises BufferFull) when full
                 elif m.closed:
                     raise LedgerClosed("the ledger engine is closed")
-                raw.append(ev)
+                raw.extend(ev)
                 self._cache.pop((tenant, key), None)
             return
-        raw.append(ev)
+        raw.extend(ev)
         # After the append, so an entitlement computed meanwhile is never cached stale;
         # under the lock, because the slow path checks and stores its entry under it.
         if key in self._cached_keys:
@@ -442,10 +442,13 @@ class Engine:
         """Take back an event appended without the lock while :meth:`close` ran, and
         refuse it, unless staging already took it (then the drain writes it)."""
         m = self._m
+        wanted = list(ev)
         with m.state, m.lock:  # state: no staging is half done
-            for i, held in enumerate(m.raw):
-                if held is ev:
-                    del m.raw[i]
+            raw = m.raw
+            for i in range(0, len(raw), FIELDS):
+                # An equal event is as good as this one: it counts the same.
+                if raw[i : i + FIELDS] == wanted:
+                    del raw[i : i + FIELDS]
                     raise LedgerClosed("the ledger engine is closed")
 
     def release(
@@ -483,12 +486,12 @@ class Engine:
                 m.make_room()  # wakes the flusher; blocks (or raises BufferFull) when full
             elif m.closed:
                 raise LedgerClosed("the ledger engine is closed")
-            m.raw.append(ev)
+            m.raw.extend(ev)
             if m.spool is not None:
                 try:
                     m.spool.write(ev)
                 except BaseException:
-                    m.raw.pop()  # not on disk, so not acknowledged: do not count it
+                    del m.raw[-FIELDS:]  # not on disk, so not acknowledged: do not count it
                     raise
             self._cache.pop((ev[1], ev[2]), None)
 

@@ -2,12 +2,18 @@
 
 Life of a metered event:
 
-1. ``Engine.meter`` appends a raw tuple to :attr:`Meter.raw` under :attr:`Meter.lock`
+1. ``Engine.meter`` adds a raw event to :attr:`Meter.raw` under :attr:`Meter.lock`
    (and, with a spool, writes it to the spool file) and returns. Nothing else. The
-   bridge adapter's entry (``Engine._record``) appends without the lock when it need
-   not wait: ``list.append`` is atomic under the GIL, and staging takes the first
-   ``n`` events with a slice copy and a slice delete (each atomic too); appends can
-   only add after them, and only staging removes.
+   bridge adapter's entry (``Engine._record``) adds without the lock when it need
+   not wait: ``list.extend`` with a tuple is atomic under the GIL, and staging takes
+   the first ``n`` items with a slice copy and a slice delete (each atomic too);
+   adds can only come after them, and only staging removes.
+
+   ``raw`` is flat: the :data:`FIELDS` fields of each event one after the other, not
+   a tuple per event. No object per event outlives the call, so a busy meter does not
+   feed the garbage collector thousands of young tuples to traverse, and staging
+   reads a field of every event with one slice (``raw[i::FIELDS]``), a memcpy-like
+   C loop, instead of a Python-level getter per event.
 2. *Staging* folds raw events into :class:`Pending` buckets per ``(tenant, feature,
    period_start)``: quantities add up, event ids and users are deduplicated. It happens
    in the flusher, and whenever an uncached entitlement needs exact pending usage.
@@ -35,7 +41,7 @@ from collections.abc import Callable, Iterable
 from itertools import groupby
 from operator import itemgetter
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from authsome.ledger.errors import (
     BufferFull,
@@ -57,7 +63,7 @@ try:  # the spool lock is advisory and POSIX-only; elsewhere one engine per spoo
 except ImportError:  # pragma: no cover - not on POSIX
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["Meter", "Pending", "Quarantined", "RawEvent", "Spool"]
+__all__ = ["FIELDS", "Meter", "Pending", "Quarantined", "RawEvent", "Spool", "events_of"]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +73,16 @@ RawEvent = tuple[float, str, str, int, str | None, str | None, bool]
 ``id_is_fresh`` marks ids the engine generated itself: they cannot be in the store
 yet, so pending usage need not ask the store about them.
 """
+
+FIELDS = 7
+"""Items per event in the flat :attr:`Meter.raw` (the length of a :data:`RawEvent`)."""
+
+
+def events_of(flat: list[Any]) -> list[RawEvent]:
+    """The events of a flat raw list, as :data:`RawEvent` tuples."""
+    items = iter(flat)
+    return list(zip(*[items] * FIELDS, strict=True))
+
 
 _MAX_DELTA = 2**62
 
@@ -95,13 +111,7 @@ class _Bucket:
         self.users: set[str] = set()
 
 
-_TS = itemgetter(0)
-_TENANT = itemgetter(1)
-_KEY = itemgetter(2)
 _TENANT_KEY = itemgetter(1, 2)
-_QTY = itemgetter(3)
-_EVENT_ID = itemgetter(5)
-_FRESH = itemgetter(6)
 
 
 class Pending:
@@ -150,20 +160,21 @@ class Pending:
             bucket.checked.setdefault(qty, []).append(event_id)
 
     def add_run(
-        self, run: list[RawEvent], period_start: int, unique: bool, other: Pending | None
+        self, run: list[Any], period_start: int, unique: bool, other: Pending | None
     ) -> None:
-        """Fold in events of one ``(tenant, key)`` and one period, like :meth:`add` each.
+        """Fold in the events of a flat ``run`` (see :data:`FIELDS`) of one
+        ``(tenant, key)`` and one period, like :meth:`add` each.
 
         The usual run (thousands of events of one feature, one quantity, each with a
         new event id, or none without) is folded with a few C-level passes over it;
         anything else event by event.
         """
-        n = len(run)
+        n = len(run) // FIELDS
         if not unique and n > 1:
-            head = run[0]
-            tenant, key, qty, fresh = head[1], head[2], head[3], head[6]
-            if list(map(_QTY, run)).count(qty) == n and list(map(_FRESH, run)).count(fresh) == n:
-                ids = list(map(_EVENT_ID, run))
+            tenant, key, qty, fresh = run[1], run[2], run[3], run[6]
+            # Each column holds one type (exact ints, bools), so count() by value is exact.
+            if run[3::FIELDS].count(qty) == n and run[6::FIELDS].count(fresh) == n:
+                ids = run[5::FIELDS]
                 new = set(ids)
                 if new == {None}:  # without event ids: a sum
                     bucket = self._bucket((tenant, key, period_start))
@@ -191,7 +202,7 @@ class Pending:
                         bucket.checked.setdefault(qty, []).extend(ids)
                     self.events += n
                     return
-        for ev in run:
+        for ev in events_of(run):
             self.add(ev, period_start, unique, other)
 
     def batch(self, batch_id: str | None = None) -> UsageBatch:
@@ -349,15 +360,16 @@ class Meter:
         self.lock = threading.Lock()
         self.room = threading.Condition(self.lock)
         self.state = threading.RLock()
-        self.raw: list[RawEvent] = []
+        self.raw: list[Any] = []  # flat: FIELDS items per event, see the module docstring
         self.pending = Pending()
         self.inflight: Pending | None = None
         self._parts: list[UsageBatch] = []  # what of the in-flight batch is left to apply
         self.quarantined: list[Quarantined] = []
         self._batch_prefix = f"{secrets.token_hex(8)}-"
         self._batch_numbers = itertools.count(1)
-        self.held = 0  # events staged or in flight (raw ones are len(raw))
-        self.trigger = min(batch_size, max_buffer)
+        self.held = 0  # events staged or in flight (raw ones are len(raw) // FIELDS)
+        # len(raw) (in items) at which adding takes the lock: wake the flusher, maybe wait
+        self.trigger = min(batch_size, max_buffer) * FIELDS
         self.closed = False
         self.failures = 0  # consecutive failed flushes, for observability
         self._wake = threading.Event()
@@ -373,10 +385,10 @@ class Meter:
         while True:
             if self.closed:
                 raise LedgerClosed("the ledger engine is closed")
-            used = self.held + len(self.raw)
+            buffered = len(self.raw) // FIELDS
             self._wake.set()
-            if used < self.max_buffer:
-                self.trigger = min(len(self.raw) + self.batch_size, self.max_buffer - self.held)
+            if self.held + buffered < self.max_buffer:
+                self.trigger = min(buffered + self.batch_size, self.max_buffer - self.held) * FIELDS
                 return
             now = time.monotonic()
             if deadline is None:
@@ -398,49 +410,44 @@ class Meter:
         are intervals) and is folded in bulk.
         """
         with self.lock:
-            queue = self.raw  # appends may go on meanwhile: take what is there now
-            taken = len(queue)
+            queue = self.raw  # adds may go on meanwhile: take what is there now
+            taken = len(queue)  # whole events: each add is one atomic extend
             raw = queue[:taken]
             del queue[:taken]
             sealed = self.spool.rotate() if rotate and self.spool is not None else []
-            self.held += len(raw)
+            self.held += taken // FIELDS
             self._retrigger()
         pending, other, resolve = self.pending, self.inflight, self.resolve
-        done = 0
+        done = 0  # items of raw folded in
         try:
             for (tenant, key), run in _runs(raw):
-                if len(run) == 1:
-                    ev = run[0]
-                    start, unique = resolve(tenant, key, ev[0])
-                    pending.add(ev, start, unique, other)
-                    done += 1
-                    continue
-                stamps = list(map(_TS, run))
+                stamps = run[0::FIELDS]
                 first = resolve(tenant, key, min(stamps))
-                if first == resolve(tenant, key, max(stamps)):
+                if len(stamps) == 1 or first == resolve(tenant, key, max(stamps)):
                     pending.add_run(run, first[0], first[1], other)
                     done += len(run)
                     continue
-                for ev in run:
+                for ev in events_of(run):
                     start, unique = resolve(tenant, key, ev[0])
                     pending.add(ev, start, unique, other)
-                    done += 1
+                    done += FIELDS
         except BaseException:
             self._unstage(raw[done:], sealed)  # e.g. the store is down: keep, retry later
             raise
         pending.segments.extend(sealed)
 
-    def _unstage(self, rest: list[RawEvent], sealed: list[Path]) -> None:
-        """Put events that could not be staged back in front of the raw list."""
+    def _unstage(self, rest: list[Any], sealed: list[Path]) -> None:
+        """Put events (flat) that could not be staged back in front of the raw list."""
         with self.lock:
             self.raw[:0] = rest
-            self.held -= len(rest)
+            self.held -= len(rest) // FIELDS
             if self.spool is not None:  # their segments may only go once they are flushed
                 self.spool.leftover[:0] = sealed
             self._retrigger()
 
     def _retrigger(self) -> None:
-        self.trigger = max(0, min(len(self.raw) + self.batch_size, self.max_buffer - self.held))
+        room = min(len(self.raw) // FIELDS + self.batch_size, self.max_buffer - self.held)
+        self.trigger = max(0, room) * FIELDS
         self.room.notify_all()
 
     def flush_once(self) -> bool:
@@ -515,7 +522,7 @@ class Meter:
     def unflushed(self) -> int:
         """Events not yet committed to the store."""
         with self.lock:
-            return self.held + len(self.raw)
+            return self.held + len(self.raw) // FIELDS
 
     # --- pending usage, for entitlements (called with ``state`` held) ---
 
@@ -582,15 +589,19 @@ class Meter:
             self._thread.join()
 
 
-def _runs(raw: list[RawEvent]) -> Iterable[tuple[tuple[str, str], list[RawEvent]]]:
-    """``raw`` in runs of one ``(tenant, key)``; often it is all one run, cheap to see."""
+def _runs(raw: list[Any]) -> Iterable[tuple[tuple[str, str], list[Any]]]:
+    """Flat ``raw`` in flat runs of one ``(tenant, key)``; often it is all one run,
+    cheap to see."""
     if raw:
-        tenants = list(map(_TENANT, raw))
-        keys = list(map(_KEY, raw))
+        tenants = raw[1::FIELDS]
+        keys = raw[2::FIELDS]
         tenant, key = tenants[0], keys[0]
-        if tenants.count(tenant) == len(raw) and keys.count(key) == len(raw):
+        if tenants.count(tenant) == len(tenants) and keys.count(key) == len(keys):
             return [((tenant, key), raw)]
-    return ((pair, list(group)) for pair, group in groupby(raw, _TENANT_KEY))
+    return (
+        (pair, list(itertools.chain.from_iterable(group)))
+        for pair, group in groupby(events_of(raw), _TENANT_KEY)
+    )
 
 
 def _permanent(exc: Exception) -> bool:
