@@ -144,3 +144,30 @@ def test_a_subclass_argument_is_named_in_the_error(args: tuple[Any, ...], name: 
         assert eng.unflushed == 0
     finally:
         eng.close()
+
+
+def test_a_key_that_becomes_unique_is_refused_without_a_user_at_once() -> None:
+    eng = _engine()
+    try:
+        eng._record("acme", "api", 1, None, "e1")  # ("acme", "api", None, 1) now trusted
+        eng._record("acme", "api", 1, None, "e2")
+        eng.define_plan(ledger.Plan("p", [ledger.Feature.metered("api", aggregation="unique")]))
+        with pytest.raises(ledger.InvalidArgument, match="user_id is required"):
+            eng._record("acme", "api", 1, None, "e3")
+        eng._record("acme", "api", 1, "ann", "e4")
+    finally:
+        eng.close()
+
+
+def test_an_int_subclass_quantity_goes_through_the_full_checks() -> None:
+    eng = _engine()
+    try:
+        eng._record("acme", "api", 1, None, "e1")  # quantity 1 now trusted
+        with pytest.raises(ledger.InvalidArgumentType, match=r"^quantity must be exactly"):
+            eng._record("acme", "api", _Count(1), None, "e2")
+        with pytest.raises(ledger.InvalidArgumentType):
+            eng._record("acme", "api", True, None, "e3")
+        eng.flush()
+        assert eng.usage("acme", "api") == 1
+    finally:
+        eng.close()

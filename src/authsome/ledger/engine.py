@@ -157,7 +157,8 @@ class Engine:
         self._plans: dict[str, tuple[Plan, float]] = {}
         self._windows: dict[str, dict[str, tuple[float, float, int, bool]]] = {}
         self._unique_keys: set[str] = set()
-        self._ok: set[str] = set()  # tenants, keys and users that passed check_key
+        # (tenant, key, user_id, quantity) combinations meter() took: see _record
+        self._trusted: set[tuple[str, str, str | None, int]] = set()
         self._cached_keys: set[str] = set()  # keys ever in _cache (_record skips the rest)
         self._generation = 0  # bumped by every plan/subscription change in this process
         self._admin = threading.Lock()
@@ -290,7 +291,12 @@ class Engine:
         return sub
 
     def _learn(self, plan: Plan) -> None:
-        self._unique_keys.update(f.key for f in plan.features if f.unique)
+        unique = {f.key for f in plan.features if f.unique}
+        if not unique <= self._unique_keys:
+            # A trusted combination without a user may be one a unique key now refuses.
+            # Keys first: _record re-checks them after it trusted a combination.
+            self._unique_keys |= unique
+            self._trusted.clear()
 
     def _changed(self) -> None:
         """Forget everything derived from plans and subscriptions (this process changed them)."""
@@ -381,32 +387,36 @@ class Engine:
         """``meter(tenant, key, quantity, user_id=user_id, event_id=event_id)``, cheaper.
 
         The bridge's adapter calls this on every metered request, with the same few
-        tenants, keys and users again and again and a fresh event id each time. So a
-        string that passed the checks once is remembered (one set lookup instead of
-        five checks), and the event is appended to the buffer without the lock unless
-        the buffer is at its trigger or the engine closed. Anything not remembered
-        goes through :meth:`meter`, which validates in full, and so does everything
-        when the engine spools (nothing is remembered then); the effects
-        are the same either way. (Without the lock, N threads appending at
-        once can overshoot ``max_buffer`` by at most N - 1 events.)
+        tenants, keys, users and quantities again and again and a fresh event id each
+        time. So a ``(tenant, key, user_id, quantity)`` that :meth:`meter` took once is
+        remembered (one set lookup instead of a dozen checks; :meth:`_learn` forgets
+        them all when a key becomes unique, as ``user_id`` may then be missing), and
+        the event is added to the buffer without the lock unless the buffer is at its
+        trigger or the engine closed. Anything not remembered goes through
+        :meth:`meter`, which validates in full, and so does everything when the engine
+        spools (nothing is remembered then); the effects are the same either way.
+        (Without the lock, N threads adding at once can overshoot ``max_buffer`` by at
+        most N - 1 events.)
         """
-        ok = self._ok
+        trusted = self._trusted
         m = self._m
         if (
-            tenant.__class__ is not str  # a str subclass could compare equal to a checked value
+            # Exact types first: a subclass could compare equal to a trusted value
+            # (and an unhashable argument must not reach the set).
+            tenant.__class__ is not str
             or key.__class__ is not str
-            or tenant not in ok
-            or key not in ok
             or quantity.__class__ is not int
-            or not 0 < quantity <= MAX_QUANTITY
-            or (user_id is not None and (user_id.__class__ is not str or user_id not in ok))
-            or (user_id is None and key in self._unique_keys)
+            or (user_id is not None and user_id.__class__ is not str)
+            or (tenant, key, user_id, quantity) not in trusted
         ):
             self.meter(tenant, key, quantity, user_id=user_id, event_id=event_id)
             if m.spool is None:  # with a spool nothing is remembered: every event is written
-                if len(ok) >= _MAX_REMEMBERED:
-                    ok.clear()
-                ok.update((tenant, key) if user_id is None else (tenant, key, user_id))
+                if len(trusted) >= _MAX_REMEMBERED:
+                    trusted.clear()
+                combination = (tenant, key, user_id, quantity)
+                trusted.add(combination)
+                if user_id is None and key in self._unique_keys:  # _learn ran meanwhile
+                    trusted.discard(combination)
             return
         if event_id is not None and (
             event_id.__class__ is not str
