@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection
+from bisect import bisect_left
+from collections.abc import Collection, Sequence
+from itertools import islice
+from operator import lt
 
 from authsome.ledger.plans import MAX_COUNTER, Plan, Subscription
 from authsome.ledger.stores._protocol import (
@@ -16,6 +19,60 @@ from authsome.ledger.stores._protocol import (
 __all__ = ["MemoryStore"]
 
 _Counter = tuple[str, str, int]
+
+
+class _EventIds:
+    """The event ids of one ``(tenant, feature)``.
+
+    Ids that come in increasing order (time-ordered ids do, such as the ones the
+    auth engine makes for ``authsome.apikeys.validated``) go to a sorted list that a
+    batch extends at its end; the rest go to a set. Inserting thousands of new ids
+    at random places in a set of millions is bound by memory latency; appending them
+    is not. Membership is a set lookup, then a binary search.
+    """
+
+    __slots__ = ("ordered", "scattered")
+
+    def __init__(self) -> None:
+        self.ordered: list[str] = []  # strictly increasing; its last is the largest id
+        self.scattered: set[str] = set()  # every id that came below the largest one
+
+    def __contains__(self, event_id: str) -> bool:
+        if event_id in self.scattered:
+            return True
+        ordered = self.ordered
+        i = bisect_left(ordered, event_id)
+        return i < len(ordered) and ordered[i] == event_id
+
+    def add(self, event_id: str) -> bool:
+        """Add one id; whether it was new."""
+        if event_id in self:
+            return False
+        ordered = self.ordered
+        if not ordered or event_id > ordered[-1]:
+            ordered.append(event_id)
+        else:
+            self.scattered.add(event_id)
+        return True
+
+    def add_all(self, event_ids: Sequence[str]) -> int:
+        """Add ids (duplicates allowed); how many were new."""
+        if not event_ids:
+            return 0
+        increasing = _increasing(event_ids)
+        if not increasing:
+            event_ids = sorted(event_ids)  # threads interleave ids: nearly sorted, O(n)
+            increasing = _increasing(event_ids)
+        ordered = self.ordered
+        if increasing and (not ordered or event_ids[0] > ordered[-1]):
+            ordered.extend(event_ids)  # all above every known id: all new
+            return len(event_ids)
+        return sum(map(self.add, event_ids))
+
+
+def _increasing(items: Sequence[str]) -> bool:
+    """Whether ``items`` is strictly increasing (so also free of duplicates)."""
+    return all(map(lt, items, islice(items, 1, None)))
 
 
 class MemoryStore:
@@ -32,7 +89,7 @@ class MemoryStore:
         self._plans: dict[str, list[Plan]] = {}
         self._subs: dict[str, Subscription] = {}
         self._usage: dict[_Counter, int] = {}
-        self._events: dict[tuple[str, str], set[str]] = {}  # (tenant, feature) -> ids
+        self._events: dict[tuple[str, str], _EventIds] = {}  # (tenant, feature) -> ids
         self._batches: set[str] = set()
         self._users: dict[_Counter, set[str]] = {}
 
@@ -80,23 +137,15 @@ class MemoryStore:
                 if batch.batch_id in self._batches:
                     return  # applied before; its acknowledgement was lost
                 self._batches.add(batch.batch_id)
-            events = self._events
             for d in batch.deltas:
-                if d.event_id is not None:
-                    known = events.setdefault((d.tenant, d.feature), set())
-                    if d.event_id in known:
-                        continue
-                    known.add(d.event_id)
+                if d.event_id is not None and not self._ids(d.tenant, d.feature).add(d.event_id):
+                    continue
                 counter = (d.tenant, d.feature, d.period_start)
                 increments[counter] = increments.get(counter, 0) + d.quantity
             for g in batch.events:  # in bulk: how many ids are new is all that counts
-                known = events.setdefault((g.tenant, g.feature), set())
-                before = len(known)
-                known.update(g.event_ids)
+                new = self._ids(g.tenant, g.feature).add_all(g.event_ids)
                 counter = (g.tenant, g.feature, g.period_start)
-                increments[counter] = (
-                    increments.get(counter, 0) + (len(known) - before) * g.quantity
-                )
+                increments[counter] = increments.get(counter, 0) + new * g.quantity
             for u in batch.uniques:
                 counter = (u.tenant, u.feature, u.period_start)
                 users = self._users.setdefault(counter, set())
@@ -115,7 +164,8 @@ class MemoryStore:
     def known_events(self, tenant: str, feature: str, event_ids: Collection[str]) -> set[str]:
         """The ``event_ids`` already recorded."""
         with self._lock:
-            return self._events.get((tenant, feature), set()).intersection(event_ids)
+            known = self._events.get((tenant, feature))
+            return set() if known is None else {e for e in event_ids if e in known}
 
     def known_users(
         self, tenant: str, feature: str, period_start: int, user_ids: Collection[str]
@@ -131,7 +181,7 @@ class MemoryStore:
         counter = (r.tenant, r.feature, r.period_start)
         with self._lock:
             used = self._usage.get(counter, 0)
-            known = self._events.setdefault((r.tenant, r.feature), set())
+            known = self._ids(r.tenant, r.feature)
             if r.event_id is not None and r.event_id in known:
                 return ConsumeResult(True, used)
             if r.unique:
@@ -150,6 +200,13 @@ class MemoryStore:
                 known.add(r.event_id)
             self._usage[counter] = used
             return ConsumeResult(True, used)
+
+    def _ids(self, tenant: str, feature: str) -> _EventIds:
+        """The event ids of ``(tenant, feature)`` (call with the lock held)."""
+        ids = self._events.get((tenant, feature))
+        if ids is None:
+            ids = self._events[(tenant, feature)] = _EventIds()
+        return ids
 
     def usage_records(self, tenant: str) -> list[UsageRecord]:
         """Every counter of ``tenant``."""
