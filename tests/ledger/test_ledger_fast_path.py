@@ -171,3 +171,43 @@ def test_an_int_subclass_quantity_goes_through_the_full_checks() -> None:
         assert eng.usage("acme", "api") == 1
     finally:
         eng.close()
+
+
+class _PausingSet(set[Any]):
+    """Stands in for thread switches in _record's slow path: after meter() returned
+    (before the combination is trusted), and right after it was trusted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.before_add, self.plan_changed = threading.Event(), threading.Event()
+        self.after_add, self.checked = threading.Event(), threading.Event()
+
+    def add(self, item: Any) -> None:
+        if threading.current_thread().name != "slow":
+            super().add(item)
+            return
+        self.before_add.set()
+        self.plan_changed.wait(5)
+        super().add(item)
+        self.after_add.set()
+        self.checked.wait(5)
+
+
+def test_a_combination_trusted_while_define_plan_ran_is_never_found_after_it() -> None:
+    eng = _engine()
+    pausing = _PausingSet()
+    eng._trusted = pausing
+    slow = threading.Thread(target=eng._record, args=("acme", "api", 1, None, "t1"), name="slow")
+    try:
+        slow.start()
+        assert pausing.before_add.wait(5)  # meter() took it while "api" was not unique
+        eng.define_plan(ledger.Plan("p", [ledger.Feature.metered("api", aggregation="unique")]))
+        pausing.plan_changed.set()
+        assert pausing.after_add.wait(5)  # the slow call has trusted its combination
+        with pytest.raises(ledger.InvalidArgument, match="user_id is required"):
+            eng._record("acme", "api", 1, None, "after")  # started after define_plan
+    finally:
+        pausing.plan_changed.set()
+        pausing.checked.set()
+        slow.join(5)
+        eng.close()

@@ -294,9 +294,11 @@ class Engine:
         unique = {f.key for f in plan.features if f.unique}
         if not unique <= self._unique_keys:
             # A trusted combination without a user may be one a unique key now refuses.
-            # Keys first: _record re-checks them after it trusted a combination.
+            # A new set, not clear(): a _record that read the old one before meter()
+            # (which saw the key as not unique) adds its combination to the old one,
+            # where no call that starts after this can find it.
             self._unique_keys |= unique
-            self._trusted.clear()
+            self._trusted = set()
 
     def _changed(self) -> None:
         """Forget everything derived from plans and subscriptions (this process changed them)."""
@@ -413,10 +415,7 @@ class Engine:
             if m.spool is None:  # with a spool nothing is remembered: every event is written
                 if len(trusted) >= _MAX_REMEMBERED:
                     trusted.clear()
-                combination = (tenant, key, user_id, quantity)
-                trusted.add(combination)
-                if user_id is None and key in self._unique_keys:  # _learn ran meanwhile
-                    trusted.discard(combination)
+                trusted.add((tenant, key, user_id, quantity))  # the set read before meter()
             return
         if event_id is not None and (
             event_id.__class__ is not str
@@ -496,12 +495,17 @@ class Engine:
                 m.make_room()  # wakes the flusher; blocks (or raises BufferFull) when full
             elif m.closed:
                 raise LedgerClosed("the ledger engine is closed")
+            at = len(m.raw)
             m.raw.extend(ev)
             if m.spool is not None:
                 try:
                     m.spool.write(ev)
                 except BaseException:
-                    del m.raw[-FIELDS:]  # not on disk, so not acknowledged: do not count it
+                    # Not on disk, so not acknowledged: do not count it. By position, not
+                    # "the last one": nothing else adds while we hold the lock today
+                    # (a spooling engine trusts nothing, so _record always locks), but
+                    # this must not depend on it.
+                    del m.raw[at : at + FIELDS]
                     raise
             self._cache.pop((ev[1], ev[2]), None)
 
