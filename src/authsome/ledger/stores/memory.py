@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import threading
 from bisect import bisect_left
-from collections.abc import Collection, Sequence
-from itertools import islice
-from operator import lt
+from collections.abc import Collection, Iterable, Sequence
+from itertools import islice, repeat
+from operator import ge
 
 from authsome.ledger.plans import MAX_COUNTER, Plan, Subscription
 from authsome.ledger.stores._protocol import (
@@ -31,13 +31,16 @@ class _EventIds:
     is not. Membership is a set lookup, then a binary search.
     """
 
-    __slots__ = ("ordered", "scattered")
+    __slots__ = ("ordered", "scattered", "top")
 
     def __init__(self) -> None:
-        self.ordered: list[str] = []  # strictly increasing; its last is the largest id
-        self.scattered: set[str] = set()  # every id that came below the largest one
+        self.ordered: list[str] = []  # strictly increasing
+        self.scattered: set[str] = set()
+        self.top: str | None = None  # the largest id in either
 
-    def __contains__(self, event_id: str) -> bool:
+    def __contains__(self, event_id: object) -> bool:
+        if not isinstance(event_id, str):
+            return False
         if event_id in self.scattered:
             return True
         ordered = self.ordered
@@ -48,9 +51,9 @@ class _EventIds:
         """Add one id; whether it was new."""
         if event_id in self:
             return False
-        ordered = self.ordered
-        if not ordered or event_id > ordered[-1]:
-            ordered.append(event_id)
+        if self.top is None or event_id > self.top:
+            self.ordered.append(event_id)
+            self.top = event_id
         else:
             self.scattered.add(event_id)
         return True
@@ -59,20 +62,43 @@ class _EventIds:
         """Add ids (duplicates allowed); how many were new."""
         if not event_ids:
             return 0
-        increasing = _increasing(event_ids)
-        if not increasing:
-            event_ids = sorted(event_ids)  # threads interleave ids: nearly sorted, O(n)
-            increasing = _increasing(event_ids)
-        ordered = self.ordered
-        if increasing and (not ordered or event_ids[0] > ordered[-1]):
-            ordered.extend(event_ids)  # all above every known id: all new
+        disorder = _disorder(event_ids)
+        if disorder and disorder * 64 <= len(event_ids):
+            # A few threads' ids interleaved: nearly sorted, which timsort does in O(n).
+            event_ids = sorted(event_ids)
+            disorder = _disorder(event_ids)
+        top = self.top
+        if not disorder and (top is None or event_ids[0] > top):
+            self.ordered.extend(event_ids)  # all above every known id: all new
+            self.top = event_ids[-1]
             return len(event_ids)
-        return sum(map(self.add, event_ids))
+        if len(event_ids) <= _FEW:  # a few retries: look each up
+            return sum(map(self.add, event_ids))
+        # Random ids or many retries: the set, in bulk. Membership in the sorted list is
+        # one binary search per id in Python, so when the batch reaches into its range
+        # the list joins the set (each id moves at most once).
+        ordered, scattered = self.ordered, self.scattered
+        if ordered and min(event_ids) <= ordered[-1]:
+            scattered.update(ordered)
+            self.ordered = []
+        before = len(scattered)
+        scattered.update(event_ids)
+        highest = max(event_ids)
+        if top is None or highest > top:
+            self.top = highest
+        return len(scattered) - before
 
 
-def _increasing(items: Sequence[str]) -> bool:
-    """Whether ``items`` is strictly increasing (so also free of duplicates)."""
-    return all(map(lt, items, islice(items, 1, None)))
+_FEW = 64  # batches up to this size that cannot be appended are added id by id
+
+
+def _disorder(items: Sequence[str]) -> int:
+    """How many neighbours in ``items`` are not strictly increasing (0: sorted, unique)."""
+    return sum(map(ge, items, islice(items, 1, None)))
+
+
+def _all_str(items: Iterable[object]) -> bool:
+    return all(map(isinstance, items, repeat(str)))
 
 
 class MemoryStore:
@@ -131,6 +157,11 @@ class MemoryStore:
 
     def apply_usage(self, batch: UsageBatch) -> None:
         """Apply ``batch``; under the lock it is trivially all-or-nothing."""
+        # Checked before anything changes, so a bad id cannot leave half a batch behind.
+        if not _all_str(d.event_id for d in batch.deltas if d.event_id is not None) or not all(
+            _all_str(g.event_ids) for g in batch.events
+        ):
+            raise TypeError("event ids must be str")
         increments: dict[_Counter, int] = {}
         with self._lock:
             if batch.batch_id is not None:
