@@ -211,40 +211,45 @@ def _race_close(starter: ledger.Plan) -> None:
     assert len(eng._m.raw) == 0
 
 
-def test_recall_takes_back_an_event_the_drain_did_not_take(
+def test_recall_takes_back_an_id_the_last_drain_did_not_take(
     clock: ledger.ManualClock, starter: ledger.Plan
 ) -> None:
     eng = _engine(ledger.MemoryStore(), clock, starter)
+    eng.period("acme", "exports")  # a cached view: lanes open from it
+    eng._record("acme", "exports", 1, None, "first")  # opens the lane
+    lane = eng._m.lanes[("acme", "exports", None, 1)]
     eng.close()
-    ev = (0.0, "acme", "exports", 1, None, "late", False)
-    eng._m.raw.extend(ev)  # as if added just after close() looked
-    with pytest.raises(ledger.LedgerClosed):
-        eng._recall(ev)
-    assert len(eng._m.raw) == 0
-    eng._recall(ev)  # already staged (here: gone): nothing to refuse
+    assert not lane.open
+    lane.ids.append("late")  # as if appended just after close() drained the lane
+    assert eng._m.recall(lane, "late")
+    assert lane.ids == []
+    assert not eng._m.recall(lane, "late")  # drained (here: gone): nothing to take back
 
 
-def test_an_append_that_lands_after_the_drain_is_refused(
+def test_an_append_that_lands_after_the_last_drain_is_refused(
     clock: ledger.ManualClock, starter: ledger.Plan
 ) -> None:
-    """The window ``_record`` leaves between its closed check and its append, forced
+    """The window ``_record`` leaves between its room check and its append, forced
     open: close() runs entirely inside it."""
     store = ledger.MemoryStore()
     eng = _engine(store, clock, starter)
-    eng._record("acme", "exports", 1, None, "early")
+    eng.period("acme", "exports")  # a cached view: lanes open from it
+    eng._record("acme", "exports", 1, None, "early")  # the slow way; opens the lane
+    eng._record("acme", "exports", 1, None, "lane")  # through the lane
+    lane = eng._m.lanes[("acme", "exports", None, 1)]
 
     class _CloseFirst(list):  # type: ignore[type-arg]
-        def extend(self, ev: Any) -> None:
+        def append(self, event_id: Any) -> None:
             if not eng._m.closed:
                 eng.close()
-            super().extend(ev)
+            super().append(event_id)
 
-    eng._m.raw = _CloseFirst(eng._m.raw)
+    lane.ids = _CloseFirst(lane.ids)
     with pytest.raises(ledger.LedgerClosed):
         eng._record("acme", "exports", 1, None, "late")
-    assert len(eng._m.raw) == 0
+    assert lane.ids == []
     start = int(eng.period("acme", "exports").start.timestamp())
-    assert store.get_usage("acme", "exports", start) == 1
+    assert store.get_usage("acme", "exports", start) == 2
 
 
 def test_the_adapter_entry_invalidates_a_cached_entitlement(

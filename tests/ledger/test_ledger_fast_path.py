@@ -173,41 +173,37 @@ def test_an_int_subclass_quantity_goes_through_the_full_checks() -> None:
         eng.close()
 
 
-class _PausingSet(set[Any]):
-    """Stands in for thread switches in _record's slow path: after meter() returned
-    (before the combination is trusted), and right after it was trusted."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.before_add, self.plan_changed = threading.Event(), threading.Event()
-        self.after_add, self.checked = threading.Event(), threading.Event()
-
-    def add(self, item: Any) -> None:
-        if threading.current_thread().name != "slow":
-            super().add(item)
-            return
-        self.before_add.set()
-        self.plan_changed.wait(5)
-        super().add(item)
-        self.after_add.set()
-        self.checked.wait(5)
-
-
-def test_a_combination_trusted_while_define_plan_ran_is_never_found_after_it() -> None:
+def test_a_lane_planned_while_define_plan_ran_is_never_opened() -> None:
+    """A thread switch in _record's slow path, after meter() took the event while
+    "api" was not unique and before the lane opens: the lane must not open, or a
+    call that starts after define_plan would be taken without a user."""
     eng = _engine()
-    pausing = _PausingSet()
-    eng._trusted = pausing
+    m = eng._m
+    open_lane = m.open_lane
+    before_open, plan_changed, opened = threading.Event(), threading.Event(), []
+
+    def pausing_open_lane(lane: Any, epoch: int) -> bool:
+        if threading.current_thread().name == "slow":
+            before_open.set()
+            plan_changed.wait(5)
+            opened.append(open_lane(lane, epoch))
+            return opened[-1]
+        return open_lane(lane, epoch)
+
+    m.open_lane = pausing_open_lane  # type: ignore[method-assign]
+    eng.period("acme", "api")  # a cached view: lanes open from it
     slow = threading.Thread(target=eng._record, args=("acme", "api", 1, None, "t1"), name="slow")
     try:
         slow.start()
-        assert pausing.before_add.wait(5)  # meter() took it while "api" was not unique
+        assert before_open.wait(5)  # meter() took it while "api" was not unique
         eng.define_plan(ledger.Plan("p", [ledger.Feature.metered("api", aggregation="unique")]))
-        pausing.plan_changed.set()
-        assert pausing.after_add.wait(5)  # the slow call has trusted its combination
+        plan_changed.set()
+        slow.join(5)
+        assert opened == [False]
+        assert m.lanes == {}
         with pytest.raises(ledger.InvalidArgument, match="user_id is required"):
             eng._record("acme", "api", 1, None, "after")  # started after define_plan
     finally:
-        pausing.plan_changed.set()
-        pausing.checked.set()
+        plan_changed.set()
         slow.join(5)
         eng.close()

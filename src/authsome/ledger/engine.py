@@ -43,7 +43,7 @@ from authsome.ledger.errors import (
     NoSubscription,
     UnknownPlan,
 )
-from authsome.ledger.meter import FIELDS, Meter, Quarantined, RawEvent, Spool
+from authsome.ledger.meter import FIELDS, Combination, Lane, Meter, Quarantined, RawEvent, Spool
 from authsome.ledger.plans import (
     EPOCH,
     MAX_KEY,
@@ -74,7 +74,7 @@ log = logging.getLogger(__name__)
 
 Durability = Literal["memory", "spool"]
 _Cached = tuple[Entitlement | None, float]
-_MAX_REMEMBERED = 10_000  # validated strings kept by Engine._record before it starts over
+_MIN_LANE_LIFE = 0.01  # s: a lane whose window is shorter is not worth opening
 
 
 class _View(NamedTuple):
@@ -157,17 +157,14 @@ class Engine:
         self._plans: dict[str, tuple[Plan, float]] = {}
         self._windows: dict[str, dict[str, tuple[float, float, int, bool]]] = {}
         self._unique_keys: set[str] = set()
-        # (tenant, key, user_id, quantity) combinations meter() took: see _record
-        self._trusted: set[tuple[str, str, str | None, int]] = set()
         self._cached_keys: set[str] = set()  # keys ever in _cache (_record skips the rest)
+        self._wanted_views: set[str] = set()  # tenants whose lanes wait for a view
         self._generation = 0  # bumped by every plan/subscription change in this process
         self._admin = threading.Lock()
         self._releasing = threading.Lock()
         self._closing = threading.Lock()
-        for plan_key in self.store.plan_keys():  # meter() must know which keys need a user_id
-            plan = self.store.get_plan(plan_key)
-            if plan is not None:
-                self._learn(plan)
+        # Read before the spool is opened, so a store error leaves nothing open behind.
+        plans = [self.store.get_plan(plan_key) for plan_key in self.store.plan_keys()]
         spool = Spool(spool_path) if spool_path is not None else None
         self._id_prefix = f"{secrets.token_hex(8)}-"
         self._ids = itertools.count(1)
@@ -175,6 +172,7 @@ class Engine:
         self._m = Meter(
             self.store,
             self._resolve,
+            refresh=self._refresh_views,
             flush_interval=float(flush_interval),
             batch_size=batch_size,
             max_buffer=max_buffer,
@@ -182,6 +180,9 @@ class Engine:
             retry_backoff=retry_backoff,
             spool=spool,
         )
+        for plan in plans:  # meter() must know which keys need a user_id
+            if plan is not None:
+                self._learn(plan)
         if spool is not None:
             self._m.raw.extend(itertools.chain.from_iterable(spool.replay()))
         self._m.start()
@@ -293,12 +294,12 @@ class Engine:
     def _learn(self, plan: Plan) -> None:
         unique = {f.key for f in plan.features if f.unique}
         if not unique <= self._unique_keys:
-            # A trusted combination without a user may be one a unique key now refuses.
-            # A new set, not clear(): a _record that read the old one before meter()
-            # (which saw the key as not unique) adds its combination to the old one,
-            # where no call that starts after this can find it.
-            self._unique_keys |= unique
-            self._trusted = set()
+            # A lane without a user may be one a unique key now refuses: retire them all.
+            # Both under the lock, so a _record whose meter() saw the key as not unique
+            # read the lane epoch before this, and cannot open its lane after it.
+            with self._m.lock:
+                self._unique_keys |= unique
+                self._m.retire_lanes()
 
     def _changed(self) -> None:
         """Forget everything derived from plans and subscriptions (this process changed them)."""
@@ -308,6 +309,7 @@ class Engine:
             self._views.clear()
             self._plans.clear()
             self._windows.clear()
+            self._m.retire_lanes()  # their windows came from what changed
 
     # --- metering ------------------------------------------------------------------
 
@@ -390,32 +392,28 @@ class Engine:
 
         The bridge's adapter calls this on every metered request, with the same few
         tenants, keys, users and quantities again and again and a fresh event id each
-        time. So a ``(tenant, key, user_id, quantity)`` that :meth:`meter` took once is
-        remembered (one set lookup instead of a dozen checks; :meth:`_learn` forgets
-        them all when a key becomes unique, as ``user_id`` may then be missing), and
-        the event is added to the buffer without the lock unless the buffer is at its
-        trigger or the engine closed. Anything not remembered goes through
-        :meth:`meter`, which validates in full, and so does everything when the engine
-        spools (nothing is remembered then); the effects are the same either way.
-        (Without the lock, N threads adding at once can overshoot ``max_buffer`` by at
-        most N - 1 events.)
+        time. The first event of a ``(tenant, key, user_id, quantity)`` goes through
+        :meth:`meter`, which validates it in full, and opens a :class:`~authsome.ledger.
+        meter.Lane` for it: while the lane is open and the clock is inside its window
+        (one period, and no longer than the tenant's cached plan view), an event of the
+        same combination is checked for its event id only and appended to the lane,
+        without the lock and without a timestamp, tenant or key of its own. Anything
+        else takes :meth:`meter`, and so does everything when the engine spools. The
+        effects are the same either way.
         """
-        trusted = self._trusted
-        m = self._m
         if (
-            # Exact types first: a subclass could compare equal to a trusted value
-            # (and an unhashable argument must not reach the set).
+            # Exact types first: a subclass could compare equal to a lane's values
+            # (and an unhashable argument must not reach the dict).
             tenant.__class__ is not str
             or key.__class__ is not str
             or quantity.__class__ is not int
             or (user_id is not None and user_id.__class__ is not str)
-            or (tenant, key, user_id, quantity) not in trusted
         ):
             self.meter(tenant, key, quantity, user_id=user_id, event_id=event_id)
-            if m.spool is None:  # with a spool nothing is remembered: every event is written
-                if len(trusted) >= _MAX_REMEMBERED:
-                    trusted.clear()
-                trusted.add((tenant, key, user_id, quantity))  # the set read before meter()
+            return
+        lane = self._m.lanes.get((tenant, key, user_id, quantity))
+        if lane is None:
+            self._record_slowly(tenant, key, quantity, user_id, event_id)
             return
         if event_id is not None and (
             event_id.__class__ is not str
@@ -425,40 +423,67 @@ class Engine:
             or "\x00" in event_id
         ):
             check_key(event_id, "event_id")
-        ev = (self._time(), tenant, key, quantity, user_id, event_id, False)
-        raw = m.raw
-        if len(raw) >= m.trigger or m.closed:
-            with m.lock:
-                if len(raw) >= m.trigger:
-                    m.make_room()  # wakes the flusher; blocks (or raises BufferFull) when full
-                elif m.closed:
-                    raise LedgerClosed("the ledger engine is closed")
-                raw.extend(ev)
-                self._cache.pop((tenant, key), None)
+        ids = lane.ids
+        now = self._time()
+        # A closed lane has no room left (cap == len(ids)), so this is all it takes.
+        if len(ids) < lane.cap and lane.lo <= now < lane.hi:
+            ids.append(event_id)
+            # After the append, so an entitlement computed meanwhile is never cached
+            # stale; under the lock, because the slow path checks and stores its entry
+            # under it.
+            if key in self._cached_keys:
+                with self._m.lock:
+                    self._cache.pop((tenant, key), None)
+            # Closed meanwhile (retired, replaced or the engine closing)? Then the id
+            # may have missed the lane's last drain: take it back and record it anew.
+            if not lane.open and self._m.recall(lane, event_id):
+                self.meter(tenant, key, quantity, user_id=user_id, event_id=event_id)
             return
-        raw.extend(ev)
-        # After the append, so an entitlement computed meanwhile is never cached stale;
-        # under the lock, because the slow path checks and stores its entry under it.
-        if key in self._cached_keys:
-            with m.lock:
-                self._cache.pop((tenant, key), None)
-        # close() may have begun after the check above (re-read through self._m, which
-        # the type checker does not narrow): is the event in its drain?
-        if self._m.closed:
-            self._recall(ev)
+        if lane.lo <= now < lane.hi:
+            self._append_growing(lane, event_id)  # at its cap (or closed): under the lock
+            return
+        self._record_slowly(tenant, key, quantity, user_id, event_id)
 
-    def _recall(self, ev: RawEvent) -> None:
-        """Take back an event appended without the lock while :meth:`close` ran, and
-        refuse it, unless staging already took it (then the drain writes it)."""
+    def _append_growing(self, lane: Lane, event_id: str | None) -> None:
+        """Append to a lane at its cap, after reserving room under ``max_buffer`` (which
+        may wait, or raise BufferFull or LedgerClosed); all under the lock."""
         m = self._m
-        wanted = list(ev)
-        with m.state, m.lock:  # state: no staging is half done
-            raw = m.raw
-            for i in range(0, len(raw), FIELDS):
-                # An equal event is as good as this one: it counts the same.
-                if raw[i : i + FIELDS] == wanted:
-                    del raw[i : i + FIELDS]
-                    raise LedgerClosed("the ledger engine is closed")
+        with m.lock:
+            if lane.open:
+                m.grow(lane)
+                if lane.open:  # grow() may wait, and release the lock while it does
+                    lane.ids.append(event_id)
+                    self._cache.pop((lane.tenant, lane.key), None)
+                    return
+        self.meter(lane.tenant, lane.key, lane.quantity, user_id=lane.user_id, event_id=event_id)
+
+    def _record_slowly(
+        self, tenant: str, key: str, quantity: int, user_id: str | None, event_id: str | None
+    ) -> None:
+        """:meth:`meter`, then open a lane for the combination it took."""
+        m = self._m
+        epoch = m.lane_epoch  # before meter(): a plan change after it refuses the lane
+        self.meter(tenant, key, quantity, user_id=user_id, event_id=event_id)
+        if m.spool is None and self._ttl >= _MIN_LANE_LIFE:
+            self._open_lane((tenant, key, user_id, quantity), epoch)
+
+    def _open_lane(self, combination: Combination, epoch: int) -> None:
+        tenant, key = combination[0], combination[1]
+        now = self._time()
+        # Only from a cached view: metering never waits for the store (the flusher and
+        # entitlement checks load views; until then events take the slow path).
+        view = self._views.get(tenant)
+        if view is None or not now < view.expires:
+            if tenant not in self._wanted_views:  # ask the flusher to load it, once
+                self._wanted_views.add(tenant)
+                self._m.wake()
+            return
+        lo, end, unique = self._window(view, key, now)
+        # No longer than the view: a plan change in another process is seen by the
+        # lanes when it is seen by the entitlements (cache_ttl).
+        hi = min(end, view.expires)
+        if now < hi - _MIN_LANE_LIFE:
+            self._m.open_lane(Lane(combination, int(lo), unique, lo, hi), epoch)
 
     def release(
         self, tenant: str, key: str, quantity: int = 1, *, event_id: str | None = None
@@ -519,15 +544,36 @@ class Engine:
             view = self._view(tenant, self._time())
         except UnknownPlan:  # a default plan not defined (yet): never block the flush on it
             view = _View(None, None, EPOCH, 0.0)
+        start, end, unique = self._window(view, key, ts)
+        self._windows.setdefault(tenant, {})[key] = (start, end, int(start), unique)
+        return int(start), unique
+
+    def _refresh_views(self) -> None:
+        """Load the views lanes wait for, and reload those of tenants with open lanes
+        shortly before they expire, so their lanes reopen without events going the slow
+        way meanwhile. Called by the flusher before each flush: it may wait for the
+        store, ``meter`` never does."""
+        now = self._time()
+        soon = now + max(2 * self._m.flush_interval, self._ttl / 2)
+        wanted, self._wanted_views = self._wanted_views, set()
+        for tenant in wanted | {lane.tenant for lane in list(self._m.lanes.values())}:
+            view = self._views.get(tenant)
+            if view is None or view.expires <= soon:
+                try:
+                    self._view(tenant, now, reload=True)
+                except Exception as exc:  # lanes are an optimization: never block the flush
+                    log.debug("plan view of %r not reloaded: %s", tenant, exc)
+
+    def _window(self, view: _View, key: str, ts: float) -> tuple[float, float, bool]:
+        """The period of ``key`` that holds ``ts`` under ``view`` (start, end timestamps)
+        and whether it counts unique users."""
         feature = None if view.plan is None else view.plan.feature(key)
         # A key outside the plan is still recorded (it is usage): monthly, by the anchor.
         period = Period.MONTHLY if feature is None else feature.period
         unique = key in self._unique_keys if feature is None else feature.unique
         bounds = period_bounds(view.anchor, period, datetime.fromtimestamp(ts, UTC))
-        start = bounds.start.timestamp()
         end = math.inf if bounds.end is None else bounds.end.timestamp()
-        self._windows.setdefault(tenant, {})[key] = (start, end, int(start), unique)
-        return int(start), unique
+        return bounds.start.timestamp(), end, unique
 
     # --- entitlements ----------------------------------------------------------------
 
@@ -753,9 +799,9 @@ class Engine:
 
     # --- tenant views -------------------------------------------------------------------
 
-    def _view(self, tenant: str, now_ts: float) -> _View:
+    def _view(self, tenant: str, now_ts: float, *, reload: bool = False) -> _View:
         view = self._views.get(tenant)
-        if view is not None and view.expires > now_ts:
+        if not reload and view is not None and view.expires > now_ts:
             return view
         generation = self._generation
         sub = self.store.get_subscription(tenant)
@@ -833,6 +879,7 @@ class Engine:
         m = self._m
         with m.lock:  # from here meter() refuses: nothing can slip in after the drain
             m.closed = True
+            m.retire_lanes()
             m.room.notify_all()
             self._cache.clear()
         m.stop()

@@ -3,25 +3,29 @@
 Life of a metered event:
 
 1. ``Engine.meter`` adds a raw event to :attr:`Meter.raw` under :attr:`Meter.lock`
-   (and, with a spool, writes it to the spool file) and returns. Nothing else. The
-   bridge adapter's entry (``Engine._record``) adds without the lock when it need
-   not wait: ``list.extend`` with a tuple is atomic under the GIL, and staging takes
-   the first ``n`` items with a slice copy and a slice delete (each atomic too);
-   adds can only come after them, and only staging removes.
+   (and, with a spool, writes it to the spool file) and returns. Nothing else.
 
    ``raw`` is flat: the :data:`FIELDS` fields of each event one after the other, not
    a tuple per event. No object per event outlives the call, so a busy meter does not
    feed the garbage collector thousands of young tuples to traverse, and staging
    reads a field of every event with one slice (``raw[i::FIELDS]``), a memcpy-like
    C loop, instead of a Python-level getter per event.
-2. *Staging* folds raw events into :class:`Pending` buckets per ``(tenant, feature,
-   period_start)``: quantities add up, event ids and users are deduplicated. It happens
-   in the flusher, and whenever an uncached entitlement needs exact pending usage.
+
+   The bridge adapter's entry (``Engine._record``) appends to a :class:`Lane` instead
+   when one is open for the event's ``(tenant, key, user_id, quantity)``: only the
+   event id, with one ``list.append`` and no lock (atomic under the GIL; staging takes
+   the first ``n`` ids with a slice copy and a slice delete, each atomic too, and
+   appends can only come after them).
+2. *Staging* folds raw events and lanes into :class:`Pending` buckets per ``(tenant,
+   feature, period_start)``: quantities add up, event ids and users are deduplicated.
+   It happens in the flusher, and whenever an uncached entitlement needs exact
+   pending usage.
 3. The flusher takes all pending buckets as the *in-flight* batch and applies it to
    the store in one transaction. Only success releases it (and the spool segments it
    came from); a failure keeps it and retries with exponential back-off.
 
-Two locks: ``lock`` (cheap, taken by ``meter``) guards the raw list and the spool file;
+Two locks: ``lock`` (cheap, taken by ``meter``) guards the raw list, the lanes'
+bookkeeping and the spool file;
 ``state`` (re-entrant, never taken by ``meter``) serializes staging, store writes and
 reads of pending usage, so a reader never sees a batch both pending and persisted.
 Lock order: ``state`` before ``lock``.
@@ -63,7 +67,18 @@ try:  # the spool lock is advisory and POSIX-only; elsewhere one engine per spoo
 except ImportError:  # pragma: no cover - not on POSIX
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["FIELDS", "Meter", "Pending", "Quarantined", "RawEvent", "Spool", "events_of"]
+__all__ = [
+    "FIELDS",
+    "MAX_LANES",
+    "Combination",
+    "Lane",
+    "Meter",
+    "Pending",
+    "Quarantined",
+    "RawEvent",
+    "Spool",
+    "events_of",
+]
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +127,58 @@ class _Bucket:
 
 
 _TENANT_KEY = itemgetter(1, 2)
+
+Combination = tuple[str, str, str | None, int]
+"""(tenant, key, user_id, quantity): what the events of one :class:`Lane` share."""
+
+MAX_LANES = 1_024
+"""Open lanes at most; one more retires them all (the busy ones reopen on their next event)."""
+
+
+class Lane:
+    """Event ids of one :data:`Combination` whose timestamps fall in ``[lo, hi)``, a
+    window inside one period (``start``) that ends no later than the tenant's cached
+    plan view does.
+
+    ``Engine._record`` appends an id with one ``list.append`` and no lock while the lane
+    is ``open``, the clock is in the window and ``ids`` is shorter than ``cap`` (the
+    room reserved for it under ``max_buffer``). The events of a lane need no timestamp,
+    tenant or key of their own, and staging folds them with :meth:`Pending.add_lane`.
+
+    Closing is ``open = False`` then a last drain, both under :attr:`Meter.lock`; an
+    appender reads ``open`` again *after* its append, so an id added after the last
+    drain is seen and taken back (:meth:`Meter.recall`) and recorded the slow way.
+    """
+
+    __slots__ = (
+        "cap",
+        "hi",
+        "ids",
+        "key",
+        "lo",
+        "open",
+        "quantity",
+        "start",
+        "tenant",
+        "unique",
+        "user_id",
+    )
+
+    def __init__(
+        self, combination: Combination, start: int, unique: bool, lo: float, hi: float
+    ) -> None:
+        self.tenant, self.key, self.user_id, self.quantity = combination
+        self.start = start
+        self.unique = unique
+        self.lo = lo
+        self.hi = hi
+        self.ids: list[str | None] = []
+        self.cap = 0  # len(ids) up to which appends need no lock; see Meter.grow
+        self.open = True
+
+    def reserved(self) -> int:
+        """Events this lane holds or may take without asking: counted against max_buffer."""
+        return max(self.cap, len(self.ids))
 
 
 class Pending:
@@ -173,37 +240,70 @@ class Pending:
         if not unique and n > 1:
             tenant, key, qty, fresh = run[1], run[2], run[3], run[6]
             # Each column holds one type (exact ints, bools), so count() by value is exact.
-            if run[3::FIELDS].count(qty) == n and run[6::FIELDS].count(fresh) == n:
-                ids = run[5::FIELDS]
-                new = set(ids)
-                if new == {None}:  # without event ids: a sum
-                    bucket = self._bucket((tenant, key, period_start))
-                    bucket.anon += qty * n
-                    bucket.total += qty * n
-                    self.events += n
-                    return
-                seen = self.seen.get((tenant, key))
-                held = None if other is None else other.seen.get((tenant, key))
-                if (
-                    len(new) == n
-                    and None not in new
-                    and (seen is None or seen.isdisjoint(new))
-                    and (held is None or held.isdisjoint(new))
-                ):
-                    if seen is None:
-                        self.seen[(tenant, key)] = new
-                    else:
-                        seen |= new
-                    bucket = self._bucket((tenant, key, period_start))
-                    bucket.ids.setdefault(qty, []).extend(ids)
-                    if fresh:
-                        bucket.total += qty * n
-                    else:
-                        bucket.checked.setdefault(qty, []).extend(ids)
-                    self.events += n
-                    return
+            if (
+                run[3::FIELDS].count(qty) == n
+                and run[6::FIELDS].count(fresh) == n
+                and self._add_ids(tenant, key, qty, fresh, run[5::FIELDS], period_start, other)
+            ):
+                return
         for ev in events_of(run):
             self.add(ev, period_start, unique, other)
+
+    def add_lane(self, lane: Lane, ids: list[str | None], other: Pending | None) -> None:
+        """Fold in events drained from ``lane``, like :meth:`add` each."""
+        tenant, key, qty, user_id = lane.tenant, lane.key, lane.quantity, lane.user_id
+        start = lane.start
+        if lane.unique and user_id is not None:  # what counts is the user, once
+            self._bucket((tenant, key, start)).users.add(user_id)
+            self.events += len(ids)
+            return
+        if len(ids) > 1 and self._add_ids(tenant, key, qty, False, ids, start, other):
+            return
+        for event_id in ids:
+            self.add((0.0, tenant, key, qty, user_id, event_id, False), start, lane.unique, other)
+
+    def _add_ids(
+        self,
+        tenant: str,
+        key: str,
+        qty: int,
+        fresh: bool,
+        ids: list[Any],
+        period_start: int,
+        other: Pending | None,
+    ) -> bool:
+        """Fold in ``len(ids)`` events of one counter and quantity in bulk, if that is
+        exact: all without an id, or all with new, distinct ids. Else change nothing
+        and return False."""
+        n = len(ids)
+        new = set(ids)
+        if new == {None}:  # without event ids: a sum
+            bucket = self._bucket((tenant, key, period_start))
+            bucket.anon += qty * n
+            bucket.total += qty * n
+            self.events += n
+            return True
+        seen = self.seen.get((tenant, key))
+        held = None if other is None else other.seen.get((tenant, key))
+        if (
+            len(new) != n
+            or None in new
+            or (seen is not None and not seen.isdisjoint(new))
+            or (held is not None and not held.isdisjoint(new))
+        ):
+            return False
+        if seen is None:
+            self.seen[(tenant, key)] = new
+        else:
+            seen |= new
+        bucket = self._bucket((tenant, key, period_start))
+        bucket.ids.setdefault(qty, []).extend(ids)
+        if fresh:
+            bucket.total += qty * n
+        else:
+            bucket.checked.setdefault(qty, []).extend(ids)
+        self.events += n
+        return True
 
     def batch(self, batch_id: str | None = None) -> UsageBatch:
         """The store records for everything in here."""
@@ -342,6 +442,7 @@ class Meter:
         store: LedgerStore,
         resolve: Resolver,
         *,
+        refresh: Callable[[], None] = lambda: None,
         flush_interval: float,
         batch_size: int,
         max_buffer: int,
@@ -351,6 +452,7 @@ class Meter:
     ) -> None:
         self.store = store
         self.resolve = resolve
+        self.refresh = refresh  # called before each background flush (see Engine)
         self.flush_interval = flush_interval
         self.batch_size = batch_size
         self.max_buffer = max_buffer
@@ -361,6 +463,10 @@ class Meter:
         self.room = threading.Condition(self.lock)
         self.state = threading.RLock()
         self.raw: list[Any] = []  # flat: FIELDS items per event, see the module docstring
+        self.lanes: dict[Combination, Lane] = {}  # the open lanes (Engine._record reads it)
+        self.lane_list: list[Lane] = []  # what staging drains: open lanes and closed ones
+        self.lane_caps = 0  # sum of the lanes' caps: room reserved under max_buffer
+        self.lane_epoch = 0  # bumped by retire_lanes: a lane planned before is refused
         self.pending = Pending()
         self.inflight: Pending | None = None
         self._parts: list[UsageBatch] = []  # what of the in-flight batch is left to apply
@@ -381,15 +487,21 @@ class Meter:
     def make_room(self) -> None:
         """Called by ``meter`` when the raw list hit its trigger: wake the flusher, and
         block while the buffer is full, up to ``buffer_timeout``; then raise BufferFull."""
+        room = self._room(wake=True)
+        self.trigger = (len(self.raw) // FIELDS + min(self.batch_size, room)) * FIELDS
+
+    def _room(self, *, wake: bool) -> int:
+        """How many more events fit under ``max_buffer`` (at least 1): waits while none
+        do (waking the flusher), up to ``buffer_timeout``, then raises BufferFull."""
         deadline: float | None = None
         while True:
             if self.closed:
                 raise LedgerClosed("the ledger engine is closed")
-            buffered = len(self.raw) // FIELDS
-            self._wake.set()
-            if self.held + buffered < self.max_buffer:
-                self.trigger = min(buffered + self.batch_size, self.max_buffer - self.held) * FIELDS
-                return
+            room = self.max_buffer - self.held - len(self.raw) // FIELDS - self.lane_caps
+            if wake or room <= 0:
+                self._wake.set()
+            if room > 0:
+                return room
             now = time.monotonic()
             if deadline is None:
                 deadline = now + self.buffer_timeout
@@ -399,6 +511,79 @@ class Meter:
                     f"{self.buffer_timeout} s; the store is not keeping up or is down"
                 )
             self.room.wait(deadline - now)
+
+    # --- lanes (see Lane; called with ``lock`` held unless said otherwise) ---
+
+    def open_lane(self, lane: Lane, epoch: int) -> bool:
+        """Open ``lane`` for its combination, unless lanes were retired since ``epoch``
+        was read (or the meter closed). Takes the lock."""
+        with self.lock:
+            if self.closed or epoch != self.lane_epoch:
+                return False
+            combination = (lane.tenant, lane.key, lane.user_id, lane.quantity)
+            old = self.lanes.get(combination)
+            if old is not None:
+                self._close(old)  # its window ended: staging drains it a last time
+            elif len(self.lanes) >= MAX_LANES:
+                self.retire_lanes()
+            room = self.max_buffer - self.held - len(self.raw) // FIELDS - self.lane_caps
+            self._grant(lane, room)
+            self.lanes[combination] = lane
+            self.lane_list.append(lane)
+            return True
+
+    def retire_lanes(self) -> None:
+        """Close every open lane: their events are drained by the next staging, and
+        their combinations take the slow path until a lane opens again."""
+        for lane in self.lanes.values():
+            self._close(lane)
+        self.lanes = {}
+        self.lane_epoch += 1
+
+    def _close(self, lane: Lane) -> None:
+        lane.open = False
+        # No room left: an appender's first check fails, so it needs no other.
+        n = len(lane.ids)  # read once: an append without the lock may come between
+        self.lane_caps += n - lane.cap
+        lane.cap = n
+
+    def grow(self, lane: Lane) -> None:
+        """Reserve room for more events of a lane that is at its cap; wake the flusher
+        when the lane holds a batch. Blocks or raises like :meth:`make_room`."""
+        room = self._room(wake=len(lane.ids) >= self.batch_size)
+        if lane.open:  # _room() may have waited, releasing the lock: closed and gone?
+            self._grant(lane, room)
+
+    def _grant(self, lane: Lane, room: int) -> None:
+        cap = lane.reserved() + max(0, min(self.batch_size, room))
+        self.lane_caps += cap - lane.cap  # kept equal to the sum of the caps
+        lane.cap = cap
+
+    def recall(self, lane: Lane, event_id: str | None) -> bool:
+        """Take back an id appended to ``lane`` after it closed, unless its last drain
+        took it (then it is counted); whether it was taken back. Takes the locks."""
+        with self.state, self.lock:  # state: no staging is half done
+            ids = lane.ids
+            for i in range(len(ids) - 1, -1, -1):
+                if ids[i] == event_id:  # an equal id is as good as this one: it counts the same
+                    del ids[i]
+                    return True
+            return False
+
+    def _drain_lanes(self) -> list[tuple[Lane, list[str | None]]]:
+        """Take the ids out of every lane, release their reserved room, and forget the
+        closed lanes (this was their last drain)."""
+        drained = []
+        for lane in self.lane_list:
+            ids = lane.ids
+            n = len(ids)
+            if n:
+                drained.append((lane, ids[:n]))
+                del ids[:n]  # ids appended meanwhile stay, and count against max_buffer
+            self.lane_caps -= lane.cap
+            lane.cap = 0
+        self.lane_list = [lane for lane in self.lane_list if lane.open]
+        return drained
 
     # --- staging and flushing (called with ``state`` held) ---
 
@@ -414,12 +599,17 @@ class Meter:
             taken = len(queue)  # whole events: each add is one atomic extend
             raw = queue[:taken]
             del queue[:taken]
+            lanes = self._drain_lanes()
             sealed = self.spool.rotate() if rotate and self.spool is not None else []
-            self.held += taken // FIELDS
+            self.held += taken // FIELDS + sum(len(ids) for _, ids in lanes)
             self._retrigger()
         pending, other, resolve = self.pending, self.inflight, self.resolve
         done = 0  # items of raw folded in
+        folded = 0  # lanes folded in
         try:
+            for lane, ids in lanes:
+                pending.add_lane(lane, ids, other)
+                folded += 1
             for (tenant, key), run in _runs(raw):
                 stamps = run[0::FIELDS]
                 first = resolve(tenant, key, min(stamps))
@@ -432,21 +622,35 @@ class Meter:
                     pending.add(ev, start, unique, other)
                     done += FIELDS
         except BaseException:
-            self._unstage(raw[done:], sealed)  # e.g. the store is down: keep, retry later
+            # e.g. the store is down: keep, retry later
+            self._unstage(raw[done:], sealed, lanes[folded:])
             raise
         pending.segments.extend(sealed)
 
-    def _unstage(self, rest: list[Any], sealed: list[Path]) -> None:
-        """Put events (flat) that could not be staged back in front of the raw list."""
+    def _unstage(
+        self, rest: list[Any], sealed: list[Path], lanes: list[tuple[Lane, list[str | None]]]
+    ) -> None:
+        """Put events that could not be staged back: flat ones in front of the raw list,
+        lane ones in front of their lane (which staging then drains again)."""
         with self.lock:
             self.raw[:0] = rest
             self.held -= len(rest) // FIELDS
+            for lane, ids in lanes:
+                lane.ids[:0] = ids
+                self.held -= len(ids)
+                lane.cap += len(ids)  # they count against max_buffer again
+                self.lane_caps += len(ids)
+                if lane not in self.lane_list:
+                    self.lane_list.append(lane)
             if self.spool is not None:  # their segments may only go once they are flushed
                 self.spool.leftover[:0] = sealed
             self._retrigger()
 
     def _retrigger(self) -> None:
-        room = min(len(self.raw) // FIELDS + self.batch_size, self.max_buffer - self.held)
+        room = min(
+            len(self.raw) // FIELDS + self.batch_size,
+            self.max_buffer - self.held - self.lane_caps,
+        )
         self.trigger = max(0, room) * FIELDS
         self.room.notify_all()
 
@@ -522,7 +726,8 @@ class Meter:
     def unflushed(self) -> int:
         """Events not yet committed to the store."""
         with self.lock:
-            return self.held + len(self.raw) // FIELDS
+            in_lanes = sum(len(lane.ids) for lane in self.lane_list)
+            return self.held + len(self.raw) // FIELDS + in_lanes
 
     # --- pending usage, for entitlements (called with ``state`` held) ---
 
@@ -563,6 +768,7 @@ class Meter:
             if self._stop.is_set():
                 return
             try:
+                self.refresh()
                 while self.flush_once() and not self._stop.is_set():
                     pass
                 if self.spool is not None:
@@ -580,6 +786,10 @@ class Meter:
             else:
                 self.failures = 0
                 delay = self.retry_backoff[0]
+
+    def wake(self) -> None:
+        """Have the flusher run now (a flush of whatever is there)."""
+        self._wake.set()
 
     def stop(self) -> None:
         """Stop the flusher thread (after its current attempt)."""
