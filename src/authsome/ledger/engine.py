@@ -483,7 +483,7 @@ class Engine:
         # lanes when it is seen by the entitlements (cache_ttl).
         hi = min(end, view.expires)
         if now < hi - _MIN_LANE_LIFE:
-            self._m.open_lane(Lane(combination, int(lo), unique, lo, hi), epoch)
+            self._m.open_lane(Lane(combination, unique, lo, hi), epoch)
 
     def release(
         self, tenant: str, key: str, quantity: int = 1, *, event_id: str | None = None
@@ -527,9 +527,9 @@ class Engine:
                     m.spool.write(ev)
                 except BaseException:
                     # Not on disk, so not acknowledged: do not count it. By position, not
-                    # "the last one": nothing else adds while we hold the lock today
-                    # (a spooling engine trusts nothing, so _record always locks), but
-                    # this must not depend on it.
+                    # "the last one": nothing adds to raw without the lock today (a
+                    # spooling engine opens no lanes either), but this must not depend
+                    # on it.
                     del m.raw[at : at + FIELDS]
                     raise
             self._cache.pop((ev[1], ev[2]), None)

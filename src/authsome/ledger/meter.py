@@ -164,11 +164,9 @@ class Lane:
         "user_id",
     )
 
-    def __init__(
-        self, combination: Combination, start: int, unique: bool, lo: float, hi: float
-    ) -> None:
+    def __init__(self, combination: Combination, unique: bool, lo: float, hi: float) -> None:
         self.tenant, self.key, self.user_id, self.quantity = combination
-        self.start = start
+        self.start = int(lo)  # the period's start, as the store keys it
         self.unique = unique
         self.lo = lo
         self.hi = hi
@@ -490,6 +488,10 @@ class Meter:
         room = self._room(wake=True)
         self.trigger = (len(self.raw) // FIELDS + min(self.batch_size, room)) * FIELDS
 
+    def _free(self) -> int:
+        """Events that fit under ``max_buffer`` beside the staged, raw and reserved ones."""
+        return self.max_buffer - self.held - len(self.raw) // FIELDS - self.lane_caps
+
     def _room(self, *, wake: bool) -> int:
         """How many more events fit under ``max_buffer`` (at least 1): waits while none
         do (waking the flusher), up to ``buffer_timeout``, then raises BufferFull."""
@@ -497,7 +499,7 @@ class Meter:
         while True:
             if self.closed:
                 raise LedgerClosed("the ledger engine is closed")
-            room = self.max_buffer - self.held - len(self.raw) // FIELDS - self.lane_caps
+            room = self._free()
             if wake or room <= 0:
                 self._wake.set()
             if room > 0:
@@ -526,8 +528,7 @@ class Meter:
                 self._close(old)  # its window ended: staging drains it a last time
             elif len(self.lanes) >= MAX_LANES:
                 self.retire_lanes()
-            room = self.max_buffer - self.held - len(self.raw) // FIELDS - self.lane_caps
-            self._grant(lane, room)
+            self._grant(lane, self._free())
             self.lanes[combination] = lane
             self.lane_list.append(lane)
             return True
@@ -647,10 +648,7 @@ class Meter:
             self._retrigger()
 
     def _retrigger(self) -> None:
-        room = min(
-            len(self.raw) // FIELDS + self.batch_size,
-            self.max_buffer - self.held - self.lane_caps,
-        )
+        room = len(self.raw) // FIELDS + min(self.batch_size, self._free())
         self.trigger = max(0, room) * FIELDS
         self.room.notify_all()
 
