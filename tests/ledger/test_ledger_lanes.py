@@ -300,3 +300,143 @@ def test_lanes_under_threads_and_plan_changes_count_every_acknowledged_event(
     assert sum(map(len, acked.values())) > 1000  # the producers did run before close
     assert eng._m.lane_list == []
     assert eng._m.lane_caps == 0
+
+
+def test_raw_adds_and_lanes_together_stay_within_max_buffer(
+    clock: ledger.ManualClock, starter: ledger.Plan
+) -> None:
+    # The raw list reserves room up to its trigger and lanes reserve their caps: each
+    # must count the other's reservation, or together they hold up to twice as much.
+    store = FlakyStore(ledger.MemoryStore(), failures=10**9)
+    eng = _engine(clock, starter, store, max_buffer=100, batch_size=100, buffer_timeout=0.02)
+    eng.period("acme", "exports")
+    acked = refused = 0
+    for i in range(300):
+        for lane in (False, True):
+            try:
+                if lane:
+                    eng._record("acme", "exports", 1, None, f"lane{i}")
+                else:
+                    eng.meter("acme", "exports", event_id=f"raw{i}")
+                acked += 1
+            except ledger.BufferFull:
+                refused += 1
+        if refused >= 4:
+            break
+    assert acked == eng.unflushed == 100  # all of max_buffer, and no more
+    assert _caps_add_up(eng)
+    store.failures = 0
+    eng.flush(timeout=5)
+    assert eng.usage("acme", "exports") == 100
+    eng.close()
+
+
+def test_events_metered_before_a_plan_change_keep_their_periods(
+    clock: ledger.ManualClock,
+) -> None:
+    yearly = ledger.Plan("starter", [ledger.Feature.metered("exports", period="yearly")])
+    eng = _engine(clock, yearly)
+    clock.advance(days=40)  # the monthly period no longer starts where the yearly one does
+    _open(eng, "acme", "exports")
+    eng.meter("acme", "exports", event_id="raw")  # a raw event, staged after the change
+    eng._record("acme", "exports", 1, None, "lane")
+    year = eng.period("acme", "exports")
+    eng.define_plan(ledger.Plan("starter", [ledger.Feature.metered("exports")]))
+    month = eng.period("acme", "exports")
+    assert month.start != year.start
+    eng._record("acme", "exports", 1, None, "after")
+    eng.flush()
+    assert eng.usage("acme", "exports", period=year) == 3
+    assert eng.usage("acme", "exports") == 1
+    eng.close()
+
+
+class _MeteringWhileSaving(ledger.MemoryStore):
+    """Records one event through the bridge's entry while the subscription is written,
+    as another thread could."""
+
+    engine: ledger.Engine | None = None
+
+    def put_subscription(self, sub: ledger.Subscription) -> None:
+        super().put_subscription(sub)
+        if self.engine is not None:
+            self.engine._record("acme", "exports", 1, None, "during")
+
+
+def test_an_event_metered_during_a_subscription_change_gets_the_new_periods(
+    clock: ledger.ManualClock, starter: ledger.Plan
+) -> None:
+    store = _MeteringWhileSaving()
+    eng = _engine(clock, starter, store)
+    clock.advance(days=10)
+    lane = _open(eng, "acme", "exports")
+    store.engine = eng
+    eng.subscribe("acme", "starter")  # a new anchor: now
+    store.engine = None
+    assert not lane.open
+    eng.flush()
+    assert eng.usage("acme", "exports") == 1  # "during", in the period from the new anchor
+    eng.close()
+
+
+def test_room_reserved_by_idle_lanes_goes_to_busy_ones(
+    clock: ledger.ManualClock, starter: ledger.Plan
+) -> None:
+    # Two lanes' reservations fill max_buffer long before their events do.
+    store = FlakyStore(ledger.MemoryStore(), failures=10**9)
+    eng = _engine(clock, starter, store, max_buffer=100, batch_size=50, buffer_timeout=0.02)
+    eng.period("acme", "exports")
+    for user in range(5):
+        _open(eng, "acme", "exports", f"u{user}")
+    acked = 5
+    for i in range(200):
+        try:
+            eng._record("acme", "exports", 1, "u4", f"e{i}")
+        except ledger.BufferFull:
+            break
+        acked += 1
+    assert acked == eng.unflushed == 100
+    assert _caps_add_up(eng)
+    store.failures = 0
+    eng.flush(timeout=5)
+    assert eng.usage("acme", "exports") == 100
+    eng.close()
+
+
+def test_threads_adding_raw_and_lane_events_stay_near_max_buffer(
+    clock: ledger.ManualClock, starter: ledger.Plan
+) -> None:
+    store = FlakyStore(ledger.MemoryStore(), failures=10**9)
+    eng = _engine(clock, starter, store, max_buffer=300, batch_size=40, buffer_timeout=0.05)
+    eng.period("acme", "exports")
+    eng.period("beta", "exports")
+    acked = [0] * 4
+
+    def produce(n: int) -> None:
+        tenant = "acme" if n % 2 else "beta"
+        for i in range(400):
+            try:
+                if i % 3:
+                    eng._record(tenant, "exports", 1, None, f"{n}-{i}")
+                else:
+                    eng.meter(tenant, "exports", event_id=f"{n}-{i}")
+            except ledger.BufferFull:
+                return  # the store is down: it stays full
+            acked[n] += 1
+
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        threads = [threading.Thread(target=produce, args=(n,)) for n in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(switch)
+    # Lock-free appends racing at a lane's cap may each add one: at most one per thread.
+    assert 300 - 4 <= eng.unflushed == sum(acked) <= 300 + 4
+    store.failures = 0
+    eng.flush(timeout=5)
+    assert eng.usage("acme", "exports") + eng.usage("beta", "exports") == sum(acked)
+    eng.close()

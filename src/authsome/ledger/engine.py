@@ -21,6 +21,7 @@ Consistency, in short:
 from __future__ import annotations
 
 import atexit
+import contextlib
 import dataclasses
 import itertools
 import logging
@@ -30,7 +31,7 @@ import secrets
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Literal, NamedTuple
@@ -200,10 +201,9 @@ class Engine:
         """
         if not isinstance(plan, Plan):
             raise InvalidArgumentType(f"plan must be a Plan, not {type(plan).__name__}")
-        self._check_open()
-        stored = self.store.put_plan(plan)
-        self._learn(stored)
-        self._changed()
+        with self._changing():
+            stored = self.store.put_plan(plan)
+            self._learn(stored)
         return stored
 
     def plan(self, key: str) -> Plan:
@@ -283,13 +283,33 @@ class Engine:
         return sub
 
     def _save(self, sub: Subscription) -> Subscription:
-        self._check_open()
-        # Stage first: events metered under the old subscription keep its periods.
-        with self._m.state:
-            self._m.stage()
+        with self._changing():
             self.store.put_subscription(sub)
-            self._changed()
         return sub
+
+    @contextlib.contextmanager
+    def _changing(self) -> Iterator[None]:
+        """Around a plan or subscription change: events metered before it keep the
+        periods they had, events metered after it get the new ones.
+
+        Lanes are retired, and none opens until the change is done, so every later
+        event is a raw one (resolved when it is staged) or a lane append that missed
+        the staging below (taken back by ``recall``, which waits for ``state``, and
+        recorded anew). Then everything buffered is staged under the old plan.
+        """
+        self._check_open()
+        m = self._m
+        with m.state:
+            with m.lock:
+                m.lanes_paused += 1
+                m.retire_lanes()
+            try:
+                m.stage()
+                yield
+            finally:
+                self._changed()
+                with m.lock:
+                    m.lanes_paused -= 1
 
     def _learn(self, plan: Plan) -> None:
         unique = {f.key for f in plan.features if f.unique}
@@ -449,12 +469,12 @@ class Engine:
         may wait, or raise BufferFull or LedgerClosed); all under the lock."""
         m = self._m
         with m.lock:
-            if lane.open:
+            if lane.open and len(lane.ids) >= lane.cap:  # another thread may have grown it
                 m.grow(lane)
-                if lane.open:  # grow() may wait, and release the lock while it does
-                    lane.ids.append(event_id)
-                    self._cache.pop((lane.tenant, lane.key), None)
-                    return
+            if lane.open:  # grow() may wait, and release the lock while it does
+                lane.ids.append(event_id)
+                self._cache.pop((lane.tenant, lane.key), None)
+                return
         self.meter(lane.tenant, lane.key, lane.quantity, user_id=lane.user_id, event_id=event_id)
 
     def _record_slowly(
@@ -556,7 +576,8 @@ class Engine:
         now = self._time()
         soon = now + max(2 * self._m.flush_interval, self._ttl / 2)
         wanted, self._wanted_views = self._wanted_views, set()
-        for tenant in wanted | {lane.tenant for lane in list(self._m.lanes.values())}:
+        live = {lane.tenant for lane in list(self._m.lanes.values()) if now < lane.hi}
+        for tenant in wanted | live:
             view = self._views.get(tenant)
             if view is None or view.expires <= soon:
                 try:

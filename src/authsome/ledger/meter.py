@@ -465,6 +465,7 @@ class Meter:
         self.lane_list: list[Lane] = []  # what staging drains: open lanes and closed ones
         self.lane_caps = 0  # sum of the lanes' caps: room reserved under max_buffer
         self.lane_epoch = 0  # bumped by retire_lanes: a lane planned before is refused
+        self.lanes_paused = 0  # plan or subscription changes under way: no lane opens
         self.pending = Pending()
         self.inflight: Pending | None = None
         self._parts: list[UsageBatch] = []  # what of the in-flight batch is left to apply
@@ -485,21 +486,28 @@ class Meter:
     def make_room(self) -> None:
         """Called by ``meter`` when the raw list hit its trigger: wake the flusher, and
         block while the buffer is full, up to ``buffer_timeout``; then raise BufferFull."""
-        room = self._room(wake=True)
+        room = self._room(wake=True, lane=False)
         self.trigger = (len(self.raw) // FIELDS + min(self.batch_size, room)) * FIELDS
 
-    def _free(self) -> int:
-        """Events that fit under ``max_buffer`` beside the staged, raw and reserved ones."""
-        return self.max_buffer - self.held - len(self.raw) // FIELDS - self.lane_caps
+    def _free(self, *, lane: bool) -> int:
+        """Events that fit under ``max_buffer`` beside the staged and raw ones and the
+        room the lanes reserved; for a lane, beside the raw list's reservation too
+        (up to its trigger), which the raw list's own adds may use."""
+        raw = len(self.raw) // FIELDS
+        free = self.max_buffer - self.held - raw - self.lane_caps
+        return free - max(0, self.trigger // FIELDS - raw) if lane else free
 
-    def _room(self, *, wake: bool) -> int:
+    def _room(self, *, wake: bool, lane: bool) -> int:
         """How many more events fit under ``max_buffer`` (at least 1): waits while none
-        do (waking the flusher), up to ``buffer_timeout``, then raises BufferFull."""
+        do (waking the flusher), up to ``buffer_timeout``, then raises BufferFull.
+        Before waiting, room reserved but not used is taken back (:meth:`_reclaim`)."""
         deadline: float | None = None
         while True:
             if self.closed:
                 raise LedgerClosed("the ledger engine is closed")
-            room = self._free()
+            room = self._free(lane=lane)
+            if room <= 0 and self._reclaim():
+                continue
             if wake or room <= 0:
                 self._wake.set()
             if room > 0:
@@ -514,13 +522,29 @@ class Meter:
                 )
             self.room.wait(deadline - now)
 
+    def _reclaim(self) -> bool:
+        """Take back the room reserved and not used: lanes' caps down to their ids, the
+        raw list's trigger down to its length (their next add reserves anew). Whether
+        any came back. Reservations are what spares most adds the lock; when they
+        fill ``max_buffer`` the buffer is not full yet, so they must not refuse events.
+        """
+        freed = max(0, self.trigger - len(self.raw)) // FIELDS
+        self.trigger = min(self.trigger, len(self.raw))
+        for lane in self.lane_list:
+            n = len(lane.ids)  # read once: an append without the lock may come between
+            if lane.cap > n:
+                freed += lane.cap - n
+                self.lane_caps -= lane.cap - n
+                lane.cap = n
+        return freed > 0
+
     # --- lanes (see Lane; called with ``lock`` held unless said otherwise) ---
 
     def open_lane(self, lane: Lane, epoch: int) -> bool:
         """Open ``lane`` for its combination, unless lanes were retired since ``epoch``
         was read (or the meter closed). Takes the lock."""
         with self.lock:
-            if self.closed or epoch != self.lane_epoch:
+            if self.closed or self.lanes_paused or epoch != self.lane_epoch:
                 return False
             combination = (lane.tenant, lane.key, lane.user_id, lane.quantity)
             old = self.lanes.get(combination)
@@ -528,7 +552,7 @@ class Meter:
                 self._close(old)  # its window ended: staging drains it a last time
             elif len(self.lanes) >= MAX_LANES:
                 self.retire_lanes()
-            self._grant(lane, self._free())
+            self._grant(lane, self._free(lane=True))
             self.lanes[combination] = lane
             self.lane_list.append(lane)
             return True
@@ -551,7 +575,7 @@ class Meter:
     def grow(self, lane: Lane) -> None:
         """Reserve room for more events of a lane that is at its cap; wake the flusher
         when the lane holds a batch. Blocks or raises like :meth:`make_room`."""
-        room = self._room(wake=len(lane.ids) >= self.batch_size)
+        room = self._room(wake=len(lane.ids) >= self.batch_size, lane=True)
         if lane.open:  # _room() may have waited, releasing the lock: closed and gone?
             self._grant(lane, room)
 
@@ -648,7 +672,7 @@ class Meter:
             self._retrigger()
 
     def _retrigger(self) -> None:
-        room = len(self.raw) // FIELDS + min(self.batch_size, self._free())
+        room = len(self.raw) // FIELDS + min(self.batch_size, self._free(lane=False))
         self.trigger = max(0, room) * FIELDS
         self.room.notify_all()
 
