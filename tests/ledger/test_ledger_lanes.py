@@ -440,3 +440,18 @@ def test_threads_adding_raw_and_lane_events_stay_near_max_buffer(
     eng.flush(timeout=5)
     assert eng.usage("acme", "exports") + eng.usage("beta", "exports") == sum(acked)
     eng.close()
+
+
+def test_an_event_on_a_lane_clears_the_cached_entitlement(
+    clock: ledger.ManualClock, starter: ledger.Plan
+) -> None:
+    eng = _engine(clock, starter)
+    lane = _open(eng, "acme", "api")
+    assert eng.entitled("acme", "api").used == 1  # staged: no lane has room now
+    assert ("acme", "api") in eng._cache  # cached: a second call is a dict lookup
+    with eng._m.lock:  # room, as a lane opened after that staging has
+        eng._m.grow(lane)
+    eng._record("acme", "api", 1, None, "on-the-lane")
+    assert lane.ids == ["on-the-lane"]  # the lock-free append
+    assert eng.entitled("acme", "api").used == 2
+    eng.close()

@@ -449,9 +449,10 @@ class Engine:
         if len(ids) < lane.cap and lane.lo <= now < lane.hi:
             ids.append(event_id)
             # After the append, so an entitlement computed meanwhile is never cached
-            # stale; under the lock, because the slow path checks and stores its entry
-            # under it.
-            if key in self._cached_keys:
+            # stale: one whose entry is not there yet starts after the append and counts
+            # it. An entry that is there is popped under the lock, because the slow path
+            # checks and stores its entry under it.
+            if key in self._cached_keys and (tenant, key) in self._cache:
                 with self._m.lock:
                     self._cache.pop((tenant, key), None)
             # Closed meanwhile (retired, replaced or the engine closing)? Then the id

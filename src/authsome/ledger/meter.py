@@ -54,6 +54,7 @@ from authsome.ledger.errors import (
     LedgerError,
     SpoolError,
 )
+from authsome.ledger.eventids import EventIdSet
 from authsome.ledger.stores._protocol import (
     EventIds,
     LedgerStore,
@@ -186,7 +187,7 @@ class Pending:
 
     def __init__(self) -> None:
         self.buckets: dict[tuple[str, str, int], _Bucket] = {}
-        self.seen: dict[tuple[str, str], set[str]] = {}  # event ids held, per (tenant, key)
+        self.seen: dict[tuple[str, str], EventIdSet] = {}  # event ids held, per (tenant, key)
         self.events = 0  # raw events folded in: the unit of back-pressure
         self.segments: list[Path] = []  # spool files whose events are all in here
 
@@ -198,6 +199,12 @@ class Pending:
         if bucket is None:
             bucket = self.buckets[counter] = _Bucket()
         return bucket
+
+    def _seen(self, tenant: str, key: str) -> EventIdSet:
+        seen = self.seen.get((tenant, key))
+        if seen is None:
+            seen = self.seen[(tenant, key)] = EventIdSet()
+        return seen
 
     def add(self, ev: RawEvent, period_start: int, unique: bool, other: Pending | None) -> None:
         """Fold one raw event in; ``other`` (the in-flight batch) also dedupes event ids."""
@@ -211,9 +218,7 @@ class Pending:
             bucket.anon += qty
             bucket.total += qty
             return
-        seen = self.seen.get((tenant, key))
-        if seen is None:
-            seen = self.seen[(tenant, key)] = set()
+        seen = self._seen(tenant, key)
         held = None if other is None else other.seen.get((tenant, key))
         if event_id in seen or (held is not None and event_id in held):
             return  # a retry of an event this process still holds: count it once
@@ -274,26 +279,16 @@ class Pending:
         exact: all without an id, or all with new, distinct ids. Else change nothing
         and return False."""
         n = len(ids)
-        new = set(ids)
-        if new == {None}:  # without event ids: a sum
+        if ids[0] is None and ids.count(None) == n:  # without event ids: a sum
             bucket = self._bucket((tenant, key, period_start))
             bucket.anon += qty * n
             bucket.total += qty * n
             self.events += n
             return True
-        seen = self.seen.get((tenant, key))
         held = None if other is None else other.seen.get((tenant, key))
-        if (
-            len(new) != n
-            or None in new
-            or (seen is not None and not seen.isdisjoint(new))
-            or (held is not None and not held.isdisjoint(new))
-        ):
+        # Time-ordered ids (the usual ones) go in without hashing: see EventIdSet.
+        if None in ids or not self._seen(tenant, key).add_new(ids, held):
             return False
-        if seen is None:
-            self.seen[(tenant, key)] = new
-        else:
-            seen |= new
         bucket = self._bucket((tenant, key, period_start))
         bucket.ids.setdefault(qty, []).extend(ids)
         if fresh:

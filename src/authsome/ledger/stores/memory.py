@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import threading
-from bisect import bisect_left
-from collections.abc import Collection, Iterable, Sequence
-from itertools import islice, repeat
-from operator import ge
+from collections.abc import Collection, Iterable
+from itertools import repeat
 
+from authsome.ledger.eventids import EventIdSet
 from authsome.ledger.plans import MAX_COUNTER, Plan, Subscription
 from authsome.ledger.stores._protocol import (
     ConsumeRequest,
@@ -19,82 +18,6 @@ from authsome.ledger.stores._protocol import (
 __all__ = ["MemoryStore"]
 
 _Counter = tuple[str, str, int]
-
-
-class _EventIds:
-    """The event ids of one ``(tenant, feature)``.
-
-    Ids that come in increasing order (time-ordered ids do, such as the ones the
-    auth engine makes for ``authsome.apikeys.validated``) go to a sorted list that a
-    batch extends at its end; the rest go to a set. Inserting thousands of new ids
-    at random places in a set of millions is bound by memory latency; appending them
-    is not. Membership is a set lookup, then a binary search.
-    """
-
-    __slots__ = ("ordered", "scattered", "top")
-
-    def __init__(self) -> None:
-        self.ordered: list[str] = []  # strictly increasing
-        self.scattered: set[str] = set()
-        self.top: str | None = None  # the largest id in either
-
-    def __contains__(self, event_id: object) -> bool:
-        if not isinstance(event_id, str):
-            return False
-        if event_id in self.scattered:
-            return True
-        ordered = self.ordered
-        i = bisect_left(ordered, event_id)
-        return i < len(ordered) and ordered[i] == event_id
-
-    def add(self, event_id: str) -> bool:
-        """Add one id; whether it was new."""
-        if event_id in self:
-            return False
-        if self.top is None or event_id > self.top:
-            self.ordered.append(event_id)
-            self.top = event_id
-        else:
-            self.scattered.add(event_id)
-        return True
-
-    def add_all(self, event_ids: Sequence[str]) -> int:
-        """Add ids (duplicates allowed); how many were new."""
-        if not event_ids:
-            return 0
-        disorder = _disorder(event_ids)
-        if disorder and disorder * 64 <= len(event_ids):
-            # A few threads' ids interleaved: nearly sorted, which timsort does in O(n).
-            event_ids = sorted(event_ids)
-            disorder = _disorder(event_ids)
-        top = self.top
-        if not disorder and (top is None or event_ids[0] > top):
-            self.ordered.extend(event_ids)  # all above every known id: all new
-            self.top = event_ids[-1]
-            return len(event_ids)
-        if len(event_ids) <= _FEW:  # a few retries: look each up
-            return sum(map(self.add, event_ids))
-        # Random ids or many retries: the set, in bulk. Membership in the sorted list is
-        # one binary search per id in Python, so when the batch reaches into its range
-        # the list joins the set (each id moves at most once).
-        ordered, scattered = self.ordered, self.scattered
-        if ordered and min(event_ids) <= ordered[-1]:
-            scattered.update(ordered)
-            self.ordered = []
-        before = len(scattered)
-        scattered.update(event_ids)
-        highest = max(event_ids)
-        if top is None or highest > top:
-            self.top = highest
-        return len(scattered) - before
-
-
-_FEW = 64  # batches up to this size that cannot be appended are added id by id
-
-
-def _disorder(items: Sequence[str]) -> int:
-    """How many neighbours in ``items`` are not strictly increasing (0: sorted, unique)."""
-    return sum(map(ge, items, islice(items, 1, None)))
 
 
 def _all_str(items: Iterable[object]) -> bool:
@@ -115,7 +38,7 @@ class MemoryStore:
         self._plans: dict[str, list[Plan]] = {}
         self._subs: dict[str, Subscription] = {}
         self._usage: dict[_Counter, int] = {}
-        self._events: dict[tuple[str, str], _EventIds] = {}  # (tenant, feature) -> ids
+        self._events: dict[tuple[str, str], EventIdSet] = {}  # (tenant, feature) -> ids
         self._batches: set[str] = set()
         self._users: dict[_Counter, set[str]] = {}
 
@@ -232,11 +155,11 @@ class MemoryStore:
             self._usage[counter] = used
             return ConsumeResult(True, used)
 
-    def _ids(self, tenant: str, feature: str) -> _EventIds:
+    def _ids(self, tenant: str, feature: str) -> EventIdSet:
         """The event ids of ``(tenant, feature)`` (call with the lock held)."""
         ids = self._events.get((tenant, feature))
         if ids is None:
-            ids = self._events[(tenant, feature)] = _EventIds()
+            ids = self._events[(tenant, feature)] = EventIdSet()
         return ids
 
     def usage_records(self, tenant: str) -> list[UsageRecord]:

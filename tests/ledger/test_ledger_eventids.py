@@ -1,4 +1,5 @@
-"""The memory store's event-id index (a sorted tail plus a set) behaves like a set."""
+"""The event-id set (a sorted tail plus a set) of the memory store and the metering
+buffer behaves like a set."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from authsome import ledger
+from authsome.ledger.eventids import EventIdSet
 from authsome.ledger.stores import EventIds, UsageBatch, UsageDelta
-from authsome.ledger.stores.memory import _EventIds
 
 ids = st.text(alphabet="abc\x00é", max_size=3)
 operations = st.lists(
@@ -18,26 +19,39 @@ operations = st.lists(
         st.tuples(st.just("add"), ids),
         st.tuples(st.just("add_all"), st.lists(ids, max_size=100)),  # > _FEW: in bulk
         st.tuples(st.just("add_all"), st.lists(ids, max_size=100).map(sorted)),
+        st.tuples(st.just("add_new"), st.lists(ids, max_size=100)),
+        st.tuples(st.just("add_new"), st.lists(ids, max_size=100).map(sorted)),
+        st.tuples(st.just("add_new"), st.sets(ids, max_size=100).map(sorted)),
     ),
     max_size=30,
 )
 
 
-@given(operations, st.lists(ids, max_size=10))
+@given(operations, st.lists(ids, max_size=10), st.lists(ids, max_size=80))
 def test_event_ids_count_and_answer_like_a_set(
-    ops: list[tuple[str, object]], probes: list[str]
+    ops: list[tuple[str, object]], probes: list[str], others: list[str]
 ) -> None:
-    index = _EventIds()
+    index = EventIdSet()
     model: set[str] = set()
+    other = EventIdSet()  # add_new also refuses ids held here (the in-flight batch)
+    other.add_all(others)
     for name, arg in ops:
         if name == "add":
             assert isinstance(arg, str)
             assert index.add(arg) == (arg not in model)
             model.add(arg)
-        else:
+        elif name == "add_all":
             assert isinstance(arg, list)
             assert index.add_all(arg) == len(set(arg) - model)
             model.update(arg)
+        else:
+            assert isinstance(arg, list)
+            new = len(set(arg)) == len(arg) and not set(arg) & (model | set(others))
+            assert index.add_new(arg, other) == new
+            if new:
+                model.update(arg)
+        assert len(index) == len(model)
+        assert index.isdisjoint(set(probes)) == (not set(probes) & model)
         assert index.ordered == sorted(set(index.ordered))  # strictly increasing
         assert not index.scattered & set(index.ordered)
         assert set(index.ordered) | index.scattered == model
