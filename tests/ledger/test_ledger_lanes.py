@@ -52,6 +52,22 @@ def _caps_add_up(eng: ledger.Engine) -> bool:
     return m.lane_caps == sum(lane.cap for lane in m.lane_list)
 
 
+def _store_down(
+    clock: ledger.ManualClock, starter: ledger.Plan, **options: Any
+) -> tuple[ledger.Engine, FlakyStore]:
+    """An engine whose store refuses every flush, so the buffer fills."""
+    store = FlakyStore(ledger.MemoryStore(), failures=10**9)
+    return _engine(clock, starter, store, **options), store
+
+
+def _store_back(eng: ledger.Engine, store: FlakyStore, *tenants: str) -> int:
+    """Check the lanes' caps, bring the store back, flush: the usage of ``exports``."""
+    assert _caps_add_up(eng)
+    store.failures = 0
+    eng.flush(timeout=5)
+    return sum(eng.usage(tenant, "exports") for tenant in tenants or ("acme",))
+
+
 def test_events_after_the_first_go_to_the_lane_and_count_like_meter(
     clock: ledger.ManualClock, starter: ledger.Plan
 ) -> None:
@@ -197,8 +213,7 @@ def test_close_drains_the_lanes_and_then_refuses(
 def test_lanes_respect_max_buffer_while_the_store_is_down(
     clock: ledger.ManualClock, starter: ledger.Plan
 ) -> None:
-    store = FlakyStore(ledger.MemoryStore(), failures=10**9)
-    eng = _engine(clock, starter, store, max_buffer=20, batch_size=5, buffer_timeout=0.05)
+    eng, store = _store_down(clock, starter, max_buffer=20, batch_size=5, buffer_timeout=0.05)
     eng.period("acme", "exports")
     acked = 0
     for i in range(100):
@@ -211,10 +226,7 @@ def test_lanes_respect_max_buffer_while_the_store_is_down(
         pytest.fail("the buffer never filled")
     assert 20 <= acked <= 21  # one thread: at most max_buffer, plus the slow first event
     assert eng.unflushed == acked
-    assert _caps_add_up(eng)
-    store.failures = 0
-    eng.flush(timeout=5)
-    assert eng.usage("acme", "exports") == acked
+    assert _store_back(eng, store) == acked
     eng.close()
 
 
@@ -307,8 +319,7 @@ def test_raw_adds_and_lanes_together_stay_within_max_buffer(
 ) -> None:
     # The raw list reserves room up to its trigger and lanes reserve their caps: each
     # must count the other's reservation, or together they hold up to twice as much.
-    store = FlakyStore(ledger.MemoryStore(), failures=10**9)
-    eng = _engine(clock, starter, store, max_buffer=100, batch_size=100, buffer_timeout=0.02)
+    eng, store = _store_down(clock, starter, max_buffer=100, batch_size=100, buffer_timeout=0.02)
     eng.period("acme", "exports")
     acked = refused = 0
     for i in range(300):
@@ -324,10 +335,7 @@ def test_raw_adds_and_lanes_together_stay_within_max_buffer(
         if refused >= 4:
             break
     assert acked == eng.unflushed == 100  # all of max_buffer, and no more
-    assert _caps_add_up(eng)
-    store.failures = 0
-    eng.flush(timeout=5)
-    assert eng.usage("acme", "exports") == 100
+    assert _store_back(eng, store) == 100
     eng.close()
 
 
@@ -383,8 +391,7 @@ def test_room_reserved_by_idle_lanes_goes_to_busy_ones(
     clock: ledger.ManualClock, starter: ledger.Plan
 ) -> None:
     # Two lanes' reservations fill max_buffer long before their events do.
-    store = FlakyStore(ledger.MemoryStore(), failures=10**9)
-    eng = _engine(clock, starter, store, max_buffer=100, batch_size=50, buffer_timeout=0.02)
+    eng, store = _store_down(clock, starter, max_buffer=100, batch_size=50, buffer_timeout=0.02)
     eng.period("acme", "exports")
     for user in range(5):
         _open(eng, "acme", "exports", f"u{user}")
@@ -396,18 +403,14 @@ def test_room_reserved_by_idle_lanes_goes_to_busy_ones(
             break
         acked += 1
     assert acked == eng.unflushed == 100
-    assert _caps_add_up(eng)
-    store.failures = 0
-    eng.flush(timeout=5)
-    assert eng.usage("acme", "exports") == 100
+    assert _store_back(eng, store) == 100
     eng.close()
 
 
 def test_threads_adding_raw_and_lane_events_stay_near_max_buffer(
     clock: ledger.ManualClock, starter: ledger.Plan
 ) -> None:
-    store = FlakyStore(ledger.MemoryStore(), failures=10**9)
-    eng = _engine(clock, starter, store, max_buffer=300, batch_size=40, buffer_timeout=0.05)
+    eng, store = _store_down(clock, starter, max_buffer=300, batch_size=40, buffer_timeout=0.05)
     eng.period("acme", "exports")
     eng.period("beta", "exports")
     acked = [0] * 4
@@ -436,9 +439,7 @@ def test_threads_adding_raw_and_lane_events_stay_near_max_buffer(
         sys.setswitchinterval(switch)
     # Lock-free appends racing at a lane's cap may each add one: at most one per thread.
     assert 300 - 4 <= eng.unflushed == sum(acked) <= 300 + 4
-    store.failures = 0
-    eng.flush(timeout=5)
-    assert eng.usage("acme", "exports") + eng.usage("beta", "exports") == sum(acked)
+    assert _store_back(eng, store, "acme", "beta") == sum(acked)
     eng.close()
 
 
