@@ -456,3 +456,36 @@ def test_an_event_on_a_lane_clears_the_cached_entitlement(
     assert lane.ids == ["on-the-lane"]  # the lock-free append
     assert eng.entitled("acme", "api").used == 2
     eng.close()
+
+
+def test_appends_racing_a_reclaim_do_not_pile_up_beyond_max_buffer(
+    clock: ledger.ManualClock, starter: ledger.Plan
+) -> None:
+    # Replays, step by step, a thread preempted between its room check and its append
+    # while another thread's grow() reclaims that room, on ever new pairs of lanes:
+    # each such append must be counted by the next reclaim, not ride on uncounted.
+    eng, store = _store_down(clock, starter, max_buffer=100, batch_size=100, buffer_timeout=0.02)
+    eng._m.stop()  # no flusher: the replay is deterministic
+    eng.period("acme", "exports")
+    for q in range(1, 41):  # 40 lanes: one raw event opens each, one lane event uses it
+        eng._record("acme", "exports", q, None, f"open-{q}")
+        eng._record("acme", "exports", q, None, f"use-{q}")
+    lanes = [eng._m.lanes[("acme", "exports", None, q)] for q in range(1, 41)]
+    acked, used = 80, set[Lane]()
+    for step in range(100):
+        preempted = next((lane for lane in lanes if len(lane.ids) < lane.cap), None)
+        if preempted is None:
+            break
+        other = next(lane for lane in lanes if lane is not preempted and lane not in used)
+        used |= {preempted, other}
+        try:
+            eng._record("acme", "exports", other.quantity, None, f"b{step}")
+        except ledger.BufferFull:
+            break
+        preempted.ids.append(f"t{step}")  # the preempted thread's append lands now
+        acked += 2
+    assert acked == eng.unflushed <= 100 + 1  # one thread appends past its room at a time
+    store.failures = 0
+    eng.flush(timeout=5)
+    assert eng.unflushed == 0
+    eng.close()

@@ -518,19 +518,20 @@ class Meter:
             self.room.wait(deadline - now)
 
     def _reclaim(self) -> bool:
-        """Take back the room reserved and not used: lanes' caps down to their ids, the
-        raw list's trigger down to its length (their next add reserves anew). Whether
-        any came back. Reservations are what spares most adds the lock; when they
+        """Take back the room reserved and not used: lanes' caps set to their ids (which
+        also counts ids a racing append put past a cap), the raw list's trigger down to
+        its length (their next add reserves anew). Whether any came back. Reservations are what spares most adds the lock; when they
         fill ``max_buffer`` the buffer is not full yet, so they must not refuse events.
         """
         freed = max(0, self.trigger - len(self.raw)) // FIELDS
         self.trigger = min(self.trigger, len(self.raw))
         for lane in self.lane_list:
             n = len(lane.ids)  # read once: an append without the lock may come between
-            if lane.cap > n:
-                freed += lane.cap - n
-                self.lane_caps -= lane.cap - n
-                lane.cap = n
+            freed += max(0, lane.cap - n)
+            # cap == n also counts ids appended beyond the cap by appenders racing an
+            # earlier reclaim or drain, so they cannot pile up uncounted
+            self.lane_caps += n - lane.cap
+            lane.cap = n
         return freed > 0
 
     # --- lanes (see Lane; called with ``lock`` held unless said otherwise) ---
@@ -559,6 +560,7 @@ class Meter:
             self._close(lane)
         self.lanes = {}
         self.lane_epoch += 1
+        self.room.notify_all()  # their unused room is free: waiters need not time out
 
     def _close(self, lane: Lane) -> None:
         lane.open = False
@@ -600,8 +602,9 @@ class Meter:
             if n:
                 drained.append((lane, ids[:n]))
                 del ids[:n]  # ids appended meanwhile stay, and count against max_buffer
-            self.lane_caps -= lane.cap
-            lane.cap = 0
+            left = len(ids) if lane.open else 0  # a closed lane's late ids are recalled
+            self.lane_caps += left - lane.cap
+            lane.cap = left
         self.lane_list = [lane for lane in self.lane_list if lane.open]
         return drained
 
