@@ -520,8 +520,9 @@ class Meter:
     def _reclaim(self) -> bool:
         """Take back the room reserved and not used: lanes' caps set to their ids (which
         also counts ids a racing append put past a cap), the raw list's trigger down to
-        its length (their next add reserves anew). Whether any came back. Reservations are what spares most adds the lock; when they
-        fill ``max_buffer`` the buffer is not full yet, so they must not refuse events.
+        its length (their next add reserves anew). Whether any came back.
+        Reservations are what spares most adds the lock; when they fill
+        ``max_buffer`` the buffer is not full yet, so they must not refuse events.
         """
         freed = max(0, self.trigger - len(self.raw)) // FIELDS
         self.trigger = min(self.trigger, len(self.raw))
