@@ -60,6 +60,16 @@ def _store_down(
     return _engine(clock, starter, store, **options), store
 
 
+def _fill(eng: ledger.Engine, user: str | None, limit: int) -> int:
+    """Record on one combination until BufferFull: how many went in."""
+    for i in range(limit):
+        try:
+            eng._record("acme", "exports", 1, user, f"fill-{user}-{i}")
+        except ledger.BufferFull:
+            return i
+    pytest.fail("the buffer never filled")
+
+
 def _store_back(eng: ledger.Engine, store: FlakyStore, *tenants: str) -> int:
     """Check the lanes' caps, bring the store back, flush: the usage of ``exports``."""
     assert _caps_add_up(eng)
@@ -215,15 +225,7 @@ def test_lanes_respect_max_buffer_while_the_store_is_down(
 ) -> None:
     eng, store = _store_down(clock, starter, max_buffer=20, batch_size=5, buffer_timeout=0.05)
     eng.period("acme", "exports")
-    acked = 0
-    for i in range(100):
-        try:
-            eng._record("acme", "exports", 1, None, f"e{i}")
-        except ledger.BufferFull:
-            break
-        acked += 1
-    else:
-        pytest.fail("the buffer never filled")
+    acked = _fill(eng, None, 100)
     assert 20 <= acked <= 21  # one thread: at most max_buffer, plus the slow first event
     assert eng.unflushed == acked
     assert _store_back(eng, store) == acked
@@ -395,13 +397,7 @@ def test_room_reserved_by_idle_lanes_goes_to_busy_ones(
     eng.period("acme", "exports")
     for user in range(5):
         _open(eng, "acme", "exports", f"u{user}")
-    acked = 5
-    for i in range(200):
-        try:
-            eng._record("acme", "exports", 1, "u4", f"e{i}")
-        except ledger.BufferFull:
-            break
-        acked += 1
+    acked = 5 + _fill(eng, "u4", 200)
     assert acked == eng.unflushed == 100
     assert _store_back(eng, store) == 100
     eng.close()

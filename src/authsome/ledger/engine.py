@@ -329,7 +329,9 @@ class Engine:
             self._views.clear()
             self._plans.clear()
             self._windows.clear()
-            self._m.retire_lanes()  # their windows came from what changed
+            # Again, for the epoch: a lane planned from a view read during the change
+            # (when none could open) must not open after it.
+            self._m.retire_lanes()
 
     # --- metering ------------------------------------------------------------------
 

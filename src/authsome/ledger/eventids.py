@@ -64,7 +64,7 @@ class EventIdSet:
         if increasing:
             k = self._overlap(ids)
             if k <= _FEW:  # at most a few below the top (late or retried): look each up
-                return sum(map(self.add, ids[:k])) + self._append(ids[k:] if k else ids)
+                return sum(map(self.add, ids[:k])) + self._append(ids, k)
         elif len(ids) <= _FEW:
             return sum(map(self.add, ids))
         return self._merge(ids)
@@ -84,7 +84,7 @@ class EventIdSet:
                 ):
                     return False
                 self.scattered.update(ids[:k])
-                self._append(ids[k:] if k else ids)
+                self._append(ids, k)
                 return True
         new = set(ids)
         if (
@@ -110,12 +110,12 @@ class EventIdSet:
         """How many of the (strictly increasing) ids are not above every id in here."""
         return 0 if self.top is None else bisect_right(increasing, self.top)
 
-    def _append(self, increasing: Sequence[str]) -> int:
-        """Add ids that are strictly increasing and above every id in here."""
-        if increasing:
-            self.ordered.extend(increasing)
+    def _append(self, increasing: Sequence[str], start: int) -> int:
+        """Add ``increasing[start:]``: strictly increasing ids above every id in here."""
+        if start < len(increasing):
+            self.ordered.extend(increasing[start:] if start else increasing)
             self.top = increasing[-1]
-        return len(increasing)
+        return len(increasing) - start
 
     def _merge(self, event_ids: Sequence[str]) -> int:
         """Add ids in bulk through the set; how many were new. Membership in the sorted
