@@ -531,8 +531,7 @@ class Meter:
             freed += max(0, lane.cap - n)
             # cap == n also counts ids appended beyond the cap by appenders racing an
             # earlier reclaim or drain, so they cannot pile up uncounted
-            self.lane_caps += n - lane.cap
-            lane.cap = n
+            self._set_cap(lane, n)
         return freed > 0
 
     # --- lanes (see Lane; called with ``lock`` held unless said otherwise) ---
@@ -566,9 +565,7 @@ class Meter:
     def _close(self, lane: Lane) -> None:
         lane.open = False
         # No room left: an appender's first check fails, so it needs no other.
-        n = len(lane.ids)  # read once: an append without the lock may come between
-        self.lane_caps += n - lane.cap
-        lane.cap = n
+        self._set_cap(lane, len(lane.ids))  # len read once: an append may come between
 
     def grow(self, lane: Lane) -> None:
         """Reserve room for more events of a lane that is at its cap; wake the flusher
@@ -578,7 +575,9 @@ class Meter:
             self._grant(lane, room)
 
     def _grant(self, lane: Lane, room: int) -> None:
-        cap = lane.reserved() + max(0, min(self.batch_size, room))
+        self._set_cap(lane, lane.reserved() + max(0, min(self.batch_size, room)))
+
+    def _set_cap(self, lane: Lane, cap: int) -> None:
         self.lane_caps += cap - lane.cap  # kept equal to the sum of the caps
         lane.cap = cap
 
@@ -604,8 +603,7 @@ class Meter:
                 drained.append((lane, ids[:n]))
                 del ids[:n]  # ids appended meanwhile stay, and count against max_buffer
             left = len(ids) if lane.open else 0  # a closed lane's late ids are recalled
-            self.lane_caps += left - lane.cap
-            lane.cap = left
+            self._set_cap(lane, left)
         self.lane_list = [lane for lane in self.lane_list if lane.open]
         return drained
 
@@ -662,8 +660,7 @@ class Meter:
             for lane, ids in lanes:
                 lane.ids[:0] = ids
                 self.held -= len(ids)
-                lane.cap += len(ids)  # they count against max_buffer again
-                self.lane_caps += len(ids)
+                self._set_cap(lane, lane.cap + len(ids))  # they count against max_buffer again
                 if lane not in self.lane_list:
                     self.lane_list.append(lane)
             if self.spool is not None:  # their segments may only go once they are flushed
