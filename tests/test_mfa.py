@@ -490,15 +490,6 @@ def test_a_wrong_or_missing_key_fails_with_a_typed_error(
     assert other.mfa.factors(user.id)[0].confirmed  # nothing was changed
 
 
-def test_a_key_refuses_secrets_stored_without_one(make_auth: AuthFactory, clock: FakeClock) -> None:
-    plain = make_auth()
-    user = register(plain)
-    setup = plain.mfa.begin_totp(user.id)
-    keyed = make_auth(store=plain.store, secret_key=KEY)
-    with pytest.raises(DecryptionError):
-        keyed.mfa.confirm_totp(user.id, code(setup, clock))
-
-
 def test_a_sealed_secret_moved_to_another_factor_does_not_open(
     make_auth: AuthFactory, clock: FakeClock, tmp_path: Path
 ) -> None:

@@ -5,7 +5,9 @@
   fast hash is enough and lookups stay indexable);
 * passwords are hashed with argon2id;
 * comparisons of secrets are constant-time;
-* secrets that must be read back (TOTP seeds) are sealed with AES-256-GCM.
+* secrets that must be read back (TOTP seeds) are sealed with AES-256-GCM, under a
+  :class:`Keyring` that also opens values sealed under earlier keys;
+* keys for one purpose each are derived from a root key with HKDF-SHA256.
 """
 
 from __future__ import annotations
@@ -14,33 +16,45 @@ import base64
 import binascii
 import hashlib
 import hmac
+import logging
 import os
 import secrets
+import threading
 import time
 import zlib
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import argon2
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from authsome.errors import DecryptionError
+from authsome.models import StoredSecret
 
 __all__ = [
     "BASE62_ALPHABET",
     "CHECKSUM_CHARS",
+    "Keyring",
+    "Opened",
     "PasswordHasher",
     "PasswordHashing",
+    "Resealed",
     "SecretBox",
     "base62_checksum",
     "base62_encode",
     "constant_time_equals",
+    "derive_key",
     "has_valid_checksum",
+    "keyed_digest",
     "new_id",
     "new_ordered_id",
     "new_token",
     "random_base62",
+    "reseal_all",
     "sha256_hex",
 ]
 
@@ -246,3 +260,163 @@ class SecretBox:
 
     def __repr__(self) -> str:
         return "SecretBox(key=<hidden>)"
+
+
+def derive_key(root: bytes, purpose: str) -> bytes:
+    """A 32-byte key for one ``purpose`` only, derived from ``root`` (HKDF-SHA256).
+
+    One root key serves several uses (sealing, throttle keys, decoys) without any two
+    of them ever sharing a key: knowing one derived key tells nothing of the others.
+    """
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=_KEY_BYTES, salt=None, info=purpose.encode())
+    return hkdf.derive(root)
+
+
+def keyed_digest(key: bytes, value: str) -> str:
+    """The hex HMAC-SHA256 of ``value`` (UTF-8) under ``key``.
+
+    For values of little entropy (addresses, e-mails) kept as lookup keys: without
+    the key, a table of digests cannot be reversed by hashing every candidate.
+    """
+    return hmac.new(key, value.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+security_log = logging.getLogger("authsome.security")
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """A secret read back by :meth:`Keyring.open`: its clear text, and whether the
+    stored form should be replaced (sealed under an earlier key, or kept in clear
+    although a key is configured now)."""
+
+    plaintext: str = field(repr=False)
+    stale: bool
+
+
+class Keyring:
+    """Seals secrets under the current key and opens them under any known key.
+
+    ``current`` seals every new value; ``previous`` are keys used before it, still
+    tried when a value does not open under the current one, so a key can be rotated
+    without breaking what was sealed before. Without a current key values are kept in
+    clear (and a warning is logged once on ``authsome.security``); a value kept in
+    clear still opens once a key is configured, and is reported stale so its owner
+    seals it.
+    """
+
+    __slots__ = ("_current", "_previous", "_warn_lock", "_warned")
+
+    def __init__(self, current: bytes | None, previous: Sequence[bytes] = ()) -> None:
+        if not isinstance(previous, (list, tuple)):  # a lone key (bytes) is a mistake
+            raise TypeError("previous_secret_keys must be a list or tuple of keys")
+        if previous and current is None:
+            raise ValueError("previous_secret_keys need a secret_key to re-seal under")
+        self._current = None if current is None else SecretBox(current)
+        self._previous = tuple(SecretBox(key) for key in previous)
+        self._warned = False
+        self._warn_lock = threading.Lock()
+
+    @property
+    def has_key(self) -> bool:
+        """Whether new values are sealed (a current key is configured)."""
+        return self._current is not None
+
+    def seal(self, plaintext: str, *, aad: str, what: str) -> StoredSecret:
+        """``plaintext`` as it should be stored: sealed under the current key bound to
+        ``aad``, or in clear without a key (``what`` names it in the warning)."""
+        if self._current is None:
+            self._warn_once_in_clear(what)
+            return StoredSecret(plaintext, sealed=False)
+        return StoredSecret(self._current.seal(plaintext, aad=aad), sealed=True)
+
+    def open(self, stored: StoredSecret, *, aad: str) -> Opened:
+        """The clear text of a stored value; :class:`DecryptionError` when it is sealed
+        and no known key opens it (the message names no secret)."""
+        if not stored.sealed:
+            return Opened(stored.value, stale=self._current is not None)
+        if self._current is None:
+            raise DecryptionError("stored secret is encrypted but the engine has no secret_key")
+        for number, box in enumerate((self._current, *self._previous)):
+            try:
+                return Opened(box.open(stored.value, aad=aad), stale=number > 0)
+            except DecryptionError:
+                continue
+        raise DecryptionError()
+
+    def _warn_once_in_clear(self, what: str) -> None:
+        # Once per engine: one line is enough to point at the missing key.
+        with self._warn_lock:
+            if self._warned:
+                return
+            self._warned = True
+        security_log.warning(
+            "%s stored in clear because the engine has no secret_key: anyone who can read"
+            " the store can use it; configure Authsome(secret_key=...) and run"
+            " 'authsome reseal' to seal the values stored so far",
+            what,
+        )
+
+    def __repr__(self) -> str:
+        return f"Keyring(keys=<hidden>, previous={len(self._previous)})"
+
+
+@dataclass(frozen=True, slots=True)
+class Resealed:
+    """What :func:`reseal_all` did: values sealed anew under the current key, values
+    already sealed under it, and the records whose value no known key opens."""
+
+    resealed: int = 0
+    current: int = 0
+    unreadable: tuple[str, ...] = ()
+
+    def __add__(self, other: Resealed) -> Resealed:
+        return Resealed(
+            self.resealed + other.resealed,
+            self.current + other.current,
+            self.unreadable + other.unreadable,
+        )
+
+
+_RESEAL_PAGE = 500
+
+
+def reseal_all(
+    keyring: Keyring,
+    *,
+    page: Callable[[str, int], Sequence[tuple[str, StoredSecret]]],
+    replace: Callable[[str, StoredSecret, StoredSecret], bool],
+    aad: Callable[[str], str],
+    what: str,
+) -> Resealed:
+    """Walk every stored value (``page(after, limit)``, by record id) and seal under the
+    current key each one that is in clear or under an earlier key.
+
+    Each write is a compare-and-set (``replace(id, expected, new)``): a value changed
+    meanwhile (a new enrolment, or a sign-in that re-sealed it) is left to its writer.
+    """
+    done = Resealed()
+    after = ""
+    while rows := page(after, _RESEAL_PAGE):
+        for record_id, stored in rows:
+            done += _reseal_one(keyring, record_id, stored, replace, aad(record_id), what)
+        after = rows[-1][0]
+    return done
+
+
+def _reseal_one(
+    keyring: Keyring,
+    record_id: str,
+    stored: StoredSecret,
+    replace: Callable[[str, StoredSecret, StoredSecret], bool],
+    aad: str,
+    what: str,
+) -> Resealed:
+    try:
+        opened = keyring.open(stored, aad=aad)
+    except DecryptionError:
+        return Resealed(unreadable=(record_id,))
+    if not opened.stale:
+        return Resealed(current=1)
+    replaced = replace(record_id, stored, keyring.seal(opened.plaintext, aad=aad, what=what))
+    return Resealed(resealed=1) if replaced else Resealed(current=1)

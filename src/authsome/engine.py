@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from types import TracebackType
 
 from authsome._time import Clock, utcnow
 from authsome.apikeys import ApiKeyPolicy, ApiKeys
 from authsome.billing import Billing, LedgerErrorPolicy, LedgerStats
 from authsome.bridge import Ledger, NoopLedger
-from authsome.crypto import PasswordHasher, PasswordHashing, SecretBox
+from authsome.crypto import Keyring, PasswordHasher, PasswordHashing, Resealed
 from authsome.domains import Domains, TxtResolver
 from authsome.mfa import Mfa, SignInChallenge
 from authsome.models import SignIn
@@ -21,7 +23,15 @@ from authsome.stores import MemoryStore, Store
 from authsome.throttle import Throttle, ThrottlePolicy
 from authsome.users import Users
 
-__all__ = ["Authsome"]
+__all__ = ["Authsome", "ResealReport"]
+
+
+@dataclass(frozen=True, slots=True)
+class ResealReport:
+    """What :meth:`Authsome.reseal_secrets` did, per kind of secret."""
+
+    totp_secrets: Resealed
+    sso_client_secrets: Resealed
 
 
 class Authsome:
@@ -35,8 +45,14 @@ class Authsome:
 
     ``secret_key`` (32 random bytes, e.g. ``secrets.token_bytes(32)``, kept outside the
     database) encrypts the secrets the engine must read back — TOTP secrets and SSO
-    client secrets — at rest with AES-256-GCM; without it they are stored in clear.
-    Keep it stable: secrets sealed with one key do not open with another.
+    client secrets — at rest with AES-256-GCM; without it they are stored in clear
+    (a warning is logged once on ``authsome.security``). It also keys the throttle's
+    counter names and the passkey decoys (else a random key the store keeps does).
+
+    ``previous_secret_keys`` rotate the key: values sealed under any of them (or
+    stored in clear before there was a key) still open, and are sealed under
+    ``secret_key`` when next read; :meth:`reseal_secrets` (``authsome reseal``) does
+    it for every stored value at once. Once that has run, the old keys can go.
 
     ``on_ledger_error`` decides what a *failing* entitlement check does: ``"raise"``
     (default; :class:`~authsome.errors.LedgerUnavailable`, nothing performed) or
@@ -58,6 +74,7 @@ class Authsome:
         clock: Clock | None = None,
         dns_resolver: TxtResolver | None = None,
         secret_key: bytes | None = None,
+        previous_secret_keys: Sequence[bytes] = (),
         api_keys: ApiKeyPolicy | None = None,
     ) -> None:
         self.store: Store = MemoryStore() if store is None else _checked_store(store)
@@ -70,14 +87,14 @@ class Authsome:
         )
         self.orgs = Orgs(self.store, self._billing, self._clock)
         self.domains = Domains(self.store, self._billing, self._clock, resolver=dns_resolver)
-        secret_box = None if secret_key is None else SecretBox(secret_key)
+        keyring = Keyring(secret_key, previous_secret_keys)
         self.api_keys = ApiKeys(self.store, self._billing, api_keys or ApiKeyPolicy(), self._clock)
-        self.sso = SSO(self.store, self._billing, self._clock, secret_box)
+        self.sso = SSO(self.store, self._billing, self._clock, keyring)
         self._sign_in = SignInFlow(
             self.store,
             self._billing,
             hasher,
-            Throttle(self.store, throttle or ThrottlePolicy()),
+            Throttle(self.store, throttle or ThrottlePolicy(), secret_key=secret_key),
             self.sessions,
             self._clock,
             mfa_ticket=SignInChallenge(self.store, self._clock).issue,
@@ -86,7 +103,7 @@ class Authsome:
             self.store,
             self._billing,
             self._clock,
-            secret_box=secret_box,
+            keyring=keyring,
             complete_sign_in=self._sign_in.complete,
         )
         self.passkeys = Passkeys(
@@ -125,6 +142,19 @@ class Authsome:
         it is called without ``ip``.
         """
         return self._sign_in.sign_in(email, password, tenant=tenant, ip=ip)
+
+    def reseal_secrets(self) -> ResealReport:
+        """Seal under ``secret_key`` every TOTP secret and SSO client secret stored in
+        clear or under one of ``previous_secret_keys``, and report what was found.
+
+        Safe to run while the application serves requests (each value is replaced
+        by a compare-and-set) and to run again. Values no known key opens are left
+        as they are and listed by record id in the report.
+        """
+        return ResealReport(
+            totp_secrets=self.mfa.reseal_secrets(),
+            sso_client_secrets=self.sso.reseal_secrets(),
+        )
 
     def close(self) -> None:
         """Close the store."""

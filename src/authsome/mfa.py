@@ -18,8 +18,11 @@
 
 TOTP secrets must be read back to check codes, so they cannot be hashed. Given a
 ``secret_key``, the engine seals them with AES-256-GCM bound to the factor's id;
-without one they are stored as they are, and anyone who can read the store can
-generate codes. Secrets never appear in a ``repr``, a log line or an error message.
+without one they are stored as they are (a warning is logged once), and anyone who
+can read the store can generate codes. A secret stored in clear or sealed under one
+of ``previous_secret_keys`` still opens, and is sealed under the current key the
+first time it is read. Secrets never appear in a ``repr``, a log line or an error
+message.
 
 Only enrolment is gated: a tenant that loses the feature keeps the second factor of
 users who enrolled (verification and disabling still work), since silently dropping
@@ -42,10 +45,17 @@ from authsome import _validation as v
 from authsome._time import Clock
 from authsome.billing import Billing
 from authsome.bridge import LedgerContext
-from authsome.crypto import SEALED_PREFIX, SecretBox, new_id, new_token, sha256_hex
+from authsome.crypto import (
+    SEALED_PREFIX,
+    Keyring,
+    Resealed,
+    new_id,
+    new_token,
+    reseal_all,
+    sha256_hex,
+)
 from authsome.errors import (
     AlreadyExists,
-    DecryptionError,
     InvalidCredentials,
     InvalidToken,
     NotFound,
@@ -53,7 +63,7 @@ from authsome.errors import (
     ValidationError,
 )
 from authsome.features import Feature, UsageEvent
-from authsome.models import MfaFactor, MfaMethod, SignIn, TOTPSetup, User
+from authsome.models import MfaFactor, MfaMethod, SignIn, StoredSecret, TOTPSetup, User
 from authsome.stores import Store
 
 __all__ = [
@@ -115,13 +125,13 @@ class Mfa:
         billing: Billing,
         clock: Clock,
         *,
-        secret_box: SecretBox | None,
+        keyring: Keyring,
         complete_sign_in: Callable[[User], SignIn],
     ) -> None:
         self._store = store
         self._billing = billing
         self._clock = clock
-        self._box = secret_box
+        self._keyring = keyring
         self._complete_sign_in = complete_sign_in
 
     # -- enrolment ---------------------------------------------------------------
@@ -265,18 +275,37 @@ class Mfa:
         ]
         return matches[0] if matches else None
 
+    def reseal_secrets(self) -> Resealed:
+        """Seal under the current ``secret_key`` every TOTP secret stored in clear or
+        under a previous key (what ``authsome reseal`` runs); reads each once."""
+        return reseal_all(
+            self._keyring,
+            page=lambda after, limit: [
+                (factor_id, _stored(value))
+                for factor_id, value in self._store.list_mfa_secrets(after, limit)
+            ],
+            replace=lambda factor_id, old, new: self._store.replace_mfa_secret(
+                factor_id, old.value, new.value
+            ),
+            aad=_aad,
+            what=_WHAT,
+        )
+
     def _seal(self, factor_id: str, secret: str) -> str:
-        return secret if self._box is None else self._box.seal(secret, aad=_aad(factor_id))
+        return self._keyring.seal(secret, aad=_aad(factor_id), what=_WHAT).value
 
     def _secret(self, factor: MfaFactor) -> str:
         stored = self._store.get_mfa_secret(factor.id)
         if stored is None:
             raise NotFound("no such factor")
-        if self._box is not None:
-            return self._box.open(stored, aad=_aad(factor.id))
-        if stored.startswith(SEALED_PREFIX):
-            raise DecryptionError("stored secret is encrypted but the engine has no secret_key")
-        return stored
+        opened = self._keyring.open(_stored(stored), aad=_aad(factor.id))
+        if opened.stale:
+            # In clear or under an earlier key: sealed under the current key from now
+            # on. A compare-and-set, so a racing re-seal or re-enrolment is kept.
+            self._store.replace_mfa_secret(
+                factor.id, stored, self._seal(factor.id, opened.plaintext)
+            )
+        return opened.plaintext
 
     def _reserve_attempt(self, user_id: str, now: datetime) -> None:
         """Count this code as wrong before checking it, or refuse it.
@@ -292,11 +321,19 @@ class Mfa:
             raise RateLimited((expires_at - now).total_seconds())
 
     def __repr__(self) -> str:
-        return f"Mfa(encrypted={self._box is not None})"
+        return f"Mfa(encrypted={self._keyring.has_key})"
 
 
 def _totp(secret: str) -> pyotp.TOTP:
     return pyotp.TOTP(secret, digits=TOTP_DIGITS, digest=hashlib.sha1, interval=TOTP_PERIOD)
+
+
+_WHAT = "a TOTP secret"
+
+
+def _stored(value: str) -> StoredSecret:
+    # Base32 never holds the sealed prefix's dot, so the prefix tells the two apart.
+    return StoredSecret(value, sealed=value.startswith(SEALED_PREFIX))
 
 
 def _aad(factor_id: str) -> str:

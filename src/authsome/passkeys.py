@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from authsome import _validation as v
+from authsome._keys import PurposeKeys
 from authsome._time import Clock
 from authsome.billing import Billing
 from authsome.bridge import LedgerContext
@@ -65,11 +66,12 @@ _MAX_CREDENTIAL_ID = 1023  # bytes, WebAuthn Level 2 §5.1
 _MAX_TRANSPORTS = 8
 _MAX_RP_ID = 253
 _LOCALHOST = "localhost"
-# Decoy allow-lists for e-mails without passkeys: one credential id of a common
-# platform-passkey length, with the transports a phone or laptop passkey reports.
+# Decoy allow-lists for e-mails without passkeys copy the shape of a real user's
+# list; while the tenant has no passkey for the relying party, one credential id of
+# a common platform-passkey length, with the transports of a phone or laptop passkey.
 _DECOY_ID_BYTES = 16
 _DECOY_TRANSPORTS = ("hybrid", "internal")
-_DECOY_KEY_LABEL = b"authsome.passkeys.decoy-credential-ids"
+_DECOY_PURPOSE = "authsome.passkeys.decoy-credential-ids.v1"
 
 # The lazy importer, a seam so tests can simulate a missing extra without uninstalling.
 _import_module = importlib.import_module
@@ -198,15 +200,13 @@ class Passkeys:
         secret_key: bytes | None = None,
     ) -> None:
         """``secret_key`` (the engine's) keys the decoy credential ids of
-        :meth:`begin_authentication`, so they stay the same across restarts and
-        processes; without it a random key per instance is used."""
+        :meth:`begin_authentication`; without it a random key the store keeps is
+        used. Either way they stay the same across restarts and processes."""
         self._store = store
         self._billing = billing
         self._sign_in = sign_in
         self._clock = clock
-        root = secrets.token_bytes(32) if secret_key is None else secret_key
-        # A key of its own: the engine's key also seals secrets with AES-GCM.
-        self._decoy_key = hmac.new(root, _DECOY_KEY_LABEL, hashlib.sha256).digest()
+        self._purpose_keys = PurposeKeys(store, secret_key)
 
     # -- registration ------------------------------------------------------------
     def begin_registration(self, user_id: str, *, rp_id: str, rp_name: str, origin: str) -> str:
@@ -318,11 +318,14 @@ class Passkeys:
 
         An e-mail without passkeys here (unknown, or a user who has none) gets a
         decoy allow-list instead of an empty one, so the options do not tell which
-        addresses have accounts: one credential id (16 bytes, HMAC-SHA256 of tenant,
-        normalized e-mail and ``rp_id`` under the engine's ``secret_key``, else a
-        random key per engine) with the transports of a platform passkey. It is
-        the same on every call, like a real credential list, and no authenticator
-        holds it, so a sign-in with it fails like any wrong passkey.
+        addresses have accounts. It copies the shape of a real user's list, picked
+        by the e-mail among the tenant's passkeys for ``rp_id`` (as many credentials,
+        of the same id lengths, with the same transports), with ids derived by
+        HMAC-SHA256 from tenant, normalized e-mail and ``rp_id`` under a key from the
+        engine's ``secret_key`` (else from a random key the store keeps). It is the
+        same on every call and in every process sharing the store, like a real
+        credential list, and no authenticator holds it, so a sign-in with it fails
+        like any wrong passkey.
         """
         _require_webauthn()
         from webauthn import generate_authentication_options, options_to_json
@@ -339,7 +342,7 @@ class Passkeys:
             if user is not None:
                 allowed = self._descriptors(user.id, rp_id)
             if not allowed:
-                allowed = [self._decoy_descriptor(tenant, address, rp_id)]
+                allowed = self._decoy_descriptors(tenant, address, rp_id)
         challenge = secrets.token_bytes(_CHALLENGE_BYTES)
         options = generate_authentication_options(
             rp_id=rp_id,
@@ -434,19 +437,39 @@ class Passkeys:
             if p.rp_id == rp_id
         ]
 
-    def _decoy_descriptor(
+    def _decoy_descriptors(
         self, tenant: str, email: str, rp_id: str
-    ) -> PublicKeyCredentialDescriptor:
-        """A stable, keyed credential id standing in for an e-mail without passkeys."""
+    ) -> list[PublicKeyCredentialDescriptor]:
+        """A stable, keyed allow-list standing in for an e-mail without passkeys."""
         from webauthn.helpers.structs import AuthenticatorTransport, PublicKeyCredentialDescriptor
 
+        key = self._purpose_keys.key(_DECOY_PURPOSE)
         # Neither a tenant nor an rp_id holds a NUL, so the three parts cannot blur.
-        message = "\0".join((tenant, email, rp_id)).encode("utf-8")
-        digest = hmac.new(self._decoy_key, message, hashlib.sha256).digest()
-        return PublicKeyCredentialDescriptor(
-            id=digest[:_DECOY_ID_BYTES],
-            transports=[AuthenticatorTransport(t) for t in _DECOY_TRANSPORTS],
-        )
+        seed = hmac.new(key, "\0".join((tenant, email, rp_id)).encode(), hashlib.sha256).digest()
+        known = {t.value for t in AuthenticatorTransport}
+        return [
+            PublicKeyCredentialDescriptor(
+                id=_decoy_id(key, seed, number, length),
+                transports=[AuthenticatorTransport(t) for t in transports if t in known],
+            )
+            for number, (length, transports) in enumerate(self._decoy_shape(tenant, rp_id, seed))
+        ]
+
+    def _decoy_shape(
+        self, tenant: str, rp_id: str, seed: bytes
+    ) -> list[tuple[int, tuple[str, ...]]]:
+        """Id lengths and transports of a real user's credentials for ``rp_id``, the
+        user picked by ``seed`` (so the same e-mail gets the same shape)."""
+        from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
+
+        sample = self._store.sample_passkey(tenant, rp_id, bytes_to_base64url(seed[:16]))
+        if sample is None:
+            return [(_DECOY_ID_BYTES, _DECOY_TRANSPORTS)]
+        return [
+            (len(base64url_to_bytes(p.credential_id)), p.transports)
+            for p in self._store.list_user_passkeys(sample.user_id)
+            if p.rp_id == rp_id
+        ] or [(len(base64url_to_bytes(sample.credential_id)), sample.transports)]
 
     def _save_challenge(
         self,
@@ -474,6 +497,17 @@ class Passkeys:
         if pending is None or pending.ceremony != ceremony:
             raise InvalidCredentials()
         return pending
+
+
+def _decoy_id(key: bytes, seed: bytes, number: int, length: int) -> bytes:
+    """``length`` bytes for the ``number``-th decoy id: HMAC-SHA256 in counter mode."""
+    blocks = (length + 31) // 32
+    prefix = seed + number.to_bytes(2, "big")
+    stream = b"".join(
+        hmac.new(key, prefix + block.to_bytes(2, "big"), hashlib.sha256).digest()
+        for block in range(blocks)
+    )
+    return stream[:length]
 
 
 def _fits(passkey: Passkey, pending: PasskeyChallenge, user_handle: bytes | None) -> bool:

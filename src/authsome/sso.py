@@ -19,8 +19,10 @@ domain stops the routing at once.
 The OIDC ``client_secret`` is write-only: :meth:`SSO.get` and :meth:`SSO.list` return
 :class:`~authsome.models.SSOConnectionInfo`, which does not carry it. With
 ``Authsome(secret_key=...)`` it is encrypted at rest (AES-256-GCM, bound to the
-connection's id); **without a key it is stored in clear**, so production deployments
-should configure one.
+connection's id); **without a key it is stored in clear** (a warning is logged once),
+so production deployments should configure one. A secret stored in clear or under one
+of ``previous_secret_keys`` still opens and is sealed under the current key when it is
+next read.
 """
 
 from __future__ import annotations
@@ -43,8 +45,8 @@ from authsome import _validation as v
 from authsome._time import Clock
 from authsome.billing import Billing
 from authsome.bridge import LedgerContext
-from authsome.crypto import SecretBox, new_id
-from authsome.errors import DecryptionError, NotFound, ValidationError
+from authsome.crypto import Keyring, Resealed, new_id, reseal_all
+from authsome.errors import NotFound, ValidationError
 from authsome.features import Feature
 from authsome.models import Org, SSOConnectionInfo, SSOProtocol, StoredSecret
 from authsome.stores import Store
@@ -278,12 +280,12 @@ class SSO:
     """``auth.sso``: configure an org's identity provider and route e-mails to it."""
 
     def __init__(
-        self, store: Store, billing: Billing, clock: Clock, secret_box: SecretBox | None = None
+        self, store: Store, billing: Billing, clock: Clock, keyring: Keyring | None = None
     ) -> None:
         self._store = store
         self._billing = billing
         self._clock = clock
-        self._box = secret_box
+        self._keyring = Keyring(None) if keyring is None else keyring
 
     def configure(self, org_id: str, connection: SSOConnection) -> SSOConnectionInfo:
         """Add an SSO connection to an org and return it (without its secret).
@@ -411,19 +413,30 @@ class SSO:
         stored = self._store.get_sso_client_secret(info.id)
         if stored is None:
             return None
-        if not stored.sealed:
-            return stored.value
-        if self._box is None:
-            raise DecryptionError("the client secret is encrypted; configure secret_key to read it")
-        return self._box.open(stored.value, aad=_secret_aad(info.id))
+        aad = _secret_aad(info.id)
+        opened = self._keyring.open(stored, aad=aad)
+        if opened.stale:
+            # In clear or under an earlier key: sealed under the current key from now
+            # on. A compare-and-set, so a concurrent update's new secret is kept.
+            resealed = self._keyring.seal(opened.plaintext, aad=aad, what=_WHAT)
+            self._store.replace_sso_client_secret(info.id, stored, resealed)
+        return opened.plaintext
+
+    def reseal_secrets(self) -> Resealed:
+        """Seal under the current ``secret_key`` every client secret stored in clear or
+        under a previous key (what ``authsome reseal`` runs)."""
+        return reseal_all(
+            self._keyring,
+            page=self._store.list_sso_client_secrets,
+            replace=self._store.replace_sso_client_secret,
+            aad=_secret_aad,
+            what=_WHAT,
+        )
 
     def _stored_secret(self, connection_id: str, checked: _Checked) -> StoredSecret | None:
         if checked.client_secret is None:
             return None
-        if self._box is None:
-            return StoredSecret(checked.client_secret, sealed=False)
-        sealed = self._box.seal(checked.client_secret, aad=_secret_aad(connection_id))
-        return StoredSecret(sealed, sealed=True)
+        return self._keyring.seal(checked.client_secret, aad=_secret_aad(connection_id), what=_WHAT)
 
     @staticmethod
     def _record(
@@ -455,6 +468,9 @@ class SSO:
         if org is None:
             raise NotFound("no such org")
         return org
+
+
+_WHAT = "an SSO client secret"
 
 
 def _secret_aad(connection_id: str) -> str:

@@ -14,19 +14,70 @@ Each attempt is counted before the password is checked and given back when it
 succeeds (:meth:`Throttle.reserve`, :meth:`Throttle.succeeded`), so parallel
 requests get no more guesses than sequential ones.
 
-Counter keys are SHA-256 digests, so the store holds no e-mail or IP in clear.
+Addresses are compared in canonical form (:func:`canonical_address`): an IPv4
+address as itself (also when written as IPv4-mapped IPv6), an IPv6 address by its
+/64 network, since one subscriber usually holds a whole /64 and could otherwise
+take a fresh address for every guess. A value that is not an IP address goes to
+one shared bucket (see :data:`INVALID_ADDRESS_BUCKET`).
+
+Counter keys are HMAC-SHA256 digests under a key of their own (derived from the
+engine's ``secret_key``, or from a random key the store keeps when there is none),
+so the store holds no e-mail or address in clear, and the few billion IPv4
+addresses cannot be hashed one by one to read the counters back.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import logging
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from authsome.crypto import sha256_hex
+from authsome._keys import PurposeKeys
+from authsome.crypto import keyed_digest
 from authsome.errors import RateLimited
 from authsome.stores import Store
 
-__all__ = ["Throttle", "ThrottlePolicy"]
+__all__ = ["INVALID_ADDRESS_BUCKET", "Throttle", "ThrottlePolicy", "canonical_address"]
+
+security_log = logging.getLogger("authsome.security")
+
+IPV6_PREFIX = 64
+"""IPv6 clients are throttled per network of this prefix length."""
+
+INVALID_ADDRESS_BUCKET = "\x00not-an-address"
+"""Where an ``ip`` that is no IP address is counted: one bucket for all of them, so
+made-up values buy no fresh counters, and never remembered as a known address."""
+
+_MAX_ADDRESS = 64  # longer than any textual IPv6 address with a zone id
+_KEY_PURPOSE = "authsome.throttle.counter-keys.v1"
+
+
+def canonical_address(ip: str) -> str | None:
+    """The throttle's name for the client address ``ip``, or ``None`` if it is none.
+
+    Spellings of one address give one name (``2001:db8::1`` and
+    ``2001:0DB8:0000::0001``), an IPv4-mapped IPv6 address gives its IPv4 address,
+    every IPv6 address of one /64 gives that network (``2001:db8::/64``), and a zone
+    id (``fe80::1%eth0``) or brackets do not matter.
+    """
+    text = ip.strip()
+    if len(text) > _MAX_ADDRESS:
+        return None
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv4Address):
+        return str(address)
+    if address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    host_bits = 128 - IPV6_PREFIX
+    network = ipaddress.IPv6Network((int(address) >> host_bits << host_bits, IPV6_PREFIX))
+    return str(network)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +103,17 @@ class ThrottlePolicy:
 class Throttle:
     """Applies a :class:`ThrottlePolicy` with counters kept in the store."""
 
-    def __init__(self, store: Store, policy: ThrottlePolicy) -> None:
+    def __init__(
+        self, store: Store, policy: ThrottlePolicy, *, secret_key: bytes | None = None
+    ) -> None:
+        """``secret_key`` (the engine's) keys the counter names; without it a random
+        key the store keeps is used, the same for every engine on that store."""
         self._store = store
         self.policy = policy
         self._next_prune: datetime | None = None
+        self._purpose_keys = PurposeKeys(store, secret_key)
+        self._warned_invalid = False
+        self._warn_lock = threading.Lock()
 
     def reserve(self, tenant: str, email: str, ip: str | None, now: datetime) -> None:
         """Count this attempt as a failure *before* it is tried, or refuse it.
@@ -114,14 +172,33 @@ class Throttle:
     def _is_known(self, keys: _Keys, now: datetime) -> bool:
         return bool(keys.known) and self._store.get_counter(keys.known, now) is not None
 
-    @staticmethod
-    def _keys(tenant: str, email: str, ip: str | None) -> _Keys:
+    def _keys(self, tenant: str, email: str, ip: str | None) -> _Keys:
+        key = self._purpose_keys.key(_KEY_PURPOSE)
+        address = None if ip is None else canonical_address(ip)
+        if ip is not None and address is None:
+            self._warn_once_invalid()
+        bucket = "" if ip is None else (address or INVALID_ADDRESS_BUCKET)
+        # Neither a tenant nor a normalized e-mail holds a NUL: the parts cannot blur.
         account = f"{tenant}\x00{email}"
         return _Keys(
-            account=sha256_hex(f"throttle:account\x00{account}"),
-            account_ip=sha256_hex(f"throttle:account-ip\x00{account}\x00{ip or ''}"),
-            ip="" if ip is None else sha256_hex(f"throttle:ip\x00{ip}"),
-            known="" if ip is None else sha256_hex(f"known-ip\x00{account}\x00{ip}"),
+            account=keyed_digest(key, f"account\x00{account}"),
+            account_ip=keyed_digest(key, f"account-ip\x00{account}\x00{bucket}"),
+            ip="" if ip is None else keyed_digest(key, f"ip\x00{bucket}"),
+            known=""
+            if address is None
+            else keyed_digest(key, f"known-ip\x00{account}\x00{address}"),
+        )
+
+    def _warn_once_invalid(self) -> None:
+        # Once per engine, and without the value: it may be whatever a client sent.
+        with self._warn_lock:
+            if self._warned_invalid:
+                return
+            self._warned_invalid = True
+        security_log.warning(
+            "sign_in got an ip that is not an IP address: all such attempts share one"
+            " throttle bucket and none is remembered as a known address; pass the"
+            " client's address as ip"
         )
 
 

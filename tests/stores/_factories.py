@@ -46,6 +46,7 @@ STORE_TABLES = frozenset(
         "passkey_challenges",
         "sso_connections",
         "sso_domains",
+        "store_keys",
     }
 )
 """The tables of a SQL store's schema (a store may add bookkeeping of its own)."""

@@ -312,6 +312,20 @@ ALTER TABLE sso_domains DROP CONSTRAINT sso_domains_pkey;
 ALTER TABLE sso_domains ADD CONSTRAINT sso_domains_pkey PRIMARY KEY (tenant, domain);
 """
 
+_V10_STORE_KEYS = """
+-- Random keys the store keeps for itself (HMAC keys of throttle counters and
+-- passkey decoys when the engine has no secret_key): one row per name, the first
+-- insert wins, so every process sharing the schema derives the same keys.
+CREATE TABLE store_keys (
+    name TEXT NOT NULL,
+    key  BYTEA NOT NULL,
+    CONSTRAINT store_keys_pkey PRIMARY KEY (name)
+);
+
+-- Decoy allow-lists sample a real passkey of the tenant and relying party.
+CREATE INDEX passkeys_by_tenant_rp ON passkeys (tenant, rp_id, credential_id COLLATE "C");
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     _V1_SESSIONS_AND_USERS,
     _V2_ORGS,
@@ -322,5 +336,6 @@ MIGRATIONS: tuple[str, ...] = (
     _V7_SSO,
     _V8_PENDING_DOMAIN_CLAIMS,
     _V9_SSO_DOMAINS_PER_TENANT,
+    _V10_STORE_KEYS,
 )
 """Migration scripts, oldest first; the schema version is the number applied."""

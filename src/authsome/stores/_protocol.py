@@ -138,6 +138,16 @@ class Store(Protocol):
         """Delete every counter expired at ``now``; return how many. Live ones stay."""
         ...
 
+    # -- keys kept in the store ------------------------------------------------
+    def keep_store_key(self, name: str, candidate: bytes) -> bytes:
+        """The random key kept under ``name``: the first call stores ``candidate``,
+        every later one returns the stored key and ignores its own candidate.
+
+        Atomic across threads and processes: callers racing on a new store all get
+        the one key that was stored first.
+        """
+        ...
+
     # -- orgs ------------------------------------------------------------------
     def create_org(self, org: Org, owner: Membership) -> None:
         """Insert ``org`` together with its first membership, in one transaction.
@@ -257,6 +267,17 @@ class Store(Protocol):
 
     def get_mfa_secret(self, factor_id: str) -> str | None:
         """The secret stored with the factor, exactly as given, or ``None``."""
+        ...
+
+    def list_mfa_secrets(self, after: str, limit: int) -> list[tuple[str, str]]:
+        """Up to ``limit`` ``(factor id, stored secret)`` pairs whose ids sort after
+        ``after`` (bytewise; ``""`` starts at the first), in that order: a walk over
+        every secret in pages, for re-sealing them."""
+        ...
+
+    def replace_mfa_secret(self, factor_id: str, expected: str, secret: str) -> bool:
+        """Compare-and-set the factor's stored secret: replace it with ``secret`` only
+        if it still is ``expected``; whether it was replaced."""
         ...
 
     def list_mfa_factors(self, user_id: str) -> list[MfaFactor]:
@@ -385,6 +406,12 @@ class Store(Protocol):
         """The user's passkeys, oldest first (ties by credential id)."""
         ...
 
+    def sample_passkey(self, tenant: str, rp_id: str, point: str) -> Passkey | None:
+        """A passkey of ``tenant`` for ``rp_id`` picked by ``point``: the one with the
+        smallest credential id not below ``point`` (bytewise), else the smallest of
+        all; ``None`` when there is none. An index lookup, not a scan."""
+        ...
+
     def update_passkey_sign_count(
         self, credential_id: str, expected: int, new: int, now: datetime
     ) -> bool:
@@ -450,6 +477,18 @@ class Store(Protocol):
     def get_sso_client_secret(self, connection_id: str) -> StoredSecret | None:
         """The stored client secret of the connection, exactly as it was given to
         the store; ``None`` for an unknown connection or one without a secret."""
+        ...
+
+    def list_sso_client_secrets(self, after: str, limit: int) -> list[tuple[str, StoredSecret]]:
+        """Up to ``limit`` ``(connection id, stored secret)`` pairs of the connections
+        that have a secret, with ids after ``after`` (bytewise), in that order."""
+        ...
+
+    def replace_sso_client_secret(
+        self, connection_id: str, expected: StoredSecret, secret: StoredSecret
+    ) -> bool:
+        """Compare-and-set the connection's stored secret (value and ``sealed``): replace
+        it only if it still is ``expected``; whether it was replaced."""
         ...
 
     def delete_sso_connection(self, connection_id: str) -> bool:

@@ -274,6 +274,19 @@ ALTER TABLE sso_domains_v9 RENAME TO sso_domains;
 CREATE INDEX sso_domains_by_connection ON sso_domains (connection_id);
 """
 
+_V10_STORE_KEYS = """
+-- Random keys the store keeps for itself (HMAC keys of throttle counters and
+-- passkey decoys when the engine has no secret_key): one row per name, the first
+-- insert wins, so every process sharing the file derives the same keys.
+CREATE TABLE store_keys (
+    name TEXT PRIMARY KEY,
+    key  BLOB NOT NULL
+) WITHOUT ROWID;
+
+-- Decoy allow-lists sample a real passkey of the tenant and relying party.
+CREATE INDEX passkeys_by_tenant_rp ON passkeys (tenant, rp_id, credential_id);
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     _V1_SESSIONS_AND_USERS,
     _V2_ORGS,
@@ -284,6 +297,7 @@ MIGRATIONS: tuple[str, ...] = (
     _V7_SSO,
     _V8_PENDING_DOMAIN_CLAIMS,
     _V9_SSO_DOMAINS_PER_TENANT,
+    _V10_STORE_KEYS,
 )
 """Migration scripts, oldest first; the schema version is the number applied."""
 

@@ -72,6 +72,7 @@ class MemoryStore:
         self._access_of_session: dict[str, str] = {}
         self._refresh: dict[str, _RefreshToken] = {}
         self._counters: dict[str, Counter] = {}
+        self._store_keys: dict[str, bytes] = {}
         self._orgs: dict[str, Org] = {}
         self._org_by_slug: dict[tuple[str, str], str] = {}
         # org id -> user id -> membership; dicts keep insertion order, lists sort anyway
@@ -218,6 +219,11 @@ class MemoryStore:
             for key in expired:
                 del self._counters[key]
             return len(expired)
+
+    # -- keys kept in the store ------------------------------------------------
+    def keep_store_key(self, name: str, candidate: bytes) -> bytes:
+        with self._lock:
+            return self._store_keys.setdefault(name, bytes(candidate))
 
     def _live_counter(self, key: str, now: datetime) -> Counter | None:
         counter = self._counters.get(key)
@@ -384,6 +390,19 @@ class MemoryStore:
             entry = self._factors.get(factor_id)
             return None if entry is None else entry.secret
 
+    def list_mfa_secrets(self, after: str, limit: int) -> list[tuple[str, str]]:
+        with self._lock:
+            pairs = [(i, entry.secret) for i, entry in self._factors.items() if i > after]
+        return sorted(pairs)[:limit]
+
+    def replace_mfa_secret(self, factor_id: str, expected: str, secret: str) -> bool:
+        with self._lock:
+            entry = self._factors.get(factor_id)
+            if entry is None or entry.secret != expected:
+                return False
+            entry.secret = secret
+            return True
+
     def list_mfa_factors(self, user_id: str) -> list[MfaFactor]:
         with self._lock:
             records = [entry.record for entry in self._user_factors(user_id)]
@@ -536,6 +555,18 @@ class MemoryStore:
         with self._lock:
             return self._passkeys.get(credential_id)
 
+    def sample_passkey(self, tenant: str, rp_id: str, point: str) -> Passkey | None:
+        with self._lock:
+            ids = sorted(
+                p.credential_id
+                for p in self._passkeys.values()
+                if p.tenant == tenant and p.rp_id == rp_id
+            )
+            if not ids:
+                return None
+            chosen = next((i for i in ids if i >= point), ids[0])
+            return self._passkeys[chosen]
+
     def list_user_passkeys(self, user_id: str) -> list[Passkey]:
         with self._lock:
             found = [p for p in self._passkeys.values() if p.user_id == user_id]
@@ -607,6 +638,20 @@ class MemoryStore:
     def get_sso_client_secret(self, connection_id: str) -> StoredSecret | None:
         with self._lock:
             return self._sso_secrets.get(connection_id)
+
+    def list_sso_client_secrets(self, after: str, limit: int) -> list[tuple[str, StoredSecret]]:
+        with self._lock:
+            pairs = [(i, secret) for i, secret in self._sso_secrets.items() if i > after]
+        return sorted(pairs, key=lambda pair: pair[0])[:limit]
+
+    def replace_sso_client_secret(
+        self, connection_id: str, expected: StoredSecret, secret: StoredSecret
+    ) -> bool:
+        with self._lock:
+            if self._sso_secrets.get(connection_id) != expected:
+                return False
+            self._sso_secrets[connection_id] = secret
+            return True
 
     def delete_sso_connection(self, connection_id: str) -> bool:
         with self._lock:

@@ -505,6 +505,26 @@ class PostgresStore:
         assert row is not None  # an upsert with RETURNING always returns its row
         return int(row[0]), _utc(row[1])
 
+    def keep_store_key(self, name: str, candidate: bytes) -> bytes:
+        """The key kept under ``name``; the first caller's ``candidate`` is stored.
+
+        Two statements on purpose: the INSERT waits for a racing insert to commit and
+        then does nothing, and the SELECT, with a snapshot of its own under READ
+        COMMITTED, sees whichever row won."""
+        with self._connection("keep_store_key") as cur:
+            cur.execute(
+                self._sql(
+                    "INSERT INTO {s}.store_keys (name, key) VALUES (%s, %s)"
+                    " ON CONFLICT (name) DO NOTHING"
+                ),
+                (name, bytes(candidate)),
+            )
+            row = cur.execute(
+                self._sql("SELECT key FROM {s}.store_keys WHERE name = %s"), (name,)
+            ).fetchone()
+        assert row is not None  # inserted above or by the racing winner
+        return bytes(row[0])
+
     def get_counter(self, key: str, now: datetime) -> Counter | None:
         """The live counter under ``key``, or ``None`` if absent or expired."""
         row = self._one(
@@ -788,6 +808,25 @@ class PostgresStore:
         )
         return None if row is None else str(row[0])
 
+    def list_mfa_secrets(self, after: str, limit: int) -> list[tuple[str, str]]:
+        """A page of ``(factor id, stored secret)`` after ``after``, by id (bytewise)."""
+        rows = self._all(
+            "list_mfa_secrets",
+            'SELECT id, secret FROM {s}.mfa_factors WHERE id COLLATE "C" > %s'
+            ' ORDER BY id COLLATE "C" LIMIT %s',
+            (after, limit),
+        )
+        return [(str(row[0]), str(row[1])) for row in rows]
+
+    def replace_mfa_secret(self, factor_id: str, expected: str, secret: str) -> bool:
+        """Compare-and-set the stored secret in one UPDATE."""
+        updated = self._write(
+            "replace_mfa_secret",
+            "UPDATE {s}.mfa_factors SET secret = %s WHERE id = %s AND secret = %s",
+            (secret, factor_id, expected),
+        )
+        return updated == 1
+
     def list_mfa_factors(self, user_id: str) -> list[MfaFactor]:
         """The user's factors, oldest first."""
         rows = self._all(
@@ -1035,6 +1074,19 @@ class PostgresStore:
         )
         return None if row is None else _READ.passkey(row)
 
+    def sample_passkey(self, tenant: str, rp_id: str, point: str) -> Passkey | None:
+        """The first passkey of ``tenant`` and ``rp_id`` from ``point`` on (bytewise),
+        wrapping around; one statement, two index lookups at most."""
+        row = self._one(
+            "sample_passkey",
+            "(" + _SELECT_PASSKEY + " WHERE tenant = %s AND rp_id = %s"
+            ' AND credential_id COLLATE "C" >= %s ORDER BY credential_id COLLATE "C" LIMIT 1)'
+            " UNION ALL (" + _SELECT_PASSKEY + " WHERE tenant = %s AND rp_id = %s"
+            ' ORDER BY credential_id COLLATE "C" LIMIT 1) LIMIT 1',
+            (tenant, rp_id, point, tenant, rp_id),
+        )
+        return None if row is None else _READ.passkey(row)
+
     def list_user_passkeys(self, user_id: str) -> list[Passkey]:
         """The user's passkeys, oldest first (ties by credential id, bytewise)."""
         rows = self._all(
@@ -1170,6 +1222,29 @@ class PostgresStore:
         if row is None or row[0] is None:
             return None
         return StoredSecret(str(row[0]), sealed=bool(row[1]))
+
+    def list_sso_client_secrets(self, after: str, limit: int) -> list[tuple[str, StoredSecret]]:
+        """A page of ``(connection id, stored secret)`` after ``after``, by id (bytewise)."""
+        rows = self._all(
+            "list_sso_client_secrets",
+            "SELECT id, client_secret, secret_sealed FROM {s}.sso_connections"
+            ' WHERE id COLLATE "C" > %s AND client_secret IS NOT NULL'
+            ' ORDER BY id COLLATE "C" LIMIT %s',
+            (after, limit),
+        )
+        return [(str(row[0]), StoredSecret(str(row[1]), sealed=bool(row[2]))) for row in rows]
+
+    def replace_sso_client_secret(
+        self, connection_id: str, expected: StoredSecret, secret: StoredSecret
+    ) -> bool:
+        """Compare-and-set the stored secret and its flag in one UPDATE."""
+        updated = self._write(
+            "replace_sso_client_secret",
+            "UPDATE {s}.sso_connections SET client_secret = %s, secret_sealed = %s"
+            " WHERE id = %s AND client_secret = %s AND secret_sealed = %s",
+            (secret.value, secret.sealed, connection_id, expected.value, expected.sealed),
+        )
+        return updated == 1
 
     def delete_sso_connection(self, connection_id: str) -> bool:
         """Delete the connection; its domains go with it (ON DELETE CASCADE)."""

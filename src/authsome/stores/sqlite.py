@@ -486,6 +486,17 @@ class SQLiteStore:
             )
         return hits, _from_micros(expires_us)
 
+    def keep_store_key(self, name: str, candidate: bytes) -> bytes:
+        """The key kept under ``name``; the first caller's ``candidate`` is stored.
+        ``INSERT OR IGNORE`` and a read under one write lock: every process agrees."""
+        with self._transaction("keep_store_key") as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO store_keys (name, key) VALUES (?, ?)",
+                (name, bytes(candidate)),
+            )
+            row = conn.execute("SELECT key FROM store_keys WHERE name = ?", (name,)).fetchone()
+        return bytes(row["key"])
+
     def get_counter(self, key: str, now: datetime) -> Counter | None:
         """The live counter under ``key``, or ``None`` if absent or expired."""
         row = self._fetch_one(
@@ -734,6 +745,24 @@ class SQLiteStore:
         )
         return None if row is None else str(row["secret"])
 
+    def list_mfa_secrets(self, after: str, limit: int) -> list[tuple[str, str]]:
+        """A page of ``(factor id, stored secret)`` after ``after``, by id."""
+        with self._connection("list_mfa_secrets") as conn:
+            rows = conn.execute(
+                "SELECT id, secret FROM mfa_factors WHERE id > ? ORDER BY id LIMIT ?",
+                (after, limit),
+            ).fetchall()
+        return [(str(row["id"]), str(row["secret"])) for row in rows]
+
+    def replace_mfa_secret(self, factor_id: str, expected: str, secret: str) -> bool:
+        """Compare-and-set the stored secret in one UPDATE."""
+        with self._connection("replace_mfa_secret") as conn:
+            cursor = conn.execute(
+                "UPDATE mfa_factors SET secret = ? WHERE id = ? AND secret = ?",
+                (secret, factor_id, expected),
+            )
+            return cursor.rowcount == 1
+
     def list_mfa_factors(self, user_id: str) -> list[MfaFactor]:
         """The user's factors, oldest first."""
         with self._connection("list_mfa_factors") as conn:
@@ -955,6 +984,23 @@ class SQLiteStore:
         )
         return None if row is None else _READ.passkey(row)
 
+    def sample_passkey(self, tenant: str, rp_id: str, point: str) -> Passkey | None:
+        """The first passkey of ``tenant`` and ``rp_id`` from ``point`` on, wrapping
+        around; two index lookups at most."""
+        with self._snapshot("sample_passkey") as conn:
+            row = conn.execute(
+                _SELECT_PASSKEY + " WHERE tenant = ? AND rp_id = ? AND credential_id >= ?"
+                " ORDER BY credential_id LIMIT 1",
+                (tenant, rp_id, point),
+            ).fetchone()
+            if row is None:
+                row = conn.execute(
+                    _SELECT_PASSKEY + " WHERE tenant = ? AND rp_id = ?"
+                    " ORDER BY credential_id LIMIT 1",
+                    (tenant, rp_id),
+                ).fetchone()
+        return None if row is None else _READ.passkey(row)
+
     def list_user_passkeys(self, user_id: str) -> list[Passkey]:
         """The user's passkeys, oldest first."""
         with self._connection("list_user_passkeys") as conn:
@@ -1055,6 +1101,37 @@ class SQLiteStore:
         if row is None or row["client_secret"] is None:
             return None
         return StoredSecret(row["client_secret"], sealed=bool(row["secret_sealed"]))
+
+    def list_sso_client_secrets(self, after: str, limit: int) -> list[tuple[str, StoredSecret]]:
+        """A page of ``(connection id, stored secret)`` after ``after``, by id."""
+        with self._connection("list_sso_client_secrets") as conn:
+            rows = conn.execute(
+                "SELECT id, client_secret, secret_sealed FROM sso_connections"
+                " WHERE id > ? AND client_secret IS NOT NULL ORDER BY id LIMIT ?",
+                (after, limit),
+            ).fetchall()
+        return [
+            (str(row["id"]), StoredSecret(row["client_secret"], sealed=bool(row["secret_sealed"])))
+            for row in rows
+        ]
+
+    def replace_sso_client_secret(
+        self, connection_id: str, expected: StoredSecret, secret: StoredSecret
+    ) -> bool:
+        """Compare-and-set the stored secret and its flag in one UPDATE."""
+        with self._connection("replace_sso_client_secret") as conn:
+            cursor = conn.execute(
+                "UPDATE sso_connections SET client_secret = ?, secret_sealed = ?"
+                " WHERE id = ? AND client_secret = ? AND secret_sealed = ?",
+                (
+                    secret.value,
+                    int(secret.sealed),
+                    connection_id,
+                    expected.value,
+                    int(expected.sealed),
+                ),
+            )
+            return cursor.rowcount == 1
 
     def delete_sso_connection(self, connection_id: str) -> bool:
         """Delete the connection; its domains go with it (foreign key cascade)."""
