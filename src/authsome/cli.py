@@ -7,6 +7,8 @@ Argument parsing and dispatch only: the commands live in ``_cli_db`` (databases)
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
 import json
 import os
 import re
@@ -22,12 +24,15 @@ from authsome._cli_db import (
     Location,
     ledger_location,
     migrate,
+    open_auth_store,
     open_ledger_store,
     parse_db,
 )
 from authsome._demo import run_demo
 from authsome._plans_toml import load_plans_file
-from authsome.errors import AuthsomeError, ValidationError
+from authsome.crypto import Resealed
+from authsome.engine import Authsome
+from authsome.errors import AuthsomeError, DecryptionError, ValidationError
 from authsome.ledger import Engine, LedgerError
 from authsome.ledger.plans import check_key
 
@@ -35,6 +40,9 @@ __all__ = ["main"]
 
 DB_ENV = "AUTHSOME_DB"
 LEDGER_DB_ENV = "AUTHSOME_LEDGER_DB"
+SECRET_KEY_ENV = "AUTHSOME_SECRET_KEY"  # noqa: S105 - a variable name, not a key
+PREVIOUS_KEYS_ENV = "AUTHSOME_PREVIOUS_SECRET_KEYS"
+_KEY_BYTES = 32
 # Failures the user can act on: reported in one line. Anything else is a bug and
 # keeps its traceback.
 _REPORTED = (AuthsomeError, LedgerError, OSError, tomllib.TOMLDecodeError)
@@ -146,6 +154,59 @@ def _migrate(args: argparse.Namespace) -> list[str]:
         schema = "" if done.schema_version is None else f" (schema {done.schema_version})"
         rows.append((f"{done.store} store", str(done.location), f"ready{schema}"))
     return cmd.render_table(("store", "database", "state"), rows)
+
+
+def _secret_key(text: str, name: str) -> bytes:
+    """A 32-byte key written as 64 hex digits or as base64 (standard or URL-safe).
+    The messages never repeat the value: it is a secret."""
+    text = text.strip()
+    try:
+        if len(text) == 2 * _KEY_BYTES:
+            key = bytes.fromhex(text)
+        else:
+            key = base64.b64decode(text.replace("-", "+").replace("_", "/"), validate=True)
+    except (ValueError, binascii.Error):
+        raise ValidationError(f"{name} is neither hex nor base64") from None
+    if len(key) != _KEY_BYTES:
+        raise ValidationError(f"{name} must hold exactly {_KEY_BYTES} bytes, not {len(key)}")
+    return key
+
+
+def _keys_from_env() -> tuple[bytes, list[bytes]]:
+    current = os.environ.get(SECRET_KEY_ENV, "")
+    if not current.strip():
+        raise ValidationError(f"set {SECRET_KEY_ENV} to the key to seal under")
+    previous = os.environ.get(PREVIOUS_KEYS_ENV, "").replace(",", " ").split()
+    return (
+        _secret_key(current, SECRET_KEY_ENV),
+        [_secret_key(k, f"{PREVIOUS_KEYS_ENV} #{n}") for n, k in enumerate(previous, 1)],
+    )
+
+
+def _reseal(args: argparse.Namespace) -> list[str]:
+    auth_at, _ = _locations(args)
+    current, previous = _keys_from_env()
+    with Authsome(
+        store=open_auth_store(auth_at), secret_key=current, previous_secret_keys=previous
+    ) as auth:
+        report = auth.reseal_secrets()
+    kinds = (
+        ("TOTP secrets", report.totp_secrets),
+        ("SSO client secrets", report.sso_client_secrets),
+    )
+    unreadable = [record for _, done in kinds for record in done.unreadable]
+    if unreadable:
+        # Record ids only: they are not secret, and say which rows to look at.
+        raise DecryptionError(
+            f"{len(unreadable)} stored value(s) open under none of the given keys and were"
+            f" left as they are: {', '.join(unreadable)} ({_summary(kinds)})"
+        )
+    rows = [(kind, str(done.resealed), str(done.current)) for kind, done in kinds]
+    return cmd.render_table(("secrets", "resealed", "already current"), rows, (1, 2))
+
+
+def _summary(kinds: tuple[tuple[str, Resealed], ...]) -> str:
+    return "; ".join(f"{kind}: {done.resealed} resealed" for kind, done in kinds)
 
 
 def _plans_load(args: argparse.Namespace) -> list[str]:
@@ -262,6 +323,22 @@ def _build_parser() -> _Parser:
         "this version's schema. Safe to run again.",
         db,
         epilog=f"example:\n  authsome migrate --db app.db\n\n{_DB_HELP}",
+    )
+    _command(
+        commands,
+        "reseal",
+        _reseal,
+        "seal every stored TOTP and SSO secret under the current secret key",
+        "Seal under the current secret key every TOTP secret and SSO client secret "
+        "of the auth store at --db that is stored in clear or under a previous key. "
+        "Safe to run while the application serves requests, and again. The keys come "
+        f"from the environment, never the command line: ${SECRET_KEY_ENV} (the "
+        f"current key) and ${PREVIOUS_KEYS_ENV} (earlier keys, comma-separated), each "
+        "32 bytes as 64 hex digits or base64. Values no given key opens are left as "
+        "they are, named by record id, and the exit status is 1.",
+        db,
+        epilog=f"example:\n  {SECRET_KEY_ENV}=... {PREVIOUS_KEYS_ENV}=... "
+        f"authsome reseal --db app.db\n\n{_DB_HELP}",
     )
     plans = _command(
         commands,
