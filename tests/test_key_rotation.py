@@ -198,7 +198,9 @@ def test_reseal_lists_values_no_key_opens_and_leaves_them(make_auth: AuthFactory
 # -- the command line --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("encode", [bytes.hex, lambda k: base64.urlsafe_b64encode(k).decode()])
+@pytest.mark.parametrize(
+    "encode", [bytes.hex, lambda k: base64.urlsafe_b64encode(k).decode()], ids=["hex", "base64"]
+)
 def test_the_reseal_command_seals_every_value(
     make_auth: AuthFactory,
     clock: FakeClock,
@@ -262,6 +264,7 @@ def test_the_reseal_command_on_postgres(
         ("ab" * 16, None, "exactly 32 bytes"),
         (NEW.hex(), "not-a-key!", f"{PREVIOUS_KEYS_ENV} #1"),
     ],
+    ids=["missing", "not-hex", "short", "bad-previous"],
 )
 def test_the_reseal_command_refuses_bad_keys_without_repeating_them(
     make_auth: AuthFactory,
