@@ -1076,14 +1076,17 @@ class PostgresStore:
 
     def sample_passkey(self, tenant: str, rp_id: str, point: str) -> Passkey | None:
         """The first passkey of ``tenant`` and ``rp_id`` from ``point`` on (bytewise),
-        wrapping around; one statement, two index lookups at most."""
+        wrapping around; two index lookups at most."""
         row = self._one(
             "sample_passkey",
-            "(" + _SELECT_PASSKEY + " WHERE tenant = %s AND rp_id = %s"
-            ' AND credential_id COLLATE "C" >= %s ORDER BY credential_id COLLATE "C" LIMIT 1)'
-            " UNION ALL (" + _SELECT_PASSKEY + " WHERE tenant = %s AND rp_id = %s"
-            ' ORDER BY credential_id COLLATE "C" LIMIT 1) LIMIT 1',
-            (tenant, rp_id, point, tenant, rp_id),
+            _SELECT_PASSKEY + " WHERE tenant = %s AND rp_id = %s"
+            ' AND credential_id COLLATE "C" >= %s ORDER BY credential_id COLLATE "C" LIMIT 1',
+            (tenant, rp_id, point),
+        ) or self._one(
+            "sample_passkey",
+            _SELECT_PASSKEY + " WHERE tenant = %s AND rp_id = %s"
+            ' ORDER BY credential_id COLLATE "C" LIMIT 1',
+            (tenant, rp_id),
         )
         return None if row is None else _READ.passkey(row)
 
