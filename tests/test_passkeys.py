@@ -196,7 +196,7 @@ def test_decoy_credentials_are_stable_and_keyed(
     assert decoy(auth, "NOBODY@example.com") == first  # normalized like every e-mail
     assert decoy(auth, "nobody@example.com", tenant="other") != first
     assert decoy(auth, "nobody2@example.com") != first
-    assert decoy(make_auth(), "nobody@example.com") != first  # another random key
+    assert decoy(make_auth(), "nobody@example.com") != first  # another store, another key
 
     key = bytes(range(32))
     keyed = decoy(make_auth(secret_key=key), "nobody@example.com")
