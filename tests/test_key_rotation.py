@@ -20,6 +20,7 @@ from authsome.crypto import Keyring
 from authsome.stores import PostgresStore, SQLiteStore, Store
 from tests.conftest import PASSWORD, AuthFactory, FakeClock
 from tests.support.pgschema import drop_schema
+from tests.support.race import race
 from tests.support.shared_store import SharedStore, shared_store
 
 __all__ = ["shared_store"]  # the fixture, imported to be found by pytest
@@ -138,6 +139,19 @@ def test_sso_secret_under_a_previous_key_opens_and_is_resealed(
     rotated = make_auth(store=shared_store.open(), secret_key=NEW, previous_secret_keys=[OLD])
     assert rotated.sso._client_secret(connection_id) == CLIENT_SECRET
 
+    only_new = make_auth(store=shared_store.open(), secret_key=NEW)
+    assert only_new.sso._client_secret(connection_id) == CLIENT_SECRET
+
+
+def test_racing_reads_of_a_stale_secret_all_open_it_and_leave_it_sealed(
+    make_auth: AuthFactory, shared_store: SharedStore
+) -> None:
+    connection_id = _configure_sso(make_auth(store=shared_store.open(), secret_key=OLD))
+    rotated = make_auth(store=shared_store.open(), secret_key=NEW, previous_secret_keys=[OLD])
+
+    opened = race(lambda _n: rotated.sso._client_secret(connection_id), range(8))
+
+    assert opened == [CLIENT_SECRET] * 8
     only_new = make_auth(store=shared_store.open(), secret_key=NEW)
     assert only_new.sso._client_secret(connection_id) == CLIENT_SECRET
 
