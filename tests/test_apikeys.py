@@ -192,6 +192,20 @@ def test_any_single_character_change_is_rejected_without_a_store_call(
     assert ledger.calls == []
 
 
+@pytest.mark.parametrize("position", [0, 4, API_KEY_LENGTH - 1])
+def test_a_lone_surrogate_in_a_key_is_an_invalid_token_without_a_store_call(
+    cauth: Authsome, counting: CountingStore, position: int
+) -> None:
+    secret = _fixed_secret(cauth, counting)
+    tampered = secret[:position] + "\ud800" + secret[position + 1 :]
+    counting.reset()
+
+    with pytest.raises(InvalidToken):
+        cauth.api_keys.validate(tampered)
+
+    assert counting.total == 0
+
+
 @settings(max_examples=100, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_inserting_or_deleting_a_character_is_rejected_without_a_store_call(

@@ -258,7 +258,11 @@ def _parse_secret(secret: object) -> str:
 
     Decided from the string alone, so malformed input never reaches the store.
     """
-    text = v.require_str("secret", secret)
+    if not isinstance(secret, str):
+        raise TypeError(f"secret must be a str, not {type(secret).__name__}")
+    # No Unicode check first: any text that is not a well-formed key (a lone surrogate
+    # included) is the same InvalidToken, decided without a store call.
+    text = secret
     match = _SECRET.fullmatch(text) if len(text) == API_KEY_LENGTH else None
     if match is None or not has_valid_checksum(text):
         raise InvalidToken()
