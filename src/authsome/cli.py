@@ -26,6 +26,7 @@ from authsome._cli_db import (
     parse_db,
 )
 from authsome._demo import run_demo
+from authsome._plans_example import EXAMPLE_PLANS
 from authsome._plans_toml import load_plans_file
 from authsome.errors import AuthsomeError, ValidationError
 from authsome.ledger import Engine, LedgerError
@@ -116,10 +117,12 @@ def _locations(args: argparse.Namespace) -> tuple[Location, Location]:
         parser.error(f"--db URL is required (or set {DB_ENV})")
     try:
         auth = parse_db(args.db)
-        ledger_at = parse_db(args.ledger_db) if args.ledger_db else ledger_location(auth)
+        ledger_given = parse_db(args.ledger_db) if args.ledger_db else None
     except ValidationError as exc:
         parser.error(str(exc))
-    return auth, ledger_at
+    # A --db the ledger's default place cannot be derived from (a directory, say)
+    # is a database problem, reported like the others, not a usage error.
+    return auth, ledger_given or ledger_location(auth)
 
 
 @contextmanager
@@ -146,6 +149,10 @@ def _migrate(args: argparse.Namespace) -> list[str]:
         schema = "" if done.schema_version is None else f" (schema {done.schema_version})"
         rows.append((f"{done.store} store", str(done.location), f"ready{schema}"))
     return cmd.render_table(("store", "database", "state"), rows)
+
+
+def _plans_example(args: argparse.Namespace) -> list[str]:
+    return [EXAMPLE_PLANS.rstrip("\n")]
 
 
 def _plans_load(args: argparse.Namespace) -> list[str]:
@@ -283,6 +290,16 @@ def _build_parser() -> _Parser:
         epilog=_PLANS_EPILOG + "\n" + _DB_HELP,
     )
     load.add_argument("file", metavar="FILE", help="the plans file (TOML)")
+    _command(
+        plan_commands,
+        "example",
+        _plans_example,
+        "print a commented sample plans file",
+        "Print a sample plans file, commented: the two plans of the demo (Starter and "
+        "Business) with every authsome feature key. Save it, edit it, load it.",
+        epilog="example:\n  authsome plans example > plans.toml\n"
+        "  authsome plans load plans.toml --db app.db",
+    )
     sub = _command(
         commands,
         "subscribe",
@@ -357,7 +374,10 @@ plans file:
   period = "monthly"            # metered: monthly (default), yearly or none
   aggregation = "sum"           # metered: sum (default) or unique (distinct users)
 
+A commented sample: authsome plans example
+
 example:
+  authsome plans example > plans.toml
   authsome plans load plans.toml --db app.db
 """
 
