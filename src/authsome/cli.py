@@ -17,6 +17,7 @@ from contextlib import ExitStack, contextmanager
 from datetime import date
 from typing import NoReturn
 
+from authsome import __version__
 from authsome import _cli_ledger as cmd
 from authsome._cli_db import (
     Location,
@@ -249,6 +250,7 @@ def _build_parser() -> _Parser:
         epilog="Run 'authsome COMMAND --help' for the options of a command.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"authsome {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     db = [_db_options()]
     _command(
