@@ -69,6 +69,25 @@ def test_unknown_command_exits_non_zero_without_a_traceback() -> None:
     assert "invalid choice" in result.stderr
 
 
+def test_a_reader_that_leaves_early_gets_no_traceback() -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # like `| head` after its lines: every write now fails with EPIPE
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "authsome", "plans", "example"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": SRC},
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert result.stderr == ""
+    assert result.returncode == 1
+
+
 def test_main_returns_zero_for_the_demo(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo"]) == 0
     assert "usage report: acme" in capsys.readouterr().out

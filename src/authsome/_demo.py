@@ -16,7 +16,7 @@ from pathlib import Path
 import pyotp
 
 from authsome import ledger
-from authsome._plans_example import EXAMPLE_PLANS
+from authsome._plans_example import example_plans
 from authsome._plans_toml import parse_plans
 from authsome.bridge.ledgeradapter import LedgerAdapter
 from authsome.crypto import PasswordHashing
@@ -42,7 +42,7 @@ class _NotRun(Exception):
 
 
 def _plans() -> list[ledger.Plan]:
-    return parse_plans(EXAMPLE_PLANS)
+    return parse_plans(example_plans())
 
 
 def _sign_up_and_in(auth: Authsome, tenant: str, out: list[str]) -> list[str]:

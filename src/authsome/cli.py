@@ -27,7 +27,7 @@ from authsome._cli_db import (
     parse_db,
 )
 from authsome._demo import run_demo
-from authsome._plans_example import EXAMPLE_PLANS
+from authsome._plans_example import example_plans
 from authsome._plans_toml import load_plans_file
 from authsome.errors import AuthsomeError, ValidationError
 from authsome.ledger import Engine, LedgerError
@@ -153,7 +153,7 @@ def _migrate(args: argparse.Namespace) -> list[str]:
 
 
 def _plans_example(args: argparse.Namespace) -> list[str]:
-    return [EXAMPLE_PLANS.rstrip("\n")]
+    return [example_plans().rstrip("\n")]
 
 
 def _plans_load(args: argparse.Namespace) -> list[str]:
@@ -406,5 +406,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _REPORTED as exc:
         print(f"authsome: {_one_line(_describe(exc))}", file=sys.stderr)
         return 1
-    print("\n".join(lines))
+    try:
+        print("\n".join(lines), flush=True)
+    except BrokenPipeError:  # the reader left early (| head): no traceback for that
+        # Python flushes stdout again at exit; point it at /dev/null so that is quiet too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     return 0
