@@ -32,6 +32,11 @@ def test_demo_shows_gating_per_plan_and_a_usage_report_per_tenant() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     out = result.stdout
+    header, blank = out.splitlines()[:2]
+    assert header.startswith("authsome demo: ")
+    assert "two tenants" in header
+    assert "nothing is kept" in header
+    assert blank == ""
     starter = out.split("globex (plan business)")[0]
     business = out.split("globex (plan business)")[1].split("usage report")[0]
     for gated in ("add a custom domain", "configure SSO"):
@@ -43,6 +48,7 @@ def test_demo_shows_gating_per_plan_and_a_usage_report_per_tenant() -> None:
         assert f"allowed  {allowed}" in starter
         assert f"allowed  {allowed}" in business
     assert "REFUSED" not in business
+    assert "registration options issued" in out.split("register a passkey", 1)[1].split("\n")[0]
     for tenant in ("acme", "globex"):
         report = out.split(f"usage report: {tenant}")[1].split("usage report")[0]
         rows = {line.split()[0]: line.split()[1:] for line in report.strip().splitlines()[1:]}
@@ -63,6 +69,37 @@ def test_unknown_command_exits_non_zero_without_a_traceback() -> None:
     assert "invalid choice" in result.stderr
 
 
+def test_a_reader_that_leaves_early_gets_no_traceback() -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # like `| head` after its lines: every write now fails with EPIPE
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "authsome", "plans", "example"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": SRC},
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert result.stderr == ""
+    assert result.returncode == 1
+
+
 def test_main_returns_zero_for_the_demo(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo"]) == 0
     assert "usage report: acme" in capsys.readouterr().out
+
+
+def test_demo_says_when_passkeys_could_not_run_without_the_extra(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "webauthn", None)  # what import sees when it is absent
+    assert main(["demo"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if "register a passkey" in line]
+    assert len(rows) == 2  # one per tenant
+    for row in rows:
+        assert row.split()[:2] == ["NOT", "RUN"]
+        assert 'pip install "authsome-engine[passkeys]"' in row

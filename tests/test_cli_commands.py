@@ -173,6 +173,39 @@ def test_example_plans_are_the_demos_plans() -> None:
     assert parse_plans(EXAMPLES.read_text()) == demo_plans()
 
 
+def test_plans_example_prints_a_commented_file_that_plans_load_accepts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, sample, err = cli(capsys, "plans", "example")
+    assert (status, err) == (0, "")
+    commented = [line for line in sample.splitlines() if "#" in line]
+    assert len(commented) >= 20
+    for explained in ("soft_limit", "aggregation", "period", "interval", "enabled", "seat"):
+        assert any(explained in line for line in commented), explained
+    saved = tmp_path / "plans.toml"
+    saved.write_text(sample)
+    path = tmp_path / "app.db"
+    assert cli(capsys, "migrate", "--db", path)[0] == 0
+    status, out, err = cli(capsys, "plans", "load", saved, "--db", path)
+    assert (status, err) == (0, "")
+    assert sorted(table(out)) == ["business", "starter"]
+    assert parse_plans(sample) == parse_plans(EXAMPLES.read_text()) == demo_plans()
+
+
+def test_plans_example_needs_no_file_from_a_clone(tmp_path: Path) -> None:
+    # What an installed wheel has: the package alone, run from an empty directory.
+    result = subprocess.run(
+        [sys.executable, "-I", "-m", "authsome", "plans", "example"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+    assert tomllib.loads(result.stdout)["plans"][0]["key"] == "starter"
+
+
 def test_a_changed_plan_gets_a_new_version(
     small: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -451,6 +484,8 @@ BAD_DB = [
     (["migrate", "--db", "{tmp}"], 1, "is a directory"),
     (["migrate", "--db", "{tmp}/notdb.db"], 1, "cannot use"),
     (["usage", "acme", "--db", "{tmp}/never-migrated.db"], 1, "no database at"),
+    (["usage", "acme", "--db", "{tmp}"], 1, "is a directory, not a database file"),
+    (["entitlements", "acme", "--db", "sqlite:///{tmp}"], 1, "is a directory"),
     (["migrate", "--db", ""], 2, "--db"),
     (["migrate"], 2, "--db URL is required (or set AUTHSOME_DB)"),
 ]
@@ -496,6 +531,40 @@ def test_bad_databases_are_one_line_and_an_exit_status(
     _check_one_line(status, out, err, expected, words)
 
 
+FAILING_MIGRATIONS = [
+    # (--db, --ledger-db): one of them cannot be used, whichever comes first
+    ("{tmp}/new.db", "{tmp}/no/such/dir/x.db"),
+    ("{tmp}/new.db", "{tmp}/afile/x.db"),
+    ("{tmp}/new.db", "{tmp}/notdb.db"),  # fails only once SQLite opens it
+    ("{tmp}/notdb.db", "{tmp}/new.ledger.db"),
+    ("{tmp}/new.db", "{tmp}"),
+]
+
+
+@pytest.mark.parametrize(("auth_db", "ledger_db"), FAILING_MIGRATIONS)
+def test_a_failed_migrate_creates_nothing(
+    files: Path, capsys: pytest.CaptureFixture[str], auth_db: str, ledger_db: str
+) -> None:
+    before = sorted(files.rglob("*"))
+    notdb = (files / "notdb.db").read_bytes()
+    args = ["--db", auth_db.format(tmp=files), "--ledger-db", ledger_db.format(tmp=files)]
+    status, out, err = cli(capsys, "migrate", *args)
+    _check_one_line(status, out, err, 1, "")
+    assert sorted(files.rglob("*")) == before
+    assert (files / "notdb.db").read_bytes() == notdb  # what was there stays untouched
+
+
+def test_a_failed_migrate_keeps_an_existing_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "app.db"
+    assert cli(capsys, "migrate", "--db", path, "--ledger-db", tmp_path / "a.db")[0] == 0
+    status, _, err = cli(capsys, "migrate", "--db", path, "--ledger-db", tmp_path / "x/l.db")
+    assert status == 1, err
+    with SQLiteStore(path) as store:  # still there, still usable
+        assert store.get_user("nobody") is None
+
+
 def test_unexpected_errors_keep_their_traceback(
     small: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -512,6 +581,7 @@ COMMANDS = [
     ["demo"],
     ["migrate"],
     ["plans"],
+    ["plans", "example"],
     ["plans", "load"],
     ["subscribe"],
     ["usage"],
@@ -524,7 +594,7 @@ def test_help_everywhere(command: list[str], capsys: pytest.CaptureFixture[str])
     status, out, err = cli(capsys, *command, "--help")
     assert (status, err) == (0, "")
     assert out.startswith(f"usage: authsome {' '.join(command)}".rstrip())
-    if command not in ([], ["demo"], ["plans"]):
+    if command not in ([], ["demo"], ["plans"], ["plans", "example"]):
         assert "--db URL" in out
         assert "example:" in out
 
@@ -721,15 +791,20 @@ def test_the_readme_command_line_section_runs(
         "demo",
         "migrate",
         "plans",
+        "plans",
         "subscribe",
         "entitlements",
         "usage",
     ]
-    replace = {"app.db": str(tmp_path / "app.db"), "examples/plans.toml": str(EXAMPLES)}
+    replace = {"app.db": str(tmp_path / "app.db"), "plans.toml": str(tmp_path / "plans.toml")}
     for command in commands:
         assert command[0] == "authsome"
-        status, _, err = cli(capsys, *(replace.get(arg, arg) for arg in command[1:]))
+        args = [replace.get(arg, arg) for arg in command[1:]]
+        redirect = args.index(">") if ">" in args else None
+        status, out, err = cli(capsys, *args[:redirect])
         assert (status, err) == (0, ""), command
+        if redirect is not None:
+            Path(args[redirect + 1]).write_text(out)
 
 
 # --- PostgreSQL, with stand-ins for the stores (their own tests need a server) ------------

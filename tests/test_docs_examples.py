@@ -5,11 +5,15 @@
   (later examples build on earlier ones), inside a fresh temporary directory. A block
   preceded by ``<!-- not-executed: why -->`` is skipped (a browser ceremony, say).
 * Every doctest in a docstring of the package runs too.
+* The README's snippets of the sections in ``README_EXECUTED`` run in order, as a
+  newcomer would paste them (the others need a browser, a DNS record or an app).
+* Every documented password sign-in passes ``ip``, as production code must.
 * Nothing may reach the network: socket connections and name lookups raise.
 """
 
 from __future__ import annotations
 
+import ast
 import doctest
 import importlib
 import importlib.util
@@ -25,9 +29,17 @@ import pytest
 import authsome
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
+README = DOCS.parent / "README.md"
+README_EXECUTED = (
+    "Quickstart",
+    "Organizations",
+    "API keys",
+    "Plans and metering with the embedded ledger",
+)
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 _FENCE = re.compile(r"^(?P<indent> *)```(?P<lang>[\w-]*)[^\n]*$")
 _SKIP = re.compile(r"^\s*<!-- not-executed: (?P<why>\S.*?) -->\s*$")
+_HEADING = re.compile(r"^#{1,6} (?P<title>.+?)\s*$")
 
 
 @dataclass(frozen=True)
@@ -174,3 +186,79 @@ def test_the_main_pages_carry_executed_examples() -> None:
     executed = {str(p.relative_to(DOCS)) for p in _pages() if _executable(p)}
     for page in ("quickstart.md", "bridge.md", "ledger.md", "features/api-keys.md"):
         assert page in executed
+
+
+# --- the README ------------------------------------------------------------------------
+
+
+def _readme_sections() -> dict[str, list[Block]]:
+    """The README's fenced blocks by the title of the heading they stand under."""
+    lines = README.read_text(encoding="utf-8").splitlines()
+    titles: list[tuple[int, str]] = []  # (1-based line, title), headings outside fences
+    fenced = False
+    for number, line in enumerate(lines, start=1):
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        elif not fenced and (heading := _HEADING.match(line)):
+            titles.append((number, heading.group("title")))
+    sections: dict[str, list[Block]] = {}
+    for block in blocks(README):
+        title = next(t for n, t in reversed(titles) if n < block.line)
+        sections.setdefault(title, []).append(block)
+    return sections
+
+
+def test_readme_snippets_run_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_network: None
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    sections = _readme_sections()
+    namespace: dict[str, object] = {"__name__": "__readme__"}
+    try:
+        for title in README_EXECUTED:
+            snippets = [b for b in sections[title] if b.lang == "python"]
+            assert snippets, title
+            for block in snippets:
+                code = compile(block.source, f"README.md:{block.line}", "exec")
+                exec(code, namespace)  # noqa: S102
+    finally:
+        _close_everything(namespace)
+
+
+def _sources(page: Path) -> Iterator[tuple[str, str]]:
+    """(where, code) of every Python example of a page: python blocks and pycon inputs."""
+    parser = doctest.DocTestParser()
+    for block in blocks(page):
+        where = f"{page.name}:{block.line}"
+        if block.lang == "python":
+            yield where, block.source
+        elif block.lang == "pycon":
+            for example in parser.get_examples(block.source):
+                yield f"{where}+{example.lineno}", example.source
+
+
+def _sign_ins_without_ip(source: str) -> list[int]:
+    calls = [node for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Call)]
+    return [
+        call.lineno
+        for call in calls
+        if isinstance(call.func, ast.Attribute)
+        and call.func.attr == "sign_in"
+        and "ip" not in {k.arg for k in call.keywords}
+    ]
+
+
+def test_every_documented_sign_in_passes_the_client_address() -> None:
+    missing = []
+    found = 0
+    for page in [README, *_pages()]:
+        for where, source in _sources(page):
+            found += source.count("sign_in(")
+            missing += [f"{where} (line {n})" for n in _sign_ins_without_ip(source)]
+    assert found >= 10  # the check saw the sign-ins it is about
+    assert missing == []
+
+
+def test_the_sign_in_check_sees_a_missing_ip() -> None:
+    assert _sign_ins_without_ip('auth.sign_in("a@b.c", "pw", tenant="t")') == [1]
+    assert _sign_ins_without_ip('auth.sign_in("a@b.c", "pw", ip="192.0.2.1")') == []

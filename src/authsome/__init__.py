@@ -1,6 +1,13 @@
-"""authsome: in-process authentication with a billing ledger bridge."""
+"""authsome: in-process authentication with a billing ledger bridge.
+
+The names here are the front door; the service classes are reached through an
+engine (``auth.users``, ``auth.orgs``...). ``GatedFeature`` is the preferred name of
+the plan-gated feature keys (``Feature`` is kept as an alias of it).
+"""
 
 from __future__ import annotations
+
+from importlib import metadata as _metadata
 
 from authsome.apikeys import ApiKeyPolicy
 from authsome.billing import LedgerStats
@@ -24,7 +31,7 @@ from authsome.errors import (
     ValidationError,
     VerificationFailed,
 )
-from authsome.features import Feature, UsageEvent
+from authsome.features import Feature, GatedFeature, UsageEvent
 from authsome.mfa import Mfa
 from authsome.models import (
     ApiKey,
@@ -64,6 +71,7 @@ __all__ = [
     "ExtraNotInstalled",
     "Feature",
     "FeatureNotEntitled",
+    "GatedFeature",
     "InsufficientScope",
     "InvalidCredentials",
     "InvalidToken",
@@ -96,4 +104,16 @@ __all__ = [
     "User",
     "ValidationError",
     "VerificationFailed",
+    "__version__",
 ]
+
+
+def _installed_version() -> str:
+    """This distribution's version, or a marker when it runs from a bare source tree."""
+    try:
+        return _metadata.version("authsome-engine")
+    except _metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+__version__ = _installed_version()

@@ -26,6 +26,7 @@ __all__ = ["Location", "migrate", "open_auth_store", "open_ledger_store", "parse
 
 _POSTGRES_SCHEMES = ("postgresql", "postgres")
 _SQLITE_PREFIX = "sqlite:///"
+_SQLITE_SIDE_FILES = ("-journal", "-wal", "-shm")
 _INSTALL_HINT = (
     "PostgreSQL support needs the postgres extra: pip install 'authsome-engine[postgres]'"
 )
@@ -77,6 +78,8 @@ def ledger_location(auth: Location) -> Location:
     if auth.kind == "postgres":
         return auth
     path = Path(auth.target)
+    if path.is_dir():  # else "app/" would send the ledger to "app.ledger.db" beside it
+        raise ValidationError(f"{auth.target}: is a directory, not a database file")
     if not path.name or path.name in (".", ".."):
         raise ValidationError(f"{auth.target}: not a database file name")
     return Location("sqlite", str(path.with_name(f"{path.stem}.ledger{path.suffix or '.db'}")))
@@ -164,16 +167,38 @@ def _close(store: object) -> None:
 
 
 def migrate(auth: Location, ledger_at: Location) -> list[Migrated]:
-    """Create or upgrade the schemas of the auth store and the ledger store."""
+    """Create or upgrade the schemas of the auth store and the ledger store.
+
+    Both places are checked before either is touched, and a SQLite file this call
+    created is removed again if the other store fails: a failed migrate leaves no
+    half-made database behind for the next command to trip over.
+    """
+    steps = (("auth", open_auth_store, auth), ("ledger", open_ledger_store, ledger_at))
+    for _, _, where in steps:
+        if where.kind == "sqlite":
+            _check_sqlite(where.target, create=True)
+    created = [
+        Path(where.target)
+        for _, _, where in steps
+        if where.kind == "sqlite" and not Path(where.target).exists()
+    ]
     done: list[Migrated] = []
-    for name, opener, where in (
-        ("auth", open_auth_store, auth),
-        ("ledger", open_ledger_store, ledger_at),
-    ):
-        store = opener(where, create=True)
-        try:
-            version = getattr(store, "schema_version", None)
-            done.append(Migrated(name, where, version if isinstance(version, int) else None))
-        finally:
-            _close(store)
+    try:
+        for name, opener, where in steps:
+            store = opener(where, create=True)
+            try:
+                version = getattr(store, "schema_version", None)
+                done.append(Migrated(name, where, version if isinstance(version, int) else None))
+            finally:
+                _close(store)
+    except BaseException:
+        for path in created:
+            _remove_sqlite_files(path)
+        raise
     return done
+
+
+def _remove_sqlite_files(path: Path) -> None:
+    """Remove a SQLite database and the journal files SQLite keeps beside it."""
+    for leftover in (path, *(path.with_name(path.name + end) for end in _SQLITE_SIDE_FILES)):
+        leftover.unlink(missing_ok=True)

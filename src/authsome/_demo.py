@@ -1,8 +1,9 @@
 """``python -m authsome demo``: the whole library on embedded SQLite, in a temp directory.
 
 Two tenants on two plans: Starter (no SSO, no custom domains, 1,000 monthly active
-users) and Business (everything). Users register and sign in, each tenant tries the
-plan-gated operations, and the usage report of each tenant ends the run.
+users) and Business (everything), the plans of ``authsome plans example``. Users
+register and sign in, each tenant tries the plan-gated operations, and the usage
+report of each tenant ends the run.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from pathlib import Path
 import pyotp
 
 from authsome import ledger
+from authsome._plans_example import example_plans
+from authsome._plans_toml import parse_plans
 from authsome.bridge.ledgeradapter import LedgerAdapter
 from authsome.crypto import PasswordHashing
 from authsome.engine import Authsome
 from authsome.errors import ExtraNotInstalled, FeatureNotEntitled
-from authsome.features import Feature, UsageEvent
 from authsome.sso import OIDCConnection
 from authsome.stores import SQLiteStore
 
@@ -29,27 +31,18 @@ PASSWORD = "correct horse battery staple"  # noqa: S105 - the demo accounts' pas
 TENANTS = {"acme": "starter", "globex": "business"}
 # One cost step below the default so the demo stays quick; same algorithm and memory.
 DEMO_HASHING = PasswordHashing(time_cost=1)
+HEADER = (
+    "authsome demo: plan gating and usage metering for two tenants on two plans "
+    "(embedded SQLite in a temporary directory; nothing is kept)"
+)
 
 
-def _usage_features(mau_limit: int | None) -> list[ledger.Feature]:
-    return [
-        ledger.Feature.metered(UsageEvent.USERS_ACTIVE, limit=mau_limit, aggregation="unique"),
-        ledger.Feature.metered(UsageEvent.USERS_CREATED),
-        ledger.Feature.metered(UsageEvent.SESSIONS_CREATED),
-        ledger.Feature.metered(UsageEvent.MFA_ENROLLMENTS),
-        ledger.Feature.metered(UsageEvent.APIKEYS_VALIDATED),
-        ledger.Feature.seat(UsageEvent.ORGS_MEMBERS),
-    ]
+class _NotRun(Exception):
+    """An operation the demo could not run here; its message says why."""
 
 
 def _plans() -> list[ledger.Plan]:
-    starter_off = {Feature.SSO, Feature.CUSTOM_DOMAINS}
-    starter = [ledger.Feature.boolean(f, enabled=f not in starter_off) for f in Feature]
-    business = [ledger.Feature.boolean(f, enabled=True) for f in Feature]
-    return [
-        ledger.Plan("starter", [*starter, *_usage_features(1_000)], name="Starter"),
-        ledger.Plan("business", [*business, *_usage_features(None)], name="Business"),
-    ]
+    return parse_plans(example_plans())
 
 
 def _sign_up_and_in(auth: Authsome, tenant: str, out: list[str]) -> list[str]:
@@ -107,9 +100,9 @@ def _operations(
             auth.passkeys.begin_registration(
                 owner, rp_id=f"{tenant}.example", rp_name=tenant, origin=origin
             )
-        except ExtraNotInstalled as exc:
-            return f"entitled; {exc}"
-        return "registration options issued"
+        except ExtraNotInstalled as exc:  # raised before the plan is even asked
+            raise _NotRun(str(exc)) from None
+        return "registration options issued (a browser would finish it)"
 
     return [
         ("create an organization", create_org),
@@ -133,6 +126,8 @@ def _try_gated(
         except FeatureNotEntitled as exc:
             reason = eng.entitled(tenant, exc.feature).reason
             out.append(f"  REFUSED  {label:<24} {exc.feature} ({reason})")
+        except _NotRun as exc:
+            out.append(f"  NOT RUN  {label:<24} {exc}")
         else:
             out.append(f"  allowed  {label:<24} {done}")
 
@@ -150,6 +145,8 @@ def _report(eng: ledger.Engine, tenant: str, out: list[str]) -> None:
 
 def run_demo(out: list[str]) -> None:
     """Run the demo, appending its printable lines to ``out``."""
+    out.append(HEADER)
+    out.append("")
     with tempfile.TemporaryDirectory(prefix="authsome-demo-") as tmp:
         ledger_store = ledger.SQLiteStore(Path(tmp) / "billing.db")
         try:

@@ -19,6 +19,7 @@ from contextlib import ExitStack, contextmanager
 from datetime import date
 from typing import NoReturn
 
+from authsome import __version__
 from authsome import _cli_ledger as cmd
 from authsome._cli_db import (
     Location,
@@ -29,6 +30,7 @@ from authsome._cli_db import (
     parse_db,
 )
 from authsome._demo import run_demo
+from authsome._plans_example import example_plans
 from authsome._plans_toml import load_plans_file
 from authsome.crypto import Resealed
 from authsome.engine import Authsome
@@ -124,10 +126,12 @@ def _locations(args: argparse.Namespace) -> tuple[Location, Location]:
         parser.error(f"--db URL is required (or set {DB_ENV})")
     try:
         auth = parse_db(args.db)
-        ledger_at = parse_db(args.ledger_db) if args.ledger_db else ledger_location(auth)
+        ledger_given = parse_db(args.ledger_db) if args.ledger_db else None
     except ValidationError as exc:
         parser.error(str(exc))
-    return auth, ledger_at
+    # A --db the ledger's default place cannot be derived from (a directory, say)
+    # is a database problem, reported like the others, not a usage error.
+    return auth, ledger_given or ledger_location(auth)
 
 
 @contextmanager
@@ -207,6 +211,10 @@ def _reseal(args: argparse.Namespace) -> list[str]:
 
 def _summary(kinds: tuple[tuple[str, Resealed], ...]) -> str:
     return "; ".join(f"{kind}: {done.resealed} resealed" for kind, done in kinds)
+
+
+def _plans_example(args: argparse.Namespace) -> list[str]:
+    return [example_plans().rstrip("\n")]
 
 
 def _plans_load(args: argparse.Namespace) -> list[str]:
@@ -303,6 +311,7 @@ def _build_parser() -> _Parser:
         epilog="Run 'authsome COMMAND --help' for the options of a command.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"authsome {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     db = [_db_options()]
     _command(
@@ -360,6 +369,16 @@ def _build_parser() -> _Parser:
         epilog=_PLANS_EPILOG + "\n" + _DB_HELP,
     )
     load.add_argument("file", metavar="FILE", help="the plans file (TOML)")
+    _command(
+        plan_commands,
+        "example",
+        _plans_example,
+        "print a commented sample plans file",
+        "Print a sample plans file, commented: the two plans of the demo (Starter and "
+        "Business) with every authsome feature key. Save it, edit it, load it.",
+        epilog="example:\n  authsome plans example > plans.toml\n"
+        "  authsome plans load plans.toml --db app.db",
+    )
     sub = _command(
         commands,
         "subscribe",
@@ -434,7 +453,10 @@ plans file:
   period = "monthly"            # metered: monthly (default), yearly or none
   aggregation = "sum"           # metered: sum (default) or unique (distinct users)
 
+A commented sample: authsome plans example
+
 example:
+  authsome plans example > plans.toml
   authsome plans load plans.toml --db app.db
 """
 
@@ -461,5 +483,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _REPORTED as exc:
         print(f"authsome: {_one_line(_describe(exc))}", file=sys.stderr)
         return 1
-    print("\n".join(lines))
+    try:
+        print("\n".join(lines), flush=True)
+    except BrokenPipeError:  # the reader left early (| head): no traceback for that
+        # Python flushes stdout again at exit; point it at /dev/null so that is quiet too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     return 0

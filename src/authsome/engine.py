@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from authsome._time import Clock, utcnow
 from authsome.apikeys import ApiKeyPolicy, ApiKeys
@@ -22,6 +23,9 @@ from authsome.sso import SSO
 from authsome.stores import MemoryStore, Store
 from authsome.throttle import Throttle, ThrottlePolicy
 from authsome.users import Users
+
+if TYPE_CHECKING:
+    from authsome.bridge.ledgeradapter import LedgerEngine
 
 __all__ = ["Authsome", "ResealReport"]
 
@@ -41,7 +45,13 @@ class Authsome:
     :class:`NoopLedger` (every feature allowed). Production passes a durable store
     and a real ledger::
 
-        auth = Authsome(store=SQLiteStore("auth.db"), ledger=LedgerAdapter(engine))
+        auth = Authsome(store=SQLiteStore("auth.db"), ledger=ledger.Engine(...))
+
+    ``ledger`` is a bridge :class:`~authsome.bridge.Ledger` (``record_usage`` and
+    ``check_entitlement``), or a ledger engine (``meter`` and ``entitled``, such as
+    :class:`authsome.ledger.Engine`), which is wrapped in a
+    :class:`~authsome.bridge.LedgerAdapter`; :attr:`ledger` is then the adapter. The
+    engine stays the caller's to close.
 
     ``secret_key`` (32 random bytes, e.g. ``secrets.token_bytes(32)``, kept outside the
     database) encrypts the secrets the engine must read back — TOTP secrets and SSO
@@ -66,7 +76,7 @@ class Authsome:
         self,
         *,
         store: Store | None = None,
-        ledger: Ledger | None = None,
+        ledger: Ledger | LedgerEngine | None = None,
         on_ledger_error: LedgerErrorPolicy = "raise",
         password_hashing: PasswordHashing | None = None,
         sessions: SessionPolicy | None = None,
@@ -78,7 +88,7 @@ class Authsome:
         api_keys: ApiKeyPolicy | None = None,
     ) -> None:
         self.store: Store = MemoryStore() if store is None else _checked_store(store)
-        self._billing = Billing(NoopLedger() if ledger is None else ledger, on_ledger_error)
+        self._billing = Billing(_as_ledger(ledger), on_ledger_error)
         self._clock: Clock = clock or utcnow
         hasher = PasswordHasher(password_hashing or PasswordHashing())
         self.users = Users(self.store, self._billing, hasher, self._clock)
@@ -173,6 +183,22 @@ class Authsome:
 
     def __repr__(self) -> str:
         return f"Authsome(store={self.store!r}, ledger={self.ledger!r})"
+
+
+def _as_ledger(ledger: object) -> Ledger:
+    """The bridge to report to: ``ledger`` itself, or a ledger engine behind an adapter."""
+    if ledger is None:
+        return NoopLedger()
+    if isinstance(ledger, Ledger):
+        return ledger
+    if callable(getattr(ledger, "meter", None)) and callable(getattr(ledger, "entitled", None)):
+        from authsome.bridge import LedgerAdapter  # loads the ledger engine: only when used
+
+        return LedgerAdapter(ledger)  # type: ignore[arg-type]  # duck-typed just above
+    raise TypeError(
+        "ledger must provide record_usage() and check_entitlement() (a bridge Ledger) "
+        f"or meter() and entitled() (a ledger engine), not {type(ledger).__name__}"
+    )
 
 
 def _checked_store(store: object) -> Store:

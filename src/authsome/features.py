@@ -1,15 +1,19 @@
 """The ledger keys of authsome, each written exactly once in the code base.
 
-``UsageEvent`` keys are recorded after an operation succeeded; ``Feature`` keys are
-checked before a plan-gated operation. The strings are the Go engine's, so one
+``UsageEvent`` keys are recorded after an operation succeeded; ``GatedFeature`` keys
+are checked before a plan-gated operation. The strings are the Go engine's, so one
 ledger can serve both.
+
+``Feature`` is the former name of ``GatedFeature``, kept as an alias: prefer
+``GatedFeature``, which does not collide with :class:`authsome.ledger.Feature` (a
+plan's feature) when both are imported by name.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum, unique
 
-__all__ = ["Feature", "UsageEvent"]
+__all__ = ["Feature", "GatedFeature", "UsageEvent"]
 
 
 @unique
@@ -25,7 +29,7 @@ class UsageEvent(StrEnum):
 
 
 @unique
-class Feature(StrEnum):
+class GatedFeature(StrEnum):
     """Entitlements checked before a plan-gated operation."""
 
     MFA = "authsome.feature.mfa"
@@ -33,3 +37,7 @@ class Feature(StrEnum):
     ORGS = "authsome.feature.orgs"
     PASSKEYS = "authsome.feature.passkeys"
     CUSTOM_DOMAINS = "authsome.feature.custom_domains"
+
+
+Feature = GatedFeature
+"""The former name of :class:`GatedFeature`, kept so existing code keeps working."""

@@ -7,23 +7,49 @@ Two calls, as in the Go engine's ``bridge.Ledger``, but with an explicit, typed
 * :meth:`Ledger.check_entitlement` before a plan-gated operation (raises on failure).
 
 Only :mod:`authsome.billing` calls these; services never do.
+
+:class:`LedgerAdapter` (from :mod:`authsome.bridge.ledgeradapter`) turns a ledger
+engine, the embedded :class:`authsome.ledger.Engine` first of all, into a
+:class:`Ledger`; it is importable from here too, and loaded on first use so that
+``import authsome`` does not load the ledger engine.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from authsome.errors import LedgerUnavailable
 
+if TYPE_CHECKING:
+    from authsome.bridge.ledgeradapter import LedgerAdapter, LedgerEngine
+
 __all__ = [
     "Ledger",
+    "LedgerAdapter",
     "LedgerContext",
+    "LedgerEngine",
     "LedgerUnavailable",
     "NoopLedger",
     "validate_feature_key",
     "validate_quantity",
 ]
+
+_FROM_ADAPTER = frozenset({"LedgerAdapter", "LedgerEngine"})
+
+
+def __getattr__(name: str) -> Any:
+    """Load :class:`LedgerAdapter` and :class:`LedgerEngine` (and the ledger) on first use."""
+    if name in _FROM_ADAPTER:
+        from authsome.bridge import ledgeradapter
+
+        return getattr(ledgeradapter, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_FROM_ADAPTER})
+
 
 _MAX_FIELD = 256
 

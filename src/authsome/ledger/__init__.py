@@ -47,6 +47,12 @@ from authsome.ledger.plans import (
 )
 from authsome.ledger.stores import LedgerStore, MemoryStore, PostgresStore, SQLiteStore
 
+# Names that do not collide with the auth stores of authsome.stores when both are
+# imported by name (``from authsome.stores import SQLiteStore`` beside these).
+MemoryLedgerStore = MemoryStore
+PostgresLedgerStore = PostgresStore
+SQLiteLedgerStore = SQLiteStore
+
 __all__ = [
     "MAX_COUNTER",
     "MAX_QUANTITY",
@@ -67,13 +73,16 @@ __all__ = [
     "LedgerStore",
     "LedgerStoreError",
     "ManualClock",
+    "MemoryLedgerStore",
     "MemoryStore",
     "NoSubscription",
     "Period",
     "Plan",
+    "PostgresLedgerStore",
     "PostgresStore",
     "Reason",
     "ReportRow",
+    "SQLiteLedgerStore",
     "SQLiteStore",
     "SpoolError",
     "Status",
