@@ -304,3 +304,59 @@ def test_concurrent_consumption_succeeds_once(store: Store) -> None:
     results = race(lambda _i: store.consume_mfa_ticket("t1"), range(8))
 
     assert results.count(True) == 1
+
+
+def test_tickets_of_another_tenant_are_unknown_and_keep_their_attempts(store: Store) -> None:
+    add_user(store, tenant="acme")
+    store.create_mfa_ticket("t1", "u1", TICKET_EXPIRY, NOW)
+
+    assert [store.attempt_mfa_ticket("t1", NOW, 2, tenant="globex") for _ in range(3)] == [None] * 3
+    assert store.attempt_mfa_ticket("t1", NOW, 2, tenant="acme") == "u1"
+    assert store.attempt_mfa_ticket("t1", NOW, 2) == "u1"
+    assert store.attempt_mfa_ticket("t1", NOW, 2, tenant="acme") is None  # used up
+
+
+def test_deleting_a_users_tickets_leaves_other_users_tickets(store: Store) -> None:
+    add_user(store, "u1")
+    add_user(store, "u2", email="u2@example.com")
+    store.create_mfa_ticket("t1", "u1", TICKET_EXPIRY, NOW)
+    store.create_mfa_ticket("t2", "u1", TICKET_EXPIRY, NOW)
+    store.create_mfa_ticket("t3", "u2", TICKET_EXPIRY, NOW)
+
+    assert store.delete_user_mfa_tickets("u1") == 2
+    assert store.delete_user_mfa_tickets("u1") == 0
+    assert store.attempt_mfa_ticket("t1", NOW, 5) is None
+    assert store.attempt_mfa_ticket("t3", NOW, 5) == "u2"
+
+
+# -- consecutive wrong codes -----------------------------------------------------------
+
+
+def test_wrong_codes_count_up_on_the_factor_until_reset(store: Store) -> None:
+    add_user(store)
+    _confirmed(store, "f1")
+    assert store.reset_mfa_failures("f1") is False  # nothing to reset
+
+    assert [store.count_mfa_failure("f1") for _ in range(3)] == [1, 2, 3]
+    factor = store.get_mfa_factor("f1")
+    assert factor is not None and factor.failed_codes == 3
+    assert [f.failed_codes for f in store.list_mfa_factors("u1")] == [3]
+
+    assert store.reset_mfa_failures("f1") is True
+    assert store.count_mfa_failure("f1") == 1
+
+
+def test_counting_a_failure_of_an_unknown_factor_is_zero(store: Store) -> None:
+    assert store.count_mfa_failure("nope") == 0
+    assert store.reset_mfa_failures("nope") is False
+
+
+def test_concurrent_wrong_codes_are_each_counted_once(store: Store) -> None:
+    add_user(store)
+    _confirmed(store, "f1")
+
+    counts = race(lambda _i: store.count_mfa_failure("f1"), range(16))
+
+    assert sorted(counts) == list(range(1, 17))
+    factor = store.get_mfa_factor("f1")
+    assert factor is not None and factor.failed_codes == 16

@@ -240,6 +240,8 @@ _CHILD = textwrap.dedent(
             result = store.rotate_refresh_token(
                 "refresh-s1", f"refresh-{name}", f"access-{name}", now, now
             ).status.value
+        elif action == "fail":
+            result = " ".join(str(store.count_mfa_failure("f1")) for _ in range(25))
         else:
             result = str(store.use_totp_step("f1", int(sys.argv[5])))
     print(result, flush=True)
@@ -284,6 +286,21 @@ def test_processes_using_one_totp_step_accept_it_once(
     assert sorted(results) == ["False", "False", "False", "True"]
     assert store.use_totp_step("f1", 1000) is False
     assert store.use_totp_step("f1", 1001) is True
+
+
+def test_processes_counting_wrong_codes_count_each_once(
+    store: PostgresStore, pg_dsn: str, schema: str
+) -> None:
+    add_user(store)
+    factor = MfaFactor(id="f1", user_id="u1", method=MfaMethod.TOTP, created_at=NOW)
+    store.create_mfa_factor(factor, "sealed-secret")
+
+    printed = _race_processes(pg_dsn, schema, "fail")
+
+    counts = sorted(int(n) for line in printed for n in line.split())
+    assert counts == list(range(1, 101))
+    stored = store.get_mfa_factor("f1")
+    assert stored is not None and stored.failed_codes == 100
 
 
 def test_threads_hammering_one_counter_count_exactly(store: PostgresStore) -> None:

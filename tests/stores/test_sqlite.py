@@ -21,6 +21,8 @@ from authsome.errors import AlreadyExists, StoreError, ValidationError
 from authsome.models import (
     Domain,
     Membership,
+    MfaFactor,
+    MfaMethod,
     Org,
     OrgRole,
     RefreshStatus,
@@ -389,6 +391,34 @@ _ROTATE_IN_CHILD = textwrap.dedent(
     print(outcome.status.value, flush=True)
     """
 )
+
+
+_FAIL_IN_CHILD = textwrap.dedent(
+    """
+    import sys
+
+    from authsome.stores import SQLiteStore
+
+    with SQLiteStore(sys.argv[1]) as store:
+        print("ready", flush=True)
+        sys.stdin.readline()  # wait for "go", so that the processes race
+        counts = [store.count_mfa_failure("f1") for _ in range(25)]
+    print(" ".join(map(str, counts)), flush=True)
+    """
+)
+
+
+def test_processes_counting_wrong_codes_count_each_once(store: SQLiteStore, db_path: Path) -> None:
+    add_user(store)
+    factor = MfaFactor(id="f1", user_id="u1", method=MfaMethod.TOTP, created_at=NOW)
+    store.create_mfa_factor(factor, "secret")
+
+    printed = race_processes(_FAIL_IN_CHILD, [[str(db_path)]] * 4, timeout=60)
+
+    counts = sorted(int(n) for line in printed for n in line.split())
+    assert counts == list(range(1, 101))
+    stored = store.get_mfa_factor("f1")
+    assert stored is not None and stored.failed_codes == 100
 
 
 def test_processes_rotating_one_token_rotate_once(store: SQLiteStore, db_path: Path) -> None:
