@@ -182,6 +182,37 @@ def test_upgrading_keeps_sso_domains_and_scopes_them_to_the_tenant(
         assert_sso_domains_scoped_after_upgrade(upgraded)
 
 
+def test_upgrading_gives_sessions_a_last_activity_and_factors_no_failures(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    step = next(i for i, script in enumerate(MIGRATIONS) if "last_seen_at" in script)
+    with monkeypatch.context() as patched:
+        patched.setattr(sqlite_module, "MIGRATIONS", MIGRATIONS[:step])
+        with SQLiteStore(db_path) as old:
+            add_user(old)
+            old.create_mfa_factor(MfaFactor("f1", "u1", MfaMethod.TOTP, NOW), "secret")
+    # A session as the old schema held it (the new code writes the new schema only).
+    micros = int(NOW.timestamp() * 1_000_000)
+    conn = _raw(db_path)
+    try:
+        conn.execute(
+            "INSERT INTO sessions (id, user_id, tenant, created_at, expires_at,"
+            " access_expires_at, access_hash) VALUES ('s1', 'u1', 'default', ?, ?, ?, 'a1')",
+            (micros, micros + 10**12, micros + 10**9),
+        )
+    finally:
+        conn.close()
+
+    with SQLiteStore(db_path) as upgraded:
+        session = upgraded.get_session("s1")
+        factor = upgraded.get_mfa_factor("f1")
+
+    # Existing sessions start their idle time at the upgrade, not at their creation.
+    assert session is not None and session.last_seen_at is not None
+    assert session.last_seen_at >= datetime.now(UTC) - timedelta(minutes=5)
+    assert factor is not None and factor.failed_codes == 0
+
+
 def test_failing_migration_step_leaves_nothing_behind(
     db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
