@@ -78,6 +78,17 @@ class Session:
         """When the session was last seen in use: ``last_seen_at``, else its start."""
         return self.created_at if self.last_seen_at is None else self.last_seen_at
 
+    def usable(
+        self, now: datetime, *, tenant: str | None = None, idle_since: datetime | None = None
+    ) -> bool:
+        """Whether the session may be used at ``now``: active, of ``tenant`` when one
+        is given, and in use after ``idle_since`` when one is given."""
+        return (
+            self.is_active(now)
+            and (tenant is None or self.tenant == tenant)
+            and (idle_since is None or self.last_activity > idle_since)
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class SessionTokens:

@@ -101,11 +101,10 @@ class Sessions:
         expected = _expected_tenant(tenant)
         session = self._store.find_session_by_access_hash(digest)
         now = self._clock()
-        if (
-            session is None
-            or not self._usable(session, now, expected)
-            or now >= session.access_expires_at
-        ):
+        usable = session is not None and session.usable(
+            now, tenant=expected, idle_since=self._idle_since(now)
+        )
+        if session is None or not usable or now >= session.access_expires_at:
             raise InvalidToken()
         return self._seen(session, now)
 
@@ -121,7 +120,6 @@ class Sessions:
         expected = _expected_tenant(tenant)
         now = self._clock()
         access, refresh = new_token(), new_token()
-        idle = self.policy.idle_timeout
         current = self._store.rotate_refresh_token(
             digest,
             sha256_hex(refresh),
@@ -129,7 +127,7 @@ class Sessions:
             now + self.policy.access_ttl,
             now,
             tenant=expected,
-            idle_since=None if idle is None else now - idle,
+            idle_since=self._idle_since(now),
         )
         if current.status is not RefreshStatus.ROTATED or current.session is None:
             raise InvalidToken()
@@ -153,13 +151,10 @@ class Sessions:
         self._store.delete_user_mfa_tickets(user_id)
         return self._store.revoke_user_sessions(user_id, self._clock())
 
-    def _usable(self, session: Session, now: datetime, tenant: str | None) -> bool:
+    def _idle_since(self, now: datetime) -> datetime | None:
+        """Sessions last used at or before this moment are idle; ``None``: no timeout."""
         idle = self.policy.idle_timeout
-        return (
-            session.is_active(now)
-            and (tenant is None or session.tenant == tenant)
-            and (idle is None or now - session.last_activity < idle)
-        )
+        return None if idle is None else now - idle
 
     def _seen(self, session: Session, now: datetime) -> Session:
         """Write the session's last activity down, if it is stale enough to matter."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from authsome.errors import Conflict, ValidationError
-from authsome.models import Membership, Org, OrgRole, Session, SSOConnectionInfo, StoredSecret
+from authsome.models import Membership, Org, OrgRole, SSOConnectionInfo, StoredSecret
 
 __all__ = [
     "Duplicate",
@@ -13,7 +13,6 @@ __all__ = [
     "check_owner_membership",
     "check_sso_record",
     "last_owner_conflict",
-    "may_rotate",
 ]
 
 
@@ -71,15 +70,3 @@ def check_sso_record(connection: SSOConnectionInfo, client_secret: StoredSecret 
         raise ValueError("has_client_secret must say whether a client secret is given")
     if len(set(connection.domains)) != len(connection.domains):
         raise ValueError("an SSO connection must not list a domain twice")
-
-
-def may_rotate(
-    session: Session, now: datetime, tenant: str | None, idle_since: datetime | None
-) -> bool:
-    """Whether a refresh token of ``session`` may rotate at ``now``: live, of
-    ``tenant`` when one is given, and used after ``idle_since`` when one is given."""
-    return (
-        session.is_active(now)
-        and (tenant is None or session.tenant == tenant)
-        and (idle_since is None or session.last_activity > idle_since)
-    )

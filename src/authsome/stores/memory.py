@@ -33,7 +33,6 @@ from authsome.stores._rules import (
     check_owner_membership,
     check_sso_record,
     last_owner_conflict,
-    may_rotate,
 )
 
 __all__ = ["MemoryStore"]
@@ -158,7 +157,7 @@ class MemoryStore:
             if token is None:
                 return RefreshOutcome(RefreshStatus.INVALID)
             session = self._sessions[token.session_id]
-            if not may_rotate(session, now, tenant, idle_since):
+            if not session.usable(now, tenant=tenant, idle_since=idle_since):
                 return RefreshOutcome(RefreshStatus.INVALID)
             if token.used:
                 self._revoke(session.id, now)

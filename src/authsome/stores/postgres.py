@@ -56,7 +56,6 @@ from authsome.stores._rules import (
     check_owner_membership,
     check_sso_record,
     last_owner_conflict,
-    may_rotate,
 )
 
 try:
@@ -464,7 +463,9 @@ class PostgresStore:
         aware(now)
         with self._transaction("rotate_refresh_token") as cur:
             row = cur.execute(self._sql(_LOCK_ROTATION_ROWS), (refresh_hash,)).fetchone()
-            if row is None or not may_rotate(_READ.session(row[1:]), now, tenant, idle_since):
+            if row is None or not _READ.session(row[1:]).usable(
+                now, tenant=tenant, idle_since=idle_since
+            ):
                 return RefreshOutcome(RefreshStatus.INVALID)
             used: bool = row[0]
             session_id: str = row[1]

@@ -52,7 +52,6 @@ from authsome.stores._rules import (
     check_owner_membership,
     check_sso_record,
     last_owner_conflict,
-    may_rotate,
 )
 from authsome.stores._sqlite_migrations import MIGRATIONS, split_statements
 
@@ -409,7 +408,9 @@ class SQLiteStore:
         """
         with self._transaction("rotate_refresh_token") as conn:
             row = conn.execute(_SELECT_SESSION_BY_REFRESH_HASH, (refresh_hash,)).fetchone()
-            if row is None or not may_rotate(_READ.session(row[1:]), now, tenant, idle_since):
+            if row is None or not _READ.session(row[1:]).usable(
+                now, tenant=tenant, idle_since=idle_since
+            ):
                 return RefreshOutcome(RefreshStatus.INVALID)
             session_id: str = row["id"]
             if row["used"]:
