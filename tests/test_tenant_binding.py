@@ -4,9 +4,18 @@ with no side effect (no usage, no rotation, no attempt counted)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
-from authsome import Authsome, InvalidCredentials, InvalidToken, User, ValidationError
+from authsome import (
+    Authsome,
+    InvalidCredentials,
+    InvalidToken,
+    SessionPolicy,
+    User,
+    ValidationError,
+)
 from authsome.crypto import sha256_hex
 from authsome.stores import Store
 from authsome.testing import RecordingLedger
@@ -44,6 +53,23 @@ def test_a_session_validates_for_its_own_tenant_only(engine: Authsome) -> None:
     with pytest.raises(InvalidToken) as unknown:
         engine.sessions.validate("x" * 43, tenant="globex")
     assert str(foreign.value) == str(unknown.value)
+
+
+def test_a_session_of_another_tenant_records_no_activity(
+    make_auth: AuthFactory, store: Store, clock: FakeClock
+) -> None:
+    engine = make_auth(store=store, sessions=SessionPolicy(idle_timeout=timedelta(hours=1)))
+    _ann(engine)
+    tokens = engine.sign_in(EMAIL, PASSWORD, tenant="acme").tokens
+    assert tokens is not None
+    clock.advance(minutes=30)  # far enough for a validation to write its activity
+
+    with pytest.raises(InvalidToken):
+        engine.sessions.validate(tokens.access_token, tenant="globex")
+
+    stored = engine.store.get_session(tokens.session.id)
+    assert stored is not None and stored.last_seen_at == tokens.session.last_seen_at
+    assert engine.sessions.validate(tokens.access_token, tenant="acme").last_seen_at == clock.now
 
 
 def test_a_refresh_token_of_another_tenant_rotates_nothing(
@@ -119,12 +145,8 @@ def test_an_mfa_ticket_of_another_tenant_is_unknown_and_uses_no_attempt(
 
 def test_a_ticket_stays_unknown_to_another_tenant_in_the_store(store: Store) -> None:
     # The store contract itself: the tenant is checked in the same atomic step.
-    from datetime import UTC, datetime, timedelta
-
-    from authsome.models import User as UserRecord
-
     now = datetime(2026, 1, 15, tzinfo=UTC)
-    store.create_user(UserRecord("usr_a", "acme", EMAIL, None, now), "hash")
+    store.create_user(User("usr_a", "acme", EMAIL, None, now), "hash")
     ticket = sha256_hex("ticket")
     store.create_mfa_ticket(ticket, "usr_a", now + timedelta(minutes=5), now)
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import timedelta
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from authsome.errors import AlreadyExists, StoreError
 from authsome.models import MfaFactor, MfaMethod
@@ -360,3 +363,27 @@ def test_concurrent_wrong_codes_are_each_counted_once(store: Store) -> None:
     assert sorted(counts) == list(range(1, 17))
     factor = store.get_mfa_factor("f1")
     assert factor is not None and factor.failed_codes == 16
+
+
+_factor_ids = itertools.count()
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(operations=st.lists(st.sampled_from(["fail", "reset"]), max_size=30))
+def test_wrong_code_counts_follow_a_simple_model(store: Store, operations: list[str]) -> None:
+    # Each example has a factor of its own, so examples sharing the store cannot meet.
+    user_id, factor_id = f"u{next(_factor_ids)}", f"f{next(_factor_ids)}"
+    add_user(store, user_id, email=f"{user_id}@example.com")
+    _confirmed(store, factor_id, user_id)
+    model = 0
+    for operation in operations:
+        if operation == "fail":
+            model += 1
+            assert store.count_mfa_failure(factor_id) == model
+        else:
+            assert store.reset_mfa_failures(factor_id) is (model > 0)
+            model = 0
+    factor = store.get_mfa_factor(factor_id)
+    assert factor is not None and factor.failed_codes == model
