@@ -72,6 +72,16 @@ def test_a_session_of_another_tenant_records_no_activity(
     assert engine.sessions.validate(tokens.access_token, tenant="acme").last_seen_at == clock.now
 
 
+def test_signing_out_on_another_tenant_leaves_the_session_alone(engine: Authsome) -> None:
+    _ann(engine)
+    tokens = engine.sign_in(EMAIL, PASSWORD, tenant="acme").tokens
+    assert tokens is not None
+
+    assert engine.sessions.revoke(tokens.access_token, tenant="globex") is False
+    assert engine.sessions.validate(tokens.access_token).revoked_at is None
+    assert engine.sessions.revoke(tokens.access_token, tenant="acme") is True
+
+
 def test_a_refresh_token_of_another_tenant_rotates_nothing(
     engine: Authsome, ledger: RecordingLedger
 ) -> None:

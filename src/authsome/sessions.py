@@ -135,11 +135,13 @@ class Sessions:
         # it grants nothing.
         return SessionTokens(access_token=access, refresh_token=refresh, session=current.session)
 
-    def revoke(self, token: str) -> bool:
-        """Sign out the session of an access token; ``False`` if already ended or unknown."""
+    def revoke(self, token: str, *, tenant: str | None = None) -> bool:
+        """Sign out the session of an access token; ``False`` if already ended or
+        unknown, or (given ``tenant``) of another tenant, which is left signed in."""
         digest = sha256_hex(v.check_token("token", token))
+        expected = _expected_tenant(tenant)
         session = self._store.find_session_by_access_hash(digest)
-        if session is None:
+        if session is None or (expected is not None and session.tenant != expected):
             return False
         return self._store.revoke_session(session.id, self._clock())
 
