@@ -177,7 +177,9 @@ def test_any_single_character_change_is_rejected_without_a_store_call(
     position = data.draw(st.integers(min_value=0, max_value=API_KEY_LENGTH - 1), label="pos")
     original = secret[position]
     replacement = data.draw(
-        st.sampled_from(sorted(BASE62 | set("_-+/= \n\x00\u00e9"))) | st.characters(),
+        # Lone surrogates are a ValidationError: see the test just below.
+        st.sampled_from(sorted(BASE62 | set("_-+/= \n\x00\u00e9")))
+        | st.characters(exclude_categories=["Cs"]),
         label="char",
     )
     assume(replacement != original)
@@ -193,14 +195,15 @@ def test_any_single_character_change_is_rejected_without_a_store_call(
 
 
 @pytest.mark.parametrize("position", [0, 4, API_KEY_LENGTH - 1])
-def test_a_lone_surrogate_in_a_key_is_an_invalid_token_without_a_store_call(
+def test_a_lone_surrogate_in_a_key_is_refused_without_a_store_call(
     cauth: Authsome, counting: CountingStore, position: int
 ) -> None:
     secret = _fixed_secret(cauth, counting)
     tampered = secret[:position] + "\ud800" + secret[position + 1 :]
     counting.reset()
 
-    with pytest.raises(InvalidToken):
+    # Text that is not valid Unicode is refused like everywhere else (test_signin.py).
+    with pytest.raises(ValidationError):
         cauth.api_keys.validate(tampered)
 
     assert counting.total == 0

@@ -126,16 +126,13 @@ def test_domain_operations_record_no_usage(
     assert ledger.usage() == []
 
 
-def test_verify_remove_and_routing_are_not_gated(make_auth: AuthFactory, dns: FakeResolver) -> None:
-    # A tenant downgraded after adding a domain can still finish or clean up.
+def test_remove_is_not_gated(make_auth: AuthFactory, dns: FakeResolver) -> None:
+    # A tenant downgraded after adding a domain can always clean up.
     store = MemoryStore()
     permitted = make_auth(store=store, dns_resolver=dns)
     challenge = permitted.domains.add("login.acme.com", tenant="acme")
-    dns.publish(challenge)
     denied_ledger = DenyingLedger()
     denied = make_auth(store=store, ledger=denied_ledger, dns_resolver=dns)
-    assert denied.domains.verify(challenge.domain.id).verified
-    assert denied.domains.tenant_for_host("login.acme.com") == "acme"
     assert denied.domains.remove(challenge.domain.id) is True
     assert denied_ledger.calls == []
 

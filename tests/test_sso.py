@@ -223,9 +223,25 @@ def test_reads_and_delete_are_not_gated(make_auth: AuthFactory) -> None:
     assert denied.sso.get(info.id) == info
     assert denied.sso.list(org.id) == [info]
     assert denied.sso.unproven_domains(info.id) == []
-    assert denied.sso.connection_for_email("ann@acme.example", tenant="acme") == info
     assert denied.sso.delete(info.id) is True
     assert denying.calls == []
+
+
+def test_routing_stops_when_the_plan_loses_sso_and_resumes_after_an_upgrade(
+    make_auth: AuthFactory,
+) -> None:
+    store = MemoryStore()
+    org = new_org(allowing_engine(make_auth, store))
+    info = allowing_engine(make_auth, store).sso.configure(org.id, oidc())
+    prove(store, "acme.example")
+    plan = DenyingLedger(Feature.SSO.value)
+    engine = make_auth(store=store, ledger=plan)
+
+    assert engine.sso.connection_for_email("ann@acme.example", tenant="acme") is None
+    assert calls(plan) == [sso_check(org)]
+
+    plan.denied = frozenset()  # upgraded: the kept connection routes again
+    assert engine.sso.connection_for_email("ann@acme.example", tenant="acme") == info
 
 
 # -- end to end under a permitting ledger -------------------------------------------------

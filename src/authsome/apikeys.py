@@ -172,21 +172,27 @@ class ApiKeys:
         self._store.create_api_key(key, sha256_hex(secret))
         return CreatedApiKey(key=key, secret=secret)
 
-    def validate(self, secret: str, *, required_scopes: Iterable[str] = ()) -> ApiKey:
+    def validate(
+        self, secret: str, *, required_scopes: Iterable[str] = (), tenant: str | None = None
+    ) -> ApiKey:
         """The key of ``secret`` if it is valid and has every ``required_scopes``.
 
         A malformed secret, a wrong checksum (both decided without a store lookup),
-        an unknown key, a revoked or expired one all raise the same
-        :class:`~authsome.errors.InvalidToken`. A valid key missing a required scope
-        raises :class:`~authsome.errors.InsufficientScope`. Only a fully valid call
+        an unknown key, a revoked or expired one, and (given ``tenant``) a key of
+        another tenant all raise the same :class:`~authsome.errors.InvalidToken`. A
+        valid key missing a required scope raises
+        :class:`~authsome.errors.InsufficientScope`. Only a fully valid call
         records ``authsome.apikeys.validated`` (fresh event id, the owner's tenant)
         and may update the last-used time.
         """
         lookup_id = _parse_secret(secret)
         required = _check_scopes("required_scopes", required_scopes)
+        expected = None if tenant is None else v.check_tenant(tenant)
         stored = self._store.find_api_key_by_lookup_id(lookup_id)
         if stored is None or not constant_time_equals(sha256_hex(secret), stored.secret_hash):
             raise InvalidToken()
+        if expected is not None and stored.key.tenant != expected:
+            raise InvalidToken()  # the answer an unknown key gets: no scope, no usage
         key = stored.key
         now = self._clock()
         if not key.is_active(now):
@@ -258,11 +264,7 @@ def _parse_secret(secret: object) -> str:
 
     Decided from the string alone, so malformed input never reaches the store.
     """
-    if not isinstance(secret, str):
-        raise TypeError(f"secret must be a str, not {type(secret).__name__}")
-    # No Unicode check first: any text that is not a well-formed key (a lone surrogate
-    # included) is the same InvalidToken, decided without a store call.
-    text = secret
+    text = v.require_str("secret", secret)
     match = _SECRET.fullmatch(text) if len(text) == API_KEY_LENGTH else None
     if match is None or not has_valid_checksum(text):
         raise InvalidToken()

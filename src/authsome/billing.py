@@ -63,6 +63,13 @@ class Billing:
 
     def require(self, feature: Feature, ctx: LedgerContext) -> None:
         """Raise :class:`FeatureNotEntitled` unless ``ctx.tenant`` may use ``feature``."""
+        if not self.allows(feature, ctx):
+            raise FeatureNotEntitled(feature.value)
+
+    def allows(self, feature: Feature, ctx: LedgerContext) -> bool:
+        """Whether ``ctx.tenant`` may use ``feature``, for callers that answer a denial
+        otherwise than with an error (routing). Ledger failures follow the policy:
+        :class:`LedgerUnavailable` under ``"raise"``, ``True`` (logged) under ``"allow"``."""
         try:
             allowed = self.ledger.check_entitlement(ctx, feature.value)
             if not isinstance(allowed, bool):
@@ -83,9 +90,8 @@ class Billing:
                 ctx.tenant,
                 type(exc).__name__,
             )
-            return
-        if not allowed:
-            raise FeatureNotEntitled(feature.value)
+            return True
+        return allowed
 
     def record(self, event: UsageEvent, ctx: LedgerContext, quantity: int = 1) -> None:
         """Record usage after success; a ledger failure is logged and counted, never raised."""

@@ -1,10 +1,16 @@
 """Custom domains: a tenant serves its sign-in pages on its own hostname.
 
-A tenant adds a hostname (plan-gated by ``authsome.feature.custom_domains``), gets a
-DNS TXT record to publish, and :meth:`Domains.verify` looks that record up. Only
-verified domains route requests (:meth:`Domains.tenant_for_host`). Until then a
-claim is pending and exclusive to nobody: several tenants may claim one hostname,
-and the first to prove control of it owns it.
+A tenant adds a hostname, gets a DNS TXT record to publish, and
+:meth:`Domains.verify` looks that record up. Only verified domains route requests
+(:meth:`Domains.tenant_for_host`). Until then a claim is pending and exclusive to
+nobody: several tenants may claim one hostname, and the first to prove control of it
+owns it. A claim not verified within :data:`PENDING_CLAIM_TTL` (7 days) expires.
+
+The plan decides, through ``authsome.feature.custom_domains``: adding and verifying
+are gated, and a tenant whose plan no longer includes the feature stops being routed
+by hostname (its domains are kept, so an upgrade routes them again at once, and it
+can still remove them). Routing asks the ledger once per request for a verified
+hostname; the embedded ledger answers from memory.
 
 DNS lookups go through a :class:`TxtResolver`. The default one uses dnspython (the
 optional extra ``authsome-engine[dns]``), imported only when a lookup is needed;
@@ -18,6 +24,7 @@ import ipaddress
 import logging
 import re
 import threading
+from datetime import timedelta
 from encodings import idna
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -42,6 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHALLENGE_PREFIX",
+    "PENDING_CLAIM_TTL",
     "DnsPythonResolver",
     "Domains",
     "TxtResolver",
@@ -52,6 +60,9 @@ logger = logging.getLogger("authsome.domains")
 
 CHALLENGE_PREFIX = "_authsome-challenge"
 """The label the challenge TXT record lives under: ``_authsome-challenge.<hostname>``."""
+
+PENDING_CLAIM_TTL = timedelta(days=7)
+"""How long a claim may stay unverified; then it expires and is purged."""
 
 _VALUE_PREFIX = "authsome-verify="
 _HOSTNAME_TAKEN = "this hostname is verified by another tenant"
@@ -294,7 +305,10 @@ class Domains:
             raise TypeError(f"allow_wildcard must be a bool, not {type(allow_wildcard).__name__}")
         name = normalize_hostname(hostname, allow_wildcard=allow_wildcard)
         self._billing.require(Feature.CUSTOM_DOMAINS, LedgerContext(tenant=tenant))
-        domain = Domain(new_id("dom"), tenant, name, self._clock())
+        now = self._clock()
+        # Expired claims go first, so that claiming a hostname again is possible.
+        self._store.delete_pending_domains(now - PENDING_CLAIM_TTL)
+        domain = Domain(new_id("dom"), tenant, name, now)
         token = new_token()
         self._store.create_domain(domain, token)
         logger.info("custom domain added: id=%s tenant=%s", domain.id, tenant)
@@ -318,7 +332,11 @@ class Domains:
     def verify(self, domain_id: str) -> Domain:
         """Look the challenge TXT record up and mark the domain verified.
 
-        A domain verified already is returned as it is. Otherwise, when no TXT
+        Plan-gated by ``authsome.feature.custom_domains`` for the domain's tenant
+        (:class:`~authsome.errors.FeatureNotEntitled`, no lookup). A domain verified
+        already is returned as it is. A claim older than :data:`PENDING_CLAIM_TTL`
+        has expired: :class:`~authsome.errors.VerificationFailed`, add it again.
+        Otherwise, when no TXT
         record at the challenge name holds the expected value, or the lookup fails
         (no such name, timeout, ...), :class:`~authsome.errors.VerificationFailed`
         says why and the domain stays unverified. When another tenant's claim of
@@ -326,8 +344,14 @@ class Domains:
         (also when both verify at once: the store lets exactly one win).
         """
         domain = self.get(domain_id)
+        self._billing.require(Feature.CUSTOM_DOMAINS, LedgerContext(tenant=domain.tenant))
         if domain.verified:
             return domain
+        if self._clock() - domain.created_at >= PENDING_CLAIM_TTL:
+            raise VerificationFailed(
+                f"this claim expired unverified after {PENDING_CLAIM_TTL.days} days;"
+                " add the hostname again"
+            )
         if self._store.find_domain_by_hostname(domain.hostname) is not None:
             raise AlreadyExists(_HOSTNAME_TAKEN)  # no DNS lookup for a lost race
         token = self._store.get_domain_token(domain.id)
@@ -370,7 +394,10 @@ class Domains:
         ``host`` is an HTTP ``Host`` value: the port is stripped and the name
         normalized like :meth:`add` does (case, trailing dot, IDNA). Only verified
         domains count. An exact domain wins over a wildcard, and a wildcard matches
-        exactly one label more than its base. Malformed hosts give ``None``.
+        exactly one label more than its base. Malformed hosts give ``None``, and so
+        does a domain whose tenant's plan no longer includes
+        ``authsome.feature.custom_domains`` (a failing ledger follows
+        ``on_ledger_error``: :class:`~authsome.errors.LedgerUnavailable` by default).
         """
         name = _host_of_request(v.require_str("host", host))
         if name is None:
@@ -381,7 +408,12 @@ class Domains:
         for candidate in candidates:
             domain = self._store.find_domain_by_hostname(candidate)
             if domain is not None and domain.verified:
-                return domain.tenant
+                # The hostname is this tenant's whatever its plan: no fall-through to
+                # a wildcard of another tenant when the plan does not allow routing.
+                entitled = self._billing.allows(
+                    Feature.CUSTOM_DOMAINS, LedgerContext(tenant=domain.tenant)
+                )
+                return domain.tenant if entitled else None
         return None
 
     def _lookup(self, record_name: str) -> builtins.list[str]:

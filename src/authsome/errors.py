@@ -20,6 +20,7 @@ __all__ = [
     "InvalidCredentials",
     "InvalidToken",
     "LedgerUnavailable",
+    "MfaLocked",
     "NotFound",
     "RateLimited",
     "StoreError",
@@ -44,6 +45,17 @@ class InvalidCredentials(AuthsomeError):
     """
 
     def __init__(self, message: str = "invalid credentials") -> None:
+        super().__init__(message)
+
+
+class MfaLocked(InvalidCredentials):
+    """The user's TOTP factor is locked after too many consecutive wrong codes: it
+    refuses every code, right ones too, until the user signs in with a recovery code
+    or an administrator unlocks it (``auth.mfa.unlock``)."""
+
+    def __init__(
+        self, message: str = "too many wrong codes: use a recovery code, or ask to be unlocked"
+    ) -> None:
         super().__init__(message)
 
 

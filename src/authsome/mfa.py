@@ -15,6 +15,13 @@
   exchanges, with a code, for the session.
 * Wrong codes are also counted per user (:data:`MAX_FAILURES` within
   :data:`FAILURE_WINDOW`), so fresh tickets do not buy an attacker more guesses.
+* Windows pass, so the factor also counts consecutive wrong codes in the store (one
+  atomic increment, shared by every process): after :data:`LOCKOUT_THRESHOLD` (100,
+  NIST SP 800-63B) it refuses every TOTP code, right ones too, with
+  :class:`~authsome.errors.MfaLocked`, until a recovery code is used or an
+  administrator calls :meth:`Mfa.unlock`. A right code starts the count again.
+* :meth:`Mfa.verify` takes ``tenant=``: a ticket of another tenant's user is
+  answered like an unknown one and uses up none of its attempts.
 
 TOTP secrets must be read back to check codes, so they cannot be hashed. Given a
 ``secret_key``, the engine seals them with AES-256-GCM bound to the factor's id;
@@ -34,6 +41,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -58,6 +66,7 @@ from authsome.errors import (
     AlreadyExists,
     InvalidCredentials,
     InvalidToken,
+    MfaLocked,
     NotFound,
     RateLimited,
     ValidationError,
@@ -68,6 +77,7 @@ from authsome.stores import Store
 
 __all__ = [
     "FAILURE_WINDOW",
+    "LOCKOUT_THRESHOLD",
     "MAX_FAILURES",
     "RECOVERY_CODES",
     "TICKET_ATTEMPTS",
@@ -86,11 +96,14 @@ TICKET_TTL = timedelta(minutes=5)
 TICKET_ATTEMPTS = 5
 MAX_FAILURES = 10
 FAILURE_WINDOW = timedelta(minutes=15)
+LOCKOUT_THRESHOLD = 100  # consecutive wrong codes, NIST SP 800-63B-4 §3.2.2
 MAX_ISSUER = 100
 _MAX_CODE = 64
 _BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 # 0 and 1 are not base32: a user who reads them from a printed code meant O and I.
 _LOOKALIKES = str.maketrans({"0": "O", "1": "I"})
+
+security_log = logging.getLogger("authsome.security")
 
 
 class _CodeKind(Enum):
@@ -182,20 +195,27 @@ class Mfa:
         return codes
 
     # -- use ---------------------------------------------------------------------
-    def verify(self, ticket: str, code: str) -> SignIn:
+    def verify(self, ticket: str, code: str, *, tenant: str | None = None) -> SignIn:
         """Complete a sign-in that returned ``mfa_required`` with a TOTP or recovery code.
 
         Creates the session (records ``authsome.sessions.created`` and
         ``authsome.users.active``). A wrong code raises
         :class:`~authsome.errors.InvalidCredentials` and uses one of the ticket's
-        attempts; an unknown, expired, used-up or used ticket raises
-        :class:`~authsome.errors.InvalidToken`.
+        attempts; a locked factor, :class:`~authsome.errors.MfaLocked` (a recovery
+        code still works). An unknown, expired, used-up or used ticket raises
+        :class:`~authsome.errors.InvalidToken`, and so does, given ``tenant``, a
+        ticket of another tenant's user (which keeps all its attempts).
         """
         ticket_hash = sha256_hex(v.check_token("ticket", ticket))
         kind, canonical = _classify(code)
+        expected = None if tenant is None else v.check_tenant(tenant)
         now = self._clock()
-        user_id = self._store.attempt_mfa_ticket(ticket_hash, now, TICKET_ATTEMPTS)
-        user = None if user_id is None else self._store.get_user(user_id)
+        user_id = self._store.attempt_mfa_ticket(ticket_hash, now, TICKET_ATTEMPTS, tenant=expected)
+        if user_id is None:
+            # Unknown, spent, or another tenant's: left as it is, so a foreign
+            # tenant's endpoint cannot burn a ticket.
+            raise InvalidToken("invalid or expired sign-in ticket")
+        user = self._store.get_user(user_id)
         factor = None if user is None else self._confirmed_totp(user.id)
         if user is None or factor is None:
             self._store.consume_mfa_ticket(ticket_hash)  # it can never succeed
@@ -216,6 +236,25 @@ class Mfa:
             raise NotFound("TOTP is not enabled for this user")
         self._check_second_factor(user.id, factor, kind, canonical, self._clock())
         self._store.delete_mfa_factor(factor.id)
+
+    def locked(self, user_id: str) -> bool:
+        """Whether the user's TOTP factor is locked after :data:`LOCKOUT_THRESHOLD`
+        consecutive wrong codes."""
+        factor = self._confirmed_totp(self._user(user_id).id)
+        return factor is not None and factor.failed_codes >= LOCKOUT_THRESHOLD
+
+    def unlock(self, user_id: str) -> bool:
+        """Clear the user's count of wrong codes (an administrator's action, after
+        checking who asks); ``True`` if the factor was locked."""
+        user = self._user(user_id)
+        factor = self._confirmed_totp(user.id)
+        if factor is None:
+            return False
+        self._store.reset_mfa_failures(factor.id)
+        was_locked = factor.failed_codes >= LOCKOUT_THRESHOLD
+        if was_locked:
+            security_log.warning("TOTP factor unlocked: user_id=%s", user.id)
+        return was_locked
 
     def factors(self, user_id: str) -> list[MfaFactor]:
         """The user's factors, pending enrolments included, oldest first."""
@@ -252,6 +291,11 @@ class Mfa:
     ) -> None:
         """Accept a TOTP or recovery code once, or count a failure and raise."""
         self._reserve_attempt(user_id, now)
+        # Counted before the code is checked, like the window: racing guesses cannot
+        # all be checked before one is counted. A right code clears the count again.
+        failures = self._store.count_mfa_failure(factor.id)
+        if failures > LOCKOUT_THRESHOLD and kind is not _CodeKind.RECOVERY:
+            raise MfaLocked()
         if kind is _CodeKind.TOTP:
             step = self._matching_step(factor, canonical, now)
             accepted = step is not None and self._store.use_totp_step(factor.id, step)
@@ -260,8 +304,15 @@ class Mfa:
         else:
             accepted = False
         if not accepted:
+            if failures == LOCKOUT_THRESHOLD:
+                security_log.warning(
+                    "TOTP factor locked after %d consecutive wrong codes: user_id=%s",
+                    LOCKOUT_THRESHOLD,
+                    user_id,
+                )
             raise InvalidCredentials("invalid code")
         self._store.delete_counter(_failure_key(user_id))
+        self._store.reset_mfa_failures(factor.id)
 
     def _matching_step(self, factor: MfaFactor, code: str, now: datetime) -> int | None:
         """The time-step within the window whose code is ``code``, or ``None``."""

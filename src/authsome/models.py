@@ -55,7 +55,9 @@ class Session:
     """A signed-in session.
 
     ``expires_at`` is the absolute end (a refresh never extends it);
-    ``access_expires_at`` ends the current access token.
+    ``access_expires_at`` ends the current access token. ``last_seen_at`` is the
+    last activity the engine wrote down (sign-in, refresh, and validations now and
+    then), which the idle timeout is measured from; ``None`` reads as ``created_at``.
     """
 
     id: str
@@ -65,10 +67,27 @@ class Session:
     expires_at: datetime
     access_expires_at: datetime
     revoked_at: datetime | None = None
+    last_seen_at: datetime | None = None
 
     def is_active(self, now: datetime) -> bool:
         """Whether the session is neither revoked nor past its absolute end."""
         return self.revoked_at is None and now < self.expires_at
+
+    @property
+    def last_activity(self) -> datetime:
+        """When the session was last seen in use: ``last_seen_at``, else its start."""
+        return self.created_at if self.last_seen_at is None else self.last_seen_at
+
+    def usable(
+        self, now: datetime, *, tenant: str | None = None, idle_since: datetime | None = None
+    ) -> bool:
+        """Whether the session may be used at ``now``: active, of ``tenant`` when one
+        is given, and in use after ``idle_since`` when one is given."""
+        return (
+            self.is_active(now)
+            and (tenant is None or self.tenant == tenant)
+            and (idle_since is None or self.last_activity > idle_since)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +216,8 @@ class MfaFactor:
     """A second factor of a user. Its secret is not part of the record.
 
     ``confirmed_at`` is ``None`` while the enrolment is pending: a pending factor
-    is never asked for at sign-in.
+    is never asked for at sign-in. ``failed_codes`` counts the wrong codes given
+    since the last right one (the lockout after 100 is measured on it).
     """
 
     id: str
@@ -205,6 +225,7 @@ class MfaFactor:
     method: MfaMethod
     created_at: datetime
     confirmed_at: datetime | None = None
+    failed_codes: int = 0
 
     @property
     def confirmed(self) -> bool:

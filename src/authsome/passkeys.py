@@ -354,7 +354,7 @@ class Passkeys:
         self._save_challenge(challenge, PasskeyCeremony.AUTHENTICATION, user, tenant, rp_id, origin)
         return options_to_json(options)
 
-    def finish_authentication(self, response_json: str) -> SignIn:
+    def finish_authentication(self, response_json: str, *, tenant: str | None = None) -> SignIn:
         """Verify the browser's sign-in response and sign the user in.
 
         The response must answer a live sign-in challenge, with a passkey of the
@@ -364,17 +364,21 @@ class Passkeys:
         Any failure raises the generic :class:`~authsome.errors.InvalidCredentials`,
         records nothing and uses the challenge up. On success the new sign count is
         stored and a session created (``authsome.sessions.created`` and
-        ``authsome.users.active`` are recorded).
+        ``authsome.users.active`` are recorded). Given ``tenant``, a sign-in begun
+        for another tenant is refused like any other failure.
         """
         _require_webauthn()
         from webauthn import verify_authentication_response
         from webauthn.helpers import parse_authentication_credential_json
 
         response_json = _check_response(response_json)
+        expected = None if tenant is None else v.check_tenant(tenant)
         with _as_invalid_credentials():
             credential = parse_authentication_credential_json(response_json)
             challenge = _client_challenge(credential.response.client_data_json)
         pending = self._consume(challenge, PasskeyCeremony.AUTHENTICATION)
+        if expected is not None and pending.tenant != expected:
+            raise InvalidCredentials()
         passkey = self._store.get_passkey(credential.id)
         if passkey is None or not _fits(passkey, pending, credential.response.user_handle):
             raise InvalidCredentials()

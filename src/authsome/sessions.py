@@ -3,36 +3,63 @@
 Each session has an access token (short-lived) and a refresh token. Refreshing
 rotates both; presenting a refresh token that was already rotated is taken as
 theft and revokes the whole session (the token family).
+
+A session ends at its absolute lifetime (``SessionPolicy.ttl``) or after
+``SessionPolicy.idle_timeout`` without use, whichever comes first. Use is written
+down at sign-in and at every refresh, and by :meth:`Sessions.validate` at most once
+per hundredth of the idle timeout, so a busy session does not turn every request
+into a write (and may end up to 1 % of the timeout early, never late).
+
+Every validating call takes ``tenant=``: bound to the tenant it serves, a token of
+another tenant gets the answer an unknown token gets, and nothing changes.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from authsome import _validation as v
 from authsome._time import Clock
 from authsome.billing import Billing
 from authsome.bridge import LedgerContext
 from authsome.crypto import new_id, new_token, sha256_hex
-from authsome.errors import InvalidToken
+from authsome.errors import InvalidToken, StoreError
 from authsome.features import UsageEvent
 from authsome.models import RefreshStatus, Session, SessionTokens, User
 from authsome.stores import Store
 
 __all__ = ["SessionPolicy", "Sessions"]
 
+logger = logging.getLogger("authsome.sessions")
+
+_ACTIVITY_STEPS = 100  # validate() writes last activity once per 1/100 of the idle timeout
+
 
 @dataclass(frozen=True, slots=True)
 class SessionPolicy:
-    """Lifetimes: ``ttl`` bounds the whole session, ``access_ttl`` each access token."""
+    """Lifetimes: ``ttl`` bounds the whole session, ``access_ttl`` each access token,
+    ``idle_timeout`` the time a session may go unused (``None``: no idle timeout).
+
+    The defaults (30 days, 1 hour, 7 days) suit a "stay signed in" session; an
+    application at NIST SP 800-63B-4 AAL2 would choose ``ttl=timedelta(hours=24)``
+    and ``idle_timeout=timedelta(hours=1)``.
+    """
 
     ttl: timedelta = timedelta(days=30)
     access_ttl: timedelta = timedelta(hours=1)
+    idle_timeout: timedelta | None = timedelta(days=7)
 
     def __post_init__(self) -> None:
         if self.access_ttl <= timedelta(0) or self.ttl <= timedelta(0):
             raise ValueError("SessionPolicy lifetimes must be positive")
+        if self.idle_timeout is not None:
+            if not isinstance(self.idle_timeout, timedelta):
+                raise TypeError("SessionPolicy.idle_timeout must be a timedelta or None")
+            if self.idle_timeout <= timedelta(0):
+                raise ValueError("SessionPolicy.idle_timeout must be positive")
 
 
 class Sessions:
@@ -43,6 +70,8 @@ class Sessions:
         self._billing = billing
         self.policy = policy
         self._clock = clock
+        idle = policy.idle_timeout
+        self._activity_step = None if idle is None else idle / _ACTIVITY_STEPS
 
     def create(self, user: User) -> SessionTokens:
         """Start a session for ``user``; records ``authsome.sessions.created``."""
@@ -55,32 +84,50 @@ class Sessions:
             created_at=now,
             expires_at=now + self.policy.ttl,
             access_expires_at=min(now + self.policy.access_ttl, now + self.policy.ttl),
+            last_seen_at=now,
         )
         self._store.create_session(session, sha256_hex(access), sha256_hex(refresh))
         ctx = LedgerContext(tenant=user.tenant, user_id=user.id, event_id=session.id)
         self._billing.record(UsageEvent.SESSIONS_CREATED, ctx)
         return SessionTokens(access_token=access, refresh_token=refresh, session=session)
 
-    def validate(self, token: str) -> Session:
-        """The live session of an access token; :class:`InvalidToken` otherwise."""
+    def validate(self, token: str, *, tenant: str | None = None) -> Session:
+        """The live session of an access token; :class:`InvalidToken` otherwise.
+
+        Expired, revoked, idle for ``idle_timeout``, or (given ``tenant``) of another
+        tenant: all answered alike, and such a token changes nothing.
+        """
         digest = sha256_hex(v.check_token("token", token))
+        expected = _expected_tenant(tenant)
         session = self._store.find_session_by_access_hash(digest)
         now = self._clock()
-        if session is None or not session.is_active(now) or now >= session.access_expires_at:
+        usable = session is not None and session.usable(
+            now, tenant=expected, idle_since=self._idle_since(now)
+        )
+        if session is None or not usable or now >= session.access_expires_at:
             raise InvalidToken()
-        return session
+        return self._seen(session, now)
 
-    def refresh(self, refresh_token: str) -> SessionTokens:
+    def refresh(self, refresh_token: str, *, tenant: str | None = None) -> SessionTokens:
         """Rotate: a new access and refresh token for the same session.
 
         The old refresh token stops working; presenting it again revokes the session.
-        Not a new session, so no usage is recorded.
+        Not a new session, so no usage is recorded. A session idle for
+        ``idle_timeout``, or (given ``tenant``) of another tenant, raises
+        :class:`InvalidToken` and nothing rotates or is revoked.
         """
         digest = sha256_hex(v.check_token("refresh_token", refresh_token))
+        expected = _expected_tenant(tenant)
         now = self._clock()
         access, refresh = new_token(), new_token()
         current = self._store.rotate_refresh_token(
-            digest, sha256_hex(refresh), sha256_hex(access), now + self.policy.access_ttl, now
+            digest,
+            sha256_hex(refresh),
+            sha256_hex(access),
+            now + self.policy.access_ttl,
+            now,
+            tenant=expected,
+            idle_since=self._idle_since(now),
         )
         if current.status is not RefreshStatus.ROTATED or current.session is None:
             raise InvalidToken()
@@ -88,14 +135,42 @@ class Sessions:
         # it grants nothing.
         return SessionTokens(access_token=access, refresh_token=refresh, session=current.session)
 
-    def revoke(self, token: str) -> bool:
-        """Sign out the session of an access token; ``False`` if already ended or unknown."""
+    def revoke(self, token: str, *, tenant: str | None = None) -> bool:
+        """Sign out the session of an access token; ``False`` if already ended or
+        unknown, or (given ``tenant``) of another tenant, which is left signed in."""
         digest = sha256_hex(v.check_token("token", token))
+        expected = _expected_tenant(tenant)
         session = self._store.find_session_by_access_hash(digest)
-        if session is None:
+        if session is None or (expected is not None and session.tenant != expected):
             return False
         return self._store.revoke_session(session.id, self._clock())
 
     def revoke_all(self, user_id: str) -> int:
-        """Sign out every session of the user; returns how many were live."""
-        return self._store.revoke_user_sessions(v.require_str("user_id", user_id), self._clock())
+        """Sign out every session of the user, and end the sign-ins still waiting for
+        their second factor; returns how many sessions were live."""
+        user_id = v.require_str("user_id", user_id)
+        # Tickets first: a sign-in completing meanwhile then fails to consume its ticket.
+        self._store.delete_user_mfa_tickets(user_id)
+        return self._store.revoke_user_sessions(user_id, self._clock())
+
+    def _idle_since(self, now: datetime) -> datetime | None:
+        """Sessions last used at or before this moment are idle; ``None``: no timeout."""
+        idle = self.policy.idle_timeout
+        return None if idle is None else now - idle
+
+    def _seen(self, session: Session, now: datetime) -> Session:
+        """Write the session's last activity down, if it is stale enough to matter."""
+        step = self._activity_step
+        if step is None or now - session.last_activity < step:
+            return session
+        try:
+            self._store.touch_session(session.id, now)
+        except StoreError as exc:
+            # The request is valid; an unwritten activity only ends the session sooner.
+            logger.warning("last activity not written: session_id=%s error=%s", session.id, exc)
+            return session
+        return dataclasses.replace(session, last_seen_at=now)
+
+
+def _expected_tenant(tenant: str | None) -> str | None:
+    return None if tenant is None else v.check_tenant(tenant)

@@ -14,7 +14,8 @@ the TXT record at ``_authsome-challenge.acme.com`` and calls ``auth.domains.veri
 A verified domain belongs to one tenant in the whole store, so a domain routes in at
 most one tenant, and only to that tenant's connection. Unproven domains are stored
 and listed (:meth:`SSO.unproven_domains`) but never route. Removing the custom
-domain stops the routing at once.
+domain stops the routing at once, and so does a plan that no longer includes SSO
+(the connections are kept, so an upgrade routes them again).
 
 The OIDC ``client_secret`` is write-only: :meth:`SSO.get` and :meth:`SSO.list` return
 :class:`~authsome.models.SSOConnectionInfo`, which does not carry it. With
@@ -372,7 +373,9 @@ class SSO:
         the module docstring) routes: an unproven domain gives ``None``. Exact match
         only (``sub.acme.com`` is not ``acme.com``). The address is normalized like
         every e-mail in authsome, its domain like configured domains (IDNA), so
-        ``Ann@Bücher.example`` finds ``xn--bcher-kva.example``. Raises
+        ``Ann@Bücher.example`` finds ``xn--bcher-kva.example``. A tenant whose plan
+        no longer includes ``authsome.feature.sso`` gets ``None`` (a failing ledger
+        follows ``on_ledger_error``). Raises
         :class:`~authsome.errors.ValidationError` for a malformed address or tenant.
         """
         tenant = v.check_tenant(tenant)
@@ -384,7 +387,10 @@ class SSO:
         connection = self._store.find_sso_connection_by_domain(tenant, key)
         if connection is None or not self._proven(tenant, key):
             return None
-        return connection
+        # A tenant whose plan lost SSO keeps its connections (an upgrade routes them
+        # again) but is no longer routed to them.
+        ctx = LedgerContext(tenant=tenant, org_id=connection.org_id)
+        return connection if self._billing.allows(Feature.SSO, ctx) else None
 
     def unproven_domains(self, connection_id: str) -> builtins.list[str]:
         """The connection's domains that do not route yet because its tenant has not

@@ -21,6 +21,7 @@ from authsome import (
     InvalidCredentials,
     InvalidToken,
     LedgerUnavailable,
+    MfaLocked,
     NotFound,
     RateLimited,
     StoreError,
@@ -41,6 +42,7 @@ CASES: list[tuple[AuthsomeError, int, str]] = [
     (FeatureNotEntitled("authsome.feature.sso"), 403, "feature_not_entitled"),
     (InsufficientScope(("deploy",)), 403, "insufficient_scope"),
     (InvalidCredentials(), 401, "invalid_credentials"),
+    (MfaLocked(), 401, "invalid_credentials"),  # its message says to use a recovery code
     (InvalidToken(), 401, "invalid_token"),
     (RateLimited(12.2), 429, "rate_limited"),
     (LedgerUnavailable("ledger could not check authsome.feature.orgs"), 503, "ledger_unavailable"),

@@ -70,6 +70,7 @@ def make_session(
         created_at=NOW,
         expires_at=expires_at,
         access_expires_at=NOW + ACCESS_TTL,
+        last_seen_at=NOW,
     )
 
 

@@ -224,3 +224,22 @@ def test_concurrent_verifications_of_one_hostname_have_one_winner(store: Store) 
     assert winner is not None
     verified = [store.get_domain(f"dom{i}") for i in range(8)]
     assert [d.id for d in verified if d is not None and d.verified] == [winner.id]
+
+
+def test_deleting_pending_claims_keeps_newer_ones_and_verified_domains(store: Store) -> None:
+    old_pending = Domain("dom1", "acme", "a.acme.com", NOW)
+    old_verified = Domain("dom2", "acme", "b.acme.com", NOW)
+    newer = Domain("dom3", "globex", "a.acme.com", NOW + timedelta(seconds=1))
+    for domain in (old_pending, old_verified, newer):
+        store.create_domain(domain, f"token-{domain.id}")
+    store.mark_domain_verified("dom2", LATER)
+
+    assert store.delete_pending_domains(NOW) == 1
+
+    assert store.get_domain("dom1") is None
+    assert store.get_domain_token("dom1") is None
+    assert store.get_domain("dom2") is not None
+    assert store.get_domain("dom3") == newer
+    assert store.delete_pending_domains(NOW) == 0
+    # The expired claim no longer blocks its tenant from claiming the hostname again.
+    store.create_domain(Domain("dom4", "acme", "a.acme.com", LATER), "token-dom4")

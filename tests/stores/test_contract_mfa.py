@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import timedelta
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from authsome.errors import AlreadyExists, StoreError
 from authsome.models import MfaFactor, MfaMethod
@@ -304,3 +307,83 @@ def test_concurrent_consumption_succeeds_once(store: Store) -> None:
     results = race(lambda _i: store.consume_mfa_ticket("t1"), range(8))
 
     assert results.count(True) == 1
+
+
+def test_tickets_of_another_tenant_are_unknown_and_keep_their_attempts(store: Store) -> None:
+    add_user(store, tenant="acme")
+    store.create_mfa_ticket("t1", "u1", TICKET_EXPIRY, NOW)
+
+    assert [store.attempt_mfa_ticket("t1", NOW, 2, tenant="globex") for _ in range(3)] == [None] * 3
+    assert store.attempt_mfa_ticket("t1", NOW, 2, tenant="acme") == "u1"
+    assert store.attempt_mfa_ticket("t1", NOW, 2) == "u1"
+    assert store.attempt_mfa_ticket("t1", NOW, 2, tenant="acme") is None  # used up
+
+
+def test_deleting_a_users_tickets_leaves_other_users_tickets(store: Store) -> None:
+    add_user(store, "u1")
+    add_user(store, "u2", email="u2@example.com")
+    store.create_mfa_ticket("t1", "u1", TICKET_EXPIRY, NOW)
+    store.create_mfa_ticket("t2", "u1", TICKET_EXPIRY, NOW)
+    store.create_mfa_ticket("t3", "u2", TICKET_EXPIRY, NOW)
+
+    assert store.delete_user_mfa_tickets("u1") == 2
+    assert store.delete_user_mfa_tickets("u1") == 0
+    assert store.attempt_mfa_ticket("t1", NOW, 5) is None
+    assert store.attempt_mfa_ticket("t3", NOW, 5) == "u2"
+
+
+# -- consecutive wrong codes -----------------------------------------------------------
+
+
+def test_wrong_codes_count_up_on_the_factor_until_reset(store: Store) -> None:
+    add_user(store)
+    _confirmed(store, "f1")
+    assert store.reset_mfa_failures("f1") is False  # nothing to reset
+
+    assert [store.count_mfa_failure("f1") for _ in range(3)] == [1, 2, 3]
+    factor = store.get_mfa_factor("f1")
+    assert factor is not None and factor.failed_codes == 3
+    assert [f.failed_codes for f in store.list_mfa_factors("u1")] == [3]
+
+    assert store.reset_mfa_failures("f1") is True
+    assert store.count_mfa_failure("f1") == 1
+
+
+def test_counting_a_failure_of_an_unknown_factor_is_zero(store: Store) -> None:
+    assert store.count_mfa_failure("nope") == 0
+    assert store.reset_mfa_failures("nope") is False
+
+
+def test_concurrent_wrong_codes_are_each_counted_once(store: Store) -> None:
+    add_user(store)
+    _confirmed(store, "f1")
+
+    counts = race(lambda _i: store.count_mfa_failure("f1"), range(16))
+
+    assert sorted(counts) == list(range(1, 17))
+    factor = store.get_mfa_factor("f1")
+    assert factor is not None and factor.failed_codes == 16
+
+
+_factor_ids = itertools.count()
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(operations=st.lists(st.sampled_from(["fail", "reset"]), max_size=30))
+def test_wrong_code_counts_follow_a_simple_model(store: Store, operations: list[str]) -> None:
+    # Each example has a factor of its own, so examples sharing the store cannot meet.
+    user_id, factor_id = f"u{next(_factor_ids)}", f"f{next(_factor_ids)}"
+    add_user(store, user_id, email=f"{user_id}@example.com")
+    _confirmed(store, factor_id, user_id)
+    model = 0
+    for operation in operations:
+        if operation == "fail":
+            model += 1
+            assert store.count_mfa_failure(factor_id) == model
+        else:
+            assert store.reset_mfa_failures(factor_id) is (model > 0)
+            model = 0
+    factor = store.get_mfa_factor(factor_id)
+    assert factor is not None and factor.failed_codes == model

@@ -182,6 +182,37 @@ def test_upgrading_keeps_sso_domains_and_scopes_them_to_the_tenant(
         assert_sso_domains_scoped_after_upgrade(upgraded)
 
 
+def test_upgrading_gives_sessions_a_last_activity_and_factors_no_failures(
+    pg_dsn: str, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    step = next(i for i, script in enumerate(MIGRATIONS) if "last_seen_at" in script)
+    with monkeypatch.context() as patched:
+        patched.setattr(postgres_module, "MIGRATIONS", MIGRATIONS[:step])
+        with PostgresStore(pg_dsn, schema=schema) as old:
+            add_user(old)
+            old.create_mfa_factor(MfaFactor("f1", "u1", MfaMethod.TOTP, NOW), "secret")
+    # A session as the old schema held it (the new code writes the new schema only).
+    _query(
+        pg_dsn,
+        sql.SQL(
+            "INSERT INTO {}.sessions (id, user_id, tenant, created_at, expires_at,"
+            " access_expires_at, access_hash) VALUES ('s1', 'u1', 'default', %s, %s, %s, 'a1')"
+        ).format(sql.Identifier(schema)),
+        NOW,
+        NOW + timedelta(days=30),
+        NOW + timedelta(hours=1),
+    )
+
+    with PostgresStore(pg_dsn, schema=schema) as upgraded:
+        session = upgraded.get_session("s1")
+        factor = upgraded.get_mfa_factor("f1")
+
+    # Existing sessions start their idle time at the upgrade, not at their creation.
+    assert session is not None and session.last_seen_at is not None
+    assert session.last_seen_at >= datetime.now(UTC) - timedelta(minutes=5)
+    assert factor is not None and factor.failed_codes == 0
+
+
 def test_failing_migration_leaves_nothing_behind(
     pg_dsn: str, schema: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -240,6 +271,8 @@ _CHILD = textwrap.dedent(
             result = store.rotate_refresh_token(
                 "refresh-s1", f"refresh-{name}", f"access-{name}", now, now
             ).status.value
+        elif action == "fail":
+            result = " ".join(str(store.count_mfa_failure("f1")) for _ in range(25))
         else:
             result = str(store.use_totp_step("f1", int(sys.argv[5])))
     print(result, flush=True)
@@ -284,6 +317,21 @@ def test_processes_using_one_totp_step_accept_it_once(
     assert sorted(results) == ["False", "False", "False", "True"]
     assert store.use_totp_step("f1", 1000) is False
     assert store.use_totp_step("f1", 1001) is True
+
+
+def test_processes_counting_wrong_codes_count_each_once(
+    store: PostgresStore, pg_dsn: str, schema: str
+) -> None:
+    add_user(store)
+    factor = MfaFactor(id="f1", user_id="u1", method=MfaMethod.TOTP, created_at=NOW)
+    store.create_mfa_factor(factor, "sealed-secret")
+
+    printed = _race_processes(pg_dsn, schema, "fail")
+
+    counts = sorted(int(n) for line in printed for n in line.split())
+    assert counts == list(range(1, 101))
+    stored = store.get_mfa_factor("f1")
+    assert stored is not None and stored.failed_codes == 100
 
 
 def test_threads_hammering_one_counter_count_exactly(store: PostgresStore) -> None:

@@ -21,6 +21,8 @@ from authsome.errors import AlreadyExists, StoreError, ValidationError
 from authsome.models import (
     Domain,
     Membership,
+    MfaFactor,
+    MfaMethod,
     Org,
     OrgRole,
     RefreshStatus,
@@ -178,6 +180,37 @@ def test_upgrading_keeps_sso_domains_and_scopes_them_to_the_tenant(
 
     with SQLiteStore(db_path) as upgraded:
         assert_sso_domains_scoped_after_upgrade(upgraded)
+
+
+def test_upgrading_gives_sessions_a_last_activity_and_factors_no_failures(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    step = next(i for i, script in enumerate(MIGRATIONS) if "last_seen_at" in script)
+    with monkeypatch.context() as patched:
+        patched.setattr(sqlite_module, "MIGRATIONS", MIGRATIONS[:step])
+        with SQLiteStore(db_path) as old:
+            add_user(old)
+            old.create_mfa_factor(MfaFactor("f1", "u1", MfaMethod.TOTP, NOW), "secret")
+    # A session as the old schema held it (the new code writes the new schema only).
+    micros = int(NOW.timestamp() * 1_000_000)
+    conn = _raw(db_path)
+    try:
+        conn.execute(
+            "INSERT INTO sessions (id, user_id, tenant, created_at, expires_at,"
+            " access_expires_at, access_hash) VALUES ('s1', 'u1', 'default', ?, ?, ?, 'a1')",
+            (micros, micros + 10**12, micros + 10**9),
+        )
+    finally:
+        conn.close()
+
+    with SQLiteStore(db_path) as upgraded:
+        session = upgraded.get_session("s1")
+        factor = upgraded.get_mfa_factor("f1")
+
+    # Existing sessions start their idle time at the upgrade, not at their creation.
+    assert session is not None and session.last_seen_at is not None
+    assert session.last_seen_at >= datetime.now(UTC) - timedelta(minutes=5)
+    assert factor is not None and factor.failed_codes == 0
 
 
 def test_failing_migration_step_leaves_nothing_behind(
@@ -389,6 +422,34 @@ _ROTATE_IN_CHILD = textwrap.dedent(
     print(outcome.status.value, flush=True)
     """
 )
+
+
+_FAIL_IN_CHILD = textwrap.dedent(
+    """
+    import sys
+
+    from authsome.stores import SQLiteStore
+
+    with SQLiteStore(sys.argv[1]) as store:
+        print("ready", flush=True)
+        sys.stdin.readline()  # wait for "go", so that the processes race
+        counts = [store.count_mfa_failure("f1") for _ in range(25)]
+    print(" ".join(map(str, counts)), flush=True)
+    """
+)
+
+
+def test_processes_counting_wrong_codes_count_each_once(store: SQLiteStore, db_path: Path) -> None:
+    add_user(store)
+    factor = MfaFactor(id="f1", user_id="u1", method=MfaMethod.TOTP, created_at=NOW)
+    store.create_mfa_factor(factor, "secret")
+
+    printed = race_processes(_FAIL_IN_CHILD, [[str(db_path)]] * 4, timeout=60)
+
+    counts = sorted(int(n) for line in printed for n in line.split())
+    assert counts == list(range(1, 101))
+    stored = store.get_mfa_factor("f1")
+    assert stored is not None and stored.failed_codes == 100
 
 
 def test_processes_rotating_one_token_rotate_once(store: SQLiteStore, db_path: Path) -> None:

@@ -7,6 +7,7 @@ Each test states one documented behaviour of :class:`authsome.stores.Store`; the
 from __future__ import annotations
 
 import collections
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -370,3 +371,81 @@ def test_counter_expiry_round_trips_aware(store: Store) -> None:
     assert live is not None
     _assert_utc(expiry, NOW + timedelta(seconds=1))
     _assert_utc(live[1], NOW + timedelta(seconds=1))
+
+
+# -- last activity and the idle timeout -------------------------------------------------
+
+
+def test_a_new_session_was_last_seen_when_created(store: Store) -> None:
+    add_user(store)
+    unseen = dataclasses.replace(make_session("s1"), last_seen_at=None)
+    store.create_session(unseen, "access-s1", "refresh-s1")
+    stored = store.get_session("s1")
+    assert stored is not None and stored.last_seen_at == NOW
+
+
+def test_touching_a_session_moves_last_seen_forward_only(store: Store) -> None:
+    add_user(store)
+    add_session(store)
+
+    store.touch_session("s1", LATER)
+    store.touch_session("s1", LATER - timedelta(minutes=1))  # a late writer
+    store.touch_session("ghost", LATER)  # no error
+
+    stored = store.get_session("s1")
+    assert stored is not None and stored.last_seen_at == LATER
+
+
+def test_rotation_records_activity(store: Store) -> None:
+    add_user(store)
+    add_session(store)
+
+    outcome = _rotate(store, "s1", "r2")
+
+    assert outcome.session is not None and outcome.session.last_seen_at == LATER
+
+
+def test_a_session_idle_since_the_cutoff_does_not_rotate_and_stays_as_it_was(
+    store: Store,
+) -> None:
+    add_user(store)
+    add_session(store)
+    before = store.get_session("s1")
+
+    at_cutoff = store.rotate_refresh_token(
+        "refresh-s1", "refresh-r2", "access-r2", NEW_ACCESS_EXPIRY, LATER, idle_since=NOW
+    )
+    assert at_cutoff.status is RefreshStatus.INVALID
+    assert store.get_session("s1") == before
+    assert store.find_session_by_access_hash("access-s1") == before
+
+    just_in_time = store.rotate_refresh_token(
+        "refresh-s1",
+        "refresh-r2",
+        "access-r2",
+        NEW_ACCESS_EXPIRY,
+        LATER,
+        idle_since=NOW - timedelta(microseconds=1),
+    )
+    assert just_in_time.status is RefreshStatus.ROTATED
+
+
+def test_a_refresh_token_of_another_tenant_neither_rotates_nor_revokes(store: Store) -> None:
+    add_user(store)
+    add_session(store)  # tenant "default"
+    _rotate(store, "s1", "r2")
+    before = store.get_session("s1")
+
+    fresh = store.rotate_refresh_token(
+        "refresh-r2", "refresh-x", "access-x", NEW_ACCESS_EXPIRY, LATER, tenant="acme"
+    )
+    reused = store.rotate_refresh_token(
+        "refresh-s1", "refresh-y", "access-y", NEW_ACCESS_EXPIRY, LATER, tenant="acme"
+    )
+
+    assert fresh.status is RefreshStatus.INVALID and reused.status is RefreshStatus.INVALID
+    assert store.get_session("s1") == before
+    own = store.rotate_refresh_token(
+        "refresh-r2", "refresh-x", "access-x", NEW_ACCESS_EXPIRY, LATER, tenant="default"
+    )
+    assert own.status is RefreshStatus.ROTATED

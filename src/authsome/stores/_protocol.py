@@ -64,7 +64,8 @@ class Store(Protocol):
 
     # -- sessions --------------------------------------------------------------
     def create_session(self, session: Session, access_hash: str, refresh_hash: str) -> None:
-        """Insert a session with the hashes of its first access and refresh tokens.
+        """Insert a session with the hashes of its first access and refresh tokens
+        (a ``last_seen_at`` of ``None`` is stored as ``created_at``).
 
         The user must exist (:class:`~authsome.errors.StoreError` otherwise)."""
         ...
@@ -84,18 +85,30 @@ class Store(Protocol):
         new_access_hash: str,
         access_expires_at: datetime,
         now: datetime,
+        *,
+        tenant: str | None = None,
+        idle_since: datetime | None = None,
     ) -> RefreshOutcome:
         """Exchange a refresh token, atomically.
 
-        * unknown hash, or its session revoked or past ``expires_at`` → ``INVALID``;
+        * unknown hash, or its session revoked or past ``expires_at``, or of another
+          tenant than ``tenant`` (when given), or last active at or before
+          ``idle_since`` (when given) → ``INVALID``, and nothing changes;
         * a hash already rotated before → revoke the session (``revoked_at=now``)
           and return ``REUSED`` with the revoked session;
         * otherwise mark it used, make ``new_refresh_hash`` the live refresh token and
           ``new_access_hash`` the current access token (the old access token stops
-          working), set ``access_expires_at``, return ``ROTATED`` with the session.
+          working), set ``access_expires_at``, set ``last_seen_at=now``, return
+          ``ROTATED`` with the session.
 
         Of two concurrent calls with the same hash exactly one can rotate.
         """
+        ...
+
+    def touch_session(self, session_id: str, at: datetime) -> None:
+        """Set the session's ``last_seen_at`` to ``at`` unless it is later already (it
+        never moves back, whatever order concurrent writers arrive in). No error for
+        an unknown session."""
         ...
 
     def revoke_session(self, session_id: str, now: datetime) -> bool:
@@ -249,6 +262,11 @@ class Store(Protocol):
         """Delete the domain and its token; ``False`` if it did not exist."""
         ...
 
+    def delete_pending_domains(self, created_before: datetime) -> int:
+        """Delete every pending (unverified) claim, of any tenant, created at or
+        before ``created_before``; return how many. Verified domains stay."""
+        ...
+
     # -- mfa -------------------------------------------------------------------
     def create_mfa_factor(self, factor: MfaFactor, secret: str) -> None:
         """Insert an unconfirmed ``factor`` with its ``secret`` (as the engine keeps it
@@ -327,11 +345,14 @@ class Store(Protocol):
         (:class:`~authsome.errors.StoreError` otherwise)."""
         ...
 
-    def attempt_mfa_ticket(self, ticket_hash: str, now: datetime, max_attempts: int) -> str | None:
+    def attempt_mfa_ticket(
+        self, ticket_hash: str, now: datetime, max_attempts: int, *, tenant: str | None = None
+    ) -> str | None:
         """Count one attempt on a live ticket and return its user id.
 
         ``None`` (and no change) if the ticket is unknown, consumed, expired
-        (``expires_at <= now``) or has ``max_attempts`` attempts counted already.
+        (``expires_at <= now``), has ``max_attempts`` attempts counted already, or
+        (when ``tenant`` is given) belongs to a user of another tenant.
         Atomic: however many calls race, at most ``max_attempts`` ever get the user id.
         """
         ...
@@ -339,6 +360,20 @@ class Store(Protocol):
     def consume_mfa_ticket(self, ticket_hash: str) -> bool:
         """Delete the ticket; ``True`` if it existed. Of concurrent calls exactly one
         returns ``True``."""
+        ...
+
+    def delete_user_mfa_tickets(self, user_id: str) -> int:
+        """Delete every sign-in ticket of the user; return how many there were."""
+        ...
+
+    def count_mfa_failure(self, factor_id: str) -> int:
+        """Add one to the factor's ``failed_codes`` and return the new count (0 for an
+        unknown factor). One atomic increment: of N concurrent calls, across
+        processes, each gets a different count and the last one N more."""
+        ...
+
+    def reset_mfa_failures(self, factor_id: str) -> bool:
+        """Set the factor's ``failed_codes`` to 0; ``True`` if it was above 0."""
         ...
 
     # -- api keys --------------------------------------------------------------

@@ -55,7 +55,7 @@ class RecordReader:
 
     def session(self, row: Row) -> Session:
         """Columns: id, user_id, tenant, created_at, expires_at, access_expires_at,
-        revoked_at."""
+        revoked_at, last_seen_at."""
         return Session(
             id=row[0],
             user_id=row[1],
@@ -64,6 +64,7 @@ class RecordReader:
             expires_at=self.moment(row[4]),
             access_expires_at=self.moment(row[5]),
             revoked_at=self._optional(row[6]),
+            last_seen_at=self._optional(row[7]),
         )
 
     def org(self, row: Row) -> Org:
@@ -89,13 +90,14 @@ class RecordReader:
         )
 
     def factor(self, row: Row) -> MfaFactor:
-        """Columns: id, user_id, method, created_at, confirmed_at."""
+        """Columns: id, user_id, method, created_at, confirmed_at, failed_codes."""
         return MfaFactor(
             id=row[0],
             user_id=row[1],
             method=MfaMethod(row[2]),
             created_at=self.moment(row[3]),
             confirmed_at=self._optional(row[4]),
+            failed_codes=int(row[5]),
         )
 
     def api_key(self, row: Row) -> ApiKey:

@@ -287,6 +287,20 @@ CREATE TABLE store_keys (
 CREATE INDEX passkeys_by_tenant_rp ON passkeys (tenant, rp_id, credential_id);
 """
 
+_V11_IDLE_SESSIONS_AND_MFA_LOCKOUT = """
+-- The idle timeout is measured from a session's last activity (sign-in, refresh,
+-- and validations now and then). Sessions from before this step start their idle
+-- time at the upgrade instead of all ending with it.
+ALTER TABLE sessions ADD COLUMN last_seen_at INTEGER;
+
+UPDATE sessions
+    SET last_seen_at = MAX(created_at, CAST(strftime('%s', 'now') AS INTEGER) * 1000000);
+
+-- Wrong codes since the last right one, counted in the store so that every process
+-- adds to one count: 100 lock the factor until a recovery code or an unlock.
+ALTER TABLE mfa_factors ADD COLUMN failed_codes INTEGER NOT NULL DEFAULT 0;
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     _V1_SESSIONS_AND_USERS,
     _V2_ORGS,
@@ -298,6 +312,7 @@ MIGRATIONS: tuple[str, ...] = (
     _V8_PENDING_DOMAIN_CLAIMS,
     _V9_SSO_DOMAINS_PER_TENANT,
     _V10_STORE_KEYS,
+    _V11_IDLE_SESSIONS_AND_MFA_LOCKOUT,
 )
 """Migration scripts, oldest first; the schema version is the number applied."""
 

@@ -127,6 +127,8 @@ class MemoryStore:
                 raise AlreadyExists(Duplicate.SESSION_ID)
             if session.user_id not in self._users:
                 raise StoreError("session refers to an unknown user")
+            if session.last_seen_at is None:
+                session = dataclasses.replace(session, last_seen_at=session.created_at)
             self._sessions[session.id] = session
             self._set_access(session.id, access_hash)
             self._refresh[refresh_hash] = _RefreshToken(session.id)
@@ -147,13 +149,16 @@ class MemoryStore:
         new_access_hash: str,
         access_expires_at: datetime,
         now: datetime,
+        *,
+        tenant: str | None = None,
+        idle_since: datetime | None = None,
     ) -> RefreshOutcome:
         with self._lock:
             token = self._refresh.get(refresh_hash)
             if token is None:
                 return RefreshOutcome(RefreshStatus.INVALID)
             session = self._sessions[token.session_id]
-            if not session.is_active(now):
+            if not session.usable(now, tenant=tenant, idle_since=idle_since):
                 return RefreshOutcome(RefreshStatus.INVALID)
             if token.used:
                 self._revoke(session.id, now)
@@ -161,9 +166,17 @@ class MemoryStore:
             token.used = True
             self._refresh[new_refresh_hash] = _RefreshToken(session.id)
             self._set_access(session.id, new_access_hash)
-            rotated = dataclasses.replace(session, access_expires_at=access_expires_at)
+            rotated = dataclasses.replace(
+                session, access_expires_at=access_expires_at, last_seen_at=now
+            )
             self._sessions[session.id] = rotated
             return RefreshOutcome(RefreshStatus.ROTATED, rotated)
+
+    def touch_session(self, session_id: str, at: datetime) -> None:
+        with self._lock:
+            session = self._sessions.get(session_id)
+            if session is not None and session.last_activity < at:
+                self._sessions[session_id] = dataclasses.replace(session, last_seen_at=at)
 
     def revoke_session(self, session_id: str, now: datetime) -> bool:
         with self._lock:
@@ -355,6 +368,15 @@ class MemoryStore:
             self._domain_by_hostname[domain.hostname] = domain_id
             return verified
 
+    def delete_pending_domains(self, created_before: datetime) -> int:
+        with self._lock:
+            stale = [
+                d.id
+                for d in self._domains.values()
+                if not d.verified and d.created_at <= created_before
+            ]
+            return sum(self.delete_domain(domain_id) for domain_id in stale)
+
     def delete_domain(self, domain_id: str) -> bool:
         with self._lock:
             domain = self._domains.pop(domain_id, None)
@@ -458,10 +480,14 @@ class MemoryStore:
                 del self._tickets[stale]
             self._tickets[ticket_hash] = _Ticket(user_id, expires_at)
 
-    def attempt_mfa_ticket(self, ticket_hash: str, now: datetime, max_attempts: int) -> str | None:
+    def attempt_mfa_ticket(
+        self, ticket_hash: str, now: datetime, max_attempts: int, *, tenant: str | None = None
+    ) -> str | None:
         with self._lock:
             ticket = self._tickets.get(ticket_hash)
             if ticket is None or ticket.expires_at <= now or ticket.attempts >= max_attempts:
+                return None
+            if tenant is not None and self._users[ticket.user_id].tenant != tenant:
                 return None
             ticket.attempts += 1
             return ticket.user_id
@@ -469,6 +495,30 @@ class MemoryStore:
     def consume_mfa_ticket(self, ticket_hash: str) -> bool:
         with self._lock:
             return self._tickets.pop(ticket_hash, None) is not None
+
+    def delete_user_mfa_tickets(self, user_id: str) -> int:
+        with self._lock:
+            doomed = [h for h, t in self._tickets.items() if t.user_id == user_id]
+            for ticket_hash in doomed:
+                del self._tickets[ticket_hash]
+            return len(doomed)
+
+    def count_mfa_failure(self, factor_id: str) -> int:
+        with self._lock:
+            entry = self._factors.get(factor_id)
+            if entry is None:
+                return 0
+            failed = entry.record.failed_codes + 1
+            entry.record = dataclasses.replace(entry.record, failed_codes=failed)
+            return failed
+
+    def reset_mfa_failures(self, factor_id: str) -> bool:
+        with self._lock:
+            entry = self._factors.get(factor_id)
+            if entry is None or entry.record.failed_codes == 0:
+                return False
+            entry.record = dataclasses.replace(entry.record, failed_codes=0)
+            return True
 
     def _user_factors(self, user_id: str) -> list[_Factor]:
         return [entry for entry in self._factors.values() if entry.record.user_id == user_id]

@@ -104,8 +104,8 @@ _DUPLICATE_MESSAGES = {
 # Queries are plain literals; "{s}" becomes the quoted schema name once per store and
 # values are always bound parameters.
 _SELECT_SESSION = (
-    "SELECT id, user_id, tenant, created_at, expires_at, access_expires_at, revoked_at"
-    " FROM {s}.sessions"
+    "SELECT id, user_id, tenant, created_at, expires_at, access_expires_at, revoked_at,"
+    " last_seen_at FROM {s}.sessions"
 )
 _SELECT_USER = "SELECT id, tenant, email, name, created_at FROM {s}.users"
 _SELECT_ORG = "SELECT id, tenant, slug, name, created_at FROM {s}.orgs"
@@ -114,7 +114,9 @@ _SELECT_MEMBERSHIP = (
     " WHERE org_id = %s AND user_id = %s"
 )
 _SELECT_DOMAIN = "SELECT id, tenant, hostname, created_at, verified_at FROM {s}.domains"
-_SELECT_FACTOR = "SELECT id, user_id, method, created_at, confirmed_at FROM {s}.mfa_factors"
+_SELECT_FACTOR = (
+    "SELECT id, user_id, method, created_at, confirmed_at, failed_codes FROM {s}.mfa_factors"
+)
 _SELECT_API_KEY = (
     "SELECT id, lookup_id, owner_kind, owner_id, tenant, name, scopes,"
     " created_at, expires_at, revoked_at, last_used_at FROM {s}.api_keys"
@@ -151,7 +153,7 @@ _INSERT_SSO_DOMAINS = (
 # each one that waited sees the rows as the previous one left them.
 _LOCK_ROTATION_ROWS = (
     "SELECT r.used, s.id, s.user_id, s.tenant, s.created_at, s.expires_at,"
-    " s.access_expires_at, s.revoked_at"
+    " s.access_expires_at, s.revoked_at, s.last_seen_at"
     " FROM {s}.refresh_tokens AS r JOIN {s}.sessions AS s ON s.id = r.session_id"
     " WHERE r.hash = %s FOR UPDATE"
 )
@@ -159,14 +161,17 @@ _ROTATE = (
     "WITH spent AS (UPDATE {s}.refresh_tokens SET used = TRUE WHERE hash = %(old)s),"
     " fresh AS (INSERT INTO {s}.refresh_tokens (hash, session_id)"
     " VALUES (%(new)s, %(session)s))"
-    " UPDATE {s}.sessions SET access_hash = %(access)s, access_expires_at = %(access_exp)s"
+    " UPDATE {s}.sessions SET access_hash = %(access)s, access_expires_at = %(access_exp)s,"
+    " last_seen_at = GREATEST(COALESCE(last_seen_at, created_at), %(now)s)"
     " WHERE id = %(session)s"
-    " RETURNING id, user_id, tenant, created_at, expires_at, access_expires_at, revoked_at"
+    " RETURNING id, user_id, tenant, created_at, expires_at, access_expires_at, revoked_at,"
+    " last_seen_at"
 )
 _REVOKE_LIVE_SESSION = (
     "UPDATE {s}.sessions SET revoked_at = %(now)s"
     " WHERE id = %(id)s AND revoked_at IS NULL AND expires_at > %(now)s"
-    " RETURNING id, user_id, tenant, created_at, expires_at, access_expires_at, revoked_at"
+    " RETURNING id, user_id, tenant, created_at, expires_at, access_expires_at, revoked_at,"
+    " last_seen_at"
 )
 # A missing or expired counter restarts at 1 with a fresh expiry; a live one counts
 # up and keeps its expiry. One statement: the conflicting row is locked while updated.
@@ -406,8 +411,8 @@ class PostgresStore:
         self._write(
             "create_session",
             "WITH created AS (INSERT INTO {s}.sessions (id, user_id, tenant, created_at,"
-            " expires_at, access_expires_at, revoked_at, access_hash)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id)"
+            " expires_at, access_expires_at, revoked_at, last_seen_at, access_hash)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id)"
             " INSERT INTO {s}.refresh_tokens (hash, session_id) SELECT %s, id FROM created",
             (
                 session.id,
@@ -417,6 +422,7 @@ class PostgresStore:
                 aware(session.expires_at),
                 aware(session.access_expires_at),
                 _optional_aware(session.revoked_at),
+                aware(session.last_activity),
                 access_hash,
                 refresh_hash,
             ),
@@ -443,6 +449,9 @@ class PostgresStore:
         new_access_hash: str,
         access_expires_at: datetime,
         now: datetime,
+        *,
+        tenant: str | None = None,
+        idle_since: datetime | None = None,
     ) -> RefreshOutcome:
         """Exchange a refresh token in one transaction that first locks the token's
         row and its session's (``FOR UPDATE``): of racing callers, across processes,
@@ -454,7 +463,9 @@ class PostgresStore:
         aware(now)
         with self._transaction("rotate_refresh_token") as cur:
             row = cur.execute(self._sql(_LOCK_ROTATION_ROWS), (refresh_hash,)).fetchone()
-            if row is None or not _READ.session(row[1:]).is_active(now):
+            if row is None or not _READ.session(row[1:]).usable(
+                now, tenant=tenant, idle_since=idle_since
+            ):
                 return RefreshOutcome(RefreshStatus.INVALID)
             used: bool = row[0]
             session_id: str = row[1]
@@ -473,12 +484,22 @@ class PostgresStore:
                         "session": session_id,
                         "access": new_access_hash,
                         "access_exp": access_expires_at,
+                        "now": now,
                     },
                 )
                 status = RefreshStatus.ROTATED
             stored = cur.fetchone()
             assert stored is not None  # the session row is locked by this transaction
             return RefreshOutcome(status, _READ.session(stored))
+
+    def touch_session(self, session_id: str, at: datetime) -> None:
+        """Move ``last_seen_at`` forward to ``at``; one UPDATE, never backwards."""
+        self._write(
+            "touch_session",
+            "UPDATE {s}.sessions SET last_seen_at = %(at)s"
+            " WHERE id = %(id)s AND COALESCE(last_seen_at, created_at) < %(at)s",
+            {"at": aware(at), "id": session_id},
+        )
 
     def revoke_session(self, session_id: str, now: datetime) -> bool:
         """Revoke one live session; ``False`` if unknown, revoked already or expired."""
@@ -742,6 +763,14 @@ class PostgresStore:
         )
         return None if row is None else _READ.domain(row)
 
+    def delete_pending_domains(self, created_before: datetime) -> int:
+        """Delete the unverified claims created at or before ``created_before``."""
+        return self._write(
+            "delete_pending_domains",
+            "DELETE FROM {s}.domains WHERE verified_at IS NULL AND created_at <= %s",
+            (aware(created_before),),
+        )
+
     def delete_domain(self, domain_id: str) -> bool:
         """Delete the domain; ``False`` if it did not exist."""
         deleted = self._write(
@@ -919,14 +948,20 @@ class PostgresStore:
                 (ticket_hash, user_id, aware(expires_at)),
             )
 
-    def attempt_mfa_ticket(self, ticket_hash: str, now: datetime, max_attempts: int) -> str | None:
-        """Count one attempt on a live ticket and return its user id: one conditional
-        UPDATE, so racing callers never exceed ``max_attempts``."""
+    def attempt_mfa_ticket(
+        self, ticket_hash: str, now: datetime, max_attempts: int, *, tenant: str | None = None
+    ) -> str | None:
+        """Count one attempt on a live ticket (of a user of ``tenant``, when given) and
+        return its user id: one conditional UPDATE, so racing callers never exceed
+        ``max_attempts``."""
         row = self._one(
             "attempt_mfa_ticket",
             "UPDATE {s}.mfa_tickets SET attempts = attempts + 1"
-            " WHERE hash = %s AND expires_at > %s AND attempts < %s RETURNING user_id",
-            (ticket_hash, aware(now), max_attempts),
+            " WHERE hash = %(hash)s AND expires_at > %(now)s AND attempts < %(max)s"
+            " AND (%(tenant)s::text IS NULL"
+            " OR user_id IN (SELECT id FROM {s}.users WHERE tenant = %(tenant)s))"
+            " RETURNING user_id",
+            {"hash": ticket_hash, "now": aware(now), "max": max_attempts, "tenant": tenant},
         )
         return None if row is None else str(row[0])
 
@@ -936,6 +971,32 @@ class PostgresStore:
             "consume_mfa_ticket", "DELETE FROM {s}.mfa_tickets WHERE hash = %s", (ticket_hash,)
         )
         return deleted == 1
+
+    def delete_user_mfa_tickets(self, user_id: str) -> int:
+        """Delete the user's sign-in tickets; return how many."""
+        return self._write(
+            "delete_user_mfa_tickets", "DELETE FROM {s}.mfa_tickets WHERE user_id = %s", (user_id,)
+        )
+
+    def count_mfa_failure(self, factor_id: str) -> int:
+        """One more wrong code for the factor: a single UPDATE ... RETURNING, so
+        concurrent callers in any process each see their own count."""
+        row = self._one(
+            "count_mfa_failure",
+            "UPDATE {s}.mfa_factors SET failed_codes = failed_codes + 1 WHERE id = %s"
+            " RETURNING failed_codes",
+            (factor_id,),
+        )
+        return 0 if row is None else int(row[0])
+
+    def reset_mfa_failures(self, factor_id: str) -> bool:
+        """Clear the factor's wrong-code count; ``True`` if there was one."""
+        updated = self._write(
+            "reset_mfa_failures",
+            "UPDATE {s}.mfa_factors SET failed_codes = 0 WHERE id = %s AND failed_codes > 0",
+            (factor_id,),
+        )
+        return updated == 1
 
     # -- api keys --------------------------------------------------------------
     def create_api_key(self, key: ApiKey, secret_hash: str) -> None:

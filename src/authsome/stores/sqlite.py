@@ -64,21 +64,18 @@ _MICROSECOND = timedelta(microseconds=1)
 
 # Queries are plain literals: values are always bound parameters.
 _INSERT_SESSION = (
-    "INSERT INTO sessions"
-    " (id, user_id, tenant, created_at, expires_at, access_expires_at, revoked_at, access_hash)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO sessions (id, user_id, tenant, created_at, expires_at, access_expires_at,"
+    " revoked_at, last_seen_at, access_hash)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_SELECT_SESSION_BY_ID = (
-    "SELECT id, user_id, tenant, created_at, expires_at, access_expires_at, revoked_at"
-    " FROM sessions WHERE id = ?"
+_SESSION_COLUMNS = (
+    "id, user_id, tenant, created_at, expires_at, access_expires_at, revoked_at, last_seen_at"
 )
-_SELECT_SESSION_BY_ACCESS_HASH = (
-    "SELECT id, user_id, tenant, created_at, expires_at, access_expires_at, revoked_at"
-    " FROM sessions WHERE access_hash = ?"
-)
+_SELECT_SESSION_BY_ID = f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = ?"  # noqa: S608
+_SELECT_SESSION_BY_ACCESS_HASH = f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE access_hash = ?"  # noqa: S608
 _SELECT_SESSION_BY_REFRESH_HASH = (
     "SELECT r.used, s.id, s.user_id, s.tenant, s.created_at, s.expires_at,"
-    " s.access_expires_at, s.revoked_at"
+    " s.access_expires_at, s.revoked_at, s.last_seen_at"
     " FROM refresh_tokens AS r JOIN sessions AS s ON s.id = r.session_id"
     " WHERE r.hash = ?"
 )
@@ -93,9 +90,10 @@ _SELECT_PASSKEY = (
     " created_at, last_used_at FROM passkeys"
 )
 
-_SELECT_FACTOR = (
-    "SELECT id, user_id, method, created_at, confirmed_at FROM mfa_factors WHERE id = ?"
+_SELECT_FACTORS = (
+    "SELECT id, user_id, method, created_at, confirmed_at, failed_codes FROM mfa_factors"
 )
+_SELECT_FACTOR = _SELECT_FACTORS + " WHERE id = ?"
 _INSERT_API_KEY = (
     "INSERT INTO api_keys (id, lookup_id, owner_kind, owner_id, tenant, name, scopes,"
     " created_at, expires_at, revoked_at, last_used_at, secret_hash)"
@@ -372,6 +370,7 @@ class SQLiteStore:
                     _to_micros(session.expires_at),
                     _to_micros(session.access_expires_at),
                     None if session.revoked_at is None else _to_micros(session.revoked_at),
+                    _to_micros(session.last_activity),
                     access_hash,
                 ),
             )
@@ -399,6 +398,9 @@ class SQLiteStore:
         new_access_hash: str,
         access_expires_at: datetime,
         now: datetime,
+        *,
+        tenant: str | None = None,
+        idle_since: datetime | None = None,
     ) -> RefreshOutcome:
         """Exchange a refresh token in one ``BEGIN IMMEDIATE`` transaction.
 
@@ -406,7 +408,9 @@ class SQLiteStore:
         """
         with self._transaction("rotate_refresh_token") as conn:
             row = conn.execute(_SELECT_SESSION_BY_REFRESH_HASH, (refresh_hash,)).fetchone()
-            if row is None or not _READ.session(row[1:]).is_active(now):
+            if row is None or not _READ.session(row[1:]).usable(
+                now, tenant=tenant, idle_since=idle_since
+            ):
                 return RefreshOutcome(RefreshStatus.INVALID)
             session_id: str = row["id"]
             if row["used"]:
@@ -417,8 +421,9 @@ class SQLiteStore:
             else:
                 self._replace_refresh_token(conn, refresh_hash, new_refresh_hash, session_id)
                 conn.execute(
-                    "UPDATE sessions SET access_hash = ?, access_expires_at = ? WHERE id = ?",
-                    (new_access_hash, _to_micros(access_expires_at), session_id),
+                    "UPDATE sessions SET access_hash = ?, access_expires_at = ?,"
+                    " last_seen_at = MAX(COALESCE(last_seen_at, created_at), ?) WHERE id = ?",
+                    (new_access_hash, _to_micros(access_expires_at), _to_micros(now), session_id),
                 )
                 status = RefreshStatus.ROTATED
             # Re-read inside the transaction: the caller gets exactly what is stored.
@@ -439,6 +444,16 @@ class SQLiteStore:
     def _load_session(conn: sqlite3.Connection, session_id: str) -> Session:
         row = conn.execute(_SELECT_SESSION_BY_ID, (session_id,)).fetchone()
         return _READ.session(row)
+
+    def touch_session(self, session_id: str, at: datetime) -> None:
+        """Move ``last_seen_at`` forward to ``at``; one UPDATE, never backwards."""
+        at_us = _to_micros(at)
+        with self._connection("touch_session") as conn:
+            conn.execute(
+                "UPDATE sessions SET last_seen_at = ?"
+                " WHERE id = ? AND COALESCE(last_seen_at, created_at) < ?",
+                (at_us, session_id, at_us),
+            )
 
     def revoke_session(self, session_id: str, now: datetime) -> bool:
         """Revoke one live session; ``False`` if unknown, revoked already or expired."""
@@ -698,6 +713,15 @@ class SQLiteStore:
             row = conn.execute(_SELECT_DOMAIN + " WHERE id = ?", (domain_id,)).fetchone()
         return None if row is None else _READ.domain(row)
 
+    def delete_pending_domains(self, created_before: datetime) -> int:
+        """Delete the unverified claims created at or before ``created_before``."""
+        with self._connection("delete_pending_domains") as conn:
+            cursor = conn.execute(
+                "DELETE FROM domains WHERE verified_at IS NULL AND created_at <= ?",
+                (_to_micros(created_before),),
+            )
+            return cursor.rowcount
+
     def delete_domain(self, domain_id: str) -> bool:
         """Delete the domain; ``False`` if it did not exist."""
         with self._connection("delete_domain") as conn:
@@ -767,8 +791,7 @@ class SQLiteStore:
         """The user's factors, oldest first."""
         with self._connection("list_mfa_factors") as conn:
             rows = conn.execute(
-                "SELECT id, user_id, method, created_at, confirmed_at FROM mfa_factors"
-                " WHERE user_id = ? ORDER BY created_at, id",
+                _SELECT_FACTORS + " WHERE user_id = ? ORDER BY created_at, id",
                 (user_id,),
             ).fetchall()
         return [_READ.factor(row) for row in rows]
@@ -839,13 +862,17 @@ class SQLiteStore:
                 (ticket_hash, user_id, _to_micros(expires_at)),
             )
 
-    def attempt_mfa_ticket(self, ticket_hash: str, now: datetime, max_attempts: int) -> str | None:
-        """Count one attempt on a live ticket and return its user id, atomically."""
+    def attempt_mfa_ticket(
+        self, ticket_hash: str, now: datetime, max_attempts: int, *, tenant: str | None = None
+    ) -> str | None:
+        """Count one attempt on a live ticket (of a user of ``tenant``, when given) and
+        return its user id, atomically."""
         with self._transaction("attempt_mfa_ticket") as conn:
             cursor = conn.execute(
                 "UPDATE mfa_tickets SET attempts = attempts + 1"
-                " WHERE hash = ? AND expires_at > ? AND attempts < ?",
-                (ticket_hash, _to_micros(now), max_attempts),
+                " WHERE hash = ? AND expires_at > ? AND attempts < ?"
+                " AND (? IS NULL OR user_id IN (SELECT id FROM users WHERE tenant = ?))",
+                (ticket_hash, _to_micros(now), max_attempts, tenant, tenant),
             )
             if cursor.rowcount != 1:
                 return None
@@ -858,6 +885,30 @@ class SQLiteStore:
         """Delete the ticket; ``True`` for the one caller that deleted it."""
         with self._connection("consume_mfa_ticket") as conn:
             cursor = conn.execute("DELETE FROM mfa_tickets WHERE hash = ?", (ticket_hash,))
+            return cursor.rowcount == 1
+
+    def delete_user_mfa_tickets(self, user_id: str) -> int:
+        """Delete the user's sign-in tickets; return how many."""
+        with self._connection("delete_user_mfa_tickets") as conn:
+            return conn.execute("DELETE FROM mfa_tickets WHERE user_id = ?", (user_id,)).rowcount
+
+    def count_mfa_failure(self, factor_id: str) -> int:
+        """One more wrong code for the factor: a single UPDATE ... RETURNING."""
+        row = self._fetch_one(
+            "count_mfa_failure",
+            "UPDATE mfa_factors SET failed_codes = failed_codes + 1 WHERE id = ?"
+            " RETURNING failed_codes",
+            (factor_id,),
+        )
+        return 0 if row is None else int(row["failed_codes"])
+
+    def reset_mfa_failures(self, factor_id: str) -> bool:
+        """Clear the factor's wrong-code count; ``True`` if there was one."""
+        with self._connection("reset_mfa_failures") as conn:
+            cursor = conn.execute(
+                "UPDATE mfa_factors SET failed_codes = 0 WHERE id = ? AND failed_codes > 0",
+                (factor_id,),
+            )
             return cursor.rowcount == 1
 
     # -- api keys --------------------------------------------------------------
