@@ -25,6 +25,11 @@ the total stays within ``ceiling``", atomic in the database (a single transactio
 holding the write lock, or a conditional ``UPDATE``), which is what makes
 ``Engine.consume`` exact across processes.
 
+Event ids are remembered for a retention (see :meth:`LedgerStore.prune_event_ids`):
+by default the longest period of any stored plan plus 35 days after the store
+recorded the id, which is at least 35 days past the end of the period the event
+counted in. A retry arriving after that counts again.
+
 Periods are identified by ``period_start`` as integer seconds since the Unix epoch
 (UTC); features whose usage never resets use ``0``.
 """
@@ -207,6 +212,15 @@ class LedgerStore(Protocol):
 
     def usage_records(self, tenant: str) -> list[UsageRecord]:
         """Every persisted counter of ``tenant``, by feature then period."""
+        ...
+
+    def prune_event_ids(self, limit: int | None = None) -> int:
+        """Forget the event ids recorded longer ago than the store's retention (at most
+        ``limit`` of them); return how many were forgotten.
+
+        Stores also prune on their own while applying batches, a bounded number of
+        rows at a time, so calling this is never required.
+        """
         ...
 
     def close(self) -> None:
