@@ -395,13 +395,19 @@ class PostgresStore:
             conn = self._psycopg.connect(self._conninfo, autocommit=True)
         except self._psycopg.Error as exc:
             raise LedgerStoreError(
-                f"cannot connect to the PostgreSQL ledger: {self._reason(exc)}"
+                f"cannot connect to the PostgreSQL ledger ({self._where()}): {self._reason(exc)}"
             ) from exc
         try:
             with conn:
                 self._prepare(conn)
         except self._psycopg.Error as exc:
             raise LedgerStoreError(f"cannot open the PostgreSQL ledger: {exc}") from exc
+
+    def _where(self) -> str:
+        """Where the store connects, for messages: the DSN without its password."""
+        params = self._psycopg.conninfo.conninfo_to_dict(self._conninfo)
+        shown = {k: v for k, v in params.items() if k in ("host", "port", "dbname", "user")}
+        return str(self._psycopg.conninfo.make_conninfo(**shown)) or "libpq defaults"
 
     def _reason(self, exc: BaseException) -> str:
         """The first line of a connection error (refused, unknown database, failed
