@@ -4,9 +4,9 @@ A store persists plans (every version), subscriptions and usage. Usage arrives i
 batches that a store applies *atomically and idempotently*:
 
 * a :class:`UsageDelta` with an ``event_id`` counts at most once per
-  ``(tenant, feature, event_id)``, ever: the id is inserted under a unique key in the
-  same transaction as the increment, so retried batches, replayed spools and (with a
-  shared database) other processes never double-count it;
+  ``(tenant, feature, event_id)`` within the retention (below): the id is inserted
+  under a unique key in the same transaction as the increment, so retried batches,
+  replayed spools and (with a shared database) other processes never double-count it;
 * a :class:`UniqueUse` adds a user to the distinct set of ``(tenant, feature,
   period_start)`` and bumps the counter only if the user was not in it yet;
 * counters are updated as upserts (``used = used + delta``), never read-modify-write

@@ -4,7 +4,8 @@ For several processes (and machines) metering into one ledger. Everything that m
 be exact across processes is decided by the database, never by a read in Python:
 
 * counters are upserts, ``used = used + excluded.used``;
-* an event id is a row under a primary key, inserted in the same transaction as
+* an event id is a row under a primary key (until its retention ends, see
+  :meth:`PostgresStore.prune_event_ids`), inserted in the same transaction as
   the increment with ``ON CONFLICT DO NOTHING ... RETURNING``: only the ids that
   come back (new ones) add their quantity, so a retried batch, a replayed spool or
   another process sending the same id never counts twice;
@@ -611,7 +612,7 @@ class PostgresStore:
     # --- usage ---
 
     def apply_usage(self, batch: UsageBatch) -> None:
-        """Apply ``batch`` in one transaction; event ids and users count once, ever.
+        """Apply ``batch`` in one transaction; event ids and users count once.
 
         The batch id (if any) is inserted first: if it is already recorded the batch
         was applied before and nothing else happens. Per counter, its event ids are

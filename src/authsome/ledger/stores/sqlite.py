@@ -119,6 +119,7 @@ _PRUNE_BATCHES = "DELETE FROM ledger_batches WHERE applied_at < ?"
 _PRUNE_EVERY = 1024  # batches between prunes (a prune scans the table)
 _KEEP_BATCHES = 86_400.0  # seconds a batch id is remembered (retries take seconds)
 _GET_USAGE = "SELECT used FROM ledger_usage WHERE tenant = ? AND feature = ? AND period_start = ?"
+_CHECKPOINT_PAGES = 10_000  # WAL pages between automatic checkpoints (40 MiB of 4 KiB)
 _MAX_VARS = 500  # stay far below SQLite's bound on host parameters per statement
 
 
@@ -182,6 +183,13 @@ class SQLiteStore:
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=ON")
         db.execute(f"PRAGMA cache_size=-{self._cache_mb * 1024}")  # KiB when negative
+        # Random event ids land each on its own page of the id index, so a flush dirties
+        # about one page per new id. Checkpointing every 1,000 pages (the default) then
+        # copies and syncs pages nearly every flush; every 10,000 lets a page changed by
+        # several flushes be copied once (about 2x cheaper per id on a large index).
+        # The WAL file is cut back to 64 MiB after a checkpoint.
+        db.execute(f"PRAGMA wal_autocheckpoint={_CHECKPOINT_PAGES}")
+        db.execute(f"PRAGMA journal_size_limit={64 * 1024 * 1024}")
         return db
 
     def after_fork_in_child(self) -> None:
