@@ -8,12 +8,15 @@ the id counts again. Stores prune on their own while they apply batches.
 from __future__ import annotations
 
 import sqlite3
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from authsome import ledger
 from authsome.ledger.stores import ConsumeRequest, EventIds, UsageBatch, UsageDelta
@@ -178,5 +181,50 @@ def test_ids_of_a_file_from_before_retention_count_from_the_upgrade(
         assert store.schema_version == len(MIGRATIONS)
         assert store.prune_event_ids() == 0
         assert store.known_events("t", "f", ["e1"]) == {"e1"}
+    finally:
+        store.close()
+
+
+# Steps: ("send", id) records an event with that id now; ("wait", hours) moves time.
+_steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("send"), st.sampled_from(["a", "b", "c", "d"])),
+        st.tuples(st.just("wait"), st.integers(min_value=1, max_value=60)),
+    ),
+    max_size=30,
+)
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(steps=_steps)
+def test_counts_match_a_model_that_forgets_ids_after_retention(
+    kind: str, tmp_path: Path, steps: list[tuple[str, Any]]
+) -> None:
+    clock = ledger.ManualClock(START)
+    retention = timedelta(hours=48)
+    store: ledger.LedgerStore = (
+        ledger.MemoryStore(event_id_retention=retention, clock=clock)
+        if kind == "memory"
+        else ledger.SQLiteStore(
+            tmp_path / f"{uuid.uuid4().hex}.db", event_id_retention=retention, clock=clock
+        )
+    )
+    recorded: dict[str, float] = {}  # id -> when the model last counted it
+    counted = 0
+    try:
+        for action, arg in steps:
+            now = clock().timestamp()
+            if action == "wait":
+                clock.advance(hours=arg)
+                continue
+            if arg not in recorded or recorded[arg] < now - retention.total_seconds():
+                recorded[arg] = now
+                counted += 1
+            store.prune_event_ids()  # what the store may have done by itself by now
+            store.apply_usage(one(arg))
+            assert store.get_usage("t", "f", T0) == counted
     finally:
         store.close()
