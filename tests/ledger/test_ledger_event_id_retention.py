@@ -163,6 +163,17 @@ def test_the_retention_is_a_positive_timedelta(
         make_store(event_id_retention=value)
 
 
+@pytest.mark.parametrize(
+    ("limit", "error"),
+    [(0, ledger.InvalidArgument), (-1, ledger.InvalidArgument), (True, ledger.InvalidArgumentType)],
+)
+def test_a_prune_limit_is_a_positive_int(
+    make_store: StoreFactory, limit: object, error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        make_store().prune_event_ids(limit)  # type: ignore[arg-type]
+
+
 def test_ids_of_a_file_from_before_retention_count_from_the_upgrade(
     tmp_path: Path, clock: ledger.ManualClock
 ) -> None:

@@ -30,6 +30,7 @@ __all__ = [
     "PRUNE_INTERVAL",
     "RETENTION_MARGIN",
     "PruneSchedule",
+    "check_limit",
     "check_retention",
     "chunk_for",
     "default_retention",
@@ -52,6 +53,17 @@ def check_retention(value: object) -> float | None:
     if value <= timedelta(0):
         raise InvalidArgument("event_id_retention must be positive")
     return value.total_seconds()
+
+
+def check_limit(limit: object) -> int | None:
+    """``limit`` of :meth:`prune_event_ids`: a positive int, or ``None`` for no limit."""
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise InvalidArgumentType(f"limit must be an int or None, not {type(limit).__name__}")
+    if limit < 1:
+        raise InvalidArgument("limit must be positive")
+    return limit
 
 
 def default_retention(plans: Iterable[Plan]) -> float:

@@ -16,7 +16,12 @@ from authsome.ledger.stores._protocol import (
     UsageBatch,
     UsageRecord,
 )
-from authsome.ledger.stores._retention import PruneSchedule, chunk_for, default_retention
+from authsome.ledger.stores._retention import (
+    PruneSchedule,
+    check_limit,
+    chunk_for,
+    default_retention,
+)
 
 __all__ = ["MemoryStore"]
 
@@ -188,7 +193,9 @@ class MemoryStore:
         return new
 
     def prune_event_ids(self, limit: int | None = None) -> int:
-        """Forget event ids recorded longer ago than the retention; return how many."""
+        """Forget event ids recorded longer ago than the retention (at most ``limit``);
+        return how many."""
+        limit = check_limit(limit)
         now = self._pruning.now()
         with self._lock:
             return self._prune(now, limit)

@@ -42,7 +42,12 @@ from authsome.ledger.stores._protocol import (
     UsageBatch,
     UsageRecord,
 )
-from authsome.ledger.stores._retention import PruneSchedule, chunk_for, default_retention
+from authsome.ledger.stores._retention import (
+    PruneSchedule,
+    check_limit,
+    chunk_for,
+    default_retention,
+)
 
 __all__ = ["MIGRATIONS", "SQLiteStore"]
 
@@ -401,11 +406,13 @@ class SQLiteStore:
     # --- event-id retention ---
 
     def prune_event_ids(self, limit: int | None = None) -> int:
-        """Forget event ids recorded longer ago than the retention; return how many.
+        """Forget event ids recorded longer ago than the retention (at most ``limit``);
+        return how many.
 
         The store also does this by itself while it applies batches (see
         :mod:`authsome.ledger.stores._retention`).
         """
+        limit = check_limit(limit)
         now = int(self._pruning.now())
 
         def run() -> int:
