@@ -173,3 +173,157 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# --- Ledger stores: event-id retention and metering cost against history ---------------
+#
+# ``python benchmarks/bench_ledger.py`` runs these after the figures above;
+# ``--retention-events N`` sets how many events with ids flow through the retention
+# run (default 300,000; the acceptance figure uses 2,000,000, a few minutes; 0 skips it).
+#
+# * Retention: events with random ids flow through the engine into a SQLite store for
+#   eight monthly periods on a manual clock (default retention: 31 + 35 days). The
+#   event-id table is counted at the end of each period: it stays bounded by the ids
+#   of the last 66 days (plus one prune's worth) instead of growing with the total.
+# * History: microseconds per metered event with an id (``meter`` plus the flushes,
+#   engine defaults) on SQLite, ordered ids (a counter) and random ids (uuid4), with
+#   10 and with 1,000,000 ids of history in the store. Target: random ids at 1 M
+#   <= 2x ordered ids at 10.
+
+import argparse  # noqa: E402
+import sqlite3  # noqa: E402
+import statistics  # noqa: E402
+import uuid  # noqa: E402
+from datetime import UTC, datetime  # noqa: E402
+
+from authsome.ledger.stores import EventIds, UsageBatch  # noqa: E402
+
+RETENTION_EVENTS = 300_000
+RETENTION_MONTHS = 8
+HISTORY_BIG = 1_000_000
+HISTORY_N = 30_000  # metered events timed per round
+
+
+def _count_ids(path: Path) -> int:
+    with sqlite3.connect(path) as db:
+        return int(db.execute("SELECT count(*) FROM ledger_events").fetchone()[0])
+
+
+def bench_retention(tmp: Path, events: int) -> list[tuple[int, int, int]]:
+    """(month, events so far, rows in the event-id table) at the end of each month."""
+    clock = ledger.ManualClock(datetime(2024, 1, 1, tzinfo=UTC))
+    path = tmp / "retention.db"
+    store = ledger.SQLiteStore(path, clock=clock)
+    eng = ledger.Engine(store=store, clock=clock, flush_interval=3600)
+    eng.define_plan(plan())
+    eng.subscribe("acme", "bench")
+    days = RETENTION_MONTHS * 30
+    per_day = events // days
+    meter = eng.meter
+    rows: list[tuple[int, int, int]] = []
+    sent = 0
+    for day in range(1, days + 1):
+        for _ in range(per_day):
+            meter("acme", "api.calls", event_id=uuid.uuid4().hex)
+        sent += per_day
+        eng.flush()
+        clock.advance(days=1)
+        if day % 30 == 0:
+            rows.append((day // 30, sent, _count_ids(path)))
+    eng.close()
+    store.close()
+    return rows
+
+
+def _ordered(start: int, n: int) -> list[str]:
+    return [f"{i:020d}" for i in range(start, start + n)]
+
+
+def _random(n: int) -> list[str]:
+    return [uuid.uuid4().hex for _ in range(n)]
+
+
+class _HistoryRun:
+    """An engine on a SQLite store that already holds ``history`` ids of ``kind``."""
+
+    def __init__(self, tmp: Path, kind: str, history: int) -> None:
+        self.kind, self.next = kind, history
+        self.store = ledger.SQLiteStore(tmp / f"history-{kind}-{history}.db")
+        self.eng = ledger.Engine(store=self.store)
+        self.eng.define_plan(plan())
+        self.eng.subscribe("acme", "bench")
+        start = self.eng.period("acme", "api.calls").start
+        period_start = int(start.timestamp()) if start is not None else 0
+        for done in range(0, history, 100_000):  # the history, straight into the store
+            ids = self._ids(min(100_000, history - done))
+            self.store.apply_usage(
+                UsageBatch(events=[EventIds("acme", "api.calls", period_start, 1, ids)])
+            )
+
+    def _ids(self, n: int) -> list[str]:
+        if self.kind == "random":
+            return _random(n)
+        self.next += n
+        return _ordered(self.next - n, n)
+
+    def round(self) -> float:
+        """Seconds per event to meter (and flush) HISTORY_N new events with ids."""
+        ids = self._ids(HISTORY_N)
+        meter = self.eng.meter
+        gc.collect()
+        t = time.perf_counter()
+        for event_id in ids:
+            meter("acme", "api.calls", event_id=event_id)
+        self.eng.flush()
+        return (time.perf_counter() - t) / HISTORY_N
+
+    def close(self) -> None:
+        self.eng.close()
+        self.store.close()
+
+
+def bench_history(tmp: Path, rounds: int = 5) -> dict[tuple[str, int], float]:
+    """Median seconds per metered event for each (kind of ids, ids of history); the
+    rounds of the four set-ups interleave, so a busy machine slows them alike."""
+    runs = {
+        (kind, size): _HistoryRun(tmp, kind, size)
+        for size in (10, HISTORY_BIG)
+        for kind in ("ordered", "random")
+    }
+    timings: dict[tuple[str, int], list[float]] = {key: [] for key in runs}
+    for _ in range(rounds):
+        for key, run in runs.items():
+            timings[key].append(run.round())
+    for run in runs.values():
+        run.close()
+    return {key: statistics.median(values) for key, values in timings.items()}
+
+
+def stores_main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description="ledger store benchmarks")
+    parser.add_argument("--retention-events", type=int, default=RETENTION_EVENTS)
+    args, _ = parser.parse_known_args(argv)
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        history = bench_history(tmp)
+        retention = bench_retention(tmp, args.retention_events) if args.retention_events else []
+    base = history[("ordered", 10)]
+    print("metering with event ids on SQLite (meter + flush, median of 5 x 30,000 events)")
+    for (kind, size), seconds in history.items():
+        print(
+            f"  {kind:<8} ids, {size:>9,} of history  {seconds * 1e6:8.2f} us/event"
+            f"   {seconds / base:5.2f}x ordered at 10"
+        )
+    print("  target: random at 1,000,000 <= 2.00x ordered at 10")
+    total = args.retention_events
+    if not total:
+        return
+    window = total // (RETENTION_MONTHS * 30) * (31 + 35)
+    print(f"event-id retention on SQLite: {total:,} events with ids over {RETENTION_MONTHS} months")
+    for month, sent, rows in retention:
+        print(f"  end of month {month}: {sent:>10,} events sent   {rows:>10,} ids stored")
+    print(f"  bound: the ids of the last 66 days, about {window:,} (plus one prune's worth)")
+
+
+if __name__ == "__main__":
+    stores_main(sys.argv[1:])

@@ -5,9 +5,15 @@ The behaviour every store shares runs on it through the store contract suite.
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import psycopg
 import psycopg_pool
@@ -273,7 +279,7 @@ def test_a_version_1_schema_is_migrated_in_place(pg_dsn: str, schema: str) -> No
         )
     s = ledger.PostgresStore(pg_dsn, schema=schema)
     try:
-        assert s.schema_version == len(MIGRATIONS) == 2
+        assert s.schema_version == len(MIGRATIONS)
         batch = UsageBatch([UsageDelta("t", "f", T0, 1)], batch_id="b")
         s.apply_usage(batch)
         s.apply_usage(batch)
@@ -368,3 +374,82 @@ def test_reads_survive_dropped_connections_and_flushes_retry(pg_dsn: str, schema
         assert sum(r.used for r in s.usage_records("t") if r.feature == "g") == 3
     finally:
         s.close()
+
+
+# --- failing fast, with the cause -------------------------------------------------------
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def test_an_unreachable_server_fails_within_seconds_naming_the_cause(schema: str) -> None:
+    port = free_port()
+    started = time.monotonic()
+    with pytest.raises(ledger.LedgerStoreError) as caught:
+        ledger.PostgresStore(
+            f"postgresql://ann:hunter2@127.0.0.1:{port}/x", schema=schema, timeout=60
+        )
+    assert time.monotonic() - started < 5
+    message = str(caught.value)
+    assert "Connection refused" in message
+    assert f"port={port}" in message
+    assert "hunter2" not in message
+    assert isinstance(caught.value.__cause__, psycopg.OperationalError)
+
+
+@pytest.mark.parametrize(
+    ("change", "cause"),
+    [
+        ({"dbname": "no_such_db"}, 'database "no_such_db" does not exist'),
+        ({"user": "no_such_role"}, 'role "no_such_role" does not exist'),
+    ],
+)
+def test_a_wrong_database_or_user_fails_at_once_naming_the_cause(
+    pg_server: PgServer, schema: str, change: dict[str, str], cause: str
+) -> None:
+    dsn = pg_server.dsn(dbname=change.get("dbname", "postgres"))
+    if "user" in change:
+        dsn = dsn.replace(f"user={pg_server.user}", f"user={change['user']}")
+    started = time.monotonic()
+    with pytest.raises(ledger.LedgerStoreError, match=cause):
+        ledger.PostgresStore(dsn, schema=schema, timeout=60)
+    assert time.monotonic() - started < 5
+
+
+def test_the_connect_timeout_is_configurable_and_checked(pg_dsn: str, schema: str) -> None:
+    with pytest.raises(ledger.InvalidArgument):
+        ledger.PostgresStore(pg_dsn, schema=schema, connect_timeout=0)
+    with pytest.raises(ledger.InvalidArgumentType):
+        ledger.PostgresStore(pg_dsn, schema=schema, connect_timeout="5")  # type: ignore[arg-type]
+    with pytest.raises(ledger.InvalidArgument, match="connection string is invalid") as caught:
+        ledger.PostgresStore("host=x password=hunter2 broken", schema=schema)
+    assert "hunter2" not in str(caught.value)
+    ledger.PostgresStore(pg_dsn, schema=schema, connect_timeout=3).close()
+
+
+def test_the_cli_says_why_in_one_line_and_exits_1(pg_server: PgServer) -> None:
+    unreachable = f"postgresql://ann:hunter2@127.0.0.1:{free_port()}/x"
+    unknown_db = f"postgresql://{pg_server.user}@{pg_server.host}:{pg_server.port}/no_such_db"
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    for dsn, cause in ((unreachable, "Connection refused"), (unknown_db, "does not exist")):
+        started = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, "-m", "authsome", "usage", "acme", "--db", dsn],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": src},
+            timeout=60,
+            check=False,
+        )
+        assert time.monotonic() - started < 10  # (the interpreter's start included)
+        assert done.returncode == 1
+        assert done.stdout == ""
+        assert done.stderr.count("\n") == 1, done.stderr
+        assert done.stderr.startswith("authsome: ")
+        assert cause in done.stderr
+        assert "hunter2" not in done.stderr

@@ -4,9 +4,9 @@ A store persists plans (every version), subscriptions and usage. Usage arrives i
 batches that a store applies *atomically and idempotently*:
 
 * a :class:`UsageDelta` with an ``event_id`` counts at most once per
-  ``(tenant, feature, event_id)``, ever: the id is inserted under a unique key in the
-  same transaction as the increment, so retried batches, replayed spools and (with a
-  shared database) other processes never double-count it;
+  ``(tenant, feature, event_id)`` within the retention (below): the id is inserted
+  under a unique key in the same transaction as the increment, so retried batches,
+  replayed spools and (with a shared database) other processes never double-count it;
 * a :class:`UniqueUse` adds a user to the distinct set of ``(tenant, feature,
   period_start)`` and bumps the counter only if the user was not in it yet;
 * counters are updated as upserts (``used = used + delta``), never read-modify-write
@@ -24,6 +24,11 @@ batches that a store applies *atomically and idempotently*:
 the total stays within ``ceiling``", atomic in the database (a single transaction
 holding the write lock, or a conditional ``UPDATE``), which is what makes
 ``Engine.consume`` exact across processes.
+
+Event ids are remembered for a retention (see :meth:`LedgerStore.prune_event_ids`):
+by default the longest period of any stored plan plus 35 days after the store
+recorded the id, which is at least 35 days past the end of the period the event
+counted in. A retry arriving after that counts again.
 
 Periods are identified by ``period_start`` as integer seconds since the Unix epoch
 (UTC); features whose usage never resets use ``0``.
@@ -207,6 +212,15 @@ class LedgerStore(Protocol):
 
     def usage_records(self, tenant: str) -> list[UsageRecord]:
         """Every persisted counter of ``tenant``, by feature then period."""
+        ...
+
+    def prune_event_ids(self, limit: int | None = None) -> int:
+        """Forget the event ids recorded longer ago than the store's retention (at most
+        ``limit`` of them); return how many were forgotten.
+
+        Stores also prune on their own while applying batches, a bounded number of
+        rows at a time, so calling this is never required.
+        """
         ...
 
     def close(self) -> None:

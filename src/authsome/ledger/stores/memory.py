@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Collection, Iterable
+from datetime import timedelta
 from itertools import repeat
 
-from authsome.ledger.eventids import EventIdSet
+from authsome.ledger.clock import Clock
 from authsome.ledger.plans import MAX_COUNTER, Plan, Subscription
 from authsome.ledger.stores._protocol import (
     ConsumeRequest,
     ConsumeResult,
     UsageBatch,
     UsageRecord,
+)
+from authsome.ledger.stores._retention import (
+    PruneSchedule,
+    check_limit,
+    chunk_for,
+    default_retention,
 )
 
 __all__ = ["MemoryStore"]
@@ -28,17 +36,24 @@ class MemoryStore:
     """A :class:`~authsome.ledger.stores.LedgerStore` in dictionaries, behind one lock.
 
     For tests, demos and single-process tools. It follows the same contract as the
-    SQLite store (one contract test suite runs on both).
+    SQL stores (one contract test suite runs on all), event-id retention included
+    (``event_id_retention`` and ``clock`` as for :class:`SQLiteStore`).
     """
 
     accepts_event_ids = True  # apply_usage takes UsageBatch.events
 
-    def __init__(self) -> None:
+    def __init__(
+        self, *, event_id_retention: timedelta | None = None, clock: Clock | None = None
+    ) -> None:
         self._lock = threading.Lock()
         self._plans: dict[str, list[Plan]] = {}
         self._subs: dict[str, Subscription] = {}
         self._usage: dict[_Counter, int] = {}
-        self._events: dict[tuple[str, str], EventIdSet] = {}  # (tenant, feature) -> ids
+        # (tenant, feature) -> {event id: when recorded}, and every id in the order it
+        # was recorded: pruning pops the old end of the log.
+        self._events: dict[tuple[str, str], dict[str, float]] = {}
+        self._recorded: deque[tuple[float, tuple[str, str], str]] = deque()
+        self._pruning = PruneSchedule(event_id_retention, clock)
         self._batches: set[str] = set()
         self._users: dict[_Counter, set[str]] = {}
 
@@ -86,18 +101,23 @@ class MemoryStore:
         ):
             raise TypeError("event ids must be str")
         increments: dict[_Counter, int] = {}
+        now = self._pruning.now()
         with self._lock:
+            if self._pruning.due(now):
+                self._prune(now, chunk_for(len(batch)))
             if batch.batch_id is not None:
                 if batch.batch_id in self._batches:
                     return  # applied before; its acknowledgement was lost
                 self._batches.add(batch.batch_id)
             for d in batch.deltas:
-                if d.event_id is not None and not self._ids(d.tenant, d.feature).add(d.event_id):
+                if d.event_id is not None and not self._record(
+                    d.tenant, d.feature, (d.event_id,), now
+                ):
                     continue
                 counter = (d.tenant, d.feature, d.period_start)
                 increments[counter] = increments.get(counter, 0) + d.quantity
             for g in batch.events:  # in bulk: how many ids are new is all that counts
-                new = self._ids(g.tenant, g.feature).add_all(g.event_ids)
+                new = self._record(g.tenant, g.feature, g.event_ids, now)
                 counter = (g.tenant, g.feature, g.period_start)
                 increments[counter] = increments.get(counter, 0) + new * g.quantity
             for u in batch.uniques:
@@ -133,9 +153,10 @@ class MemoryStore:
         """Record one use if it fits under ``request.ceiling``."""
         r = request
         counter = (r.tenant, r.feature, r.period_start)
+        now = self._pruning.now()
         with self._lock:
             used = self._usage.get(counter, 0)
-            known = self._ids(r.tenant, r.feature)
+            known = self._events.get((r.tenant, r.feature), {})
             if r.event_id is not None and r.event_id in known:
                 return ConsumeResult(True, used)
             if r.unique:
@@ -151,16 +172,51 @@ class MemoryStore:
                     return ConsumeResult(False, used)
                 used += r.quantity
             if r.event_id is not None:
-                known.add(r.event_id)
+                self._record(r.tenant, r.feature, (r.event_id,), now)
             self._usage[counter] = used
             return ConsumeResult(True, used)
 
-    def _ids(self, tenant: str, feature: str) -> EventIdSet:
-        """The event ids of ``(tenant, feature)`` (call with the lock held)."""
-        ids = self._events.get((tenant, feature))
+    def _record(self, tenant: str, feature: str, event_ids: Iterable[str], now: float) -> int:
+        """Remember the new ones of ``event_ids``; return how many were new (call with
+        the lock held)."""
+        where = (tenant, feature)
+        ids = self._events.get(where)
         if ids is None:
-            ids = self._events[(tenant, feature)] = EventIdSet()
-        return ids
+            ids = self._events[where] = {}
+        log = self._recorded
+        new = 0
+        for event_id in event_ids:
+            if event_id not in ids:
+                ids[event_id] = now
+                log.append((now, where, event_id))
+                new += 1
+        return new
+
+    def prune_event_ids(self, limit: int | None = None) -> int:
+        """Forget event ids recorded longer ago than the retention (at most ``limit``);
+        return how many."""
+        limit = check_limit(limit)
+        now = self._pruning.now()
+        with self._lock:
+            return self._prune(now, limit)
+
+    def _prune(self, now: float, limit: int | None) -> int:
+        """Forget at most ``limit`` expired ids, oldest first (call with the lock held)."""
+        retention = self._pruning.retention
+        if retention is None:
+            retention = default_retention(p for versions in self._plans.values() for p in versions)
+        cutoff = now - retention
+        log = self._recorded
+        deleted = 0
+        while log and log[0][0] < cutoff and (limit is None or deleted < limit):
+            _, where, event_id = log.popleft()
+            ids = self._events[where]
+            del ids[event_id]
+            if not ids:
+                del self._events[where]
+            deleted += 1
+        self._pruning.done(now, deleted, limit if limit is not None else deleted + 1)
+        return deleted
 
     def usage_records(self, tenant: str) -> list[UsageRecord]:
         """Every counter of ``tenant``."""

@@ -4,7 +4,8 @@ For several processes (and machines) metering into one ledger. Everything that m
 be exact across processes is decided by the database, never by a read in Python:
 
 * counters are upserts, ``used = used + excluded.used``;
-* an event id is a row under a primary key, inserted in the same transaction as
+* an event id is a row under a primary key (until its retention ends, see
+  :meth:`PostgresStore.prune_event_ids`), inserted in the same transaction as
   the increment with ``ON CONFLICT DO NOTHING ... RETURNING``: only the ids that
   come back (new ones) add their quantity, so a retried batch, a replayed spool or
   another process sending the same id never counts twice;
@@ -35,12 +36,15 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 import re
 import threading
 import time
 from collections.abc import Callable, Collection
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from authsome.ledger.clock import Clock
 from authsome.ledger.errors import (
     InvalidArgument,
     InvalidArgumentType,
@@ -56,11 +60,18 @@ from authsome.ledger.plans import (
     load_plan,
     load_subscription,
 )
+from authsome.ledger.stores._fork import park_inherited, track
 from authsome.ledger.stores._protocol import (
     ConsumeRequest,
     ConsumeResult,
     UsageBatch,
     UsageRecord,
+)
+from authsome.ledger.stores._retention import (
+    PruneSchedule,
+    check_limit,
+    chunk_for,
+    default_retention,
 )
 
 if TYPE_CHECKING:
@@ -102,6 +113,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             batch_id TEXT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())""",
         "CREATE INDEX ledger_batches_applied_at ON {schema}.ledger_batches (applied_at)",
     ),
+    # 3: when each event id was recorded (seconds since the epoch), so ids past their
+    # retention can be pruned; the ids already there count from the upgrade.
+    (
+        "ALTER TABLE {schema}.ledger_events ADD COLUMN recorded_at BIGINT NOT NULL DEFAULT 0",
+        "UPDATE {schema}.ledger_events SET recorded_at = extract(epoch FROM now())::bigint",
+        "CREATE INDEX ledger_events_recorded_at ON {schema}.ledger_events (recorded_at)",
+    ),
 )
 
 _BOOTSTRAP = (
@@ -139,8 +157,8 @@ _QUERIES: dict[str, str] = {
     # key and only the rows the INSERT returns (the new ones) are summed.
     "insert_events": (
         "WITH new AS (INSERT INTO {schema}.ledger_events "
-        "(tenant, feature, event_id, period_start, quantity) "
-        "SELECT %b, %b, e, %b, q FROM unnest(%b::text[], %b::bigint[]) AS x(e, q) "
+        "(tenant, feature, event_id, period_start, quantity, recorded_at) "
+        "SELECT %b, %b, e, %b, q, %b FROM unnest(%b::text[], %b::bigint[]) AS x(e, q) "
         "ON CONFLICT DO NOTHING RETURNING quantity) "
         "SELECT COALESCE(sum(quantity), 0) FROM new"
     ),
@@ -192,9 +210,17 @@ _QUERIES: dict[str, str] = {
         "WHERE tenant = %s AND feature = %s AND period_start = %s AND user_id = ANY(%s::text[])"
     ),
     "claim_event": (
-        "INSERT INTO {schema}.ledger_events (tenant, feature, event_id, period_start, quantity) "
-        "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1"
+        "INSERT INTO {schema}.ledger_events "
+        "(tenant, feature, event_id, period_start, quantity, recorded_at) "
+        "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1"
     ),
+    # Oldest first through the recorded_at index, a bounded number at a time.
+    "prune_events": (
+        "DELETE FROM {schema}.ledger_events WHERE (tenant, feature, event_id) IN ("
+        "SELECT tenant, feature, event_id FROM {schema}.ledger_events "
+        "WHERE recorded_at < %s LIMIT %s)"
+    ),
+    "plan_bodies": "SELECT body, version FROM {schema}.ledger_plans",
     "claim_user": (
         "INSERT INTO {schema}.ledger_users (tenant, feature, period_start, user_id) "
         "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1"
@@ -262,10 +288,23 @@ class PostgresStore:
     ``authsome_ledger``), so one database can hold several independent ledgers.
     ``timeout`` bounds the wait for a connection, in seconds.
 
+    With a ``dsn`` the store first connects once, directly, waiting at most
+    ``connect_timeout`` seconds (unless the DSN sets its own ``connect_timeout``):
+    an unreachable server, an unknown database or a refused login fails right away
+    with one :class:`~authsome.ledger.errors.LedgerStoreError` that names the cause.
+
     Safe to share between threads and, through the database, between processes:
-    every write is one transaction. Database errors surface as
-    :class:`~authsome.ledger.errors.LedgerStoreError` with the psycopg error
-    chained; nothing of a failed operation is committed.
+    every write is one transaction. A store opened with a ``dsn`` before
+    ``os.fork()`` opens a pool of its own in the child on first use (the parent's
+    connections are left alone); a ``pool`` you gave cannot be reopened, so using
+    the store in a child raises :class:`~authsome.ledger.errors.LedgerStoreError`.
+
+    Event ids are forgotten ``event_id_retention`` after they were recorded (default:
+    the longest period of the stored plans plus 35 days; see
+    :meth:`prune_event_ids`), by the clock ``clock`` (default: the system's).
+
+    Database errors surface as :class:`~authsome.ledger.errors.LedgerStoreError`
+    with the psycopg error chained; nothing of a failed operation is committed.
     """
 
     accepts_event_ids = True  # apply_usage takes UsageBatch.events
@@ -279,6 +318,9 @@ class PostgresStore:
         min_size: int = 1,
         max_size: int = 10,
         timeout: float = 30.0,
+        connect_timeout: float = 5.0,
+        event_id_retention: timedelta | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.schema = check_schema_name(schema)
         if (dsn is None) == (pool is None):
@@ -290,16 +332,19 @@ class PostgresStore:
                 raise InvalidArgumentType(f"{name} must be an int")
         if not 0 <= min_size <= max_size or max_size < 1:
             raise InvalidArgument("need 0 <= min_size <= max_size and max_size >= 1")
-        self._psycopg, pool_module = _import_psycopg()
+        _check_seconds(timeout, "timeout")
+        _check_seconds(connect_timeout, "connect_timeout")
+        self._pruning = PruneSchedule(event_id_retention, clock)
+        self._psycopg, self._pool_module = _import_psycopg()
         errors = self._psycopg.errors
         self._retryable: tuple[type[BaseException], ...] = (
             errors.DeadlockDetected,
             errors.SerializationFailure,
         )
         self._pool_errors: tuple[type[BaseException], ...] = (
-            pool_module.PoolTimeout,
-            pool_module.PoolClosed,
-            pool_module.TooManyRequests,
+            self._pool_module.PoolTimeout,
+            self._pool_module.PoolClosed,
+            self._pool_module.TooManyRequests,
         )
         # Refused data, raised by the server (SQLSTATE classes 22 and 23) or while
         # adapting a parameter (a NUL in a str, an unencodable str...).
@@ -310,43 +355,125 @@ class PostgresStore:
         self._batch_ids = itertools.count(1)  # batch ids recorded here, to prune now and then
         self._closed = False
         self._close_lock = threading.Lock()
+        self._inherited = False  # True in a forked child until it has a pool of its own
         self._owns_pool = pool is None
-        try:
-            if pool is None:
-                pool = pool_module.ConnectionPool(
-                    dsn,
-                    min_size=min_size,
-                    max_size=max_size,
-                    kwargs={"autocommit": True},
-                    timeout=timeout,
-                    name=f"authsome-ledger-{schema}",
-                    open=False,
-                )
-                assert pool is not None
-                pool.open(wait=True, timeout=timeout)
+        self._sizes = (min_size, max_size, timeout)
+        self._conninfo = ""
+        if pool is None:
+            assert dsn is not None
+            self._conninfo = self._with_connect_timeout(dsn, connect_timeout)
+            self._open_directly()
+            pool = self._new_pool()
+            try:
+                pool.open(wait=True, timeout=max(timeout, connect_timeout))
+            except self._pool_errors as exc:
+                pool.close()
+                raise LedgerStoreError(f"cannot open the PostgreSQL ledger: {exc}") from exc
             self._pool: psycopg_pool.ConnectionPool[Any] = pool
-            self._q = self._render()
-            self._migrate()
+        else:
+            self._pool = pool
+            try:
+                with pool.connection(timeout=timeout) as conn:
+                    self._prepare(conn)
+            except self._psycopg.Error as exc:
+                raise LedgerStoreError(f"cannot open the PostgreSQL ledger: {exc}") from exc
+        track(self)
+
+    def _with_connect_timeout(self, dsn: str, seconds: float) -> str:
+        """``dsn`` as a libpq connection string, with ``connect_timeout`` unless it has one.
+
+        A DSN that does not parse is refused without quoting it (it may hold a password).
+        """
+        conninfo = self._psycopg.conninfo
+        try:
+            params = conninfo.conninfo_to_dict(dsn)
+        except self._psycopg.Error:
+            raise InvalidArgument("the PostgreSQL connection string is invalid") from None
+        # libpq takes whole seconds and treats 1 as 2; round up so the bound is kept.
+        params.setdefault("connect_timeout", max(2, math.ceil(seconds)))
+        return str(conninfo.make_conninfo(**params))
+
+    def _open_directly(self) -> None:
+        """Connect once without the pool, so that a server that cannot be used fails
+        now with its own reason (a pool would retry in the background until its
+        timeout and report only that it timed out), and migrate on that connection."""
+        try:
+            conn = self._psycopg.connect(self._conninfo, autocommit=True)
         except self._psycopg.Error as exc:
-            if self._owns_pool and pool is not None:
-                pool.close()
+            raise LedgerStoreError(
+                f"cannot connect to the PostgreSQL ledger ({self._where()}): {self._reason(exc)}"
+            ) from exc
+        try:
+            with conn:
+                self._prepare(conn)
+        except self._psycopg.Error as exc:
             raise LedgerStoreError(f"cannot open the PostgreSQL ledger: {exc}") from exc
-        except BaseException:
-            if self._owns_pool and pool is not None:
-                pool.close()
-            raise
+
+    def _where(self) -> str:
+        """Where the store connects, for messages: the DSN without its password."""
+        params = self._psycopg.conninfo.conninfo_to_dict(self._conninfo)
+        shown = {k: v for k, v in params.items() if k in ("host", "port", "dbname", "user")}
+        return str(self._psycopg.conninfo.make_conninfo(**shown)) or "libpq defaults"
+
+    def _reason(self, exc: BaseException) -> str:
+        """The first line of a connection error (refused, unknown database, failed
+        authentication...), without the password should the server quote it."""
+        text = str(exc).strip()
+        reason = text.splitlines()[0] if text else type(exc).__name__
+        password = self._psycopg.conninfo.conninfo_to_dict(self._conninfo).get("password")
+        return reason.replace(str(password), "***") if password else reason
+
+    def _new_pool(self) -> psycopg_pool.ConnectionPool[Any]:
+        min_size, max_size, timeout = self._sizes
+        pool: psycopg_pool.ConnectionPool[Any] = self._pool_module.ConnectionPool(
+            self._conninfo,
+            min_size=min_size,
+            max_size=max_size,
+            kwargs={"autocommit": True},
+            timeout=timeout,
+            name=f"authsome-ledger-{self.schema}",
+            open=False,
+        )
+        return pool
+
+    def _prepare(self, conn: psycopg.Connection[Any]) -> None:
+        """Render the statements and migrate the schema, on ``conn``."""
+        self._q = self._render(conn)
+        self._migrate(conn)
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child: fresh locks, and a pool of its own on first use."""
+        self._close_lock = threading.Lock()
+        self._inherited = True
+
+    def _pool_here(self) -> psycopg_pool.ConnectionPool[Any]:
+        """This process's pool (a forked child opens its own the first time)."""
+        if not self._inherited:
+            return self._pool
+        with self._close_lock:
+            if self._inherited:
+                if not self._owns_pool:
+                    raise LedgerStoreError(
+                        "the pool given to the ledger PostgresStore was opened in another "
+                        "process: open it after fork, or give the store a dsn"
+                    )
+                park_inherited(self._pool)  # the parent's: never used nor closed here
+                pool = self._new_pool()
+                pool.open(wait=False)
+                self._pool = pool
+                self._inherited = False
+        return self._pool
 
     # --- plumbing ---
 
-    def _render(self) -> dict[str, bytes]:
+    def _render(self, conn: psycopg.Connection[Any]) -> dict[str, bytes]:
         """Every statement with the quoted schema name, rendered once."""
         sql = self._psycopg.sql
         ident = sql.Identifier(self.schema)
-        with self._pool.connection() as conn:
-            return {
-                name: sql.SQL(text).format(schema=ident).as_bytes(conn)
-                for name, text in _QUERIES.items()
-            }
+        return {
+            name: sql.SQL(text).format(schema=ident).as_bytes(conn)
+            for name, text in _QUERIES.items()
+        }
 
     def _run(self, fn: Callable[[psycopg.Connection[Any]], _T], *, read_only: bool = False) -> _T:
         """Run ``fn`` on a pooled connection and wrap every error.
@@ -362,7 +489,7 @@ class PostgresStore:
             if self._closed:
                 raise LedgerStoreError("the ledger store is closed")
             try:
-                with self._pool.connection() as conn:
+                with self._pool_here().connection() as conn:
                     return fn(conn)
             except self._retryable as exc:
                 if attempt == _RETRIES:
@@ -403,32 +530,29 @@ class PostgresStore:
 
         return self._run(run, read_only=True)
 
-    def _migrate(self) -> None:
+    def _migrate(self, conn: psycopg.Connection[Any]) -> None:
         """Bring the schema to the newest version, once, whoever else is migrating."""
         sql = self._psycopg.sql
         ident = sql.Identifier(self.schema)
         q = self._q
 
-        def run(conn: psycopg.Connection[Any]) -> None:
-            with conn.transaction():
-                # Held until this transaction ends: concurrent migrators wait, then see
-                # the version this one recorded and have nothing left to do.
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (advisory_key(self.schema),))
-                for text in _BOOTSTRAP:
-                    conn.execute(sql.SQL(text).format(schema=ident))
-                row = conn.execute(q["version"]).fetchone()
-                version = int(row[0]) if row else 0
-                if version > len(MIGRATIONS):
-                    raise LedgerStoreError(
-                        f"ledger schema {self.schema!r} is at version {version}, newer than "
-                        f"this library ({len(MIGRATIONS)})"
-                    )
-                for number in range(version, len(MIGRATIONS)):
-                    for statement in MIGRATIONS[number]:
-                        conn.execute(sql.SQL(statement).format(schema=ident))
-                    conn.execute(q["mark_version"], (number + 1,))
-
-        self._run(run)
+        with conn.transaction():
+            # Held until this transaction ends: concurrent migrators wait, then see
+            # the version this one recorded and have nothing left to do.
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (advisory_key(self.schema),))
+            for text in _BOOTSTRAP:
+                conn.execute(sql.SQL(text).format(schema=ident))
+            row = conn.execute(q["version"]).fetchone()
+            version = int(row[0]) if row else 0
+            if version > len(MIGRATIONS):
+                raise LedgerStoreError(
+                    f"ledger schema {self.schema!r} is at version {version}, newer than "
+                    f"this library ({len(MIGRATIONS)})"
+                )
+            for number in range(version, len(MIGRATIONS)):
+                for statement in MIGRATIONS[number]:
+                    conn.execute(sql.SQL(statement).format(schema=ident))
+                conn.execute(q["mark_version"], (number + 1,))
 
     @property
     def schema_version(self) -> int:
@@ -493,7 +617,7 @@ class PostgresStore:
     # --- usage ---
 
     def apply_usage(self, batch: UsageBatch) -> None:
-        """Apply ``batch`` in one transaction; event ids and users count once, ever.
+        """Apply ``batch`` in one transaction; event ids and users count once.
 
         The batch id (if any) is inserted first: if it is already recorded the batch
         was applied before and nothing else happens. Per counter, its event ids are
@@ -525,12 +649,16 @@ class PostgresStore:
         q = self._q
         batch_id = batch.batch_id
         prune = batch_id is not None and next(self._batch_ids) % _PRUNE_EVERY == 0
+        recorded_at = int(self._pruning.now())
+        prune_ids = self._pruning.due(recorded_at)
 
         def run(conn: psycopg.Connection[Any]) -> None:
             increments = dict(plain)
             if prune:  # its own transaction: a concurrent prune never holds up the batch
                 with conn.transaction():
                     conn.execute(q["prune_batches"], (_KEEP_BATCHES,))
+            if prune_ids:  # likewise
+                self._prune(conn, recorded_at, chunk_for(len(batch)))
             with conn.transaction():
                 if (
                     batch_id is not None
@@ -541,7 +669,7 @@ class PostgresStore:
                     quantities = events[counter]
                     row = conn.execute(
                         q["insert_events"],
-                        (*counter, ids, [quantities[e] for e in ids]),
+                        (*counter, recorded_at, ids, [quantities[e] for e in ids]),
                     ).fetchone()
                     added = int(row[0]) if row else 0
                     if added:
@@ -604,6 +732,7 @@ class PostgresStore:
         q = self._q
         counter = (r.tenant, r.feature, r.period_start)
         rollback = self._psycopg.Rollback
+        recorded_at = int(self._pruning.now())
 
         def run(conn: psycopg.Connection[Any]) -> ConsumeResult:
             result: ConsumeResult | None = None
@@ -614,7 +743,8 @@ class PostgresStore:
                     raise rollback(tx)
                 if r.event_id is not None:
                     claimed = conn.execute(
-                        q["claim_event"], (r.tenant, r.feature, r.event_id, r.period_start, delta)
+                        q["claim_event"],
+                        (r.tenant, r.feature, r.event_id, r.period_start, delta, recorded_at),
                     ).fetchone()
                     if claimed is None:  # recorded before (maybe by another process)
                         result = ConsumeResult(True, self._used(conn, counter))
@@ -643,6 +773,34 @@ class PostgresStore:
 
         return self._run(run)
 
+    # --- event-id retention ---
+
+    def prune_event_ids(self, limit: int | None = None) -> int:
+        """Forget event ids recorded longer ago than the retention (at most ``limit``);
+        return how many.
+
+        The store also does this by itself while it applies batches (see
+        :mod:`authsome.ledger.stores._retention`).
+        """
+        limit = check_limit(limit)
+        now = int(self._pruning.now())
+        return self._run(lambda conn: self._prune(conn, now, limit))
+
+    def _prune(self, conn: psycopg.Connection[Any], now: int, limit: int | None) -> int:
+        """Delete at most ``limit`` (``None``: all) expired ids, in a transaction of
+        its own. Another process pruning or inserting the same rows at once is
+        harmless: a deleted row is deleted once, and an id inserted after its old row
+        is gone counts again, as it would after retention anyway."""
+        retention = self._pruning.retention
+        if retention is None:
+            rows = conn.execute(self._q["plan_bodies"]).fetchall()
+            retention = default_retention(load_plan(str(b), int(v)) for b, v in rows)
+        with conn.transaction():
+            cur = conn.execute(self._q["prune_events"], (now - int(retention), limit))
+        deleted = int(cur.rowcount)
+        self._pruning.done(now, deleted, limit if limit is not None else deleted + 1)
+        return deleted
+
     def _used(self, conn: psycopg.Connection[Any], counter: _Counter) -> int:
         row = conn.execute(self._q["get_usage"], counter).fetchone()
         return int(row[0]) if row else 0
@@ -658,11 +816,18 @@ class PostgresStore:
             if self._closed:
                 return
             self._closed = True
-        if self._owns_pool:
-            self._pool.close()
+        if self._owns_pool and not self._inherited:
+            self._pool.close()  # (an inherited pool is the parent's to close)
 
     def __repr__(self) -> str:
         return f"PostgresStore(schema={self.schema!r})"
+
+
+def _check_seconds(value: object, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidArgumentType(f"{name} must be a number of seconds")
+    if not 0 < value < math.inf:
+        raise InvalidArgument(f"{name} must be a positive number of seconds")
 
 
 def _saturate(n: int) -> int:

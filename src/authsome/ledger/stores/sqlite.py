@@ -2,7 +2,8 @@
 
 Several processes may open the same file: every write is one ``BEGIN IMMEDIATE``
 transaction, event ids sit under a primary key, and counters are updated with
-``INSERT ... ON CONFLICT DO UPDATE SET used = used + excluded.used``.
+``INSERT ... ON CONFLICT DO UPDATE SET used = used + excluded.used``. A store opened
+before ``fork()`` opens its own connection in the child on first use.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any, TypeVar
 
+from authsome.ledger.clock import Clock
 from authsome.ledger.errors import (
     InvalidArgument,
     InvalidArgumentType,
@@ -31,12 +34,19 @@ from authsome.ledger.plans import (
     load_plan,
     load_subscription,
 )
+from authsome.ledger.stores._fork import park_inherited, track
 from authsome.ledger.stores._protocol import (
     ConsumeRequest,
     ConsumeResult,
     EventIds,
     UsageBatch,
     UsageRecord,
+)
+from authsome.ledger.stores._retention import (
+    PruneSchedule,
+    check_limit,
+    chunk_for,
+    default_retention,
 )
 
 __all__ = ["MIGRATIONS", "SQLiteStore"]
@@ -69,6 +79,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """CREATE TABLE ledger_batches (
             batch_id TEXT PRIMARY KEY, applied_at REAL NOT NULL) WITHOUT ROWID""",
     ),
+    # 3: when each event id was recorded, so ids past their retention can be pruned
+    # (the ids already there count from the upgrade).
+    (
+        "ALTER TABLE ledger_events ADD COLUMN recorded_at INTEGER NOT NULL DEFAULT 0",
+        "UPDATE ledger_events SET recorded_at = CAST(strftime('%s', 'now') AS INTEGER)",
+        "CREATE INDEX ledger_events_recorded_at ON ledger_events (recorded_at)",
+    ),
 )
 
 # Counters never go below 0 (releasing more seats than are held leaves 0, not a credit)
@@ -82,15 +99,21 @@ _UPSERT = (
 )
 assert MAX_COUNTER == 9223372036854775807  # the literal above
 _INSERT_EVENT = (
-    "INSERT OR IGNORE INTO ledger_events (tenant, feature, event_id, period_start, quantity) "
-    "VALUES (?, ?, ?, ?, ?)"
+    "INSERT OR IGNORE INTO ledger_events "
+    "(tenant, feature, event_id, period_start, quantity, recorded_at) VALUES (?, ?, ?, ?, ?, ?)"
 )
 # All event ids of one EventIds group in one statement: SQLite walks the JSON array
 # itself, so the sqlite3 module releases the GIL once per group instead of once per id
 # (executemany steps row by row), and the request threads keep running meanwhile.
 _INSERT_EVENTS_JSON = (
-    "INSERT OR IGNORE INTO ledger_events (tenant, feature, event_id, period_start, quantity) "
-    "SELECT ?1, ?2, value, ?3, ?4 FROM json_each(?5)"
+    "INSERT OR IGNORE INTO ledger_events "
+    "(tenant, feature, event_id, period_start, quantity, recorded_at) "
+    "SELECT ?1, ?2, value, ?3, ?4, ?6 FROM json_each(?5)"
+)
+# Oldest first through the recorded_at index, a bounded number at a time.
+_PRUNE_EVENTS = (
+    "DELETE FROM ledger_events WHERE (tenant, feature, event_id) IN ("
+    "SELECT tenant, feature, event_id FROM ledger_events WHERE recorded_at < ? LIMIT ?)"
 )
 _INSERT_USER = (
     "INSERT OR IGNORE INTO ledger_users (tenant, feature, period_start, user_id) "
@@ -101,6 +124,7 @@ _PRUNE_BATCHES = "DELETE FROM ledger_batches WHERE applied_at < ?"
 _PRUNE_EVERY = 1024  # batches between prunes (a prune scans the table)
 _KEEP_BATCHES = 86_400.0  # seconds a batch id is remembered (retries take seconds)
 _GET_USAGE = "SELECT used FROM ledger_usage WHERE tenant = ? AND feature = ? AND period_start = ?"
+_CHECKPOINT_PAGES = 10_000  # WAL pages between automatic checkpoints (40 MiB of 4 KiB)
 _MAX_VARS = 500  # stay far below SQLite's bound on host parameters per statement
 
 
@@ -114,42 +138,87 @@ class SQLiteStore:
     ``cache_mb`` bounds SQLite's page cache for this connection (memory is taken as
     pages are used). Event ids are random, so each flush inserts all over their
     index; with SQLite's default 2 MB, most of those pages are re-read every flush.
+
+    Event ids are forgotten ``event_id_retention`` after they were recorded (default:
+    the longest period of the stored plans plus 35 days; see
+    :meth:`prune_event_ids`), by the clock ``clock`` (default: the system's).
+
+    A store opened before ``os.fork()`` opens its own connection in the child the
+    first time the child uses it; the parent's connection is left alone.
     """
 
     accepts_event_ids = True  # apply_usage takes UsageBatch.events
 
     def __init__(
-        self, path: str | os.PathLike[str], *, timeout: float = 10.0, cache_mb: int = 32
+        self,
+        path: str | os.PathLike[str],
+        *,
+        timeout: float = 10.0,
+        cache_mb: int = 32,
+        event_id_retention: timedelta | None = None,
+        clock: Clock | None = None,
     ) -> None:
         if isinstance(cache_mb, bool) or not isinstance(cache_mb, int):
             raise InvalidArgumentType("cache_mb must be an int")
         if cache_mb < 1:
             raise InvalidArgument("cache_mb must be positive")
         self.path = os.fspath(path)
+        self._timeout = timeout
+        self._cache_mb = cache_mb
+        self._pruning = PruneSchedule(event_id_retention, clock)
         self._lock = threading.RLock()
         self._batches = 0  # applied by this store object, to prune now and then
+        self._inherited = False  # True in a forked child until it reconnects
         try:
-            self._db = sqlite3.connect(
-                self.path, timeout=timeout, isolation_level=None, check_same_thread=False
-            )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.execute(f"PRAGMA cache_size=-{cache_mb * 1024}")  # KiB when negative
+            self._db = self._connect()
             self._migrate()
             self._json = _has_json(self._db)
         except sqlite3.Error as exc:
             raise LedgerStoreError(f"cannot open ledger database: {exc}") from exc
         self._closed = False
+        track(self)
 
     # --- plumbing ---
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(
+            self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False
+        )
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA foreign_keys=ON")
+        db.execute(f"PRAGMA cache_size=-{self._cache_mb * 1024}")  # KiB when negative
+        # Random event ids land each on its own page of the id index, so a flush dirties
+        # about one page per new id. Checkpointing every 1,000 pages (the default) then
+        # copies and syncs pages nearly every flush; every 10,000 lets a page changed by
+        # several flushes be copied once (about 2x cheaper per id on a large index).
+        # The WAL file is cut back to 64 MiB after a checkpoint.
+        db.execute(f"PRAGMA wal_autocheckpoint={_CHECKPOINT_PAGES}")
+        db.execute(f"PRAGMA journal_size_limit={64 * 1024 * 1024}")
+        return db
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child: a fresh lock, and a connection of its own on first use."""
+        self._lock = threading.RLock()
+        self._inherited = True
+
+    def _connection(self) -> sqlite3.Connection:
+        """This process's connection (call with the lock held)."""
+        self._check_open()
+        if self._inherited:
+            park_inherited(self._db)  # the parent's: never used nor closed here
+            try:
+                self._db = self._connect()
+            except sqlite3.Error as exc:
+                raise LedgerStoreError(f"cannot reopen ledger database: {exc}") from exc
+            self._inherited = False
+        return self._db
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """One write transaction, holding the database's write lock from the start."""
         with self._lock:
-            self._check_open()
-            db = self._db
+            db = self._connection()
             db.execute("BEGIN IMMEDIATE")
             try:
                 yield db
@@ -175,8 +244,7 @@ class SQLiteStore:
     def _read(self, sql: str, params: tuple[object, ...]) -> list[Any]:
         def run() -> list[Any]:
             with self._lock:
-                self._check_open()
-                return self._db.execute(sql, params).fetchall()
+                return self._connection().execute(sql, params).fetchall()
 
         return self._call(run)
 
@@ -271,9 +339,13 @@ class SQLiteStore:
     def apply_usage(self, batch: UsageBatch) -> None:
         """Apply ``batch`` in one transaction; event ids and users count once."""
 
+        recorded_at = int(self._pruning.now())
+
         def run() -> None:
             increments: dict[tuple[str, str, int], int] = {}
             with self._tx() as db:
+                if self._pruning.due(recorded_at):
+                    self._prune(db, recorded_at, chunk_for(len(batch)))
                 if batch.batch_id is not None:
                     now = time.time()
                     cur = db.execute(_INSERT_BATCH, (batch.batch_id, now))
@@ -292,14 +364,21 @@ class SQLiteStore:
                         increments[counter] = increments.get(counter, 0) + d.quantity
                     else:
                         with_ids.setdefault((*counter, d.quantity), []).append(
-                            (d.tenant, d.feature, d.event_id, d.period_start, d.quantity)
+                            (
+                                d.tenant,
+                                d.feature,
+                                d.event_id,
+                                d.period_start,
+                                d.quantity,
+                                recorded_at,
+                            )
                         )
                 for (tenant, feature, start, quantity), rows in with_ids.items():
                     new = db.executemany(_INSERT_EVENT, rows).rowcount
                     counter = (tenant, feature, start)
                     increments[counter] = increments.get(counter, 0) + new * quantity
                 for g in batch.events:
-                    new = self._insert_ids(db, g)
+                    new = self._insert_ids(db, g, recorded_at)
                     counter = (g.tenant, g.feature, g.period_start)
                     increments[counter] = increments.get(counter, 0) + new * g.quantity
                 for u in batch.uniques:
@@ -310,17 +389,49 @@ class SQLiteStore:
 
         self._call(run)
 
-    def _insert_ids(self, db: sqlite3.Connection, g: EventIds) -> int:
+    def _insert_ids(self, db: sqlite3.Connection, g: EventIds, recorded_at: int) -> int:
         """Insert the event ids of ``g``; return how many were new."""
         if self._json:
             payload = _dump_ids(list(g.event_ids))
             # JSON would turn a NUL into an escape that SQLite's json_each cuts the text
             # at; such ids (the engine refuses them) take the row-by-row way.
             if "\\u0000" not in payload:
-                args = (g.tenant, g.feature, g.period_start, g.quantity, payload)
+                args = (g.tenant, g.feature, g.period_start, g.quantity, payload, recorded_at)
                 return int(db.execute(_INSERT_EVENTS_JSON, args).rowcount)
-        rows = [(g.tenant, g.feature, e, g.period_start, g.quantity) for e in g.event_ids]
+        rows = [
+            (g.tenant, g.feature, e, g.period_start, g.quantity, recorded_at) for e in g.event_ids
+        ]
         return int(db.executemany(_INSERT_EVENT, rows).rowcount)
+
+    # --- event-id retention ---
+
+    def prune_event_ids(self, limit: int | None = None) -> int:
+        """Forget event ids recorded longer ago than the retention (at most ``limit``);
+        return how many.
+
+        The store also does this by itself while it applies batches (see
+        :mod:`authsome.ledger.stores._retention`).
+        """
+        limit = check_limit(limit)
+        now = int(self._pruning.now())
+
+        def run() -> int:
+            with self._tx() as db:
+                return self._prune(db, now, limit)
+
+        return self._call(run)
+
+    def _prune(self, db: sqlite3.Connection, now: int, limit: int | None) -> int:
+        """Delete at most ``limit`` (``None``: all) expired ids, inside a transaction."""
+        retention = self._pruning.retention
+        if retention is None:
+            rows = db.execute("SELECT body, version FROM ledger_plans").fetchall()
+            retention = default_retention(load_plan(str(b), int(v)) for b, v in rows)
+        cutoff = now - int(retention)
+        bound = -1 if limit is None else limit  # LIMIT -1: no limit
+        deleted = int(db.execute(_PRUNE_EVENTS, (cutoff, bound)).rowcount)
+        self._pruning.done(now, deleted, bound if limit is not None else deleted + 1)
+        return deleted
 
     def get_usage(self, tenant: str, feature: str, period_start: int) -> int:
         """The persisted usage of one period."""
@@ -359,6 +470,7 @@ class SQLiteStore:
         """Record one use if it fits under ``request.ceiling``, holding the write lock."""
         r = request
         counter = (r.tenant, r.feature, r.period_start)
+        recorded_at = int(self._pruning.now())
 
         def run() -> ConsumeResult:
             with self._tx() as db:
@@ -391,7 +503,8 @@ class SQLiteStore:
                     db.execute(_INSERT_USER, (*counter, r.user_id))
                 if r.event_id is not None:
                     db.execute(
-                        _INSERT_EVENT, (r.tenant, r.feature, r.event_id, r.period_start, delta)
+                        _INSERT_EVENT,
+                        (r.tenant, r.feature, r.event_id, r.period_start, delta, recorded_at),
                     )
                 db.execute(_UPSERT, (*counter, delta))
                 return ConsumeResult(True, used + delta)
@@ -412,7 +525,10 @@ class SQLiteStore:
         with self._lock:
             if not self._closed:
                 self._closed = True
-                self._db.close()
+                if self._inherited:
+                    park_inherited(self._db)  # the parent's to close
+                else:
+                    self._db.close()
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
