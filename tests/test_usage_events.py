@@ -63,6 +63,20 @@ def test_each_sign_in_is_its_own_event(auth: Authsome, ledger: RecordingLedger) 
     assert len(set(event_ids)) == 2
 
 
+def test_event_ids_of_sign_ins_and_registrations_grow_with_time(
+    auth: Authsome, ledger: RecordingLedger
+) -> None:
+    # A ledger keeps every event id in an index: ids that grow with time are appended
+    # at its end instead of inserted at random, so metering cost stays flat with history.
+    for n in range(20):
+        auth.users.register(f"u{n}@example.com", PASSWORD)
+        auth.sign_in(f"u{n}@example.com", PASSWORD, ip="203.0.113.7")
+    for event in (UsageEvent.USERS_CREATED, UsageEvent.SESSIONS_CREATED):
+        ids = [c.ctx.event_id for c in ledger.usage(event)]
+        assert len(ids) == 20
+        assert ids == sorted(ids)  # type: ignore[type-var]
+
+
 def test_tenants_are_attributed_separately(auth: Authsome, ledger: RecordingLedger) -> None:
     a = auth.users.register("ann@example.com", PASSWORD, tenant="t1")
     b = auth.users.register("ann@example.com", PASSWORD, tenant="t2")

@@ -78,7 +78,9 @@ def new_ordered_id(prefix: str) -> str:
     alike need the same nanosecond and the same 64 CSPRNG bits) and not guessable, so it
     serves as an idempotency key. Being time-ordered, ids made one after the other land
     at the end of a B-tree index (an append, not a random insert). The time is in it in
-    the clear: use it only where that is fine, never for a secret or a record id.
+    the clear: use it only where that is fine (a record whose creation time is no
+    secret, such as a session or a user, whose id is also the event id the ledger keeps
+    and indexes), never for a secret.
     """
     # One bytes.hex() and the CSPRNG read secrets.token_hex would do: as cheap as new_id.
     return f"{prefix}_{(time.time_ns().to_bytes(8, 'big') + os.urandom(8)).hex()}"

@@ -25,7 +25,7 @@ from authsome import _validation as v
 from authsome._time import Clock
 from authsome.billing import Billing
 from authsome.bridge import LedgerContext
-from authsome.crypto import new_id, new_token, sha256_hex
+from authsome.crypto import new_ordered_id, new_token, sha256_hex
 from authsome.errors import InvalidToken, StoreError
 from authsome.features import UsageEvent
 from authsome.models import RefreshStatus, Session, SessionTokens, User
@@ -78,7 +78,7 @@ class Sessions:
         now = self._clock()
         access, refresh = new_token(), new_token()
         session = Session(
-            id=new_id("ses"),
+            id=new_ordered_id("ses"),
             user_id=user.id,
             tenant=user.tenant,
             created_at=now,

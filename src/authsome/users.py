@@ -6,7 +6,7 @@ from authsome import _validation as v
 from authsome._time import Clock
 from authsome.billing import Billing
 from authsome.bridge import LedgerContext
-from authsome.crypto import PasswordHasher, new_id
+from authsome.crypto import PasswordHasher, new_ordered_id
 from authsome.errors import AlreadyExists, NotFound
 from authsome.features import UsageEvent
 from authsome.models import User
@@ -39,7 +39,7 @@ class Users:
         v.check_new_password(password, email)
         if self._store.find_user_by_email(tenant, email) is not None:
             raise AlreadyExists("a user with this e-mail exists in this tenant")
-        user = User(new_id("usr"), tenant, email, name, self._clock())
+        user = User(new_ordered_id("usr"), tenant, email, name, self._clock())
         self._store.create_user(user, self._hasher.hash(password))
         ctx = LedgerContext(tenant=tenant, user_id=user.id, event_id=user.id)
         self._billing.record(UsageEvent.USERS_CREATED, ctx)
