@@ -146,11 +146,9 @@ def test_integration_options(
 
 def test_a_streamed_body_past_the_cap_is_cut_off_with_413(make_harness: s.MakeHarness) -> None:
     h = make_harness(RecordingLedger())
-    read: list[int] = []
 
     def chunks() -> Iterator[bytes]:  # no Content-Length: sent chunked
         for _ in range(64):
-            read.append(1)
             yield b" " * 4096
 
     reply = h.call("POST", "/signup", body=chunks(), headers=s.JSON)  # type: ignore[arg-type]
