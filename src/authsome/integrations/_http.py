@@ -146,7 +146,12 @@ def authenticate(
 
 
 def _bind_tenant(credential_tenant: str, request_tenant: str | None) -> None:
-    """Refuse a credential of another tenant exactly like an unknown one."""
+    """Refuse a credential of another tenant exactly like an unknown one.
+
+    Once ``sessions.validate`` and ``api_keys.validate`` take ``tenant=``, each call
+    above passes it there instead (and an API key of another tenant is then not
+    metered either).
+    """
     if request_tenant is not None and credential_tenant != request_tenant:
         raise InvalidToken()
 
