@@ -8,7 +8,10 @@ against a minimal app built with the integration's options (:data:`MakeBare`).
 
 from __future__ import annotations
 
+import json
 import logging
+import statistics
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -368,7 +371,44 @@ def check_wrong_method_names_the_allowed_ones(h: Harness) -> None:
     assert "POST" in reply.headers["Allow"]
 
 
+def _timed(call: Callable[[], Reply], expected: int, runs: int) -> list[float]:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        reply = call()
+        times.append(time.perf_counter() - start)
+        assert reply.status == expected, reply.text
+    return times
+
+
+def check_a_hostile_megabyte_body_costs_no_more_than_a_small_refusal(h: Harness) -> None:
+    # Alternating combining marks make NFKC quadratic; the cap refuses them unread.
+    email = "a" + "\u0301\u0316" * (1 << 20) + "@example.com"
+    hostile = json.dumps({"email": email, "password": PASSWORD}, ensure_ascii=False)
+    hostile_body = hostile.encode()[: 1 << 20]
+    small_body = json.dumps({"email": "a" * 20, "password": PASSWORD}).encode()
+
+    def refuse_hostile() -> Reply:
+        return h.call("POST", "/signin", body=hostile_body, headers=JSON)
+
+    def refuse_small() -> Reply:
+        return h.call("POST", "/signin", body=small_body, headers=JSON)
+
+    hostile_times: list[float] = []
+    small_times: list[float] = []
+    for _ in range(5):  # interleaved, so a slow moment of the machine hits both
+        hostile_times += _timed(refuse_hostile, 413, 3)
+        small_times += _timed(refuse_small, 422, 3)
+
+    ratio = statistics.median(hostile_times) / statistics.median(small_times)
+    assert ratio <= 5, f"1 MiB refused in {ratio:.1f}x the time of a 20-character refusal"
+
+
 ERROR_CONTRACT_STEPS = [
+    pytest.param(
+        Step(check_a_hostile_megabyte_body_costs_no_more_than_a_small_refusal),
+        id="hostile_1mib_body_refused_fast",
+    ),
     pytest.param(Step(check_api_key_on_a_user_route_is_a_json_403), id="api_key_user_route_403"),
     pytest.param(Step(check_wrong_method_names_the_allowed_ones), id="405_allow_header"),
 ]
@@ -383,6 +423,7 @@ ERROR_CONTRACT_STEPS = [
 #   GET  /ip      {"ip": the integration's client address}
 #   POST /signin  {"email", "password"} -> sign_in(tenant=request tenant or "default",
 #                 ip=client address) -> {"signed_in": true}
+#   GET  /crash   raises RuntimeError(CRASH) (the client must not raise it in the test)
 MakeBare = Callable[..., Call]
 MakeAuth = Callable[..., Authsome]
 
@@ -542,7 +583,24 @@ def check_trusted_networks_skip_every_proxy(
     assert reply.body == {"ip": "203.0.113.9"}
 
 
+CRASH = "a bug's message, naming internals"
+
+
+def check_an_unexpected_error_is_a_json_500_that_tells_nothing(
+    make_bare: MakeBare, auth: Authsome, ledger: RecordingLedger, dns: FakeDns
+) -> None:
+    reply = make_bare(auth)("GET", "/crash")
+
+    assert reply.status == 500
+    assert reply.headers["Content-Type"].startswith("application/json")
+    assert reply.body["error"] == "internal_error"
+    assert CRASH not in reply.text
+
+
 BARE = [
+    pytest.param(
+        BareStep(check_an_unexpected_error_is_a_json_500_that_tells_nothing), id="crash_500"
+    ),
     pytest.param(BareStep(check_principal_is_resolved_once_per_request), id="principal_once"),
     pytest.param(
         BareStep(check_credential_of_another_tenant_is_refused_like_an_unknown_one),

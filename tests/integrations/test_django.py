@@ -99,11 +99,16 @@ def _signin(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"signed_in": True})
 
 
+def _crash(request: HttpRequest) -> JsonResponse:
+    raise RuntimeError(s.CRASH)
+
+
 # This module is the minimal app's URLconf.
 urlpatterns = [
     path("whoami", authsome_django.login_required(_whoami)),
     path("ip", _ip),
     path("signin", _signin),
+    path("crash", _crash),
 ]
 
 
@@ -130,7 +135,7 @@ def make_bare() -> Iterator[s.MakeBare]:
                 **_option_settings(**options),
             )
             stack.enter_context(overrides)
-            return _caller(Client())
+            return _caller(Client(raise_request_exception=False))
 
         yield make
 

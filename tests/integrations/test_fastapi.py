@@ -43,8 +43,12 @@ class Credentials(BaseModel):
 UVICORN_PEER = ("127.0.0.1", 50000)  # a same-host client or proxy, which uvicorn trusts
 
 
-def _client(app: FastAPI) -> TestClient:
-    return TestClient(ProxyHeadersMiddleware(app), client=UVICORN_PEER)  # type: ignore[arg-type]
+def _client(app: FastAPI, *, raise_server_exceptions: bool = True) -> TestClient:
+    return TestClient(
+        ProxyHeadersMiddleware(app),  # type: ignore[arg-type]
+        client=UVICORN_PEER,
+        raise_server_exceptions=raise_server_exceptions,
+    )
 
 
 def _caller(client: TestClient) -> s.Call:
@@ -109,8 +113,12 @@ def make_bare() -> Iterator[s.MakeBare]:
             auth.sign_in(body.email, body.password, tenant=tenant, ip=client_ip(request))
             return {"signed_in": True}
 
+        @app.get("/crash")
+        def crash() -> None:
+            raise RuntimeError(s.CRASH)
+
         app.include_router(router)
-        client = _client(app)
+        client = _client(app, raise_server_exceptions=False)
         clients.append(client)
         return _caller(client)
 

@@ -84,6 +84,10 @@ def bare_app(auth: Authsome, **options: Any) -> Flask:
         )
         return {"signed_in": True}
 
+    @app.get("/crash")
+    def crash() -> None:
+        raise RuntimeError(s.CRASH)
+
     return app
 
 

@@ -108,6 +108,8 @@ def install(
     app.add_exception_handler(AuthsomeError, handle_authsome_error)
     app.add_exception_handler(RequestValidationError, _handle_validation_error)
     app.add_exception_handler(StarletteHTTPException, _handle_http_error)
+    # Starlette still re-raises the exception after this answer, so the server logs it.
+    app.add_exception_handler(Exception, _handle_unexpected_error)
     if max_body_bytes is not None:
         app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
 
@@ -164,6 +166,10 @@ async def _handle_http_error(request: Request, exc: Exception) -> Response:
     detail: object = exc.detail
     message = detail if isinstance(detail, str) else None
     return _json(http_error(exc.status_code, message, exc.headers))
+
+
+async def _handle_unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    return _json(http_error(500))
 
 
 class _BodyTooLarge(StarletteHTTPException):

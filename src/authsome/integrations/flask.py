@@ -127,7 +127,8 @@ def _handle_http_error(exc: HTTPException) -> Response | HTTPException:
     if exc.code is None or exc.code < 400:
         return exc  # redirects (a missing trailing slash) are routing, not errors
     headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
-    return _json(http_error(exc.code, exc.description, headers))
+    message = exc.description if exc.code < 500 else None  # a fault's text stays in the logs
+    return _json(http_error(exc.code, message, headers))
 
 
 def _cap_body() -> None:
