@@ -133,13 +133,14 @@ def _canonical(text: str) -> str | None:
         return None
 
 
-_warned: list[bool] = []
+_warned_replaced_peer = False
 
 
 def _warn_replaced_peer() -> None:
-    if _warned:
+    global _warned_replaced_peer
+    if _warned_replaced_peer:  # once per process: it is a deployment setting, not an event
         return
-    _warned.append(True)
+    _warned_replaced_peer = True
     security_log.warning(
         "the server replaced the client address with one from X-Forwarded-For, but no "
         "proxy is trusted: sign-ins are throttled without an address. Configure the "

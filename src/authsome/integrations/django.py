@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import Concatenate, ParamSpec
 
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import DisallowedHost, ImproperlyConfigured
 from django.http import (
     HttpRequest,
     HttpResponse,
@@ -211,7 +211,7 @@ def _host(request: HttpRequest) -> str | None:
     # get_host() checks ALLOWED_HOSTS (and honours USE_X_FORWARDED_HOST) first.
     try:
         return request.get_host()
-    except Exception:  # DisallowedHost: no tenant serves a host Django refuses
+    except DisallowedHost:  # no tenant serves a host Django refuses
         return None
 
 

@@ -111,7 +111,7 @@ def install(
     # Starlette still re-raises the exception after this answer, so the server logs it.
     app.add_exception_handler(Exception, _handle_unexpected_error)
     if max_body_bytes is not None:
-        app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+        app.add_middleware(_BodyLimit, max_bytes=max_body_bytes)
 
 
 def _json(response: ErrorResponse) -> JSONResponse:
@@ -176,7 +176,7 @@ class _BodyTooLarge(StarletteHTTPException):
     """Raised from ``receive`` when a streamed body passes the cap."""
 
 
-class BodyLimit:
+class _BodyLimit:
     """ASGI middleware refusing request bodies longer than ``max_bytes`` with 413.
 
     A ``Content-Length`` above the cap is answered before the app runs; a body

@@ -59,6 +59,7 @@ __all__ = [
     "engine",
     "json_body",
     "login_required",
+    "request_auth",
     "string_field",
 ]
 
