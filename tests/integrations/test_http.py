@@ -231,6 +231,8 @@ def test_a_credential_of_another_tenant_is_refused_like_an_unknown_one(auth: Aut
         with pytest.raises(InvalidToken) as refused:
             authenticate(auth, authorization=authorization, api_key=api_key, tenant="globex")
         assert str(refused.value) == str(unknown.value)
+    with pytest.raises(InvalidToken):  # not InsufficientScope: the key does not exist here
+        authenticate(auth, authorization=None, api_key=secret, scopes=("x",), tenant="globex")
 
 
 def test_scopes_are_checked_on_a_principal_already_validated(auth: Authsome) -> None:

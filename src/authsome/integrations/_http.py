@@ -139,9 +139,12 @@ def authenticate(
         _bind_tenant(session.tenant, tenant)
         return Principal.of_session(session)
     if api_key is not None:
-        key = auth.api_keys.validate(_credential(api_key), required_scopes=scopes)
+        key = auth.api_keys.validate(_credential(api_key))
         _bind_tenant(key.tenant, tenant)
-        return Principal.of_api_key(key)
+        # Scopes after the tenant: a key of another tenant is unknown, lacking scope or not.
+        principal = Principal.of_api_key(key)
+        check_scopes(principal, scopes)
+        return principal
     return None
 
 
