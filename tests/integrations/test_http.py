@@ -407,7 +407,28 @@ def test_server_faults_are_logged_at_error_with_the_exception(
     assert response.status >= 500
     [record] = [r for r in caplog.records if r.name == "authsome.integrations"]
     assert record.levelno == logging.ERROR
-    assert record.exc_info is not None and record.exc_info[1] is exc
+    assert record.exc_info is not None and record.exc_info[0] is type(exc)
+    assert str(record.exc_info[1]) == str(exc)
+
+
+def test_a_wrapped_error_is_named_by_type_but_its_text_is_not_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def connect() -> None:
+        try:
+            raise ConnectionError("cannot reach postgresql://app:hunter2-password@db/auth")
+        except ConnectionError as driver_error:
+            raise StoreError("postgres store: cannot connect") from driver_error
+
+    with pytest.raises(StoreError) as excinfo:
+        connect()
+    with caplog.at_level(logging.DEBUG, logger="authsome.integrations"):
+        answer(excinfo.value)
+
+    assert excinfo.value.__cause__ is not None  # the caller's exception is left as it was
+    logged = "\n".join(logging.Formatter().format(r) for r in caplog.records)
+    assert "builtins.ConnectionError" in logged and "cannot connect" in logged
+    assert "hunter2" not in logged and "raise StoreError" in logged
 
 
 def test_client_errors_are_not_logged(caplog: pytest.LogCaptureFixture) -> None:

@@ -18,6 +18,7 @@ the library's exceptions, which never contain secrets; server-side failures
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -341,18 +342,44 @@ _RESPONSES: dict[type[AuthsomeError], _Builder] = {
 def answer(exc: AuthsomeError) -> ErrorResponse:
     """:func:`error_response`, and a server fault among them (5xx) logged at ERROR on
     the ``authsome.integrations`` logger with its traceback; the client's answer
-    keeps its fixed message. Library messages hold no secrets, and no request data
-    is logged."""
+    keeps its fixed message.
+
+    The library's messages hold no secrets, but the errors they wrap (a driver's,
+    a ledger client's) may quote anything, a connection string or a URL with its
+    key: those are named by type only. No request data is logged.
+    """
     response = error_response(exc)
     if response.status >= 500:
         logger.error(
-            "answered %d (%s): %s",
+            "answered %d (%s): %s%s",
             response.status,
             response.body["error"],
             type(exc).__name__,
-            exc_info=exc,
+            _causes(exc),
+            exc_info=(type(exc), _unchained(exc), exc.__traceback__),
         )
     return response
+
+
+def _causes(exc: BaseException) -> str:
+    """`` caused by <type>, <type>`` for the chain behind ``exc``, types only."""
+    names: list[str] = []
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None and len(names) < 5:
+        names.append(f"{type(cause).__module__}.{type(cause).__qualname__}")
+        cause = cause.__cause__ or cause.__context__
+    return f" caused by {', '.join(names)}" if names else ""
+
+
+def _unchained(exc: AuthsomeError) -> BaseException:
+    """``exc`` without the errors it wraps, for a traceback that prints only its own."""
+    try:
+        clone = copy.copy(exc)
+    except Exception:  # an application's subclass that cannot be copied
+        return AuthsomeError(type(exc).__name__)
+    clone.__cause__ = clone.__context__ = None
+    clone.__suppress_context__ = True
+    return clone
 
 
 # The codes of the HTTP errors a framework raises by itself; others use the status name.
