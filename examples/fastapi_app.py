@@ -24,7 +24,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from pydantic import BaseModel
 
 from authsome import Authsome
-from authsome.integrations.fastapi import Principal, install, require_principal
+from authsome.integrations.fastapi import Principal, client_ip, install, require_principal
 from examples._engine import build_auth
 
 # The request's session or API key; 401 without one. Uses the engine given to install().
@@ -58,7 +58,7 @@ def create_app(auth: Authsome | None = None) -> FastAPI:
 
     @app.post("/signin")
     def signin(body: Credentials, request: Request) -> dict[str, Any]:
-        ip = request.client.host if request.client else None
+        ip = client_ip(request)  # the socket peer unless install() trusts proxies
         result = auth.sign_in(body.email, body.password, tenant=body.tenant, ip=ip)
         if result.tokens is None:  # a second factor is due: exchange the ticket
             return {"mfa_required": True, "ticket": result.ticket}

@@ -21,11 +21,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, abort, request
+from flask import Flask, abort
 
 from authsome import Authsome
 from authsome.integrations import flask as authsome_flask
-from authsome.integrations.flask import current_principal, login_required
+from authsome.integrations.flask import (
+    client_ip,
+    current_principal,
+    json_body,
+    login_required,
+    string_field,
+)
 from examples._engine import build_auth
 
 
@@ -38,20 +44,22 @@ def create_app(auth: Authsome | None = None) -> Flask:
 
     @app.post("/signup")
     def signup() -> tuple[dict[str, str], int]:
-        body = _json_body()
+        body = json_body()  # 415/400/422 JSON answers for a body that is not an object
         user = auth.users.register(
-            _field(body, "email"), _field(body, "password"), tenant=body.get("tenant", "default")
+            string_field(body, "email"),
+            string_field(body, "password"),
+            tenant=string_field(body, "tenant", default="default"),
         )
         return {"user_id": user.id, "email": user.email, "tenant": user.tenant}, 201
 
     @app.post("/signin")
     def signin() -> dict[str, Any]:
-        body = _json_body()
+        body = json_body()
         result = auth.sign_in(
-            _field(body, "email"),
-            _field(body, "password"),
-            tenant=body.get("tenant", "default"),
-            ip=request.remote_addr,
+            string_field(body, "email"),
+            string_field(body, "password"),
+            tenant=string_field(body, "tenant", default="default"),
+            ip=client_ip(),  # the socket peer unless the extension trusts proxies
         )
         if result.tokens is None:  # a second factor is due: exchange the ticket
             return {"mfa_required": True, "ticket": result.ticket}
@@ -84,24 +92,10 @@ def create_app(auth: Authsome | None = None) -> Flask:
     @login_required
     def create_org() -> tuple[dict[str, str], int]:
         # Gated by authsome.feature.orgs: a plan without it answers 403 with the key.
-        org = auth.orgs.create(_signed_in_user(), _field(_json_body(), "name"))
+        org = auth.orgs.create(_signed_in_user(), string_field(json_body(), "name"))
         return {"id": org.id, "slug": org.slug, "name": org.name}, 201
 
     return app
-
-
-def _json_body() -> dict[str, Any]:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        abort(400, "expected a JSON object")
-    return body
-
-
-def _field(body: dict[str, Any], name: str) -> str:
-    value = body.get(name)
-    if not isinstance(value, str):
-        abort(400, f"{name} must be a string")
-    return value
 
 
 def _signed_in_user() -> str:

@@ -1,19 +1,25 @@
-"""The journey every example app must support, written once for the three frameworks.
+"""What every framework must do alike, written once for the three of them.
 
 Each test module wraps its framework's own test client in a :class:`Harness`
-(one ``call`` function) and runs every step of :data:`JOURNEY` against its example
-app.
+(one ``call`` function) and runs every step of :data:`JOURNEY` and every row of
+:data:`ERROR_CONTRACT` against its example app, and every check of :data:`BARE`
+against a minimal app built with the integration's options (:data:`MakeBare`).
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import statistics
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
-from authsome import Authsome, Feature, UsageEvent
+from authsome import Authsome, Feature, LedgerUnavailable, UsageEvent
+from authsome.integrations import TrustedProxies, tenant_by_domain, tenant_by_header
 from authsome.testing import DenyingLedger, FailingLedger, RecordingLedger
 from tests.conftest import PASSWORD
 
@@ -30,7 +36,9 @@ class Reply:
     text: str
 
 
-Call = Callable[..., Reply]  # call(method, path, *, json=None, headers=None) -> Reply
+# call(method, path, *, json=None, body=None, headers=None) -> Reply; ``body`` is sent
+# as raw bytes with only the headers given (the Content-Type among them).
+Call = Callable[..., Reply]
 
 
 @dataclass
@@ -208,4 +216,412 @@ JOURNEY = [
     ),
     pytest.param(Step(check_failed_signins_are_throttled), id="signins_throttled_429"),
     pytest.param(Step(check_bad_signup_input), id="bad_signup_422_duplicate_409"),
+]
+
+
+# -- server faults are logged, never with a secret -----------------------------------------
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def check_server_fault_is_logged_without_secrets(h: Harness) -> None:
+    token = h.signed_in()
+    handler = _Records()
+    integrations_log = logging.getLogger("authsome.integrations")
+    integrations_log.addHandler(handler)
+    try:
+        reply = h.call("POST", "/orgs", json={"name": PASSWORD}, headers=bearer(token))
+    finally:
+        integrations_log.removeHandler(handler)
+
+    assert reply.status == 503, reply.text
+    errors = [r for r in handler.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1
+    assert errors[0].exc_info is not None
+    assert errors[0].exc_info[0] is LedgerUnavailable
+    logged = "\n".join(logging.Formatter().format(r) for r in handler.records)
+    assert "LedgerUnavailable" in logged
+    assert PASSWORD not in logged and token not in logged
+
+
+JOURNEY.append(
+    pytest.param(
+        Step(
+            check_server_fault_is_logged_without_secrets,
+            lambda: FailingLedger(fail=["check_entitlement"]),
+        ),
+        id="server_fault_logged",
+    )
+)
+
+
+# -- one error contract: the same status and JSON body on every framework -------------------
+
+SECRET_INPUT = "s3cr3t-submitted-value"
+JSON = {"Content-Type": "application/json"}
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A request every example app refuses, and the answer they all give."""
+
+    method: str
+    path: str
+    status: int
+    code: str
+    json: object = None
+    body: bytes | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def check(self, h: Harness) -> None:
+        reply = h.call(
+            self.method, self.path, json=self.json, body=self.body, headers=dict(self.headers)
+        )
+        assert reply.status == self.status, reply.text
+        assert reply.headers["Content-Type"].startswith("application/json"), reply.headers
+        assert isinstance(reply.body, dict), reply.text
+        assert reply.body["error"] == self.code, reply.body
+        assert isinstance(reply.body["message"], str)
+        assert SECRET_INPUT not in reply.text and PASSWORD not in reply.text
+
+
+def _credentials(**fields: object) -> dict[str, object]:
+    return {"email": EMAIL, "password": PASSWORD, **fields}
+
+
+ERROR_CONTRACT = [
+    pytest.param(
+        Refusal("POST", "/signup", 400, "malformed_json", body=b'{"email": "a', headers=JSON),
+        id="malformed_json_400",
+    ),
+    pytest.param(
+        Refusal("POST", "/signin", 422, "validation_error", json=["not", "an", "object"]),
+        id="json_array_422",
+    ),
+    pytest.param(
+        Refusal("POST", "/signup", 422, "validation_error", json={"email": EMAIL}),
+        id="missing_field_422",
+    ),
+    pytest.param(
+        Refusal(
+            "POST",
+            "/signup",
+            422,
+            "validation_error",
+            json=_credentials(password={"value": SECRET_INPUT}),
+        ),
+        id="wrong_type_422_input_not_echoed",
+    ),
+    *[
+        pytest.param(
+            Refusal("POST", path, 422, "validation_error", json=_credentials(tenant=tenant)),
+            id=f"{path[1:]}_tenant_{type(tenant).__name__}_422",
+        )
+        for path in ("/signup", "/signin")
+        for tenant in (42, ["acme"], None)
+    ],
+    pytest.param(
+        Refusal(
+            "POST",
+            "/signup",
+            415,
+            "unsupported_media_type",
+            body=b'{"email": "ada@example.com", "password": "correct horse battery staple"}',
+            headers={"Content-Type": "text/plain"},
+        ),
+        id="not_json_415",
+    ),
+    pytest.param(
+        Refusal(
+            "POST",
+            "/signup",
+            413,
+            "payload_too_large",
+            body=b'{"email": "' + b"a\xcc\x81\xcc\x96" * 40_000 + b'@example.com"}',
+            headers=JSON,
+        ),
+        id="body_too_large_413",
+    ),
+    pytest.param(Refusal("GET", "/nowhere", 404, "not_found"), id="unknown_route_404"),
+    pytest.param(Refusal("GET", "/signup", 405, "method_not_allowed"), id="wrong_method_405"),
+]
+
+
+def check_api_key_on_a_user_route_is_a_json_403(h: Harness) -> None:
+    token = h.signed_in()
+    secret = h.call("POST", "/api-keys", headers=bearer(token)).body["secret"]
+
+    reply = h.call("POST", "/api-keys", headers={"X-API-Key": secret})
+
+    assert reply.status == 403, reply.text
+    assert reply.headers["Content-Type"].startswith("application/json")
+    assert isinstance(reply.body["error"], str) and isinstance(reply.body["message"], str)
+
+
+def check_wrong_method_names_the_allowed_ones(h: Harness) -> None:
+    reply = h.call("GET", "/signup")
+    assert reply.status == 405
+    assert "POST" in reply.headers["Allow"]
+
+
+def _timed(call: Callable[[], Reply], expected: int, runs: int) -> list[float]:
+    """The time of each of ``runs`` calls, each answered ``expected``."""
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        reply = call()
+        times.append(time.perf_counter() - start)
+        assert reply.status == expected, reply.text
+    return times
+
+
+MEBIBYTE = 1 << 20
+
+
+def _json_body_of_one_mebibyte(repeated: str) -> bytes:
+    """A valid JSON sign-in body of 1 MiB, its e-mail ``"a"`` then ``repeated`` over and over."""
+    fields = {"email": "a@example.com", "password": PASSWORD}
+    room = MEBIBYTE - len(json.dumps(fields).encode())
+    fields["email"] = "a" + repeated * (room // len(repeated.encode())) + "@example.com"
+    return json.dumps(fields, ensure_ascii=False).encode()
+
+
+def check_a_hostile_megabyte_body_costs_no_more_than_a_small_refusal(h: Harness) -> None:
+    # Alternating combining marks make NFKC quadratic; the cap refuses them unread, so
+    # they cost what any megabyte costs (the test client copying it, mostly).
+    hostile = _json_body_of_one_mebibyte("\u0301\u0316")
+    benign = _json_body_of_one_mebibyte("a")
+    small = json.dumps({"email": "a" * 20, "password": PASSWORD}).encode()
+    assert len(hostile) <= MEBIBYTE and len(benign) <= MEBIBYTE
+
+    def timed(body: bytes, expected: int) -> list[float]:
+        return _timed(lambda: h.call("POST", "/signin", body=body, headers=JSON), expected, 3)
+
+    times: dict[str, list[float]] = {"hostile": [], "benign": [], "small": []}
+    for _ in range(5):  # interleaved, so a slow moment of the machine hits all three
+        times["hostile"] += timed(hostile, 413)
+        times["benign"] += timed(benign, 413)
+        times["small"] += timed(small, 422)
+
+    median = {name: statistics.median(values) for name, values in times.items()}
+    assert median["hostile"] <= 3 * median["benign"], median
+    assert median["hostile"] <= 10 * median["small"], median
+
+
+ERROR_CONTRACT_STEPS = [
+    pytest.param(
+        Step(check_a_hostile_megabyte_body_costs_no_more_than_a_small_refusal),
+        id="hostile_1mib_body_refused_fast",
+    ),
+    pytest.param(Step(check_api_key_on_a_user_route_is_a_json_403), id="api_key_user_route_403"),
+    pytest.param(Step(check_wrong_method_names_the_allowed_ones), id="405_allow_header"),
+]
+
+
+# -- the integration's options, on a minimal app per framework ------------------------------
+
+# make_bare(auth, **options) -> call, for an app built with the integration's options
+# (tenant=, trusted_proxies=) and three routes:
+#   GET  /whoami  a principal required, asked for twice (by two layers of the app);
+#                 answers {"tenant", "user_id", "request_tenant"}
+#   GET  /ip      {"ip": the integration's client address}
+#   POST /signin  {"email", "password"} -> sign_in(tenant=request tenant or "default",
+#                 ip=client address) -> {"signed_in": true}
+#   GET  /crash   raises RuntimeError(CRASH) (the client must not raise it in the test)
+MakeBare = Callable[..., Call]
+MakeAuth = Callable[..., Authsome]
+
+
+class FakeDns:
+    """TXT records published by the test, for verifying custom domains."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, list[str]] = {}
+
+    def resolve_txt(self, name: str) -> list[str]:
+        return list(self.records.get(name, []))
+
+
+@dataclass(frozen=True)
+class BareStep:
+    check: Callable[[MakeBare, Authsome, RecordingLedger, FakeDns], None]
+
+    def run(self, make_bare: MakeBare, make_auth: MakeAuth) -> None:
+        ledger, dns = RecordingLedger(), FakeDns()
+        self.check(make_bare, make_auth(ledger=ledger, dns_resolver=dns), ledger, dns)
+
+
+def _sign_in(auth: Authsome, tenant: str = "default") -> str:
+    tokens = auth.sign_in(EMAIL, PASSWORD, tenant=tenant, ip="192.0.2.1").tokens
+    assert tokens is not None
+    return tokens.access_token
+
+
+def check_principal_is_resolved_once_per_request(
+    make_bare: MakeBare, auth: Authsome, ledger: RecordingLedger, dns: FakeDns
+) -> None:
+    user = auth.users.register(EMAIL, PASSWORD)
+    secret = auth.api_keys.create(user.id, "k").secret
+    call = make_bare(auth)
+    ledger.clear()
+
+    for _ in range(3):
+        reply = call("GET", "/whoami", headers={"X-API-Key": secret})
+        assert reply.status == 200, reply.text
+
+    validated = [u for u in ledger.usage() if u.feature_key == UsageEvent.APIKEYS_VALIDATED]
+    assert len(validated) == 3  # one per request, not one per layer that asks
+
+
+def check_credential_of_another_tenant_is_refused_like_an_unknown_one(
+    make_bare: MakeBare, auth: Authsome, ledger: RecordingLedger, dns: FakeDns
+) -> None:
+    user = auth.users.register(EMAIL, PASSWORD, tenant="acme")
+    token = _sign_in(auth, "acme")
+    secret = auth.api_keys.create(user.id, "k").secret
+    auth.users.register(EMAIL, PASSWORD, tenant="globex")
+    call = make_bare(auth, tenant=tenant_by_header("X-Tenant"))
+    unknown = call("GET", "/whoami", headers={**bearer("x" * 43), "X-Tenant": "globex"})
+    assert unknown.status == 401, unknown.text
+
+    for credential in (bearer(token), {"X-API-Key": secret}):
+        own = call("GET", "/whoami", headers={**credential, "X-Tenant": "acme"})
+        other = call("GET", "/whoami", headers={**credential, "X-Tenant": "globex"})
+
+        assert own.status == 200, own.text
+        assert own.body["request_tenant"] == own.body["tenant"] == "acme"
+        assert other.status == 401, other.text
+        assert other.body == unknown.body
+        assert other.headers["WWW-Authenticate"] == unknown.headers["WWW-Authenticate"]
+
+
+def check_tenant_by_verified_custom_domain(
+    make_bare: MakeBare, auth: Authsome, ledger: RecordingLedger, dns: FakeDns
+) -> None:
+    auth.users.register(EMAIL, PASSWORD, tenant="acme")
+    token = _sign_in(auth, "acme")
+    challenge = auth.domains.add("login.globex.example", tenant="globex")
+    dns.records[challenge.record_name] = [challenge.record_value]
+    auth.domains.verify(challenge.domain.id)
+    auth.domains.add("login.initech.example", tenant="initech")  # claimed, never verified
+    call = make_bare(auth, tenant=tenant_by_domain(default="acme"))
+
+    home = call("GET", "/whoami", headers={**bearer(token), "Host": "app.example"})
+    globex = call("GET", "/whoami", headers={**bearer(token), "Host": "login.globex.example"})
+    unverified = call("GET", "/whoami", headers={**bearer(token), "Host": "login.initech.example"})
+
+    assert home.status == 200 and home.body["request_tenant"] == "acme", home.text
+    assert globex.status == 401 and globex.body["error"] == "invalid_token", globex.text
+    assert unverified.status == 200 and unverified.body["request_tenant"] == "acme"
+
+
+def check_request_no_tenant_serves_is_404(
+    make_bare: MakeBare, auth: Authsome, ledger: RecordingLedger, dns: FakeDns
+) -> None:
+    auth.users.register(EMAIL, PASSWORD)
+    token = _sign_in(auth)
+    call = make_bare(auth, tenant=tenant_by_header("X-Tenant"))
+
+    reply = call("GET", "/whoami", headers=bearer(token))
+
+    assert reply.status == 404, reply.text
+    assert reply.body["error"] == "unknown_tenant"
+    assert call("GET", "/ip").status == 200  # an anonymous route needs no tenant
+
+
+def _wrong_signins(call: Call, forwarded: list[str]) -> list[int]:
+    body = {"email": EMAIL, "password": "not the password at all"}
+    return [
+        call("POST", "/signin", json=body, headers={"X-Forwarded-For": value}).status
+        for value in forwarded
+    ]
+
+
+def check_forwarded_for_is_not_trusted_by_default(
+    make_bare: MakeBare, auth: Authsome, ledger: RecordingLedger, dns: FakeDns
+) -> None:
+    auth.users.register(EMAIL, PASSWORD)
+    call = make_bare(auth)
+    fresh = [f"198.51.100.{i}" for i in range(1, 21)]
+
+    statuses = _wrong_signins(call, fresh)
+
+    per_account_ip = 5  # ThrottlePolicy's default
+    assert statuses[:per_account_ip] == [401] * per_account_ip
+    assert set(statuses[per_account_ip:]) == {429}
+    assert call("GET", "/ip", headers={"X-Forwarded-For": "203.0.113.9"}).body["ip"] in {
+        None,
+        *PEERS,
+    }
+
+
+PEERS = {"127.0.0.1", "testclient"}  # what the frameworks' test clients connect from
+
+
+def check_one_trusted_hop_uses_the_right_most_address(
+    make_bare: MakeBare, auth: Authsome, ledger: RecordingLedger, dns: FakeDns
+) -> None:
+    auth.users.register(EMAIL, PASSWORD)
+    call = make_bare(auth, trusted_proxies=TrustedProxies(count=1))
+
+    ip = call("GET", "/ip", headers={"X-Forwarded-For": "203.0.113.9, 198.51.100.7"})
+    statuses = _wrong_signins(call, [f"10.9.9.{i}, 198.51.100.7" for i in range(6)])
+    elsewhere = call(
+        "POST", "/signin", json=_credentials(), headers={"X-Forwarded-For": "198.51.100.8"}
+    )
+
+    assert ip.body == {"ip": "198.51.100.7"}
+    assert statuses == [401] * 5 + [429]  # a fresh left part buys no guesses
+    assert elsewhere.status == 200, elsewhere.text  # another client is not blocked
+
+
+def check_trusted_networks_skip_every_proxy(
+    make_bare: MakeBare, auth: Authsome, ledger: RecordingLedger, dns: FakeDns
+) -> None:
+    proxies = TrustedProxies(networks=("127.0.0.0/8", "10.0.0.0/8"))
+    call = make_bare(auth, trusted_proxies=proxies)
+
+    chain = "192.0.2.66, 203.0.113.9, 10.1.2.3"
+    reply = call("GET", "/ip", headers={"X-Forwarded-For": chain})
+
+    assert reply.body == {"ip": "203.0.113.9"}
+
+
+CRASH = "a bug's message, naming internals"
+
+
+def check_an_unexpected_error_is_a_json_500_that_tells_nothing(
+    make_bare: MakeBare, auth: Authsome, ledger: RecordingLedger, dns: FakeDns
+) -> None:
+    reply = make_bare(auth)("GET", "/crash")
+
+    assert reply.status == 500
+    assert reply.headers["Content-Type"].startswith("application/json")
+    assert reply.body["error"] == "internal_error"
+    assert CRASH not in reply.text
+
+
+BARE = [
+    pytest.param(
+        BareStep(check_an_unexpected_error_is_a_json_500_that_tells_nothing), id="crash_500"
+    ),
+    pytest.param(BareStep(check_principal_is_resolved_once_per_request), id="principal_once"),
+    pytest.param(
+        BareStep(check_credential_of_another_tenant_is_refused_like_an_unknown_one),
+        id="tenant_bound_by_header",
+    ),
+    pytest.param(BareStep(check_tenant_by_verified_custom_domain), id="tenant_by_domain"),
+    pytest.param(BareStep(check_request_no_tenant_serves_is_404), id="unknown_tenant_404"),
+    pytest.param(
+        BareStep(check_forwarded_for_is_not_trusted_by_default), id="forwarded_for_ignored"
+    ),
+    pytest.param(BareStep(check_one_trusted_hop_uses_the_right_most_address), id="one_trusted_hop"),
+    pytest.param(BareStep(check_trusted_networks_skip_every_proxy), id="trusted_networks"),
 ]

@@ -3,8 +3,11 @@
 Each lives in its own module and needs its framework installed (extras
 ``authsome-engine[fastapi]``, ``[flask]``, ``[django]``); importing this package
 imports none of them. What they share is framework-free and exported here: the
-:class:`Principal` a request authenticates as, :func:`authenticate`, and
-:func:`error_response`, the one mapping from authsome's errors to HTTP answers.
+:class:`Principal` a request authenticates as, :func:`authenticate`,
+:func:`error_response`, the one mapping from authsome's errors to HTTP answers,
+and the options every integration takes: a tenant resolver
+(:func:`tenant_by_domain`, :func:`tenant_by_header` or a callable),
+:class:`TrustedProxies` and the body cap.
 """
 
 from __future__ import annotations
@@ -12,19 +15,42 @@ from __future__ import annotations
 from authsome.integrations._http import (
     API_KEY_HEADER,
     AUTHENTICATION_REQUIRED,
+    DEFAULT_MAX_BODY_BYTES,
     ErrorResponse,
+    IntegrationSettings,
     Principal,
+    RequestAuth,
+    RequestError,
+    RequestFacts,
+    TenantResolver,
     authenticate,
     error_response,
+    json_object,
     require,
+    string_field,
+    tenant_by_domain,
+    tenant_by_header,
 )
+from authsome.integrations._proxies import TrustedProxies, client_address
 
 __all__ = [
     "API_KEY_HEADER",
     "AUTHENTICATION_REQUIRED",
+    "DEFAULT_MAX_BODY_BYTES",
     "ErrorResponse",
+    "IntegrationSettings",
     "Principal",
+    "RequestAuth",
+    "RequestError",
+    "RequestFacts",
+    "TenantResolver",
+    "TrustedProxies",
     "authenticate",
+    "client_address",
     "error_response",
+    "json_object",
     "require",
+    "string_field",
+    "tenant_by_domain",
+    "tenant_by_header",
 ]

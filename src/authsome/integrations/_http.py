@@ -3,7 +3,13 @@
 * :func:`authenticate` turns the two credential headers into a :class:`Principal`.
 * :func:`error_response` maps every :class:`~authsome.errors.AuthsomeError` to an
   HTTP status, a JSON body and headers, written once so FastAPI, Flask and Django
-  answer the same error the same way.
+  answer the same error the same way; :func:`answer` does the same and logs the
+  server faults among them.
+* :class:`RequestAuth` is one request's view of authsome: its tenant, its principal
+  and its client address, each worked out once, under the app's
+  :class:`IntegrationSettings`.
+* :func:`json_object` and :func:`string_field` read a JSON body the same way in the
+  frameworks that have no request models of their own.
 
 Bodies are ``{"error": "<code>", "message": "<text>", ...}``. Messages come from
 the library's exceptions, which never contain secrets; server-side failures
@@ -12,9 +18,13 @@ the library's exceptions, which never contain secrets; server-side failures
 
 from __future__ import annotations
 
+import copy
+import json
+import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Literal
 
 from authsome.engine import Authsome
@@ -35,17 +45,34 @@ from authsome.errors import (
     ValidationError,
     VerificationFailed,
 )
+from authsome.integrations._proxies import TrustedProxies, client_address
 from authsome.models import ApiKey, Session
 
 __all__ = [
     "API_KEY_HEADER",
     "AUTHENTICATION_REQUIRED",
+    "DEFAULT_MAX_BODY_BYTES",
     "ErrorResponse",
+    "IntegrationSettings",
     "Principal",
+    "RequestAuth",
+    "RequestError",
+    "RequestFacts",
+    "TenantResolver",
+    "TrustedProxies",
+    "answer",
     "authenticate",
+    "check_scopes",
     "error_response",
+    "http_error",
+    "json_object",
     "require",
+    "string_field",
+    "tenant_by_domain",
+    "tenant_by_header",
 ]
+
+logger = logging.getLogger("authsome.integrations")
 
 API_KEY_HEADER = "X-API-Key"
 """The request header that carries an API key secret."""
@@ -93,6 +120,7 @@ def authenticate(
     authorization: str | None,
     api_key: str | None,
     scopes: tuple[str, ...] = (),
+    tenant: str | None = None,
 ) -> Principal | None:
     """The principal of a request, from its ``Authorization`` and ``X-API-Key`` headers.
 
@@ -101,16 +129,46 @@ def authenticate(
     ``scopes``). Returns ``None`` when the request carries neither header, so
     the caller decides whether anonymous access is allowed. A credential that is
     present but malformed, unknown, expired or revoked, or a request with both,
-    raises :class:`~authsome.errors.InvalidToken`.
+    raises :class:`~authsome.errors.InvalidToken`. ``tenant`` is the tenant the
+    request serves: a credential of any other tenant gets that same
+    :class:`~authsome.errors.InvalidToken`, as if it did not exist.
     """
     if authorization is not None and api_key is not None:
         raise InvalidToken("send either a bearer token or an API key, not both")
     if authorization is not None:
-        return Principal.of_session(auth.sessions.validate(_bearer_token(authorization)))
+        session = auth.sessions.validate(_bearer_token(authorization))
+        _bind_tenant(session.tenant, tenant)
+        return Principal.of_session(session)
     if api_key is not None:
-        secret = _credential(api_key)
-        return Principal.of_api_key(auth.api_keys.validate(secret, required_scopes=scopes))
+        key = auth.api_keys.validate(_credential(api_key))
+        _bind_tenant(key.tenant, tenant)
+        # Scopes after the tenant: a key of another tenant is unknown, lacking scope or not.
+        principal = Principal.of_api_key(key)
+        check_scopes(principal, scopes)
+        return principal
     return None
+
+
+def _bind_tenant(credential_tenant: str, request_tenant: str | None) -> None:
+    """Refuse a credential of another tenant exactly like an unknown one.
+
+    Once ``sessions.validate`` and ``api_keys.validate`` take ``tenant=``, each call
+    above passes it there instead (and an API key of another tenant is then not
+    metered either).
+    """
+    if request_tenant is not None and credential_tenant != request_tenant:
+        raise InvalidToken()
+
+
+def check_scopes(principal: Principal | None, scopes: Iterable[str]) -> None:
+    """:class:`~authsome.errors.InsufficientScope` unless an API-key principal holds
+    every one of ``scopes`` (sessions carry no scopes and always pass)."""
+    if principal is None or principal.api_key is None:
+        return
+    held = principal.api_key.scopes
+    missing = tuple(scope for scope in scopes if scope not in held)
+    if missing:
+        raise InsufficientScope(missing)
 
 
 def require(principal: Principal | None) -> Principal:
@@ -132,6 +190,42 @@ def _credential(value: str) -> str:
     if not text or len(text) > _MAX_CREDENTIAL:
         raise InvalidToken()
     return text
+
+
+class RequestError(AuthsomeError):
+    """A request refused by the integration itself, before the app's code runs:
+    a body too large (413) or not JSON (415), malformed JSON (400), a host no tenant
+    serves (404). ``status`` and ``code`` are its HTTP answer."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+    def __reduce__(self) -> tuple[type[RequestError], tuple[int, str, str]]:
+        return (type(self), (self.status, self.code, str(self)))
+
+
+def body_too_large(limit: int) -> RequestError:
+    """The 413 of a body longer than ``limit`` bytes."""
+    return RequestError(413, "payload_too_large", f"the request body exceeds {limit} bytes")
+
+
+def unsupported_media_type() -> RequestError:
+    """The 415 of a body that is not declared as JSON."""
+    return RequestError(
+        415, "unsupported_media_type", "the body must be JSON (Content-Type: application/json)"
+    )
+
+
+def malformed_json() -> RequestError:
+    """The 400 of a body that does not parse as JSON."""
+    return RequestError(400, "malformed_json", "the body is not valid JSON")
+
+
+def unknown_tenant() -> RequestError:
+    """The 404 of a request no tenant serves."""
+    return RequestError(404, "unknown_tenant", "no tenant serves this request")
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +306,11 @@ def _verification_failed(exc: AuthsomeError) -> ErrorResponse:
     return ErrorResponse(422, body)
 
 
+def _request_error(exc: AuthsomeError) -> ErrorResponse:
+    assert isinstance(exc, RequestError)
+    return ErrorResponse(exc.status, {"error": exc.code, "message": str(exc)})
+
+
 def _internal(exc: AuthsomeError) -> ErrorResponse:
     return ErrorResponse(500, {"error": "internal_error", "message": "internal error"})
 
@@ -230,6 +329,7 @@ _RESPONSES: dict[type[AuthsomeError], _Builder] = {
     AlreadyExists: _simple(409, "already_exists"),
     Conflict: _simple(409, "conflict"),
     NotFound: _simple(404, "not_found"),
+    RequestError: _request_error,
     VerificationFailed: _verification_failed,
     # Server-side faults: the message could name internals, so it is fixed.
     StoreError: _fixed(503, "store_unavailable", "the data store is unavailable"),
@@ -237,3 +337,277 @@ _RESPONSES: dict[type[AuthsomeError], _Builder] = {
     ExtraNotInstalled: _internal,  # a deployment fault; the message stays in the logs
     AuthsomeError: _internal,
 }
+
+
+def answer(exc: AuthsomeError) -> ErrorResponse:
+    """:func:`error_response`, and a server fault among them (5xx) logged at ERROR on
+    the ``authsome.integrations`` logger with its traceback; the client's answer
+    keeps its fixed message.
+
+    The library's messages hold no secrets, but the errors they wrap (a driver's,
+    a ledger client's) may quote anything, a connection string or a URL with its
+    key: those are named by type only. No request data is logged.
+    """
+    response = error_response(exc)
+    if response.status >= 500:
+        logger.error(
+            "answered %d (%s): %s%s",
+            response.status,
+            response.body["error"],
+            type(exc).__name__,
+            _causes(exc),
+            exc_info=(type(exc), _unchained(exc), exc.__traceback__),
+        )
+    return response
+
+
+def _causes(exc: BaseException) -> str:
+    """`` caused by <type>, <type>`` for the chain behind ``exc``, types only."""
+    names: list[str] = []
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None and len(names) < 5:
+        names.append(f"{type(cause).__module__}.{type(cause).__qualname__}")
+        cause = cause.__cause__ or cause.__context__
+    return f" caused by {', '.join(names)}" if names else ""
+
+
+def _unchained(exc: AuthsomeError) -> BaseException:
+    """``exc`` without the errors it wraps, for a traceback that prints only its own."""
+    try:
+        clone = copy.copy(exc)
+    except Exception:  # an application's subclass that cannot be copied
+        return AuthsomeError(type(exc).__name__)
+    clone.__cause__ = clone.__context__ = None
+    clone.__suppress_context__ = True
+    return clone
+
+
+# The codes of the HTTP errors a framework raises by itself; others use the status name.
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    500: "internal_error",
+}
+
+
+def http_error(
+    status: int, message: str | None = None, headers: Mapping[str, str] | None = None
+) -> ErrorResponse:
+    """The library's JSON answer to an HTTP error the framework raised itself (an
+    unknown route, a wrong method, an ``abort(403, ...)``), so every error a client
+    sees has the same body."""
+    try:
+        phrase = HTTPStatus(status).phrase
+        code = _HTTP_CODES.get(status) or HTTPStatus(status).name.lower()
+    except ValueError:
+        phrase, code = "error", _HTTP_CODES.get(status, "error")
+    body: dict[str, object] = {"error": code, "message": message or phrase.lower()}
+    return ErrorResponse(status, body, dict(headers or {}))
+
+
+# -- request bodies ----------------------------------------------------------------------
+
+DEFAULT_MAX_BODY_BYTES = 64 * 1024
+"""The default cap on a request body: far more than any authsome route needs, far less
+than what it takes to make text normalisation expensive."""
+
+
+def is_json_content_type(content_type: str | None) -> bool:
+    """Whether ``content_type`` is ``application/json`` or ``application/*+json``."""
+    if not content_type:
+        return False
+    mime = content_type.split(";", 1)[0].strip().lower()
+    return mime == "application/json" or (
+        mime.startswith("application/") and mime.endswith("+json")
+    )
+
+
+def check_declared_length(content_length: str | None, limit: int | None) -> None:
+    """:func:`body_too_large` when a ``Content-Length`` announces more than ``limit``."""
+    if limit is None or content_length is None:
+        return
+    text = content_length.strip()
+    if not text.isdigit() or len(text) > 20 or int(text) > limit:
+        raise body_too_large(limit)
+
+
+def json_object(content_type: str | None, raw: bytes) -> dict[str, object]:
+    """A request body that must be a JSON object, with the one answer per fault that
+    every framework gives: none or not an object → 422, not declared JSON → 415,
+    unparsable → 400."""
+    if not raw:
+        raise ValidationError("the body must be a JSON object")
+    if not is_json_content_type(content_type):
+        raise unsupported_media_type()
+    try:
+        value: object = json.loads(raw)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError too
+        raise malformed_json() from None
+    if not isinstance(value, dict):
+        raise ValidationError("the body must be a JSON object")
+    return value
+
+
+_MISSING = object()
+
+
+def string_field(body: Mapping[str, object], name: str, *, default: str | None = None) -> str:
+    """``body[name]``, which must be a string; ``default`` when absent (required when
+    ``default`` is ``None``). A number, list or ``null`` is a
+    :class:`~authsome.errors.ValidationError` (422), never a server error."""
+    value = body.get(name, _MISSING)
+    if value is _MISSING:
+        if default is None:
+            raise ValidationError(f"{name} is required")
+        return default
+    if not isinstance(value, str):
+        raise ValidationError(f"{name} must be a string")
+    return value
+
+
+# -- the request's tenant -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFacts:
+    """What a tenant resolver may look at: the request's ``Host`` (as the framework
+    reports it), a header by name, and the framework's own request object."""
+
+    host: str | None
+    header: Callable[[str], str | None]
+    request: object
+
+
+TenantResolver = Callable[[Authsome, RequestFacts], "str | None"]
+"""Gives the tenant a request serves, or ``None`` when none does (answered 404)."""
+
+
+def tenant_by_domain(*, default: str | None = None) -> TenantResolver:
+    """The tenant whose verified custom domain is the request's host
+    (:meth:`~authsome.domains.Domains.tenant_for_host`); ``default`` for any
+    other host (for example the app's own domain), else the request is refused."""
+
+    def resolve(auth: Authsome, facts: RequestFacts) -> str | None:
+        tenant = auth.domains.tenant_for_host(facts.host) if facts.host else None
+        return tenant if tenant is not None else default
+
+    return resolve
+
+
+def tenant_by_header(name: str, *, default: str | None = None) -> TenantResolver:
+    """The tenant named by the request header ``name`` (which a trusted front end
+    sets); ``default`` when the header is absent, else the request is refused."""
+    if not str(name).strip():
+        raise ValueError("name the header that carries the tenant")
+
+    def resolve(auth: Authsome, facts: RequestFacts) -> str | None:
+        value = facts.header(name)
+        return value.strip() if value is not None and value.strip() else default
+
+    return resolve
+
+
+@dataclass(frozen=True, slots=True)
+class IntegrationSettings:
+    """How an integration treats requests; the same three options in every framework.
+
+    ``tenant`` binds each request to a tenant (:func:`tenant_by_domain`,
+    :func:`tenant_by_header`, or any callable ``(auth, facts) -> tenant | None``);
+    ``None`` binds nothing, and a credential of any tenant is accepted.
+    ``trusted_proxies`` says whose ``X-Forwarded-For`` is believed (default: nobody's).
+    ``max_body_bytes`` caps request bodies (``None``: no cap).
+    """
+
+    tenant: TenantResolver | None = None
+    trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
+    max_body_bytes: int | None = DEFAULT_MAX_BODY_BYTES
+
+    def __post_init__(self) -> None:
+        if self.tenant is not None and not callable(self.tenant):
+            raise TypeError("tenant must be a resolver: a callable (auth, facts) -> str | None")
+        if not isinstance(self.trusted_proxies, TrustedProxies):
+            raise TypeError("trusted_proxies must be a TrustedProxies")
+        limit = self.max_body_bytes
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
+            raise TypeError("max_body_bytes must be an int or None")
+        if limit is not None and limit < 1:
+            raise ValueError("max_body_bytes must be at least 1")
+
+
+_UNSET: object = object()
+
+
+class RequestAuth:
+    """One request as authsome sees it: its tenant, principal and client address.
+
+    Each is worked out at most once per request, however many dependencies,
+    decorators or helpers ask, so an API key is validated (and metered) once.
+    """
+
+    def __init__(
+        self,
+        auth: Authsome,
+        settings: IntegrationSettings,
+        *,
+        facts: RequestFacts,
+        peer: str | None,
+        forwarded_for: Iterable[str],
+    ) -> None:
+        self.auth = auth
+        self.settings = settings
+        self._facts = facts
+        self._peer = peer
+        self._forwarded_for = tuple(forwarded_for)
+        self._tenant: object = _UNSET
+        self._principal: object = _UNSET
+
+    def tenant(self) -> str | None:
+        """The tenant the request serves, from the resolver; ``None`` without one.
+
+        A request no tenant serves raises a 404 :class:`RequestError`.
+        """
+        if self._tenant is _UNSET:
+            resolver = self.settings.tenant
+            tenant = None if resolver is None else resolver(self.auth, self._facts)
+            if resolver is not None and tenant is None:
+                raise unknown_tenant()
+            self._tenant = tenant
+        assert self._tenant is None or isinstance(self._tenant, str)
+        return self._tenant
+
+    def principal(self, scopes: Iterable[str] = ()) -> Principal | None:
+        """The request's principal (``None`` when anonymous), bound to its tenant.
+
+        Validated on the first call, with that call's ``scopes``; later calls check
+        their own ``scopes`` against the key already validated.
+        """
+        wanted = tuple(scopes)
+        if self._principal is _UNSET:
+            authorization = self._facts.header("Authorization")
+            api_key = self._facts.header(API_KEY_HEADER)
+            anonymous = authorization is None and api_key is None
+            self._principal = (
+                None
+                if anonymous
+                else authenticate(
+                    self.auth,
+                    authorization=authorization,
+                    api_key=api_key,
+                    scopes=wanted,
+                    tenant=self.tenant(),
+                )
+            )
+        principal = self._principal
+        assert principal is None or isinstance(principal, Principal)
+        check_scopes(principal, wanted)
+        return principal
+
+    def client_ip(self) -> str | None:
+        """The client's address under the trusted-proxy setting (for ``sign_in(ip=)``)."""
+        return client_address(self._peer, self._forwarded_for, self.settings.trusted_proxies)

@@ -4,6 +4,11 @@ In ``settings.py``::
 
     MIDDLEWARE = [..., "authsome.integrations.django.AuthsomeMiddleware"]
     AUTHSOME_ENGINE = "myproject.auth.build_auth"  # dotted path to a factory (or an engine)
+    # optional:
+    AUTHSOME_TENANT = tenant_by_domain(default="default")  # or a dotted path to a resolver
+    AUTHSOME_TRUSTED_PROXY_COUNT = 1        # or AUTHSOME_TRUSTED_PROXIES = ["10.0.0.0/8"]
+    AUTHSOME_MAX_BODY_BYTES = 64 * 1024     # the default; None: no cap
+    AUTHSOME_JSON_ERRORS = True             # Django's own 400/403/404/405/500 pages as JSON
 
 The middleware puts the engine on ``request.authsome`` and the request's
 :class:`Principal` (or ``None`` when anonymous) on ``request.authsome_principal``;
@@ -13,6 +18,8 @@ answer as in the other integrations. Decorate views with :func:`login_required`.
 
 The principal is resolved for every request that carries a credential, so a
 valid API key is metered (``authsome.apikeys.validated``) once per request.
+Views read JSON bodies with :func:`json_body` and :func:`string_field` (415, 400,
+422 as in the other integrations) and pass :func:`client_ip` to ``sign_in``.
 """
 
 from __future__ import annotations
@@ -22,28 +29,50 @@ from collections.abc import Callable
 from typing import Concatenate, ParamSpec
 
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.core.exceptions import DisallowedHost, ImproperlyConfigured
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    HttpResponseForbidden,
+    HttpResponseNotAllowed,
+    HttpResponseNotFound,
+    HttpResponseServerError,
+    JsonResponse,
+)
 from django.utils.module_loading import import_string
 
 from authsome.engine import Authsome
 from authsome.errors import AuthsomeError, InvalidToken
 from authsome.integrations._http import (
-    API_KEY_HEADER,
     AUTHENTICATION_REQUIRED,
+    DEFAULT_MAX_BODY_BYTES,
+    ErrorResponse,
+    IntegrationSettings,
     Principal,
-    authenticate,
-    error_response,
+    RequestAuth,
+    RequestFacts,
+    TrustedProxies,
+    answer,
+    check_declared_length,
+    http_error,
+    json_object,
+    string_field,
 )
 
 __all__ = [
     "AuthsomeMiddleware",
     "Principal",
+    "client_ip",
     "engine_of",
     "error_json",
+    "json_body",
     "load_engine",
+    "load_settings",
     "login_required",
     "principal_of",
+    "string_field",
+    "tenant_of",
 ]
 
 P = ParamSpec("P")
@@ -71,19 +100,56 @@ def load_engine() -> Authsome:
     return value
 
 
+def load_settings() -> IntegrationSettings:
+    """The integration's options from ``AUTHSOME_TENANT`` (a resolver, or the dotted
+    path to one), ``AUTHSOME_TRUSTED_PROXY_COUNT`` or ``AUTHSOME_TRUSTED_PROXIES``
+    and ``AUTHSOME_MAX_BODY_BYTES``; a bad value raises ``ImproperlyConfigured``."""
+    tenant: object = getattr(settings, "AUTHSOME_TENANT", None)
+    if isinstance(tenant, str):
+        tenant = import_string(tenant)
+    count: object = getattr(settings, "AUTHSOME_TRUSTED_PROXY_COUNT", 0)
+    networks: object = getattr(settings, "AUTHSOME_TRUSTED_PROXIES", ())
+    limit: object = getattr(settings, "AUTHSOME_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)
+    try:
+        proxies = TrustedProxies(count=count, networks=networks)  # type: ignore[arg-type]
+        return IntegrationSettings(
+            tenant=tenant,  # type: ignore[arg-type]
+            trusted_proxies=proxies,
+            max_body_bytes=limit,  # type: ignore[arg-type]
+        )
+    except (TypeError, ValueError) as exc:
+        raise ImproperlyConfigured(f"authsome settings: {exc}") from None
+
+
 def error_json(exc: AuthsomeError) -> JsonResponse:
-    """The JSON answer to ``exc``, from the mapping shared by every integration."""
-    answer = error_response(exc)
-    response = JsonResponse(answer.body, status=answer.status)
-    for name, value in answer.headers.items():
+    """The JSON answer to ``exc``, from the mapping shared by every integration
+    (server faults among them logged on ``authsome.integrations``)."""
+    return _json(answer(exc))
+
+
+def _json(answer_: ErrorResponse) -> JsonResponse:
+    response = JsonResponse(answer_.body, status=answer_.status)
+    for name, value in answer_.headers.items():
         response[name] = value
     return response
+
+
+# Django's own error pages, answered in JSON when AUTHSOME_JSON_ERRORS is on (default).
+_DJANGO_ERRORS = (
+    HttpResponseBadRequest,
+    HttpResponseForbidden,
+    HttpResponseNotFound,
+    HttpResponseNotAllowed,
+    HttpResponseServerError,
+)
 
 
 class AuthsomeMiddleware:
     """Resolves the request's principal and maps authsome's errors to HTTP answers.
 
-    The engine is loaded once, when Django builds its middleware chain.
+    The engine and the settings are loaded once, when Django builds its middleware
+    chain. A body whose ``Content-Length`` passes the cap is refused (413) before
+    any view runs.
     """
 
     sync_capable = True
@@ -92,24 +158,60 @@ class AuthsomeMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
         self.auth = load_engine()
+        self.settings = load_settings()
+        self.json_errors = bool(getattr(settings, "AUTHSOME_JSON_ERRORS", True))
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         request.authsome = self.auth  # type: ignore[attr-defined]
+        request_auth = _request_auth(request, self.auth, self.settings)
+        request.authsome_request = request_auth  # type: ignore[attr-defined]
         try:
-            principal = authenticate(
-                self.auth,
-                authorization=request.headers.get("Authorization"),
-                api_key=request.headers.get(API_KEY_HEADER),
-            )
+            check_declared_length(request.META.get("CONTENT_LENGTH"), self.settings.max_body_bytes)
+            principal = request_auth.principal()
         except AuthsomeError as exc:
             return error_json(exc)
         request.authsome_principal = principal  # type: ignore[attr-defined]
-        return self.get_response(request)
+        return self._as_json(self.get_response(request))
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         """Answer an ``AuthsomeError`` raised by a view; leave other errors to Django."""
         if isinstance(exception, AuthsomeError):
             return error_json(exception)
+        return None
+
+    def _as_json(self, response: HttpResponse) -> HttpResponse:
+        """Django's own error page (an unknown route, a wrong method, ...) in JSON."""
+        if not self.json_errors or not isinstance(response, _DJANGO_ERRORS):
+            return response
+        if response.get("Content-Type", "").startswith("application/json"):
+            return response
+        if response.status_code >= 500 and settings.DEBUG:
+            return response  # the debug page is the developer's
+        headers = {"Allow": response["Allow"]} if response.has_header("Allow") else {}
+        return _json(http_error(response.status_code, None, headers))
+
+
+def _request_auth(
+    request: HttpRequest, auth: Authsome, options: IntegrationSettings
+) -> RequestAuth:
+    def header(name: str) -> str | None:
+        return request.headers.get(name)
+
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR")
+    return RequestAuth(
+        auth,
+        options,
+        facts=RequestFacts(host=_host(request), header=header, request=request),
+        peer=request.META.get("REMOTE_ADDR") or None,
+        forwarded_for=[forwarded] if forwarded else [],
+    )
+
+
+def _host(request: HttpRequest) -> str | None:
+    # get_host() checks ALLOWED_HOSTS (and honours USE_X_FORWARDED_HOST) first.
+    try:
+        return request.get_host()
+    except DisallowedHost:  # no tenant serves a host Django refuses
         return None
 
 
@@ -126,6 +228,35 @@ def principal_of(request: HttpRequest) -> Principal | None:
     engine_of(request)  # fails loudly when the middleware is missing
     principal = getattr(request, "authsome_principal", None)
     return principal if isinstance(principal, Principal) else None
+
+
+def _request_auth_of(request: HttpRequest) -> RequestAuth:
+    engine_of(request)
+    found = getattr(request, "authsome_request", None)
+    if not isinstance(found, RequestAuth):
+        raise ImproperlyConfigured("add authsome.integrations.django.AuthsomeMiddleware")
+    return found
+
+
+def tenant_of(request: HttpRequest) -> str | None:
+    """The tenant the request serves, from ``AUTHSOME_TENANT`` (``None`` without a
+    resolver; a 404 when no tenant serves the request)."""
+    return _request_auth_of(request).tenant()
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    """The client's address for ``auth.sign_in(ip=...)``: ``REMOTE_ADDR`` unless
+    trusted proxies (``AUTHSOME_TRUSTED_PROXY_COUNT``/``AUTHSOME_TRUSTED_PROXIES``)
+    forwarded it."""
+    return _request_auth_of(request).client_ip()
+
+
+def json_body(request: HttpRequest) -> dict[str, object]:
+    """The request body as a JSON object: 415 unless declared JSON, 400 when it does
+    not parse, 422 when it is not an object, 413 past the cap."""
+    limit = _request_auth_of(request).settings.max_body_bytes
+    check_declared_length(request.META.get("CONTENT_LENGTH"), limit)
+    return json_object(request.content_type, request.body)
 
 
 def login_required(view: View[P]) -> View[P]:

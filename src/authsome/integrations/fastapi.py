@@ -6,46 +6,79 @@
     from authsome.integrations.fastapi import Principal, install, require_principal
 
     app = FastAPI()
-    install(app, auth)  # error handlers, and the engine the dependencies use
+    install(app, auth)  # error handlers, body cap, and the engine the dependencies use
 
     @app.get("/me")
     def me(principal: Principal = Depends(require_principal())) -> dict[str, str]:
         return {"user_id": principal.user_id}
 
 The dependencies are plain (synchronous) functions, so FastAPI runs them in its
-thread pool: session and API-key validation may touch a database.
+thread pool: session and API-key validation may touch a database. The request's
+principal is worked out once however many dependencies ask for it, so a route
+with a router-level and an endpoint-level dependency validates (and meters) an
+API key once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from authsome.engine import Authsome
-from authsome.errors import AuthsomeError
+from authsome.errors import AuthsomeError, ValidationError
 from authsome.integrations._http import (
-    API_KEY_HEADER,
+    DEFAULT_MAX_BODY_BYTES,
+    ErrorResponse,
+    IntegrationSettings,
     Principal,
-    authenticate,
-    error_response,
+    RequestAuth,
+    RequestError,
+    RequestFacts,
+    TenantResolver,
+    TrustedProxies,
+    answer,
+    body_too_large,
+    check_declared_length,
+    http_error,
+    is_json_content_type,
+    malformed_json,
     require,
+    unsupported_media_type,
 )
 
 __all__ = [
     "Principal",
+    "TrustedProxies",
+    "client_ip",
     "engine_of",
     "handle_authsome_error",
     "install",
     "optional_principal",
+    "request_auth",
+    "request_tenant",
     "require_principal",
 ]
 
 _STATE_KEY = "authsome"
+_SETTINGS_KEY = "authsome_settings"
+_REQUESTS_KEY = "authsome_requests"
+_FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 
 
-def install(app: FastAPI, auth: Authsome) -> None:
+def install(
+    app: FastAPI,
+    auth: Authsome,
+    *,
+    tenant: TenantResolver | None = None,
+    trusted_proxies: TrustedProxies | None = None,
+    max_body_bytes: int | None = DEFAULT_MAX_BODY_BYTES,
+) -> None:
     """Map every :class:`~authsome.errors.AuthsomeError` to its HTTP answer and
     make ``auth`` the engine of the dependencies that are not given one.
 
@@ -53,19 +86,148 @@ def install(app: FastAPI, auth: Authsome) -> None:
     ``InvalidCredentials``/``InvalidToken`` → 401 with ``WWW-Authenticate: Bearer``,
     ``RateLimited`` → 429 with ``Retry-After``, ``LedgerUnavailable`` → 503,
     ``ValidationError`` → 422, ``AlreadyExists``/``Conflict`` → 409, ``NotFound`` → 404.
+    FastAPI's own errors get the same body: a request that fails validation is a
+    422 that never echoes the input (400 for malformed JSON, 415 for a body that is
+    not JSON), and ``HTTPException`` (404, 405, ...) is ``{"error", "message"}``.
+
+    ``tenant`` binds every request to the tenant it serves (a bearer token or API
+    key of another tenant is refused like an unknown one); ``trusted_proxies`` says
+    whose ``X-Forwarded-For`` :func:`client_ip` believes (default: nobody's);
+    request bodies longer than ``max_body_bytes`` are refused with 413 before
+    they are read.
     """
     if not isinstance(auth, Authsome):
         raise TypeError(f"auth must be an Authsome engine, not {type(auth).__name__}")
+    settings = IntegrationSettings(
+        tenant=tenant,
+        trusted_proxies=trusted_proxies or TrustedProxies(),
+        max_body_bytes=max_body_bytes,
+    )
     setattr(app.state, _STATE_KEY, auth)
+    setattr(app.state, _SETTINGS_KEY, settings)
     app.add_exception_handler(AuthsomeError, handle_authsome_error)
+    app.add_exception_handler(RequestValidationError, _handle_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _handle_http_error)
+    # Starlette still re-raises the exception after this answer, so the server logs it.
+    app.add_exception_handler(Exception, _handle_unexpected_error)
+    if max_body_bytes is not None:
+        app.add_middleware(_BodyLimit, max_bytes=max_body_bytes)
+
+
+def _json(response: ErrorResponse) -> JSONResponse:
+    return JSONResponse(response.body, status_code=response.status, headers=response.headers)
 
 
 async def handle_authsome_error(request: Request, exc: Exception) -> JSONResponse:
     """The exception handler :func:`install` registers for ``AuthsomeError``."""
     if not isinstance(exc, AuthsomeError):  # registered for AuthsomeError only
         raise exc
-    answer = error_response(exc)
-    return JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)
+    return _json(answer(exc))
+
+
+async def _handle_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors: Sequence[Any] = exc.errors()
+    refused: AuthsomeError
+    if any(error.get("type") == "json_invalid" for error in errors):
+        refused = malformed_json()
+    elif _has_body(request) and _not_json(request.headers.get("content-type")):
+        refused = unsupported_media_type()
+    else:
+        refused = ValidationError(_describe(errors))
+    return _json(answer(refused))
+
+
+def _has_body(request: Request) -> bool:
+    length = request.headers.get("content-length", "0").strip()
+    return length not in ("", "0") or "transfer-encoding" in request.headers
+
+
+def _not_json(content_type: str | None) -> bool:
+    if is_json_content_type(content_type):
+        return False
+    return not (content_type or "").lower().startswith(_FORM_TYPES)
+
+
+def _describe(errors: Sequence[Any], most: int = 5) -> str:
+    """What failed and where, from pydantic's messages: never the submitted input."""
+    parts = []
+    for error in errors[:most]:
+        loc = [str(part) for part in error.get("loc", ())]
+        where = ".".join(loc[1:]) or ".".join(loc) or "request"
+        parts.append(f"{where}: {error.get('msg', 'invalid')}")
+    return "; ".join(parts) or "the request is invalid"
+
+
+async def _handle_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code in (204, 304):
+        return Response(status_code=exc.status_code, headers=exc.headers)
+    detail: object = exc.detail
+    message = detail if isinstance(detail, str) else None
+    return _json(http_error(exc.status_code, message, exc.headers))
+
+
+async def _handle_unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    return _json(http_error(500))
+
+
+class _BodyTooLarge(StarletteHTTPException):
+    """Raised from ``receive`` when a streamed body passes the cap."""
+
+
+class _BodyLimit:
+    """ASGI middleware refusing request bodies longer than ``max_bytes`` with 413.
+
+    A ``Content-Length`` above the cap is answered before the app runs; a body
+    without one (chunked) is counted as it streams in and cut off at the cap.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _header(scope, b"content-length")
+        try:
+            check_declared_length(declared, self.max_bytes)
+        except RequestError as exc:
+            await _json(answer(exc))(scope, receive, send)
+            return
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLarge(413, str(body_too_large(self.max_bytes)))
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            if started:
+                raise
+            await _json(answer(body_too_large(self.max_bytes)))(scope, receive, send)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            text: str = value.decode("latin-1")
+            return text
+    return None
 
 
 def engine_of(request: Request) -> Authsome:
@@ -74,6 +236,49 @@ def engine_of(request: Request) -> Authsome:
     if not isinstance(auth, Authsome):
         raise RuntimeError("call authsome.integrations.fastapi.install(app, auth) first")
     return auth
+
+
+def request_auth(request: Request, auth: Authsome | None = None) -> RequestAuth:
+    """The request as authsome sees it (tenant, principal, client address), built
+    once per request and engine and kept on ``request.state``."""
+    engine = auth or engine_of(request)
+    cache: dict[int, RequestAuth] | None = getattr(request.state, _REQUESTS_KEY, None)
+    if cache is None:
+        cache = {}
+        setattr(request.state, _REQUESTS_KEY, cache)
+    found = cache.get(id(engine))
+    if found is None or found.auth is not engine:
+        found = cache[id(engine)] = _request_auth(request, engine)
+    return found
+
+
+def _request_auth(request: Request, engine: Authsome) -> RequestAuth:
+    settings = getattr(request.app.state, _SETTINGS_KEY, None)
+    if not isinstance(settings, IntegrationSettings):
+        settings = IntegrationSettings()
+    headers = request.headers
+    facts = RequestFacts(host=headers.get("host"), header=headers.get, request=request)
+    return RequestAuth(
+        engine,
+        settings,
+        facts=facts,
+        peer=request.client.host if request.client else None,
+        forwarded_for=headers.getlist("x-forwarded-for"),
+    )
+
+
+def client_ip(request: Request) -> str | None:
+    """The client's address for ``auth.sign_in(ip=...)``, under the app's
+    ``trusted_proxies`` (the socket peer unless trusted proxies forwarded it);
+    usable as a dependency too."""
+    return request_auth(request).client_ip()
+
+
+def request_tenant(request: Request) -> str | None:
+    """The tenant the request serves, from the ``tenant`` resolver given to
+    :func:`install` (``None`` without one; 404 when no tenant serves it); usable
+    as a dependency too."""
+    return request_auth(request).tenant()
 
 
 def require_principal(
@@ -88,7 +293,7 @@ def require_principal(
     wanted = tuple(scopes)
 
     def dependency(request: Request) -> Principal:
-        return require(_principal(request, auth, wanted))
+        return require(request_auth(request, auth).principal(wanted))
 
     return dependency
 
@@ -100,17 +305,6 @@ def optional_principal(
     anonymous request; a credential that is present but bad is still a 401."""
 
     def dependency(request: Request) -> Principal | None:
-        return _principal(request, auth, ())
+        return request_auth(request, auth).principal()
 
     return dependency
-
-
-def _principal(
-    request: Request, auth: Authsome | None, scopes: tuple[str, ...]
-) -> Principal | None:
-    return authenticate(
-        auth or engine_of(request),
-        authorization=request.headers.get("authorization"),
-        api_key=request.headers.get(API_KEY_HEADER),
-        scopes=scopes,
-    )

@@ -15,7 +15,10 @@
 
 Every :class:`~authsome.errors.AuthsomeError` a view raises becomes the same JSON
 answer as in the other integrations (403 with the feature key for
-``FeatureNotEntitled``, 401, 429 with ``Retry-After``, 503, ...).
+``FeatureNotEntitled``, 401, 429 with ``Retry-After``, 503, ...), and so do
+Flask's own HTTP errors (404, 405, ``abort(403)``, 413) once the extension is
+installed. :func:`json_body` and :func:`string_field` read a JSON body with the
+same answers as FastAPI's request models (415, 400, 422).
 """
 
 from __future__ import annotations
@@ -25,21 +28,43 @@ from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
 from flask import Flask, Response, current_app, g, jsonify, request
+from werkzeug.exceptions import HTTPException
 
 from authsome.engine import Authsome as Engine
 from authsome.errors import AuthsomeError
 from authsome.integrations._http import (
-    API_KEY_HEADER,
+    DEFAULT_MAX_BODY_BYTES,
+    ErrorResponse,
+    IntegrationSettings,
     Principal,
-    authenticate,
-    error_response,
+    RequestAuth,
+    RequestFacts,
+    TenantResolver,
+    TrustedProxies,
+    answer,
+    check_declared_length,
+    http_error,
+    json_object,
     require,
+    string_field,
 )
 
-__all__ = ["Authsome", "Principal", "current_principal", "engine", "login_required"]
+__all__ = [
+    "Authsome",
+    "Principal",
+    "TrustedProxies",
+    "client_ip",
+    "current_principal",
+    "current_tenant",
+    "engine",
+    "json_body",
+    "login_required",
+    "request_auth",
+    "string_field",
+]
 
 _EXTENSION_KEY = "authsome"
-_UNSET = object()
+_SETTINGS_KEY = "authsome_settings"
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -48,30 +73,78 @@ class Authsome:
     """The Flask extension: registers the engine and the error mapping on an app.
 
     ``Authsome(app, auth)`` sets up ``app`` at once; ``Authsome()`` then
-    :meth:`init_app` suits the application-factory pattern.
+    :meth:`init_app` suits the application-factory pattern. ``tenant`` binds every
+    request to the tenant it serves (a credential of another tenant is refused
+    like an unknown one), ``trusted_proxies`` says whose ``X-Forwarded-For``
+    :func:`client_ip` believes (default: nobody's), and request bodies longer than
+    ``max_body_bytes`` are refused with 413 before they are read.
     """
 
-    def __init__(self, app: Flask | None = None, auth: Engine | None = None) -> None:
+    def __init__(
+        self,
+        app: Flask | None = None,
+        auth: Engine | None = None,
+        *,
+        tenant: TenantResolver | None = None,
+        trusted_proxies: TrustedProxies | None = None,
+        max_body_bytes: int | None = DEFAULT_MAX_BODY_BYTES,
+    ) -> None:
         self.auth = auth
+        self.settings = IntegrationSettings(
+            tenant=tenant,
+            trusted_proxies=trusted_proxies or TrustedProxies(),
+            max_body_bytes=max_body_bytes,
+        )
         if app is not None:
             self.init_app(app, auth)
 
     def init_app(self, app: Flask, auth: Engine | None = None) -> None:
-        """Register the engine (``auth``, else the one given to the constructor)
-        and the handler that maps every ``AuthsomeError`` to its HTTP answer."""
+        """Register the engine (``auth``, else the one given to the constructor),
+        the handlers that answer every ``AuthsomeError`` and HTTP error in JSON,
+        and the body cap."""
         engine_ = auth or self.auth
         if not isinstance(engine_, Engine):
             raise TypeError(f"auth must be an Authsome engine, not {type(engine_).__name__}")
         app.extensions[_EXTENSION_KEY] = engine_
+        app.extensions[_SETTINGS_KEY] = self.settings
         app.register_error_handler(AuthsomeError, _handle_authsome_error)
+        app.register_error_handler(HTTPException, _handle_http_error)
+        if self.settings.max_body_bytes is not None:
+            app.before_request(_cap_body)
+
+
+def _json(answer_: ErrorResponse) -> Response:
+    response = jsonify(answer_.body)
+    response.status_code = answer_.status
+    response.headers.update(answer_.headers)
+    return response
 
 
 def _handle_authsome_error(exc: AuthsomeError) -> Response:
-    answer = error_response(exc)
-    response = jsonify(answer.body)
-    response.status_code = answer.status
-    response.headers.update(answer.headers)
-    return response
+    return _json(answer(exc))
+
+
+def _handle_http_error(exc: HTTPException) -> Response | HTTPException:
+    if exc.code is None or exc.code < 400:
+        return exc  # redirects (a missing trailing slash) are routing, not errors
+    headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+    message = exc.description if exc.code < 500 else None  # a fault's text stays in the logs
+    return _json(http_error(exc.code, message, headers))
+
+
+def _cap_body() -> None:
+    limit = _settings().max_body_bytes
+    raw_length = request.headers.get("Content-Length")
+    check_declared_length(raw_length, limit)
+    # Also bounds a streamed (chunked) body: werkzeug stops reading at the cap with 413.
+    if limit is not None:
+        current = request.max_content_length
+        request.max_content_length = limit if current is None else min(current, limit)
+
+
+def _settings() -> IntegrationSettings:
+    settings = current_app.extensions.get(_SETTINGS_KEY)
+    return settings if isinstance(settings, IntegrationSettings) else IntegrationSettings()
 
 
 def engine() -> Engine:
@@ -82,23 +155,59 @@ def engine() -> Engine:
     return auth
 
 
+def request_auth() -> RequestAuth:
+    """The current request as authsome sees it (tenant, principal, client address),
+    built once per request."""
+    found = g.get("authsome_request")
+    if not isinstance(found, RequestAuth):
+        facts = RequestFacts(host=request.host, header=request.headers.get, request=request)
+        found = RequestAuth(
+            engine(),
+            _settings(),
+            facts=facts,
+            peer=_socket_peer(),
+            forwarded_for=request.headers.getlist("X-Forwarded-For"),
+        )
+        g.authsome_request = found
+    return found
+
+
+def _socket_peer() -> str | None:
+    # werkzeug's ProxyFix keeps the address it replaced; the integration's own
+    # trusted-proxy setting decides from the socket's.
+    original = request.environ.get("werkzeug.proxy_fix.orig")
+    if isinstance(original, dict) and isinstance(original.get("REMOTE_ADDR"), str):
+        peer: str = original["REMOTE_ADDR"]
+        return peer
+    return request.remote_addr
+
+
 def current_principal() -> Principal | None:
     """The current request's :class:`Principal`, or ``None`` when it is anonymous.
 
     Read from ``Authorization: Bearer`` or ``X-API-Key`` once per request. A
-    credential that is present but bad raises :class:`~authsome.errors.InvalidToken`
-    (answered with 401).
+    credential that is present but bad, or of another tenant than the request's,
+    raises :class:`~authsome.errors.InvalidToken` (answered with 401).
     """
-    cached = g.get("authsome_principal", _UNSET)
-    if cached is _UNSET:
-        cached = authenticate(
-            engine(),
-            authorization=request.headers.get("Authorization"),
-            api_key=request.headers.get(API_KEY_HEADER),
-        )
-        g.authsome_principal = cached
-    assert cached is None or isinstance(cached, Principal)
-    return cached
+    return request_auth().principal()
+
+
+def current_tenant() -> str | None:
+    """The tenant the current request serves, from the ``tenant`` resolver
+    (``None`` without one; a 404 when no tenant serves the request)."""
+    return request_auth().tenant()
+
+
+def client_ip() -> str | None:
+    """The client's address for ``auth.sign_in(ip=...)``, under ``trusted_proxies``
+    (the socket peer unless trusted proxies forwarded it)."""
+    return request_auth().client_ip()
+
+
+def json_body() -> dict[str, object]:
+    """The request body as a JSON object: 415 unless declared JSON, 400 when it does
+    not parse, 422 when it is not an object, 413 past the cap."""
+    return json_object(request.content_type, request.get_data(cache=True))
 
 
 def login_required(view: Callable[P, R]) -> Callable[P, R]:
