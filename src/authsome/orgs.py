@@ -57,8 +57,8 @@ def slugify(name: object) -> str:
     a name without any ASCII letter or digit to keep raises
     :class:`~authsome.errors.ValidationError` (pass an explicit slug then).
     """
-    text = v.nfkc("name", v.require_text("name", name, v.MAX_NAME))
-    text = unicodedata.normalize("NFKD", text)
+    # Bounded and checked for mark runs by nfkc first; NFKD of its NFKC is NFKD of the text.
+    text = unicodedata.normalize("NFKD", v.nfkc("name", v.require_text("name", name, v.MAX_NAME)))
     ascii_text = text.encode("ascii", "ignore").decode("ascii").lower()
     slug = _NOT_SLUG_CHARS.sub("-", ascii_text).strip("-")[:MAX_SLUG].rstrip("-")
     if not slug:
