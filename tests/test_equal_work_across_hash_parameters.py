@@ -97,7 +97,8 @@ def test_a_correct_password_still_signs_in_and_upgrades_the_hash(make_auth: Auth
 def test_unknown_accounts_are_not_slower_than_accounts_on_old_parameters(
     make_auth: AuthFactory,
 ) -> None:
-    # Costs far apart (about 100x), so a difference would stand out of any noise.
+    # Costs far apart (the old check is over 100x cheaper), so before equal work the
+    # ratio was well over 10, and loose bounds leave room for a loaded machine.
     store = MemoryStore()
     make_auth(store=store, password_hashing=OLD).users.register("old@example.com", PASSWORD)
     auth = make_auth(
@@ -106,10 +107,10 @@ def test_unknown_accounts_are_not_slower_than_accounts_on_old_parameters(
     _refused(auth, "old@example.com", "wrong password!", "192.0.2.1")
     known: list[float] = []
     unknown: list[float] = []
-    for i in range(9):  # interleaved, best of each
+    for i in range(15):  # interleaved, best of each
         for email, times in (("old@example.com", known), ("nobody@example.com", unknown)):
             start = time.perf_counter()
             _refused(auth, email, "wrong password!", f"198.51.100.{i}")
             times.append(time.perf_counter() - start)
     ratio = min(unknown) / min(known)
-    assert 0.5 < ratio < 2.0, f"unknown/known-old = {ratio:.2f}"
+    assert 0.25 < ratio < 4.0, f"unknown/known-old = {ratio:.2f}"
