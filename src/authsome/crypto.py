@@ -179,8 +179,22 @@ class PasswordHashing:
             raise ValueError("PasswordHashing.memory_cost_kib must be >= 8 * parallelism")
 
 
+MAX_PARAMETER_SETS = 8
+"""How many argon2 parameter sets a :class:`PasswordHasher` keeps a dummy hash for."""
+
+
 class PasswordHasher:
-    """argon2id hashing with a dummy hash, so unknown users cost the same work."""
+    """argon2id hashing with dummy hashes, so unknown users cost the same work.
+
+    Equal work must hold after the parameters are raised too, while the store still
+    holds hashes made with the old ones (each is upgraded at its user's next
+    sign-in): such a hash is cheaper to check than one made with the new parameters.
+    So the hasher keeps one dummy hash per parameter set it has met in a stored hash,
+    and every :meth:`verify` runs one argon2 check per set: the stored hash for the
+    account's own set, a dummy of the same parameters for each other one. An unknown
+    account and a known one with a wrong password then cost the same, whatever
+    parameters the known account's hash was made with.
+    """
 
     def __init__(self, params: PasswordHashing) -> None:
         self.params = params
@@ -190,28 +204,78 @@ class PasswordHasher:
             parallelism=params.parallelism,
             type=argon2.Type.ID,
         )
-        # Verified against when the account does not exist: equal work, no oracle.
-        self._dummy_hash = self._hasher.hash(new_token())
+        self._dummies_lock = threading.Lock()
+        # Parameter set (the hash's "$argon2id$v=..$m=..,t=..,p=.." prefix and its
+        # lengths) -> a dummy hash made with exactly those parameters.
+        self._dummies: dict[tuple[str, int, int], str] = {}
+        self._learn(self._hasher.hash(new_token()))
 
     def hash(self, password: str) -> str:
         """A fresh argon2id hash (random salt) of ``password``."""
         return self._hasher.hash(password)
 
     def verify(self, password_hash: str | None, password: str) -> bool:
-        """Whether ``password`` matches; ``None`` verifies against the dummy hash."""
-        target = self._dummy_hash if password_hash is None else password_hash
-        try:
-            self._hasher.verify(target, password)  # returns True or raises
-        except (VerifyMismatchError, VerificationError, InvalidHashError):
-            return False
-        return password_hash is not None
+        """Whether ``password`` matches; ``None`` verifies against the dummy hashes.
+
+        One argon2 check per parameter set met so far (see the class docstring)."""
+        own = None if password_hash is None else self._learn(password_hash)
+        matched = False
+        for parameter_set, dummy in self._dummy_hashes():
+            if parameter_set == own and password_hash is not None:
+                matched = self._check(password_hash, password)
+            else:
+                self._check(dummy, password)
+        if own is None and password_hash is not None:
+            # Not parseable, or past MAX_PARAMETER_SETS: checked on its own.
+            matched = self._check(password_hash, password)
+        return matched
 
     def needs_rehash(self, password_hash: str) -> bool:
         """Whether the hash was made with other parameters than the current ones."""
         return self._hasher.check_needs_rehash(password_hash)
 
+    def _check(self, password_hash: str, password: str) -> bool:
+        try:
+            return self._hasher.verify(password_hash, password)  # returns True or raises
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+
+    def _dummy_hashes(self) -> list[tuple[tuple[str, int, int], str]]:
+        with self._dummies_lock:
+            return list(self._dummies.items())
+
+    def _learn(self, password_hash: str) -> tuple[str, int, int] | None:
+        """The parameter set of a stored hash, with a dummy hash made for it if it is
+        new; ``None`` for a hash that does not parse, or once the table is full."""
+        try:
+            params = argon2.extract_parameters(password_hash)
+        except (InvalidHashError, ValueError):
+            return None
+        parameters = password_hash.rsplit("$", 2)[0]
+        key = (parameters, params.salt_len, params.hash_len)
+        with self._dummies_lock:
+            if key not in self._dummies:
+                if len(self._dummies) >= MAX_PARAMETER_SETS:
+                    return None
+                self._dummies[key] = _dummy_hash(parameters, params.salt_len, params.hash_len)
+        return key
+
     def __repr__(self) -> str:
         return f"PasswordHasher({self.params!r})"
+
+
+def _dummy_hash(parameters: str, salt_len: int, hash_len: int) -> str:
+    """An encoded argon2 hash with these parameters and random salt and digest.
+
+    Checking a password against it runs the full argon2 computation, exactly as
+    against a real hash of these parameters, and never matches; making it costs
+    nothing, so the attempt that first meets a parameter set costs no extra.
+    """
+
+    def b64(nbytes: int) -> str:  # argon2's encoding: standard base64, unpadded
+        return base64.b64encode(secrets.token_bytes(nbytes)).decode("ascii").rstrip("=")
+
+    return f"{parameters}${b64(salt_len)}${b64(hash_len)}"
 
 
 SEALED_PREFIX = "v1."  # never in base32 text, so sealed and plain values cannot be confused

@@ -68,22 +68,27 @@ _VALUE_PREFIX = "authsome-verify="
 _HOSTNAME_TAKEN = "this hostname is verified by another tenant"
 MAX_HOSTNAME = 253  # RFC 1035: 255 octets on the wire, 253 characters in text
 MAX_LABEL = 63
-_MAX_INPUT = 1024  # bound the work done on hostile input before IDNA runs
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
-_DOTS = re.compile("[.\u3002\uff0e\uff61]")  # the label separators IDNA recognizes
+_DOTS = v.IDNA_DOTS  # the label separators IDNA recognizes
 # Names that can never be a customer's public web host (RFC 6761, RFC 6762, ICANN).
 _RESERVED_TLDS = frozenset({"localhost", "local", "internal", "invalid", "arpa"})
 _HEX_NUMBER = re.compile(r"0x[0-9a-f]*")
 # IDNA 2003 (the standard library's codec) maps these away while IDNA 2008 and
-# browsers keep them, so "straße.de" would name two different domains. Refused.
-_DEVIATIONS = frozenset("\u00df\u03c2\u200c\u200d")
+# browsers keep them (UTS #46 maps the capital sharp s to ß), so "straße.de" would
+# name two different domains. Refused.
+_DEVIATIONS = frozenset("\u00df\u03c2\u200c\u200d\u1e9e")
 
 
 # -- hostnames -----------------------------------------------------------------------
 
 
-def normalize_hostname(hostname: object, *, allow_wildcard: bool = False) -> str:
+def normalize_hostname(
+    hostname: object, *, allow_wildcard: bool = False, public: bool = True
+) -> str:
     """Validate a hostname and return its canonical form.
+
+    The one hostname rule of the library: custom domains, the e-mail domains of SSO
+    connections (and so e-mail routing) and the hosts of SSO URLs all go through it.
 
     Canonical: surrounding whitespace and one trailing dot removed, Unicode labels
     IDNA-encoded (A-labels, ``xn--``; characters that IDNA 2003 and 2008 encode
@@ -92,11 +97,12 @@ def normalize_hostname(hostname: object, *, allow_wildcard: bool = False) -> str
     would read as one, single labels (``localhost``), reserved top-level names,
     labels outside ``[a-z0-9-]`` or starting/ending with ``-``, labels over 63 and
     names over 253 characters, and wildcards unless ``allow_wildcard`` (then only a
-    leading ``*.`` label). Normalizing a canonical name returns it unchanged.
+    leading ``*.`` label). ``public=False`` lets reserved top-level names through,
+    for hosts that need not be reachable from the internet (an IdP on ``.internal``).
+    Normalizing a canonical name returns it unchanged.
     """
-    text = v.require_str("hostname", hostname).strip()
-    if len(text) > _MAX_INPUT:
-        raise ValidationError(f"hostname must be at most {MAX_HOSTNAME} characters")
+    # Bounded before anything looks at the text; IDNA runs per label below.
+    text = v.require_text("hostname", hostname, MAX_HOSTNAME).strip()
     if text and _DOTS.fullmatch(text[-1]):
         text = text[:-1]
     wildcard = text.startswith("*.")
@@ -107,6 +113,8 @@ def normalize_hostname(hostname: object, *, allow_wildcard: bool = False) -> str
     _refuse_ip_address(text)
     labels = [_ascii_label(label) for label in _DOTS.split(text)]
     _check_labels(labels)
+    if public and labels[-1] in _RESERVED_TLDS:
+        raise ValidationError(f"hostname must not end in the reserved name .{labels[-1]}")
     name = ("*." if wildcard else "") + ".".join(labels)
     if len(name) > MAX_HOSTNAME:
         raise ValidationError(f"hostname must be at most {MAX_HOSTNAME} characters")
@@ -125,7 +133,7 @@ def _ascii_label(label: str) -> str:
     """One label as lower-case ASCII; Unicode labels become IDNA A-labels."""
     if not label:
         raise ValidationError("hostname must not have empty labels")
-    if len(label) > _MAX_INPUT // 4:
+    if len(label) > v.RAW_FACTOR * MAX_LABEL:
         raise ValidationError(f"hostname labels must be 1..{MAX_LABEL} characters")
     if label.isascii():
         ascii_label = label.lower()
@@ -168,8 +176,6 @@ def _check_labels(labels: builtins.list[str]) -> None:
     # A numeric last label makes browsers parse the name as an IPv4 address.
     if tld.isdigit() or _HEX_NUMBER.fullmatch(tld):
         raise ValidationError("hostname must be a DNS name, not an IP address")
-    if tld in _RESERVED_TLDS:
-        raise ValidationError(f"hostname must not end in the reserved name .{tld}")
 
 
 def _host_of_request(host: str) -> str | None:

@@ -420,7 +420,7 @@ def _recovery_hash(canonical: str) -> str:
 
 
 def _check_issuer(issuer: object) -> str:
-    text = v.require_str("issuer", issuer).strip()
-    if not text or len(text) > MAX_ISSUER or ":" in text:
+    text = v.check_display_text("issuer", issuer, MAX_ISSUER)
+    if not text or ":" in text:
         raise ValidationError(f"issuer must be 1..{MAX_ISSUER} characters without ':'")
     return text

@@ -57,7 +57,8 @@ def slugify(name: object) -> str:
     a name without any ASCII letter or digit to keep raises
     :class:`~authsome.errors.ValidationError` (pass an explicit slug then).
     """
-    text = unicodedata.normalize("NFKD", v.require_str("name", name))
+    # Bounded and checked for mark runs by nfkc first; NFKD of its NFKC is NFKD of the text.
+    text = unicodedata.normalize("NFKD", v.nfkc("name", v.require_text("name", name, v.MAX_NAME)))
     ascii_text = text.encode("ascii", "ignore").decode("ascii").lower()
     slug = _NOT_SLUG_CHARS.sub("-", ascii_text).strip("-")[:MAX_SLUG].rstrip("-")
     if not slug:
@@ -66,11 +67,9 @@ def slugify(name: object) -> str:
 
 
 def _check_org_name(name: object) -> str:
-    text = v.require_str("name", name).strip()
-    if not text or len(text) > v.MAX_NAME:
+    text = v.check_display_text("name", name, v.MAX_NAME)
+    if not text:
         raise ValidationError(f"name must be 1..{v.MAX_NAME} non-blank characters")
-    if any(unicodedata.category(ch) == "Cc" for ch in text):
-        raise ValidationError("name must not contain control characters")
     return text
 
 

@@ -155,8 +155,8 @@ def _check_origin(origin: object, rp_id: str) -> str:
 
 
 def _check_rp_name(rp_name: object) -> str:
-    text = v.require_str("rp_name", rp_name).strip()
-    if not text or len(text) > v.MAX_NAME:
+    text = v.check_display_text("rp_name", rp_name, v.MAX_NAME)
+    if not text:
         raise ValidationError(f"rp_name must be 1..{v.MAX_NAME} non-blank characters")
     return text
 

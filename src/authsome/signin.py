@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import unicodedata
 from collections.abc import Callable
 
 from authsome import _validation as v
@@ -102,7 +101,7 @@ class SignInFlow:
 def _sign_in_password(password: object) -> str:
     # Only emptiness and size are input errors here; a short password is just wrong,
     # and saying so would reveal the registration rules were different.
-    text = unicodedata.normalize("NFKC", v.require_str("password", password))
+    text = v.nfkc("password", v.require_text("password", password, v.MAX_PASSWORD))
     if not text:
         raise ValidationError("password must not be empty")
     if len(text) > v.MAX_PASSWORD:
