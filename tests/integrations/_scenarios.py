@@ -558,6 +558,11 @@ def check_request_no_tenant_serves_is_404(
     call = make_bare(auth, tenant=tenant_by_header("X-Tenant"))
 
     reply = call("GET", "/whoami", headers=bearer(token))
+    # A header naming no tenant that could exist: no tenant serves it either.
+    for impossible in ("t" * 129, "acme\x7f"):
+        bogus = call("GET", "/whoami", headers={**bearer(token), "X-Tenant": impossible})
+        assert bogus.status == 404, bogus.text
+        assert bogus.body["error"] == "unknown_tenant"
 
     assert reply.status == 404, reply.text
     assert reply.body["error"] == "unknown_tenant"
