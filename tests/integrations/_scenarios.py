@@ -431,6 +431,7 @@ ERROR_CONTRACT_STEPS = [
 # (tenant=, trusted_proxies=) and three routes:
 #   GET  /whoami  a principal required, asked for twice (by two layers of the app);
 #                 answers {"tenant", "user_id", "request_tenant"}
+#   GET  /writer  as /whoami, but an API key must hold the scope "write"
 #   GET  /ip      {"ip": the integration's client address}
 #   POST /signin  {"email", "password"} -> sign_in(tenant=request tenant or "default",
 #                 ip=client address) -> {"signed_in": true}
@@ -480,26 +481,53 @@ def check_principal_is_resolved_once_per_request(
     assert len(validated) == 3  # one per request, not one per layer that asks
 
 
+def _validated(ledger: RecordingLedger) -> int:
+    return sum(u.feature_key == UsageEvent.APIKEYS_VALIDATED for u in ledger.usage())
+
+
 def check_credential_of_another_tenant_is_refused_like_an_unknown_one(
     make_bare: MakeBare, auth: Authsome, ledger: RecordingLedger, dns: FakeDns
 ) -> None:
     user = auth.users.register(EMAIL, PASSWORD, tenant="acme")
     token = _sign_in(auth, "acme")
-    secret = auth.api_keys.create(user.id, "k").secret
+    secret = auth.api_keys.create(user.id, "k", scopes=("write",)).secret
     auth.users.register(EMAIL, PASSWORD, tenant="globex")
     call = make_bare(auth, tenant=tenant_by_header("X-Tenant"))
     unknown = call("GET", "/whoami", headers={**bearer("x" * 43), "X-Tenant": "globex"})
     assert unknown.status == 401, unknown.text
 
-    for credential in (bearer(token), {"X-API-Key": secret}):
-        own = call("GET", "/whoami", headers={**credential, "X-Tenant": "acme"})
-        other = call("GET", "/whoami", headers={**credential, "X-Tenant": "globex"})
+    for path in ("/whoami", "/writer"):
+        for credential in (bearer(token), {"X-API-Key": secret}):
+            own = call("GET", path, headers={**credential, "X-Tenant": "acme"})
+            ledger.clear()
+            other = call("GET", path, headers={**credential, "X-Tenant": "globex"})
 
-        assert own.status == 200, own.text
-        assert own.body["request_tenant"] == own.body["tenant"] == "acme"
-        assert other.status == 401, other.text
-        assert other.body == unknown.body
-        assert other.headers["WWW-Authenticate"] == unknown.headers["WWW-Authenticate"]
+            assert own.status == 200, own.text
+            assert own.body["request_tenant"] == own.body["tenant"] == "acme"
+            assert other.status == 401, other.text
+            assert other.body == unknown.body
+            assert other.headers["WWW-Authenticate"] == unknown.headers["WWW-Authenticate"]
+            assert ledger.usage() == []  # refused like an unknown key: nothing metered
+
+
+def check_key_lacking_a_scope_is_refused_before_it_is_metered(
+    make_bare: MakeBare, auth: Authsome, ledger: RecordingLedger, dns: FakeDns
+) -> None:
+    user = auth.users.register(EMAIL, PASSWORD, tenant="acme")
+    reader = auth.api_keys.create(user.id, "reader", scopes=("read",)).secret
+    writer = auth.api_keys.create(user.id, "writer", scopes=("read", "write")).secret
+    call = make_bare(auth, tenant=tenant_by_header("X-Tenant"))
+    ledger.clear()
+
+    denied = call("GET", "/writer", headers={"X-API-Key": reader, "X-Tenant": "acme"})
+
+    assert denied.status == 403, denied.text
+    assert denied.body["error"] == "insufficient_scope"
+    assert denied.body["missing"] == ["write"]
+    assert _validated(ledger) == 0  # a refused key is not a validation to bill
+    allowed = call("GET", "/writer", headers={"X-API-Key": writer, "X-Tenant": "acme"})
+    assert allowed.status == 200, allowed.text
+    assert _validated(ledger) == 1
 
 
 def check_tenant_by_verified_custom_domain(
@@ -530,6 +558,11 @@ def check_request_no_tenant_serves_is_404(
     call = make_bare(auth, tenant=tenant_by_header("X-Tenant"))
 
     reply = call("GET", "/whoami", headers=bearer(token))
+    # A header naming no tenant that could exist: no tenant serves it either.
+    for impossible in ("t" * 129, "acme\x7f"):
+        bogus = call("GET", "/whoami", headers={**bearer(token), "X-Tenant": impossible})
+        assert bogus.status == 404, bogus.text
+        assert bogus.body["error"] == "unknown_tenant"
 
     assert reply.status == 404, reply.text
     assert reply.body["error"] == "unknown_tenant"
@@ -616,6 +649,10 @@ BARE = [
     pytest.param(
         BareStep(check_credential_of_another_tenant_is_refused_like_an_unknown_one),
         id="tenant_bound_by_header",
+    ),
+    pytest.param(
+        BareStep(check_key_lacking_a_scope_is_refused_before_it_is_metered),
+        id="scope_miss_403_not_metered",
     ),
     pytest.param(BareStep(check_tenant_by_verified_custom_domain), id="tenant_by_domain"),
     pytest.param(BareStep(check_request_no_tenant_serves_is_404), id="unknown_tenant_404"),

@@ -106,6 +106,7 @@ def _crash(request: HttpRequest) -> JsonResponse:
 # This module is the minimal app's URLconf.
 urlpatterns = [
     path("whoami", authsome_django.login_required(_whoami)),
+    path("writer", authsome_django.scopes_required("write")(_whoami)),
     path("ip", _ip),
     path("signin", _signin),
     path("crash", _crash),

@@ -103,6 +103,10 @@ def make_bare() -> Iterator[s.MakeBare]:
                 "request_tenant": request_tenant(request),
             }
 
+        @app.get("/writer")  # outside the router: the scope is asked on the first validation
+        def writer(request: Request, principal: Writer) -> dict[str, str | None]:
+            return whoami(request, principal)
+
         @app.get("/ip")
         def ip(address: ClientIp) -> dict[str, str | None]:
             return {"ip": address}

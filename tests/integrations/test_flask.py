@@ -69,6 +69,11 @@ def bare_app(auth: Authsome, **options: Any) -> Flask:
             "request_tenant": authsome_flask.current_tenant(),
         }
 
+    @app.get("/writer")
+    @authsome_flask.scopes_required("write")
+    def writer() -> dict[str, str | None]:
+        return whoami()
+
     @app.get("/ip")
     def ip() -> dict[str, str | None]:
         return {"ip": authsome_flask.client_ip()}

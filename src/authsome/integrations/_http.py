@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Literal
 
+from authsome._validation import check_tenant
 from authsome.engine import Authsome
 from authsome.errors import (
     AlreadyExists,
@@ -131,33 +132,19 @@ def authenticate(
     present but malformed, unknown, expired or revoked, or a request with both,
     raises :class:`~authsome.errors.InvalidToken`. ``tenant`` is the tenant the
     request serves: a credential of any other tenant gets that same
-    :class:`~authsome.errors.InvalidToken`, as if it did not exist.
+    :class:`~authsome.errors.InvalidToken`, as if it did not exist. The engine
+    decides all of it, tenant and scopes, before it meters a key, so only a key
+    that is let through is metered.
     """
     if authorization is not None and api_key is not None:
         raise InvalidToken("send either a bearer token or an API key, not both")
     if authorization is not None:
-        session = auth.sessions.validate(_bearer_token(authorization))
-        _bind_tenant(session.tenant, tenant)
+        session = auth.sessions.validate(_bearer_token(authorization), tenant=tenant)
         return Principal.of_session(session)
     if api_key is not None:
-        key = auth.api_keys.validate(_credential(api_key))
-        _bind_tenant(key.tenant, tenant)
-        # Scopes after the tenant: a key of another tenant is unknown, lacking scope or not.
-        principal = Principal.of_api_key(key)
-        check_scopes(principal, scopes)
-        return principal
+        key = auth.api_keys.validate(_credential(api_key), required_scopes=scopes, tenant=tenant)
+        return Principal.of_api_key(key)
     return None
-
-
-def _bind_tenant(credential_tenant: str, request_tenant: str | None) -> None:
-    """Refuse a credential of another tenant exactly like an unknown one.
-
-    Once ``sessions.validate`` and ``api_keys.validate`` take ``tenant=``, each call
-    above passes it there instead (and an API key of another tenant is then not
-    metered either).
-    """
-    if request_tenant is not None and credential_tenant != request_tenant:
-        raise InvalidToken()
 
 
 def check_scopes(principal: Principal | None, scopes: Iterable[str]) -> None:
@@ -543,6 +530,19 @@ class IntegrationSettings:
 _UNSET: object = object()
 
 
+def _served_tenant(resolved: object) -> str:
+    """The tenant a resolver gave; a 404 when it gave none, or no valid tenant id
+    (a header naming no tenant that could exist), so no credential is looked up."""
+    if resolved is None:
+        raise unknown_tenant()
+    if not isinstance(resolved, str):
+        raise TypeError(f"a tenant resolver returns a str or None, not {type(resolved).__name__}")
+    try:
+        return check_tenant(resolved)
+    except ValidationError:
+        raise unknown_tenant() from None
+
+
 class RequestAuth:
     """One request as authsome sees it: its tenant, principal and client address.
 
@@ -574,18 +574,18 @@ class RequestAuth:
         """
         if self._tenant is _UNSET:
             resolver = self.settings.tenant
-            tenant = None if resolver is None else resolver(self.auth, self._facts)
-            if resolver is not None and tenant is None:
-                raise unknown_tenant()
-            self._tenant = tenant
+            self._tenant = (
+                None if resolver is None else _served_tenant(resolver(self.auth, self._facts))
+            )
         assert self._tenant is None or isinstance(self._tenant, str)
         return self._tenant
 
     def principal(self, scopes: Iterable[str] = ()) -> Principal | None:
         """The request's principal (``None`` when anonymous), bound to its tenant.
 
-        Validated on the first call, with that call's ``scopes``; later calls check
-        their own ``scopes`` against the key already validated.
+        Validated on the first call, with that call's ``scopes`` (a key lacking one
+        is refused before it is metered); later calls check their own ``scopes``
+        against the key already validated.
         """
         wanted = tuple(scopes)
         if self._principal is _UNSET:

@@ -16,8 +16,10 @@ a credential that is present but bad is answered with 401 before any view runs.
 Every :class:`~authsome.errors.AuthsomeError` a view raises becomes the same JSON
 answer as in the other integrations. Decorate views with :func:`login_required`.
 
-The principal is resolved for every request that carries a credential, so a
-valid API key is metered (``authsome.apikeys.validated``) once per request.
+The principal is resolved before the view runs for every request that carries a
+credential, so a valid API key is metered (``authsome.apikeys.validated``) once
+per request; :func:`scopes_required` names the scopes a view needs, which the
+engine checks before it meters the key.
 Views read JSON bodies with :func:`json_body` and :func:`string_field` (415, 400,
 422 as in the other integrations) and pass :func:`client_ip` to ``sign_in``.
 """
@@ -57,6 +59,7 @@ from authsome.integrations._http import (
     check_declared_length,
     http_error,
     json_object,
+    require,
     string_field,
 )
 
@@ -71,12 +74,14 @@ __all__ = [
     "load_settings",
     "login_required",
     "principal_of",
+    "scopes_required",
     "string_field",
     "tenant_of",
 ]
 
 P = ParamSpec("P")
 View = Callable[Concatenate[HttpRequest, P], HttpResponse]
+_SCOPES_ATTRIBUTE = "authsome_scopes"  # on a view: the API-key scopes it needs
 
 
 def load_engine() -> Authsome:
@@ -167,11 +172,26 @@ class AuthsomeMiddleware:
         request.authsome_request = request_auth  # type: ignore[attr-defined]
         try:
             check_declared_length(request.META.get("CONTENT_LENGTH"), self.settings.max_body_bytes)
-            principal = request_auth.principal()
+        except AuthsomeError as exc:
+            return error_json(exc)
+        return self._as_json(self.get_response(request))
+
+    def process_view(
+        self,
+        request: HttpRequest,
+        view_func: Callable[..., HttpResponse],
+        view_args: tuple[object, ...],
+        view_kwargs: dict[str, object],
+    ) -> HttpResponse | None:
+        """Resolve the principal before the view runs, with the scopes the view
+        demands (:func:`scopes_required`), so a key lacking one is refused unmetered."""
+        scopes: tuple[str, ...] = getattr(view_func, _SCOPES_ATTRIBUTE, ())
+        try:
+            principal = _request_auth_of(request).principal(scopes)
         except AuthsomeError as exc:
             return error_json(exc)
         request.authsome_principal = principal  # type: ignore[attr-defined]
-        return self._as_json(self.get_response(request))
+        return None
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         """Answer an ``AuthsomeError`` raised by a view; leave other errors to Django."""
@@ -224,10 +244,9 @@ def engine_of(request: HttpRequest) -> Authsome:
 
 
 def principal_of(request: HttpRequest) -> Principal | None:
-    """The request's :class:`Principal`, or ``None`` when it is anonymous."""
-    engine_of(request)  # fails loudly when the middleware is missing
-    principal = getattr(request, "authsome_principal", None)
-    return principal if isinstance(principal, Principal) else None
+    """The request's :class:`Principal`, or ``None`` when it is anonymous (worked
+    out once per request, by the middleware before the view runs)."""
+    return _request_auth_of(request).principal()
 
 
 def _request_auth_of(request: HttpRequest) -> RequestAuth:
@@ -257,6 +276,33 @@ def json_body(request: HttpRequest) -> dict[str, object]:
     limit = _request_auth_of(request).settings.max_body_bytes
     check_declared_length(request.META.get("CONTENT_LENGTH"), limit)
     return json_object(request.content_type, request.body)
+
+
+def scopes_required(*scopes: str) -> Callable[[View[P]], View[P]]:
+    """Decorate a view so that it needs a principal, and an API key every one of
+    ``scopes`` (403 otherwise); a session passes as with :func:`login_required`.
+
+    The middleware reads the scopes before the view runs and asks the engine for
+    them when it validates the key, so a key lacking one is refused before it is
+    metered.
+    """
+    wanted = tuple(scopes)
+    if not all(isinstance(scope, str) for scope in wanted):
+        raise TypeError("scopes are strings")
+
+    def decorate(view: View[P]) -> View[P]:
+        @functools.wraps(view)
+        def wrapper(request: HttpRequest, /, *args: P.args, **kwargs: P.kwargs) -> HttpResponse:
+            try:  # already validated by the middleware: this only checks the scopes
+                require(_request_auth_of(request).principal(wanted))
+            except AuthsomeError as exc:
+                return error_json(exc)
+            return view(request, *args, **kwargs)
+
+        setattr(wrapper, _SCOPES_ATTRIBUTE, wanted)
+        return wrapper
+
+    return decorate
 
 
 def login_required(view: View[P]) -> View[P]:
