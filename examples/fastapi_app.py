@@ -3,6 +3,7 @@
 Run it (``pip install "authsome-engine[fastapi]" uvicorn``)::
 
     python -m examples.fastapi_app            # http://127.0.0.1:8000/docs
+    # in production: uvicorn --factory examples.fastapi_app:create_app --port 8000
 
 Then::
 
@@ -12,8 +13,10 @@ Then::
          -d '{"email": "ada@example.com", "password": "correct horse battery staple"}'
     curl localhost:8000/me -H 'Authorization: Bearer <access_token>'
 
-Users live in memory unless ``AUTHSOME_DB`` names a SQLite file. Every feature is
-allowed (``NoopLedger``); pass a real ledger to :func:`build_auth` to gate them.
+Users live in memory unless ``AUTHSOME_DB`` names a SQLite file. Features are gated
+by the embedded ledger when ``AUTHSOME_LEDGER_DB`` (or ``authsome migrate``'s file
+beside ``AUTHSOME_DB``) names one, and allowed otherwise (``NoopLedger``); see
+:mod:`examples._engine`.
 """
 
 from __future__ import annotations

@@ -1,0 +1,119 @@
+"""Start a real server process on 127.0.0.1, wait until it listens, stop it for sure."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import authsome
+
+__all__ = ["REPO_ROOT", "authsome_cli", "free_port", "running_server", "server_env"]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+READY_WITHIN = 60.0  # seconds: importing the app and forking its workers on a busy machine
+STOP_WITHIN = 30.0
+
+
+def server_env(extra: Mapping[str, str]) -> dict[str, str]:
+    """The environment of a child interpreter that imports this checkout (authsome and
+    the examples), plus ``extra``."""
+    source_root = str(Path(authsome.__file__).resolve().parents[1])
+    paths = [str(REPO_ROOT), source_root, os.environ.get("PYTHONPATH", "")]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p), **extra}
+
+
+def authsome_cli(*args: str) -> str:
+    """Run ``python -m authsome *args``; its output (it must succeed)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "authsome", *args],
+        capture_output=True,
+        text=True,
+        env=server_env({}),
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def free_port() -> int:
+    """A port nothing listens on now (the OS's pick of a free one)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _listening(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+        return True
+    return False
+
+
+def _wait_until_listening(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    deadline = time.monotonic() + READY_WITHIN
+    while not _listening(port):
+        if process.poll() is not None:
+            raise AssertionError(f"the server exited with {process.returncode}:\n{log.read_text()}")
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"the server did not listen within {READY_WITHIN}s:\n{log.read_text()}"
+            )
+        time.sleep(0.05)  # polling interval, not a guess at readiness
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (a graceful stop: workers finish and drain), then SIGKILL to the whole
+    process group if it does not end in time."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(STOP_WITHIN)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(STOP_WITHIN)
+        raise AssertionError("the server did not stop on SIGTERM") from None
+    finally:
+        # Workers whose master died would keep the port: end the group whatever happened.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def running_server(argv: Sequence[str], env: Mapping[str, str], port: int) -> Iterator[str]:
+    """Run ``argv`` (a server bound to ``127.0.0.1:port``) from the repository root;
+    yield its base URL once it accepts connections; stop it on the way out. The
+    server's output is shown when it fails to start or stop."""
+    with tempfile.TemporaryDirectory() as scratch:
+        log = Path(scratch) / "server.log"
+        with log.open("wb") as output:
+            process = subprocess.Popen(
+                list(argv),
+                cwd=REPO_ROOT,
+                # A home of its own: recent gunicorn puts a control socket there.
+                env=server_env({"HOME": scratch, **env}),
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, killed as one
+            )
+            try:
+                _wait_until_listening(process, port, log)
+                yield f"http://127.0.0.1:{port}"
+            finally:
+                try:
+                    _stop(process)
+                except AssertionError as exc:
+                    raise AssertionError(f"{exc}\n{log.read_text()}") from None
+            if process.returncode not in (0, -signal.SIGTERM):
+                raise AssertionError(
+                    f"the server exited with {process.returncode}:\n{log.read_text()}"
+                )
