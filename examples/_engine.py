@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -33,19 +34,35 @@ from authsome.bridge import Ledger, LedgerContext
 from authsome.bridge.ledgeradapter import LedgerAdapter
 from authsome.stores import MemoryStore, SQLiteStore, Store
 
-__all__ = ["PerProcessLedger", "build_auth", "configured_ledger", "ledger_db_path"]
+__all__ = ["PerProcessLedger", "build_auth", "close_auth", "configured_ledger", "ledger_db_path"]
 
 DB_ENV = "AUTHSOME_DB"
 LEDGER_DB_ENV = "AUTHSOME_LEDGER_DB"
 PLANS_ENV = "AUTHSOME_PLANS"
 
+_LEDGER_OF: weakref.WeakKeyDictionary[Authsome, PerProcessLedger] = weakref.WeakKeyDictionary()
+
 
 def build_auth(ledger: Ledger | None = None, **options: Any) -> Authsome:
     """The engine: SQLite at ``$AUTHSOME_DB`` (else in memory), reporting to ``ledger``
-    (default: :func:`configured_ledger`)."""
+    (default: :func:`configured_ledger`). :func:`close_auth` closes it."""
     path = os.environ.get(DB_ENV)
     store: Store = SQLiteStore(path) if path else MemoryStore()
-    return Authsome(store=store, ledger=ledger or configured_ledger(), **options)
+    ledger = ledger or configured_ledger()
+    auth = Authsome(store=store, ledger=ledger, **options)
+    if isinstance(ledger, PerProcessLedger):
+        _LEDGER_OF[auth] = ledger
+    return auth
+
+
+def close_auth(auth: Authsome) -> None:
+    """Drain the ledger :func:`build_auth` gave ``auth`` (in this process) and close
+    the store. For a server's shutdown hook: a ledger also drains at interpreter exit,
+    but a server that ends by re-raising its stop signal (uvicorn) skips that."""
+    ledger = _LEDGER_OF.pop(auth, None)
+    if ledger is not None:
+        ledger.close()
+    auth.close()
 
 
 def ledger_db_path() -> str | None:
@@ -93,6 +110,7 @@ class PerProcessLedger:
         self._lock = threading.Lock()
         self._pid = -1
         self._adapter: LedgerAdapter | None = None
+        self._store: ledger.SQLiteStore | None = None
 
     def record_usage(self, ctx: LedgerContext, feature_key: str, quantity: int = 1) -> None:
         self._ledger().record_usage(ctx, feature_key, quantity)
@@ -107,9 +125,21 @@ class PerProcessLedger:
         with self._lock:
             if self._adapter is None or self._pid != os.getpid():
                 # The inherited engine (if any) is the parent's: left alone.
-                engine = ledger.Engine(store=ledger.SQLiteStore(self._path))
+                self._store = ledger.SQLiteStore(self._path)
+                engine = ledger.Engine(store=self._store)
                 self._adapter, self._pid = LedgerAdapter(engine), os.getpid()
             return self._adapter
+
+    def close(self) -> None:
+        """Drain this process's engine into the ledger's file and close it."""
+        with self._lock:
+            if self._adapter is None or self._pid != os.getpid() or self._store is None:
+                return
+            engine = self._adapter.engine
+            assert isinstance(engine, ledger.Engine)
+            engine.close()
+            self._store.close()
+            self._adapter = self._store = None
 
     def __repr__(self) -> str:
         return f"PerProcessLedger({self._path!r})"

@@ -21,6 +21,8 @@ beside ``AUTHSOME_DB``) names one, and allowed otherwise (``NoopLedger``); see
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -28,7 +30,7 @@ from pydantic import BaseModel
 
 from authsome import Authsome
 from authsome.integrations.fastapi import Principal, install, require_principal
-from examples._engine import build_auth
+from examples._engine import build_auth, close_auth
 
 # The request's session or API key; 401 without one. Uses the engine given to install().
 CurrentPrincipal = Annotated[Principal, Depends(require_principal())]
@@ -49,9 +51,17 @@ class NewOrg(BaseModel):
 
 
 def create_app(auth: Authsome | None = None) -> FastAPI:
-    """The app, around ``auth`` (default: :func:`build_auth`)."""
+    """The app, around ``auth`` (default: :func:`build_auth`, closed at shutdown)."""
+    owned = auth is None
     auth = auth or build_auth()
-    app = FastAPI(title="authsome example")
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owned:  # drain the ledger now: uvicorn ends by re-raising SIGTERM, no atexit
+            close_auth(auth)
+
+    app = FastAPI(title="authsome example", lifespan=lifespan)
     install(app, auth)  # authsome errors become 401/403/409/422/429/503 JSON answers
 
     @app.post("/signup", status_code=201)
