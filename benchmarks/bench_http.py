@@ -19,6 +19,9 @@ the median of the per-round ratios (metered ÷ Noop), printed with their range.
 After the last round both servers stop (gracefully: the ledger drains at exit) and the
 ledger is checked to hold every validation the metered server answered.
 
+``--control`` runs two NoopLedger servers against each other instead (an A/A run): how
+far apart two identical servers come out on this machine, the noise floor of a verdict.
+
 Targets: requests/s with metering ≥ 0.95 of NoopLedger, p99 latency ≤ 1.10 times (exit
 status 1 if not). Shared machines are noisy: run it more than once.
 """
@@ -68,7 +71,9 @@ class Server:
 
 @contextmanager
 def serving(side: str, workdir: Path) -> Iterator[Server]:
-    """The FastAPI example under uvicorn, with or without the embedded ledger."""
+    """The FastAPI example under uvicorn, with or without the embedded ledger, its
+    files in ``workdir``."""
+    workdir.mkdir()
     auth_db = workdir / f"{side}.db"
     env = {"AUTHSOME_DB": str(auth_db)}
     if side == "metered":
@@ -178,7 +183,7 @@ def report(noop: Server, metered: Server) -> bool:
             f" p50 {statistics.median(server.p50) * 1e3:.2f} ms,"
             f" p99 {statistics.median(server.p99) * 1e3:.2f} ms"
         )
-    print("metered ÷ Noop, median of the rounds (range):")
+    print(f"{metered.side} ÷ {noop.side}, median of the rounds (range):")
     print(f"  requests/s  {spread(rps)}   target ≥ {RPS_TARGET}")
     print(f"  p50 latency {spread(p50)}")
     print(f"  p99 latency {spread(p99)}   target ≤ {P99_TARGET}")
@@ -200,14 +205,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=7, help="rounds per server")
     parser.add_argument("--concurrency", type=int, default=8, help="keep-alive connections")
     parser.add_argument("--warmup", type=int, default=500, help="requests before the rounds")
+    parser.add_argument("--control", action="store_true", help="NoopLedger against itself")
     args = parser.parse_args(argv)
+    sides = ("noop", "noop") if args.control else SIDES
     print(
         f"FastAPI example under uvicorn, GET /me with an API key: {args.rounds} rounds of"
         f" {args.n} requests on {args.concurrency} keep-alive connections per server"
     )
     with tempfile.TemporaryDirectory() as scratch, ExitStack() as servers:
         workdir = Path(scratch)
-        noop, metered = (servers.enter_context(serving(side, workdir)) for side in SIDES)
+        noop, metered = (
+            servers.enter_context(serving(side, workdir / f"{i}")) for i, side in enumerate(sides)
+        )
+        if args.control:
+            metered.side = "noop-2"
         for server in (noop, metered):
             asyncio.run(load(server, args.warmup, args.concurrency))
         for i in range(args.rounds):
@@ -215,8 +226,10 @@ def main(argv: list[str] | None = None) -> int:
             for server in order:
                 run_round(server, args.n, args.concurrency)
         servers.close()  # SIGTERM: the metered server drains its ledger on the way out
-        counted = metered_count(workdir / "ledger.db")
+        counted = None if args.control else metered_count(workdir / "1" / "ledger.db")
     met = report(noop, metered)
+    if counted is None:
+        return 0
     print(f"ledger: {counted} of {metered.answered} validations metered")
     return 0 if met and counted == metered.answered else 1
 
