@@ -11,11 +11,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import authsome
 
-__all__ = ["REPO_ROOT", "authsome_cli", "free_port", "running_server", "server_env"]
+__all__ = ["REPO_ROOT", "Served", "authsome_cli", "free_port", "running_server", "server_env"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_WITHIN = 60.0  # seconds: importing the app and forking its workers on a busy machine
@@ -88,11 +89,19 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             os.killpg(process.pid, signal.SIGKILL)
 
 
+@dataclass(frozen=True)
+class Served:
+    """A server that accepts connections: its base URL and its (master) process id."""
+
+    url: str
+    pid: int
+
+
 @contextlib.contextmanager
-def running_server(argv: Sequence[str], env: Mapping[str, str], port: int) -> Iterator[str]:
+def running_server(argv: Sequence[str], env: Mapping[str, str], port: int) -> Iterator[Served]:
     """Run ``argv`` (a server bound to ``127.0.0.1:port``) from the repository root;
-    yield its base URL once it accepts connections; stop it on the way out. The
-    server's output is shown when it fails to start or stop."""
+    yield it once it accepts connections; stop it on the way out. The server's output
+    is shown when it fails to start or stop."""
     with tempfile.TemporaryDirectory() as scratch:
         log = Path(scratch) / "server.log"
         with log.open("wb") as output:
@@ -107,7 +116,7 @@ def running_server(argv: Sequence[str], env: Mapping[str, str], port: int) -> It
             )
             try:
                 _wait_until_listening(process, port, log)
-                yield f"http://127.0.0.1:{port}"
+                yield Served(f"http://127.0.0.1:{port}", process.pid)
             finally:
                 try:
                     _stop(process)

@@ -133,7 +133,7 @@ def test_example_serves_the_journey_and_the_ledger_stores_its_usage(
     example = EXAMPLES[name]
     argv, env, ledger_db = start_configured(example, tmp_path)
     port = free_port()
-    with running_server([*argv, *bind_args(example, port)], env, port) as base_url:
+    with running_server([*argv, *bind_args(example, port)], env, port) as served:
         if example.name != "fastapi":
             # The app loaded the plans file when it started: the tenant can subscribe.
             authsome_cli(
@@ -145,7 +145,7 @@ def test_example_serves_the_journey_and_the_ledger_stores_its_usage(
                 "--ledger-db",
                 str(ledger_db),
             )
-        with httpx.Client(base_url=base_url, timeout=60) as client:
+        with httpx.Client(base_url=served.url, timeout=60) as client:
             journey(client, example)
     # Stopped: every worker drained its buffer into the ledger on the way out.
     store = ledger.SQLiteStore(ledger_db)
