@@ -11,7 +11,7 @@ import json
 import multiprocessing
 import sys
 import threading
-from multiprocessing.queues import SimpleQueue
+from multiprocessing.queues import Queue
 from typing import Any
 
 from authsome import Authsome, PasswordHashing
@@ -44,8 +44,11 @@ def seen_by(auth: Authsome) -> list[str]:
     return [email for email in everyone if auth.users.find_by_email(email) is not None]
 
 
-def child(auth: Authsome, email: str, results: SimpleQueue[dict[str, Any]]) -> None:
+def child(auth: Authsome, email: str, results: Queue[dict[str, Any]], close_unused: bool) -> None:
     try:
+        if close_unused:  # a child that closes what it inherited without using it
+            results.put({"email": email, "seen": []})
+            return
         auth.users.register(email, PASSWORD)
         results.put({"email": email, "seen": seen_by(auth)})
     except Exception as exc:
@@ -54,12 +57,12 @@ def child(auth: Authsome, email: str, results: SimpleQueue[dict[str, Any]]) -> N
         auth.close()
 
 
-def main(kind: str, target: str, busy_thread: bool) -> dict[str, Any]:
+def main(kind: str, target: str, mode: str) -> dict[str, Any]:
     hashing = PasswordHashing.fast_insecure_for_tests()
     auth = Authsome(store=open_store(kind, target), password_hashing=hashing)
     auth.users.register(EMAILS[0], PASSWORD)  # the parent uses the store before forking
     release = threading.Event()
-    if busy_thread:  # another thread holds a connection of its own across the fork
+    if mode == "busy-thread":  # another thread holds a connection of its own across the fork
         used = threading.Event()
 
         def hold() -> None:
@@ -71,11 +74,15 @@ def main(kind: str, target: str, busy_thread: bool) -> dict[str, Any]:
         holder.start()
         used.wait(30)
     context = multiprocessing.get_context("fork")
-    results: SimpleQueue[dict[str, Any]] = context.SimpleQueue()
-    children = [context.Process(target=child, args=(auth, email, results)) for email in EMAILS[1:]]
+    results: Queue[dict[str, Any]] = context.Queue()
+    children = [
+        context.Process(target=child, args=(auth, email, results, mode == "close-unused"))
+        for email in EMAILS[1:]
+    ]
     for process in children:
         process.start()
-    reports = sorted((results.get() for _ in children), key=lambda report: report["email"])
+    # Bounded: a child that dies before it reports fails the run instead of hanging it.
+    reports = sorted((results.get(timeout=60) for _ in children), key=lambda r: r["email"])
     for process in children:
         process.join(30)
     release.set()
@@ -91,4 +98,4 @@ def main(kind: str, target: str, busy_thread: bool) -> dict[str, Any]:
 
 if __name__ == "__main__":
     kind, target, mode = sys.argv[1:4]
-    print(json.dumps(main(kind, target, busy_thread=mode == "busy-thread")))
+    print(json.dumps(main(kind, target, mode)))

@@ -63,6 +63,17 @@ def test_postgres_store_opened_before_fork_opens_a_pool_per_child(pg_target: str
     assert_shared_database(run_scenario("postgres", pg_target))
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_child_closing_an_inherited_store_leaves_the_parents_connections_alone(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    target = request.getfixturevalue("pg_target") if kind == "postgres" else str(tmp_path / "a.db")
+
+    report = run_scenario(kind, target, mode="close-unused")
+
+    assert report["parent_sees"] == [EMAILS[0], AFTER_CHILDREN]
+
+
 @pytest.mark.parametrize("kind", ["memory", "sqlite-memory"])
 def test_in_memory_store_is_copied_into_each_child(kind: str) -> None:
     report = run_scenario(kind)
