@@ -49,7 +49,7 @@ sys.path[:0] = [str(REPO_ROOT / "src"), str(REPO_ROOT)]
 import httpx  # noqa: E402
 
 from authsome import ledger  # noqa: E402
-from tests.examples._servers import authsome_cli, free_port, running_server  # noqa: E402
+from tests.examples._servers import authsome_cli, running_server  # noqa: E402
 
 TENANT = "bench"
 PASSWORD = "correct horse battery staple"  # noqa: S105 - a benchmark user
@@ -90,13 +90,12 @@ def serving(side: str, workdir: Path) -> Iterator[Server]:
             "subscribe", TENANT, "business", "--db", str(auth_db), "--ledger-db", str(ledger_db)
         )
         env["AUTHSOME_LEDGER_DB"] = str(ledger_db)
-    port = free_port()
     argv = [
         sys.executable, "-m", "uvicorn", "--factory", "examples.fastapi_app:create_app",
-        "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning",
+        "--no-access-log", "--log-level", "warning",
     ]  # fmt: skip
-    with running_server(argv, env, port) as served:
-        server = Server(side, port, served.pid)
+    with running_server(lambda fd: [*argv, "--fd", str(fd)], env) as served:
+        server = Server(side, served.port, served.pid)
         server.api_key = api_key_of_new_user(served.url)
         yield server
 

@@ -1,8 +1,9 @@
-"""Start a real server process on 127.0.0.1, wait until it listens, stop it for sure."""
+"""Start a real server process on 127.0.0.1, wait until it answers, stop it for sure."""
 
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import signal
 import socket
@@ -10,13 +11,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import authsome
 
-__all__ = ["REPO_ROOT", "Served", "authsome_cli", "free_port", "running_server", "server_env"]
+__all__ = ["REPO_ROOT", "Served", "authsome_cli", "running_server", "server_env"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_WITHIN = 60.0  # seconds: importing the app and forking its workers on a busy machine
@@ -45,29 +46,36 @@ def authsome_cli(*args: str) -> str:
     return done.stdout
 
 
-def free_port() -> int:
-    """A port nothing listens on now (the OS's pick of a free one)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+def _listening_socket() -> socket.socket:
+    """A socket listening on a free port of 127.0.0.1, for the server to inherit: no
+    other process can take the port between choosing it and the server's start."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(128)
+    listener.set_inheritable(True)
+    return listener
 
 
-def _listening(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-        return True
-    return False
+def _answers(port: int) -> bool:
+    """Whether the server answers an HTTP request (any status): the app is loaded."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1.0)
+    try:
+        connection.request("GET", "/")
+        connection.getresponse().read()
+    except OSError:  # refused, reset, or no answer yet within the timeout
+        return False
+    finally:
+        connection.close()
+    return True
 
 
-def _wait_until_listening(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
+def _wait_until_serving(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
     deadline = time.monotonic() + READY_WITHIN
-    while not _listening(port):
+    while not _answers(port):
         if process.poll() is not None:
             raise AssertionError(f"the server exited with {process.returncode}:\n{log.read_text()}")
         if time.monotonic() > deadline:
-            raise AssertionError(
-                f"the server did not listen within {READY_WITHIN}s:\n{log.read_text()}"
-            )
+            raise AssertionError(f"no answer within {READY_WITHIN}s:\n{log.read_text()}")
         time.sleep(0.05)  # polling interval, not a guess at readiness
 
 
@@ -91,32 +99,38 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 @dataclass(frozen=True)
 class Served:
-    """A server that accepts connections: its base URL and its (master) process id."""
+    """A server that answers: its base URL, its port and its (master) process id."""
 
     url: str
+    port: int
     pid: int
 
 
 @contextlib.contextmanager
-def running_server(argv: Sequence[str], env: Mapping[str, str], port: int) -> Iterator[Served]:
-    """Run ``argv`` (a server bound to ``127.0.0.1:port``) from the repository root;
-    yield it once it accepts connections; stop it on the way out. The server's output
-    is shown when it fails to start or stop."""
-    with tempfile.TemporaryDirectory() as scratch:
+def running_server(
+    argv: Callable[[int], Sequence[str]], env: Mapping[str, str]
+) -> Iterator[Served]:
+    """Run the server ``argv(fd)`` from the repository root, serving on the listening
+    socket it inherits as file descriptor ``fd`` (a free port of 127.0.0.1); yield it
+    once it answers HTTP; stop it on the way out. Its output is shown when it fails."""
+    with tempfile.TemporaryDirectory() as scratch, _listening_socket() as listener:
+        port = listener.getsockname()[1]
         log = Path(scratch) / "server.log"
         with log.open("wb") as output:
             process = subprocess.Popen(
-                list(argv),
+                list(argv(listener.fileno())),
                 cwd=REPO_ROOT,
                 # A home of its own: recent gunicorn puts a control socket there.
                 env=server_env({"HOME": scratch, **env}),
                 stdout=output,
                 stderr=subprocess.STDOUT,
+                pass_fds=(listener.fileno(),),
                 start_new_session=True,  # its own process group, killed as one
             )
+            listener.close()  # the server's copy is the one that serves
             try:
-                _wait_until_listening(process, port, log)
-                yield Served(f"http://127.0.0.1:{port}", process.pid)
+                _wait_until_serving(process, port, log)
+                yield Served(f"http://127.0.0.1:{port}", port, process.pid)
             finally:
                 try:
                     _stop(process)

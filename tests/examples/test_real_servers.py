@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from authsome import ledger
-from tests.examples._servers import REPO_ROOT, authsome_cli, free_port, running_server
+from tests.examples._servers import REPO_ROOT, authsome_cli, running_server
 
 PASSWORD = "correct horse battery staple"
 PLANS = str(REPO_ROOT / "examples" / "plans.toml")
@@ -48,10 +48,11 @@ EXAMPLES = {
 }
 
 
-def bind_args(example: Example, port: int) -> list[str]:
+def bind_args(example: Example, fd: int) -> list[str]:
+    """Serve on the listening socket inherited as ``fd``."""
     if example.name == "fastapi":
-        return ["--host", "127.0.0.1", "--port", str(port)]
-    return ["--bind", f"127.0.0.1:{port}"]
+        return ["--fd", str(fd)]
+    return ["--bind", f"fd://{fd}"]
 
 
 def start_configured(example: Example, tmp_path: Path) -> tuple[list[str], dict[str, str], Path]:
@@ -132,8 +133,7 @@ def test_example_serves_the_journey_and_the_ledger_stores_its_usage(
 ) -> None:
     example = EXAMPLES[name]
     argv, env, ledger_db = start_configured(example, tmp_path)
-    port = free_port()
-    with running_server([*argv, *bind_args(example, port)], env, port) as served:
+    with running_server(lambda fd: [*argv, *bind_args(example, fd)], env) as served:
         if example.name != "fastapi":
             # The app loaded the plans file when it started: the tenant can subscribe.
             authsome_cli(
