@@ -3,6 +3,7 @@
 Run it (``pip install "authsome-engine[fastapi]" uvicorn``)::
 
     python -m examples.fastapi_app            # http://127.0.0.1:8000/docs
+    # in production: uvicorn --factory examples.fastapi_app:create_app --port 8000
 
 Then::
 
@@ -12,12 +13,16 @@ Then::
          -d '{"email": "ada@example.com", "password": "correct horse battery staple"}'
     curl localhost:8000/me -H 'Authorization: Bearer <access_token>'
 
-Users live in memory unless ``AUTHSOME_DB`` names a SQLite file. Every feature is
-allowed (``NoopLedger``); pass a real ledger to :func:`build_auth` to gate them.
+Users live in memory unless ``AUTHSOME_DB`` names a SQLite file. Features are gated
+by the embedded ledger when ``AUTHSOME_LEDGER_DB`` (or ``authsome migrate``'s file
+beside ``AUTHSOME_DB``) names one, and allowed otherwise (``NoopLedger``); see
+:mod:`examples._engine`.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -25,7 +30,7 @@ from pydantic import BaseModel
 
 from authsome import Authsome
 from authsome.integrations.fastapi import Principal, client_ip, install, require_principal
-from examples._engine import build_auth
+from examples._engine import build_auth, close_auth
 
 # The request's session or API key; 401 without one. Uses the engine given to install().
 CurrentPrincipal = Annotated[Principal, Depends(require_principal())]
@@ -46,9 +51,17 @@ class NewOrg(BaseModel):
 
 
 def create_app(auth: Authsome | None = None) -> FastAPI:
-    """The app, around ``auth`` (default: :func:`build_auth`)."""
+    """The app, around ``auth`` (default: :func:`build_auth`, closed at shutdown)."""
+    owned = auth is None
     auth = auth or build_auth()
-    app = FastAPI(title="authsome example")
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owned:  # drain the ledger now: uvicorn ends by re-raising SIGTERM, no atexit
+            close_auth(auth)
+
+    app = FastAPI(title="authsome example", lifespan=lifespan)
     install(app, auth)  # authsome errors become 401/403/409/422/429/503 JSON answers
 
     @app.post("/signup", status_code=201)

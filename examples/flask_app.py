@@ -4,6 +4,7 @@ Run it (``pip install "authsome-engine[flask]"``)::
 
     python -m examples.flask_app              # http://127.0.0.1:5000
     # or: flask --app examples.flask_app run
+    # in production: gunicorn --preload --workers 4 'examples.flask_app:create_app()'
 
 Then::
 
@@ -13,8 +14,10 @@ Then::
          -d '{"email": "ada@example.com", "password": "correct horse battery staple"}'
     curl localhost:5000/me -H 'Authorization: Bearer <access_token>'
 
-Users live in memory unless ``AUTHSOME_DB`` names a SQLite file. Every feature is
-allowed (``NoopLedger``); pass a real ledger to :func:`build_auth` to gate them.
+Users live in memory unless ``AUTHSOME_DB`` names a SQLite file. Features are gated
+by the embedded ledger when ``AUTHSOME_LEDGER_DB`` (or ``authsome migrate``'s file
+beside ``AUTHSOME_DB``) names one, and allowed otherwise (``NoopLedger``); see
+:mod:`examples._engine`.
 """
 
 from __future__ import annotations

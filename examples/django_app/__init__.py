@@ -3,6 +3,7 @@
 Run it (``pip install "authsome-engine[django]"``), from the repository root::
 
     python -m examples.django_app runserver        # http://127.0.0.1:8000
+    # in production: gunicorn --preload --workers 4 examples.django_app.wsgi
 
 Then::
 
@@ -12,5 +13,6 @@ Then::
          -d '{"email": "ada@example.com", "password": "correct horse battery staple"}'
     curl localhost:8000/me -H 'Authorization: Bearer <access_token>'
 
-The engine comes from ``AUTHSOME_ENGINE`` in ``settings.py``: :func:`engine.build_auth`.
+The engine comes from ``AUTHSOME_ENGINE`` in ``settings.py``: :func:`engine.build_auth`,
+configured by the environment (:mod:`examples._engine`).
 """

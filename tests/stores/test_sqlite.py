@@ -376,10 +376,11 @@ def test_close_closes_connections_opened_by_other_threads(db_path: Path) -> None
     assert not Path(f"{db_path}-wal").exists()
 
 
-def test_store_inherited_through_fork_refuses_work(
+def test_store_in_a_process_forked_without_python_hooks_refuses_work(
     store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Simulated: a real fork() of the multi-threaded test runner is unsafe itself.
+    # A fork() from C code runs no os.register_at_fork hook: simulated by the pid.
+    # (Forks through os.fork() are in test_fork_safety.py.)
     parent = os.getpid()
     monkeypatch.setattr(os, "getpid", lambda: parent + 1)
 

@@ -24,7 +24,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
 from authsome.errors import AlreadyExists, StoreError, ValidationError
 from authsome.models import (
@@ -275,6 +275,30 @@ def _configure(conn: psycopg.Connection[Any]) -> None:
         conn.commit()
 
 
+class _PoolSettings(NamedTuple):
+    """What the store's own pool is made of, so a forked child can make its own."""
+
+    conninfo: str
+    min_size: int
+    max_size: int
+    timeout: float
+
+
+# Pools a forked child inherited: kept referenced, never closed there (their
+# connections' sockets are the parent's). The lock serializes a child's threads
+# reopening a store; a fresh one in every child, since a thread may have held it at fork.
+_INHERITED_POOLS: list[ConnectionPool[Any]] = []
+_after_fork_lock = threading.Lock()
+
+
+def _new_after_fork_lock() -> None:
+    global _after_fork_lock
+    _after_fork_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_after_fork_lock)
+
+
 class PostgresStore:
     """A :class:`~authsome.stores.Store` backed by PostgreSQL (psycopg 3).
 
@@ -286,8 +310,12 @@ class PostgresStore:
     operation waits for a free connection before it fails with
     :class:`~authsome.errors.StoreError`.
 
-    Open the store after ``os.fork()``: pooled connections must not cross it, so a
-    store used in a forked child raises :class:`~authsome.errors.StoreError`.
+    The store may be opened before ``os.fork()`` (``gunicorn --preload``, or
+    :mod:`multiprocessing` in fork mode): a child opens a pool of its own on first
+    use and never touches the parent's connections (closing them would end the
+    parent's sessions on the server). A pool passed in is yours to recreate: in a
+    child, such a store raises :class:`~authsome.errors.StoreError`; open the pool and
+    the store after the fork then.
     """
 
     def __init__(
@@ -318,18 +346,25 @@ class PostgresStore:
         self._label = repr(_without_password(params))
         self._owns_pool = True
         self._open_and_migrate(params)
-        self._pool = ConnectionPool(
-            make_conninfo(**params),
+        self._pool_settings = _PoolSettings(make_conninfo(**params), min_size, max_size, timeout)
+        self._pool = self._open_pool()
+
+    def _open_pool(self) -> ConnectionPool[Any]:
+        """A pool of this process's own connections, opened (the store's own pool)."""
+        settings = self._pool_settings
+        pool: ConnectionPool[Any] = ConnectionPool(
+            settings.conninfo,
             kwargs={"autocommit": True},
-            min_size=min_size,
-            max_size=max_size,
+            min_size=settings.min_size,
+            max_size=settings.max_size,
             configure=_configure,
-            timeout=timeout,
+            timeout=settings.timeout,
             open=False,
             name="authsome-auth",
         )
         with _translated_errors("open"):
-            self._pool.open()
+            pool.open()
+        return pool
 
     def _open_and_migrate(self, params: dict[str, Any]) -> None:
         """Connect once, directly, so that an unreachable server fails now with the
@@ -1327,7 +1362,8 @@ class PostgresStore:
             if self._closed:
                 return
             self._closed = True
-        if self._owns_pool:
+        # A pool inherited through fork() is the parent's: left alone.
+        if self._owns_pool and self._pid == os.getpid():
             self._pool.close()
 
     # -- plumbing ----------------------------------------------------------------
@@ -1347,13 +1383,29 @@ class PostgresStore:
         if self._closed:
             raise StoreError("postgres store: the store is closed")
         if os.getpid() != self._pid:
-            raise StoreError("postgres store: opened in another process; open it after fork")
+            self._reopen_after_fork()
         with (
             _translated_errors(operation),
             self._pool.connection() as conn,
             conn.cursor(row_factory=tuple_row) as cur,
         ):
             yield cur
+
+    def _reopen_after_fork(self) -> None:
+        """First use in a forked child: a pool of the child's own. The inherited pool
+        is kept aside, never used or closed here: its sockets are the parent's."""
+        with _after_fork_lock:
+            if self._pid == os.getpid():
+                return  # another thread of this child got here first
+            if not self._owns_pool:
+                raise StoreError(
+                    "postgres store: its pool was opened in another process;"
+                    " open the pool and the store after fork"
+                )
+            _INHERITED_POOLS.append(self._pool)
+            self._pool = self._open_pool()
+            self._close_lock = threading.Lock()
+            self._pid = os.getpid()
 
     @contextlib.contextmanager
     def _transaction(self, operation: str) -> Iterator[psycopg.Cursor[TupleRow]]:

@@ -8,6 +8,12 @@ both act on the same snapshot (e.g. both rotate one refresh token).
 
 ``":memory:"`` is accepted too, for tests: a private in-memory database lives in one
 connection, so it is shared by all threads behind a lock.
+
+Fork safety: a store may be opened before ``os.fork()`` (``gunicorn --preload``). SQLite
+forbids using, or even closing, a connection in a child of the process that opened it
+(its file locks are the parent's), so at fork time the forking thread's connection is
+closed in the parent, and the child starts with no connection and opens its own on
+first use. See :class:`SQLiteStore` for the one case a child refuses.
 """
 
 from __future__ import annotations
@@ -245,12 +251,60 @@ class _Holder:
 
 
 def _release(
-    conn: sqlite3.Connection, registry: set[sqlite3.Connection], lock: threading.RLock
+    conn: sqlite3.Connection,
+    registry: set[sqlite3.Connection],
+    lock: threading.RLock,
+    opener_pid: int,
 ) -> None:
-    """Close ``conn`` and forget it. Safe to call twice and from any thread."""
+    """Close ``conn`` and forget it. Safe to call twice and from any thread.
+
+    In a forked child (a finalizer of a thread that did not survive the fork) the
+    connection is the parent's: it is kept, unused, instead of being closed.
+    """
+    if os.getpid() != opener_pid:
+        _INHERITED.append(conn)
+        return
     with lock:
         registry.discard(conn)
     conn.close()
+
+
+# -- fork safety ---------------------------------------------------------------------
+
+# Every open store, so the fork hooks can reach them; the lock keeps the set still
+# while a fork is under way (held from before the fork until after it).
+_STORES: weakref.WeakSet[SQLiteStore] = weakref.WeakSet()
+_STORES_LOCK = threading.Lock()
+# Connections a child inherited: never used and never closed there, since SQLite's
+# locks on them belong to the parent. Kept referenced so garbage collection does
+# not close them either.
+_INHERITED: list[sqlite3.Connection] = []
+
+
+def _before_fork() -> None:
+    _STORES_LOCK.acquire()
+    for store in _STORES:
+        store._before_fork()
+
+
+def _after_fork_in_parent() -> None:
+    for store in _STORES:
+        store._after_fork_in_parent()
+    _STORES_LOCK.release()
+
+
+def _after_fork_in_child() -> None:
+    global _STORES_LOCK
+    for store in _STORES:
+        store._after_fork_in_child()
+    _STORES_LOCK = threading.Lock()
+
+
+os.register_at_fork(
+    before=_before_fork,
+    after_in_parent=_after_fork_in_parent,
+    after_in_child=_after_fork_in_child,
+)
 
 
 class SQLiteStore:
@@ -260,9 +314,16 @@ class SQLiteStore:
     seconds an operation waits for another connection's write lock before it fails
     with :class:`~authsome.errors.StoreError`.
 
-    Open one store per process: SQLite connections must not cross ``os.fork()``, so a
-    store used in a forked child raises :class:`~authsome.errors.StoreError` instead
-    of risking the file. Call :meth:`close` once no operation is running.
+    The store may be opened before ``os.fork()`` (``gunicorn --preload``, or
+    :mod:`multiprocessing` in fork mode): each process then uses connections of its
+    own, opened on first use. One case is refused, with
+    :class:`~authsome.errors.StoreError` in the child rather than a risk to the file:
+    a fork while *other* threads of the parent held connections to a file (SQLite's
+    locks of those connections would be missing in the child); open a new store in
+    the child then. An in-memory store (``":memory:"``) is copied into the child, like
+    :class:`~authsome.stores.MemoryStore`: each process has its own database.
+
+    Call :meth:`close` once no operation is running.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, timeout: float = 30.0) -> None:
@@ -276,6 +337,7 @@ class SQLiteStore:
         self._local = threading.local()
         self._closed = False
         self._pid = os.getpid()
+        self._forked_while_busy = False
         self._shared: sqlite3.Connection | None = None
         with _translated_errors("open"):
             try:
@@ -291,6 +353,8 @@ class SQLiteStore:
             except BaseException:
                 self.close()
                 raise
+        with _STORES_LOCK:
+            _STORES.add(self)
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self._path!r})"
@@ -1227,6 +1291,8 @@ class SQLiteStore:
             self._closed = True
             connections = list(self._registry)
             self._registry.clear()
+        with _STORES_LOCK:
+            _STORES.discard(self)
         for conn in connections:
             conn.close()
 
@@ -1253,14 +1319,14 @@ class SQLiteStore:
         # The thread-local dies with its thread; the finalizer then closes the
         # connection, so a pool of short-lived threads does not leak file handles.
         # It references the registry and lock, not self, so it never keeps the store alive.
-        weakref.finalize(holder, _release, conn, self._registry, self._lock)
+        weakref.finalize(holder, _release, conn, self._registry, self._lock, self._pid)
         return holder
 
     def _thread_connection(self) -> sqlite3.Connection:
         if self._closed:
             raise StoreError("sqlite store: the store is closed")
         if os.getpid() != self._pid:
-            raise StoreError("sqlite store: opened in another process; open it after fork")
+            raise self._inherited_error()
         if self._shared is not None:
             return self._shared
         holder: _Holder | None = getattr(self._local, "holder", None)
@@ -1268,6 +1334,42 @@ class SQLiteStore:
             holder = self._hold(self._open_connection())
             self._local.holder = holder
         return holder.conn
+
+    def _inherited_error(self) -> StoreError:
+        if self._forked_while_busy:
+            return StoreError(
+                "sqlite store: other threads had connections open when this process"
+                " forked; open a new store in this process"
+            )
+        # os.fork() runs the hooks below; a raw fork() from C code does not.
+        return StoreError("sqlite store: opened in another process; open it after fork")
+
+    def _before_fork(self) -> None:
+        """In the parent, just before a fork: no operation of this store is half done
+        (in memory mode, the lock serializes them), and the forking thread, being
+        between operations, has an idle connection, closed here so that the child
+        inherits none. This thread opens a new one on its next use."""
+        self._lock.acquire()
+        holder: _Holder | None = getattr(self._local, "holder", None)
+        if holder is not None:
+            del self._local.holder
+            _release(holder.conn, self._registry, self._lock, self._pid)
+
+    def _after_fork_in_parent(self) -> None:
+        self._lock.release()
+
+    def _after_fork_in_child(self) -> None:
+        """In the child: the only thread left starts from nothing it shares with the
+        parent (a fresh lock, registry and thread-local slot)."""
+        inherited = [conn for conn in self._registry if conn is not self._shared]
+        _INHERITED.extend(inherited)
+        self._lock = threading.RLock()
+        self._registry = set() if self._shared is None else {self._shared}
+        self._local = threading.local()
+        if inherited:
+            self._forked_while_busy = True  # and _pid stays the parent's: refused
+        else:
+            self._pid = os.getpid()
 
     @contextlib.contextmanager
     def _connection(self, operation: str) -> Iterator[sqlite3.Connection]:
