@@ -19,10 +19,6 @@ from authsome.bridge.ledgeradapter import LedgerAdapter
 from tests.ledger.conftest import START
 from tests.ledger.ledger_doubles import FlakyStore
 
-pytestmark = pytest.mark.xfail(
-    strict=True, reason="Meter.drain stops before lane events after a failed flush"
-)
-
 PLAN = ledger.Plan("metered", [ledger.Feature.metered("api.calls", limit=None)])
 
 

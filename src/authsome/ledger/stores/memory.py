@@ -6,7 +6,6 @@ import threading
 from collections.abc import Collection, Iterable
 from itertools import repeat
 
-from authsome.ledger.eventids import EventIdSet
 from authsome.ledger.plans import MAX_COUNTER, Plan, Subscription
 from authsome.ledger.stores._protocol import (
     ConsumeRequest,
@@ -38,7 +37,7 @@ class MemoryStore:
         self._plans: dict[str, list[Plan]] = {}
         self._subs: dict[str, Subscription] = {}
         self._usage: dict[_Counter, int] = {}
-        self._events: dict[tuple[str, str], EventIdSet] = {}  # (tenant, feature) -> ids
+        self._events: dict[tuple[str, str], set[str]] = {}  # (tenant, feature) -> ids
         self._batches: set[str] = set()
         self._users: dict[_Counter, set[str]] = {}
 
@@ -92,12 +91,18 @@ class MemoryStore:
                     return  # applied before; its acknowledgement was lost
                 self._batches.add(batch.batch_id)
             for d in batch.deltas:
-                if d.event_id is not None and not self._ids(d.tenant, d.feature).add(d.event_id):
-                    continue
+                if d.event_id is not None:
+                    ids = self._ids(d.tenant, d.feature)
+                    if d.event_id in ids:
+                        continue
+                    ids.add(d.event_id)
                 counter = (d.tenant, d.feature, d.period_start)
                 increments[counter] = increments.get(counter, 0) + d.quantity
             for g in batch.events:  # in bulk: how many ids are new is all that counts
-                new = self._ids(g.tenant, g.feature).add_all(g.event_ids)
+                ids = self._ids(g.tenant, g.feature)
+                before = len(ids)
+                ids.update(g.event_ids)
+                new = len(ids) - before
                 counter = (g.tenant, g.feature, g.period_start)
                 increments[counter] = increments.get(counter, 0) + new * g.quantity
             for u in batch.uniques:
@@ -155,11 +160,11 @@ class MemoryStore:
             self._usage[counter] = used
             return ConsumeResult(True, used)
 
-    def _ids(self, tenant: str, feature: str) -> EventIdSet:
+    def _ids(self, tenant: str, feature: str) -> set[str]:
         """The event ids of ``(tenant, feature)`` (call with the lock held)."""
         ids = self._events.get((tenant, feature))
         if ids is None:
-            ids = self._events[(tenant, feature)] = EventIdSet()
+            ids = self._events[(tenant, feature)] = set()
         return ids
 
     def usage_records(self, tenant: str) -> list[UsageRecord]:
