@@ -486,7 +486,9 @@ def _append(fd: int, data: bytes, size: int) -> int:
     if written != len(data):
         with contextlib.suppress(OSError):
             os.ftruncate(fd, size)
-        raise SpoolError("cannot append to the spool: disk full; the event was not recorded")
+        raise SpoolError(
+            "cannot append to the spool (disk full?): short write; the event was not recorded"
+        )
     return written
 
 
