@@ -542,6 +542,9 @@ class Meter:
     def _relimit(self) -> None:
         """Set ``limit``: the length of ``raw`` (in items) at which an add takes the slow
         way (:meth:`_make_room`): a batch to wake the flusher for, or a full buffer."""
+        if self.spool is not None and self.spool.backlog_events:
+            self.limit = 0  # older events wait on disk: every add spills behind them
+            return
         room = self.max_buffer - self.held - len(self.raw) // FIELDS
         self.limit = len(self.raw) + max(0, min(self.batch_size, room)) * FIELDS
 
@@ -569,9 +572,13 @@ class Meter:
 
     def _make_room(self, wait: bool) -> bool:
         """Called with the lock held when ``raw`` reached ``limit``: wake the flusher;
-        when the buffer is full, tell a spooling caller to spill (False), or wait for
-        room (up to ``buffer_timeout``, only if ``wait``), then raise BufferFull."""
+        when the buffer is full, or events already wait in the spool, tell a spooling
+        caller to spill (False: events reach the store in the order they were
+        metered, so the first copy of a retried id is the one that counts); else wait
+        for room (up to ``buffer_timeout``, only if ``wait``), then raise BufferFull."""
         self._wake.set()
+        if self.spool is not None and self.spool.backlog_events:
+            return False  # in call order: behind the events already spilled
         deadline: float | None = None
         while self.held + len(self.raw) // FIELDS >= self.max_buffer:
             if self.spool is not None:
