@@ -3,8 +3,12 @@
 Consistency, in short:
 
 * ``meter`` only appends to an in-memory buffer; a background thread flushes it. A
-  failed flush keeps its events and retries; a full buffer blocks ``meter`` (up to
-  ``buffer_timeout``, then :class:`BufferFull`) instead of dropping anything.
+  failed flush keeps its events and retries. A full buffer never drops an event: a
+  spooling engine spills it to disk; otherwise ``meter`` waits (up to
+  ``buffer_timeout``, or not at all with ``wait=False``) and raises
+  :class:`BufferFull`. See the invariant at the top of :mod:`authsome.ledger.meter`.
+* Fork-safe: in a child process the engine starts with an empty buffer, a flusher
+  and (with a spool) a spool of its own; the parent keeps and flushes its events.
 * ``entitled`` and ``usage`` count persisted *plus* this process's pending usage, so
   a limit holds before the next flush.
 * Entitlements are cached per process. This process's ``meter``, ``consume``, plan
