@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -28,3 +29,24 @@ class FlakyStore:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
+
+
+class PerProcessSQLiteStore:
+    """A ``ledger.SQLiteStore`` on one file, opened anew in each process that uses it:
+    what a fork-safe SQL store does, so the engine's own fork safety can be tested."""
+
+    accepts_event_ids = True
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = path
+        self._pid = -1
+        self._store: ledger.SQLiteStore | None = None
+
+    def _current(self) -> ledger.SQLiteStore:
+        if self._pid != os.getpid() or self._store is None:
+            self._store = ledger.SQLiteStore(self.path)
+            self._pid = os.getpid()
+        return self._store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._current(), name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -174,3 +175,33 @@ def test_the_fast_path_spools_like_meter(tmp_path: Path, starter: ledger.Plan) -
     assert b"api" in b"".join(p.read_bytes() for p in spool.glob("segment-*.log"))
     assert e.usage("acme", "api") == 2
     e.close()
+
+
+class _AuditingEngine(ledger.Engine):
+    calls = 0
+
+    def meter(self, *args: Any, **kwargs: Any) -> None:
+        type(self).calls += 1
+        super().meter(*args, **kwargs)
+
+
+def test_an_engine_subclass_overriding_meter_sees_every_event() -> None:
+    eng = _AuditingEngine(flush_interval=3600)
+    eng.define_plan(ledger.Plan("p", [ledger.Feature.metered("api")]))
+    eng.subscribe("acme", "p")
+    adapter = LedgerAdapter(eng)
+    for i in range(3):
+        adapter.record_usage(LedgerContext("acme", event_id=f"e{i}"), "api")
+    eng.close()
+    assert _AuditingEngine.calls == 3
+
+
+def test_recording_through_the_adapter_invalidates_a_cached_entitlement(
+    eng: ledger.Engine,
+) -> None:
+    adapter = LedgerAdapter(eng)
+    for i in range(10):
+        assert adapter.check_entitlement(LedgerContext("acme"), "api")  # cached between calls
+        adapter.record_usage(LedgerContext("acme", event_id=f"e{i}"), "api")
+    assert not adapter.check_entitlement(LedgerContext("acme"), "api")  # limit 10
+    assert eng.entitled("acme", "api").used == 10

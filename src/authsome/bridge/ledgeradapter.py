@@ -5,13 +5,19 @@ It turns the bridge's two calls into the engine's ``meter`` and ``entitled``, ma
 engine's arguments. Any object with those two methods works (:class:`LedgerEngine`);
 the embedded :class:`authsome.ledger.Engine` first of all.
 
-Failures: arguments are validated exactly like :class:`~authsome.bridge.NoopLedger`
-does (``TypeError``/``ValueError``, the caller's bug), and so are the engine's own
-argument errors (``InvalidArgument`` is a ``ValueError``, ``InvalidArgumentType`` a
-``TypeError``: they propagate as they are). Anything else the engine raises,
-including a full buffer, a closed engine or a store error, becomes
+Failures: the engine validates the arguments (the embedded one with
+:func:`authsome.ledger.plans.check_key`, the rule of all its entry points); when it
+refuses them, the adapter explains them like :class:`~authsome.bridge.NoopLedger`
+does (``TypeError``/``ValueError``, the caller's bug), and the engine's own argument
+errors (``InvalidArgument`` is a ``ValueError``, ``InvalidArgumentType`` a
+``TypeError``) propagate as they are. Anything else the engine raises, including a
+full buffer, a closed engine or a store error, becomes
 :class:`~authsome.errors.LedgerUnavailable` with a generic message and the engine's
 error chained, so the auth engine's ``on_ledger_error`` policy decides what happens.
+
+No call waits on the ledger's store: the embedded engine is called with
+``wait=False``, so a full buffer fails the call at once (``durability="memory"``)
+or the event goes to the spool on disk (``durability="spool"``).
 """
 
 from __future__ import annotations
@@ -30,8 +36,6 @@ from authsome.ledger.engine import Engine
 from authsome.ledger.errors import LedgerStoreError
 
 __all__ = ["LedgerAdapter", "LedgerEngine"]
-
-_MAX_KEYS = 1_000  # feature keys remembered as valid (authsome has a few dozen)
 
 
 class _Decision(Protocol):
@@ -63,7 +67,7 @@ class LedgerEngine(Protocol):
 class LedgerAdapter:
     """A :class:`~authsome.bridge.Ledger` backed by a :class:`LedgerEngine`."""
 
-    __slots__ = ("_entitled", "_keys", "_meter", "_record", "engine")
+    __slots__ = ("_entitled", "_meter", "_nowait", "engine")
 
     def __init__(self, engine: LedgerEngine) -> None:
         if not callable(getattr(engine, "meter", None)) or not callable(
@@ -73,55 +77,30 @@ class LedgerAdapter:
         self.engine = engine
         self._meter = engine.meter  # bound once: this is on every metered request
         self._entitled = engine.entitled
-        # The embedded engine has a positional entry point with the same checks and
-        # effects as meter(), made for this adapter's hot path (Engine._record).
-        # Only when meter() is Engine's own: a subclass that overrides it must see
-        # every event.
-        self._record = None
-        if isinstance(engine, Engine):
-            own = type(engine)
-            if own.meter is Engine.meter and own._record is Engine._record:
-                self._record = engine._record
-        self._keys: set[str] = set()  # feature keys that passed validate_feature_key
+        # The embedded engine never makes this call wait for room in its buffer.
+        self._nowait = isinstance(engine, Engine)
 
     def record_usage(self, ctx: LedgerContext, feature_key: str, quantity: int = 1) -> None:
         """Meter ``quantity`` of ``feature_key`` for ``ctx.tenant`` (idempotent per event id)."""
-        record = self._record
-        if record is not None and ctx.__class__ is LedgerContext:
-            # The embedded engine's entry checks every argument itself (exact types,
-            # and in full whatever it has not seen before), so the common case costs
-            # one call; on an error the arguments are explained like NoopLedger would.
-            try:
-                record(ctx.tenant, feature_key, quantity, ctx.user_id, ctx.event_id)
-            except Exception as exc:
-                self._validate(ctx, feature_key, quantity)
-                _raise_unavailable(exc, "record")
-            return
-        # A LedgerContext validated its fields when it was built (it is frozen), so the
-        # common case is an exact-type check and a feature key seen before; anything
-        # unusual is validated in full.
-        if (
-            ctx.__class__ is not LedgerContext
-            or feature_key.__class__ is not str
-            or feature_key not in self._keys
-            or quantity.__class__ is not int
-            or quantity <= 0
-        ):
-            self._validate(ctx, feature_key, quantity)
         try:
-            self._meter(
-                ctx.tenant, feature_key, quantity, user_id=ctx.user_id, event_id=ctx.event_id
-            )
+            if self._nowait:
+                self._meter(
+                    ctx.tenant,
+                    feature_key,
+                    quantity,
+                    user_id=ctx.user_id,
+                    event_id=ctx.event_id,
+                    wait=False,  # type: ignore[call-arg]  # Engine.meter has it
+                )
+            else:
+                self._meter(
+                    ctx.tenant, feature_key, quantity, user_id=ctx.user_id, event_id=ctx.event_id
+                )
         except Exception as exc:
+            _validate_context(ctx)  # the bridge's own explanation of a bad argument first
+            validate_feature_key(feature_key)
+            validate_quantity(quantity)
             _raise_unavailable(exc, "record")
-
-    def _validate(self, ctx: object, feature_key: object, quantity: object) -> None:
-        """Raise what NoopLedger raises for these arguments; remember a good key."""
-        _validate_context(ctx)
-        key = validate_feature_key(feature_key)
-        validate_quantity(quantity)
-        if len(self._keys) < _MAX_KEYS:
-            self._keys.add(key)
 
     def check_entitlement(self, ctx: LedgerContext, feature_key: str) -> bool:
         """Whether ``ctx.tenant`` is entitled to ``feature_key`` (``Entitlement.allowed``)."""

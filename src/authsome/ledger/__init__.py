@@ -28,6 +28,7 @@ from authsome.ledger.errors import (
     LedgerStoreError,
     NoSubscription,
     SpoolError,
+    UnflushedEvents,
     UnknownPlan,
 )
 from authsome.ledger.plans import (
@@ -87,6 +88,7 @@ __all__ = [
     "SpoolError",
     "Status",
     "Subscription",
+    "UnflushedEvents",
     "UnknownPlan",
     "system_clock",
 ]

@@ -3,8 +3,12 @@
 Consistency, in short:
 
 * ``meter`` only appends to an in-memory buffer; a background thread flushes it. A
-  failed flush keeps its events and retries; a full buffer blocks ``meter`` (up to
-  ``buffer_timeout``, then :class:`BufferFull`) instead of dropping anything.
+  failed flush keeps its events and retries. A full buffer never drops an event: a
+  spooling engine spills it to disk; otherwise ``meter`` waits (up to
+  ``buffer_timeout``, or not at all with ``wait=False``) and raises
+  :class:`BufferFull`. See the invariant at the top of :mod:`authsome.ledger.meter`.
+* Fork-safe: in a child process the engine starts with an empty buffer, a flusher
+  and (with a spool) a spool of its own; the parent keeps and flushes its events.
 * ``entitled`` and ``usage`` count persisted *plus* this process's pending usage, so
   a limit holds before the next flush.
 * Entitlements are cached per process. This process's ``meter``, ``consume``, plan
@@ -42,13 +46,12 @@ from authsome.ledger.errors import (
     InvalidArgumentType,
     LedgerClosed,
     NoSubscription,
+    UnflushedEvents,
     UnknownPlan,
 )
-from authsome.ledger.meter import FIELDS, Combination, Lane, Meter, Quarantined, RawEvent, Spool
+from authsome.ledger.meter import Meter, Quarantined, Spool
 from authsome.ledger.plans import (
     EPOCH,
-    MAX_KEY,
-    MAX_QUANTITY,
     BillingPeriod,
     Entitlement,
     Feature,
@@ -63,7 +66,6 @@ from authsome.ledger.plans import (
     check_quantity,
     decide,
     denied,
-    is_utf8,
     period_bounds,
 )
 from authsome.ledger.stores._protocol import ConsumeRequest, LedgerStore
@@ -75,7 +77,6 @@ log = logging.getLogger(__name__)
 
 Durability = Literal["memory", "spool"]
 _Cached = tuple[Entitlement | None, float]
-_MIN_LANE_LIFE = 0.01  # s: a lane whose window is shorter is not worth opening
 
 
 class _View(NamedTuple):
@@ -158,22 +159,24 @@ class Engine:
         self._plans: dict[str, tuple[Plan, float]] = {}
         self._windows: dict[str, dict[str, tuple[float, float, int, bool]]] = {}
         self._unique_keys: set[str] = set()
-        self._cached_keys: set[str] = set()  # keys ever in _cache (_record skips the rest)
-        self._wanted_views: set[str] = set()  # tenants whose lanes wait for a view
         self._generation = 0  # bumped by every plan/subscription change in this process
         self._admin = threading.Lock()
         self._releasing = threading.Lock()
         self._closing = threading.Lock()
         # Read before the spool is opened, so a store error leaves nothing open behind.
         plans = [self.store.get_plan(plan_key) for plan_key in self.store.plan_keys()]
-        spool = Spool(spool_path) if spool_path is not None else None
+        spool = (
+            Spool(spool_path, spill_every=min(batch_size, max_buffer))
+            if spool_path is not None
+            else None
+        )
         self._id_prefix = f"{secrets.token_hex(8)}-"
         self._ids = itertools.count(1)
         self._tokens = itertools.count(1)
         self._m = Meter(
             self.store,
             self._resolve,
-            refresh=self._refresh_views,
+            self._cache,
             flush_interval=float(flush_interval),
             batch_size=batch_size,
             max_buffer=max_buffer,
@@ -184,12 +187,12 @@ class Engine:
         for plan in plans:  # meter() must know which keys need a user_id
             if plan is not None:
                 self._learn(plan)
-        if spool is not None:
-            self._m.raw.extend(itertools.chain.from_iterable(spool.replay()))
+        self._m.reload()  # what an earlier run left in the spool, as far as it fits
         self._m.start()
         self._closed = False
         self._exit_hook = _ExitHook(self)
         atexit.register(self._exit_hook)
+        _live.add(self)
 
     # --- plans and subscriptions -------------------------------------------------
 
@@ -290,48 +293,27 @@ class Engine:
     @contextlib.contextmanager
     def _changing(self) -> Iterator[None]:
         """Around a plan or subscription change: events metered before it keep the
-        periods they had, events metered after it get the new ones.
-
-        Lanes are retired, and none opens until the change is done, so every later
-        event is a raw one (resolved when it is staged) or a lane append that missed
-        the staging below (taken back by ``recall``, which waits for ``state``, and
-        recorded anew). Then everything buffered is staged under the old plan.
-        """
+        periods they had (everything buffered is staged under the old plan first),
+        events metered after it get the new ones (they are staged after it)."""
         self._check_open()
-        m = self._m
-        with m.state:
-            with m.lock:
-                m.lanes_paused += 1
-                m.retire_lanes()
+        with self._m.state:
+            self._m.stage()
             try:
-                m.stage()
                 yield
             finally:
                 self._changed()
-                with m.lock:
-                    m.lanes_paused -= 1
 
     def _learn(self, plan: Plan) -> None:
-        unique = {f.key for f in plan.features if f.unique}
-        if not unique <= self._unique_keys:
-            # A lane without a user may be one a unique key now refuses: retire them all.
-            # Both under the lock, so a _record whose meter() saw the key as not unique
-            # read the lane epoch before this, and cannot open its lane after it.
-            with self._m.lock:
-                self._unique_keys |= unique
-                self._m.retire_lanes()
+        self._unique_keys |= {f.key for f in plan.features if f.unique}
 
     def _changed(self) -> None:
         """Forget everything derived from plans and subscriptions (this process changed them)."""
-        with self._admin, self._m.lock:
+        with self._admin, self._m.lock:  # the lock: see the token in _entitled_slow
             self._generation += 1
             self._cache.clear()
             self._views.clear()
             self._plans.clear()
             self._windows.clear()
-            # Again, for the epoch: a lane planned from a view read during the change
-            # (when none could open) must not open after it.
-            self._m.retire_lanes()
 
     # --- metering ------------------------------------------------------------------
 
@@ -344,6 +326,7 @@ class Engine:
         user_id: str | None = None,
         event_id: str | None = None,
         at: datetime | None = None,
+        wait: bool = True,
     ) -> None:
         """Record ``quantity`` units of ``key`` used by ``tenant``; returns at once.
 
@@ -351,162 +334,32 @@ class Engine:
         is required for ``aggregation="unique"`` features (it is what they count).
         ``at`` backdates the event (its period is the one containing ``at``). The event
         reaches the store with the next flush; entitlements count it immediately.
+
+        When ``max_buffer`` events are waiting for the store, a spooling engine writes
+        the event to the spool on disk only (read back when the store catches up);
+        otherwise ``meter`` waits up to ``buffer_timeout`` for room, or with
+        ``wait=False`` raises :class:`~authsome.ledger.errors.BufferFull` at once. The
+        bridge adapter passes ``wait=False``: no sign-in waits for the ledger's store.
+
+        Arguments are checked by the same rules as every other entry point
+        (:func:`~authsome.ledger.plans.check_key`): a ``str`` or ``int`` subclass is
+        taken as the plain value it holds.
         """
-        # The hot path: cheap exact-type checks first, messages only on failure. It
-        # accepts exactly what check_key/check_quantity accept (str subclasses aside);
-        # a NUL is found with one memchr-fast ``in`` per string.
-        if (
-            tenant.__class__ is not str
-            or key.__class__ is not str
-            or quantity.__class__ is not int
-            or not 0 < quantity <= MAX_QUANTITY
-            or not 0 < len(tenant) <= MAX_KEY
-            or not 0 < len(key) <= MAX_KEY
-            or tenant.isspace()
-            or key.isspace()
-            or not (tenant.isascii() or is_utf8(tenant))
-            or not (key.isascii() or is_utf8(key))
-            or "\x00" in tenant
-            or "\x00" in key
-        ):
-            _reject(tenant, key, quantity)
-        if user_id is None:
-            if key in self._unique_keys:
-                raise InvalidArgument(f"{key!r} counts unique users: user_id is required")
-        elif (
-            user_id.__class__ is not str
-            or not 0 < len(user_id) <= MAX_KEY
-            or user_id.isspace()
-            or not (user_id.isascii() or is_utf8(user_id))
-            or "\x00" in user_id
-        ):
-            check_key(user_id, "user_id")
-        m = self._m
+        tenant = check_key(tenant, "tenant")
+        key = check_key(key, "key")
+        quantity = check_quantity(quantity)
+        if user_id is not None:
+            user_id = check_key(user_id, "user_id")
+        elif key in self._unique_keys:
+            raise InvalidArgument(f"{key!r} counts unique users: user_id is required")
         fresh = False
-        if event_id is None:
-            if m.spool is not None:  # spooled events need an id to replay idempotently
-                event_id = self._id_prefix + str(next(self._ids))
-                fresh = True
-        elif (
-            event_id.__class__ is not str
-            or not 0 < len(event_id) <= MAX_KEY
-            or event_id.isspace()
-            or not (event_id.isascii() or is_utf8(event_id))
-            or "\x00" in event_id
-        ):
-            check_key(event_id, "event_id")
+        if event_id is not None:
+            event_id = check_key(event_id, "event_id")
+        elif self._m.spool is not None:  # spooled events need an id to replay idempotently
+            event_id = self._id_prefix + str(next(self._ids))
+            fresh = True
         ts = self._time() if at is None else to_utc(at, "at").timestamp()
-        if m.spool is not None:
-            self._append((ts, tenant, key, quantity, user_id, event_id, fresh))
-            return
-        with m.lock:  # _append, inlined: this is the hot path
-            if len(m.raw) >= m.trigger:
-                m.make_room()  # wakes the flusher; blocks (or raises BufferFull) when full
-            elif m.closed:
-                raise LedgerClosed("the ledger engine is closed")
-            m.raw.extend((ts, tenant, key, quantity, user_id, event_id, False))
-            self._cache.pop((tenant, key), None)
-
-    def _record(
-        self, tenant: str, key: str, quantity: int, user_id: str | None, event_id: str | None
-    ) -> None:
-        """``meter(tenant, key, quantity, user_id=user_id, event_id=event_id)``, cheaper.
-
-        The bridge's adapter calls this on every metered request, with the same few
-        tenants, keys, users and quantities again and again and a fresh event id each
-        time. The first event of a ``(tenant, key, user_id, quantity)`` goes through
-        :meth:`meter`, which validates it in full, and opens a :class:`~authsome.ledger.
-        meter.Lane` for it: while the lane is open and the clock is inside its window
-        (one period, and no longer than the tenant's cached plan view), an event of the
-        same combination is checked for its event id only and appended to the lane,
-        without the lock and without a timestamp, tenant or key of its own. Anything
-        else takes :meth:`meter`, and so does everything when the engine spools. The
-        effects are the same either way.
-        """
-        if (
-            # Exact types first: a subclass could compare equal to a lane's values
-            # (and an unhashable argument must not reach the dict).
-            tenant.__class__ is not str
-            or key.__class__ is not str
-            or quantity.__class__ is not int
-            or (user_id is not None and user_id.__class__ is not str)
-        ):
-            self.meter(tenant, key, quantity, user_id=user_id, event_id=event_id)
-            return
-        lane = self._m.lanes.get((tenant, key, user_id, quantity))
-        if lane is None:
-            self._record_slowly(tenant, key, quantity, user_id, event_id)
-            return
-        if event_id is not None and (
-            event_id.__class__ is not str
-            or not 0 < len(event_id) <= MAX_KEY
-            or event_id.isspace()
-            or not (event_id.isascii() or is_utf8(event_id))
-            or "\x00" in event_id
-        ):
-            check_key(event_id, "event_id")
-        ids = lane.ids
-        now = self._time()
-        # A closed lane has no room left (cap == len(ids)), so this is all it takes.
-        if len(ids) < lane.cap and lane.lo <= now < lane.hi:
-            ids.append(event_id)
-            # After the append, so an entitlement computed meanwhile is never cached
-            # stale: one whose entry is not there yet starts after the append and counts
-            # it. An entry that is there is popped under the lock, because the slow path
-            # checks and stores its entry under it.
-            if key in self._cached_keys and (tenant, key) in self._cache:
-                with self._m.lock:
-                    self._cache.pop((tenant, key), None)
-            # Closed meanwhile (retired, replaced or the engine closing)? Then the id
-            # may have missed the lane's last drain: take it back and record it anew.
-            if not lane.open and self._m.recall(lane, event_id):
-                self.meter(tenant, key, quantity, user_id=user_id, event_id=event_id)
-            return
-        if lane.lo <= now < lane.hi:
-            self._append_growing(lane, event_id)  # at its cap (or closed): under the lock
-            return
-        self._record_slowly(tenant, key, quantity, user_id, event_id)
-
-    def _append_growing(self, lane: Lane, event_id: str | None) -> None:
-        """Append to a lane at its cap, after reserving room under ``max_buffer`` (which
-        may wait, or raise BufferFull or LedgerClosed); all under the lock."""
-        m = self._m
-        with m.lock:
-            if lane.open and len(lane.ids) >= lane.cap:  # another thread may have grown it
-                m.grow(lane)
-            if lane.open:  # grow() may wait, and release the lock while it does
-                lane.ids.append(event_id)
-                self._cache.pop((lane.tenant, lane.key), None)
-                return
-        self.meter(lane.tenant, lane.key, lane.quantity, user_id=lane.user_id, event_id=event_id)
-
-    def _record_slowly(
-        self, tenant: str, key: str, quantity: int, user_id: str | None, event_id: str | None
-    ) -> None:
-        """:meth:`meter`, then open a lane for the combination it took."""
-        m = self._m
-        epoch = m.lane_epoch  # before meter(): a plan change after it refuses the lane
-        self.meter(tenant, key, quantity, user_id=user_id, event_id=event_id)
-        if m.spool is None and self._ttl >= _MIN_LANE_LIFE:
-            self._open_lane((tenant, key, user_id, quantity), epoch)
-
-    def _open_lane(self, combination: Combination, epoch: int) -> None:
-        tenant, key = combination[0], combination[1]
-        now = self._time()
-        # Only from a cached view: metering never waits for the store (the flusher and
-        # entitlement checks load views; until then events take the slow path).
-        view = self._views.get(tenant)
-        if view is None or not now < view.expires:
-            if tenant not in self._wanted_views:  # ask the flusher to load it, once
-                self._wanted_views.add(tenant)
-                self._m.wake()
-            return
-        lo, end, unique = self._window(view, key, now)
-        # No longer than the view: a plan change in another process is seen by the
-        # lanes when it is seen by the entitlements (cache_ttl).
-        hi = min(end, view.expires)
-        if now < hi - _MIN_LANE_LIFE:
-            self._m.open_lane(Lane(combination, unique, lo, hi), epoch)
+        self._m.add((ts, tenant, key, quantity, user_id, event_id, fresh), wait)
 
     def release(
         self, tenant: str, key: str, quantity: int = 1, *, event_id: str | None = None
@@ -517,11 +370,11 @@ class Engine:
         0, so a retried "member removed" hook cannot lift the seat limit. (The stores
         clamp at 0 too, for releases racing in from other processes.)
         """
-        check_key(tenant, "tenant")
-        check_key(key, "key")
-        check_quantity(quantity)
+        tenant = check_key(tenant, "tenant")
+        key = check_key(key, "key")
+        quantity = check_quantity(quantity)
         if event_id is not None:
-            check_key(event_id, "event_id")
+            event_id = check_key(event_id, "event_id")
         self._check_open()
         with self._releasing:  # one at a time, so two releases cannot both see the seat
             start = self.period(tenant, key).start
@@ -534,28 +387,7 @@ class Engine:
         fresh = event_id is None and self._m.spool is not None
         if fresh:
             event_id = self._id_prefix + str(next(self._ids))
-        self._append((self._time(), tenant, key, -quantity, None, event_id, fresh))
-
-    def _append(self, ev: RawEvent) -> None:
-        m = self._m
-        with m.lock:
-            if len(m.raw) >= m.trigger:
-                m.make_room()  # wakes the flusher; blocks (or raises BufferFull) when full
-            elif m.closed:
-                raise LedgerClosed("the ledger engine is closed")
-            at = len(m.raw)
-            m.raw.extend(ev)
-            if m.spool is not None:
-                try:
-                    m.spool.write(ev)
-                except BaseException:
-                    # Not on disk, so not acknowledged: do not count it. By position, not
-                    # "the last one": nothing adds to raw without the lock today (a
-                    # spooling engine opens no lanes either), but this must not depend
-                    # on it.
-                    del m.raw[at : at + FIELDS]
-                    raise
-            self._cache.pop((ev[1], ev[2]), None)
+        self._m.add((self._time(), tenant, key, -quantity, None, event_id, fresh), True)
 
     def _resolve(self, tenant: str, key: str, ts: float) -> tuple[int, bool]:
         """The period start and aggregation an event of ``key`` at ``ts`` belongs to."""
@@ -570,23 +402,6 @@ class Engine:
         start, end, unique = self._window(view, key, ts)
         self._windows.setdefault(tenant, {})[key] = (start, end, int(start), unique)
         return int(start), unique
-
-    def _refresh_views(self) -> None:
-        """Load the views lanes wait for, and reload those of tenants with open lanes
-        shortly before they expire, so their lanes reopen without events going the slow
-        way meanwhile. Called by the flusher before each flush: it may wait for the
-        store, ``meter`` never does."""
-        now = self._time()
-        soon = now + max(2 * self._m.flush_interval, self._ttl / 2)
-        wanted, self._wanted_views = self._wanted_views, set()
-        live = {lane.tenant for lane in list(self._m.lanes.values()) if now < lane.hi}
-        for tenant in wanted | live:
-            view = self._views.get(tenant)
-            if view is None or view.expires <= soon:
-                try:
-                    self._view(tenant, now, reload=True)
-                except Exception as exc:  # lanes are an optimization: never block the flush
-                    log.debug("plan view of %r not reloaded: %s", tenant, exc)
 
     def _window(self, view: _View, key: str, ts: float) -> tuple[float, float, bool]:
         """The period of ``key`` that holds ``ts`` under ``view`` (start, end timestamps)
@@ -608,19 +423,21 @@ class Engine:
         the key or changes plans/subscriptions, the period or trial ends, or ``cache_ttl``
         passes (the bound on staleness with respect to other processes).
         """
-        if requested == 1 and requested.__class__ is int:
-            try:
-                hit = self._cache.get((tenant, key))
-            except TypeError:  # unhashable argument: let validation explain
-                hit = None
+        if (
+            requested == 1
+            and requested.__class__ is int
+            and tenant.__class__ is str  # a subclass could hash and compare like another
+            and key.__class__ is str
+        ):
+            hit = self._cache.get((tenant, key))
             if hit is not None and hit[1] > self._time():
                 return hit[0]  # type: ignore[return-value]  # only tokens hold None
         return self._entitled_slow(tenant, key, requested)
 
     def _entitled_slow(self, tenant: str, key: str, requested: int) -> Entitlement:
-        check_key(tenant, "tenant")
-        check_key(key, "key")
-        check_quantity(requested, "requested")
+        tenant = check_key(tenant, "tenant")
+        key = check_key(key, "key")
+        requested = check_quantity(requested, "requested")
         self._check_open()
         cacheable = requested == 1 and self._ttl > 0
         slot = (tenant, key)
@@ -628,7 +445,6 @@ class Engine:
         # may have missed that event is never cached.
         token: _Cached = (None, -float(next(self._tokens)))  # a fresh object every time
         if cacheable:
-            self._cached_keys.add(key)  # before the token: _record pops what it sees
             with self._m.lock:
                 self._cache[slot] = token
         now_ts = self._time()
@@ -671,14 +487,9 @@ class Engine:
         period_start = int(start.timestamp())
         with self._m.state:
             self._m.stage()
-            total, checked, users = self._m.pending_parts(tenant, key, period_start)
+            pending, _ = self._m.pending_parts(tenant, key, period_start)
             persisted = self.store.get_usage(tenant, key, period_start)
-            if checked:
-                known = self.store.known_events(tenant, key, checked)
-                total += sum(q for e, q in checked.items() if e not in known)
-            if users:
-                total += len(users - self.store.known_users(tenant, key, period_start, users))
-        return persisted, total
+        return persisted, pending
 
     def consume(
         self,
@@ -696,13 +507,13 @@ class Engine:
         process or (with a shared store) in others. Returns the deciding entitlement
         with ``used``/``remaining`` counting this use when it was allowed.
         """
-        check_key(tenant, "tenant")
-        check_key(key, "key")
-        check_quantity(quantity)
+        tenant = check_key(tenant, "tenant")
+        key = check_key(key, "key")
+        quantity = check_quantity(quantity)
         if user_id is not None:
-            check_key(user_id, "user_id")
+            user_id = check_key(user_id, "user_id")
         if event_id is not None:
-            check_key(event_id, "event_id")
+            event_id = check_key(event_id, "event_id")
         self._check_open()
         with self._m.state:
             now_ts = self._time()
@@ -746,7 +557,7 @@ class Engine:
         start = period_bounds(view.anchor, feature.period, _utc(now_ts)).start
         period = int(start.timestamp())
         persisted, pending = self._usage_parts(tenant, feature.key, start)
-        if feature.unique and user_id in self._m.pending_parts(tenant, feature.key, period)[2]:
+        if feature.unique and user_id in self._m.pending_parts(tenant, feature.key, period)[1]:
             # Already counted this period (pending, maybe persisted too): admit, write
             # nothing, and count the user once (not again on top of ``pending``).
             return _decided(feature, max(0, persisted + pending), True)
@@ -890,10 +701,12 @@ class Engine:
     def close(self, timeout: float | None = 30.0) -> None:
         """Drain everything to the store and stop. Idempotent.
 
-        Failed flushes are retried until ``timeout`` (``None``: forever); if the store
-        stays down the last error is raised: with a spool the events are kept on disk
-        for the next start, in memory mode they are lost, and the error says how many.
-        The store passed in is not closed (it belongs to the caller).
+        Returns only when every acknowledged event is stored. Failed flushes are
+        retried until ``timeout`` (``None``: forever); if the store stays down it raises
+        :class:`~authsome.ledger.errors.UnflushedEvents`, which says how many events are
+        left (``unflushed`` still counts them) and whether they are safe in the spool
+        for the next start or lost with this process. The store passed in is not
+        closed (it belongs to the caller).
         """
         with self._closing:  # two threads closing at once: one drains, one returns
             if self._closed:
@@ -903,15 +716,24 @@ class Engine:
         m = self._m
         with m.lock:  # from here meter() refuses: nothing can slip in after the drain
             m.closed = True
-            m.retire_lanes()
             m.room.notify_all()
             self._cache.clear()
         m.stop()
+        _live.discard(self)
         try:
             m.drain(timeout)
-        except Exception:
-            log.error("ledger closed with %d unflushed events", m.unflushed())
-            raise
+        except Exception as exc:
+            left = m.unflushed()
+            if m.spool is None:
+                where = "they are lost when this process exits"
+            else:
+                where = f"they are safe in the spool ({m.spool.dir}) and sent at the next start"
+            log.error("ledger closed with %d events not stored: %s", left, where)
+            raise UnflushedEvents(
+                f"ledger closed with {left} events not stored ({exc}); {where}",
+                left,
+                spooled=m.spool is not None,
+            ) from exc
         finally:
             if m.spool is not None:
                 m.spool.close()
@@ -937,6 +759,36 @@ class Engine:
     def __repr__(self) -> str:
         return f"Engine(store={self.store!r}, unflushed={self.unflushed})"
 
+    def _after_fork(self) -> None:
+        """In a forked child: start afresh. The buffer is the parent's (it flushes it),
+        so the child's starts empty; locks held by a parent thread at the fork would
+        never be released here, so all are new; so are the id prefixes, so the child's
+        generated event and batch ids cannot collide with the parent's. With a spool
+        the child gets one of its own (see :meth:`Spool.for_child`)."""
+        self._admin = threading.Lock()
+        self._releasing = threading.Lock()
+        self._closing = threading.Lock()
+        self._cache.clear()
+        self._views.clear()
+        self._plans.clear()
+        self._windows.clear()
+        self._id_prefix = f"{secrets.token_hex(8)}-"
+        self._ids = itertools.count(1)
+        self._m.after_fork()
+
+
+_live: weakref.WeakSet[Engine] = weakref.WeakSet()
+"""Open engines of this process, to be made fork-safe in a child."""
+
+
+def _after_fork_in_child() -> None:
+    for engine in list(_live):
+        engine._after_fork()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
 
 class _ExitHook:
     """Drains an engine at interpreter exit without keeping it alive meanwhile."""
@@ -955,23 +807,6 @@ class _ExitHook:
 
 def _replace(sub: Subscription, **changes: Any) -> Subscription:
     return dataclasses.replace(sub, **changes)
-
-
-def _reject(tenant: object, key: object, quantity: object) -> None:
-    """Raise the error that explains why ``meter``'s fast checks refused these."""
-    check_key(tenant, "tenant")
-    check_key(key, "key")
-    check_quantity(quantity)
-    # What is left: a subclass of str or int. One could compare equal to a checked
-    # value while hashing or printing differently, so only the exact types are taken.
-    for name, value, exact in (
-        ("tenant", tenant, str),
-        ("key", key, str),
-        ("quantity", quantity, int),
-    ):
-        if type(value) is not exact:
-            raise InvalidArgumentType(f"{name} must be exactly a {exact.__name__}, not a subclass")
-    raise AssertionError("meter refused arguments that pass every check")  # pragma: no cover
 
 
 def _decided(feature: Feature, used: int, applied: bool) -> Entitlement:

@@ -9,6 +9,8 @@ unknown plan.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "BufferFull",
     "InvalidArgument",
@@ -19,6 +21,7 @@ __all__ = [
     "LedgerStoreError",
     "NoSubscription",
     "SpoolError",
+    "UnflushedEvents",
     "UnknownPlan",
 ]
 
@@ -76,6 +79,23 @@ class LedgerDataError(LedgerStoreError, ValueError):
     """The store can never apply this data (a value out of range, text it cannot
     encode...): retrying will not help. A flush that gets it isolates the offending
     record and quarantines it (``Engine.quarantined``) instead of retrying forever."""
+
+
+class UnflushedEvents(LedgerStoreError):
+    """``close`` gave up with events not stored: ``count`` of them, kept in the spool
+    for the next start when ``spooled``, otherwise lost when the process exits."""
+
+    def __init__(self, message: str, count: int, *, spooled: bool) -> None:
+        super().__init__(message)
+        self.count = count
+        self.spooled = spooled
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_unflushed, (str(self), self.count, self.spooled))
+
+
+def _unflushed(message: str, count: int, spooled: bool) -> UnflushedEvents:
+    return UnflushedEvents(message, count, spooled=spooled)
 
 
 class SpoolError(LedgerStoreError):

@@ -1,34 +1,50 @@
 """The metering buffer: raw events, staged aggregates, the background flusher, the spool.
 
-Life of a metered event:
+The invariant (tests/ledger/test_ledger_buffer_invariant.py checks it)
+-----------------------------------------------------------------------
 
-1. ``Engine.meter`` adds a raw event to :attr:`Meter.raw` under :attr:`Meter.lock`
-   (and, with a spool, writes it to the spool file) and returns. Nothing else.
+Every event that ``Engine.meter`` (or ``release``) *acknowledged*, that is returned
+from without raising, is in exactly one of these places until the store has it:
 
-   ``raw`` is flat: the :data:`FIELDS` fields of each event one after the other, not
-   a tuple per event. No object per event outlives the call, so a busy meter does not
-   feed the garbage collector thousands of young tuples to traverse, and staging
-   reads a field of every event with one slice (``raw[i::FIELDS]``), a memcpy-like
-   C loop, instead of a Python-level getter per event.
+* **raw**: appended to :attr:`Meter.raw`, not staged yet;
+* **spilled** (spool only): written to a spill segment of the spool on disk while
+  the buffer was full, not read back yet (:attr:`Spool.backlog`);
+* **pending**: folded into :attr:`Meter.pending`;
+* **in flight**: in :attr:`Meter.inflight`, the batch being applied to the store;
+* **stored**: committed by the store (the only place it leaves, except quarantine:
+  a record the store refuses for good is logged and kept in ``quarantined``).
 
-   The bridge adapter's entry (``Engine._record``) appends to a :class:`Lane` instead
-   when one is open for the event's ``(tenant, key, user_id, quantity)``: only the
-   event id, with one ``list.append`` and no lock (atomic under the GIL; staging takes
-   the first ``n`` ids with a slice copy and a slice delete, each atomic too, and
-   appends can only come after them).
-2. *Staging* folds raw events and lanes into :class:`Pending` buckets per ``(tenant,
-   feature, period_start)``: quantities add up, event ids and users are deduplicated.
-   It happens in the flusher, and whenever an uncached entitlement needs exact
-   pending usage.
-3. The flusher takes all pending buckets as the *in-flight* batch and applies it to
-   the store in one transaction. Only success releases it (and the spool segments it
-   came from); a failure keeps it and retries with exponential back-off.
+:meth:`Meter.unflushed` is the number of events in the first four. ``Engine.close``
+returns only when it is 0; otherwise it raises :class:`UnflushedEvents`, which says
+how many are left and, with a spool, that they are safe on disk.
 
-Two locks: ``lock`` (cheap, taken by ``meter``) guards the raw list, the lanes'
-bookkeeping and the spool file;
-``state`` (re-entrant, never taken by ``meter``) serializes staging, store writes and
-reads of pending usage, so a reader never sees a batch both pending and persisted.
-Lock order: ``state`` before ``lock``.
+``raw + pending + in flight <= max_buffer`` always: a full buffer makes ``meter``
+wait (up to ``buffer_timeout``) or fail at once with :class:`BufferFull`
+(``wait=False``, what the bridge adapter uses) or, with a spool, spill the event to
+disk. It never drops an acknowledged event and never grows the memory beyond it.
+
+Life of an event
+----------------
+
+1. ``Engine.meter`` validates it and calls :meth:`Meter.add`, which appends it to
+   ``raw`` under :attr:`Meter.lock` (with a spool, it writes it there first). ``raw``
+   is flat: the :data:`FIELDS` fields of each event one after the other, so a busy
+   meter allocates no object per event and staging reads a field of every event with
+   one slice.
+2. *Staging* folds raw events into :class:`Pending` buckets per ``(tenant, feature,
+   period_start)``: quantities add up, event ids and users are deduplicated against
+   everything this process still holds. The flusher stages, and so does an uncached
+   entitlement that needs exact pending usage.
+3. The flusher takes all pending buckets as the in-flight batch and applies it to
+   the store in one transaction. Only success releases it (and the spool segments
+   it came from); a failure keeps it and retries with exponential back-off.
+
+Two locks: ``lock`` (taken by ``meter``, held for an append) guards ``raw``, the
+counters and the spool files; ``state`` (re-entrant, never taken by ``meter``)
+serializes staging, store writes and reads of pending usage, so a reader never sees
+a batch both pending and stored. Lock order: ``state`` before ``lock``. ``meter``
+never waits for the store: only for room in the buffer (and, with a spool, a disk
+write).
 """
 
 from __future__ import annotations
@@ -41,6 +57,7 @@ import os
 import secrets
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from itertools import groupby
 from operator import itemgetter
@@ -54,7 +71,6 @@ from authsome.ledger.errors import (
     LedgerError,
     SpoolError,
 )
-from authsome.ledger.eventids import EventIdSet
 from authsome.ledger.stores._protocol import (
     EventIds,
     LedgerStore,
@@ -68,18 +84,7 @@ try:  # the spool lock is advisory and POSIX-only; elsewhere one engine per spoo
 except ImportError:  # pragma: no cover - not on POSIX
     fcntl = None  # type: ignore[assignment]
 
-__all__ = [
-    "FIELDS",
-    "MAX_LANES",
-    "Combination",
-    "Lane",
-    "Meter",
-    "Pending",
-    "Quarantined",
-    "RawEvent",
-    "Spool",
-    "events_of",
-]
+__all__ = ["FIELDS", "Meter", "Pending", "Quarantined", "RawEvent", "Spool", "events_of"]
 
 log = logging.getLogger(__name__)
 
@@ -115,69 +120,25 @@ Resolver = Callable[[str, str, float], tuple[int, bool]]
 
 
 class _Bucket:
-    """Pending usage of one ``(tenant, feature, period_start)``."""
+    """Pending usage of one ``(tenant, feature, period_start)``.
 
-    __slots__ = ("anon", "checked", "ids", "total", "users")
+    ``total`` is what the store surely has not counted yet: quantities without an
+    event id, fresh ids, and ids and users already looked up in the store
+    (:meth:`Meter.pending_parts` looks up each one once, when it is first needed).
+    """
+
+    __slots__ = ("anon", "ids", "total", "unsettled", "unsettled_users", "users")
 
     def __init__(self) -> None:
-        self.total = 0  # quantities that surely are not persisted yet
+        self.total = 0
         self.anon = 0  # quantities without an event id
         self.ids: dict[int, list[str]] = {}  # quantity -> every event id, for the store
-        self.checked: dict[int, list[str]] = {}  # ids the store may already know
+        self.unsettled: dict[int, list[str]] = {}  # ids not looked up in the store yet
         self.users: set[str] = set()
+        self.unsettled_users: list[str] = []  # users not looked up in the store yet
 
 
 _TENANT_KEY = itemgetter(1, 2)
-
-Combination = tuple[str, str, str | None, int]
-"""(tenant, key, user_id, quantity): what the events of one :class:`Lane` share."""
-
-MAX_LANES = 1_024
-"""Open lanes at most; one more retires them all (the busy ones reopen on their next event)."""
-
-
-class Lane:
-    """Event ids of one :data:`Combination` whose timestamps fall in ``[lo, hi)``, a
-    window inside one period (``start``) that ends no later than the tenant's cached
-    plan view does.
-
-    ``Engine._record`` appends an id with one ``list.append`` and no lock while the lane
-    is ``open``, the clock is in the window and ``ids`` is shorter than ``cap`` (the
-    room reserved for it under ``max_buffer``). The events of a lane need no timestamp,
-    tenant or key of their own, and staging folds them with :meth:`Pending.add_lane`.
-
-    Closing is ``open = False`` then a last drain, both under :attr:`Meter.lock`; an
-    appender reads ``open`` again *after* its append, so an id added after the last
-    drain is seen and taken back (:meth:`Meter.recall`) and recorded the slow way.
-    """
-
-    __slots__ = (
-        "cap",
-        "hi",
-        "ids",
-        "key",
-        "lo",
-        "open",
-        "quantity",
-        "start",
-        "tenant",
-        "unique",
-        "user_id",
-    )
-
-    def __init__(self, combination: Combination, unique: bool, lo: float, hi: float) -> None:
-        self.tenant, self.key, self.user_id, self.quantity = combination
-        self.start = int(lo)  # the period's start, as the store keys it
-        self.unique = unique
-        self.lo = lo
-        self.hi = hi
-        self.ids: list[str | None] = []
-        self.cap = 0  # len(ids) up to which appends need no lock; see Meter.grow
-        self.open = True
-
-    def reserved(self) -> int:
-        """Events this lane holds or may take without asking: counted against max_buffer."""
-        return max(self.cap, len(self.ids))
 
 
 class Pending:
@@ -187,9 +148,9 @@ class Pending:
 
     def __init__(self) -> None:
         self.buckets: dict[tuple[str, str, int], _Bucket] = {}
-        self.seen: dict[tuple[str, str], EventIdSet] = {}  # event ids held, per (tenant, key)
-        self.events = 0  # raw events folded in: the unit of back-pressure
-        self.segments: list[Path] = []  # spool files whose events are all in here
+        self.seen: dict[tuple[str, str], set[str]] = {}  # event ids held, per (tenant, key)
+        self.events = 0  # raw events folded in: the unit of max_buffer
+        self.segments: list[Path] = []  # spool files whose events are all in here or before
 
     def __bool__(self) -> bool:
         return bool(self.events or self.segments)
@@ -200,34 +161,38 @@ class Pending:
             bucket = self.buckets[counter] = _Bucket()
         return bucket
 
-    def _seen(self, tenant: str, key: str) -> EventIdSet:
+    def _seen(self, tenant: str, key: str) -> set[str]:
         seen = self.seen.get((tenant, key))
         if seen is None:
-            seen = self.seen[(tenant, key)] = EventIdSet()
+            seen = self.seen[(tenant, key)] = set()
         return seen
 
     def add(self, ev: RawEvent, period_start: int, unique: bool, other: Pending | None) -> None:
-        """Fold one raw event in; ``other`` (the in-flight batch) also dedupes event ids."""
+        """Fold one raw event in; ``other`` (the in-flight batch) also dedupes."""
         _, tenant, key, qty, user_id, event_id, fresh = ev
         self.events += 1
-        bucket = self._bucket((tenant, key, period_start))
+        counter = (tenant, key, period_start)
+        bucket = self._bucket(counter)
         if unique and user_id is not None:
-            bucket.users.add(user_id)
+            held = None if other is None else other.buckets.get(counter)
+            if user_id not in bucket.users and (held is None or user_id not in held.users):
+                bucket.users.add(user_id)
+                bucket.unsettled_users.append(user_id)
             return
         if event_id is None:
             bucket.anon += qty
             bucket.total += qty
             return
         seen = self._seen(tenant, key)
-        held = None if other is None else other.seen.get((tenant, key))
-        if event_id in seen or (held is not None and event_id in held):
+        held_ids = None if other is None else other.seen.get((tenant, key))
+        if event_id in seen or (held_ids is not None and event_id in held_ids):
             return  # a retry of an event this process still holds: count it once
         seen.add(event_id)
         bucket.ids.setdefault(qty, []).append(event_id)
         if fresh:
             bucket.total += qty
         else:
-            bucket.checked.setdefault(qty, []).append(event_id)
+            bucket.unsettled.setdefault(qty, []).append(event_id)
 
     def add_run(
         self, run: list[Any], period_start: int, unique: bool, other: Pending | None
@@ -235,9 +200,8 @@ class Pending:
         """Fold in the events of a flat ``run`` (see :data:`FIELDS`) of one
         ``(tenant, key)`` and one period, like :meth:`add` each.
 
-        The usual run (thousands of events of one feature, one quantity, each with a
-        new event id, or none without) is folded with a few C-level passes over it;
-        anything else event by event.
+        The usual run (thousands of events of one feature and quantity, each with a
+        new event id, or all without) is folded with a few C-level passes over it.
         """
         n = len(run) // FIELDS
         if not unique and n > 1:
@@ -251,19 +215,6 @@ class Pending:
                 return
         for ev in events_of(run):
             self.add(ev, period_start, unique, other)
-
-    def add_lane(self, lane: Lane, ids: list[str | None], other: Pending | None) -> None:
-        """Fold in events drained from ``lane``, like :meth:`add` each."""
-        tenant, key, qty, user_id = lane.tenant, lane.key, lane.quantity, lane.user_id
-        start = lane.start
-        if lane.unique and user_id is not None:  # what counts is the user, once
-            self._bucket((tenant, key, start)).users.add(user_id)
-            self.events += len(ids)
-            return
-        if len(ids) > 1 and self._add_ids(tenant, key, qty, False, ids, start, other):
-            return
-        for event_id in ids:
-            self.add((0.0, tenant, key, qty, user_id, event_id, False), start, lane.unique, other)
 
     def _add_ids(
         self,
@@ -279,22 +230,28 @@ class Pending:
         exact: all without an id, or all with new, distinct ids. Else change nothing
         and return False."""
         n = len(ids)
+        bucket = self._bucket((tenant, key, period_start))
         if ids[0] is None and ids.count(None) == n:  # without event ids: a sum
-            bucket = self._bucket((tenant, key, period_start))
             bucket.anon += qty * n
             bucket.total += qty * n
             self.events += n
             return True
+        new = set(ids)
+        seen = self._seen(tenant, key)
         held = None if other is None else other.seen.get((tenant, key))
-        # Time-ordered ids (the usual ones) go in without hashing: see EventIdSet.
-        if None in ids or not self._seen(tenant, key).add_new(ids, held):
+        if (
+            None in new
+            or len(new) != n
+            or not seen.isdisjoint(new)
+            or (held is not None and not held.isdisjoint(new))
+        ):
             return False
-        bucket = self._bucket((tenant, key, period_start))
+        seen |= new
         bucket.ids.setdefault(qty, []).extend(ids)
         if fresh:
             bucket.total += qty * n
         else:
-            bucket.checked.setdefault(qty, []).extend(ids)
+            bucket.unsettled.setdefault(qty, []).extend(ids)
         self.events += n
         return True
 
@@ -319,56 +276,88 @@ class Spool:
 
     ``meter`` writes each event with one ``write(2)`` before it returns, so once it
     returned the event is in the kernel and survives the death of the process (also
-    SIGKILL). Segments are ``fsync``'d when they are rotated and at every flush, so an
+    SIGKILL). Segments are ``fsync``'d when they are sealed and at every flush, so an
     OS crash or power loss loses at most the events since the last flush. A segment is
-    deleted only after every event in it was committed to the store; on start the
-    engine replays what is left, and event ids make the replay idempotent.
+    deleted only after every event in it was committed to the store; event ids make
+    reading one again idempotent.
+
+    Two kinds of segment: ``segment-*`` hold events that are also in memory; ``spill-*``
+    hold events written while the buffer was full, which are on disk only. Spill
+    segments, and every segment an earlier run left, form the :attr:`backlog` that
+    the flusher reads back as room frees up (:meth:`Meter.reload`), so the spool is
+    bounded by the disk, not by memory.
+
+    A child process (``fork``) never writes to its parent's spool: it gets one of its
+    own in ``worker-<pid>`` under the directory (:meth:`for_child`). A spool that
+    opens adopts the segments of worker spools nobody holds any more.
     """
 
     _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
+    def __init__(self, directory: str | os.PathLike[str], *, spill_every: int = 10_000) -> None:
         self.dir = Path(directory)
+        self.spill_every = spill_every  # events per spill segment: one fits in the buffer
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
             self._lockfd = os.open(self.dir / "spool.lock", os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
             raise SpoolError(f"cannot use spool directory: {exc}") from exc
-        if fcntl is not None:
-            try:
-                fcntl.flock(self._lockfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as exc:
-                os.close(self._lockfd)
-                raise SpoolError("spool directory is in use by another engine") from exc
-        self.leftover = self._segments()
-        self._seq = max((self._number(p) for p in self.leftover), default=0)
+        if not _lock(self._lockfd):
+            os.close(self._lockfd)
+            raise SpoolError("spool directory is in use by another engine")
+        self._adopt_orphans()
+        self._seq = max((_number(p) for p in self._files()), default=0)
+        self.backlog: deque[tuple[Path, int]] = deque((p, _lines(p)) for p in self._files())
+        self.backlog_events = sum(n for _, n in self.backlog)
+        self.leftover: list[Path] = []  # read back, to be released with the next flush
         self._fd = -1
+        self._size = 0
         self._dirty = False
-        self._path = self._open_next()
+        self._path = self._open_next("segment")
+        self._spill_fd = -1
+        self._spill_path: Path | None = None
+        self._spill_size = 0
+        self.open_spilled = 0  # events in the open spill segment
 
-    @staticmethod
-    def _number(path: Path) -> int:
-        return int(path.stem.split("-")[1])
+    def _files(self) -> list[Path]:
+        return sorted([*self.dir.glob("segment-*.log"), *self.dir.glob("spill-*.log")], key=_number)
 
-    def _segments(self) -> list[Path]:
-        return sorted(self.dir.glob("segment-*.log"), key=self._number)
-
-    def _open_next(self) -> Path:
+    def _open_next(self, kind: str) -> Path:
         self._seq += 1
-        path = self.dir / f"segment-{self._seq:012d}.log"
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        self._dirty = False
+        path = self.dir / f"{kind}-{self._seq:012d}.log"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        if kind == "segment":
+            self._fd, self._size, self._dirty = fd, 0, False
+        else:
+            self._spill_fd = fd
         return path
 
-    def replay(self) -> list[RawEvent]:
-        """The events of segments left by an earlier run (their ids make them idempotent)."""
-        events: list[RawEvent] = []
-        for path in self.leftover:
-            events.extend(self._read(path))
-        return events
+    def _adopt_orphans(self) -> None:
+        """Move the segments of worker spools whose process is gone into this one."""
+        root = self.dir.parent if self.dir.name.startswith("worker-") else self.dir
+        for worker in sorted(root.glob("worker-*")):
+            if worker == self.dir:
+                continue
+            try:
+                fd = os.open(worker / "spool.lock", os.O_RDWR)
+            except OSError:
+                continue
+            try:
+                if not _lock(fd):
+                    continue  # its process is alive and holds it
+                seq = max((_number(p) for p in self._files()), default=0)
+                for n, path in enumerate(sorted(worker.glob("*-*.log"), key=_number), seq + 1):
+                    os.rename(path, self.dir / f"spill-{n:012d}.log")
+                (worker / "spool.lock").unlink()
+                worker.rmdir()
+            except OSError as exc:
+                log.warning("could not adopt the spool of %s: %s", worker.name, exc)
+            finally:
+                os.close(fd)
 
-    @staticmethod
-    def _read(path: Path) -> Iterable[RawEvent]:
+    def read(self, path: Path) -> list[RawEvent]:
+        """The events of one segment (ids make reading one again idempotent)."""
+        events: list[RawEvent] = []
         data = path.read_bytes()
         for number, line in enumerate(data.split(b"\n")):
             if not line:
@@ -381,33 +370,59 @@ class Spool:
             if not ok:  # only a torn final write can do this: it was never acknowledged
                 log.warning("skipping unreadable spool record %s:%d", path.name, number + 1)
                 continue
-            yield (float(ts), tenant, key, qty, user, eid, False)
+            events.append((float(ts), tenant, key, qty, user, eid, False))
+        return events
 
-    def write(self, ev: RawEvent) -> None:
-        """Append one event with a single ``write(2)``. Call with the meter lock held."""
+    def _line(self, ev: RawEvent) -> bytes:
         try:
-            data = (self._encode(ev[:6]) + "\n").encode()
+            return (self._encode(ev[:6]) + "\n").encode()
         except (ValueError, TypeError) as exc:  # e.g. a lone surrogate: never acknowledged
             raise SpoolError(f"cannot encode event for the spool: {exc}") from exc
-        try:
-            os.write(self._fd, data)
-        except OSError as exc:
-            raise SpoolError(f"cannot append to spool: {exc}") from exc
+
+    def write(self, ev: RawEvent) -> None:
+        """Append one event that is also in memory. Call with the meter lock held."""
+        self._size += _append(self._fd, self._line(ev), self._size)
         self._dirty = True
 
-    def sync(self) -> None:
-        """``fsync`` the open segment (group commit of everything written so far)."""
+    def spill(self, ev: RawEvent) -> None:
+        """Append one event that is on disk only (the buffer is full). Call with the
+        meter lock held."""
+        data = self._line(ev)
+        if self._spill_path is None:
+            self._spill_path = self._open_next("spill")
+            self._spill_size = 0
+        self._spill_size += _append(self._spill_fd, data, self._spill_size)
+        self.open_spilled += 1
+        self.backlog_events += 1
+        if self.open_spilled >= self.spill_every:
+            self.seal_spill()
+
+    def seal_spill(self) -> None:
+        """Close the open spill segment and put it on the backlog. Call with the lock held."""
+        if self._spill_path is None:
+            return
         with contextlib.suppress(OSError):
-            os.fsync(self._fd)
+            os.fsync(self._spill_fd)
+        os.close(self._spill_fd)
+        self.backlog.append((self._spill_path, self.open_spilled))
+        self._spill_fd, self._spill_path, self.open_spilled = -1, None, 0
+
+    def sync(self) -> None:
+        """``fsync`` the open segments (group commit of everything written so far)."""
+        for fd in (self._fd, self._spill_fd):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.fsync(fd)
 
     def rotate(self) -> list[Path]:
-        """Seal the open segment and start a new one; return the sealed ones."""
+        """Seal the open segment and start a new one; return the segments whose events
+        are all in memory now (sealed and read back ones)."""
         sealed, self.leftover = self.leftover, []
         if self._dirty:
             os.fsync(self._fd)
             os.close(self._fd)
             sealed.append(self._path)
-            self._path = self._open_next()
+            self._path = self._open_next("segment")
         return sealed
 
     def delete(self, paths: Iterable[Path]) -> None:
@@ -417,7 +432,8 @@ class Spool:
                 path.unlink()
 
     def close(self) -> None:
-        """Close the open segment (removing it when empty) and release the lock."""
+        """Close the open segments (removing an empty one) and release the lock."""
+        self.seal_spill()
         if self._fd >= 0:
             os.fsync(self._fd)
             os.close(self._fd)
@@ -425,6 +441,55 @@ class Spool:
             if not self._dirty:
                 self.delete([self._path])
         os.close(self._lockfd)
+
+    def for_child(self) -> Spool:
+        """In a forked child: let go of the parent's files (without unlocking them: the
+        lock belongs to the parent too) and open a spool of the child's own."""
+        for fd in (self._fd, self._spill_fd, self._lockfd):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        root = self.dir.parent if self.dir.name.startswith("worker-") else self.dir
+        return Spool(root / f"worker-{os.getpid()}", spill_every=self.spill_every)
+
+
+def _lock(fd: int) -> bool:
+    """Take the spool lock of ``fd`` without waiting; whether it was free (or no
+    ``fcntl`` here: one engine per spool is then on the user)."""
+    if fcntl is None:  # pragma: no cover - not on POSIX
+        return True  # type: ignore[unreachable]
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def _number(path: Path) -> int:
+    return int(path.stem.split("-")[1])
+
+
+def _lines(path: Path) -> int:
+    return path.read_bytes().count(b"\n")
+
+
+def _append(fd: int, data: bytes, size: int) -> int:
+    """Write ``data`` at the end of the file of ``fd`` (``size`` bytes long) with one
+    ``write(2)``; on failure cut the file back, so no torn line is left to swallow the
+    next event. Returns the bytes written."""
+    try:
+        written = os.write(fd, data)
+    except OSError as exc:
+        raise SpoolError(
+            f"cannot append to the spool (disk full?): {exc}; the event was not recorded"
+        ) from exc
+    if written != len(data):
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, size)
+        raise SpoolError(
+            "cannot append to the spool (disk full?): short write; the event was not recorded"
+        )
+    return written
 
 
 class Meter:
@@ -434,8 +499,8 @@ class Meter:
         self,
         store: LedgerStore,
         resolve: Resolver,
+        cache: dict[tuple[str, str], Any],
         *,
-        refresh: Callable[[], None] = lambda: None,
         flush_interval: float,
         batch_size: int,
         max_buffer: int,
@@ -445,167 +510,93 @@ class Meter:
     ) -> None:
         self.store = store
         self.resolve = resolve
-        self.refresh = refresh  # called before each background flush (see Engine)
+        self.cache = cache  # the engine's entitlement cache: an add invalidates its entry
         self.flush_interval = flush_interval
         self.batch_size = batch_size
         self.max_buffer = max_buffer
         self.buffer_timeout = buffer_timeout
         self.retry_backoff = retry_backoff
         self.spool = spool
+        self.quarantined: list[Quarantined] = []
+        self.closed = False
+        self._fresh_state()
+
+    def _fresh_state(self) -> None:
+        """Empty buffers, new locks, a new batch-id prefix: at start and in a forked child."""
         self.lock = threading.Lock()
         self.room = threading.Condition(self.lock)
         self.state = threading.RLock()
         self.raw: list[Any] = []  # flat: FIELDS items per event, see the module docstring
-        self.lanes: dict[Combination, Lane] = {}  # the open lanes (Engine._record reads it)
-        self.lane_list: list[Lane] = []  # what staging drains: open lanes and closed ones
-        self.lane_caps = 0  # sum of the lanes' caps: room reserved under max_buffer
-        self.lane_epoch = 0  # bumped by retire_lanes: a lane planned before is refused
-        self.lanes_paused = 0  # plan or subscription changes under way: no lane opens
         self.pending = Pending()
         self.inflight: Pending | None = None
         self._parts: list[UsageBatch] = []  # what of the in-flight batch is left to apply
-        self.quarantined: list[Quarantined] = []
         self._batch_prefix = f"{secrets.token_hex(8)}-"
         self._batch_numbers = itertools.count(1)
-        self.held = 0  # events staged or in flight (raw ones are len(raw) // FIELDS)
-        # len(raw) (in items) at which adding takes the lock: wake the flusher, maybe wait
-        self.trigger = min(batch_size, max_buffer) * FIELDS
-        self.closed = False
+        self.held = 0  # events pending or in flight
         self.failures = 0  # consecutive failed flushes, for observability
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._relimit()
 
-    # --- producer side (called with ``lock`` held) ---
+    def _relimit(self) -> None:
+        """Set ``limit``: the length of ``raw`` (in items) at which an add takes the slow
+        way (:meth:`_make_room`): a batch to wake the flusher for, or a full buffer."""
+        if self.spool is not None and self.spool.backlog_events:
+            self.limit = 0  # older events wait on disk: every add spills behind them
+            return
+        room = self.max_buffer - self.held - len(self.raw) // FIELDS
+        self.limit = len(self.raw) + max(0, min(self.batch_size, room)) * FIELDS
 
-    def make_room(self) -> None:
-        """Called by ``meter`` when the raw list hit its trigger: wake the flusher, and
-        block while the buffer is full, up to ``buffer_timeout``; then raise BufferFull."""
-        room = self._room(wake=True, lane=False)
-        self.trigger = (len(self.raw) // FIELDS + min(self.batch_size, room)) * FIELDS
+    # --- producer side ---
 
-    def _free(self, *, lane: bool) -> int:
-        """Events that fit under ``max_buffer`` beside the staged and raw ones and the
-        room the lanes reserved; for a lane, beside the raw list's reservation too
-        (up to its trigger), which the raw list's own adds may use."""
-        raw = len(self.raw) // FIELDS
-        free = self.max_buffer - self.held - raw - self.lane_caps
-        return free - max(0, self.trigger // FIELDS - raw) if lane else free
-
-    def _room(self, *, wake: bool, lane: bool) -> int:
-        """How many more events fit under ``max_buffer`` (at least 1): waits while none
-        do (waking the flusher), up to ``buffer_timeout``, then raises BufferFull.
-        Before waiting, room reserved but not used is taken back (:meth:`_reclaim`)."""
-        deadline: float | None = None
-        while True:
+    def add(self, ev: RawEvent, wait: bool) -> None:
+        """Buffer one event (the one way in). A full buffer spills it to the spool, or
+        waits up to ``buffer_timeout`` (``wait``) or raises :class:`BufferFull`."""
+        with self.lock:
             if self.closed:
                 raise LedgerClosed("the ledger engine is closed")
-            room = self._free(lane=lane)
-            if room <= 0 and self._reclaim():
-                continue
-            if wake or room <= 0:
-                self._wake.set()
-            if room > 0:
-                return room
+            if len(self.raw) >= self.limit and not self._make_room(wait):
+                self.spool.spill(ev)  # type: ignore[union-attr]  # _make_room: spool only
+            else:
+                raw = self.raw  # read after _make_room: staging swaps the list while it waits
+                at = len(raw)
+                raw.extend(ev)
+                if self.spool is not None:
+                    try:
+                        self.spool.write(ev)
+                    except BaseException:
+                        del raw[at:]  # not on disk, so not acknowledged: not counted
+                        raise
+            self.cache.pop((ev[1], ev[2]), None)
+
+    def _make_room(self, wait: bool) -> bool:
+        """Called with the lock held when ``raw`` reached ``limit``: wake the flusher;
+        when the buffer is full, or events already wait in the spool, tell a spooling
+        caller to spill (False: events reach the store in the order they were
+        metered, so the first copy of a retried id is the one that counts); else wait
+        for room (up to ``buffer_timeout``, only if ``wait``), then raise BufferFull."""
+        self._wake.set()
+        if self.spool is not None and self.spool.backlog_events:
+            return False  # in call order: behind the events already spilled
+        deadline: float | None = None
+        while self.held + len(self.raw) // FIELDS >= self.max_buffer:
+            if self.spool is not None:
+                return False
             now = time.monotonic()
             if deadline is None:
-                deadline = now + self.buffer_timeout
+                deadline = now + (self.buffer_timeout if wait else 0.0)
             if now >= deadline:
                 raise BufferFull(
-                    f"metering buffer full ({self.max_buffer} events) for "
-                    f"{self.buffer_timeout} s; the store is not keeping up or is down"
+                    f"metering buffer full ({self.max_buffer} events); "
+                    "the store is not keeping up or is down"
                 )
             self.room.wait(deadline - now)
-
-    def _reclaim(self) -> bool:
-        """Take back the room reserved and not used: lanes' caps set to their ids (which
-        also counts ids a racing append put past a cap), the raw list's trigger down to
-        its length (their next add reserves anew). Whether any came back.
-        Reservations are what spares most adds the lock; when they fill
-        ``max_buffer`` the buffer is not full yet, so they must not refuse events.
-        """
-        freed = max(0, self.trigger - len(self.raw)) // FIELDS
-        self.trigger = min(self.trigger, len(self.raw))
-        for lane in self.lane_list:
-            n = len(lane.ids)  # read once: an append without the lock may come between
-            freed += max(0, lane.cap - n)
-            # cap == n also counts ids appended beyond the cap by appenders racing an
-            # earlier reclaim or drain, so they cannot pile up uncounted
-            self._set_cap(lane, n)
-        return freed > 0
-
-    # --- lanes (see Lane; called with ``lock`` held unless said otherwise) ---
-
-    def open_lane(self, lane: Lane, epoch: int) -> bool:
-        """Open ``lane`` for its combination, unless lanes were retired since ``epoch``
-        was read (or the meter closed). Takes the lock."""
-        with self.lock:
-            if self.closed or self.lanes_paused or epoch != self.lane_epoch:
-                return False
-            combination = (lane.tenant, lane.key, lane.user_id, lane.quantity)
-            old = self.lanes.get(combination)
-            if old is not None:
-                self._close(old)  # its window ended: staging drains it a last time
-            elif len(self.lanes) >= MAX_LANES:
-                self.retire_lanes()
-            self._grant(lane, self._free(lane=True))
-            self.lanes[combination] = lane
-            self.lane_list.append(lane)
-            return True
-
-    def retire_lanes(self) -> None:
-        """Close every open lane: their events are drained by the next staging, and
-        their combinations take the slow path until a lane opens again."""
-        for lane in self.lanes.values():
-            self._close(lane)
-        self.lanes = {}
-        self.lane_epoch += 1
-        self.room.notify_all()  # their unused room is free: waiters need not time out
-
-    def _close(self, lane: Lane) -> None:
-        lane.open = False
-        # No room left: an appender's first check fails, so it needs no other.
-        self._set_cap(lane, len(lane.ids))  # len read once: an append may come between
-
-    def grow(self, lane: Lane) -> None:
-        """Reserve room for more events of a lane that is at its cap; wake the flusher
-        when the lane holds a batch. Blocks or raises like :meth:`make_room`."""
-        room = self._room(wake=len(lane.ids) >= self.batch_size, lane=True)
-        if lane.open:  # _room() may have waited, releasing the lock: closed and gone?
-            self._grant(lane, room)
-
-    def _grant(self, lane: Lane, room: int) -> None:
-        self._set_cap(lane, lane.reserved() + max(0, min(self.batch_size, room)))
-
-    def _set_cap(self, lane: Lane, cap: int) -> None:
-        self.lane_caps += cap - lane.cap  # kept equal to the sum of the caps
-        lane.cap = cap
-
-    def recall(self, lane: Lane, event_id: str | None) -> bool:
-        """Take back an id appended to ``lane`` after it closed, unless its last drain
-        took it (then it is counted); whether it was taken back. Takes the locks."""
-        with self.state, self.lock:  # state: no staging is half done
-            ids = lane.ids
-            for i in range(len(ids) - 1, -1, -1):
-                if ids[i] == event_id:  # an equal id is as good as this one: it counts the same
-                    del ids[i]
-                    return True
-            return False
-
-    def _drain_lanes(self) -> list[tuple[Lane, list[str | None]]]:
-        """Take the ids out of every lane, release their reserved room, and forget the
-        closed lanes (this was their last drain)."""
-        drained = []
-        for lane in self.lane_list:
-            ids = lane.ids
-            n = len(ids)
-            if n:
-                drained.append((lane, ids[:n]))
-                del ids[:n]  # ids appended meanwhile stay, and count against max_buffer
-            left = len(ids) if lane.open else 0  # a closed lane's late ids are recalled
-            self._set_cap(lane, left)
-        self.lane_list = [lane for lane in self.lane_list if lane.open]
-        return drained
+            if self.closed:
+                raise LedgerClosed("the ledger engine is closed")
+        # Room: no slow way again until the buffer is full (staging resets the limit).
+        self.limit = (self.max_buffer - self.held) * FIELDS
+        return True
 
     # --- staging and flushing (called with ``state`` held) ---
 
@@ -617,21 +608,13 @@ class Meter:
         are intervals) and is folded in bulk.
         """
         with self.lock:
-            queue = self.raw  # adds may go on meanwhile: take what is there now
-            taken = len(queue)  # whole events: each add is one atomic extend
-            raw = queue[:taken]
-            del queue[:taken]
-            lanes = self._drain_lanes()
+            raw, self.raw = self.raw, []
             sealed = self.spool.rotate() if rotate and self.spool is not None else []
-            self.held += taken // FIELDS + sum(len(ids) for _, ids in lanes)
-            self._retrigger()
+            self.held += len(raw) // FIELDS
+            self._relimit()
         pending, other, resolve = self.pending, self.inflight, self.resolve
         done = 0  # items of raw folded in
-        folded = 0  # lanes folded in
         try:
-            for lane, ids in lanes:
-                pending.add_lane(lane, ids, other)
-                folded += 1
             for (tenant, key), run in _runs(raw):
                 stamps = run[0::FIELDS]
                 first = resolve(tenant, key, min(stamps))
@@ -644,42 +627,54 @@ class Meter:
                     pending.add(ev, start, unique, other)
                     done += FIELDS
         except BaseException:
-            # e.g. the store is down: keep, retry later
-            self._unstage(raw[done:], sealed, lanes[folded:])
+            self._unstage(raw[done:], sealed)  # e.g. the store is down: keep, retry later
             raise
         pending.segments.extend(sealed)
 
-    def _unstage(
-        self, rest: list[Any], sealed: list[Path], lanes: list[tuple[Lane, list[str | None]]]
-    ) -> None:
-        """Put events that could not be staged back: flat ones in front of the raw list,
-        lane ones in front of their lane (which staging then drains again)."""
+    def _unstage(self, rest: list[Any], sealed: list[Path]) -> None:
+        """Put events that could not be staged back in front of the raw list."""
         with self.lock:
             self.raw[:0] = rest
             self.held -= len(rest) // FIELDS
-            for lane, ids in lanes:
-                lane.ids[:0] = ids
-                self.held -= len(ids)
-                self._set_cap(lane, lane.cap + len(ids))  # they count against max_buffer again
-                if lane not in self.lane_list:
-                    self.lane_list.append(lane)
             if self.spool is not None:  # their segments may only go once they are flushed
                 self.spool.leftover[:0] = sealed
-            self._retrigger()
+            self._relimit()
 
-    def _retrigger(self) -> None:
-        room = len(self.raw) // FIELDS + min(self.batch_size, self._free(lane=False))
-        self.trigger = max(0, room) * FIELDS
-        self.room.notify_all()
+    def reload(self) -> None:
+        """Read spilled segments back into ``raw`` while they fit under ``max_buffer``
+        (one always does into an empty buffer)."""
+        spool = self.spool
+        if spool is None:
+            return
+        while True:
+            with self.lock:
+                used = self.held + len(self.raw) // FIELDS
+                room = self.max_buffer - used
+                spilling = spool.open_spilled
+                if not spool.backlog and spilling and (not used or spilling <= room):
+                    spool.seal_spill()  # the store caught up: read the open one too
+                if not spool.backlog:
+                    return
+                path, count = spool.backlog[0]
+                if used and count > room:
+                    return
+            events = spool.read(path)
+            with self.lock:
+                spool.backlog.popleft()
+                spool.backlog_events -= count
+                self.raw.extend(itertools.chain.from_iterable(events))
+                spool.leftover.append(path)  # released with the flush that stages these
+                self._relimit()
 
     def flush_once(self) -> bool:
-        """Write one batch; return whether another batch is waiting. Raises on failure,
-        keeping the batch for the next attempt."""
+        """Write one batch; return whether more is waiting. Raises on failure, keeping
+        the batch for the next attempt."""
         with self.state:
             if self.inflight is None:
+                self.reload()
                 self.stage(rotate=True)
                 if not self.pending:
-                    return False
+                    return self._more()
                 self.inflight, self.pending = self.pending, Pending()
                 batch = self.inflight.batch(f"{self._batch_prefix}{next(self._batch_numbers)}")
                 self._parts = [batch] if len(batch) else []
@@ -688,18 +683,24 @@ class Meter:
             self.inflight = None
             with self.lock:
                 self.held -= done.events
-                self._retrigger()
-            more = bool(self.pending) or bool(self.raw)
+                self._relimit()
+                self.room.notify_all()
+            more = self._more()
         if self.spool is not None:
             self.spool.delete(done.segments)
         return more
+
+    def _more(self) -> bool:
+        """Whether anything is left to flush: raw, pending or spilled events."""
+        spilled = self.spool is not None and self.spool.backlog_events > 0
+        return bool(self.raw) or bool(self.pending) or spilled
 
     def _apply_parts(self) -> None:
         """Apply what is left of the in-flight batch. A transient failure propagates (the
         rest stays for the retry); a record the store can never take is isolated by
         halving the batch that holds it, then quarantined, so it cannot block the rest."""
         parts = self._parts
-        bulk = getattr(self.store, "accepts_event_ids", False) is True
+        bulk = self.store.accepts_event_ids
         while parts:
             part = parts[0]
             try:
@@ -722,8 +723,8 @@ class Meter:
             del parts[0]
 
     def drain(self, timeout: float | None) -> None:
-        """Flush until empty, retrying failures with back-off; raise the last error
-        when ``timeout`` runs out (the events stay buffered)."""
+        """Flush until nothing is left, retrying failures with back-off; raise the last
+        error when ``timeout`` runs out (the events stay where they are)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = self.retry_backoff[0]
         while True:
@@ -736,36 +737,49 @@ class Meter:
                 time.sleep(delay)
                 delay = min(delay * 2, self.retry_backoff[1])
                 continue
-            if self.spool is not None:
-                with self.lock:  # rotate() closes the fd under this lock
-                    self.spool.sync()
+            self._sync()
             return
 
+    def _sync(self) -> None:
+        if self.spool is not None:
+            with self.lock:  # rotate() closes the fd under this lock
+                self.spool.sync()
+
     def unflushed(self) -> int:
-        """Events not yet committed to the store."""
+        """Events acknowledged and not in the store yet (raw, spilled, pending, in flight)."""
         with self.lock:
-            in_lanes = sum(len(lane.ids) for lane in self.lane_list)
-            return self.held + len(self.raw) // FIELDS + in_lanes
+            spilled = 0 if self.spool is None else self.spool.backlog_events
+            return self.held + len(self.raw) // FIELDS + spilled
 
     # --- pending usage, for entitlements (called with ``state`` held) ---
 
-    def pending_parts(
-        self, tenant: str, key: str, start: int
-    ) -> tuple[int, dict[str, int], set[str]]:
-        """This process's uncommitted usage of one period: a sure total, event ids the
-        store may already have counted, and users it may already know."""
+    def pending_parts(self, tenant: str, key: str, start: int) -> tuple[int, set[str]]:
+        """This process's usage of one period that the store has not counted, and the
+        users it holds. Ids and users staged since the last call are looked up in the
+        store first, once each, so the cost follows what is new, not what is held.
+
+        An id another process commits after its lookup counts twice here until this
+        process flushes it (the store counts it once): an overcount, never an undercount.
+        """
         total = 0
-        checked: dict[str, int] = {}
         users: set[str] = set()
         counter = (tenant, key, start)
         for part in (self.inflight, self.pending):
             bucket = None if part is None else part.buckets.get(counter)
-            if bucket is not None:
-                total += bucket.total
-                for qty, ids in bucket.checked.items():  # each id is held once
-                    checked.update(dict.fromkeys(ids, qty))
-                users |= bucket.users
-        return total, checked, users
+            if bucket is None:
+                continue
+            if bucket.unsettled:
+                ids = {e: q for q, group in bucket.unsettled.items() for e in group}
+                known = self.store.known_events(tenant, key, ids)
+                bucket.total += sum(q for e, q in ids.items() if e not in known)
+                bucket.unsettled = {}
+            if bucket.unsettled_users:
+                new = bucket.unsettled_users
+                bucket.total += len(new) - len(self.store.known_users(tenant, key, start, new))
+                bucket.unsettled_users = []
+            total += bucket.total
+            users |= bucket.users
+        return total, users
 
     # --- the background thread ---
 
@@ -786,12 +800,9 @@ class Meter:
             if self._stop.is_set():
                 return
             try:
-                self.refresh()
                 while self.flush_once() and not self._stop.is_set():
                     pass
-                if self.spool is not None:
-                    with self.lock:  # rotate() closes the fd under this lock
-                        self.spool.sync()
+                self._sync()
             except Exception as exc:
                 self.failures += 1
                 log.warning(
@@ -815,6 +826,16 @@ class Meter:
         self._wake.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
+
+    def after_fork(self) -> None:
+        """In a forked child: forget the parent's buffer (the parent flushes it), take
+        a spool of the child's own, and start a flusher."""
+        self._fresh_state()
+        self.quarantined = []
+        if self.spool is not None and not self.closed:
+            self.spool = self.spool.for_child()
+        if not self.closed:
+            self.start()
 
 
 def _runs(raw: list[Any]) -> Iterable[tuple[tuple[str, str], list[Any]]]:

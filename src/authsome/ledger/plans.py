@@ -122,10 +122,18 @@ class Reason(StrEnum):
 
 def check_key(value: object, name: str = "key") -> str:
     """Return ``value`` if it is a non-blank ``str`` of at most 256 characters that
-    UTF-8 can encode, without NUL characters (PostgreSQL text cannot hold them)."""
-    if not isinstance(value, str):
-        raise InvalidArgumentType(f"{name} must be a str, not {type(value).__name__}")
-    if not value or value.isspace() or len(value) > MAX_KEY:
+    UTF-8 can encode, without NUL characters (PostgreSQL text cannot hold them).
+
+    The one rule for every key, tenant, user and event id the ledger takes. A ``str``
+    subclass (a ``StrEnum`` member, say) is accepted as the plain ``str`` of its
+    characters, which is what is returned and kept: a subclass's own ``__eq__`` or
+    ``__hash__`` never reaches a buffer, a cache or a store.
+    """
+    if value.__class__ is not str:
+        if not isinstance(value, str):
+            raise InvalidArgumentType(f"{name} must be a str, not {type(value).__name__}")
+        value = str.__str__(value)  # the characters, as an exact str
+    if not value or len(value) > MAX_KEY or value.isspace():
         raise InvalidArgument(f"{name} must be 1..{MAX_KEY} non-blank characters")
     if "\x00" in value:
         raise InvalidArgument(f"{name} must not contain NUL characters")
@@ -144,9 +152,12 @@ def is_utf8(value: str) -> bool:
 
 
 def check_quantity(value: object, name: str = "quantity") -> int:
-    """Return ``value`` if it is an ``int`` in 1..MAX_QUANTITY; ``bool`` and floats are refused."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidArgumentType(f"{name} must be an int, not {type(value).__name__}")
+    """Return ``value`` if it is an ``int`` in 1..MAX_QUANTITY; ``bool`` and floats are
+    refused. Like :func:`check_key`, an ``int`` subclass is taken as its plain value."""
+    if value.__class__ is not int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidArgumentType(f"{name} must be an int, not {type(value).__name__}")
+        value = int.__int__(value)  # the number, as an exact int
     if not 0 < value <= MAX_QUANTITY:
         raise InvalidArgument(f"{name} must be 1..{MAX_QUANTITY}, got {value}")
     return value

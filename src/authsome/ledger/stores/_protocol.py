@@ -100,9 +100,9 @@ class UsageBatch:
     batch ids for at least a day (retries happen within seconds).
 
     ``events`` holds event-id deltas in bulk (:class:`EventIds`). The engine fills it
-    only for a store whose class sets ``accepts_event_ids = True``; any other store
-    gets the same records as :class:`UsageDelta` in ``deltas`` (:meth:`expanded`), so
-    a store written before ``events`` existed keeps working.
+    only for a store whose ``accepts_event_ids`` is true (:class:`LedgerStore`); any
+    other store gets the same records as :class:`UsageDelta` in ``deltas``
+    (:meth:`expanded`).
     """
 
     deltas: Sequence[UsageDelta] = ()
@@ -162,6 +162,10 @@ class UsageRecord(NamedTuple):
 @runtime_checkable
 class LedgerStore(Protocol):
     """Persistence of the ledger. Implementations must be safe to call from many threads."""
+
+    accepts_event_ids: bool
+    """Whether :meth:`apply_usage` takes ``UsageBatch.events``; if false the engine
+    sends every event id as a :class:`UsageDelta` of its own."""
 
     def put_plan(self, plan: Plan) -> Plan:
         """Store ``plan`` as the newest version of its key; return it with that version."""
