@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from authsome import AlreadyExists, Authsome, InvalidCredentials, RateLimited, UsageEvent
+from authsome import AlreadyExists, Authsome, InvalidCredentials, RateLimited, UsageEvent, billing
 from authsome.bridge import LedgerContext
 from authsome.stores import MemoryStore, Store
 from authsome.testing import FailingLedger, RecordingLedger
@@ -146,13 +146,36 @@ def test_a_raising_ledger_never_breaks_register_or_sign_in(
 ) -> None:
     ledger = FailingLedger(RuntimeError("billing backend exploded"))
     auth = make_auth(ledger=ledger)
-    with caplog.at_level(logging.WARNING, logger="authsome.ledger"):
+    with caplog.at_level(logging.DEBUG, logger="authsome.ledger"):
         auth.users.register("ann@example.com", PASSWORD, tenant="acme")
         result = auth.sign_in("ann@example.com", PASSWORD, tenant="acme")
     assert result.tokens is not None
     assert auth.sessions.validate(result.tokens.access_token).tenant == "acme"
     assert auth.ledger_stats.record_failures == 3
-    messages = [r.getMessage() for r in caplog.records if r.name == "authsome.ledger"]
+    records = [r for r in caplog.records if r.name == "authsome.ledger"]
+    messages = [r.getMessage() for r in records]
     assert len(messages) == 3
     assert all("usage not recorded" in m and "RuntimeError" in m for m in messages)
     assert all(PASSWORD not in m and result.tokens.access_token not in m for m in messages)
+    assert [r.levelno for r in records] == [logging.WARNING, logging.DEBUG, logging.DEBUG]
+
+
+def test_an_outage_of_the_ledger_warns_once_per_interval_with_a_count(
+    make_auth: AuthFactory, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A ledger that fails every record must not turn each request into a warning: the
+    # first failure of an interval is warned, with how many failed since the last one.
+    auth = make_auth(ledger=FailingLedger(RuntimeError("down")))
+    key = auth.api_keys.create(auth.users.register("ann@example.com", PASSWORD).id, "ci")
+    with caplog.at_level(logging.WARNING, logger="authsome.ledger"):
+        for _ in range(50):
+            auth.api_keys.validate(key.secret)
+        monkeypatch.setattr(billing, "RECORD_WARNING_INTERVAL", 0.0)
+        auth.api_keys.validate(key.secret)
+        auth.api_keys.validate(key.secret)
+    warnings = [r.getMessage() for r in caplog.records if r.name == "authsome.ledger"]
+    assert auth.ledger_stats.record_failures == 53  # users.created and 52 validations
+    assert len(warnings) == 3
+    assert "(0 more since the last warning)" in warnings[0]
+    assert "(50 more since the last warning)" in warnings[1]
+    assert "(0 more since the last warning)" in warnings[2]

@@ -4,8 +4,11 @@ Services call :meth:`Billing.require` *before* a plan-gated operation and
 :meth:`Billing.record` *after* an operation succeeded and its data is committed.
 The failure policies live here, written once:
 
-* a failing ``record_usage`` never fails the operation: it is logged on the
-  ``authsome.ledger`` logger and counted in :attr:`Billing.stats`;
+* a failing ``record_usage`` never fails the operation: it is counted in
+  :attr:`Billing.stats` and logged on the ``authsome.ledger`` logger — a warning for
+  the first failure in each :data:`RECORD_WARNING_INTERVAL` (naming how many failed
+  since the last one), each failure at DEBUG, so that a ledger outage does not turn
+  every request into a formatted log record;
 * a failing ``check_entitlement`` raises :class:`LedgerUnavailable` under
   ``on_ledger_error="raise"`` (the default) or lets the operation through, logged,
   under ``"allow"``. A failure is never turned into a silent deny or allow.
@@ -14,7 +17,9 @@ The failure policies live here, written once:
 from __future__ import annotations
 
 import logging
+import math
 import threading
+import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -25,6 +30,9 @@ from authsome.features import Feature, UsageEvent
 __all__ = ["Billing", "LedgerErrorPolicy", "LedgerStats"]
 
 logger = logging.getLogger("authsome.ledger")
+
+RECORD_WARNING_INTERVAL = 10.0
+"""Seconds between two warnings about failed usage records (each is logged at DEBUG)."""
 
 LedgerErrorPolicy = Literal["raise", "allow"]
 _POLICIES: tuple[LedgerErrorPolicy, ...] = ("raise", "allow")
@@ -54,6 +62,8 @@ class Billing:
         self._lock = threading.Lock()
         self._record_failures = 0
         self._check_failures = 0
+        self._warned_failures = 0  # record failures counted at the last warning
+        self._last_warning = -math.inf  # time.monotonic() of the last warning
 
     @property
     def stats(self) -> LedgerStats:
@@ -100,9 +110,29 @@ class Billing:
             # runs on every metered request).
             self.ledger.record_usage(ctx, event._value_, quantity)
         except Exception as exc:  # usage must never fail the user's operation
-            with self._lock:
-                self._record_failures += 1
+            self._record_failed(event, ctx, exc)
+
+    def _record_failed(self, event: UsageEvent, ctx: LedgerContext, exc: Exception) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._record_failures += 1
+            warn = now - self._last_warning >= RECORD_WARNING_INTERVAL
+            if warn:
+                since = self._record_failures - self._warned_failures - 1
+                self._warned_failures = self._record_failures
+                self._last_warning = now
+        if warn:
             logger.warning(
+                "usage not recorded: event=%s tenant=%s event_id=%s error=%s"
+                " (%d more since the last warning)",
+                event.value,
+                ctx.tenant,
+                ctx.event_id,
+                type(exc).__name__,
+                since,
+            )
+        else:
+            logger.debug(
                 "usage not recorded: event=%s tenant=%s event_id=%s error=%s",
                 event.value,
                 ctx.tenant,
