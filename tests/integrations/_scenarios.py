@@ -589,13 +589,10 @@ def check_forwarded_for_is_not_trusted_by_default(
     per_account_ip = 5  # ThrottlePolicy's default
     assert statuses[:per_account_ip] == [401] * per_account_ip
     assert set(statuses[per_account_ip:]) == {429}
-    assert call("GET", "/ip", headers={"X-Forwarded-For": "203.0.113.9"}).body["ip"] in {
-        None,
-        *PEERS,
-    }
+    assert call("GET", "/ip", headers={"X-Forwarded-For": "203.0.113.9"}).body["ip"] in PEERS
 
 
-PEERS = {"127.0.0.1", "testclient"}  # what the frameworks' test clients connect from
+PEERS = {"127.0.0.1", "testclient", "192.0.2.10"}  # what the test clients connect from
 
 
 def check_one_trusted_hop_uses_the_right_most_address(
@@ -618,7 +615,8 @@ def check_one_trusted_hop_uses_the_right_most_address(
 def check_trusted_networks_skip_every_proxy(
     make_bare: MakeBare, auth: Authsome, ledger: RecordingLedger, dns: FakeDns
 ) -> None:
-    proxies = TrustedProxies(networks=("127.0.0.0/8", "10.0.0.0/8"))
+    # The test client's own address (PEERS) is the outermost proxy here.
+    proxies = TrustedProxies(networks=("127.0.0.0/8", "10.0.0.0/8", "192.0.2.10/32"))
     call = make_bare(auth, trusted_proxies=proxies)
 
     chain = "192.0.2.66, 203.0.113.9, 10.1.2.3"

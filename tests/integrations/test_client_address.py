@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import logging
 
 import pytest
 from hypothesis import given
@@ -24,16 +23,17 @@ def test_by_default_the_peer_is_the_client_whatever_the_header_says(
     peer: str, forwarded: list[str]
 ) -> None:
     joined = ", ".join(forwarded)
-    assert client_address(peer, [joined], TrustedProxies()) in {peer, None}
+    assert client_address(peer, [joined], TrustedProxies()) == peer
 
 
 @given(peer=ipv4, spoofed=st.lists(public_ipv4, min_size=1, max_size=5))
 def test_without_trusted_proxies_a_chosen_address_is_never_the_answer(
     peer: str, spoofed: list[str]
 ) -> None:
-    # ``None`` when the server already swapped the peer for a header entry.
-    answer = client_address(peer, [", ".join(spoofed)], TrustedProxies())
-    assert answer == peer if peer not in spoofed else answer is None
+    # The peer's own address among the entries changes nothing either: guessing that
+    # the server had swapped it in would let a client switch its address off.
+    answer = client_address(peer, [", ".join([*spoofed, peer, *spoofed])], TrustedProxies())
+    assert answer == peer
 
 
 @given(client=ipv4, spoofed=st.lists(anything, max_size=5), proxy=ipv4)
@@ -92,14 +92,12 @@ def test_all_trusted_gives_the_left_most() -> None:
     assert client_address("127.0.0.1", ["10.0.0.7, 10.0.0.8"], LOCAL_PROXIES) == "10.0.0.7"
 
 
-def test_a_peer_the_server_replaced_from_the_header_is_not_believed(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    # uvicorn with its default --forwarded-allow-ips (127.0.0.1) puts the header's
-    # right-most entry where the peer was; trusting nobody means believing neither.
-    with caplog.at_level(logging.WARNING, logger="authsome.security"):
-        assert client_address("198.51.100.7", ["198.51.100.7"], TrustedProxies()) is None
-    # With trusted proxies the header is read by the integration's own rules.
+def test_a_client_naming_itself_in_the_header_chooses_nothing() -> None:
+    # An untrusted peer that lists its own address, then one it wants, is still itself.
+    for proxies in (TrustedProxies(), LOCAL_PROXIES):
+        assert client_address("203.0.113.9", ["203.0.113.9, 7.7.7.7"], proxies) == "203.0.113.9"
+        assert client_address("198.51.100.7", ["198.51.100.7"], proxies) == "198.51.100.7"
+    # A trusted proxy's header is read by the same rules wherever the peer appears in it.
     assert client_address("203.0.113.9", ["1.1.1.1, 203.0.113.9"], ONE_HOP) == "203.0.113.9"
     assert client_address("10.1.1.1", ["203.0.113.9, 10.1.1.1"], LOCAL_PROXIES) == "203.0.113.9"
 

@@ -40,7 +40,10 @@ class Credentials(BaseModel):
     password: str
 
 
-UVICORN_PEER = ("127.0.0.1", 50000)  # a same-host client or proxy, which uvicorn trusts
+# A remote client behind uvicorn's own proxy-headers middleware with its defaults: uvicorn
+# believes X-Forwarded-For only from 127.0.0.1, so from here the header is the client's
+# claim, and the integration must not believe it either.
+UVICORN_PEER = ("192.0.2.10", 50000)
 
 
 def _client(app: FastAPI, *, raise_server_exceptions: bool = True) -> TestClient:

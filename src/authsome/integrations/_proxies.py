@@ -9,13 +9,10 @@ no forwarded header is trusted and the socket peer is the client.
 from __future__ import annotations
 
 import ipaddress
-import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 __all__ = ["TrustedProxies", "client_address"]
-
-security_log = logging.getLogger("authsome.security")
 
 _MAX_HOPS = 20  # entries read from the right of X-Forwarded-For; more is never needed
 _MAX_COUNT = _MAX_HOPS
@@ -78,35 +75,30 @@ def client_address(
 ) -> str | None:
     """The client's address: ``peer`` (the socket's) unless trusted proxies forwarded it.
 
-    ``forwarded_for`` holds the request's ``X-Forwarded-For`` values in order. ``None``
-    means no address can be trusted (the caller then throttles without one).
-    Some servers replace the peer with an address from ``X-Forwarded-For`` before the
-    app sees it (uvicorn's ``--forwarded-allow-ips``); a peer found in the header is
-    taken for such a replacement, so the header's right-most entries are read with
-    the same rules, and without trusted proxies no address is believed at all.
+    ``forwarded_for`` holds the request's ``X-Forwarded-For`` values in order. The
+    header is read only when the peer is a trusted proxy (``networks``) or the
+    deployment says how many proxies stand in front (``count``); otherwise it is the
+    client's own claim and changes nothing. A server that rewrites the peer from the
+    header itself (uvicorn's ``--forwarded-allow-ips``, 127.0.0.1 by default) has
+    made that trust decision before the app runs: configure it with the same proxies.
     """
-    hops = _hops(forwarded_for)
-    canonical_peer = _canonical(peer) if peer is not None else None
-    replaced = canonical_peer is not None and canonical_peer in hops
     if proxies.trusts_nobody:
-        if replaced:
-            _warn_replaced_peer()
-            return None
         return peer
-    fallback = None if replaced else peer
+    hops = _hops(forwarded_for)
     if proxies.count:
         if len(hops) < proxies.count:
-            return fallback  # fewer hops than proxies: the request did not come through them
-        return hops[-proxies.count] or fallback
-    if not replaced and (canonical_peer is None or not proxies.is_proxy(canonical_peer)):
+            return peer  # fewer hops than proxies: the request did not come through them
+        return hops[-proxies.count] or peer
+    canonical_peer = _canonical(peer) if peer is not None else None
+    if canonical_peer is None or not proxies.is_proxy(canonical_peer):
         return peer  # not from a trusted proxy: its header is the client's own claim
-    return _right_most_untrusted(hops, proxies) or fallback
+    return _right_most_untrusted(hops, proxies) or peer
 
 
 def _right_most_untrusted(hops: Sequence[str | None], proxies: TrustedProxies) -> str | None:
     for address in reversed(hops):
         if address is None:
-            return None  # a trusted proxy forwarded garbage: nothing left of it is believable
+            return None  # a trusted proxy forwarded garbage: the caller keeps the peer
         if not proxies.is_proxy(address):
             return address
     return hops[0] if hops else None
@@ -131,19 +123,3 @@ def _canonical(text: str) -> str | None:
         return str(ipaddress.ip_address(host))
     except ValueError:
         return None
-
-
-_warned_replaced_peer = False
-
-
-def _warn_replaced_peer() -> None:
-    global _warned_replaced_peer
-    if _warned_replaced_peer:  # once per process: it is a deployment setting, not an event
-        return
-    _warned_replaced_peer = True
-    security_log.warning(
-        "the server replaced the client address with one from X-Forwarded-For, but no "
-        "proxy is trusted: sign-ins are throttled without an address. Configure the "
-        "trusted proxies (trusted_proxies=...) or turn off the server's proxy headers "
-        "(uvicorn --forwarded-allow-ips='' or --no-proxy-headers)."
-    )
