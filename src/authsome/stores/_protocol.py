@@ -8,6 +8,7 @@ UTC on the way in and out.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
@@ -39,6 +40,18 @@ Counter = tuple[int, datetime]
 @runtime_checkable
 class Store(Protocol):
     """Persistence of the auth engine. Implementations must be thread-safe."""
+
+    # -- units of work -----------------------------------------------------------
+    def atomic(self) -> AbstractContextManager[None]:
+        """A block whose calls (by this thread) are one transaction: one durable
+        commit when it ends, so an operation that writes several rows pays for one.
+
+        Methods keep their own guarantees inside it (each still all or nothing), and
+        the write locks they take are held until the block ends. If the block raises,
+        a durable store rolls back everything it wrote. Blocks nest: an inner one
+        joins the outer. Keep slow work (password hashing, network calls) outside.
+        """
+        ...
 
     # -- users -----------------------------------------------------------------
     def create_user(self, user: User, password_hash: str) -> None:

@@ -306,6 +306,7 @@ class PostgresStore:
         self._close_lock = threading.Lock()
         self._pid = os.getpid()
         self._rendered: dict[str, bytes] = {}
+        self._units = threading.local()  # the cursor of this thread's atomic() block
         self._quoted_schema = b""
         if pool is not None:
             self._pool, self._owns_pool = pool, False
@@ -1340,10 +1341,29 @@ class PostgresStore:
         return rendered
 
     @contextlib.contextmanager
+    def atomic(self) -> Iterator[None]:
+        """One transaction on one pooled connection for every call this thread makes
+        in the block; a method's own transaction becomes a savepoint of it."""
+        if getattr(self._units, "cursor", None) is not None:
+            yield  # joins the enclosing block
+            return
+        with self._transaction("atomic") as cur:
+            self._units.cursor = cur
+            try:
+                yield
+            finally:
+                self._units.cursor = None
+
+    @contextlib.contextmanager
     def _connection(self, operation: str) -> Iterator[psycopg.Cursor[TupleRow]]:
         """A cursor on a pooled connection. On the store's own (autocommit) pool each
         statement commits by itself; a passed-in pool's connection is committed
-        when the pool takes it back."""
+        when the pool takes it back. Inside an :meth:`atomic` block, its cursor."""
+        held: psycopg.Cursor[TupleRow] | None = getattr(self._units, "cursor", None)
+        if held is not None:
+            with _translated_errors(operation):
+                yield held
+            return
         if self._closed:
             raise StoreError("postgres store: the store is closed")
         if os.getpid() != self._pid:

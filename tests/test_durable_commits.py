@@ -1,0 +1,171 @@
+"""Every auth operation that writes commits once.
+
+A durable commit (a WAL append, fsynced under ``synchronous=FULL``) costs far more
+than the statements themselves, so an operation's writes go in one transaction.
+SQLite's trace callback sees every statement the store's connections run; from it
+we count the transactions that wrote and the write statements run outside one
+(each commits by itself).
+
+Password sign-in is the one exception, by design: its throttle hits are committed
+before the password hash is checked (racing guesses must see each other's hits,
+and no write lock may be held across a slow hash), and the outcome after it.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from authsome import Authsome, User
+from authsome.stores import SQLiteStore
+from authsome.testing import RecordingLedger
+from tests.conftest import PASSWORD, AuthFactory, FakeClock
+from tests.support.webauthn_authenticator import SoftwareAuthenticator
+from tests.test_mfa import code, enrol
+
+TENANT = "acme"
+IP = "203.0.113.7"
+RP = {"rp_id": "example.com", "rp_name": "Example", "origin": "https://example.com"}
+
+_WRITE = re.compile(r"\b(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
+
+
+class CommitCounter:
+    """Counts durable commits from the statements a connection traces."""
+
+    def __init__(self) -> None:
+        self.commits = 0
+        self.statements: list[str] = []
+        self._open: dict[int, bool] = {}  # connection id -> "the transaction wrote"
+
+    def watch(self, conn: sqlite3.Connection) -> None:
+        key = id(conn)
+        conn.set_trace_callback(lambda sql: self._seen(key, sql))
+
+    def _seen(self, key: int, sql: str) -> None:
+        text = sql.strip()
+        if text.startswith("--"):  # a trigger's statement, part of its parent
+            return
+        self.statements.append(text)
+        word = text.split(None, 1)[0].upper() if text else ""
+        if word == "BEGIN":
+            self._open[key] = False
+        elif word in {"COMMIT", "END"}:
+            if self._open.pop(key, False):
+                self.commits += 1
+        elif word == "ROLLBACK" and not text.upper().startswith("ROLLBACK TO"):
+            self._open.pop(key, None)
+        elif _WRITE.search(text) and word not in {"SELECT", "PRAGMA"}:
+            if key in self._open:
+                self._open[key] = True
+            else:
+                self.commits += 1  # autocommit: the statement is its own transaction
+
+    def during(self, operation: Callable[[], Any]) -> int:
+        before = self.commits
+        del self.statements[:]
+        operation()
+        return self.commits - before
+
+
+@pytest.fixture
+def commits(monkeypatch: pytest.MonkeyPatch) -> CommitCounter:
+    counter = CommitCounter()
+    connect = sqlite3.connect
+
+    def traced(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        conn = connect(*args, **kwargs)
+        counter.watch(conn)
+        return conn
+
+    monkeypatch.setattr(sqlite3, "connect", traced)
+    return counter
+
+
+@pytest.fixture
+def auth(make_auth: AuthFactory, tmp_path: Path, commits: CommitCounter) -> Authsome:
+    return make_auth(store=SQLiteStore(tmp_path / "auth.db"), ledger=RecordingLedger())
+
+
+@pytest.fixture
+def ann(auth: Authsome) -> User:
+    user = auth.users.register("ann@example.com", PASSWORD, tenant=TENANT)
+    # Warm up what an engine writes once in its life (its throttle key, the first
+    # sweep of expired counters), so the counts below are those of every sign-in.
+    auth.sign_in("ann@example.com", PASSWORD, tenant=TENANT, ip=IP)
+    return user
+
+
+def _sign_in(auth: Authsome, password: str = PASSWORD) -> Any:
+    return auth.sign_in("ann@example.com", password, tenant=TENANT, ip=IP)
+
+
+def test_a_password_sign_in_commits_its_reservation_and_its_outcome(
+    auth: Authsome, ann: User, commits: CommitCounter
+) -> None:
+    assert commits.during(lambda: _sign_in(auth)) <= 2
+
+
+def test_a_wrong_password_commits_once(auth: Authsome, ann: User, commits: CommitCounter) -> None:
+    def wrong() -> None:
+        with pytest.raises(Exception, match="invalid"):
+            _sign_in(auth, "not the password at all")
+
+    assert commits.during(wrong) <= 1
+
+
+def test_a_sign_in_with_mfa_and_its_verify_commit_once_each(
+    auth: Authsome, ann: User, clock: FakeClock, commits: CommitCounter
+) -> None:
+    setup, _ = enrol(auth, ann, clock)
+    results: list[Any] = []
+    assert commits.during(lambda: results.append(_sign_in(auth))) <= 2
+    ticket = results[0].ticket
+    assert ticket is not None
+    assert commits.during(lambda: results.append(auth.mfa.verify(ticket, code(setup, clock)))) == 1
+    assert results[1].tokens is not None
+
+
+def test_a_wrong_mfa_code_commits_once(
+    auth: Authsome, ann: User, clock: FakeClock, commits: CommitCounter
+) -> None:
+    setup, _ = enrol(auth, ann, clock)
+    ticket = _sign_in(auth).ticket
+    wrong_code = f"{(int(code(setup, clock)) + 1) % 1_000_000:06d}"
+
+    def wrong() -> None:
+        with pytest.raises(Exception, match="invalid code"):
+            auth.mfa.verify(ticket, wrong_code)
+
+    assert commits.during(wrong) == 1
+
+
+def test_a_refresh_commits_once(auth: Authsome, ann: User, commits: CommitCounter) -> None:
+    tokens = _sign_in(auth).tokens
+    assert commits.during(lambda: auth.sessions.refresh(tokens.refresh_token)) == 1
+
+
+def test_a_passkey_sign_in_commits_once(auth: Authsome, ann: User, commits: CommitCounter) -> None:
+    pytest.importorskip("webauthn")
+    device = SoftwareAuthenticator()
+    options = auth.passkeys.begin_registration(ann.id, **RP)
+    auth.passkeys.finish_registration(ann.id, device.register(options, origin=RP["origin"]))
+    options = auth.passkeys.begin_authentication(
+        rp_id=RP["rp_id"], origin=RP["origin"], tenant=TENANT
+    )
+    response = device.authenticate(options, origin=RP["origin"])
+    assert commits.during(lambda: auth.passkeys.finish_authentication(response)) == 1
+
+
+def test_an_api_key_validation_commits_at_most_once(
+    auth: Authsome, ann: User, commits: CommitCounter
+) -> None:
+    secret = auth.api_keys.create(ann.id, "ci").secret
+    assert commits.during(lambda: auth.api_keys.validate(secret)) <= 1
+    # The last-used time is written at most once per resolution: no write now.
+    assert commits.during(lambda: auth.api_keys.validate(secret)) == 0
