@@ -2,9 +2,10 @@
 
 A durable commit (a WAL append, fsynced under ``synchronous=FULL``) costs far more
 than the statements themselves, so an operation's writes go in one transaction.
-SQLite's trace callback sees every statement the store's connections run; from it
-we count the transactions that wrote and the write statements run outside one
-(each commits by itself).
+On SQLite the trace callback sees every statement the store's connections run; from
+it we count the transactions that wrote and the write statements run outside one
+(each commits by itself). On PostgreSQL every transaction that writes takes a
+transaction id, so the ids the server handed out count them.
 
 Password sign-in is the one exception, by design: its throttle hits are committed
 before the password hash is checked (racing guesses must see each other's hits,
@@ -15,16 +16,18 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+import psycopg
 import pytest
 
 from authsome import Authsome, User
 from authsome.stores import SQLiteStore
 from authsome.testing import RecordingLedger
 from tests.conftest import PASSWORD, AuthFactory, FakeClock
+from tests.stores.conftest import postgres_store
 from tests.support.webauthn_authenticator import SoftwareAuthenticator
 from tests.test_mfa import code, enrol
 
@@ -73,23 +76,66 @@ class CommitCounter:
         return self.commits - before
 
 
+class XidCounter:
+    """Counts the PostgreSQL transactions that wrote: each took a transaction id.
+
+    Read from a connection of its own, without taking an id itself; nothing else
+    writes to the test's server meanwhile."""
+
+    def __init__(self, dsn: str) -> None:
+        self._conn = psycopg.connect(dsn, autocommit=True)
+
+    def _next_xid(self) -> int:
+        row = self._conn.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())::text").fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def during(self, operation: Callable[[], Any]) -> int:
+        before = self._next_xid()
+        operation()
+        return self._next_xid() - before
+
+
+class Counting(Protocol):
+    def during(self, operation: Callable[[], Any]) -> int: ...
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-def commits(monkeypatch: pytest.MonkeyPatch) -> CommitCounter:
-    counter = CommitCounter()
+def commits(
+    kind: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Counting]:
+    if kind == "postgres":
+        counter = XidCounter(request.getfixturevalue("pg_dsn"))
+        yield counter
+        counter._conn.close()
+        return
+    traced_counter = CommitCounter()
     connect = sqlite3.connect
 
     def traced(*args: Any, **kwargs: Any) -> sqlite3.Connection:
         conn = connect(*args, **kwargs)
-        counter.watch(conn)
+        traced_counter.watch(conn)
         return conn
 
     monkeypatch.setattr(sqlite3, "connect", traced)
-    return counter
+    yield traced_counter
 
 
 @pytest.fixture
-def auth(make_auth: AuthFactory, tmp_path: Path, commits: CommitCounter) -> Authsome:
-    return make_auth(store=SQLiteStore(tmp_path / "auth.db"), ledger=RecordingLedger())
+def auth(
+    make_auth: AuthFactory,
+    kind: str,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    commits: Counting,
+) -> Authsome:
+    store = postgres_store(request) if kind == "postgres" else SQLiteStore(tmp_path / "auth.db")
+    return make_auth(store=store, ledger=RecordingLedger())
 
 
 @pytest.fixture
@@ -106,12 +152,12 @@ def _sign_in(auth: Authsome, password: str = PASSWORD) -> Any:
 
 
 def test_a_password_sign_in_commits_its_reservation_and_its_outcome(
-    auth: Authsome, ann: User, commits: CommitCounter
+    auth: Authsome, ann: User, commits: Counting
 ) -> None:
     assert commits.during(lambda: _sign_in(auth)) <= 2
 
 
-def test_a_wrong_password_commits_once(auth: Authsome, ann: User, commits: CommitCounter) -> None:
+def test_a_wrong_password_commits_once(auth: Authsome, ann: User, commits: Counting) -> None:
     def wrong() -> None:
         with pytest.raises(Exception, match="invalid"):
             _sign_in(auth, "not the password at all")
@@ -120,7 +166,7 @@ def test_a_wrong_password_commits_once(auth: Authsome, ann: User, commits: Commi
 
 
 def test_a_sign_in_with_mfa_and_its_verify_commit_once_each(
-    auth: Authsome, ann: User, clock: FakeClock, commits: CommitCounter
+    auth: Authsome, ann: User, clock: FakeClock, commits: Counting
 ) -> None:
     setup, _ = enrol(auth, ann, clock)
     results: list[Any] = []
@@ -132,7 +178,7 @@ def test_a_sign_in_with_mfa_and_its_verify_commit_once_each(
 
 
 def test_a_wrong_mfa_code_commits_once(
-    auth: Authsome, ann: User, clock: FakeClock, commits: CommitCounter
+    auth: Authsome, ann: User, clock: FakeClock, commits: Counting
 ) -> None:
     setup, _ = enrol(auth, ann, clock)
     ticket = _sign_in(auth).ticket
@@ -145,12 +191,12 @@ def test_a_wrong_mfa_code_commits_once(
     assert commits.during(wrong) == 1
 
 
-def test_a_refresh_commits_once(auth: Authsome, ann: User, commits: CommitCounter) -> None:
+def test_a_refresh_commits_once(auth: Authsome, ann: User, commits: Counting) -> None:
     tokens = _sign_in(auth).tokens
     assert commits.during(lambda: auth.sessions.refresh(tokens.refresh_token)) == 1
 
 
-def test_a_passkey_sign_in_commits_once(auth: Authsome, ann: User, commits: CommitCounter) -> None:
+def test_a_passkey_sign_in_commits_once(auth: Authsome, ann: User, commits: Counting) -> None:
     pytest.importorskip("webauthn")
     device = SoftwareAuthenticator()
     options = auth.passkeys.begin_registration(ann.id, **RP)
@@ -163,9 +209,26 @@ def test_a_passkey_sign_in_commits_once(auth: Authsome, ann: User, commits: Comm
 
 
 def test_an_api_key_validation_commits_at_most_once(
-    auth: Authsome, ann: User, commits: CommitCounter
+    auth: Authsome, ann: User, commits: Counting
 ) -> None:
     secret = auth.api_keys.create(ann.id, "ci").secret
     assert commits.during(lambda: auth.api_keys.validate(secret)) <= 1
     # The last-used time is written at most once per resolution: no write now.
     assert commits.during(lambda: auth.api_keys.validate(secret)) == 0
+
+
+def test_the_count_sees_each_commit_and_a_block_as_one(
+    auth: Authsome, clock: FakeClock, commits: Counting
+) -> None:
+    store = auth.store
+
+    def two_commits() -> None:
+        store.hit_counter("a", clock.now, 60)
+        store.hit_counter("b", clock.now, 60)
+
+    def one_block() -> None:
+        with store.atomic():
+            two_commits()
+
+    assert commits.during(two_commits) == 2
+    assert commits.during(one_block) == 1

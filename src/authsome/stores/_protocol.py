@@ -46,10 +46,13 @@ class Store(Protocol):
         """A block whose calls (by this thread) are one transaction: one durable
         commit when it ends, so an operation that writes several rows pays for one.
 
-        Methods keep their own guarantees inside it (each still all or nothing), and
-        the write locks they take are held until the block ends. If the block raises,
-        a durable store rolls back everything it wrote. Blocks nest: an inner one
-        joins the outer. Keep slow work (password hashing, network calls) outside.
+        The write locks the calls take are held until the block ends, so racing
+        blocks touching one row run one after the other. If the block raises, a
+        durable store rolls back everything it wrote (the memory store keeps it: it
+        has nothing to undo from); a call that raises inside it must end the block,
+        since PostgreSQL refuses a transaction's later statements after a failed one.
+        Blocks nest: an inner one joins the outer. Keep slow work (password hashing,
+        network calls) outside: the block holds SQLite's one write lock.
         """
         ...
 

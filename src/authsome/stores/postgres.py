@@ -1343,7 +1343,8 @@ class PostgresStore:
     @contextlib.contextmanager
     def atomic(self) -> Iterator[None]:
         """One transaction on one pooled connection for every call this thread makes
-        in the block; a method's own transaction becomes a savepoint of it."""
+        in the block; a method's own transaction is part of it (no savepoint: after
+        a failed statement PostgreSQL refuses the rest, so the block rolls back)."""
         if getattr(self._units, "cursor", None) is not None:
             yield  # joins the enclosing block
             return
@@ -1378,7 +1379,11 @@ class PostgresStore:
     @contextlib.contextmanager
     def _transaction(self, operation: str) -> Iterator[psycopg.Cursor[TupleRow]]:
         """A cursor inside one transaction: committed at the end of the block,
-        rolled back if it raises."""
+        rolled back if it raises. Inside an :meth:`atomic` block, that block's."""
+        if getattr(self._units, "cursor", None) is not None:
+            with self._connection(operation) as cur:
+                yield cur
+            return
         with self._connection(operation) as cur, cur.connection.transaction():
             yield cur
 
