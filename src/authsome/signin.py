@@ -66,6 +66,7 @@ class SignInFlow:
         # checked: racing guesses cannot all pass a check before any of them is
         # counted, and no write lock is held across the hash. Success gives the hit
         # back, in the sign-in's second and last commit.
+        self._throttle.prune_now_and_then(now)
         with one_commit(self._store):
             self._throttle.reserve(tenant, email, ip, now)
             user = self._store.find_user_by_email(tenant, email)
