@@ -27,6 +27,7 @@ from authsome.mfa import FAILURE_WINDOW, MAX_FAILURES, TICKET_ATTEMPTS, Mfa
 from authsome.stores import MemoryStore, SQLiteStore, Store
 from authsome.testing import RecordingLedger
 from tests.conftest import PASSWORD, AuthFactory, FakeClock
+from tests.stores.conftest import postgres_store
 from tests.support.race import race
 from tests.test_mfa import EMAIL, code, enrol, register
 
@@ -242,9 +243,10 @@ def test_tickets_are_stored_hashed(
 
 # -- replay under concurrency, on every kind of store -----------------------------------
 
-STORES: dict[str, Callable[[Path], Store]] = {
-    "memory": lambda _tmp: MemoryStore(),
-    "sqlite": lambda tmp: SQLiteStore(tmp / "auth.db"),
+STORES: dict[str, Callable[[pytest.FixtureRequest, Path], Store]] = {
+    "memory": lambda _request, _tmp: MemoryStore(),
+    "postgres": lambda request, _tmp: postgres_store(request),
+    "sqlite": lambda _request, tmp: SQLiteStore(tmp / "auth.db"),
 }
 
 
@@ -256,7 +258,7 @@ def any_store_auth(
     tmp_path: Path,
 ) -> Authsome:
     """An engine reporting to ``ledger``, on each kind of store in turn."""
-    return make_auth(store=STORES[request.param](tmp_path), ledger=ledger)
+    return make_auth(store=STORES[request.param](request, tmp_path), ledger=ledger)
 
 
 def test_one_code_presented_by_eight_threads_is_accepted_once(
@@ -317,13 +319,14 @@ def _wrong_codes(setup: TOTPSetup, clock: FakeClock, count: int) -> list[str]:
 
 @pytest.mark.parametrize("kind", sorted(STORES))
 def test_parallel_wrong_codes_get_no_more_tries_than_the_per_user_limit(
+    request: pytest.FixtureRequest,
     make_auth: AuthFactory,
     monkeypatch: pytest.MonkeyPatch,
     clock: FakeClock,
     tmp_path: Path,
     kind: str,
 ) -> None:
-    auth = make_auth(store=STORES[kind](tmp_path))
+    auth = make_auth(store=STORES[kind](request, tmp_path))
     user = register(auth)
     setup, _codes = enrol(auth, user, clock)
     # Fresh tickets, each with its own attempts: only the per-user limit can stop this.
