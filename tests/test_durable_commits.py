@@ -232,3 +232,13 @@ def test_the_count_sees_each_commit_and_a_block_as_one(
 
     assert commits.during(two_commits) == 2
     assert commits.during(one_block) == 1
+
+
+def test_enrolment_disabling_and_signing_out_everywhere_commit_once_each(
+    auth: Authsome, ann: User, clock: FakeClock, commits: Counting
+) -> None:
+    setup = auth.mfa.begin_totp(ann.id)
+    assert commits.during(lambda: auth.mfa.confirm_totp(ann.id, code(setup, clock))) == 1
+    clock.advance(seconds=30)
+    assert commits.during(lambda: auth.mfa.disable(ann.id, code(setup, clock))) == 1
+    assert commits.during(lambda: auth.sessions.revoke_all(ann.id)) == 1

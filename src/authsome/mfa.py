@@ -184,16 +184,17 @@ class Mfa:
         self._billing.require(Feature.MFA, LedgerContext(tenant=user.tenant, user_id=user.id))
         factor = self._pending_totp(user.id)
         now = self._clock()
-        self._reserve_attempt(user.id, now)
-        step = self._matching_step(factor, canonical, now) if kind is _CodeKind.TOTP else None
-        if step is None:
-            raise InvalidCredentials("invalid code")
         codes = [_new_recovery_code() for _ in range(RECOVERY_CODES)]
         hashes = [_recovery_hash(_classify(c)[1]) for c in codes]
-        if not self._store.confirm_mfa_factor(factor.id, step, hashes, now):
-            # A concurrent confirmation or a new enrolment came first.
-            raise InvalidCredentials("invalid code")
-        self._store.delete_counter(_failure_key(user.id))
+        with one_commit(self._store):
+            self._reserve_attempt(user.id, now)
+            step = self._matching_step(factor, canonical, now) if kind is _CodeKind.TOTP else None
+            if step is None:
+                raise InvalidCredentials("invalid code")
+            if not self._store.confirm_mfa_factor(factor.id, step, hashes, now):
+                # A concurrent confirmation or a new enrolment came first.
+                raise InvalidCredentials("invalid code")
+            self._store.delete_counter(_failure_key(user.id))
         ctx = LedgerContext(tenant=user.tenant, user_id=user.id, event_id=factor.id)
         self._billing.record(UsageEvent.MFA_ENROLLMENTS, ctx)
         return codes
@@ -245,8 +246,9 @@ class Mfa:
         factor = self._confirmed_totp(user.id)
         if factor is None:
             raise NotFound("TOTP is not enabled for this user")
-        self._check_second_factor(user.id, factor, kind, canonical, self._clock())
-        self._store.delete_mfa_factor(factor.id)
+        with one_commit(self._store):
+            self._check_second_factor(user.id, factor, kind, canonical, self._clock())
+            self._store.delete_mfa_factor(factor.id)
 
     def locked(self, user_id: str) -> bool:
         """Whether the user's TOTP factor is locked after :data:`LOCKOUT_THRESHOLD`

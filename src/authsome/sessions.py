@@ -162,8 +162,9 @@ class Sessions:
         their second factor; returns how many sessions were live."""
         user_id = v.require_str("user_id", user_id)
         # Tickets first: a sign-in completing meanwhile then fails to consume its ticket.
-        self._store.delete_user_mfa_tickets(user_id)
-        return self._store.revoke_user_sessions(user_id, self._clock())
+        with self._store.atomic():
+            self._store.delete_user_mfa_tickets(user_id)
+            return self._store.revoke_user_sessions(user_id, self._clock())
 
     def _idle_since(self, now: datetime) -> datetime | None:
         """Sessions last used at or before this moment are idle; ``None``: no timeout."""
