@@ -114,7 +114,7 @@ class Authsome:
             self._billing,
             self._clock,
             keyring=keyring,
-            complete_sign_in=self._sign_in.complete,
+            sign_in=self._sign_in,
         )
         self.passkeys = Passkeys(
             self.store, self._billing, self._sign_in, self._clock, secret_key=secret_key

@@ -43,14 +43,15 @@ import hashlib
 import hmac
 import logging
 import secrets
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from enum import Enum
+from typing import TYPE_CHECKING
 
 import pyotp
 
 from authsome import _validation as v
 from authsome._time import Clock
+from authsome._units import one_commit
 from authsome.billing import Billing
 from authsome.bridge import LedgerContext
 from authsome.crypto import (
@@ -74,6 +75,9 @@ from authsome.errors import (
 from authsome.features import Feature, UsageEvent
 from authsome.models import MfaFactor, MfaMethod, SignIn, StoredSecret, TOTPSetup, User
 from authsome.stores import Store
+
+if TYPE_CHECKING:  # signin imports nothing from here; this keeps it that way at run time
+    from authsome.signin import SignInFlow
 
 __all__ = [
     "FAILURE_WINDOW",
@@ -139,13 +143,13 @@ class Mfa:
         clock: Clock,
         *,
         keyring: Keyring,
-        complete_sign_in: Callable[[User], SignIn],
+        sign_in: SignInFlow,
     ) -> None:
         self._store = store
         self._billing = billing
         self._clock = clock
         self._keyring = keyring
-        self._complete_sign_in = complete_sign_in
+        self._sign_in = sign_in
 
     # -- enrolment ---------------------------------------------------------------
     def begin_totp(self, user_id: str, *, issuer: str = "authsome") -> TOTPSetup:
@@ -180,16 +184,17 @@ class Mfa:
         self._billing.require(Feature.MFA, LedgerContext(tenant=user.tenant, user_id=user.id))
         factor = self._pending_totp(user.id)
         now = self._clock()
-        self._reserve_attempt(user.id, now)
-        step = self._matching_step(factor, canonical, now) if kind is _CodeKind.TOTP else None
-        if step is None:
-            raise InvalidCredentials("invalid code")
         codes = [_new_recovery_code() for _ in range(RECOVERY_CODES)]
         hashes = [_recovery_hash(_classify(c)[1]) for c in codes]
-        if not self._store.confirm_mfa_factor(factor.id, step, hashes, now):
-            # A concurrent confirmation or a new enrolment came first.
-            raise InvalidCredentials("invalid code")
-        self._store.delete_counter(_failure_key(user.id))
+        with one_commit(self._store):
+            self._reserve_attempt(user.id, now)
+            step = self._matching_step(factor, canonical, now) if kind is _CodeKind.TOTP else None
+            if step is None:
+                raise InvalidCredentials("invalid code")
+            if not self._store.confirm_mfa_factor(factor.id, step, hashes, now):
+                # A concurrent confirmation or a new enrolment came first.
+                raise InvalidCredentials("invalid code")
+            self._store.delete_counter(_failure_key(user.id))
         ctx = LedgerContext(tenant=user.tenant, user_id=user.id, event_id=factor.id)
         self._billing.record(UsageEvent.MFA_ENROLLMENTS, ctx)
         return codes
@@ -210,20 +215,27 @@ class Mfa:
         kind, canonical = _classify(code)
         expected = None if tenant is None else v.check_tenant(tenant)
         now = self._clock()
-        user_id = self._store.attempt_mfa_ticket(ticket_hash, now, TICKET_ATTEMPTS, tenant=expected)
-        if user_id is None:
-            # Unknown, spent, or another tenant's: left as it is, so a foreign
-            # tenant's endpoint cannot burn a ticket.
-            raise InvalidToken("invalid or expired sign-in ticket")
-        user = self._store.get_user(user_id)
-        factor = None if user is None else self._confirmed_totp(user.id)
-        if user is None or factor is None:
-            self._store.consume_mfa_ticket(ticket_hash)  # it can never succeed
-            raise InvalidToken("invalid or expired sign-in ticket")
-        self._check_second_factor(user.id, factor, kind, canonical, now)
-        if not self._store.consume_mfa_ticket(ticket_hash):
-            raise InvalidToken("invalid or expired sign-in ticket")  # a racing verify won
-        return self._complete_sign_in(user)
+        # Every write below (the attempt, the counts, the used code, the session) is
+        # one commit; the row locks they take hold until it, so racing verifies of
+        # one ticket or factor queue behind each other.
+        with one_commit(self._store):
+            user_id = self._store.attempt_mfa_ticket(
+                ticket_hash, now, TICKET_ATTEMPTS, tenant=expected
+            )
+            if user_id is None:
+                # Unknown, spent, or another tenant's: left as it is, so a foreign
+                # tenant's endpoint cannot burn a ticket.
+                raise InvalidToken("invalid or expired sign-in ticket")
+            user = self._store.get_user(user_id)
+            factor = None if user is None else self._confirmed_totp(user.id)
+            if user is None or factor is None:
+                self._store.consume_mfa_ticket(ticket_hash)  # it can never succeed
+                raise InvalidToken("invalid or expired sign-in ticket")
+            self._check_second_factor(user.id, factor, kind, canonical, now)
+            if not self._store.consume_mfa_ticket(ticket_hash):
+                raise InvalidToken("invalid or expired sign-in ticket")  # a racing verify won
+            tokens = self._sign_in.open_session(user)
+        return self._sign_in.finish(user, tokens)
 
     def disable(self, user_id: str, code: str) -> None:
         """Remove the user's TOTP factor and recovery codes; needs a valid TOTP or
@@ -234,8 +246,9 @@ class Mfa:
         factor = self._confirmed_totp(user.id)
         if factor is None:
             raise NotFound("TOTP is not enabled for this user")
-        self._check_second_factor(user.id, factor, kind, canonical, self._clock())
-        self._store.delete_mfa_factor(factor.id)
+        with one_commit(self._store):
+            self._check_second_factor(user.id, factor, kind, canonical, self._clock())
+            self._store.delete_mfa_factor(factor.id)
 
     def locked(self, user_id: str) -> bool:
         """Whether the user's TOTP factor is locked after :data:`LOCKOUT_THRESHOLD`

@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 from authsome import _validation as v
 from authsome._keys import PurposeKeys
 from authsome._time import Clock
+from authsome._units import one_commit
 from authsome.billing import Billing
 from authsome.bridge import LedgerContext
 from authsome.crypto import sha256_hex
@@ -46,12 +47,19 @@ from authsome.errors import (
     ValidationError,
 )
 from authsome.features import Feature
-from authsome.models import Passkey, PasskeyCeremony, PasskeyChallenge, SignIn, User
+from authsome.models import (
+    Passkey,
+    PasskeyCeremony,
+    PasskeyChallenge,
+    SessionTokens,
+    SignIn,
+    User,
+)
 from authsome.signin import SignInFlow
 from authsome.stores import Store
 
 if TYPE_CHECKING:  # the optional extra; imported lazily at run time
-    from webauthn.helpers.structs import PublicKeyCredentialDescriptor
+    from webauthn.helpers.structs import AuthenticationCredential, PublicKeyCredentialDescriptor
 
 __all__ = ["CHALLENGE_TTL", "MAX_RESPONSE", "Passkeys"]
 
@@ -368,7 +376,6 @@ class Passkeys:
         for another tenant is refused like any other failure.
         """
         _require_webauthn()
-        from webauthn import verify_authentication_response
         from webauthn.helpers import parse_authentication_credential_json
 
         response_json = _check_response(response_json)
@@ -376,6 +383,16 @@ class Passkeys:
         with _as_invalid_credentials():
             credential = parse_authentication_credential_json(response_json)
             challenge = _client_challenge(credential.response.client_data_json)
+        # The used-up challenge, the new sign count and the session: one commit.
+        with one_commit(self._store):
+            user, tokens = self._authenticate(credential, challenge, expected)
+        return self._sign_in.finish(user, tokens)
+
+    def _authenticate(
+        self, credential: AuthenticationCredential, challenge: bytes, expected: str | None
+    ) -> tuple[User, SessionTokens]:
+        from webauthn import verify_authentication_response
+
         pending = self._consume(challenge, PasskeyCeremony.AUTHENTICATION)
         if expected is not None and pending.tenant != expected:
             raise InvalidCredentials()
@@ -401,7 +418,7 @@ class Passkeys:
         user = self._store.get_user(passkey.user_id)
         if not updated or user is None:
             raise InvalidCredentials()
-        return self._sign_in.complete(user)
+        return user, self._sign_in.open_session(user)
 
     # -- management --------------------------------------------------------------
     def list_for_user(self, user_id: str) -> list[Passkey]:

@@ -75,6 +75,14 @@ class Sessions:
 
     def create(self, user: User) -> SessionTokens:
         """Start a session for ``user``; records ``authsome.sessions.created``."""
+        tokens = self.store_new(user)
+        self.record_created(tokens)
+        return tokens
+
+    def store_new(self, user: User) -> SessionTokens:
+        """The store half of :meth:`create`: write a new session, record nothing.
+        A sign-in calls it inside its one transaction, then :meth:`record_created`
+        once that has committed (usage is never recorded for a session rolled back)."""
         now = self._clock()
         access, refresh = new_token(), new_token()
         session = Session(
@@ -87,9 +95,13 @@ class Sessions:
             last_seen_at=now,
         )
         self._store.create_session(session, sha256_hex(access), sha256_hex(refresh))
-        ctx = LedgerContext(tenant=user.tenant, user_id=user.id, event_id=session.id)
-        self._billing.record(UsageEvent.SESSIONS_CREATED, ctx)
         return SessionTokens(access_token=access, refresh_token=refresh, session=session)
+
+    def record_created(self, tokens: SessionTokens) -> None:
+        """Record ``authsome.sessions.created`` for a session :meth:`store_new` wrote."""
+        session = tokens.session
+        ctx = LedgerContext(tenant=session.tenant, user_id=session.user_id, event_id=session.id)
+        self._billing.record(UsageEvent.SESSIONS_CREATED, ctx)
 
     def validate(self, token: str, *, tenant: str | None = None) -> Session:
         """The live session of an access token; :class:`InvalidToken` otherwise.
@@ -150,8 +162,9 @@ class Sessions:
         their second factor; returns how many sessions were live."""
         user_id = v.require_str("user_id", user_id)
         # Tickets first: a sign-in completing meanwhile then fails to consume its ticket.
-        self._store.delete_user_mfa_tickets(user_id)
-        return self._store.revoke_user_sessions(user_id, self._clock())
+        with self._store.atomic():
+            self._store.delete_user_mfa_tickets(user_id)
+            return self._store.revoke_user_sessions(user_id, self._clock())
 
     def _idle_since(self, now: datetime) -> datetime | None:
         """Sessions last used at or before this moment are idle; ``None``: no timeout."""

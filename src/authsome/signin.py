@@ -9,12 +9,13 @@ from collections.abc import Callable
 
 from authsome import _validation as v
 from authsome._time import Clock
+from authsome._units import one_commit
 from authsome.billing import Billing
 from authsome.bridge import LedgerContext
 from authsome.crypto import PasswordHasher
 from authsome.errors import InvalidCredentials, ValidationError
 from authsome.features import UsageEvent
-from authsome.models import SignIn, User
+from authsome.models import SessionTokens, SignIn, User
 from authsome.sessions import Sessions
 from authsome.stores import Store
 from authsome.throttle import Throttle
@@ -60,22 +61,29 @@ class SignInFlow:
         if ip is None:
             self._warn_once_without_ip()
         now = self._clock()
-        # Counted as a failure up front: racing guesses cannot all pass a check
-        # before any of them is counted. Success gives the hit back.
-        self._throttle.reserve(tenant, email, ip, now)
-        user = self._store.find_user_by_email(tenant, email)
-        stored_hash = None if user is None else self._store.get_password_hash(user.id)
+        # Counted as a failure up front, and committed before the (slow) hash is
+        # checked: racing guesses cannot all pass a check before any of them is
+        # counted, and no write lock is held across the hash. Success gives the hit
+        # back, in the sign-in's second and last commit.
+        self._throttle.prune_now_and_then(now)
+        with one_commit(self._store):
+            self._throttle.reserve(tenant, email, ip, now)
+            user = self._store.find_user_by_email(tenant, email)
+            stored_hash = None if user is None else self._store.get_password_hash(user.id)
         # verify() runs against a dummy hash when there is no user: the same work either way.
         if not self._hasher.verify(stored_hash, password) or user is None or stored_hash is None:
             raise InvalidCredentials()
-        self._throttle.succeeded(tenant, email, ip, now)
-        if self._hasher.needs_rehash(stored_hash):
-            self._store.set_password_hash(user.id, self._hasher.hash(password))
-        ticket = None if self._mfa_ticket is None else self._mfa_ticket(user)
-        if ticket is not None:
+        new_hash = self._hasher.hash(password) if self._hasher.needs_rehash(stored_hash) else None
+        with one_commit(self._store):
+            self._throttle.succeeded(tenant, email, ip, now)
+            if new_hash is not None:
+                self._store.set_password_hash(user.id, new_hash)
+            ticket = None if self._mfa_ticket is None else self._mfa_ticket(user)
+            tokens = None if ticket is not None else self.open_session(user)
+        if tokens is None:
             # No session and no usage yet: the sign-in completes after the second factor.
             return SignIn(user=user, mfa_required=True, ticket=ticket)
-        return self.complete(user)
+        return self.finish(user, tokens)
 
     def _warn_once_without_ip(self) -> None:
         # Once per engine: an application that never passes ip would otherwise flood
@@ -92,7 +100,16 @@ class SignInFlow:
 
     def complete(self, user: User) -> SignIn:
         """Create the session of a verified user and record the active user."""
-        tokens = self._sessions.create(user)
+        return self.finish(user, self.open_session(user))
+
+    def open_session(self, user: User) -> SessionTokens:
+        """The store half of :meth:`complete`, for a sign-in that writes in one
+        transaction: call it inside the block, and :meth:`finish` after it."""
+        return self._sessions.store_new(user)
+
+    def finish(self, user: User, tokens: SessionTokens) -> SignIn:
+        """The usage half of :meth:`complete`, once the session is committed."""
+        self._sessions.record_created(tokens)
         ctx = LedgerContext(tenant=user.tenant, user_id=user.id, event_id=tokens.session.id)
         self._billing.record(UsageEvent.USERS_ACTIVE, ctx)
         return SignIn(user=user, tokens=tokens)

@@ -125,7 +125,7 @@ class Throttle:
         and raises :class:`RateLimited`. Failures from a known address are still
         counted for the account, they are only exempt from its limit.
         """
-        self._prune_now_and_then(now)
+        self.prune_now_and_then(now)
         keys = self._keys(tenant, email, ip)
         ttl = int(self.policy.window.total_seconds())
         exempt = self._is_known(keys, now)
@@ -161,7 +161,12 @@ class Throttle:
             self._store.delete_counter(keys.known)  # restart its lifetime from now
             self._store.hit_counter(keys.known, now, int(self.policy.known_ip_ttl.total_seconds()))
 
-    def _prune_now_and_then(self, now: datetime) -> None:
+    def prune_now_and_then(self, now: datetime) -> None:
+        """Delete expired counters, at most once per window (``reserve`` calls it too).
+
+        A sign-in calls it before the transaction its hits are written in: a sweep
+        locks many rows, and inside that transaction it could deadlock with another
+        sign-in's hits on PostgreSQL."""
         # Expired counters are dead weight (one row per attacked account and address);
         # sweeping them once per window keeps the table at one window's worth of rows.
         # Two threads may both sweep at the boundary, which is harmless.

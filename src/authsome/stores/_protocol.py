@@ -8,6 +8,7 @@ UTC on the way in and out.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
@@ -39,6 +40,21 @@ Counter = tuple[int, datetime]
 @runtime_checkable
 class Store(Protocol):
     """Persistence of the auth engine. Implementations must be thread-safe."""
+
+    # -- units of work -----------------------------------------------------------
+    def atomic(self) -> AbstractContextManager[None]:
+        """A block whose calls (by this thread) are one transaction: one durable
+        commit when it ends, so an operation that writes several rows pays for one.
+
+        The write locks the calls take are held until the block ends, so racing
+        blocks touching one row run one after the other. If the block raises, a
+        durable store rolls back everything it wrote (the memory store keeps it: it
+        has nothing to undo from); a call that raises inside it must end the block,
+        since PostgreSQL refuses a transaction's later statements after a failed one.
+        Blocks nest: an inner one joins the outer. Keep slow work (password hashing,
+        network calls) outside: the block holds SQLite's one write lock.
+        """
+        ...
 
     # -- users -----------------------------------------------------------------
     def create_user(self, user: User, password_hash: str) -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -91,6 +92,15 @@ class MemoryStore:
         self._sso_secrets: dict[str, StoredSecret] = {}
         # (tenant, e-mail domain) -> connection id: one owner per domain in a tenant
         self._sso_by_domain: dict[tuple[str, str], str] = {}
+
+    # -- units of work -----------------------------------------------------------
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[None]:
+        """Hold the store's lock for the block: no other thread's call interleaves.
+        Nothing here is durable, so there is no commit to save; a block that raises
+        keeps what it wrote (there is no log to undo it from)."""
+        with self._lock:
+            yield
 
     # -- users -----------------------------------------------------------------
     def create_user(self, user: User, password_hash: str) -> None:

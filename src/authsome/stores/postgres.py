@@ -334,6 +334,7 @@ class PostgresStore:
         self._close_lock = threading.Lock()
         self._pid = os.getpid()
         self._rendered: dict[str, bytes] = {}
+        self._units = threading.local()  # the cursor of this thread's atomic() block
         self._quoted_schema = b""
         if pool is not None:
             self._pool, self._owns_pool = pool, False
@@ -1376,10 +1377,30 @@ class PostgresStore:
         return rendered
 
     @contextlib.contextmanager
+    def atomic(self) -> Iterator[None]:
+        """One transaction on one pooled connection for every call this thread makes
+        in the block; a method's own transaction is part of it (no savepoint: after
+        a failed statement PostgreSQL refuses the rest, so the block rolls back)."""
+        if getattr(self._units, "cursor", None) is not None:
+            yield  # joins the enclosing block
+            return
+        with self._transaction("atomic") as cur:
+            self._units.cursor = cur
+            try:
+                yield
+            finally:
+                self._units.cursor = None
+
+    @contextlib.contextmanager
     def _connection(self, operation: str) -> Iterator[psycopg.Cursor[TupleRow]]:
         """A cursor on a pooled connection. On the store's own (autocommit) pool each
         statement commits by itself; a passed-in pool's connection is committed
-        when the pool takes it back."""
+        when the pool takes it back. Inside an :meth:`atomic` block, its cursor."""
+        held: psycopg.Cursor[TupleRow] | None = getattr(self._units, "cursor", None)
+        if held is not None:
+            with _translated_errors(operation):
+                yield held
+            return
         if self._closed:
             raise StoreError("postgres store: the store is closed")
         if os.getpid() != self._pid:
@@ -1410,7 +1431,11 @@ class PostgresStore:
     @contextlib.contextmanager
     def _transaction(self, operation: str) -> Iterator[psycopg.Cursor[TupleRow]]:
         """A cursor inside one transaction: committed at the end of the block,
-        rolled back if it raises."""
+        rolled back if it raises. Inside an :meth:`atomic` block, that block's."""
+        if getattr(self._units, "cursor", None) is not None:
+            with self._connection(operation) as cur:
+                yield cur
+            return
         with self._connection(operation) as cur, cur.connection.transaction():
             yield cur
 

@@ -1372,22 +1372,50 @@ class SQLiteStore:
             self._pid = os.getpid()
 
     @contextlib.contextmanager
+    def atomic(self) -> Iterator[None]:
+        """One ``BEGIN IMMEDIATE`` transaction around every call this thread makes
+        in the block: one commit, holding the write lock from the start."""
+        if getattr(self._local, "unit_depth", 0):
+            self._local.unit_depth += 1
+            try:
+                yield
+            finally:
+                self._local.unit_depth -= 1
+            return
+        with self._transaction("atomic"):
+            self._local.unit_depth = 1
+            try:
+                yield
+            finally:
+                self._local.unit_depth = 0
+
+    def _in_unit(self) -> bool:
+        return bool(getattr(self._local, "unit_depth", 0))
+
+    @contextlib.contextmanager
     def _connection(self, operation: str) -> Iterator[sqlite3.Connection]:
-        """This thread's connection, in autocommit mode (each statement atomic)."""
+        """This thread's connection, in autocommit mode (each statement atomic),
+        unless an :meth:`atomic` block holds it in its transaction."""
         guard = self._lock if self._in_memory else contextlib.nullcontext()
         with guard, _translated_errors(operation):
             yield self._thread_connection()
 
     @contextlib.contextmanager
     def _transaction(self, operation: str) -> Iterator[sqlite3.Connection]:
-        """A write transaction holding the database's write lock from its start."""
+        """A write transaction holding the database's write lock from its start;
+        inside an :meth:`atomic` block, a savepoint of its transaction (undone alone
+        when it raises, committed with the block)."""
         with self._connection(operation) as conn:
-            conn.execute("BEGIN IMMEDIATE")
+            nested = self._in_unit()
+            conn.execute("SAVEPOINT method" if nested else "BEGIN IMMEDIATE")
             try:
                 yield conn
-                conn.execute("COMMIT")
+                conn.execute("RELEASE method" if nested else "COMMIT")
             except BaseException:
-                if conn.in_transaction:
+                if nested:
+                    conn.execute("ROLLBACK TO method")
+                    conn.execute("RELEASE method")
+                elif conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
 
@@ -1395,6 +1423,9 @@ class SQLiteStore:
     def _snapshot(self, operation: str) -> Iterator[sqlite3.Connection]:
         """A read transaction: several SELECTs see one consistent state."""
         with self._connection(operation) as conn:
+            if self._in_unit():
+                yield conn  # the block's transaction is the snapshot
+                return
             conn.execute("BEGIN")
             try:
                 yield conn
