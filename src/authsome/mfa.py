@@ -225,17 +225,17 @@ class Mfa:
             raise InvalidToken("invalid or expired sign-in ticket")  # a racing verify won
         return self._complete_sign_in(user)
 
-    def disable(self, user_id: str, code: str) -> None:
+    def disable(self, user_id: str, code: str) -> bool:
         """Remove the user's TOTP factor and recovery codes; needs a valid TOTP or
         recovery code (:class:`~authsome.errors.InvalidCredentials` otherwise).
-        :class:`~authsome.errors.NotFound` if TOTP is not enabled."""
-        user = self._user(user_id)
+        ``False`` if the user (known or not) has no TOTP enabled."""
+        user_id = v.require_str("user_id", user_id)
         kind, canonical = _classify(code)
-        factor = self._confirmed_totp(user.id)
+        factor = self._confirmed_totp(user_id)
         if factor is None:
-            raise NotFound("TOTP is not enabled for this user")
-        self._check_second_factor(user.id, factor, kind, canonical, self._clock())
-        self._store.delete_mfa_factor(factor.id)
+            return False
+        self._check_second_factor(user_id, factor, kind, canonical, self._clock())
+        return self._store.delete_mfa_factor(factor.id)
 
     def locked(self, user_id: str) -> bool:
         """Whether the user's TOTP factor is locked after :data:`LOCKOUT_THRESHOLD`

@@ -409,13 +409,12 @@ class Passkeys:
         an unknown user."""
         return self._store.list_user_passkeys(self._user(v.require_str("user_id", user_id)).id)
 
-    def remove(self, user_id: str, credential_id: str) -> None:
-        """Delete one of the user's passkeys; :class:`~authsome.errors.NotFound` if
-        the user has no passkey with this credential id."""
+    def remove(self, user_id: str, credential_id: str) -> bool:
+        """Delete one of the user's passkeys; ``False`` if the user (known or not) has
+        no passkey with this credential id, which leaves another user's passkey alone."""
         user_id = v.require_str("user_id", user_id)
         credential_id = v.require_str("credential_id", credential_id)
-        if not self._store.delete_passkey(user_id, credential_id):
-            raise NotFound("no such passkey")
+        return self._store.delete_passkey(user_id, credential_id)
 
     # -- helpers -----------------------------------------------------------------
     def _user(self, user_id: str) -> User:
