@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import inspect
 import subprocess
 import sys
 from pathlib import Path
@@ -207,3 +208,39 @@ def test_the_command_line_prints_the_version(capsys: pytest.CaptureFixture[str])
 
     assert main(["--version"]) == 0
     assert capsys.readouterr().out == f"authsome {authsome.__version__}\n"
+
+
+# --- one rule for ``tenant`` -----------------------------------------------------------
+
+SERVICES = ("users", "sessions", "mfa", "api_keys", "orgs", "sso", "passkeys", "domains")
+# These bind a credential to the tenant a request serves; without one the credential's
+# own tenant stands, so their default is "not checked" rather than "default".
+BINDING = {
+    "sessions.validate",
+    "sessions.refresh",
+    "sessions.revoke",
+    "api_keys.validate",
+    "mfa.verify",
+    "passkeys.finish_authentication",
+}
+
+
+def _methods_taking_a_tenant() -> dict[str, inspect.Parameter]:
+    auth = Authsome(password_hashing=PasswordHashing.fast_insecure_for_tests())
+    found = {"sign_in": inspect.signature(auth.sign_in).parameters["tenant"]}
+    for service_name in SERVICES:
+        service = getattr(auth, service_name)
+        for name, method in inspect.getmembers(service, inspect.ismethod):
+            parameters = inspect.signature(method).parameters
+            if not name.startswith("_") and "tenant" in parameters:
+                found[f"{service_name}.{name}"] = parameters["tenant"]
+    return found
+
+
+def test_tenant_is_a_keyword_defaulting_to_default_everywhere() -> None:
+    found = _methods_taking_a_tenant()
+    assert {"sign_in", "users.register", "domains.add", "domains.list"} <= set(found)
+    assert set(found) >= BINDING
+    for name, parameter in found.items():
+        assert parameter.kind is inspect.Parameter.KEYWORD_ONLY, name
+        assert parameter.default == (None if name in BINDING else "default"), name
