@@ -22,10 +22,10 @@ import authsome
 from authsome import _cli_ledger, ledger
 from authsome._cli_db import parse_db, redact
 from authsome._demo import _plans as demo_plans
+from authsome._features import Feature, UsageEvent
 from authsome._plans_toml import parse_plans
 from authsome.cli import main
 from authsome.errors import ValidationError
-from authsome.features import Feature, UsageEvent
 from authsome.stores import SQLiteStore
 
 SRC = str(Path(authsome.__file__).parent.parent)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
+import importlib.util
 import inspect
+import pkgutil
 import subprocess
 import sys
 from pathlib import Path
@@ -244,3 +247,35 @@ def test_tenant_is_a_keyword_defaulting_to_default_everywhere() -> None:
     for name, parameter in found.items():
         assert parameter.kind is inspect.Parameter.KEYWORD_ONLY, name
         assert parameter.default == (None if name in BINDING else "default"), name
+
+
+# --- private plumbing --------------------------------------------------------------------
+
+# Modules the documentation tells users to import, whatever they hold.
+DOCUMENTED_MODULES = {"errors"}
+
+
+@pytest.mark.parametrize("name", ["signin", "billing", "features"])
+def test_plumbing_modules_are_private(name: str) -> None:
+    assert importlib.util.find_spec(f"authsome.{name}") is None
+    assert importlib.util.find_spec(f"authsome._{name}") is not None
+
+
+def test_every_public_module_offers_more_than_the_front_door() -> None:
+    # A module whose every public name is already in ``authsome`` is plumbing: it is
+    # private, so that there is one place to import each name from.
+    for info in pkgutil.iter_modules(authsome.__path__):
+        if info.name.startswith("_") or info.ispkg or info.name in DOCUMENTED_MODULES:
+            continue
+        module = importlib.import_module(f"authsome.{info.name}")
+        own = [
+            name
+            for name in module.__all__
+            if getattr(authsome, name, None) is not getattr(module, name)
+        ]
+        assert own, f"authsome.{info.name} holds only names of the front door"
+
+
+def test_every_front_door_name_is_importable() -> None:
+    for name in authsome.__all__:
+        assert getattr(authsome, name) is not None, name

@@ -9,7 +9,7 @@ import pytest
 
 import authsome
 from authsome import errors
-from authsome.features import Feature, UsageEvent
+from authsome._features import Feature, UsageEvent
 
 SRC = Path(authsome.__file__).parent
 
@@ -42,7 +42,7 @@ def test_each_key_is_written_exactly_once_in_the_code_base(key: str) -> None:
         for path in SRC.rglob("*.py")
         for _ in range(path.read_text(encoding="utf-8").count(f'"{key}"'))
     ]
-    assert hits == [Path("features.py")]
+    assert hits == [Path("_features.py")]
 
 
 def test_keys_are_plain_strings() -> None:

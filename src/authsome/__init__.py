@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from importlib import metadata as _metadata
 
+from authsome._billing import LedgerStats
+from authsome._features import Feature, GatedFeature, UsageEvent
 from authsome.apikeys import ApiKeyPolicy
-from authsome.billing import LedgerStats
 from authsome.crypto import PasswordHashing, SecretBox
 from authsome.domains import DnsPythonResolver, TxtResolver
 from authsome.engine import Authsome
@@ -32,7 +33,6 @@ from authsome.errors import (
     ValidationError,
     VerificationFailed,
 )
-from authsome.features import Feature, GatedFeature, UsageEvent
 from authsome.mfa import Mfa
 from authsome.models import (
     ApiKey,

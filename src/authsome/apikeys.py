@@ -31,8 +31,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from authsome import _validation as v
+from authsome._billing import Billing
+from authsome._features import UsageEvent
 from authsome._time import Clock
-from authsome.billing import Billing
 from authsome.bridge import LedgerContext
 from authsome.crypto import (
     BASE62_ALPHABET,
@@ -53,7 +54,6 @@ from authsome.errors import (
     StoreError,
     ValidationError,
 )
-from authsome.features import UsageEvent
 from authsome.models import ApiKey, ApiKeyOwnerKind, CreatedApiKey
 from authsome.stores import Store
 

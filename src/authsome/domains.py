@@ -32,8 +32,9 @@ from typing import TYPE_CHECKING, Protocol, overload, runtime_checkable
 from typing_extensions import deprecated
 
 from authsome import _validation as v
+from authsome._billing import Billing
+from authsome._features import Feature
 from authsome._time import Clock
-from authsome.billing import Billing
 from authsome.bridge import LedgerContext
 from authsome.crypto import constant_time_equals, new_id, new_token
 from authsome.errors import (
@@ -43,7 +44,6 @@ from authsome.errors import (
     ValidationError,
     VerificationFailed,
 )
-from authsome.features import Feature
 from authsome.models import Domain, DomainChallenge
 from authsome.stores import Store
 

@@ -50,8 +50,9 @@ from enum import Enum
 import pyotp
 
 from authsome import _validation as v
+from authsome._billing import Billing
+from authsome._features import Feature, UsageEvent
 from authsome._time import Clock
-from authsome.billing import Billing
 from authsome.bridge import LedgerContext
 from authsome.crypto import (
     SEALED_PREFIX,
@@ -71,7 +72,6 @@ from authsome.errors import (
     RateLimited,
     ValidationError,
 )
-from authsome.features import Feature, UsageEvent
 from authsome.models import MfaFactor, MfaMethod, SignIn, StoredSecret, TOTPSetup, User
 from authsome.stores import Store
 

@@ -15,12 +15,12 @@ import re
 import unicodedata
 
 from authsome import _validation as v
+from authsome._billing import Billing
+from authsome._features import Feature, UsageEvent
 from authsome._time import Clock
-from authsome.billing import Billing
 from authsome.bridge import LedgerContext
 from authsome.crypto import new_id
 from authsome.errors import NotFound, ValidationError
-from authsome.features import Feature, UsageEvent
 from authsome.models import Membership, Org, OrgRole, User
 from authsome.stores import Store
 

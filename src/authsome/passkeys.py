@@ -33,9 +33,11 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from authsome import _validation as v
+from authsome._billing import Billing
+from authsome._features import Feature
 from authsome._keys import PurposeKeys
+from authsome._signin import SignInFlow
 from authsome._time import Clock
-from authsome.billing import Billing
 from authsome.bridge import LedgerContext
 from authsome.crypto import sha256_hex
 from authsome.errors import (
@@ -45,9 +47,7 @@ from authsome.errors import (
     NotFound,
     ValidationError,
 )
-from authsome.features import Feature
 from authsome.models import Passkey, PasskeyCeremony, PasskeyChallenge, SignIn, User
-from authsome.signin import SignInFlow
 from authsome.stores import Store
 
 if TYPE_CHECKING:  # the optional extra; imported lazily at run time

@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from authsome import _validation as v
+from authsome._billing import Billing
+from authsome._features import UsageEvent
 from authsome._time import Clock
-from authsome.billing import Billing
 from authsome.bridge import LedgerContext
 from authsome.crypto import new_ordered_id, new_token, sha256_hex
 from authsome.errors import InvalidToken, StoreError
-from authsome.features import UsageEvent
 from authsome.models import RefreshStatus, Session, SessionTokens, User
 from authsome.stores import Store
 

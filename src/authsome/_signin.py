@@ -8,12 +8,12 @@ import threading
 from collections.abc import Callable
 
 from authsome import _validation as v
+from authsome._billing import Billing
+from authsome._features import UsageEvent
 from authsome._time import Clock
-from authsome.billing import Billing
 from authsome.bridge import LedgerContext
 from authsome.crypto import PasswordHasher
 from authsome.errors import InvalidCredentials, ValidationError
-from authsome.features import UsageEvent
 from authsome.models import SignIn, User
 from authsome.sessions import Sessions
 from authsome.stores import Store

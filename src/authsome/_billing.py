@@ -18,9 +18,9 @@ import threading
 from dataclasses import dataclass
 from typing import Literal
 
+from authsome._features import Feature, UsageEvent
 from authsome.bridge import Ledger, LedgerContext
 from authsome.errors import FeatureNotEntitled, LedgerUnavailable
-from authsome.features import Feature, UsageEvent
 
 __all__ = ["Billing", "LedgerErrorPolicy", "LedgerStats"]
 
