@@ -1,4 +1,4 @@
-"""billing.py, the single caller of the bridge: checks before, records after,
+"""_billing.py, the single caller of the bridge: checks before, records after,
 and the failure policies of DESIGN.md §2."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from authsome import Authsome, FeatureNotEntitled, LedgerUnavailable
-from authsome.billing import Billing
+from authsome._billing import Billing
 from authsome.bridge import LedgerContext, NoopLedger
 from authsome.features import Feature, UsageEvent
 from authsome.testing import DenyingLedger, FailingLedger, RecordingLedger

@@ -140,7 +140,7 @@ def test_pending_claims_expire_after_seven_days(
     # The tenant may claim it again, with a new token, and verify that claim.
     again = engine.domains.add(HOST, tenant="acme")
     assert again.record_value != challenge.record_value
-    assert [d.id for d in engine.domains.list("acme")] == [again.domain.id]
+    assert [d.id for d in engine.domains.list(tenant="acme")] == [again.domain.id]
     dns.publish(again)
     assert engine.domains.verify(again.domain.id).verified
     assert engine.domains.tenant_for_host(HOST) == "acme"

@@ -121,7 +121,7 @@ def test_domain_operations_record_no_usage(
 ) -> None:
     domain_id = _add_verified(auth, dns, "login.acme.com", "acme")
     auth.domains.tenant_for_host("login.acme.com")
-    auth.domains.list("acme")
+    auth.domains.list(tenant="acme")
     auth.domains.remove(domain_id)
     assert ledger.usage() == []
 
@@ -184,7 +184,7 @@ def test_publish_then_verify_then_route(
     assert verified.verified_at == clock.now
     assert dns.lookups == ["_authsome-challenge.login.acme.com"]
     assert auth.domains.get(verified.id) == verified
-    assert auth.domains.list("acme") == [verified]
+    assert auth.domains.list(tenant="acme") == [verified]
     assert auth.domains.tenant_for_host("login.acme.com") == "acme"
 
 
@@ -299,7 +299,7 @@ def test_remove_stops_routing_and_frees_the_hostname(auth: Authsome, dns: FakeRe
     assert auth.domains.remove(domain_id) is True
     assert auth.domains.remove(domain_id) is False
     assert auth.domains.tenant_for_host("login.acme.com") is None
-    assert auth.domains.list("acme") == []
+    assert auth.domains.list(tenant="acme") == []
     with pytest.raises(NotFound):
         auth.domains.get(domain_id)
     # Someone else may claim it now.
@@ -310,9 +310,38 @@ def test_list_is_per_tenant(auth: Authsome) -> None:
     auth.domains.add("b.acme.com", tenant="acme")
     auth.domains.add("a.acme.com", tenant="acme")
     auth.domains.add("login.globex.com", tenant="globex")
-    assert [d.hostname for d in auth.domains.list("acme")] == ["a.acme.com", "b.acme.com"]
-    assert [d.hostname for d in auth.domains.list("globex")] == ["login.globex.com"]
-    assert auth.domains.list("nobody") == []
+    assert [d.hostname for d in auth.domains.list(tenant="acme")] == ["a.acme.com", "b.acme.com"]
+    assert [d.hostname for d in auth.domains.list(tenant="globex")] == ["login.globex.com"]
+    assert auth.domains.list(tenant="nobody") == []
+
+
+def test_the_tenant_defaults_to_default_like_everywhere(auth: Authsome) -> None:
+    challenge = auth.domains.add("login.example.com")
+    assert challenge.domain.tenant == "default"
+    assert auth.domains.list() == [challenge.domain]
+    assert auth.domains.list(tenant="default") == [challenge.domain]
+
+
+def test_a_positional_tenant_still_lists_with_a_deprecation_warning(auth: Authsome) -> None:
+    mine = auth.domains.add("login.acme.com", tenant="acme").domain
+    with pytest.warns(DeprecationWarning, match=r"domains\.list\(tenant=\.\.\.\)") as caught:
+        listed = auth.domains.list("acme")
+    assert listed == [mine]
+    assert caught[0].filename == __file__  # the warning points at the caller's line
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "message"),
+    [
+        (("acme",), {"tenant": "globex"}, "both positionally and as a keyword"),
+        (("acme", "globex"), {}, "at most 1 positional argument"),
+    ],
+)
+def test_a_tenant_given_twice_is_a_type_error(
+    auth: Authsome, args: tuple[str, ...], kwargs: dict[str, str], message: str
+) -> None:
+    with pytest.raises(TypeError, match=message):
+        auth.domains.list(*args, **kwargs)
 
 
 # -- uniqueness ------------------------------------------------------------------------
@@ -751,7 +780,7 @@ def test_the_challenge_value_never_appears_in_reprs_errors_or_logs(
     with pytest.raises(AlreadyExists) as taken:
         auth.domains.add("login.acme.com", tenant="globex")
     texts.append(str(taken.value))
-    texts += [repr(verified), repr(auth.domains.list("acme"))]
+    texts += [repr(verified), repr(auth.domains.list(tenant="acme"))]
     texts += [record.getMessage() for record in caplog.records]
     assert any("custom domain verified" in text for text in texts)
     for text in texts:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
+import importlib.util
+import inspect
+import pkgutil
 import subprocess
 import sys
 from pathlib import Path
@@ -207,3 +211,72 @@ def test_the_command_line_prints_the_version(capsys: pytest.CaptureFixture[str])
 
     assert main(["--version"]) == 0
     assert capsys.readouterr().out == f"authsome {authsome.__version__}\n"
+
+
+# --- one rule for ``tenant`` -----------------------------------------------------------
+
+SERVICES = ("users", "sessions", "mfa", "api_keys", "orgs", "sso", "passkeys", "domains")
+# These bind a credential to the tenant a request serves; without one the credential's
+# own tenant stands, so their default is "not checked" rather than "default".
+BINDING = {
+    "sessions.validate",
+    "sessions.refresh",
+    "sessions.revoke",
+    "api_keys.validate",
+    "mfa.verify",
+    "passkeys.finish_authentication",
+}
+
+
+def _methods_taking_a_tenant() -> dict[str, inspect.Parameter]:
+    auth = Authsome(password_hashing=PasswordHashing.fast_insecure_for_tests())
+    found = {"sign_in": inspect.signature(auth.sign_in).parameters["tenant"]}
+    for service_name in SERVICES:
+        service = getattr(auth, service_name)
+        for name, method in inspect.getmembers(service, inspect.ismethod):
+            parameters = inspect.signature(method).parameters
+            if not name.startswith("_") and "tenant" in parameters:
+                found[f"{service_name}.{name}"] = parameters["tenant"]
+    return found
+
+
+def test_tenant_is_a_keyword_defaulting_to_default_everywhere() -> None:
+    found = _methods_taking_a_tenant()
+    assert {"sign_in", "users.register", "domains.add", "domains.list"} <= set(found)
+    assert set(found) >= BINDING
+    for name, parameter in found.items():
+        assert parameter.kind is inspect.Parameter.KEYWORD_ONLY, name
+        assert parameter.default == (None if name in BINDING else "default"), name
+
+
+# --- private plumbing --------------------------------------------------------------------
+
+# Modules the documentation tells users to import, whatever they hold: the error tree,
+# and the key enums (the design's layout names ``authsome.features`` as their home).
+DOCUMENTED_MODULES = {"errors", "features"}
+
+
+@pytest.mark.parametrize("name", ["signin", "billing"])
+def test_plumbing_modules_are_private(name: str) -> None:
+    assert importlib.util.find_spec(f"authsome.{name}") is None
+    assert importlib.util.find_spec(f"authsome._{name}") is not None
+
+
+def test_every_public_module_offers_more_than_the_front_door() -> None:
+    # A module whose every public name is already in ``authsome`` is plumbing: it is
+    # private, so that there is one place to import each name from.
+    for info in pkgutil.iter_modules(authsome.__path__):
+        if info.name.startswith("_") or info.ispkg or info.name in DOCUMENTED_MODULES:
+            continue
+        module = importlib.import_module(f"authsome.{info.name}")
+        own = [
+            name
+            for name in module.__all__
+            if getattr(authsome, name, None) is not getattr(module, name)
+        ]
+        assert own, f"authsome.{info.name} holds only names of the front door"
+
+
+def test_every_front_door_name_is_importable() -> None:
+    for name in authsome.__all__:
+        assert getattr(authsome, name) is not None, name

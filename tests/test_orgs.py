@@ -437,15 +437,19 @@ def test_role_changes_do_not_record_usage(
     assert ledger.calls == []
 
 
-def test_removing_or_changing_a_non_member_is_not_found(
+def test_removing_a_non_member_removes_nothing(auth: Authsome, org: Org, bob: User) -> None:
+    assert auth.orgs.remove_member(org.id, bob.id) is False
+    assert auth.orgs.remove_member("org_nope", bob.id) is False
+    assert auth.orgs.role_of(org.id, bob.id) is None
+
+
+def test_changing_the_role_of_a_non_member_is_not_found(
     auth: Authsome, org: Org, bob: User
 ) -> None:
     with pytest.raises(NotFound):
-        auth.orgs.remove_member(org.id, bob.id)
-    with pytest.raises(NotFound):
         auth.orgs.change_role(org.id, bob.id, OrgRole.ADMIN)
     with pytest.raises(NotFound):
-        auth.orgs.remove_member("org_nope", bob.id)
+        auth.orgs.change_role("org_nope", bob.id, OrgRole.ADMIN)
 
 
 @pytest.mark.parametrize("role", ["Owner", "guest", ""])

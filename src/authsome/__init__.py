@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from importlib import metadata as _metadata
 
+from authsome._billing import LedgerStats
 from authsome.apikeys import ApiKeyPolicy
-from authsome.billing import LedgerStats
 from authsome.crypto import PasswordHashing, SecretBox
 from authsome.domains import DnsPythonResolver, TxtResolver
 from authsome.engine import Authsome

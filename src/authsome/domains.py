@@ -24,13 +24,16 @@ import ipaddress
 import logging
 import re
 import threading
+import warnings
 from datetime import timedelta
 from encodings import idna
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, overload, runtime_checkable
+
+from typing_extensions import deprecated
 
 from authsome import _validation as v
+from authsome._billing import Billing
 from authsome._time import Clock
-from authsome.billing import Billing
 from authsome.bridge import LedgerContext
 from authsome.crypto import constant_time_equals, new_id, new_token
 from authsome.errors import (
@@ -294,7 +297,9 @@ class Domains:
         self._resolver = resolver
         self._resolver_lock = threading.Lock()
 
-    def add(self, hostname: str, *, tenant: str, allow_wildcard: bool = False) -> DomainChallenge:
+    def add(
+        self, hostname: str, *, tenant: str = "default", allow_wildcard: bool = False
+    ) -> DomainChallenge:
         """Claim ``hostname`` for ``tenant`` and return the DNS record to publish.
 
         Plan-gated by ``authsome.feature.custom_domains``: denied →
@@ -390,8 +395,21 @@ class Domains:
             logger.info("custom domain removed: id=%s", domain_id)
         return removed
 
-    def list(self, tenant: str) -> builtins.list[Domain]:
-        """The domains of ``tenant``, verified or not, ordered by hostname."""
+    @overload
+    def list(self, *, tenant: str = "default") -> builtins.list[Domain]: ...
+
+    @overload
+    @deprecated("pass the tenant as a keyword: domains.list(tenant=...)")
+    def list(self, legacy_tenant: str, /) -> builtins.list[Domain]: ...
+
+    def list(self, *legacy_tenant: object, tenant: str = "default") -> builtins.list[Domain]:
+        """The domains of ``tenant``, verified or not, ordered by hostname.
+
+        A positional tenant (``list("acme")``) still works in this release, with a
+        :class:`DeprecationWarning`: ``tenant`` is a keyword everywhere in authsome.
+        """
+        if legacy_tenant:
+            tenant = _legacy_positional_tenant(legacy_tenant, tenant)
         return self._store.list_domains(v.check_tenant(tenant))
 
     def tenant_for_host(self, host: str) -> str | None:
@@ -450,3 +468,21 @@ def _challenge(domain: Domain, token: str) -> DomainChallenge:
         record_name=_challenge_name(domain.hostname),
         record_value=_VALUE_PREFIX + token,
     )
+
+
+def _legacy_positional_tenant(legacy_tenant: tuple[object, ...], keyword_tenant: str) -> str:
+    """The tenant of a ``domains.list(tenant)`` call written before ``tenant`` was a
+    keyword, with its warning; a call naming the tenant both ways is a mistake."""
+    if len(legacy_tenant) > 1:
+        raise TypeError(
+            f"domains.list() takes at most 1 positional argument ({len(legacy_tenant)} given)"
+        )
+    if keyword_tenant != "default":
+        raise TypeError("domains.list() got the tenant both positionally and as a keyword")
+    warnings.warn(
+        "domains.list(tenant) is deprecated: pass the tenant as a keyword, "
+        "domains.list(tenant=...)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return v.check_tenant(legacy_tenant[0])

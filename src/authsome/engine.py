@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from authsome._billing import Billing, LedgerErrorPolicy, LedgerStats
+from authsome._signin import SignInFlow
 from authsome._time import Clock, utcnow
 from authsome.apikeys import ApiKeyPolicy, ApiKeys
-from authsome.billing import Billing, LedgerErrorPolicy, LedgerStats
 from authsome.bridge import Ledger, NoopLedger
 from authsome.crypto import Keyring, PasswordHasher, PasswordHashing, Resealed
 from authsome.domains import Domains, TxtResolver
@@ -18,7 +19,6 @@ from authsome.models import SignIn
 from authsome.orgs import Orgs
 from authsome.passkeys import Passkeys
 from authsome.sessions import SessionPolicy, Sessions
-from authsome.signin import SignInFlow
 from authsome.sso import SSO
 from authsome.stores import MemoryStore, Store
 from authsome.throttle import Throttle, ThrottlePolicy

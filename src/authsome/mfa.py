@@ -50,9 +50,9 @@ from typing import TYPE_CHECKING
 import pyotp
 
 from authsome import _validation as v
+from authsome._billing import Billing
 from authsome._time import Clock
 from authsome._units import one_commit
-from authsome.billing import Billing
 from authsome.bridge import LedgerContext
 from authsome.crypto import (
     SEALED_PREFIX,
@@ -77,7 +77,7 @@ from authsome.models import MfaFactor, MfaMethod, SignIn, StoredSecret, TOTPSetu
 from authsome.stores import Store
 
 if TYPE_CHECKING:  # signin imports nothing from here; this keeps it that way at run time
-    from authsome.signin import SignInFlow
+    from authsome._signin import SignInFlow
 
 __all__ = [
     "FAILURE_WINDOW",
@@ -237,18 +237,18 @@ class Mfa:
             tokens = self._sign_in.open_session(user)
         return self._sign_in.finish(user, tokens)
 
-    def disable(self, user_id: str, code: str) -> None:
+    def disable(self, user_id: str, code: str) -> bool:
         """Remove the user's TOTP factor and recovery codes; needs a valid TOTP or
         recovery code (:class:`~authsome.errors.InvalidCredentials` otherwise).
-        :class:`~authsome.errors.NotFound` if TOTP is not enabled."""
-        user = self._user(user_id)
+        ``False`` if the user (known or not) has no TOTP enabled."""
+        user_id = v.require_str("user_id", user_id)
         kind, canonical = _classify(code)
-        factor = self._confirmed_totp(user.id)
+        factor = self._confirmed_totp(user_id)
         if factor is None:
-            raise NotFound("TOTP is not enabled for this user")
+            return False
         with one_commit(self._store):
-            self._check_second_factor(user.id, factor, kind, canonical, self._clock())
-            self._store.delete_mfa_factor(factor.id)
+            self._check_second_factor(user_id, factor, kind, canonical, self._clock())
+            return self._store.delete_mfa_factor(factor.id)
 
     def locked(self, user_id: str) -> bool:
         """Whether the user's TOTP factor is locked after :data:`LOCKOUT_THRESHOLD`

@@ -15,8 +15,8 @@ import re
 import unicodedata
 
 from authsome import _validation as v
+from authsome._billing import Billing
 from authsome._time import Clock
-from authsome.billing import Billing
 from authsome.bridge import LedgerContext
 from authsome.crypto import new_id
 from authsome.errors import NotFound, ValidationError
@@ -144,15 +144,14 @@ class Orgs:
         self._record_join(org, user.id)
         return membership
 
-    def remove_member(self, org_id: str, user_id: str) -> None:
-        """Remove a member.
+    def remove_member(self, org_id: str, user_id: str) -> bool:
+        """Remove a member; ``False`` if the user is not a member (or the org is
+        unknown).
 
-        Raises :class:`~authsome.errors.NotFound` for an unknown org or a user who is
-        not a member, :class:`~authsome.errors.Conflict` for the org's last owner.
+        Raises :class:`~authsome.errors.Conflict` for the org's last owner, who stays.
         """
-        org = self.get(org_id)
-        if not self._store.remove_membership(org.id, v.require_str("user_id", user_id)):
-            raise NotFound("the user is not a member of this org")
+        org_id = v.require_str("org_id", org_id)
+        return self._store.remove_membership(org_id, v.require_str("user_id", user_id))
 
     def change_role(self, org_id: str, user_id: str, role: OrgRole | str) -> Membership:
         """Give a member another role and return the updated membership.

@@ -33,10 +33,11 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from authsome import _validation as v
+from authsome._billing import Billing
 from authsome._keys import PurposeKeys
+from authsome._signin import SignInFlow
 from authsome._time import Clock
 from authsome._units import one_commit
-from authsome.billing import Billing
 from authsome.bridge import LedgerContext
 from authsome.crypto import sha256_hex
 from authsome.errors import (
@@ -55,7 +56,6 @@ from authsome.models import (
     SignIn,
     User,
 )
-from authsome.signin import SignInFlow
 from authsome.stores import Store
 
 if TYPE_CHECKING:  # the optional extra; imported lazily at run time
@@ -426,13 +426,12 @@ class Passkeys:
         an unknown user."""
         return self._store.list_user_passkeys(self._user(v.require_str("user_id", user_id)).id)
 
-    def remove(self, user_id: str, credential_id: str) -> None:
-        """Delete one of the user's passkeys; :class:`~authsome.errors.NotFound` if
-        the user has no passkey with this credential id."""
+    def remove(self, user_id: str, credential_id: str) -> bool:
+        """Delete one of the user's passkeys; ``False`` if the user (known or not) has
+        no passkey with this credential id, which leaves another user's passkey alone."""
         user_id = v.require_str("user_id", user_id)
         credential_id = v.require_str("credential_id", credential_id)
-        if not self._store.delete_passkey(user_id, credential_id):
-            raise NotFound("no such passkey")
+        return self._store.delete_passkey(user_id, credential_id)
 
     # -- helpers -----------------------------------------------------------------
     def _user(self, user_id: str) -> User:

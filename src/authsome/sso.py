@@ -43,8 +43,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from authsome import _validation as v
+from authsome._billing import Billing
 from authsome._time import Clock
-from authsome.billing import Billing
 from authsome.bridge import LedgerContext
 from authsome.crypto import Keyring, Resealed, new_id, reseal_all
 from authsome.domains import normalize_hostname

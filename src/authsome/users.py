@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from authsome import _validation as v
+from authsome._billing import Billing
 from authsome._time import Clock
-from authsome.billing import Billing
 from authsome.bridge import LedgerContext
 from authsome.crypto import PasswordHasher, new_ordered_id
 from authsome.errors import AlreadyExists, NotFound

@@ -6,7 +6,7 @@ Two calls, as in the Go engine's ``bridge.Ledger``, but with an explicit, typed
 * :meth:`Ledger.record_usage` after an operation succeeded (raises on failure);
 * :meth:`Ledger.check_entitlement` before a plan-gated operation (raises on failure).
 
-Only :mod:`authsome.billing` calls these; services never do.
+Only the engine's billing module (``authsome._billing``) calls these; services never do.
 
 :class:`LedgerAdapter` (from :mod:`authsome.bridge.ledgeradapter`) turns a ledger
 engine, the embedded :class:`authsome.ledger.Engine` first of all, into a

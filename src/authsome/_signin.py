@@ -8,9 +8,9 @@ import threading
 from collections.abc import Callable
 
 from authsome import _validation as v
+from authsome._billing import Billing
 from authsome._time import Clock
 from authsome._units import one_commit
-from authsome.billing import Billing
 from authsome.bridge import LedgerContext
 from authsome.crypto import PasswordHasher
 from authsome.errors import InvalidCredentials, ValidationError
