@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from authsome import AlreadyExists, Authsome, InvalidCredentials, RateLimited, UsageEvent, billing
+from authsome import AlreadyExists, Authsome, InvalidCredentials, RateLimited, UsageEvent, _billing
 from authsome.bridge import LedgerContext
 from authsome.stores import MemoryStore, Store
 from authsome.testing import FailingLedger, RecordingLedger
@@ -170,7 +170,7 @@ def test_an_outage_of_the_ledger_warns_once_per_interval_with_a_count(
     with caplog.at_level(logging.WARNING, logger="authsome.ledger"):
         for _ in range(50):
             auth.api_keys.validate(key.secret)
-        monkeypatch.setattr(billing, "RECORD_WARNING_INTERVAL", 0.0)
+        monkeypatch.setattr(_billing, "RECORD_WARNING_INTERVAL", 0.0)
         auth.api_keys.validate(key.secret)
         auth.api_keys.validate(key.secret)
     warnings = [r.getMessage() for r in caplog.records if r.name == "authsome.ledger"]
