@@ -25,6 +25,7 @@ from authsome.errors import (
     InvalidCredentials,
     InvalidToken,
     LedgerUnavailable,
+    MailNotSent,
     MfaLocked,
     NotFound,
     RateLimited,
@@ -33,6 +34,7 @@ from authsome.errors import (
     VerificationFailed,
 )
 from authsome.features import Feature, GatedFeature, UsageEvent
+from authsome.mail import Mailer, MailMessage, MailSettings, MailTemplate, SMTPMailer
 from authsome.mfa import Mfa
 from authsome.models import (
     ApiKey,
@@ -78,6 +80,11 @@ __all__ = [
     "InvalidToken",
     "LedgerStats",
     "LedgerUnavailable",
+    "MailMessage",
+    "MailNotSent",
+    "MailSettings",
+    "MailTemplate",
+    "Mailer",
     "Membership",
     "Mfa",
     "MfaFactor",
@@ -91,6 +98,7 @@ __all__ = [
     "PasswordHashing",
     "RateLimited",
     "SAMLConnection",
+    "SMTPMailer",
     "SSOConnectionInfo",
     "SSOProtocol",
     "SecretBox",

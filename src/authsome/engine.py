@@ -13,6 +13,7 @@ from authsome.billing import Billing, LedgerErrorPolicy, LedgerStats
 from authsome.bridge import Ledger, NoopLedger
 from authsome.crypto import Keyring, PasswordHasher, PasswordHashing, Resealed
 from authsome.domains import Domains, TxtResolver
+from authsome.mail import Mailer, MailSettings
 from authsome.mfa import Mfa, SignInChallenge
 from authsome.models import SignIn
 from authsome.orgs import Orgs
@@ -70,6 +71,11 @@ class Authsome:
 
     ``dns_resolver`` looks up the TXT records that verify custom domains; by default
     dnspython with the system's configuration (extra ``authsome-engine[dns]``).
+
+    ``mailer`` sends the messages of the account journeys (e-mail verification,
+    password reset): an :class:`~authsome.mail.SMTPMailer`, or
+    :class:`authsome.testing.Outbox` in tests. ``mail`` sets the sender, the base
+    URL of the links (configured here, never read from a request) and the templates.
     """
 
     def __init__(
@@ -86,7 +92,13 @@ class Authsome:
         secret_key: bytes | None = None,
         previous_secret_keys: Sequence[bytes] = (),
         api_keys: ApiKeyPolicy | None = None,
+        mailer: Mailer | None = None,
+        mail: MailSettings | None = None,
     ) -> None:
+        if mailer is not None and not isinstance(mailer, Mailer):
+            raise TypeError(f"mailer must provide send(message), not {type(mailer).__name__}")
+        self.mailer = mailer
+        self.mail_settings = mail or MailSettings()
         self.store: Store = MemoryStore() if store is None else _checked_store(store)
         self._billing = Billing(_as_ledger(ledger), on_ledger_error)
         self._clock: Clock = clock or utcnow
