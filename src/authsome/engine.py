@@ -13,9 +13,11 @@ from authsome.billing import Billing, LedgerErrorPolicy, LedgerStats
 from authsome.bridge import Ledger, NoopLedger
 from authsome.crypto import Keyring, PasswordHasher, PasswordHashing, Resealed
 from authsome.domains import Domains, TxtResolver
-from authsome.mail import Mailer, MailSettings
+from authsome.journeys import AccountJourneys
+from authsome.mail import MailDispatcher, Mailer, MailSettings
 from authsome.mfa import Mfa, SignInChallenge
 from authsome.models import SignIn
+from authsome.onetime import JourneyPolicy, OneTimeTokens
 from authsome.orgs import Orgs
 from authsome.passkeys import Passkeys
 from authsome.sessions import SessionPolicy, Sessions
@@ -76,6 +78,8 @@ class Authsome:
     password reset): an :class:`~authsome.mail.SMTPMailer`, or
     :class:`authsome.testing.Outbox` in tests. ``mail`` sets the sender, the base
     URL of the links (configured here, never read from a request) and the templates.
+    ``journeys`` sets the lifetimes of their one-time tokens and whether password
+    sign-in needs a verified address.
     """
 
     def __init__(
@@ -94,6 +98,7 @@ class Authsome:
         api_keys: ApiKeyPolicy | None = None,
         mailer: Mailer | None = None,
         mail: MailSettings | None = None,
+        journeys: JourneyPolicy | None = None,
     ) -> None:
         if mailer is not None and not isinstance(mailer, Mailer):
             raise TypeError(f"mailer must provide send(message), not {type(mailer).__name__}")
@@ -103,10 +108,20 @@ class Authsome:
         self._billing = Billing(_as_ledger(ledger), on_ledger_error)
         self._clock: Clock = clock or utcnow
         hasher = PasswordHasher(password_hashing or PasswordHashing())
-        self.users = Users(self.store, self._billing, hasher, self._clock)
         self.sessions = Sessions(
             self.store, self._billing, sessions or SessionPolicy(), self._clock
         )
+        self._mail = MailDispatcher(mailer)
+        self._journeys = AccountJourneys(
+            self.store,
+            hasher,
+            self._clock,
+            OneTimeTokens(self.store, journeys or JourneyPolicy(), self._clock),
+            self._mail,
+            self.mail_settings,
+            self.sessions,
+        )
+        self.users = Users(self.store, self._billing, hasher, self._clock, self._journeys)
         self.orgs = Orgs(self.store, self._billing, self._clock)
         self.domains = Domains(self.store, self._billing, self._clock, resolver=dns_resolver)
         keyring = Keyring(secret_key, previous_secret_keys)
@@ -120,6 +135,9 @@ class Authsome:
             self.sessions,
             self._clock,
             mfa_ticket=SignInChallenge(self.store, self._clock).issue,
+            before_completion=self._journeys.check_verified
+            if (journeys or JourneyPolicy()).require_verified_email
+            else None,
         )
         self.mfa = Mfa(
             self.store,
@@ -178,8 +196,14 @@ class Authsome:
             sso_client_secrets=self.sso.reseal_secrets(),
         )
 
+    def flush_mail(self) -> None:
+        """Wait until every message sent from the background (password resets) was
+        handed to the mailer or given up: for tests and for a clean shutdown."""
+        self._mail.flush()
+
     def close(self) -> None:
-        """Close the store."""
+        """Send the queued messages, then close the store."""
+        self._mail.close()
         self.store.close()
 
     def __enter__(self) -> Authsome:

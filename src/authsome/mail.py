@@ -14,8 +14,12 @@ asked for the message then leaves no usable token behind.
 from __future__ import annotations
 
 import html
+import logging
+import queue
 import smtplib
 import ssl
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formataddr, make_msgid
@@ -25,6 +29,7 @@ from urllib.parse import quote, urlsplit
 from authsome.errors import MailNotSent, ValidationError
 
 __all__ = [
+    "MailDispatcher",
     "MailMessage",
     "MailSettings",
     "MailTemplate",
@@ -33,6 +38,8 @@ __all__ = [
     "default_templates",
     "deliver",
 ]
+
+mail_log = logging.getLogger("authsome.mail")
 
 SMTPSecurity = Literal["starttls", "tls", "none"]
 
@@ -244,3 +251,59 @@ def deliver(mailer: Mailer | None, message: MailMessage) -> None:
     except Exception as exc:
         # The class name only: an exception of a mailer may carry the message body.
         raise MailNotSent(f"the mailer failed ({type(exc).__name__})") from None
+
+
+class MailDispatcher:
+    """Sends the engine's messages: now (the caller learns of a failure) or later,
+    from one background thread (the caller's answer must not depend on whether a
+    message was sent, e.g. a password reset that must not reveal which addresses
+    exist). A message sent later that fails runs its ``on_failure`` (the journey
+    withdraws its token) and is logged on ``authsome.mail`` without its content.
+    """
+
+    def __init__(self, mailer: Mailer | None) -> None:
+        self.mailer = mailer
+        self._queue: queue.Queue[tuple[MailMessage, Callable[[], None]] | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def send_now(self, message: MailMessage) -> None:
+        """Send in the calling thread; :class:`MailNotSent` on failure."""
+        deliver(self.mailer, message)
+
+    def send_later(self, message: MailMessage, on_failure: Callable[[], None]) -> None:
+        """Queue ``message`` for the background thread and return at once."""
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="authsome-mail", daemon=True)
+                self._thread.start()
+            self._queue.put((message, on_failure))
+
+    def flush(self) -> None:
+        """Wait until every queued message was sent or given up."""
+        self._queue.join()
+
+    def close(self) -> None:
+        """Send what is queued, then stop the background thread."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(None)
+            thread.join()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                message, on_failure = item
+                try:
+                    deliver(self.mailer, message)
+                except MailNotSent as exc:
+                    mail_log.warning("a %s message was not sent: %s", message.kind, exc)
+                    on_failure()
+            except Exception:
+                mail_log.exception("a queued message could not be handled")
+            finally:
+                self._queue.task_done()

@@ -30,6 +30,8 @@ class SignInFlow:
 
     ``mfa_ticket`` returns a ticket for a user who has a second factor (``None``
     otherwise); such a sign-in stops there and is completed by the MFA service.
+    ``before_completion`` may refuse a user whose password was right (it raises
+    :class:`InvalidCredentials`), e.g. one whose address must be verified first.
     """
 
     def __init__(
@@ -41,6 +43,7 @@ class SignInFlow:
         sessions: Sessions,
         clock: Clock,
         mfa_ticket: Callable[[User], str | None] | None = None,
+        before_completion: Callable[[User], None] | None = None,
     ) -> None:
         self._store = store
         self._billing = billing
@@ -49,6 +52,7 @@ class SignInFlow:
         self._sessions = sessions
         self._clock = clock
         self._mfa_ticket = mfa_ticket
+        self._before_completion = before_completion
         self._warned_without_ip = False
         self._warn_lock = threading.Lock()
 
@@ -69,6 +73,9 @@ class SignInFlow:
         # verify() runs against a dummy hash when there is no user: the same work either way.
         if not self._hasher.verify(stored_hash, password) or user is None or stored_hash is None:
             raise InvalidCredentials()
+        if self._before_completion is not None:
+            # May refuse (a required verification), still counted as a failure.
+            self._before_completion(user)
         self._throttle.succeeded(tenant, email, ip, now)
         if self._hasher.needs_rehash(stored_hash):
             self._store.set_password_hash(user.id, self._hasher.hash(password))

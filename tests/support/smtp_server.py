@@ -33,12 +33,13 @@ class Received:
     """The messages a server accepted, parsed."""
 
     messages: list[Message] = field(default_factory=list)
+    refused: list[Message] = field(default_factory=list)  # seen, then refused
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def bodies(self, index: int = -1) -> tuple[str, str]:
-        """(plain text, HTML) of a received message."""
+    def bodies(self, index: int = -1, *, refused: bool = False) -> tuple[str, str]:
+        """(plain text, HTML) of a received (or a refused) message."""
         with self.lock:
-            message = self.messages[index]
+            message = (self.refused if refused else self.messages)[index]
         text = html = ""
         for part in message.walk():
             payload = part.get_payload(decode=True)
@@ -57,11 +58,10 @@ class _Handler:
         self.refuse = refuse
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        if self.refuse:
-            return "554 5.7.1 message refused"
         with self.received.lock:
-            self.received.messages.append(message_from_bytes(envelope.content))
-        return "250 OK"
+            kept = self.received.refused if self.refuse else self.received.messages
+            kept.append(message_from_bytes(envelope.content))
+        return "554 5.7.1 message refused" if self.refuse else "250 OK"
 
 
 def free_port() -> int:

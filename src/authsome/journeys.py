@@ -1,0 +1,139 @@
+"""Account journeys by e-mail: verifying an address and resetting a forgotten
+password. They use the one-time tokens of :mod:`authsome.onetime`, send through the
+engine's mailer and record no usage (none of them is a sign-in)."""
+
+from __future__ import annotations
+
+from authsome import _validation as v
+from authsome._time import Clock
+from authsome.crypto import PasswordHasher, sha256_hex
+from authsome.errors import InvalidCredentials, InvalidToken, MailNotSent, NotFound, ValidationError
+from authsome.mail import MailDispatcher, MailMessage, MailSettings
+from authsome.models import OneTimeToken, User
+from authsome.onetime import OneTimeTokens, TokenPurpose
+from authsome.sessions import Sessions
+from authsome.stores import Store
+
+__all__ = ["AccountJourneys"]
+
+# The path added to MailSettings.link_base_url for each journey's link.
+VERIFY_PATH = "verify-email"
+RESET_PATH = "reset-password"
+
+
+class AccountJourneys:
+    """The journeys behind ``auth.users.send_verification`` and friends."""
+
+    def __init__(
+        self,
+        store: Store,
+        hasher: PasswordHasher,
+        clock: Clock,
+        tokens: OneTimeTokens,
+        mail: MailDispatcher,
+        settings: MailSettings,
+        sessions: Sessions,
+    ) -> None:
+        self._store = store
+        self._hasher = hasher
+        self._clock = clock
+        self.tokens = tokens
+        self._mail = mail
+        self._settings = settings
+        self._sessions = sessions
+
+    # -- e-mail verification ----------------------------------------------------
+    def send_verification(self, user_id: str) -> None:
+        """Send the user a link that proves the address is theirs.
+
+        :class:`~authsome.errors.MailNotSent` when the mailer fails: the link's
+        token is withdrawn then, so nothing usable is left behind.
+        """
+        user = self._store.get_user(v.require_str("user_id", user_id))
+        if user is None:
+            raise NotFound("no such user")
+        token = self.tokens.issue(user, TokenPurpose.VERIFY_EMAIL)
+        try:
+            self._mail.send_now(self._message(user, TokenPurpose.VERIFY_EMAIL, token))
+        except MailNotSent:
+            self.tokens.withdraw(token)
+            raise
+
+    def send_verification_later(self, user: User) -> None:
+        """Like :meth:`send_verification`, from the background: for a caller whose
+        answer must not depend on it (a refused sign-in)."""
+        token = self.tokens.issue(user, TokenPurpose.VERIFY_EMAIL)
+        message = self._message(user, TokenPurpose.VERIFY_EMAIL, token)
+        self._mail.send_later(message, on_failure=lambda: self.tokens.withdraw(token))
+
+    def verify_email(self, token: str, *, tenant: str) -> User:
+        """Use a verification token; the user, with ``email_verified_at`` set."""
+        bound = self.tokens.consume(token, TokenPurpose.VERIFY_EMAIL, tenant=tenant)
+        user = self._store.mark_email_verified(bound.user_id, bound.email, self._clock())
+        if user is None:  # the address changed since the link was sent
+            raise InvalidToken()
+        return user
+
+    def check_verified(self, user: User) -> None:
+        """Refuse a sign-in of a user whose address is unverified, with the answer of
+        a wrong password; the owner gets a new verification link by mail."""
+        if user.email_verified_at is None:
+            self.send_verification_later(user)
+            raise InvalidCredentials()
+
+    # -- password reset ---------------------------------------------------------
+    def request_password_reset(self, email: str, *, tenant: str, ip: str | None) -> None:
+        """Send a reset link if the address has an account; the same answer, after
+        the same work, either way."""
+        tenant = v.check_tenant(tenant)
+        email = v.normalize_email(email)
+        v.check_ip(ip)
+        user = self._store.find_user_by_email(tenant, email)
+        if user is None:
+            # A token made, hashed and written for nobody: the known branch's work.
+            self.tokens.decoy()
+            return
+        token = self.tokens.issue(user, TokenPurpose.RESET_PASSWORD)
+        # Sent from the background: how long a mail server takes, or whether it
+        # fails, must not tell the caller that this address has an account.
+        message = self._message(user, TokenPurpose.RESET_PASSWORD, token)
+        self._mail.send_later(message, on_failure=lambda: self.tokens.withdraw(token))
+
+    def reset_password(self, token: str, new_password: str, *, tenant: str) -> User:
+        """Set a new password with a reset token, sign out every session of the
+        user and drop their pending MFA sign-ins. Does not sign in."""
+        tenant = v.check_tenant(tenant)
+        password = v.normalize_password(new_password)
+        v.check_new_password(password, email="")  # the common ones, before the token is used
+        bound = self.tokens.consume(token, TokenPurpose.RESET_PASSWORD, tenant=tenant)
+        user = self._store.get_user(bound.user_id)
+        if user is None:
+            raise InvalidToken()
+        try:
+            v.check_new_password(password, user.email)
+        except ValidationError:
+            self._give_back(token, bound)
+            raise
+        self._store.set_password_hash(user.id, self._hasher.hash(password))
+        self._sessions.revoke_all(user.id)
+        self._store.delete_user_mfa_tickets(user.id)
+        self.tokens.withdraw_all(user.id)
+        # Following the link proved the address, as a verification link would have.
+        return self._store.mark_email_verified(user.id, bound.email, self._clock()) or user
+
+    def _give_back(self, token: str, bound: OneTimeToken) -> None:
+        # The new password was refused: the user may try another with the same link.
+        self._store.create_one_time_token(sha256_hex(token), bound, self._clock())
+
+    # -- messages ---------------------------------------------------------------
+    def _message(self, user: User, purpose: TokenPurpose, token: str) -> MailMessage:
+        path = VERIFY_PATH if purpose is TokenPurpose.VERIFY_EMAIL else RESET_PATH
+        minutes = int(self.tokens.policy.ttl(purpose).total_seconds() // 60)
+        return self._settings.template(purpose.value).render(
+            to=user.email,
+            kind=purpose.value,
+            sender=self._settings.sender,
+            link=self._settings.link(path, token),
+            email=user.email,
+            minutes=str(minutes),
+        )
