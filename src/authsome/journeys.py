@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from authsome import _validation as v
 from authsome._time import Clock
-from authsome.crypto import PasswordHasher, sha256_hex
+from authsome.crypto import PasswordHasher, new_token, sha256_hex
 from authsome.errors import InvalidCredentials, InvalidToken, MailNotSent, NotFound, ValidationError
 from authsome.mail import MailDispatcher, MailMessage, MailSettings
 from authsome.models import OneTimeToken, User
@@ -52,19 +52,16 @@ class AccountJourneys:
         user = self._store.get_user(v.require_str("user_id", user_id))
         if user is None:
             raise NotFound("no such user")
-        token = self.tokens.issue(user, TokenPurpose.VERIFY_EMAIL)
+        self._send(user, TokenPurpose.VERIFY_EMAIL)
+
+    def _send(self, user: User, purpose: TokenPurpose) -> None:
+        """Issue a token of ``purpose`` and mail its link; withdraw it if not sent."""
+        token = self.tokens.issue(user, purpose)
         try:
-            self._mail.send_now(self._message(user, TokenPurpose.VERIFY_EMAIL, token))
+            self._mail.send_now(self._message(user, purpose, token))
         except MailNotSent:
             self.tokens.withdraw(token)
             raise
-
-    def send_verification_later(self, user: User) -> None:
-        """Like :meth:`send_verification`, from the background: for a caller whose
-        answer must not depend on it (a refused sign-in)."""
-        token = self.tokens.issue(user, TokenPurpose.VERIFY_EMAIL)
-        message = self._message(user, TokenPurpose.VERIFY_EMAIL, token)
-        self._mail.send_later(message, on_failure=lambda: self.tokens.withdraw(token))
 
     def verify_email(self, token: str, *, tenant: str) -> User:
         """Use a verification token; the user, with ``email_verified_at`` set."""
@@ -76,9 +73,10 @@ class AccountJourneys:
 
     def check_verified(self, user: User) -> None:
         """Refuse a sign-in of a user whose address is unverified, with the answer of
-        a wrong password; the owner gets a new verification link by mail."""
+        a wrong password; the owner gets a new verification link by mail (from the
+        background: the answer must not wait for, or depend on, the mail server)."""
         if user.email_verified_at is None:
-            self.send_verification_later(user)
+            self._mail.later(lambda: self._send(user, TokenPurpose.VERIFY_EMAIL))
             raise InvalidCredentials()
 
     # -- password reset ---------------------------------------------------------
@@ -88,16 +86,25 @@ class AccountJourneys:
         tenant = v.check_tenant(tenant)
         email = v.normalize_email(email)
         v.check_ip(ip)
+        # The caller's thread only checks the input and queues the request: the
+        # lookup, the token and the message happen in the background, so neither the
+        # store nor the mail server's delay or failure can tell the caller whether
+        # this address has an account.
+        self._mail.later(lambda: self._reset_requested(tenant, email))
+
+    def _reset_requested(self, tenant: str, email: str) -> None:
         user = self._store.find_user_by_email(tenant, email)
         if user is None:
-            # A token made, hashed and written for nobody: the known branch's work.
-            self.tokens.decoy()
-            return
-        token = self.tokens.issue(user, TokenPurpose.RESET_PASSWORD)
-        # Sent from the background: how long a mail server takes, or whether it
-        # fails, must not tell the caller that this address has an account.
-        message = self._message(user, TokenPurpose.RESET_PASSWORD, token)
-        self._mail.send_later(message, on_failure=lambda: self.tokens.withdraw(token))
+            self._decoy(tenant, email)
+        else:
+            self._send(user, TokenPurpose.RESET_PASSWORD)
+
+    def _decoy(self, tenant: str, email: str) -> None:
+        # What _send does, for nobody: a token made and hashed, a store write, a
+        # message rendered; nothing is sent.
+        self.tokens.decoy()
+        nobody = User("", tenant, email, None, self._clock())
+        self._message(nobody, TokenPurpose.RESET_PASSWORD, new_token())
 
     def reset_password(self, token: str, new_password: str, *, tenant: str) -> User:
         """Set a new password with a reset token, sign out every session of the

@@ -256,14 +256,14 @@ def deliver(mailer: Mailer | None, message: MailMessage) -> None:
 class MailDispatcher:
     """Sends the engine's messages: now (the caller learns of a failure) or later,
     from one background thread (the caller's answer must not depend on whether a
-    message was sent, e.g. a password reset that must not reveal which addresses
-    exist). A message sent later that fails runs its ``on_failure`` (the journey
-    withdraws its token) and is logged on ``authsome.mail`` without its content.
+    message was sent, nor on how long that took, e.g. a password reset that must not
+    reveal which addresses exist). Jobs run one at a time, in order; a failing job
+    is logged on ``authsome.mail`` (without the message) and the next one runs.
     """
 
     def __init__(self, mailer: Mailer | None) -> None:
         self.mailer = mailer
-        self._queue: queue.Queue[tuple[MailMessage, Callable[[], None]] | None] = queue.Queue()
+        self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -271,20 +271,21 @@ class MailDispatcher:
         """Send in the calling thread; :class:`MailNotSent` on failure."""
         deliver(self.mailer, message)
 
-    def send_later(self, message: MailMessage, on_failure: Callable[[], None]) -> None:
-        """Queue ``message`` for the background thread and return at once."""
+    def later(self, job: Callable[[], None]) -> None:
+        """Run ``job`` (which usually sends with :meth:`send_now`) in the background
+        thread and return at once."""
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="authsome-mail", daemon=True)
                 self._thread.start()
-            self._queue.put((message, on_failure))
+            self._queue.put(job)
 
     def flush(self) -> None:
-        """Wait until every queued message was sent or given up."""
+        """Wait until every job queued so far has run."""
         self._queue.join()
 
     def close(self) -> None:
-        """Send what is queued, then stop the background thread."""
+        """Run what is queued, then stop the background thread."""
         with self._lock:
             thread, self._thread = self._thread, None
         if thread is not None:
@@ -293,17 +294,14 @@ class MailDispatcher:
 
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
+            job = self._queue.get()
             try:
-                if item is None:
+                if job is None:
                     return
-                message, on_failure = item
-                try:
-                    deliver(self.mailer, message)
-                except MailNotSent as exc:
-                    mail_log.warning("a %s message was not sent: %s", message.kind, exc)
-                    on_failure()
+                job()
+            except MailNotSent as exc:
+                mail_log.warning("a queued message was not sent: %s", exc)
             except Exception:
-                mail_log.exception("a queued message could not be handled")
+                mail_log.exception("a queued mail job failed")
             finally:
                 self._queue.task_done()
