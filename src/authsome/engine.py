@@ -112,6 +112,7 @@ class Authsome:
             self.store, self._billing, sessions or SessionPolicy(), self._clock
         )
         self._mail = MailDispatcher(mailer)
+        limiter = Throttle(self.store, throttle or ThrottlePolicy(), secret_key=secret_key)
         self._journeys = AccountJourneys(
             self.store,
             hasher,
@@ -120,6 +121,7 @@ class Authsome:
             self._mail,
             self.mail_settings,
             self.sessions,
+            limiter,
         )
         self.users = Users(self.store, self._billing, hasher, self._clock, self._journeys)
         self.orgs = Orgs(self.store, self._billing, self._clock)
@@ -131,7 +133,7 @@ class Authsome:
             self.store,
             self._billing,
             hasher,
-            Throttle(self.store, throttle or ThrottlePolicy(), secret_key=secret_key),
+            limiter,
             self.sessions,
             self._clock,
             mfa_ticket=SignInChallenge(self.store, self._clock).issue,

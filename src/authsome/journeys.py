@@ -1,8 +1,11 @@
-"""Account journeys by e-mail: verifying an address and resetting a forgotten
-password. They use the one-time tokens of :mod:`authsome.onetime`, send through the
-engine's mailer and record no usage (none of them is a sign-in)."""
+"""Account journeys: verifying an address and resetting a forgotten password by
+e-mail, and changing a password. The e-mail journeys use the one-time tokens of
+:mod:`authsome.onetime` and send through the engine's mailer. None of them is a
+sign-in, so none records usage."""
 
 from __future__ import annotations
+
+import unicodedata
 
 from authsome import _validation as v
 from authsome._time import Clock
@@ -13,6 +16,7 @@ from authsome.models import OneTimeToken, User
 from authsome.onetime import OneTimeTokens, TokenPurpose
 from authsome.sessions import Sessions
 from authsome.stores import Store
+from authsome.throttle import Throttle
 
 __all__ = ["AccountJourneys"]
 
@@ -33,6 +37,7 @@ class AccountJourneys:
         mail: MailDispatcher,
         settings: MailSettings,
         sessions: Sessions,
+        throttle: Throttle,
     ) -> None:
         self._store = store
         self._hasher = hasher
@@ -41,6 +46,7 @@ class AccountJourneys:
         self._mail = mail
         self._settings = settings
         self._sessions = sessions
+        self._throttle = throttle
 
     # -- e-mail verification ----------------------------------------------------
     def send_verification(self, user_id: str) -> None:
@@ -127,6 +133,47 @@ class AccountJourneys:
         self.tokens.withdraw_all(user.id)
         # Following the link proved the address, as a verification link would have.
         return self._store.mark_email_verified(user.id, bound.email, self._clock()) or user
+
+    # -- password change --------------------------------------------------------
+    def change_password(
+        self,
+        user_id: str,
+        current_password: str,
+        new_password: str,
+        *,
+        keep_session_id: str | None,
+        ip: str | None,
+    ) -> User:
+        """Replace a signed-in user's password after checking the current one."""
+        user_id = v.require_str("user_id", user_id)
+        current = v.require_str("current_password", current_password)
+        # Bounded before NFKC (which can grow a text many times), as at sign-in.
+        if not current or len(current) > v.MAX_PASSWORD:
+            raise ValidationError(f"current_password must be 1..{v.MAX_PASSWORD} characters")
+        current = unicodedata.normalize("NFKC", current)
+        password = v.normalize_password(new_password)
+        ip = v.check_ip(ip)
+        if keep_session_id is not None:
+            v.require_str("keep_session_id", keep_session_id)
+        user = self._store.get_user(user_id)
+        if user is None:
+            raise NotFound("no such user")
+        v.check_new_password(password, user.email)
+        now = self._clock()
+        # Counted like a sign-in attempt: a stolen session cannot guess the password.
+        self._throttle.reserve(user.tenant, user.email, ip, now)
+        if not self._hasher.verify(self._store.get_password_hash(user.id), current):
+            raise InvalidCredentials()
+        self._throttle.succeeded(user.tenant, user.email, ip, now)
+        self._store.set_password_hash(user.id, self._hasher.hash(password))
+        if keep_session_id is None:
+            self._sessions.revoke_all(user.id)
+        else:
+            self._store.delete_user_mfa_tickets(user.id)
+            self._store.revoke_other_user_sessions(user.id, keep_session_id, now)
+        # Links sent for the old password (a reset) must not outlive it.
+        self.tokens.withdraw_all(user.id)
+        return user
 
     def _give_back(self, token: str, bound: OneTimeToken) -> None:
         # The new password was refused: the user may try another with the same link.

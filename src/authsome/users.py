@@ -107,3 +107,25 @@ class Users:
         then still works). Records no usage.
         """
         return self._journeys.reset_password(token, new_password, tenant=tenant)
+
+    def change_password(
+        self,
+        user_id: str,
+        current_password: str,
+        new_password: str,
+        *,
+        keep_session_id: str | None = None,
+        ip: str | None = None,
+    ) -> User:
+        """Change a signed-in user's password: ``current_password`` must be right
+        (a wrong one is :class:`~authsome.errors.InvalidCredentials`, counted by the
+        sign-in throttle, so :class:`~authsome.errors.RateLimited` comes after too
+        many), ``new_password`` follows the registration rules.
+
+        Every other session of the user is signed out: pass the session the request
+        came with as ``keep_session_id`` to keep it (without it, all of them end).
+        Pending MFA sign-ins and one-time links end too. Records no usage.
+        """
+        return self._journeys.change_password(
+            user_id, current_password, new_password, keep_session_id=keep_session_id, ip=ip
+        )

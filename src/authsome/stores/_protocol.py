@@ -164,6 +164,12 @@ class Store(Protocol):
         how many were revoked."""
         ...
 
+    def revoke_other_user_sessions(self, user_id: str, keep_session_id: str, now: datetime) -> int:
+        """Revoke every live session of the user except ``keep_session_id`` (a
+        password change signs out the other devices); return how many. One atomic
+        step."""
+        ...
+
     # -- throttle counters -----------------------------------------------------
     def hit_counter(self, key: str, now: datetime, ttl_seconds: int) -> Counter:
         """Count one hit on ``key`` and return ``(hits, expires_at)``.

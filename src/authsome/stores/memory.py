@@ -238,6 +238,15 @@ class MemoryStore:
             ids = [s.id for s in self._sessions.values() if s.user_id == user_id]
             return sum(self._revoke(session_id, now) for session_id in ids)
 
+    def revoke_other_user_sessions(self, user_id: str, keep_session_id: str, now: datetime) -> int:
+        with self._lock:
+            ids = [
+                s.id
+                for s in self._sessions.values()
+                if s.user_id == user_id and s.id != keep_session_id
+            ]
+            return sum(self._revoke(session_id, now) for session_id in ids)
+
     def _revoke(self, session_id: str, now: datetime) -> bool:
         session = self._sessions.get(session_id)
         if session is None or not session.is_active(now):

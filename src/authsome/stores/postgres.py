@@ -598,6 +598,15 @@ class PostgresStore:
             {"now": aware(now), "user": user_id},
         )
 
+    def revoke_other_user_sessions(self, user_id: str, keep_session_id: str, now: datetime) -> int:
+        """Revoke every live session of the user but one in one UPDATE; how many."""
+        return self._write(
+            "revoke_other_user_sessions",
+            "UPDATE {s}.sessions SET revoked_at = %(now)s WHERE user_id = %(user)s"
+            " AND id <> %(keep)s AND revoked_at IS NULL AND expires_at > %(now)s",
+            {"now": aware(now), "user": user_id, "keep": keep_session_id},
+        )
+
     # -- throttle counters -----------------------------------------------------
     def hit_counter(self, key: str, now: datetime, ttl_seconds: int) -> Counter:
         """Count one hit on ``key`` with one upsert whose expiry logic is in SQL;

@@ -543,6 +543,16 @@ class SQLiteStore:
             )
             return cursor.rowcount
 
+    def revoke_other_user_sessions(self, user_id: str, keep_session_id: str, now: datetime) -> int:
+        """Revoke every live session of the user but one in one UPDATE; how many."""
+        with self._connection("revoke_other_user_sessions") as conn:
+            cursor = conn.execute(
+                "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND id <> ?"
+                " AND revoked_at IS NULL AND expires_at > ?",
+                (_to_micros(now), user_id, keep_session_id, _to_micros(now)),
+            )
+            return cursor.rowcount
+
     @staticmethod
     def _set_revoked(conn: sqlite3.Connection, session_id: str, now: datetime) -> int:
         # Only live sessions: one past expires_at already ended by itself.
