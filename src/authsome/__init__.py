@@ -55,6 +55,7 @@ from authsome.models import (
     TOTPSetup,
     User,
 )
+from authsome.onetime import JourneyPolicy
 from authsome.sessions import SessionPolicy
 from authsome.sso import OIDCConnection, SAMLConnection
 from authsome.throttle import ThrottlePolicy
@@ -78,6 +79,7 @@ __all__ = [
     "InsufficientScope",
     "InvalidCredentials",
     "InvalidToken",
+    "JourneyPolicy",
     "LedgerStats",
     "LedgerUnavailable",
     "MailMessage",
