@@ -20,6 +20,7 @@ from authsome.models import SignIn
 from authsome.onetime import JourneyPolicy, OneTimeTokens
 from authsome.orgs import Orgs
 from authsome.passkeys import Passkeys
+from authsome.passwordless import Passwordless
 from authsome.sessions import SessionPolicy, Sessions
 from authsome.signin import SignInFlow
 from authsome.sso import SSO
@@ -141,6 +142,7 @@ class Authsome:
             if (journeys or JourneyPolicy()).require_verified_email
             else None,
         )
+        self.passwordless = Passwordless(self.store, self._journeys, self._sign_in, self._clock)
         self.mfa = Mfa(
             self.store,
             self._billing,

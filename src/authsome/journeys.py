@@ -21,8 +21,11 @@ from authsome.throttle import Throttle
 __all__ = ["AccountJourneys"]
 
 # The path added to MailSettings.link_base_url for each journey's link.
-VERIFY_PATH = "verify-email"
-RESET_PATH = "reset-password"
+LINK_PATHS = {
+    TokenPurpose.VERIFY_EMAIL: "verify-email",
+    TokenPurpose.RESET_PASSWORD: "reset-password",
+    TokenPurpose.MAGIC_LINK: "sign-in",
+}
 
 
 class AccountJourneys:
@@ -89,6 +92,13 @@ class AccountJourneys:
     def request_password_reset(self, email: str, *, tenant: str, ip: str | None) -> None:
         """Send a reset link if the address has an account; the same answer, after
         the same work, either way."""
+        self.send_link_if_known(email, TokenPurpose.RESET_PASSWORD, tenant=tenant, ip=ip)
+
+    def send_link_if_known(
+        self, email: str, purpose: TokenPurpose, *, tenant: str, ip: str | None
+    ) -> None:
+        """Mail a link of ``purpose`` to the account with this address, if there is
+        one; the caller cannot tell whether there was."""
         tenant = v.check_tenant(tenant)
         email = v.normalize_email(email)
         v.check_ip(ip)
@@ -96,21 +106,21 @@ class AccountJourneys:
         # lookup, the token and the message happen in the background, so neither the
         # store nor the mail server's delay or failure can tell the caller whether
         # this address has an account.
-        self._mail.later(lambda: self._reset_requested(tenant, email))
+        self._mail.later(lambda: self._link_requested(tenant, email, purpose))
 
-    def _reset_requested(self, tenant: str, email: str) -> None:
+    def _link_requested(self, tenant: str, email: str, purpose: TokenPurpose) -> None:
         user = self._store.find_user_by_email(tenant, email)
         if user is None:
-            self._decoy(tenant, email)
+            self._decoy(tenant, email, purpose)
         else:
-            self._send(user, TokenPurpose.RESET_PASSWORD)
+            self._send(user, purpose)
 
-    def _decoy(self, tenant: str, email: str) -> None:
+    def _decoy(self, tenant: str, email: str, purpose: TokenPurpose) -> None:
         # What _send does, for nobody: a token made and hashed, a store write, a
         # message rendered; nothing is sent.
         self.tokens.decoy()
         nobody = User("", tenant, email, None, self._clock())
-        self._message(nobody, TokenPurpose.RESET_PASSWORD, new_token())
+        self._message(nobody, purpose, new_token())
 
     def reset_password(self, token: str, new_password: str, *, tenant: str) -> User:
         """Set a new password with a reset token, sign out every session of the
@@ -181,7 +191,7 @@ class AccountJourneys:
 
     # -- messages ---------------------------------------------------------------
     def _message(self, user: User, purpose: TokenPurpose, token: str) -> MailMessage:
-        path = VERIFY_PATH if purpose is TokenPurpose.VERIFY_EMAIL else RESET_PATH
+        path = LINK_PATHS[purpose]
         minutes = int(self.tokens.policy.ttl(purpose).total_seconds() // 60)
         return self._settings.template(purpose.value).render(
             to=user.email,

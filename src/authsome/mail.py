@@ -111,6 +111,18 @@ def default_templates() -> dict[str, MailTemplate]:
                 "<p>If you did not ask for this, ignore this message.</p>"
             ),
         ),
+        "magic_link": MailTemplate(
+            subject="Your sign-in link",
+            text=(
+                "Open this link within {minutes} minutes to sign in as {email}:\n\n"
+                "{link}\n\nIf you did not ask for it, ignore this message.\n"
+            ),
+            html=(
+                "<p>Open this link within {minutes} minutes to sign in as {email}:</p>"
+                '<p><a href="{link}">{link}</a></p>'
+                "<p>If you did not ask for it, ignore this message.</p>"
+            ),
+        ),
         "reset_password": MailTemplate(
             subject="Reset your password",
             text=(

@@ -79,6 +79,11 @@ class SignInFlow:
         self._throttle.succeeded(tenant, email, ip, now)
         if self._hasher.needs_rehash(stored_hash):
             self._store.set_password_hash(user.id, self._hasher.hash(password))
+        return self.first_factor_passed(user)
+
+    def first_factor_passed(self, user: User) -> SignIn:
+        """Go on with a user who passed a first factor (a password, a magic link): to
+        the second factor if they have one, else to :meth:`complete`."""
         ticket = None if self._mfa_ticket is None else self._mfa_ticket(user)
         if ticket is not None:
             # No session and no usage yet: the sign-in completes after the second factor.
