@@ -138,8 +138,7 @@ class AccountJourneys:
             self._give_back(token, bound)
             raise
         self._store.set_password_hash(user.id, self._hasher.hash(password))
-        self._sessions.revoke_all(user.id)
-        self._store.delete_user_mfa_tickets(user.id)
+        self._sessions.revoke_all(user.id)  # pending MFA sign-ins included
         self.tokens.withdraw_all(user.id)
         # Following the link proved the address, as a verification link would have.
         return self._store.mark_email_verified(user.id, bound.email, self._clock()) or user
