@@ -15,6 +15,7 @@ import pytest
 
 from authsome import Authsome, InvalidCredentials, InvalidToken, SMTPMailer, ValidationError
 from authsome.mail import MailMessage, MailSettings
+from authsome.onetime import JourneyPolicy
 from authsome.stores import MemoryStore, SQLiteStore, Store
 from authsome.testing import Outbox, RecordingLedger, token_in
 from tests.conftest import PASSWORD, AuthFactory, FakeClock
@@ -196,7 +197,8 @@ def test_known_and_unknown_addresses_take_the_same_time(
         store = postgres_store(request)
     else:
         store = MemoryStore() if kind == "memory" else SQLiteStore(tmp_path / "auth.db")
-    auth = make_auth(store=store, mailer=Outbox())
+    # Every known request really mails (no flood limit to turn it into a decoy).
+    auth = make_auth(store=store, mailer=Outbox(), journeys=JourneyPolicy(mails_per_address=10_000))
     auth.users.register(EMAIL, PASSWORD)
 
     ratio = median_ratio(
@@ -208,3 +210,21 @@ def test_known_and_unknown_addresses_take_the_same_time(
 
     print(f"reset timing, {kind}: unknown/known median ratio {ratio:.3f}")
     assert 0.8 <= ratio <= 1.25, ratio
+
+
+def test_one_address_gets_a_bounded_number_of_messages(
+    make_auth: AuthFactory, clock: FakeClock
+) -> None:
+    outbox = Outbox()
+    auth = make_auth(mailer=outbox, journeys=JourneyPolicy(mails_per_address=3))
+    auth.users.register(EMAIL, PASSWORD)
+    for _ in range(5):
+        _request(auth)
+    assert len(outbox) == 3
+    auth.passwordless.begin(EMAIL, ip=IP)  # sign-in links count towards the same limit
+    auth.flush_mail()
+    assert len(outbox) == 3
+    clock.advance(hours=1)
+    _request(auth)
+    assert len(outbox) == 4
+    auth.users.reset_password(outbox.token(), NEW)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from authsome._keys import PurposeKeys
 from authsome._time import Clock, utcnow
 from authsome.apikeys import ApiKeyPolicy, ApiKeys
 from authsome.billing import Billing, LedgerErrorPolicy, LedgerStats
@@ -123,6 +124,7 @@ class Authsome:
             self.mail_settings,
             self.sessions,
             limiter,
+            PurposeKeys(self.store, secret_key),
         )
         self.users = Users(self.store, self._billing, hasher, self._clock, self._journeys)
         self.orgs = Orgs(self.store, self._billing, self._clock)

@@ -8,8 +8,9 @@ from __future__ import annotations
 import unicodedata
 
 from authsome import _validation as v
+from authsome._keys import PurposeKeys
 from authsome._time import Clock
-from authsome.crypto import PasswordHasher, new_token, sha256_hex
+from authsome.crypto import PasswordHasher, keyed_digest, new_token, sha256_hex
 from authsome.errors import InvalidCredentials, InvalidToken, MailNotSent, NotFound, ValidationError
 from authsome.mail import MailDispatcher, MailMessage, MailSettings
 from authsome.models import OneTimeToken, User
@@ -19,6 +20,8 @@ from authsome.stores import Store
 from authsome.throttle import Throttle
 
 __all__ = ["AccountJourneys"]
+
+_MAIL_KEY_PURPOSE = "authsome.journeys.mail"
 
 # The path added to MailSettings.link_base_url for each journey's link.
 LINK_PATHS = {
@@ -41,6 +44,7 @@ class AccountJourneys:
         settings: MailSettings,
         sessions: Sessions,
         throttle: Throttle,
+        purpose_keys: PurposeKeys,
     ) -> None:
         self._store = store
         self._hasher = hasher
@@ -50,6 +54,7 @@ class AccountJourneys:
         self._settings = settings
         self._sessions = sessions
         self._throttle = throttle
+        self._purpose_keys = purpose_keys
 
     # -- e-mail verification ----------------------------------------------------
     def send_verification(self, user_id: str) -> None:
@@ -110,10 +115,22 @@ class AccountJourneys:
 
     def _link_requested(self, tenant: str, email: str, purpose: TokenPurpose) -> None:
         user = self._store.find_user_by_email(tenant, email)
-        if user is None:
+        # Counted for unknown addresses too: the same work either way.
+        if not self._may_mail(tenant, email) or user is None:
             self._decoy(tenant, email, purpose)
         else:
             self._send(user, purpose)
+
+    def _may_mail(self, tenant: str, email: str) -> bool:
+        """Count one unproven request to mail this address; whether it is within
+        ``JourneyPolicy.mails_per_address`` for the window."""
+        policy = self.tokens.policy
+        # Keyed, so the counter names do not reveal the addresses.
+        name = keyed_digest(self._purpose_keys.key(_MAIL_KEY_PURPOSE), f"{tenant}\x00{email}")
+        hits, _ = self._store.hit_counter(
+            f"mail:{name}", self._clock(), int(policy.mail_window.total_seconds())
+        )
+        return hits <= policy.mails_per_address
 
     def _decoy(self, tenant: str, email: str, purpose: TokenPurpose) -> None:
         # What _send does, for nobody: a token made and hashed, a store write, a

@@ -47,6 +47,11 @@ class JourneyPolicy:
     is not verified is refused with the same :class:`~authsome.errors.InvalidCredentials`
     as a wrong one (only the owner, who can read the mail, can tell); a new
     verification message is sent to them instead.
+
+    Requests that mail an address without proof of its owner (password reset, sign-in
+    links) send at most ``mails_per_address`` messages per ``mail_window`` to one
+    address; further requests get the same answer and send nothing, so nobody can
+    flood a mailbox through the application.
     """
 
     verification_ttl: timedelta = timedelta(hours=24)
@@ -54,12 +59,20 @@ class JourneyPolicy:
     magic_link_ttl: timedelta = timedelta(minutes=15)
     email_code_ttl: timedelta = timedelta(minutes=15)
     require_verified_email: bool = False
+    mails_per_address: int = 5
+    mail_window: timedelta = timedelta(hours=1)
 
     def __post_init__(self) -> None:
         for name in ("verification_ttl", "reset_ttl", "magic_link_ttl", "email_code_ttl"):
             ttl = getattr(self, name)
             if not isinstance(ttl, timedelta) or not timedelta(0) < ttl <= timedelta(days=7):
                 raise ValidationError(f"{name} must be a timedelta above 0 and at most 7 days")
+        count: object = self.mails_per_address
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValidationError("mails_per_address must be a positive int")
+        window: object = self.mail_window
+        if not isinstance(window, timedelta) or window < timedelta(seconds=1):
+            raise ValidationError("mail_window must be a timedelta of at least one second")
 
     def ttl(self, purpose: TokenPurpose) -> timedelta:
         """How long a token of ``purpose`` lives."""
