@@ -25,6 +25,7 @@ from authsome.errors import (
     InvalidCredentials,
     InvalidToken,
     LedgerUnavailable,
+    MailNotSent,
     MfaLocked,
     NotFound,
     RateLimited,
@@ -33,6 +34,7 @@ from authsome.errors import (
     VerificationFailed,
 )
 from authsome.features import Feature, GatedFeature, UsageEvent
+from authsome.mail import Mailer, MailMessage, MailSettings, MailTemplate, SMTPMailer
 from authsome.mfa import Mfa
 from authsome.models import (
     ApiKey,
@@ -53,6 +55,7 @@ from authsome.models import (
     TOTPSetup,
     User,
 )
+from authsome.onetime import JourneyPolicy
 from authsome.sessions import SessionPolicy
 from authsome.sso import OIDCConnection, SAMLConnection
 from authsome.throttle import ThrottlePolicy
@@ -76,8 +79,14 @@ __all__ = [
     "InsufficientScope",
     "InvalidCredentials",
     "InvalidToken",
+    "JourneyPolicy",
     "LedgerStats",
     "LedgerUnavailable",
+    "MailMessage",
+    "MailNotSent",
+    "MailSettings",
+    "MailTemplate",
+    "Mailer",
     "Membership",
     "Mfa",
     "MfaFactor",
@@ -91,6 +100,7 @@ __all__ = [
     "PasswordHashing",
     "RateLimited",
     "SAMLConnection",
+    "SMTPMailer",
     "SSOConnectionInfo",
     "SSOProtocol",
     "SecretBox",

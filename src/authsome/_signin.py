@@ -30,6 +30,8 @@ class SignInFlow:
 
     ``mfa_ticket`` returns a ticket for a user who has a second factor (``None``
     otherwise); such a sign-in stops there and is completed by the MFA service.
+    ``before_completion`` may refuse a user whose password was right (it raises
+    :class:`InvalidCredentials`), e.g. one whose address must be verified first.
     """
 
     def __init__(
@@ -41,6 +43,7 @@ class SignInFlow:
         sessions: Sessions,
         clock: Clock,
         mfa_ticket: Callable[[User], str | None] | None = None,
+        before_completion: Callable[[User], None] | None = None,
     ) -> None:
         self._store = store
         self._billing = billing
@@ -49,6 +52,7 @@ class SignInFlow:
         self._sessions = sessions
         self._clock = clock
         self._mfa_ticket = mfa_ticket
+        self._before_completion = before_completion
         self._warned_without_ip = False
         self._warn_lock = threading.Lock()
 
@@ -73,13 +77,30 @@ class SignInFlow:
         # verify() runs against a dummy hash when there is no user: the same work either way.
         if not self._hasher.verify(stored_hash, password) or user is None or stored_hash is None:
             raise InvalidCredentials()
+        if self._before_completion is not None:
+            # May refuse (a required verification), still counted as a failure.
+            self._before_completion(user)
         new_hash = self._hasher.hash(password) if self._hasher.needs_rehash(stored_hash) else None
         with one_commit(self._store):
             self._throttle.succeeded(tenant, email, ip, now)
             if new_hash is not None:
                 self._store.set_password_hash(user.id, new_hash)
-            ticket = None if self._mfa_ticket is None else self._mfa_ticket(user)
-            tokens = None if ticket is not None else self.open_session(user)
+            ticket, tokens = self._second_factor_or_session(user)
+        return self._signed_in(user, ticket, tokens)
+
+    def first_factor_passed(self, user: User) -> SignIn:
+        """Go on with a user who passed a first factor (a password, a magic link): to
+        the second factor if they have one, else to a new session, in one commit."""
+        with one_commit(self._store):
+            ticket, tokens = self._second_factor_or_session(user)
+        return self._signed_in(user, ticket, tokens)
+
+    def _second_factor_or_session(self, user: User) -> tuple[str | None, SessionTokens | None]:
+        """Call inside the operation's commit: an MFA ticket, or else a new session."""
+        ticket = None if self._mfa_ticket is None else self._mfa_ticket(user)
+        return ticket, None if ticket is not None else self.open_session(user)
+
+    def _signed_in(self, user: User, ticket: str | None, tokens: SessionTokens | None) -> SignIn:
         if tokens is None:
             # No session and no usage yet: the sign-in completes after the second factor.
             return SignIn(user=user, mfa_required=True, ticket=ticket)

@@ -8,16 +8,21 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from authsome._billing import Billing, LedgerErrorPolicy, LedgerStats
+from authsome._keys import PurposeKeys
 from authsome._signin import SignInFlow
 from authsome._time import Clock, utcnow
 from authsome.apikeys import ApiKeyPolicy, ApiKeys
 from authsome.bridge import Ledger, NoopLedger
 from authsome.crypto import Keyring, PasswordHasher, PasswordHashing, Resealed
 from authsome.domains import Domains, TxtResolver
+from authsome.journeys import AccountJourneys
+from authsome.mail import MailDispatcher, Mailer, MailSettings
 from authsome.mfa import Mfa, SignInChallenge
 from authsome.models import SignIn
+from authsome.onetime import JourneyPolicy, OneTimeTokens
 from authsome.orgs import Orgs
 from authsome.passkeys import Passkeys
+from authsome.passwordless import Passwordless
 from authsome.sessions import SessionPolicy, Sessions
 from authsome.sso import SSO
 from authsome.stores import MemoryStore, Store
@@ -70,6 +75,13 @@ class Authsome:
 
     ``dns_resolver`` looks up the TXT records that verify custom domains; by default
     dnspython with the system's configuration (extra ``authsome-engine[dns]``).
+
+    ``mailer`` sends the messages of the account journeys (e-mail verification,
+    password reset): an :class:`~authsome.mail.SMTPMailer`, or
+    :class:`authsome.testing.Outbox` in tests. ``mail`` sets the sender, the base
+    URL of the links (configured here, never read from a request) and the templates.
+    ``journeys`` sets the lifetimes of their one-time tokens and whether password
+    sign-in needs a verified address.
     """
 
     def __init__(
@@ -86,15 +98,35 @@ class Authsome:
         secret_key: bytes | None = None,
         previous_secret_keys: Sequence[bytes] = (),
         api_keys: ApiKeyPolicy | None = None,
+        mailer: Mailer | None = None,
+        mail: MailSettings | None = None,
+        journeys: JourneyPolicy | None = None,
     ) -> None:
+        if mailer is not None and not isinstance(mailer, Mailer):
+            raise TypeError(f"mailer must provide send(message), not {type(mailer).__name__}")
+        self.mailer = mailer
+        self.mail_settings = mail or MailSettings()
         self.store: Store = MemoryStore() if store is None else _checked_store(store)
         self._billing = Billing(_as_ledger(ledger), on_ledger_error)
         self._clock: Clock = clock or utcnow
         hasher = PasswordHasher(password_hashing or PasswordHashing())
-        self.users = Users(self.store, self._billing, hasher, self._clock)
         self.sessions = Sessions(
             self.store, self._billing, sessions or SessionPolicy(), self._clock
         )
+        self._mail = MailDispatcher(mailer)
+        limiter = Throttle(self.store, throttle or ThrottlePolicy(), secret_key=secret_key)
+        self._journeys = AccountJourneys(
+            self.store,
+            hasher,
+            self._clock,
+            OneTimeTokens(self.store, journeys or JourneyPolicy(), self._clock),
+            self._mail,
+            self.mail_settings,
+            self.sessions,
+            limiter,
+            PurposeKeys(self.store, secret_key),
+        )
+        self.users = Users(self.store, self._billing, hasher, self._clock, self._journeys)
         self.orgs = Orgs(self.store, self._billing, self._clock)
         self.domains = Domains(self.store, self._billing, self._clock, resolver=dns_resolver)
         keyring = Keyring(secret_key, previous_secret_keys)
@@ -104,11 +136,15 @@ class Authsome:
             self.store,
             self._billing,
             hasher,
-            Throttle(self.store, throttle or ThrottlePolicy(), secret_key=secret_key),
+            limiter,
             self.sessions,
             self._clock,
             mfa_ticket=SignInChallenge(self.store, self._clock).issue,
+            before_completion=self._journeys.check_verified
+            if (journeys or JourneyPolicy()).require_verified_email
+            else None,
         )
+        self.passwordless = Passwordless(self.store, self._journeys, self._sign_in, self._clock)
         self.mfa = Mfa(
             self.store,
             self._billing,
@@ -166,8 +202,14 @@ class Authsome:
             sso_client_secrets=self.sso.reseal_secrets(),
         )
 
+    def flush_mail(self) -> None:
+        """Wait until every message sent from the background (password resets) was
+        handed to the mailer or given up: for tests and for a clean shutdown."""
+        self._mail.flush()
+
     def close(self) -> None:
-        """Close the store."""
+        """Send the queued messages, then close the store."""
+        self._mail.close()
         self.store.close()
 
     def __enter__(self) -> Authsome:

@@ -20,6 +20,7 @@ __all__ = [
     "InvalidCredentials",
     "InvalidToken",
     "LedgerUnavailable",
+    "MailNotSent",
     "MfaLocked",
     "NotFound",
     "RateLimited",
@@ -129,6 +130,15 @@ class FeatureNotEntitled(AuthsomeError, PermissionError):
 
 class LedgerUnavailable(AuthsomeError, ConnectionError):
     """The ledger could not answer; under ``on_ledger_error="raise"`` nothing was done."""
+
+
+class MailNotSent(AuthsomeError, ConnectionError):
+    """The mailer could not send a journey's message (server down, refused, timed
+    out, or no mailer configured). The journey's token was withdrawn: nothing usable
+    was left behind, and the call can simply be repeated."""
+
+    def __init__(self, message: str = "the message could not be sent") -> None:
+        super().__init__(message)
 
 
 class VerificationFailed(AuthsomeError):

@@ -20,6 +20,7 @@ __all__ = [
     "Membership",
     "MfaFactor",
     "MfaMethod",
+    "OneTimeToken",
     "Org",
     "OrgRole",
     "Passkey",
@@ -48,6 +49,24 @@ class User:
     email: str
     name: str | None
     created_at: datetime
+    email_verified_at: datetime | None = None
+    """When the user proved they read mail at ``email`` (``None``: not yet)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OneTimeToken:
+    """What a one-time token (e-mail verification, password reset, ...) is bound to.
+
+    The token itself is never stored, only its SHA-256; ``email`` is the address the
+    token was sent to, which the journey acts on (the one to verify, or to change to).
+    """
+
+    purpose: str
+    user_id: str
+    tenant: str
+    email: str
+    created_at: datetime
+    expires_at: datetime
 
 
 @dataclass(frozen=True, slots=True)

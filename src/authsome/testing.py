@@ -4,20 +4,31 @@
   and allows every feature.
 * :class:`DenyingLedger` records too, and denies the given feature keys (or all).
 * :class:`FailingLedger` raises on every call, to exercise the failure policies.
+* :class:`Outbox` is a mailer that keeps the messages of the account journeys.
 
 They validate their arguments exactly like a real ledger would.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import unquote
 
 from authsome.bridge import LedgerContext, NoopLedger
+from authsome.mail import MailMessage
 
-__all__ = ["DenyingLedger", "FailingLedger", "LedgerCall", "RecordingLedger"]
+__all__ = [
+    "DenyingLedger",
+    "FailingLedger",
+    "LedgerCall",
+    "Outbox",
+    "RecordingLedger",
+    "token_in",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,3 +140,61 @@ class FailingLedger(RecordingLedger):
         if "check_entitlement" in self.fail:
             raise self.error
         return allowed
+
+
+class Outbox:
+    """A :class:`~authsome.mail.Mailer` that keeps every message instead of sending
+    it. Thread-safe. ``fail_with`` makes ``send`` raise that error (a mail server
+    that is down), to exercise the failure path of a journey."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._messages: list[MailMessage] = []
+        self.fail_with: BaseException | None = None
+
+    @property
+    def messages(self) -> list[MailMessage]:
+        """Every message kept so far, oldest first (a copy)."""
+        with self._lock:
+            return list(self._messages)
+
+    def send(self, message: MailMessage) -> None:
+        """Keep ``message`` (or raise ``fail_with``)."""
+        if self.fail_with is not None:
+            raise self.fail_with
+        with self._lock:
+            self._messages.append(message)
+
+    def last(self, to: str | None = None) -> MailMessage:
+        """The newest message (to ``to`` when given); ``LookupError`` if there is none."""
+        for message in reversed(self.messages):
+            if to is None or message.to == to:
+                return message
+        raise LookupError("no message in the outbox" + ("" if to is None else f" to {to}"))
+
+    def token(self, to: str | None = None) -> str:
+        """The one-time token in the link of the newest message (to ``to``)."""
+        return token_in(self.last(to).text)
+
+    def clear(self) -> None:
+        """Forget every message."""
+        with self._lock:
+            self._messages.clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._messages)
+
+    def __repr__(self) -> str:
+        return f"Outbox(messages={len(self)})"
+
+
+_TOKEN_IN_LINK = re.compile(r"[?&]token=([A-Za-z0-9_%\-]+)")
+
+
+def token_in(text: str) -> str:
+    """The token of the first journey link in a message body."""
+    found = _TOKEN_IN_LINK.search(text)
+    if found is None:
+        raise LookupError("no link with a token in this message")
+    return unquote(found.group(1))

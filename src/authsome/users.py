@@ -9,6 +9,7 @@ from authsome.bridge import LedgerContext
 from authsome.crypto import PasswordHasher, new_ordered_id
 from authsome.errors import AlreadyExists, NotFound
 from authsome.features import UsageEvent
+from authsome.journeys import AccountJourneys
 from authsome.models import User
 from authsome.stores import Store
 
@@ -16,13 +17,22 @@ __all__ = ["Users"]
 
 
 class Users:
-    """``auth.users``: register and look up users."""
+    """``auth.users``: register and look up users; verify their address and reset
+    their password by e-mail."""
 
-    def __init__(self, store: Store, billing: Billing, hasher: PasswordHasher, clock: Clock):
+    def __init__(
+        self,
+        store: Store,
+        billing: Billing,
+        hasher: PasswordHasher,
+        clock: Clock,
+        journeys: AccountJourneys,
+    ):
         self._store = store
         self._billing = billing
         self._hasher = hasher
         self._clock = clock
+        self._journeys = journeys
 
     def register(
         self, email: str, password: str, *, tenant: str = "default", name: str | None = None
@@ -55,3 +65,67 @@ class Users:
     def find_by_email(self, email: str, *, tenant: str = "default") -> User | None:
         """The user with this e-mail (normalized first) in ``tenant``, or ``None``."""
         return self._store.find_user_by_email(v.check_tenant(tenant), v.normalize_email(email))
+
+    def send_verification(self, user_id: str) -> None:
+        """E-mail the user a link (``<link_base_url>/verify-email?token=...``) that
+        proves the address is theirs; the link's token works once, for
+        ``JourneyPolicy.verification_ttl`` (24 h by default), and a new one replaces
+        it. Raises :class:`~authsome.errors.MailNotSent` (the token withdrawn) when
+        the mailer fails, :class:`~authsome.errors.NotFound` for an unknown user.
+        Records no usage."""
+        self._journeys.send_verification(user_id)
+
+    def verify_email(self, token: str, *, tenant: str = "default") -> User:
+        """Use the token of a verification link; returns the user with
+        ``email_verified_at`` set. :class:`~authsome.errors.InvalidToken` for a
+        token that is unknown, used, expired, of another purpose or tenant, or whose
+        address is no longer the user's."""
+        return self._journeys.verify_email(token, tenant=tenant)
+
+    def request_password_reset(
+        self, email: str, *, tenant: str = "default", ip: str | None = None
+    ) -> None:
+        """Send a reset link (``<link_base_url>/reset-password?token=...``, valid for
+        ``JourneyPolicy.reset_ttl``, 30 minutes by default) if ``email`` has an
+        account in ``tenant``.
+
+        Returns ``None`` either way, after the same work, so the answer tells nobody
+        whether the address exists. The message is sent from the background: a mail
+        server's delay or failure cannot tell either (a failed message's token is
+        withdrawn and the failure logged on ``authsome.mail``).
+        """
+        self._journeys.request_password_reset(email, tenant=tenant, ip=ip)
+
+    def reset_password(self, token: str, new_password: str, *, tenant: str = "default") -> User:
+        """Set ``new_password`` (NIST rules, as at registration) with a reset token.
+
+        Every session of the user is revoked, their pending MFA sign-ins are
+        dropped and their other one-time tokens withdrawn. The user is not signed
+        in: they sign in with the new password (and their second factor, if any).
+        :class:`~authsome.errors.InvalidToken` for a bad token,
+        :class:`~authsome.errors.ValidationError` for a refused password (the token
+        then still works). Records no usage.
+        """
+        return self._journeys.reset_password(token, new_password, tenant=tenant)
+
+    def change_password(
+        self,
+        user_id: str,
+        current_password: str,
+        new_password: str,
+        *,
+        keep_session_id: str | None = None,
+        ip: str | None = None,
+    ) -> User:
+        """Change a signed-in user's password: ``current_password`` must be right
+        (a wrong one is :class:`~authsome.errors.InvalidCredentials`, counted by the
+        sign-in throttle, so :class:`~authsome.errors.RateLimited` comes after too
+        many), ``new_password`` follows the registration rules.
+
+        Every other session of the user is signed out: pass the session the request
+        came with as ``keep_session_id`` to keep it (without it, all of them end).
+        Pending MFA sign-ins and one-time links end too. Records no usage.
+        """
+        return self._journeys.change_password(
+            user_id, current_password, new_password, keep_session_id=keep_session_id, ip=ip
+        )

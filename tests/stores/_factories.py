@@ -47,6 +47,7 @@ STORE_TABLES = frozenset(
         "sso_connections",
         "sso_domains",
         "store_keys",
+        "one_time_tokens",
     }
 )
 """The tables of a SQL store's schema (a store may add bookkeeping of its own)."""

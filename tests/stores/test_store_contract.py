@@ -449,3 +449,21 @@ def test_a_refresh_token_of_another_tenant_neither_rotates_nor_revokes(store: St
         "refresh-r2", "refresh-x", "access-x", NEW_ACCESS_EXPIRY, LATER, tenant="default"
     )
     assert own.status is RefreshStatus.ROTATED
+
+
+def test_revoking_the_other_sessions_of_a_user_keeps_one(store: Store) -> None:
+    add_user(store)
+    add_user(store, "u2", email="bob@example.com")
+    for session_id in ("s1", "s2", "s3"):
+        add_session(store, session_id)
+    add_session(store, "bobs", user_id="u2")
+
+    assert store.revoke_other_user_sessions("u1", "s2", NOW) == 2
+    assert store.revoke_other_user_sessions("u1", "s2", NOW) == 0
+
+    def revoked(session_id: str) -> bool:
+        session = store.get_session(session_id)
+        assert session is not None
+        return session.revoked_at is not None
+
+    assert [revoked(s) for s in ("s1", "s2", "s3", "bobs")] == [True, False, True, False]

@@ -40,6 +40,7 @@ from authsome.errors import (
     InvalidCredentials,
     InvalidToken,
     LedgerUnavailable,
+    MailNotSent,
     NotFound,
     RateLimited,
     StoreError,
@@ -320,6 +321,7 @@ _RESPONSES: dict[type[AuthsomeError], _Builder] = {
     VerificationFailed: _verification_failed,
     # Server-side faults: the message could name internals, so it is fixed.
     StoreError: _fixed(503, "store_unavailable", "the data store is unavailable"),
+    MailNotSent: _fixed(503, "mail_unavailable", "the message could not be sent; try again"),
     DecryptionError: _internal,
     ExtraNotInstalled: _internal,  # a deployment fault; the message stays in the logs
     AuthsomeError: _internal,

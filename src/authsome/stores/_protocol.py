@@ -18,6 +18,7 @@ from authsome.models import (
     Domain,
     Membership,
     MfaFactor,
+    OneTimeToken,
     Org,
     OrgRole,
     Passkey,
@@ -59,7 +60,9 @@ class Store(Protocol):
     # -- users -----------------------------------------------------------------
     def create_user(self, user: User, password_hash: str) -> None:
         """Insert ``user``; raise :class:`~authsome.errors.AlreadyExists` when
-        ``(user.tenant, user.email)`` or ``user.id`` is taken."""
+        ``(user.tenant, user.email)`` or ``user.id`` is taken. A new user's address
+        is unverified (``email_verified_at`` is not stored: see
+        :meth:`mark_email_verified`)."""
         ...
 
     def get_user(self, user_id: str) -> User | None:
@@ -76,6 +79,46 @@ class Store(Protocol):
 
     def set_password_hash(self, user_id: str, password_hash: str) -> None:
         """Replace the stored password hash (rehash on login)."""
+        ...
+
+    def mark_email_verified(self, user_id: str, email: str, now: datetime) -> User | None:
+        """Record that the user proved ``email`` is theirs and return the user as
+        stored: ``email_verified_at`` is set to ``now`` unless it is set already (the
+        first time is kept). ``None`` and no change when the user is unknown or their
+        address is no longer ``email``."""
+        ...
+
+    # -- one-time tokens -------------------------------------------------------
+    def create_one_time_token(self, token_hash: str, token: OneTimeToken, now: datetime) -> None:
+        """Store a one-time token by its hash, in one transaction with the deletion of
+        every other token of the same user and purpose (a new token invalidates the
+        older ones) and of every expired token (``expires_at <= now``) of anyone.
+
+        ``token.tenant`` must be the user's tenant. Raise
+        :class:`~authsome.errors.StoreError` when the user is unknown,
+        :class:`~authsome.errors.AlreadyExists` when the hash is taken; nothing is
+        written then.
+        """
+        ...
+
+    def consume_one_time_token(
+        self, token_hash: str, purpose: str, tenant: str, now: datetime
+    ) -> OneTimeToken | None:
+        """Delete the live token with this hash, ``purpose`` and ``tenant`` and
+        return what it was bound to.
+
+        ``None`` and no change when there is none: unknown hash, another purpose or
+        tenant, or expired (``expires_at <= now``). One atomic step: of concurrent
+        calls with one hash, across processes, exactly one gets the token.
+        """
+        ...
+
+    def delete_one_time_token(self, token_hash: str) -> bool:
+        """Delete the token (a message that could not be sent); whether it existed."""
+        ...
+
+    def delete_user_one_time_tokens(self, user_id: str) -> int:
+        """Delete every one-time token of the user, of every purpose; how many."""
         ...
 
     # -- sessions --------------------------------------------------------------
@@ -135,6 +178,12 @@ class Store(Protocol):
     def revoke_user_sessions(self, user_id: str, now: datetime) -> int:
         """Revoke every live session (not revoked, not expired) of the user; return
         how many were revoked."""
+        ...
+
+    def revoke_other_user_sessions(self, user_id: str, keep_session_id: str, now: datetime) -> int:
+        """Revoke every live session of the user except ``keep_session_id`` (a
+        password change signs out the other devices); return how many. One atomic
+        step."""
         ...
 
     # -- throttle counters -----------------------------------------------------

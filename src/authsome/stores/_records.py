@@ -19,6 +19,7 @@ from authsome.models import (
     Membership,
     MfaFactor,
     MfaMethod,
+    OneTimeToken,
     Org,
     OrgRole,
     Passkey,
@@ -48,9 +49,25 @@ class RecordReader:
         return None if value is None else self.moment(value)
 
     def user(self, row: Row) -> User:
-        """Columns: id, tenant, email, name, created_at."""
+        """Columns: id, tenant, email, name, created_at, email_verified_at."""
         return User(
-            id=row[0], tenant=row[1], email=row[2], name=row[3], created_at=self.moment(row[4])
+            id=row[0],
+            tenant=row[1],
+            email=row[2],
+            name=row[3],
+            created_at=self.moment(row[4]),
+            email_verified_at=self._optional(row[5]),
+        )
+
+    def one_time_token(self, row: Row) -> OneTimeToken:
+        """Columns: purpose, user_id, tenant, email, created_at, expires_at."""
+        return OneTimeToken(
+            purpose=row[0],
+            user_id=row[1],
+            tenant=row[2],
+            email=row[3],
+            created_at=self.moment(row[4]),
+            expires_at=self.moment(row[5]),
         )
 
     def session(self, row: Row) -> Session:

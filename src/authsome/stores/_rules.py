@@ -36,6 +36,7 @@ class Duplicate:
     FACTOR_METHOD = "the user has a factor of this method"
     CONFIRMED_FACTOR = "the user has a confirmed factor of this method"
     TICKET_HASH = "ticket hash exists"
+    ONE_TIME_TOKEN = "one-time token hash exists"  # noqa: S105 (a message, not a secret)
     API_KEY_ID = "api key id exists"
     API_KEY_LOOKUP_ID = "api key lookup id exists"
     PASSKEY = "a passkey with this credential id exists"

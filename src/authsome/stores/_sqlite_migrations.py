@@ -301,6 +301,29 @@ UPDATE sessions
 ALTER TABLE mfa_factors ADD COLUMN failed_codes INTEGER NOT NULL DEFAULT 0;
 """
 
+_V12_ONE_TIME_TOKENS = """
+-- One-time tokens of the account journeys (e-mail verification, password reset,
+-- ...): only the SHA-256 of a token is stored, bound to its purpose, user, tenant
+-- and the address it was sent to. Consuming one is a single DELETE ... RETURNING.
+CREATE TABLE one_time_tokens (
+    hash       TEXT PRIMARY KEY,
+    purpose    TEXT NOT NULL,
+    user_id    TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    tenant     TEXT NOT NULL,
+    email      TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- A new token of a purpose replaces the user's older ones of that purpose.
+CREATE INDEX one_time_tokens_by_user ON one_time_tokens (user_id, purpose);
+
+CREATE INDEX one_time_tokens_by_expiry ON one_time_tokens (expires_at);
+
+-- When the user proved they read mail at their address (NULL: not yet).
+ALTER TABLE users ADD COLUMN email_verified_at INTEGER;
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     _V1_SESSIONS_AND_USERS,
     _V2_ORGS,
@@ -313,6 +336,7 @@ MIGRATIONS: tuple[str, ...] = (
     _V9_SSO_DOMAINS_PER_TENANT,
     _V10_STORE_KEYS,
     _V11_IDLE_SESSIONS_AND_MFA_LOCKOUT,
+    _V12_ONE_TIME_TOKENS,
 )
 """Migration scripts, oldest first; the schema version is the number applied."""
 

@@ -16,6 +16,7 @@ from authsome.models import (
     Domain,
     Membership,
     MfaFactor,
+    OneTimeToken,
     Org,
     OrgRole,
     Passkey,
@@ -84,6 +85,7 @@ class MemoryStore:
         self._domain_by_claim: dict[tuple[str, str], str] = {}  # (tenant, hostname) -> id
         self._factors: dict[str, _Factor] = {}
         self._tickets: dict[str, _Ticket] = {}
+        self._one_time_tokens: dict[str, OneTimeToken] = {}
         self._api_keys: dict[str, StoredApiKey] = {}
         self._api_key_by_lookup: dict[str, str] = {}  # lookup id -> key id
         self._passkey_challenges: dict[str, PasskeyChallenge] = {}
@@ -108,7 +110,7 @@ class MemoryStore:
             email_key = (user.tenant, user.email)
             if user.id in self._users or email_key in self._user_by_email:
                 raise AlreadyExists(Duplicate.USER_EMAIL)
-            self._users[user.id] = user
+            self._users[user.id] = dataclasses.replace(user, email_verified_at=None)
             self._user_by_email[email_key] = user.id
             self._password_hashes[user.id] = password_hash
 
@@ -129,6 +131,55 @@ class MemoryStore:
         with self._lock:
             if user_id in self._users:
                 self._password_hashes[user_id] = password_hash
+
+    def mark_email_verified(self, user_id: str, email: str, now: datetime) -> User | None:
+        with self._lock:
+            user = self._users.get(user_id)
+            if user is None or user.email != email:
+                return None
+            if user.email_verified_at is None:
+                user = dataclasses.replace(user, email_verified_at=now)
+                self._users[user_id] = user
+            return user
+
+    # -- one-time tokens -------------------------------------------------------
+    def create_one_time_token(self, token_hash: str, token: OneTimeToken, now: datetime) -> None:
+        with self._lock:
+            if token.user_id not in self._users:
+                raise StoreError("one-time token refers to an unknown user")
+            if token_hash in self._one_time_tokens:
+                raise AlreadyExists(Duplicate.ONE_TIME_TOKEN)
+            doomed = [
+                h
+                for h, t in self._one_time_tokens.items()
+                if t.expires_at <= now or (t.user_id, t.purpose) == (token.user_id, token.purpose)
+            ]
+            for stale in doomed:
+                del self._one_time_tokens[stale]
+            self._one_time_tokens[token_hash] = token
+
+    def consume_one_time_token(
+        self, token_hash: str, purpose: str, tenant: str, now: datetime
+    ) -> OneTimeToken | None:
+        with self._lock:
+            token = self._one_time_tokens.get(token_hash)
+            if token is None or token.expires_at <= now:
+                return None
+            if token.purpose != purpose or token.tenant != tenant:
+                return None
+            del self._one_time_tokens[token_hash]
+            return token
+
+    def delete_one_time_token(self, token_hash: str) -> bool:
+        with self._lock:
+            return self._one_time_tokens.pop(token_hash, None) is not None
+
+    def delete_user_one_time_tokens(self, user_id: str) -> int:
+        with self._lock:
+            doomed = [h for h, t in self._one_time_tokens.items() if t.user_id == user_id]
+            for token_hash in doomed:
+                del self._one_time_tokens[token_hash]
+            return len(doomed)
 
     # -- sessions --------------------------------------------------------------
     def create_session(self, session: Session, access_hash: str, refresh_hash: str) -> None:
@@ -195,6 +246,15 @@ class MemoryStore:
     def revoke_user_sessions(self, user_id: str, now: datetime) -> int:
         with self._lock:
             ids = [s.id for s in self._sessions.values() if s.user_id == user_id]
+            return sum(self._revoke(session_id, now) for session_id in ids)
+
+    def revoke_other_user_sessions(self, user_id: str, keep_session_id: str, now: datetime) -> int:
+        with self._lock:
+            ids = [
+                s.id
+                for s in self._sessions.values()
+                if s.user_id == user_id and s.id != keep_session_id
+            ]
             return sum(self._revoke(session_id, now) for session_id in ids)
 
     def _revoke(self, session_id: str, now: datetime) -> bool:

@@ -33,6 +33,7 @@ from authsome.models import (
     Domain,
     Membership,
     MfaFactor,
+    OneTimeToken,
     Org,
     OrgRole,
     Passkey,
@@ -93,6 +94,7 @@ _DUPLICATE_MESSAGES = {
     "mfa_factors_pkey": Duplicate.FACTOR_ID,
     "mfa_factors_user_method_key": Duplicate.FACTOR_METHOD,
     "mfa_tickets_pkey": Duplicate.TICKET_HASH,
+    "one_time_tokens_pkey": Duplicate.ONE_TIME_TOKEN,
     "api_keys_pkey": Duplicate.API_KEY_ID,
     "api_keys_lookup_id_key": Duplicate.API_KEY_LOOKUP_ID,
     "passkeys_pkey": Duplicate.PASSKEY,
@@ -107,7 +109,7 @@ _SELECT_SESSION = (
     "SELECT id, user_id, tenant, created_at, expires_at, access_expires_at, revoked_at,"
     " last_seen_at FROM {s}.sessions"
 )
-_SELECT_USER = "SELECT id, tenant, email, name, created_at FROM {s}.users"
+_SELECT_USER = "SELECT id, tenant, email, name, created_at, email_verified_at FROM {s}.users"
 _SELECT_ORG = "SELECT id, tenant, slug, name, created_at FROM {s}.orgs"
 _SELECT_MEMBERSHIP = (
     "SELECT org_id, user_id, role, created_at FROM {s}.org_members"
@@ -440,6 +442,85 @@ class PostgresStore:
             (password_hash, user_id),
         )
 
+    def mark_email_verified(self, user_id: str, email: str, now: datetime) -> User | None:
+        """Set ``email_verified_at`` (kept when set) if the address is still ``email``;
+        one UPDATE ... RETURNING."""
+        row = self._one(
+            "mark_email_verified",
+            "UPDATE {s}.users SET email_verified_at = COALESCE(email_verified_at, %s)"
+            " WHERE id = %s AND email = %s"
+            " RETURNING id, tenant, email, name, created_at, email_verified_at",
+            (aware(now), user_id, email),
+        )
+        return None if row is None else _READ.user(row)
+
+    # -- one-time tokens -------------------------------------------------------
+    def create_one_time_token(self, token_hash: str, token: OneTimeToken, now: datetime) -> None:
+        """Replace the user's tokens of this purpose (and purge expired ones) by this
+        one, in one transaction. The user's row is locked first, so two concurrent
+        requests of one user and purpose leave only the later token."""
+        with self._transaction("create_one_time_token") as cur:
+            locked = cur.execute(
+                self._sql("SELECT 1 FROM {s}.users WHERE id = %s FOR NO KEY UPDATE"),
+                (token.user_id,),
+            ).fetchone()
+            if locked is None:
+                raise StoreError("one-time token refers to an unknown user")
+            cur.execute(
+                self._sql(
+                    "DELETE FROM {s}.one_time_tokens WHERE expires_at <= %s"
+                    " OR (user_id = %s AND purpose = %s)"
+                ),
+                (aware(now), token.user_id, token.purpose),
+            )
+            cur.execute(
+                self._sql(
+                    "INSERT INTO {s}.one_time_tokens"
+                    " (hash, purpose, user_id, tenant, email, created_at, expires_at)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                ),
+                (
+                    token_hash,
+                    token.purpose,
+                    token.user_id,
+                    token.tenant,
+                    token.email,
+                    aware(token.created_at),
+                    aware(token.expires_at),
+                ),
+            )
+
+    def consume_one_time_token(
+        self, token_hash: str, purpose: str, tenant: str, now: datetime
+    ) -> OneTimeToken | None:
+        """Delete the live token and return it: one DELETE ... RETURNING, so of
+        racing callers (any process) exactly one gets it."""
+        row = self._one(
+            "consume_one_time_token",
+            "DELETE FROM {s}.one_time_tokens"
+            " WHERE hash = %s AND purpose = %s AND tenant = %s AND expires_at > %s"
+            " RETURNING purpose, user_id, tenant, email, created_at, expires_at",
+            (token_hash, purpose, tenant, aware(now)),
+        )
+        return None if row is None else _READ.one_time_token(row)
+
+    def delete_one_time_token(self, token_hash: str) -> bool:
+        """Withdraw a token; whether it existed."""
+        deleted = self._write(
+            "delete_one_time_token",
+            "DELETE FROM {s}.one_time_tokens WHERE hash = %s",
+            (token_hash,),
+        )
+        return deleted == 1
+
+    def delete_user_one_time_tokens(self, user_id: str) -> int:
+        """Delete every one-time token of the user; how many."""
+        return self._write(
+            "delete_user_one_time_tokens",
+            "DELETE FROM {s}.one_time_tokens WHERE user_id = %s",
+            (user_id,),
+        )
+
     # -- sessions --------------------------------------------------------------
     def create_session(self, session: Session, access_hash: str, refresh_hash: str) -> None:
         """Insert ``session`` and its first refresh token in one statement (both or
@@ -551,6 +632,15 @@ class PostgresStore:
             "UPDATE {s}.sessions SET revoked_at = %(now)s"
             " WHERE user_id = %(user)s AND revoked_at IS NULL AND expires_at > %(now)s",
             {"now": aware(now), "user": user_id},
+        )
+
+    def revoke_other_user_sessions(self, user_id: str, keep_session_id: str, now: datetime) -> int:
+        """Revoke every live session of the user but one in one UPDATE; how many."""
+        return self._write(
+            "revoke_other_user_sessions",
+            "UPDATE {s}.sessions SET revoked_at = %(now)s WHERE user_id = %(user)s"
+            " AND id <> %(keep)s AND revoked_at IS NULL AND expires_at > %(now)s",
+            {"now": aware(now), "user": user_id, "keep": keep_session_id},
         )
 
     # -- throttle counters -----------------------------------------------------

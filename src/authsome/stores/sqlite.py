@@ -36,6 +36,7 @@ from authsome.models import (
     Domain,
     Membership,
     MfaFactor,
+    OneTimeToken,
     Org,
     OrgRole,
     Passkey,
@@ -154,6 +155,7 @@ _DUPLICATE_MESSAGES = {
     "mfa_factors.id": Duplicate.FACTOR_ID,
     "mfa_factors.user_id, mfa_factors.method": Duplicate.FACTOR_METHOD,
     "mfa_tickets.hash": Duplicate.TICKET_HASH,
+    "one_time_tokens.hash": Duplicate.ONE_TIME_TOKEN,
     "api_keys.id": Duplicate.API_KEY_ID,
     "api_keys.lookup_id": Duplicate.API_KEY_LOOKUP_ID,
     "passkeys.credential_id": Duplicate.PASSKEY,
@@ -162,6 +164,9 @@ _DUPLICATE_MESSAGES = {
     "sso_domains.tenant, sso_domains.domain": Duplicate.SSO_DOMAIN,
 }
 _UNIQUE_CODES = frozenset({sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY})
+
+
+_SELECT_USER = "SELECT id, tenant, email, name, created_at, email_verified_at FROM users"
 
 
 # -- datetimes -----------------------------------------------------------------------
@@ -392,7 +397,7 @@ class SQLiteStore:
         """The user with this id, or ``None``."""
         row = self._fetch_one(
             "get_user",
-            "SELECT id, tenant, email, name, created_at FROM users WHERE id = ?",
+            _SELECT_USER + " WHERE id = ?",
             (user_id,),
         )
         return None if row is None else _READ.user(row)
@@ -401,7 +406,7 @@ class SQLiteStore:
         """The user with this normalized e-mail in ``tenant``, or ``None``."""
         row = self._fetch_one(
             "find_user_by_email",
-            "SELECT id, tenant, email, name, created_at FROM users WHERE tenant = ? AND email = ?",
+            _SELECT_USER + " WHERE tenant = ? AND email = ?",
             (tenant, email),
         )
         return None if row is None else _READ.user(row)
@@ -419,6 +424,74 @@ class SQLiteStore:
             conn.execute(
                 "UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id)
             )
+
+    def mark_email_verified(self, user_id: str, email: str, now: datetime) -> User | None:
+        """Set ``email_verified_at`` (kept when set) if the address is still ``email``;
+        one UPDATE ... RETURNING."""
+        row = self._fetch_one(
+            "mark_email_verified",
+            "UPDATE users SET email_verified_at = COALESCE(email_verified_at, ?)"
+            " WHERE id = ? AND email = ?"
+            " RETURNING id, tenant, email, name, created_at, email_verified_at",
+            (_to_micros(now), user_id, email),
+        )
+        return None if row is None else _READ.user(row)
+
+    # -- one-time tokens -------------------------------------------------------
+    def create_one_time_token(self, token_hash: str, token: OneTimeToken, now: datetime) -> None:
+        """Replace the user's tokens of this purpose (and purge expired ones) by this
+        one, in one ``BEGIN IMMEDIATE`` transaction."""
+        with self._transaction("create_one_time_token") as conn:
+            if (
+                conn.execute("SELECT 1 FROM users WHERE id = ?", (token.user_id,)).fetchone()
+                is None
+            ):
+                raise StoreError("one-time token refers to an unknown user")
+            conn.execute(
+                "DELETE FROM one_time_tokens WHERE expires_at <= ?"
+                " OR (user_id = ? AND purpose = ?)",
+                (_to_micros(now), token.user_id, token.purpose),
+            )
+            conn.execute(
+                "INSERT INTO one_time_tokens"
+                " (hash, purpose, user_id, tenant, email, created_at, expires_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    token_hash,
+                    token.purpose,
+                    token.user_id,
+                    token.tenant,
+                    token.email,
+                    _to_micros(token.created_at),
+                    _to_micros(token.expires_at),
+                ),
+            )
+
+    def consume_one_time_token(
+        self, token_hash: str, purpose: str, tenant: str, now: datetime
+    ) -> OneTimeToken | None:
+        """Delete the live token and return it: one DELETE ... RETURNING, so of
+        racing callers exactly one gets it."""
+        row = self._fetch_one(
+            "consume_one_time_token",
+            "DELETE FROM one_time_tokens"
+            " WHERE hash = ? AND purpose = ? AND tenant = ? AND expires_at > ?"
+            " RETURNING purpose, user_id, tenant, email, created_at, expires_at",
+            (token_hash, purpose, tenant, _to_micros(now)),
+        )
+        return None if row is None else _READ.one_time_token(row)
+
+    def delete_one_time_token(self, token_hash: str) -> bool:
+        """Withdraw a token; whether it existed."""
+        with self._connection("delete_one_time_token") as conn:
+            cursor = conn.execute("DELETE FROM one_time_tokens WHERE hash = ?", (token_hash,))
+            return cursor.rowcount == 1
+
+    def delete_user_one_time_tokens(self, user_id: str) -> int:
+        """Delete every one-time token of the user; how many."""
+        with self._connection("delete_user_one_time_tokens") as conn:
+            cursor = conn.execute("DELETE FROM one_time_tokens WHERE user_id = ?", (user_id,))
+            return cursor.rowcount
 
     # -- sessions --------------------------------------------------------------
     def create_session(self, session: Session, access_hash: str, refresh_hash: str) -> None:
@@ -531,6 +604,16 @@ class SQLiteStore:
                 "UPDATE sessions SET revoked_at = ? "
                 "WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ?",
                 (_to_micros(now), user_id, _to_micros(now)),
+            )
+            return cursor.rowcount
+
+    def revoke_other_user_sessions(self, user_id: str, keep_session_id: str, now: datetime) -> int:
+        """Revoke every live session of the user but one in one UPDATE; how many."""
+        with self._connection("revoke_other_user_sessions") as conn:
+            cursor = conn.execute(
+                "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND id <> ?"
+                " AND revoked_at IS NULL AND expires_at > ?",
+                (_to_micros(now), user_id, keep_session_id, _to_micros(now)),
             )
             return cursor.rowcount
 

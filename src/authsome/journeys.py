@@ -1,0 +1,219 @@
+"""Account journeys: verifying an address and resetting a forgotten password by
+e-mail, and changing a password. The e-mail journeys use the one-time tokens of
+:mod:`authsome.onetime` and send through the engine's mailer. None of them is a
+sign-in, so none records usage."""
+
+from __future__ import annotations
+
+import unicodedata
+
+from authsome import _validation as v
+from authsome._keys import PurposeKeys
+from authsome._time import Clock
+from authsome.crypto import PasswordHasher, keyed_digest, new_token, sha256_hex
+from authsome.errors import InvalidCredentials, InvalidToken, MailNotSent, NotFound, ValidationError
+from authsome.mail import MailDispatcher, MailMessage, MailSettings
+from authsome.models import OneTimeToken, User
+from authsome.onetime import OneTimeTokens, TokenPurpose
+from authsome.sessions import Sessions
+from authsome.stores import Store
+from authsome.throttle import Throttle
+
+__all__ = ["AccountJourneys"]
+
+_MAIL_KEY_PURPOSE = "authsome.journeys.mail"
+
+# The path added to MailSettings.link_base_url for each journey's link.
+LINK_PATHS = {
+    TokenPurpose.VERIFY_EMAIL: "verify-email",
+    TokenPurpose.RESET_PASSWORD: "reset-password",
+    TokenPurpose.MAGIC_LINK: "sign-in",
+}
+
+
+class AccountJourneys:
+    """The journeys behind ``auth.users.send_verification`` and friends."""
+
+    def __init__(
+        self,
+        store: Store,
+        hasher: PasswordHasher,
+        clock: Clock,
+        tokens: OneTimeTokens,
+        mail: MailDispatcher,
+        settings: MailSettings,
+        sessions: Sessions,
+        throttle: Throttle,
+        purpose_keys: PurposeKeys,
+    ) -> None:
+        self._store = store
+        self._hasher = hasher
+        self._clock = clock
+        self.tokens = tokens
+        self._mail = mail
+        self._settings = settings
+        self._sessions = sessions
+        self._throttle = throttle
+        self._purpose_keys = purpose_keys
+
+    # -- e-mail verification ----------------------------------------------------
+    def send_verification(self, user_id: str) -> None:
+        """Send the user a link that proves the address is theirs.
+
+        :class:`~authsome.errors.MailNotSent` when the mailer fails: the link's
+        token is withdrawn then, so nothing usable is left behind.
+        """
+        user = self._store.get_user(v.require_str("user_id", user_id))
+        if user is None:
+            raise NotFound("no such user")
+        self._send(user, TokenPurpose.VERIFY_EMAIL)
+
+    def _send(self, user: User, purpose: TokenPurpose) -> None:
+        """Issue a token of ``purpose`` and mail its link; withdraw it if not sent."""
+        token = self.tokens.issue(user, purpose)
+        try:
+            self._mail.send_now(self._message(user, purpose, token))
+        except MailNotSent:
+            self.tokens.withdraw(token)
+            raise
+
+    def verify_email(self, token: str, *, tenant: str) -> User:
+        """Use a verification token; the user, with ``email_verified_at`` set."""
+        bound = self.tokens.consume(token, TokenPurpose.VERIFY_EMAIL, tenant=tenant)
+        user = self._store.mark_email_verified(bound.user_id, bound.email, self._clock())
+        if user is None:  # the address changed since the link was sent
+            raise InvalidToken()
+        return user
+
+    def check_verified(self, user: User) -> None:
+        """Refuse a sign-in of a user whose address is unverified, with the answer of
+        a wrong password; the owner gets a new verification link by mail (from the
+        background: the answer must not wait for, or depend on, the mail server)."""
+        if user.email_verified_at is None:
+            self._mail.later(lambda: self._send(user, TokenPurpose.VERIFY_EMAIL))
+            raise InvalidCredentials()
+
+    # -- password reset ---------------------------------------------------------
+    def request_password_reset(self, email: str, *, tenant: str, ip: str | None) -> None:
+        """Send a reset link if the address has an account; the same answer, after
+        the same work, either way."""
+        self.send_link_if_known(email, TokenPurpose.RESET_PASSWORD, tenant=tenant, ip=ip)
+
+    def send_link_if_known(
+        self, email: str, purpose: TokenPurpose, *, tenant: str, ip: str | None
+    ) -> None:
+        """Mail a link of ``purpose`` to the account with this address, if there is
+        one; the caller cannot tell whether there was."""
+        tenant = v.check_tenant(tenant)
+        email = v.normalize_email(email)
+        v.check_ip(ip)
+        # The caller's thread only checks the input and queues the request: the
+        # lookup, the token and the message happen in the background, so neither the
+        # store nor the mail server's delay or failure can tell the caller whether
+        # this address has an account.
+        self._mail.later(lambda: self._link_requested(tenant, email, purpose))
+
+    def _link_requested(self, tenant: str, email: str, purpose: TokenPurpose) -> None:
+        user = self._store.find_user_by_email(tenant, email)
+        # Counted for unknown addresses too: the same work either way.
+        if not self._may_mail(tenant, email) or user is None:
+            self._decoy(tenant, email, purpose)
+        else:
+            self._send(user, purpose)
+
+    def _may_mail(self, tenant: str, email: str) -> bool:
+        """Count one unproven request to mail this address; whether it is within
+        ``JourneyPolicy.mails_per_address`` for the window."""
+        policy = self.tokens.policy
+        # Keyed, so the counter names do not reveal the addresses.
+        name = keyed_digest(self._purpose_keys.key(_MAIL_KEY_PURPOSE), f"{tenant}\x00{email}")
+        hits, _ = self._store.hit_counter(
+            f"mail:{name}", self._clock(), int(policy.mail_window.total_seconds())
+        )
+        return hits <= policy.mails_per_address
+
+    def _decoy(self, tenant: str, email: str, purpose: TokenPurpose) -> None:
+        # What _send does, for nobody: a token made and hashed, a store write, a
+        # message rendered; nothing is sent.
+        self.tokens.decoy()
+        nobody = User("", tenant, email, None, self._clock())
+        self._message(nobody, purpose, new_token())
+
+    def reset_password(self, token: str, new_password: str, *, tenant: str) -> User:
+        """Set a new password with a reset token, sign out every session of the
+        user and drop their pending MFA sign-ins. Does not sign in."""
+        tenant = v.check_tenant(tenant)
+        password = v.normalize_password(new_password)
+        v.check_new_password(password, email="")  # the common ones, before the token is used
+        bound = self.tokens.consume(token, TokenPurpose.RESET_PASSWORD, tenant=tenant)
+        user = self._store.get_user(bound.user_id)
+        if user is None:
+            raise InvalidToken()
+        try:
+            v.check_new_password(password, user.email)
+        except ValidationError:
+            self._give_back(token, bound)
+            raise
+        self._store.set_password_hash(user.id, self._hasher.hash(password))
+        self._sessions.revoke_all(user.id)  # pending MFA sign-ins included
+        self.tokens.withdraw_all(user.id)
+        # Following the link proved the address, as a verification link would have.
+        return self._store.mark_email_verified(user.id, bound.email, self._clock()) or user
+
+    # -- password change --------------------------------------------------------
+    def change_password(
+        self,
+        user_id: str,
+        current_password: str,
+        new_password: str,
+        *,
+        keep_session_id: str | None,
+        ip: str | None,
+    ) -> User:
+        """Replace a signed-in user's password after checking the current one."""
+        user_id = v.require_str("user_id", user_id)
+        current = v.require_str("current_password", current_password)
+        # Bounded before NFKC (which can grow a text many times), as at sign-in.
+        if not current or len(current) > v.MAX_PASSWORD:
+            raise ValidationError(f"current_password must be 1..{v.MAX_PASSWORD} characters")
+        current = unicodedata.normalize("NFKC", current)
+        password = v.normalize_password(new_password)
+        ip = v.check_ip(ip)
+        if keep_session_id is not None:
+            v.require_str("keep_session_id", keep_session_id)
+        user = self._store.get_user(user_id)
+        if user is None:
+            raise NotFound("no such user")
+        v.check_new_password(password, user.email)
+        now = self._clock()
+        # Counted like a sign-in attempt: a stolen session cannot guess the password.
+        self._throttle.reserve(user.tenant, user.email, ip, now)
+        if not self._hasher.verify(self._store.get_password_hash(user.id), current):
+            raise InvalidCredentials()
+        self._throttle.succeeded(user.tenant, user.email, ip, now)
+        self._store.set_password_hash(user.id, self._hasher.hash(password))
+        if keep_session_id is None:
+            self._sessions.revoke_all(user.id)
+        else:
+            self._store.delete_user_mfa_tickets(user.id)
+            self._store.revoke_other_user_sessions(user.id, keep_session_id, now)
+        # Links sent for the old password (a reset) must not outlive it.
+        self.tokens.withdraw_all(user.id)
+        return user
+
+    def _give_back(self, token: str, bound: OneTimeToken) -> None:
+        # The new password was refused: the user may try another with the same link.
+        self._store.create_one_time_token(sha256_hex(token), bound, self._clock())
+
+    # -- messages ---------------------------------------------------------------
+    def _message(self, user: User, purpose: TokenPurpose, token: str) -> MailMessage:
+        path = LINK_PATHS[purpose]
+        minutes = int(self.tokens.policy.ttl(purpose).total_seconds() // 60)
+        return self._settings.template(purpose.value).render(
+            to=user.email,
+            kind=purpose.value,
+            sender=self._settings.sender,
+            link=self._settings.link(path, token),
+            email=user.email,
+            minutes=str(minutes),
+        )

@@ -1,0 +1,145 @@
+"""One-time tokens: the one mechanism every account journey uses.
+
+A token is 256 bits from the CSPRNG; the store keeps only its SHA-256, bound to a
+purpose, a user, the user's tenant and an address. It is short-lived, consumed
+atomically (of racing uses exactly one succeeds) and a new token of a purpose
+replaces the user's older ones. Validation always names the tenant it serves: a
+token of another tenant is as unknown as a made-up one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+
+from authsome import _validation as v
+from authsome._time import Clock
+from authsome.crypto import new_token, sha256_hex
+from authsome.errors import InvalidToken, ValidationError
+from authsome.models import OneTimeToken, User
+from authsome.stores import Store
+
+__all__ = ["JourneyPolicy", "OneTimeTokens", "TokenPurpose"]
+
+# A token is new_token()'s 43 URL-safe characters; anything far longer is not one of
+# ours, and refusing it before hashing keeps the cost of bad input bounded.
+MAX_TOKEN = 128
+# One fixed counter that only decoy writes touch; it lives a second.
+_DECOY_COUNTER = "one-time-token-decoy"
+
+
+class TokenPurpose(StrEnum):
+    """What a one-time token may be used for (and nothing else)."""
+
+    VERIFY_EMAIL = "verify_email"
+    RESET_PASSWORD = "reset_password"  # noqa: S105 (a purpose, not a password)
+    MAGIC_LINK = "magic_link"
+    EMAIL_CODE = "email_code"
+
+
+@dataclass(frozen=True, slots=True)
+class JourneyPolicy:
+    """Lifetimes of the journeys' tokens, and whether password sign-in needs a
+    verified address.
+
+    With ``require_verified_email=True`` a correct password of a user whose address
+    is not verified is refused with the same :class:`~authsome.errors.InvalidCredentials`
+    as a wrong one (only the owner, who can read the mail, can tell); a new
+    verification message is sent to them instead.
+
+    Requests that mail an address without proof of its owner (password reset, sign-in
+    links) send at most ``mails_per_address`` messages per ``mail_window`` to one
+    address; further requests get the same answer and send nothing, so nobody can
+    flood a mailbox through the application.
+    """
+
+    verification_ttl: timedelta = timedelta(hours=24)
+    reset_ttl: timedelta = timedelta(minutes=30)
+    magic_link_ttl: timedelta = timedelta(minutes=15)
+    email_code_ttl: timedelta = timedelta(minutes=15)
+    require_verified_email: bool = False
+    mails_per_address: int = 5
+    mail_window: timedelta = timedelta(hours=1)
+
+    def __post_init__(self) -> None:
+        for name in ("verification_ttl", "reset_ttl", "magic_link_ttl", "email_code_ttl"):
+            ttl = getattr(self, name)
+            if not isinstance(ttl, timedelta) or not timedelta(0) < ttl <= timedelta(days=7):
+                raise ValidationError(f"{name} must be a timedelta above 0 and at most 7 days")
+        count: object = self.mails_per_address
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValidationError("mails_per_address must be a positive int")
+        window: object = self.mail_window
+        if not isinstance(window, timedelta) or window < timedelta(seconds=1):
+            raise ValidationError("mail_window must be a timedelta of at least one second")
+
+    def ttl(self, purpose: TokenPurpose) -> timedelta:
+        """How long a token of ``purpose`` lives."""
+        return {
+            TokenPurpose.VERIFY_EMAIL: self.verification_ttl,
+            TokenPurpose.RESET_PASSWORD: self.reset_ttl,
+            TokenPurpose.MAGIC_LINK: self.magic_link_ttl,
+            TokenPurpose.EMAIL_CODE: self.email_code_ttl,
+        }[purpose]
+
+
+class OneTimeTokens:
+    """Issues and consumes one-time tokens (used by the journeys, not by apps)."""
+
+    def __init__(self, store: Store, policy: JourneyPolicy, clock: Clock) -> None:
+        self._store = store
+        self.policy = policy
+        self._clock = clock
+
+    def issue(self, user: User, purpose: TokenPurpose, *, email: str | None = None) -> str:
+        """A new token of ``purpose`` for ``user`` (bound to ``email``, by default
+        the user's address); the user's older tokens of ``purpose`` stop working."""
+        now = self._clock()
+        token = new_token()
+        bound = OneTimeToken(
+            purpose=purpose.value,
+            user_id=user.id,
+            tenant=user.tenant,
+            email=user.email if email is None else email,
+            created_at=now,
+            expires_at=now + self.policy.ttl(purpose),
+        )
+        self._store.create_one_time_token(sha256_hex(token), bound, now)
+        return token
+
+    def consume(self, token: str, purpose: TokenPurpose, *, tenant: str) -> OneTimeToken:
+        """Use ``token`` up and return what it is bound to.
+
+        :class:`~authsome.errors.InvalidToken` for a token that is unknown, expired,
+        used, of another purpose or of another tenant (one message for all);
+        :class:`~authsome.errors.ValidationError` for input no token can be.
+        """
+        tenant = v.check_tenant(tenant)
+        text = v.require_str("token", token)
+        if not text or len(text) > MAX_TOKEN:
+            raise ValidationError(f"token must be 1..{MAX_TOKEN} characters")
+        consumed = self._store.consume_one_time_token(
+            sha256_hex(text), purpose.value, tenant, self._clock()
+        )
+        if consumed is None:
+            raise InvalidToken()
+        return consumed
+
+    def withdraw(self, token: str) -> None:
+        """Make an issued token unusable (its message could not be sent)."""
+        self._store.delete_one_time_token(sha256_hex(token))
+
+    def withdraw_all(self, user_id: str) -> None:
+        """Make every token of the user unusable (its password was reset)."""
+        self._store.delete_user_one_time_tokens(user_id)
+
+    def decoy(self) -> None:
+        """The work of :meth:`issue` for an address nobody has: a token made and
+        hashed, and a committed store write, so both answers take as long.
+
+        The write is one counter's upsert: a transaction that changes a row, as
+        storing a token is (a delete of nothing would commit nothing and be faster).
+        """
+        sha256_hex(new_token())
+        self._store.hit_counter(_DECOY_COUNTER, self._clock(), 1)
