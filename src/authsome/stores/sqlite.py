@@ -23,6 +23,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -353,7 +354,7 @@ class SQLiteStore:
                     self._local.holder = self._hold(conn)
                     # Persistent in the file. synchronous stays FULL (the default):
                     # a revocation must survive a power cut.
-                    conn.execute("PRAGMA journal_mode = WAL")
+                    _use_wal(conn, self._timeout)
                 self._migrate(conn)
             except BaseException:
                 self.close()
@@ -1552,3 +1553,21 @@ class SQLiteStore:
 
 def _user_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def _use_wal(conn: sqlite3.Connection, timeout: float) -> None:
+    """Put the file in WAL mode. Switching needs the file to itself, and SQLite answers
+    SQLITE_BUSY at once (its busy handler does not wait for it) while another process
+    is creating or migrating the same new file, so that wait is done here."""
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        if conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+            return
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
