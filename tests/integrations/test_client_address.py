@@ -129,3 +129,10 @@ def test_networks_may_be_given_as_a_list() -> None:
     proxies = TrustedProxies(networks=["10.0.0.0/8"])  # type: ignore[arg-type]
     assert proxies.networks == ("10.0.0.0/8",)
     assert not proxies.trusts_nobody and TrustedProxies().trusts_nobody
+
+
+def test_an_ipv4_mapped_peer_is_the_ipv4_address() -> None:
+    # A dual-stack listener reports an IPv4 proxy as ::ffff:10.0.0.1: still trusted.
+    header = ["203.0.113.9"]
+    assert client_address("::ffff:10.0.0.1", header, LOCAL_PROXIES) == "203.0.113.9"
+    assert client_address("10.0.0.1", ["::ffff:203.0.113.9"], ONE_HOP) == "203.0.113.9"

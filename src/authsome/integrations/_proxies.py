@@ -120,6 +120,9 @@ def _canonical(text: str) -> str | None:
     elif host.count(":") == 1:
         host = host.partition(":")[0]  # IPv4 with a port
     try:
-        return str(ipaddress.ip_address(host))
+        ip = ipaddress.ip_address(host)
     except ValueError:
         return None
+    # A dual-stack socket reports an IPv4 peer as ::ffff:a.b.c.d: the same address.
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return str(mapped if mapped is not None else ip)
