@@ -137,6 +137,13 @@ def test_db_comes_from_a_sqlite_url_or_the_environment(
     assert elsewhere.exists()
 
 
+def test_a_password_given_as_a_query_parameter_is_redacted_too() -> None:
+    shown = redact("postgresql://user@db.example/app?sslmode=require&password=hunter2")
+    assert "hunter2" not in shown
+    assert "sslmode=require" in shown
+    assert "password=***" in shown
+
+
 def test_database_urls_are_parsed_and_passwords_redacted() -> None:
     assert parse_db("app.db").target == "app.db"
     assert parse_db("sqlite:////abs/app.db").target == "/abs/app.db"

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from authsome import ledger
 from authsome.errors import NotFound, StoreError, ValidationError
@@ -44,13 +44,18 @@ class Location:
 
 
 def redact(dsn: str) -> str:
-    """``dsn`` with its password (if any) replaced, safe to print."""
+    """``dsn`` with its password (if any, in the user info or as a ``password=`` query
+    parameter) replaced, safe to print."""
     parts = urlsplit(dsn)
-    if parts.password is None:
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if parts.password is None and all(k != "password" for k, _ in query):
         return dsn
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    netloc = parts.netloc
+    if parts.password is not None:
+        host = parts.hostname or ""
+        netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    hidden = urlencode([(k, "***" if k == "password" else v) for k, v in query], safe="*")
+    return urlunsplit(parts._replace(netloc=netloc, query=hidden))
 
 
 def parse_db(url: str) -> Location:
