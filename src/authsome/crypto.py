@@ -83,7 +83,20 @@ def new_ordered_id(prefix: str) -> str:
     and indexes), never for a secret.
     """
     # One bytes.hex() and the CSPRNG read secrets.token_hex would do: as cheap as new_id.
-    return f"{prefix}_{(time.time_ns().to_bytes(8, 'big') + os.urandom(8)).hex()}"
+    return f"{prefix}_{(_next_ordered_ns().to_bytes(8, 'big') + os.urandom(8)).hex()}"
+
+
+_ordered_lock = threading.Lock()
+_last_ordered_ns = 0
+
+
+def _next_ordered_ns() -> int:
+    """The wall clock in ns, strictly increasing within the process: a clock stepped
+    back (NTP) or two ids in one tick still give ids that sort in creation order."""
+    global _last_ordered_ns
+    with _ordered_lock:
+        _last_ordered_ns = max(time.time_ns(), _last_ordered_ns + 1)
+        return _last_ordered_ns
 
 
 def sha256_hex(value: str) -> str:
