@@ -16,52 +16,63 @@ With a ledger, plan-gated operations are checked against the tenant's subscripti
 (``authsome subscribe <tenant> <plan> --db ...``) and usage is metered
 (``authsome usage <tenant> --db ...``). Without one, every feature is allowed
 (``NoopLedger``) and usage is discarded.
+
+The ledger engine is built once, with the app, and may be built before a server forks
+its workers (``gunicorn --preload``): a :class:`authsome.ledger.Engine` restarts itself
+in each child (an empty buffer, new locks, a flusher of its own) and its SQLite store
+reconnects there, so each worker meters into the shared ledger file and drains what
+it buffered when it exits.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 import weakref
 from pathlib import Path
 from typing import Any
 
-from authsome import Authsome, ledger
+from authsome import Authsome
+from authsome import ledger as embedded
 from authsome._cli_db import ledger_location, parse_db
 from authsome._cli_ledger import define_plans
 from authsome._plans_toml import load_plans_file
-from authsome.bridge import Ledger, LedgerContext
-from authsome.bridge.ledgeradapter import LedgerAdapter
+from authsome.bridge import Ledger
 from authsome.stores import MemoryStore, SQLiteStore, Store
 
-__all__ = ["PerProcessLedger", "build_auth", "close_auth", "configured_ledger", "ledger_db_path"]
+__all__ = ["build_auth", "close_auth", "configured_ledger", "ledger_db_path"]
 
 DB_ENV = "AUTHSOME_DB"
 LEDGER_DB_ENV = "AUTHSOME_LEDGER_DB"
 PLANS_ENV = "AUTHSOME_PLANS"
 
-_LEDGER_OF: weakref.WeakKeyDictionary[Authsome, PerProcessLedger] = weakref.WeakKeyDictionary()
+# The ledger engine build_auth opened for an app, for close_auth: only that one (an
+# engine the caller passed in is the caller's to close).
+_OPENED_FOR: weakref.WeakKeyDictionary[Authsome, embedded.Engine] = weakref.WeakKeyDictionary()
 
 
-def build_auth(ledger: Ledger | None = None, **options: Any) -> Authsome:
+def build_auth(ledger: Ledger | embedded.Engine | None = None, **options: Any) -> Authsome:
     """The engine: SQLite at ``$AUTHSOME_DB`` (else in memory), reporting to ``ledger``
-    (default: :func:`configured_ledger`). :func:`close_auth` closes it."""
+    (default: :func:`configured_ledger`, closed by :func:`close_auth`)."""
     path = os.environ.get(DB_ENV)
     store: Store = SQLiteStore(path) if path else MemoryStore()
-    ledger = ledger or configured_ledger()
-    auth = Authsome(store=store, ledger=ledger, **options)
-    if isinstance(ledger, PerProcessLedger):
-        _LEDGER_OF[auth] = ledger
+    if ledger is not None:
+        return Authsome(store=store, ledger=ledger, **options)
+    opened = configured_ledger()
+    auth = Authsome(store=store, ledger=opened, **options)  # wraps an Engine in an adapter
+    if opened is not None:
+        _OPENED_FOR[auth] = opened
     return auth
 
 
 def close_auth(auth: Authsome) -> None:
-    """Drain the ledger :func:`build_auth` gave ``auth`` (in this process) and close
-    the store. For a server's shutdown hook: a ledger also drains at interpreter exit,
-    but a server that ends by re-raising its stop signal (uvicorn) skips that."""
-    ledger = _LEDGER_OF.pop(auth, None)
-    if ledger is not None:
-        ledger.close()
+    """Drain the ledger engine :func:`build_auth` opened for ``auth`` into its file,
+    then close the stores. For a server's shutdown hook: an engine also drains at
+    interpreter exit, but a server that ends by re-raising its stop signal (uvicorn)
+    skips that."""
+    engine = _OPENED_FOR.pop(auth, None)
+    if engine is not None:
+        engine.close()
+        engine.store.close()  # an engine leaves its store open: it belongs to the opener
     auth.close()
 
 
@@ -77,69 +88,22 @@ def ledger_db_path() -> str | None:
     return beside if Path(beside).is_file() else None
 
 
-def configured_ledger() -> Ledger | None:
-    """The embedded ledger on :func:`ledger_db_path`, with ``$AUTHSOME_PLANS`` loaded;
-    ``None`` (the engine's ``NoopLedger``) when no ledger is configured."""
+def configured_ledger() -> embedded.Engine | None:
+    """The embedded ledger engine on :func:`ledger_db_path`, with ``$AUTHSOME_PLANS``
+    loaded; ``None`` (the auth engine's ``NoopLedger``) when no ledger is configured.
+
+    Safe to build before a fork: each child process gets a fresh engine of its own."""
     path = ledger_db_path()
     if path is None:
         return None
     plans_file = os.environ.get(PLANS_ENV)
-    if plans_file:
-        plans = load_plans_file(plans_file)
-        store = ledger.SQLiteStore(path)
-        try:
-            with ledger.Engine(store=store) as engine:
-                define_plans(engine, plans)
-        finally:
-            store.close()  # nothing of it is left open to cross a fork
-    return PerProcessLedger(path)
-
-
-class PerProcessLedger:
-    """The embedded ledger on the SQLite file at ``path``, opened in each process on
-    its first use.
-
-    Web servers often build the app before they fork their workers
-    (``gunicorn --preload``). A :class:`ledger.Engine` buffers usage and flushes it from
-    a thread of its own, neither of which crosses a fork, so each worker opens its own
-    engine here, on its first request. It drains its buffer when the worker exits.
-    """
-
-    def __init__(self, path: str) -> None:
-        self._path = path
-        self._lock = threading.Lock()
-        self._pid = -1
-        self._adapter: LedgerAdapter | None = None
-        self._store: ledger.SQLiteStore | None = None
-
-    def record_usage(self, ctx: LedgerContext, feature_key: str, quantity: int = 1) -> None:
-        self._ledger().record_usage(ctx, feature_key, quantity)
-
-    def check_entitlement(self, ctx: LedgerContext, feature_key: str) -> bool:
-        return self._ledger().check_entitlement(ctx, feature_key)
-
-    def _ledger(self) -> LedgerAdapter:
-        adapter = self._adapter
-        if adapter is not None and self._pid == os.getpid():
-            return adapter
-        with self._lock:
-            if self._adapter is None or self._pid != os.getpid():
-                # The inherited engine (if any) is the parent's: left alone.
-                self._store = ledger.SQLiteStore(self._path)
-                engine = ledger.Engine(store=self._store)
-                self._adapter, self._pid = LedgerAdapter(engine), os.getpid()
-            return self._adapter
-
-    def close(self) -> None:
-        """Drain this process's engine into the ledger's file and close it."""
-        with self._lock:
-            if self._adapter is None or self._pid != os.getpid() or self._store is None:
-                return
-            engine = self._adapter.engine
-            assert isinstance(engine, ledger.Engine)
-            engine.close()
-            self._store.close()
-            self._adapter = self._store = None
-
-    def __repr__(self) -> str:
-        return f"PerProcessLedger({self._path!r})"
+    plans = load_plans_file(plans_file) if plans_file else []
+    store = embedded.SQLiteStore(path)
+    engine = embedded.Engine(store=store)
+    try:
+        define_plans(engine, plans)
+    except BaseException:
+        engine.close()
+        store.close()
+        raise
+    return engine

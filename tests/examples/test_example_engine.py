@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from examples._engine import PerProcessLedger, build_auth, configured_ledger
+from examples._engine import build_auth, close_auth, configured_ledger
 
 from authsome import Authsome, FeatureNotEntitled, PasswordHashing, ledger
 from tests.examples._servers import REPO_ROOT, authsome_cli
@@ -69,6 +69,43 @@ def test_ledger_beside_the_auth_database_is_found_as_the_cli_leaves_it(
     authsome_cli("subscribe", "acme", "starter", "--db", auth_db)
     monkeypatch.setenv("AUTHSOME_DB", auth_db)
 
-    assert repr(configured_ledger()) == repr(PerProcessLedger(str(tmp_path / "app.ledger.db")))
+    engine = configured_ledger()
+    assert engine is not None
+    with engine:
+        assert engine.subscription("acme") is not None  # the CLI's file, not a new one
+    engine.store.close()
     assert refused_feature(build_auth(password_hashing=FAST), "acme") is None
     assert refused_feature(build_auth(password_hashing=FAST), "globex") == ORGS
+
+
+def stored_usage(ledger_db: Path, tenant: str, feature: str) -> int:
+    store = ledger.SQLiteStore(ledger_db)
+    try:
+        with ledger.Engine(store=store) as engine:
+            return engine.usage(tenant, feature)
+    finally:
+        store.close()
+
+
+def test_close_auth_drains_the_ledger_engine_it_opened_into_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger_db = tmp_path / "ledger.db"
+    monkeypatch.setenv("AUTHSOME_LEDGER_DB", str(ledger_db))
+    monkeypatch.setenv("AUTHSOME_PLANS", PLANS)
+    auth = build_auth(password_hashing=FAST)
+    auth.users.register("ada@acme.example", "correct horse battery staple", tenant="acme")
+
+    close_auth(auth)  # before the engine's next flush (every second)
+
+    assert stored_usage(ledger_db, "acme", "authsome.users.created") == 1
+
+
+def test_close_auth_leaves_a_ledger_engine_the_caller_passed_in_open(tmp_path: Path) -> None:
+    with ledger.Engine() as engine:
+        auth = build_auth(engine, password_hashing=FAST)
+        auth.users.register("ada@acme.example", "correct horse battery staple", tenant="acme")
+
+        close_auth(auth)
+
+        engine.meter("acme", "api")  # still open: a closed engine would refuse

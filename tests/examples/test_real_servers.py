@@ -1,9 +1,10 @@
 """Each example app under the server it is deployed with, driven over HTTP on 127.0.0.1.
 
 FastAPI under uvicorn; Flask and Django under gunicorn with ``--preload`` and two
-workers (the app, its SQLite store and its ledger configuration are built before the
-fork). The auth store is a SQLite file, the ledger the embedded one on another SQLite
-file; after the server stops, the usage the ledger stored is checked.
+workers (the app, its SQLite store and its ledger engine are built before the fork).
+The auth store is a SQLite file, the ledger the embedded one on another SQLite file;
+after the server stops, the usage the ledger stored is checked: each worker metered
+into the engine it inherited and drained it on the way out.
 """
 
 from __future__ import annotations
