@@ -12,8 +12,9 @@ from hypothesis import settings
 
 from authsome import Authsome, PasswordHashing
 from authsome.bridge import Ledger
+from authsome.mail import MailSettings
 from authsome.stores import MemoryStore, Store
-from authsome.testing import RecordingLedger
+from authsome.testing import Outbox, RecordingLedger
 from tests.support.pgserver import PgServer, PgUnavailable, running_server
 
 # CI runs the property tests with a fixed seed sequence, so a landing never depends on
@@ -24,6 +25,8 @@ if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
 
 FAST = PasswordHashing.fast_insecure_for_tests()
 PASSWORD = "correct horse battery staple"
+# Where the links in the ``mail_auth`` engine's messages point.
+LINK_BASE = "https://app.example/account"
 
 
 class FakeClock:
@@ -74,6 +77,18 @@ def make_auth(clock: FakeClock) -> Iterator[AuthFactory]:
 @pytest.fixture
 def auth(make_auth: AuthFactory, ledger: RecordingLedger) -> Authsome:
     return make_auth(ledger=ledger)
+
+
+@pytest.fixture
+def outbox() -> Outbox:
+    """Where the ``mail_auth`` engine's messages go."""
+    return Outbox()
+
+
+@pytest.fixture
+def mail_auth(make_auth: AuthFactory, outbox: Outbox, ledger: RecordingLedger) -> Authsome:
+    """An engine that mails (to ``outbox``), for the account journeys."""
+    return make_auth(ledger=ledger, mailer=outbox, mail=MailSettings(link_base_url=LINK_BASE))
 
 
 @pytest.fixture(scope="session")

@@ -7,9 +7,10 @@ it we count the transactions that wrote and the write statements run outside one
 (each commits by itself). On PostgreSQL every transaction that writes takes a
 transaction id, so the ids the server handed out count them.
 
-Password sign-in is the one exception, by design: its throttle hits are committed
-before the password hash is checked (racing guesses must see each other's hits,
-and no write lock may be held across a slow hash), and the outcome after it.
+Password sign-in and password change are the exceptions, by design: their throttle
+hits are committed before the password hash is checked (racing guesses must see
+each other's hits, and no write lock may be held across a slow hash), and the
+outcome after it.
 """
 
 from __future__ import annotations
@@ -23,16 +24,17 @@ from typing import Any, Protocol
 import psycopg
 import pytest
 
-from authsome import Authsome, User
+from authsome import Authsome, User, ValidationError
 from authsome.stores import SQLiteStore
-from authsome.testing import RecordingLedger
+from authsome.testing import Outbox, RecordingLedger
 from tests.conftest import PASSWORD, AuthFactory, FakeClock
-from tests.stores.conftest import postgres_store
+from tests.support.stores import postgres_store
 from tests.support.webauthn_authenticator import SoftwareAuthenticator
 from tests.test_mfa import code, enrol
 
 TENANT = "acme"
 IP = "203.0.113.7"
+NEW = "a brand new passphrase"
 RP = {"rp_id": "example.com", "rp_name": "Example", "origin": "https://example.com"}
 
 _WRITE = re.compile(r"\b(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
@@ -133,9 +135,10 @@ def auth(
     request: pytest.FixtureRequest,
     tmp_path: Path,
     commits: Counting,
+    outbox: Outbox,
 ) -> Authsome:
     store = postgres_store(request) if kind == "postgres" else SQLiteStore(tmp_path / "auth.db")
-    return make_auth(store=store, ledger=RecordingLedger())
+    return make_auth(store=store, ledger=RecordingLedger(), mailer=outbox)
 
 
 @pytest.fixture
@@ -242,3 +245,54 @@ def test_enrolment_disabling_and_signing_out_everywhere_commit_once_each(
     clock.advance(seconds=30)
     assert commits.during(lambda: auth.mfa.disable(ann.id, code(setup, clock))) == 1
     assert commits.during(lambda: auth.sessions.revoke_all(ann.id)) == 1
+
+
+def test_a_password_reset_commits_once(
+    auth: Authsome, ann: User, outbox: Outbox, commits: Counting
+) -> None:
+    _sign_in(auth)  # a live session the reset ends, in the same commit
+    auth.users.request_password_reset("ann@example.com", tenant=TENANT, ip=IP)
+    auth.flush_mail()
+    token = outbox.token()
+    assert commits.during(lambda: auth.users.reset_password(token, NEW, tenant=TENANT)) == 1
+    with pytest.raises(Exception, match="invalid"):
+        _sign_in(auth)
+
+
+def test_a_refused_reset_password_writes_nothing(
+    auth: Authsome, ann: User, outbox: Outbox, commits: Counting
+) -> None:
+    auth.users.request_password_reset("ann@example.com", tenant=TENANT, ip=IP)
+    auth.flush_mail()
+    token = outbox.token()
+
+    def refused() -> None:
+        with pytest.raises(ValidationError):
+            auth.users.reset_password(token, "ann@example.com", tenant=TENANT)
+
+    assert commits.during(refused) == 0
+
+
+def test_a_password_change_commits_its_reservation_and_its_change(
+    auth: Authsome, ann: User, commits: Counting
+) -> None:
+    session = _sign_in(auth).tokens.session
+
+    def change() -> None:
+        auth.users.change_password(ann.id, PASSWORD, NEW, keep_session_id=session.id, ip=IP)
+
+    assert commits.during(change) == 2
+
+
+def test_a_magic_link_sign_in_commits_once(
+    auth: Authsome, ann: User, outbox: Outbox, commits: Counting
+) -> None:
+    auth.passwordless.begin("ann@example.com", tenant=TENANT, ip=IP)
+    auth.flush_mail()
+    token = outbox.token()
+    results: list[Any] = []
+    assert (
+        commits.during(lambda: results.append(auth.passwordless.complete(token, tenant=TENANT)))
+        == 1
+    )
+    assert results[0].tokens is not None

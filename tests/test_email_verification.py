@@ -19,21 +19,11 @@ from authsome.mail import MailSettings
 from authsome.onetime import JourneyPolicy
 from authsome.stores import SQLiteStore
 from authsome.testing import Outbox, RecordingLedger, token_in
+from tests.conftest import LINK_BASE as BASE
 from tests.conftest import PASSWORD, AuthFactory, FakeClock
 from tests.support.smtp_server import smtp_server
 
 EMAIL = "ann@example.com"
-BASE = "https://app.example/account"
-
-
-@pytest.fixture
-def outbox() -> Outbox:
-    return Outbox()
-
-
-@pytest.fixture
-def mail_auth(make_auth: AuthFactory, outbox: Outbox, ledger: RecordingLedger) -> Authsome:
-    return make_auth(ledger=ledger, mailer=outbox, mail=MailSettings(link_base_url=BASE))
 
 
 def test_the_link_verifies_the_address_once(mail_auth: Authsome, outbox: Outbox) -> None:

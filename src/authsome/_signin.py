@@ -88,10 +88,13 @@ class SignInFlow:
             ticket, tokens = self._second_factor_or_session(user)
         return self._signed_in(user, ticket, tokens)
 
-    def first_factor_passed(self, user: User) -> SignIn:
-        """Go on with a user who passed a first factor (a password, a magic link): to
-        the second factor if they have one, else to a new session, in one commit."""
+    def first_factor_passed(self, proof: Callable[[], User]) -> SignIn:
+        """Go on with the user ``proof`` answers (it checks a first factor, such as a
+        magic link, and may write: a used token): to the second factor if they have
+        one, else to a new session. The proof's writes and these are one commit; a
+        refusal it raises is committed too (a used link stays used)."""
         with one_commit(self._store):
+            user = proof()
             ticket, tokens = self._second_factor_or_session(user)
         return self._signed_in(user, ticket, tokens)
 

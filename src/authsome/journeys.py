@@ -10,10 +10,11 @@ import unicodedata
 from authsome import _validation as v
 from authsome._keys import PurposeKeys
 from authsome._time import Clock
-from authsome.crypto import PasswordHasher, keyed_digest, new_token, sha256_hex
+from authsome._units import one_commit
+from authsome.crypto import PasswordHasher, keyed_digest, new_token
 from authsome.errors import InvalidCredentials, InvalidToken, MailNotSent, NotFound, ValidationError
 from authsome.mail import MailDispatcher, MailMessage, MailSettings
-from authsome.models import OneTimeToken, User
+from authsome.models import User
 from authsome.onetime import OneTimeTokens, TokenPurpose
 from authsome.sessions import Sessions
 from authsome.stores import Store
@@ -141,24 +142,28 @@ class AccountJourneys:
 
     def reset_password(self, token: str, new_password: str, *, tenant: str) -> User:
         """Set a new password with a reset token, sign out every session of the
-        user and drop their pending MFA sign-ins. Does not sign in."""
+        user and drop their pending MFA sign-ins. Does not sign in.
+
+        A new password that is refused leaves the link usable: it is checked
+        against the token's user before the token is used up. Every write is one
+        commit, so no crash leaves the new password with the old sessions alive."""
         tenant = v.check_tenant(tenant)
         password = v.normalize_password(new_password)
-        v.check_new_password(password, email="")  # the common ones, before the token is used
-        bound = self.tokens.consume(token, TokenPurpose.RESET_PASSWORD, tenant=tenant)
+        v.check_new_password(password, email="")  # the common ones, before any lookup
+        bound = self.tokens.peek(token, TokenPurpose.RESET_PASSWORD, tenant=tenant)
         user = self._store.get_user(bound.user_id)
         if user is None:
             raise InvalidToken()
-        try:
-            v.check_new_password(password, user.email)
-        except ValidationError:
-            self._give_back(token, bound)
-            raise
-        self._store.set_password_hash(user.id, self._hasher.hash(password))
-        self._sessions.revoke_all(user.id)  # pending MFA sign-ins included
-        self.tokens.withdraw_all(user.id)
-        # Following the link proved the address, as a verification link would have.
-        return self._store.mark_email_verified(user.id, bound.email, self._clock()) or user
+        v.check_new_password(password, user.email)
+        new_hash = self._hasher.hash(password)  # slow: outside the commit's write lock
+        with one_commit(self._store):
+            bound = self.tokens.consume(token, TokenPurpose.RESET_PASSWORD, tenant=tenant)
+            self._store.set_password_hash(bound.user_id, new_hash)
+            self._sessions.revoke_all(bound.user_id)  # pending MFA sign-ins included
+            self.tokens.withdraw_all(bound.user_id)
+            # Following the link proved the address, as a verification link would have.
+            verified = self._store.mark_email_verified(bound.user_id, bound.email, self._clock())
+        return verified or user
 
     # -- password change --------------------------------------------------------
     def change_password(
@@ -186,24 +191,25 @@ class AccountJourneys:
             raise NotFound("no such user")
         v.check_new_password(password, user.email)
         now = self._clock()
-        # Counted like a sign-in attempt: a stolen session cannot guess the password.
-        self._throttle.reserve(user.tenant, user.email, ip, now)
+        # Counted like a sign-in attempt (a stolen session cannot guess the password),
+        # and committed before the slow hash check, as at sign-in.
+        self._throttle.prune_now_and_then(now)
+        with one_commit(self._store):
+            self._throttle.reserve(user.tenant, user.email, ip, now)
         if not self._hasher.verify(self._store.get_password_hash(user.id), current):
             raise InvalidCredentials()
-        self._throttle.succeeded(user.tenant, user.email, ip, now)
-        self._store.set_password_hash(user.id, self._hasher.hash(password))
-        if keep_session_id is None:
-            self._sessions.revoke_all(user.id)
-        else:
-            self._store.delete_user_mfa_tickets(user.id)
-            self._store.revoke_other_user_sessions(user.id, keep_session_id, now)
-        # Links sent for the old password (a reset) must not outlive it.
-        self.tokens.withdraw_all(user.id)
+        new_hash = self._hasher.hash(password)  # slow: outside the commit's write lock
+        with one_commit(self._store):
+            self._throttle.succeeded(user.tenant, user.email, ip, now)
+            self._store.set_password_hash(user.id, new_hash)
+            if keep_session_id is None:
+                self._sessions.revoke_all(user.id)
+            else:
+                self._store.delete_user_mfa_tickets(user.id)
+                self._store.revoke_other_user_sessions(user.id, keep_session_id, now)
+            # Links sent for the old password (a reset) must not outlive it.
+            self.tokens.withdraw_all(user.id)
         return user
-
-    def _give_back(self, token: str, bound: OneTimeToken) -> None:
-        # The new password was refused: the user may try another with the same link.
-        self._store.create_one_time_token(sha256_hex(token), bound, self._clock())
 
     # -- messages ---------------------------------------------------------------
     def _message(self, user: User, purpose: TokenPurpose, token: str) -> MailMessage:

@@ -115,16 +115,23 @@ class OneTimeTokens:
         used, of another purpose or of another tenant (one message for all);
         :class:`~authsome.errors.ValidationError` for input no token can be.
         """
-        tenant = v.check_tenant(tenant)
-        text = v.require_str("token", token)
-        if not text or len(text) > MAX_TOKEN:
-            raise ValidationError(f"token must be 1..{MAX_TOKEN} characters")
         consumed = self._store.consume_one_time_token(
-            sha256_hex(text), purpose.value, tenant, self._clock()
+            _token_hash(token), purpose.value, v.check_tenant(tenant), self._clock()
         )
         if consumed is None:
             raise InvalidToken()
         return consumed
+
+    def peek(self, token: str, purpose: TokenPurpose, *, tenant: str) -> OneTimeToken:
+        """What ``token`` is bound to, leaving it usable: a journey checks its input
+        against the token's user first, so a refused input costs no token. The same
+        errors as :meth:`consume`."""
+        found = self._store.find_one_time_token(
+            _token_hash(token), purpose.value, v.check_tenant(tenant), self._clock()
+        )
+        if found is None:
+            raise InvalidToken()
+        return found
 
     def withdraw(self, token: str) -> None:
         """Make an issued token unusable (its message could not be sent)."""
@@ -143,3 +150,11 @@ class OneTimeTokens:
         """
         sha256_hex(new_token())
         self._store.hit_counter(_DECOY_COUNTER, self._clock(), 1)
+
+
+def _token_hash(token: str) -> str:
+    """The stored hash of ``token``; its length is checked before it is hashed."""
+    text = v.require_str("token", token)
+    if not text or len(text) > MAX_TOKEN:
+        raise ValidationError(f"token must be 1..{MAX_TOKEN} characters")
+    return sha256_hex(text)

@@ -16,7 +16,7 @@ from authsome._signin import SignInFlow
 from authsome._time import Clock
 from authsome.errors import InvalidToken, ValidationError
 from authsome.journeys import AccountJourneys
-from authsome.models import SignIn
+from authsome.models import SignIn, User
 from authsome.onetime import TokenPurpose
 from authsome.stores import Store
 
@@ -63,8 +63,14 @@ class Passwordless:
         user's. Following the link proves the address: ``email_verified_at`` is set.
         """
         tenant = v.check_tenant(tenant)
-        bound = self._journeys.tokens.consume(token, TokenPurpose.MAGIC_LINK, tenant=tenant)
-        user = self._store.mark_email_verified(bound.user_id, bound.email, self._clock())
-        if user is None:  # the address changed since the link was sent
-            raise InvalidToken()
-        return self._sign_in.first_factor_passed(user)
+
+        def link_followed() -> User:
+            # Inside the sign-in's commit: the used link, the verified address and
+            # the session (or MFA ticket) are written together.
+            bound = self._journeys.tokens.consume(token, TokenPurpose.MAGIC_LINK, tenant=tenant)
+            user = self._store.mark_email_verified(bound.user_id, bound.email, self._clock())
+            if user is None:  # the address changed since the link was sent
+                raise InvalidToken()
+            return user
+
+        return self._sign_in.first_factor_passed(link_followed)

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from authsome.stores import MemoryStore, PostgresStore, SQLiteStore, Store
-from tests.support.pgschema import drop_schema
+from authsome.stores import MemoryStore, SQLiteStore, Store
+from tests.support.stores import postgres_store
+
+__all__ = ["STORE_FACTORIES", "StoreFactory", "postgres_store"]
 
 StoreFactory = Callable[[pytest.FixtureRequest], Store]
 
@@ -21,14 +23,6 @@ StoreFactory = Callable[[pytest.FixtureRequest], Store]
 def _sqlite_file(request: pytest.FixtureRequest) -> Store:
     tmp_path: Path = request.getfixturevalue("tmp_path")
     return SQLiteStore(tmp_path / "auth.db")
-
-
-def postgres_store(request: pytest.FixtureRequest) -> Store:
-    """A store in a schema of its own on the suite's server, dropped after the test."""
-    dsn: str = request.getfixturevalue("pg_dsn")
-    schema: str = request.getfixturevalue("pg_schema")
-    request.addfinalizer(lambda: drop_schema(dsn, schema))
-    return PostgresStore(dsn, schema=schema, max_size=4)
 
 
 STORE_FACTORIES: dict[str, StoreFactory] = {

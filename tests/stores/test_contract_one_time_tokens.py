@@ -223,3 +223,16 @@ def test_a_new_user_is_stored_unverified(store: Store) -> None:
     stored = store.get_user(user.id)
     assert stored is not None
     assert stored.email_verified_at is None
+
+
+def test_finding_a_token_leaves_it_and_answers_as_consuming_would(store: Store) -> None:
+    add_user(store)
+    token = _token()
+    store.create_one_time_token("h1", token, NOW)
+
+    assert store.find_one_time_token("h1", "reset_password", "default", NOW) == token
+    assert store.find_one_time_token("h1", "verify_email", "default", NOW) is None
+    assert store.find_one_time_token("h1", "reset_password", "other", NOW) is None
+    assert store.find_one_time_token("h1", "reset_password", "default", EXPIRY) is None
+    assert store.find_one_time_token("unknown", "reset_password", "default", NOW) is None
+    assert store.consume_one_time_token("h1", "reset_password", "default", NOW) == token

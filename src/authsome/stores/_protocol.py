@@ -113,6 +113,15 @@ class Store(Protocol):
         """
         ...
 
+    def find_one_time_token(
+        self, token_hash: str, purpose: str, tenant: str, now: datetime
+    ) -> OneTimeToken | None:
+        """What the live token with this hash, ``purpose`` and ``tenant`` is bound
+        to, leaving it in place; ``None`` as :meth:`consume_one_time_token` would
+        answer it. A read only: a journey checks its input against the token's user
+        before it uses the token up."""
+        ...
+
     def delete_one_time_token(self, token_hash: str) -> bool:
         """Delete the token (a message that could not be sent); whether it existed."""
         ...

@@ -170,6 +170,17 @@ class MemoryStore:
             del self._one_time_tokens[token_hash]
             return token
 
+    def find_one_time_token(
+        self, token_hash: str, purpose: str, tenant: str, now: datetime
+    ) -> OneTimeToken | None:
+        with self._lock:
+            token = self._one_time_tokens.get(token_hash)
+            if token is None or token.expires_at <= now:
+                return None
+            if token.purpose != purpose or token.tenant != tenant:
+                return None
+            return token
+
     def delete_one_time_token(self, token_hash: str) -> bool:
         with self._lock:
             return self._one_time_tokens.pop(token_hash, None) is not None

@@ -504,6 +504,19 @@ class PostgresStore:
         )
         return None if row is None else _READ.one_time_token(row)
 
+    def find_one_time_token(
+        self, token_hash: str, purpose: str, tenant: str, now: datetime
+    ) -> OneTimeToken | None:
+        """The live token, left in place."""
+        row = self._one(
+            "find_one_time_token",
+            "SELECT purpose, user_id, tenant, email, created_at, expires_at"
+            " FROM {s}.one_time_tokens"
+            " WHERE hash = %s AND purpose = %s AND tenant = %s AND expires_at > %s",
+            (token_hash, purpose, tenant, aware(now)),
+        )
+        return None if row is None else _READ.one_time_token(row)
+
     def delete_one_time_token(self, token_hash: str) -> bool:
         """Withdraw a token; whether it existed."""
         deleted = self._write(

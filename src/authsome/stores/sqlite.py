@@ -482,6 +482,19 @@ class SQLiteStore:
         )
         return None if row is None else _READ.one_time_token(row)
 
+    def find_one_time_token(
+        self, token_hash: str, purpose: str, tenant: str, now: datetime
+    ) -> OneTimeToken | None:
+        """The live token, left in place."""
+        row = self._fetch_one(
+            "find_one_time_token",
+            "SELECT purpose, user_id, tenant, email, created_at, expires_at"
+            " FROM one_time_tokens"
+            " WHERE hash = ? AND purpose = ? AND tenant = ? AND expires_at > ?",
+            (token_hash, purpose, tenant, _to_micros(now)),
+        )
+        return None if row is None else _READ.one_time_token(row)
+
     def delete_one_time_token(self, token_hash: str) -> bool:
         """Withdraw a token; whether it existed."""
         with self._connection("delete_one_time_token") as conn:
