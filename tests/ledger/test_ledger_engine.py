@@ -30,6 +30,7 @@ REASONS_TESTED = {
     Reason.LIMIT_REACHED,
     Reason.TRIAL_EXPIRED,
     Reason.CANCELED,
+    Reason.NOT_STARTED,
 }
 
 
@@ -204,6 +205,16 @@ def test_trial_expired_after_trial_end_unless_activated(
     assert engine.entitled("trial-co", "mfa").reason is Reason.TRIAL_EXPIRED
     engine.activate("trial-co")
     assert engine.entitled("trial-co", "mfa").reason is Reason.OK
+
+
+def test_a_subscription_starting_later_entitles_nothing_until_it_starts(
+    engine: ledger.Engine, clock: ledger.ManualClock
+) -> None:
+    engine.subscribe("later-co", "starter", at=START + timedelta(days=10))
+    before = engine.entitled("later-co", "mfa")  # cached: the answer must expire at the start
+    assert (before.allowed, before.reason) == (False, Reason.NOT_STARTED)
+    clock.advance(days=10)
+    assert engine.entitled("later-co", "mfa").reason is Reason.OK
 
 
 def test_trial_converted_before_its_end_stays_allowed(

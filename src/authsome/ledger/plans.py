@@ -118,6 +118,8 @@ class Reason(StrEnum):
     """Refused: the trial ended and the subscription was not activated."""
     CANCELED = "canceled"
     """Refused: the subscription was canceled (and its paid period is over)."""
+    NOT_STARTED = "not_started"
+    """Refused: the subscription starts later (``subscribe(..., at=<future>)``)."""
 
 
 def check_key(value: object, name: str = "key") -> str:
@@ -353,6 +355,8 @@ class Subscription:
 
     def denial(self, now: datetime) -> Reason | None:
         """Why every feature is refused at ``now``; ``None`` while the subscription is live."""
+        if now < self.anchor:
+            return Reason.NOT_STARTED
         if self.cancel_at is not None and now >= self.cancel_at:
             return Reason.CANCELED
         if self.status is Status.CANCELED:
@@ -363,7 +367,9 @@ class Subscription:
 
     def next_change(self, now: datetime) -> datetime | None:
         """The next instant after ``now`` at which :meth:`denial` may change."""
-        times = [t for t in (self.trial_end, self.cancel_at) if t is not None and t > now]
+        times = [
+            t for t in (self.anchor, self.trial_end, self.cancel_at) if t is not None and t > now
+        ]
         return min(times) if times else None
 
 
