@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -42,9 +43,12 @@ def _register(auth: Authsome, name: str, tenant: str = "default") -> User:
     return auth.users.register(f"{name}@example.com", PASSWORD, tenant=tenant)
 
 
-def _members_ctx(org: Org, user_id: str) -> LedgerContext:
+def _members_ctx(org: Org, user_id: str, joined_at: datetime | None = None) -> LedgerContext:
+    # One event id per membership instance: org, user and when they joined (µs).
+    moment = FakeClock().now if joined_at is None else joined_at
+    joined = (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
     return LedgerContext(
-        tenant=org.tenant, user_id=user_id, org_id=org.id, event_id=f"{org.id}:{user_id}"
+        tenant=org.tenant, user_id=user_id, org_id=org.id, event_id=f"{org.id}:{user_id}:{joined}"
     )
 
 
@@ -263,8 +267,7 @@ def test_add_member_records_orgs_members_once_with_org_user_and_event_id(
     assert [(c.kind, c.feature_key, c.quantity) for c in ledger.calls] == [
         ("record_usage", UsageEvent.ORGS_MEMBERS, 1)
     ]
-    assert _member_usage(ledger) == [_members_ctx(org, bob.id)]
-    assert _member_usage(ledger)[0].event_id == f"{org.id}:{bob.id}"
+    assert _member_usage(ledger) == [_members_ctx(org, bob.id, clock.now)]
 
 
 def test_each_member_is_its_own_event(
@@ -293,15 +296,18 @@ def test_duplicate_add_raises_and_records_nothing(
     assert auth.orgs.role_of(org.id, bob.id) is OrgRole.MEMBER
 
 
-def test_rejoining_reuses_the_event_id_so_the_ledger_counts_once(
-    auth: Authsome, ledger: RecordingLedger, org: Org, bob: User
+def test_rejoining_is_a_new_membership_instance_counted_again(
+    auth: Authsome, ledger: RecordingLedger, org: Org, bob: User, clock: FakeClock
 ) -> None:
     auth.orgs.add_member(org.id, bob.id)
     auth.orgs.remove_member(org.id, bob.id)
+    clock.advance(seconds=1)
     auth.orgs.add_member(org.id, bob.id)
 
-    event_ids = [ctx.event_id for ctx in _member_usage(ledger)]
-    assert event_ids == [f"{org.id}:{bob.id}"] * 2
+    assert _member_usage(ledger) == [
+        _members_ctx(org, bob.id, clock.now - timedelta(seconds=1)),
+        _members_ctx(org, bob.id, clock.now),
+    ]
 
 
 def test_a_user_of_another_tenant_cannot_be_added(
@@ -427,14 +433,15 @@ def test_ownership_can_be_handed_over(auth: Authsome, org: Org, ann: User, bob: 
     assert [(m.user_id, m.role) for m in auth.orgs.members(org.id)] == [(bob.id, OrgRole.OWNER)]
 
 
-def test_role_changes_do_not_record_usage(
+def test_role_changes_do_not_record_usage_and_removal_only_releases(
     auth: Authsome, ledger: RecordingLedger, org: Org, bob: User
 ) -> None:
     auth.orgs.add_member(org.id, bob.id)
     ledger.clear()
     auth.orgs.change_role(org.id, bob.id, OrgRole.ADMIN)
-    auth.orgs.remove_member(org.id, bob.id)
     assert ledger.calls == []
+    auth.orgs.remove_member(org.id, bob.id)
+    assert [c.kind for c in ledger.calls] == ["release_usage"]
 
 
 def test_removing_a_non_member_removes_nothing(auth: Authsome, org: Org, bob: User) -> None:

@@ -12,6 +12,11 @@ The failure policies live here, written once:
 * a failing ``check_entitlement`` raises :class:`LedgerUnavailable` under
   ``on_ledger_error="raise"`` (the default) or lets the operation through, logged,
   under ``"allow"``. A failure is never turned into a silent deny or allow.
+
+:meth:`Billing.release` gives seats back (a member left) through the optional
+:class:`~authsome.bridge.ReleasingLedger` call, with ``record``'s failure policy. A
+ledger without it keeps working: the release is skipped (seats then only grow) and
+that is logged once, as a warning.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-from authsome.bridge import Ledger, LedgerContext
+from authsome.bridge import Ledger, LedgerContext, ReleasingLedger
 from authsome.errors import FeatureNotEntitled, LedgerUnavailable
 from authsome.features import Feature, UsageEvent
 
@@ -58,6 +63,11 @@ class Billing:
         if on_ledger_error not in _POLICIES:
             raise ValueError(f"on_ledger_error must be one of {_POLICIES}, not {on_ledger_error!r}")
         self.ledger = ledger
+        # Detected once: the optional call is a property of the ledger, not of a call.
+        self._releasing: ReleasingLedger | None = (
+            ledger if isinstance(ledger, ReleasingLedger) else None
+        )
+        self._warned_no_release = False
         self.on_ledger_error: LedgerErrorPolicy = on_ledger_error
         self._lock = threading.Lock()
         self._record_failures = 0
@@ -111,6 +121,27 @@ class Billing:
             self.ledger.record_usage(ctx, event._value_, quantity)
         except Exception as exc:  # usage must never fail the user's operation
             self._record_failed(event, ctx, exc)
+
+    def release(self, event: UsageEvent, ctx: LedgerContext, quantity: int = 1) -> None:
+        """Give back seat usage after success; failures are logged and counted, never raised."""
+        if self._releasing is None:
+            self._skip_release(event)
+            return
+        try:
+            self._releasing.release_usage(ctx, event._value_, quantity)
+        except Exception as exc:  # like a record: never fail the user's operation
+            self._record_failed(event, ctx, exc)
+
+    def _skip_release(self, event: UsageEvent) -> None:
+        with self._lock:
+            warn = not self._warned_no_release
+            self._warned_no_release = True
+        if warn:
+            logger.warning(
+                "ledger %s has no release_usage(): %s is not released, seats only grow",
+                type(self.ledger).__name__,
+                event.value,
+            )
 
     def _record_failed(self, event: UsageEvent, ctx: LedgerContext, exc: Exception) -> None:
         now = time.monotonic()

@@ -2,8 +2,11 @@
 
 An org lives in the tenant of the user who creates it and only users of that tenant
 can join it. Creating one is plan-gated (``authsome.feature.orgs``); every member who
-joins, the creator included, is recorded as ``authsome.orgs.members`` with the event
-id ``<org id>:<user id>``, so a retried or repeated join is counted once.
+joins, the creator included, is recorded as ``authsome.orgs.members`` and every member
+removed releases that seat again. Both are keyed by the membership instance
+``<org id>:<user id>:<joined at, microseconds since the epoch>`` (the release with
+``:left`` appended): a retried join or leave counts once, and a user who leaves and
+joins again is a new instance, counted again.
 
 The library keeps one invariant about roles: an org always has at least one owner.
 What owners, admins and members may do is the application's decision.
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from datetime import UTC, datetime, timedelta
 
 from authsome import _validation as v
 from authsome._billing import Billing
@@ -29,6 +33,7 @@ __all__ = ["MAX_SLUG", "Orgs", "check_slug", "slugify"]
 MAX_SLUG = 63  # a DNS label, so a slug can also name a subdomain
 _SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _NOT_SLUG_CHARS = re.compile(r"[^a-z0-9]+")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ROLES = ", ".join(role.value for role in OrgRole)
 
 
@@ -109,8 +114,9 @@ class Orgs:
         self._billing.require(Feature.ORGS, LedgerContext(tenant=owner.tenant, user_id=owner.id))
         now = self._clock()
         org = Org(id=new_id("org"), tenant=owner.tenant, slug=slug, name=name, created_at=now)
-        self._store.create_org(org, Membership(org.id, owner.id, OrgRole.OWNER, now))
-        self._record_join(org, owner.id)
+        owner_membership = Membership(org.id, owner.id, OrgRole.OWNER, now)
+        self._store.create_org(org, owner_membership)
+        self._record_join(org, owner_membership)
         return org
 
     def get(self, org_id: str) -> Org:
@@ -141,17 +147,34 @@ class Orgs:
             raise ValidationError("the user belongs to another tenant than the org")
         membership = Membership(org.id, user.id, checked_role, self._clock())
         self._store.add_membership(membership)
-        self._record_join(org, user.id)
+        self._record_join(org, membership)
         return membership
 
     def remove_member(self, org_id: str, user_id: str) -> bool:
         """Remove a member; ``False`` if the user is not a member (or the org is
         unknown).
 
+        After the removal is stored, releases the member's ``authsome.orgs.members``
+        seat; a removal that finds no member releases nothing.
+
         Raises :class:`~authsome.errors.Conflict` for the org's last owner, who stays.
         """
         org_id = v.require_str("org_id", org_id)
-        return self._store.remove_membership(org_id, v.require_str("user_id", user_id))
+        user_id = v.require_str("user_id", user_id)
+        # Read first: the seat's event id is the instance being removed.
+        membership = self._store.get_membership(org_id, user_id)
+        if membership is None or not self._store.remove_membership(org_id, user_id):
+            return False
+        org = self._store.get_org(org_id)
+        if org is not None:
+            ctx = LedgerContext(
+                tenant=org.tenant,
+                user_id=user_id,
+                org_id=org_id,
+                event_id=_membership_event_id(membership) + ":left",
+            )
+            self._billing.release(UsageEvent.ORGS_MEMBERS, ctx)
+        return True
 
     def change_role(self, org_id: str, user_id: str, role: OrgRole | str) -> Membership:
         """Give a member another role and return the updated membership.
@@ -191,10 +214,18 @@ class Orgs:
             raise NotFound("no such user")
         return user
 
-    def _record_join(self, org: Org, user_id: str) -> None:
-        # One event id per (org, user): a retry after a crash, or a rejoin, is
-        # counted once by the ledger.
+    def _record_join(self, org: Org, membership: Membership) -> None:
         ctx = LedgerContext(
-            tenant=org.tenant, user_id=user_id, org_id=org.id, event_id=f"{org.id}:{user_id}"
+            tenant=org.tenant,
+            user_id=membership.user_id,
+            org_id=org.id,
+            event_id=_membership_event_id(membership),
         )
         self._billing.record(UsageEvent.ORGS_MEMBERS, ctx)
+
+
+def _membership_event_id(membership: Membership) -> str:
+    """One id per membership instance, from what every store keeps of it: a retried
+    join counts once, a rejoin (a new ``created_at``) counts again."""
+    micros = (membership.created_at - _EPOCH) // timedelta(microseconds=1)
+    return f"{membership.org_id}:{membership.user_id}:{micros}"

@@ -1,7 +1,7 @@
 """Test doubles for your own tests of code that uses authsome.
 
-* :class:`RecordingLedger` records every bridge call, in order, with its context,
-  and allows every feature.
+* :class:`RecordingLedger` records every bridge call (releases of seats included), in
+  order, with its context, and allows every feature.
 * :class:`DenyingLedger` records too, and denies the given feature keys (or all).
 * :class:`FailingLedger` raises on every call, to exercise the failure policies.
 * :class:`Outbox` is a mailer that keeps the messages of the account journeys.
@@ -35,7 +35,7 @@ __all__ = [
 class LedgerCall:
     """One call seen by a :class:`RecordingLedger`."""
 
-    kind: Literal["record_usage", "check_entitlement"]
+    kind: Literal["record_usage", "release_usage", "check_entitlement"]
     ctx: LedgerContext
     feature_key: str
     quantity: int = 1
@@ -64,6 +64,14 @@ class RecordingLedger:
             if c.kind == "record_usage" and (feature_key is None or c.feature_key == feature_key)
         ]
 
+    def releases(self, feature_key: str | None = None) -> list[LedgerCall]:
+        """The ``release_usage`` calls, optionally only those of ``feature_key``."""
+        return [
+            c
+            for c in self.calls
+            if c.kind == "release_usage" and (feature_key is None or c.feature_key == feature_key)
+        ]
+
     def checks(self, feature_key: str | None = None) -> list[LedgerCall]:
         """The ``check_entitlement`` calls, optionally only those of ``feature_key``."""
         return [
@@ -82,6 +90,11 @@ class RecordingLedger:
         """Validate and remember a usage record."""
         self._validator.record_usage(ctx, feature_key, quantity)
         self._append(LedgerCall("record_usage", ctx, str(feature_key), quantity))
+
+    def release_usage(self, ctx: LedgerContext, feature_key: str, quantity: int = 1) -> None:
+        """Validate and remember a release of usage."""
+        self._validator.release_usage(ctx, feature_key, quantity)
+        self._append(LedgerCall("release_usage", ctx, str(feature_key), quantity))
 
     def check_entitlement(self, ctx: LedgerContext, feature_key: str) -> bool:
         """Validate, remember the check with its answer, and answer it."""
@@ -119,8 +132,9 @@ class FailingLedger(RecordingLedger):
         self,
         error: BaseException | None = None,
         *,
-        fail: Iterable[Literal["record_usage", "check_entitlement"]] = (
+        fail: Iterable[Literal["record_usage", "release_usage", "check_entitlement"]] = (
             "record_usage",
+            "release_usage",
             "check_entitlement",
         ),
     ) -> None:
@@ -132,6 +146,12 @@ class FailingLedger(RecordingLedger):
         """Remember the call, then raise ``error`` if ``record_usage`` is set to fail."""
         super().record_usage(ctx, feature_key, quantity)
         if "record_usage" in self.fail:
+            raise self.error
+
+    def release_usage(self, ctx: LedgerContext, feature_key: str, quantity: int = 1) -> None:
+        """Remember the call, then raise ``error`` if ``release_usage`` is set to fail."""
+        super().release_usage(ctx, feature_key, quantity)
+        if "release_usage" in self.fail:
             raise self.error
 
     def check_entitlement(self, ctx: LedgerContext, feature_key: str) -> bool:

@@ -6,6 +6,10 @@ Two calls, as in the Go engine's ``bridge.Ledger``, but with an explicit, typed
 * :meth:`Ledger.record_usage` after an operation succeeded (raises on failure);
 * :meth:`Ledger.check_entitlement` before a plan-gated operation (raises on failure).
 
+A ledger may also implement :class:`ReleasingLedger`, an addition to the seed's two
+calls: :meth:`ReleasingLedger.release_usage` gives back seats (a member left an org).
+A ledger without it keeps working; its seats then only grow.
+
 Only the engine's billing module (``authsome._billing``) calls these; services never do.
 
 :class:`LedgerAdapter` (from :mod:`authsome.bridge.ledgeradapter`) turns a ledger
@@ -31,6 +35,7 @@ __all__ = [
     "LedgerEngine",
     "LedgerUnavailable",
     "NoopLedger",
+    "ReleasingLedger",
     "validate_feature_key",
     "validate_quantity",
 ]
@@ -124,6 +129,16 @@ class Ledger(Protocol):
         ...
 
 
+@runtime_checkable
+class ReleasingLedger(Protocol):
+    """A ledger that can also give back seat usage: optional, detected once by the engine."""
+
+    def release_usage(self, ctx: LedgerContext, feature_key: str, quantity: int = 1) -> None:
+        """Give back ``quantity`` units of the seat feature ``feature_key`` for ``ctx``
+        (idempotent per ``ctx.event_id``, never below 0); raise on failure."""
+        ...
+
+
 class NoopLedger:
     """The development ledger: every feature allowed (fail-open), usage discarded.
 
@@ -138,6 +153,10 @@ class NoopLedger:
         _validate_context(ctx)
         validate_feature_key(feature_key)
         validate_quantity(quantity)
+
+    def release_usage(self, ctx: LedgerContext, feature_key: str, quantity: int = 1) -> None:
+        """Validate the arguments and discard the release."""
+        self.record_usage(ctx, feature_key, quantity)
 
     def check_entitlement(self, ctx: LedgerContext, feature_key: str) -> bool:
         """Validate the arguments and allow: always ``True``."""

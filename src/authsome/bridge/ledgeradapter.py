@@ -1,9 +1,10 @@
 """The bridge to a ledger engine: ``LedgerAdapter(engine)`` is a :class:`~authsome.bridge.Ledger`.
 
-It turns the bridge's two calls into the engine's ``meter`` and ``entitled``, mapping
-:class:`~authsome.bridge.LedgerContext` (``tenant``, ``user_id``, ``event_id``) to the
-engine's arguments. Any object with those two methods works (:class:`LedgerEngine`);
-the embedded :class:`authsome.ledger.Engine` first of all.
+It turns the bridge's two calls into the engine's ``meter`` and ``entitled`` (and
+:meth:`~authsome.bridge.ReleasingLedger.release_usage` into its ``release``, when it
+has one), mapping :class:`~authsome.bridge.LedgerContext` (``tenant``, ``user_id``,
+``event_id``) to the engine's arguments. Any object with those two methods works
+(:class:`LedgerEngine`); the embedded :class:`authsome.ledger.Engine` first of all.
 
 Failures: the engine validates the arguments (the embedded one with
 :func:`authsome.ledger.plans.check_key`, the rule of all its entry points); when it
@@ -101,6 +102,20 @@ class LedgerAdapter:
             validate_feature_key(feature_key)
             validate_quantity(quantity)
             _raise_unavailable(exc, "record")
+
+    def release_usage(self, ctx: LedgerContext, feature_key: str, quantity: int = 1) -> None:
+        """Give back ``quantity`` seats of ``feature_key`` through the engine's ``release``
+        (idempotent per event id, never below 0). An engine without ``release`` ignores it."""
+        _validate_context(ctx)
+        validate_feature_key(feature_key)
+        validate_quantity(quantity)
+        release = getattr(self.engine, "release", None)
+        if release is None:
+            return
+        try:
+            release(ctx.tenant, feature_key, quantity, event_id=ctx.event_id)
+        except Exception as exc:
+            _raise_unavailable(exc, "release")
 
     def check_entitlement(self, ctx: LedgerContext, feature_key: str) -> bool:
         """Whether ``ctx.tenant`` is entitled to ``feature_key`` (``Entitlement.allowed``)."""
