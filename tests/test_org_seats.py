@@ -11,8 +11,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from authsome import Authsome, Org, UsageEvent, User, ledger
+from authsome import AlreadyExists, Authsome, Org, PasswordHashing, UsageEvent, User, ledger
 from authsome.bridge import LedgerAdapter, LedgerContext, ReleasingLedger
 from authsome.stores import MemoryStore, SQLiteStore, Store
 from authsome.testing import DenyingLedger, FailingLedger, RecordingLedger
@@ -188,3 +191,53 @@ def test_the_adapter_releases_one_event_id_once(engine: ledger.Engine) -> None:
     assert _seats(engine) == 2
     adapter.release_usage(leave, SEATS)  # a retry after the flush
     assert _seats(engine) == 2
+
+
+class SeatsFollowMembership(RuleBasedStateMachine):
+    """Any sequence of joins, leaves, rejoins and retried leaves: seats == members."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = FakeClock()
+        self.engine = ledger.Engine(flush_interval=60)
+        self.engine.define_plan(PLAN)
+        self.engine.subscribe("acme", "team")
+        self.auth = Authsome(
+            ledger=LedgerAdapter(self.engine),
+            password_hashing=PasswordHashing.fast_insecure_for_tests(),
+            clock=self.clock,
+        )
+        owner, *self.users = _users(self.auth, 4)
+        self.org = _org_of(self.auth, owner)
+        self.members = {owner.id}
+
+    @rule(n=st.integers(0, 2))
+    def join(self, n: int) -> None:
+        user = self.users[n]
+        self.clock.advance(microseconds=1)
+        if user.id in self.members:
+            with pytest.raises(AlreadyExists):
+                self.auth.orgs.add_member(self.org.id, user.id)
+        else:
+            self.auth.orgs.add_member(self.org.id, user.id)
+            self.members.add(user.id)
+
+    @rule(n=st.integers(0, 2), retries=st.integers(1, 2))
+    def leave(self, n: int, retries: int) -> None:
+        user = self.users[n]
+        removed = [self.auth.orgs.remove_member(self.org.id, user.id) for _ in range(retries)]
+        assert removed == [user.id in self.members] + [False] * (retries - 1)
+        self.members.discard(user.id)
+
+    @invariant()
+    def seats_are_the_current_members(self) -> None:
+        assert self.engine.entitled("acme", SEATS).used == len(self.members)
+
+    def teardown(self) -> None:
+        assert _seats(self.engine) == len(self.members)
+        self.auth.close()
+        self.engine.close()
+
+
+SeatsFollowMembership.TestCase.settings = settings(max_examples=25, deadline=None)
+test_seats_follow_membership = SeatsFollowMembership.TestCase
