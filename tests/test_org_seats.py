@@ -1,7 +1,7 @@
 """Seats follow membership: ``authsome.orgs.members`` is released when a member leaves.
 
 Through the public API with the embedded ledger (``LedgerAdapter(ledger.Engine(...))``)
-on memory and SQLite stores, and with a ledger that has only the seed's two calls.
+on memory, SQLite and PostgreSQL stores, and with a ledger that has only the seed's two calls.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from authsome import AlreadyExists, Authsome, Org, PasswordHashing, UsageEvent, User, ledger
 from authsome.bridge import LedgerAdapter, LedgerContext, ReleasingLedger
-from authsome.stores import MemoryStore, SQLiteStore, Store
+from authsome.stores import MemoryStore, PostgresStore, SQLiteStore, Store
 from authsome.testing import DenyingLedger, FailingLedger, RecordingLedger
 from tests.conftest import PASSWORD, AuthFactory, FakeClock
+from tests.support.pgschema import drop_schema
 
 SEATS = UsageEvent.ORGS_MEMBERS.value
 PLAN = ledger.Plan(
@@ -30,14 +31,34 @@ PLAN = ledger.Plan(
 Backend = tuple[Callable[[], Store], Callable[[], ledger.LedgerStore]]
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     if request.param == "memory":
-        return MemoryStore, ledger.MemoryLedgerStore
-    return (
-        lambda: SQLiteStore(str(tmp_path / "auth.db")),
-        lambda: ledger.SQLiteLedgerStore(str(tmp_path / "ledger.db")),
-    )
+        yield MemoryStore, ledger.MemoryLedgerStore
+        return
+    if request.param == "sqlite":
+        yield (
+            lambda: SQLiteStore(str(tmp_path / "auth.db")),
+            lambda: ledger.SQLiteLedgerStore(str(tmp_path / "ledger.db")),
+        )
+        return
+    dsn: str = request.getfixturevalue("pg_dsn")
+    schema: str = request.getfixturevalue("pg_schema")
+    opened: list[PostgresStore | ledger.PostgresLedgerStore] = []
+
+    def auth_store() -> Store:
+        opened.append(PostgresStore(dsn, schema=f"{schema}_auth", max_size=2))
+        return opened[-1]  # type: ignore[return-value]
+
+    def ledger_store() -> ledger.LedgerStore:
+        opened.append(ledger.PostgresLedgerStore(dsn, schema=f"{schema}_ledger", max_size=2))
+        return opened[-1]  # type: ignore[return-value]
+
+    yield auth_store, ledger_store
+    for store in opened:
+        store.close()
+    drop_schema(dsn, f"{schema}_auth")
+    drop_schema(dsn, f"{schema}_ledger")
 
 
 @pytest.fixture
