@@ -161,9 +161,9 @@ class Orgs:
         """
         org_id = v.require_str("org_id", org_id)
         user_id = v.require_str("user_id", user_id)
-        # Read first: the seat's event id is the instance being removed.
-        membership = self._store.get_membership(org_id, user_id)
-        if membership is None or not self._store.remove_membership(org_id, user_id):
+        # The store returns the instance it removed: the seat released is that one's.
+        membership = self._store.remove_membership(org_id, user_id)
+        if membership is None:
             return False
         org = self._store.get_org(org_id)
         if org is not None:

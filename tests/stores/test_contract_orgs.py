@@ -71,7 +71,7 @@ def test_unknown_org_is_none_or_empty_everywhere(store: Store) -> None:
     assert store.get_membership("nope", "u1") is None
     assert store.list_memberships("nope") == []
     assert store.list_user_orgs("nobody") == []
-    assert store.remove_membership("nope", "u1") is False
+    assert store.remove_membership("nope", "u1") is None
     assert store.set_membership_role("nope", "u1", OrgRole.ADMIN) is None
 
 
@@ -184,8 +184,10 @@ def test_removed_member_is_gone_and_can_rejoin(store: Store, users: list[str]) -
     org = add_org(store)
     store.add_membership(member("u2"))
 
-    assert store.remove_membership("o1", "u2") is True
-    assert store.remove_membership("o1", "u2") is False
+    before = store.get_membership("o1", "u2")
+    assert before is not None
+    assert store.remove_membership("o1", "u2") == before  # the instance removed
+    assert store.remove_membership("o1", "u2") is None
     assert store.get_membership("o1", "u2") is None
     assert store.list_user_orgs("u2") == []
 
@@ -230,7 +232,7 @@ def test_an_owner_can_leave_once_another_owner_exists(store: Store, users: list[
     assert store.set_membership_role("o1", "u1", OrgRole.MEMBER) == member("u1")
     with pytest.raises(Conflict):
         store.remove_membership("o1", "u2")
-    assert store.remove_membership("o1", "u1") is True
+    assert store.remove_membership("o1", "u1") is not None
 
 
 def _race(store: Store, actions: list[tuple[str, str]]) -> tuple[int, list[BaseException]]:

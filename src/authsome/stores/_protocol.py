@@ -274,8 +274,8 @@ class Store(Protocol):
         """The orgs the user is a member of, oldest org first (ties by id)."""
         ...
 
-    def remove_membership(self, org_id: str, user_id: str) -> bool:
-        """Delete the membership; ``False`` if there is none.
+    def remove_membership(self, org_id: str, user_id: str) -> Membership | None:
+        """Delete the membership and return it as it was; ``None`` if there is none.
 
         Raise :class:`~authsome.errors.Conflict` and delete nothing when it is the
         org's last owner. The check and the delete are one atomic step: of two

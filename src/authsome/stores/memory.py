@@ -374,16 +374,16 @@ class MemoryStore:
             orgs = [self._orgs[o] for o, members in self._members.items() if user_id in members]
         return sorted(orgs, key=lambda o: (o.created_at, o.id))
 
-    def remove_membership(self, org_id: str, user_id: str) -> bool:
+    def remove_membership(self, org_id: str, user_id: str) -> Membership | None:
         with self._lock:
             members = self._members.get(org_id, {})
             current = members.get(user_id)
             if current is None:
-                return False
+                return None
             if current.role is OrgRole.OWNER and self._owner_count(members) == 1:
                 raise last_owner_conflict("removed")
             del members[user_id]
-            return True
+            return current
 
     def set_membership_role(self, org_id: str, user_id: str, role: OrgRole) -> Membership | None:
         role = OrgRole(role)

@@ -785,20 +785,25 @@ class PostgresStore:
         )
         return [_READ.org(row) for row in rows]
 
-    def remove_membership(self, org_id: str, user_id: str) -> bool:
-        """Delete a membership unless it is the last owner's. The org's row is locked
-        first, so owner changes of one org run one after another."""
+    def remove_membership(self, org_id: str, user_id: str) -> Membership | None:
+        """Delete a membership unless it is the last owner's and return it. The org's
+        row is locked first, so owner changes of one org run one after another."""
         with self._transaction("remove_membership") as cur:
             role = self._lock_org_and_read_role(cur, org_id, user_id)
             if role is None:
-                return False
+                return None
             if role is OrgRole.OWNER and self._owner_count(cur, org_id) == 1:
                 raise last_owner_conflict("removed")
             cur.execute(
-                self._sql("DELETE FROM {s}.org_members WHERE org_id = %s AND user_id = %s"),
+                self._sql(
+                    "DELETE FROM {s}.org_members WHERE org_id = %s AND user_id = %s"
+                    " RETURNING org_id, user_id, role, created_at"
+                ),
                 (org_id, user_id),
             )
-            return True
+            row = cur.fetchone()
+            assert row is not None  # the row is locked and was just read
+            return _READ.membership(row)
 
     def set_membership_role(self, org_id: str, user_id: str, role: OrgRole) -> Membership | None:
         """Change a member's role unless that demotes the last owner; atomic like

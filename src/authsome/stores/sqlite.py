@@ -774,19 +774,19 @@ class SQLiteStore:
             ).fetchall()
         return [_READ.org(row) for row in rows]
 
-    def remove_membership(self, org_id: str, user_id: str) -> bool:
-        """Delete a membership unless it is the last owner's; check and delete run
-        under one ``BEGIN IMMEDIATE`` write lock."""
+    def remove_membership(self, org_id: str, user_id: str) -> Membership | None:
+        """Delete a membership unless it is the last owner's and return it; check and
+        delete run under one ``BEGIN IMMEDIATE`` write lock."""
         with self._transaction("remove_membership") as conn:
             current = conn.execute(_SELECT_MEMBERSHIP, (org_id, user_id)).fetchone()
             if current is None:
-                return False
+                return None
             if current["role"] == OrgRole.OWNER and self._owner_count(conn, org_id) == 1:
                 raise last_owner_conflict("removed")
             conn.execute(
                 "DELETE FROM org_members WHERE org_id = ? AND user_id = ?", (org_id, user_id)
             )
-            return True
+            return _READ.membership(current)
 
     def set_membership_role(self, org_id: str, user_id: str, role: OrgRole) -> Membership | None:
         """Change a member's role unless that demotes the last owner; atomic."""
