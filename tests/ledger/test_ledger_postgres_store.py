@@ -6,7 +6,6 @@ The behaviour every store shares runs on it through the store contract suite.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -25,6 +24,7 @@ from authsome.ledger.stores import ConsumeRequest, UniqueUse, UsageBatch, UsageD
 from authsome.ledger.stores.postgres import MIGRATIONS
 from tests.support.pgschema import drop_schema
 from tests.support.pgserver import PgServer
+from tests.support.ports import free_tcp_port
 
 T0 = 1_706_702_400
 
@@ -379,16 +379,8 @@ def test_reads_survive_dropped_connections_and_flushes_retry(pg_dsn: str, schema
 # --- failing fast, with the cause -------------------------------------------------------
 
 
-def free_port() -> int:
-    """A loopback port nobody listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 def test_an_unreachable_server_fails_within_seconds_naming_the_cause(schema: str) -> None:
-    port = free_port()
+    port = free_tcp_port()
     started = time.monotonic()
     with pytest.raises(ledger.LedgerStoreError) as caught:
         ledger.PostgresStore(
@@ -433,7 +425,7 @@ def test_the_connect_timeout_is_configurable_and_checked(pg_dsn: str, schema: st
 
 
 def test_the_cli_says_why_in_one_line_and_exits_1(pg_server: PgServer) -> None:
-    unreachable = f"postgresql://ann:hunter2@127.0.0.1:{free_port()}/x"
+    unreachable = f"postgresql://ann:hunter2@127.0.0.1:{free_tcp_port()}/x"
     unknown_db = f"postgresql://{pg_server.user}@{pg_server.host}:{pg_server.port}/no_such_db"
     src = str(Path(__file__).resolve().parents[2] / "src")
     for dsn, cause in ((unreachable, "Connection refused"), (unknown_db, "does not exist")):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import socket
 import subprocess
 import sys
 import textwrap
@@ -32,6 +31,7 @@ from authsome.stores._postgres_migrations import MIGRATIONS
 from tests.conftest import PASSWORD as ENGINE_PASSWORD
 from tests.conftest import AuthFactory
 from tests.support.pgschema import drop_schema
+from tests.support.ports import free_tcp_port
 from tests.support.webauthn_authenticator import SoftwareAuthenticator, unb64url
 
 from ._factories import (
@@ -85,14 +85,6 @@ def _tables(dsn: str, schema: str) -> set[str]:
         schema,
     )
     return {str(name) for (name,) in rows}
-
-
-def _closed_port() -> int:
-    """A loopback port nobody listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 # -- migrations --------------------------------------------------------------------------
@@ -391,7 +383,7 @@ def test_repr_and_errors_never_show_the_password(pg_dsn: str, schema: str) -> No
     with PostgresStore(f"{pg_dsn} password={PASSWORD}", schema=schema) as store:
         assert PASSWORD not in repr(store)
         assert "dbname=postgres" in repr(store)
-    unreachable = f"postgresql://ann:{PASSWORD}@127.0.0.1:{_closed_port()}/db?connect_timeout=2"
+    unreachable = f"postgresql://ann:{PASSWORD}@127.0.0.1:{free_tcp_port()}/db?connect_timeout=2"
     with pytest.raises(StoreError) as refused:
         PostgresStore(unreachable, schema=schema)
     with pytest.raises(ValidationError) as invalid:
@@ -403,7 +395,7 @@ def test_repr_and_errors_never_show_the_password(pg_dsn: str, schema: str) -> No
 
 
 def test_unreachable_server_is_a_clear_store_error(schema: str) -> None:
-    port = _closed_port()
+    port = free_tcp_port()
 
     with pytest.raises(StoreError) as caught:
         PostgresStore(f"host=127.0.0.1 port={port} connect_timeout=2", schema=schema)

@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support.ports import free_tcp_port
+
 __all__ = ["PgServer", "PgUnavailable", "running_server", "server_dsn"]
 
 
@@ -49,13 +51,6 @@ def _bindir() -> Path:
     raise PgUnavailable("PostgreSQL binaries (initdb) not found; install Debian's postgresql")
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _as_server_user(cmd: list[str]) -> list[str]:
     if os.geteuid() != 0:
         return cmd
@@ -77,7 +72,7 @@ def running_server() -> Iterator[PgServer]:
     user = "postgres" if os.geteuid() == 0 else os.environ.get("USER", "postgres")
     if os.geteuid() == 0:
         shutil.chown(base, user="postgres")
-    port = _free_port()
+    port = free_tcp_port()
     try:
         _run(
             _as_server_user(

@@ -27,6 +27,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests.support.ports import free_tcp_port
+
 
 @dataclass
 class Received:
@@ -64,12 +66,6 @@ class _Handler:
         return "554 5.7.1 message refused" if self.refuse else "250 OK"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextmanager
 def smtp_server(
     *,
@@ -97,7 +93,7 @@ def smtp_server(
     if login is not None:
         options.update(authenticator=authenticate, auth_required=True, auth_require_tls=True)
     controller = Controller(
-        _Handler(received, refuse), hostname="127.0.0.1", port=free_port(), **options
+        _Handler(received, refuse), hostname="127.0.0.1", port=free_tcp_port(), **options
     )
     controller.start()
     try:
