@@ -5,9 +5,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from authsome.errors import AlreadyExists, StoreError
 from authsome.models import (
@@ -149,13 +150,12 @@ class MemoryStore:
                 raise StoreError("one-time token refers to an unknown user")
             if token_hash in self._one_time_tokens:
                 raise AlreadyExists(Duplicate.ONE_TIME_TOKEN)
-            doomed = [
-                h
-                for h, t in self._one_time_tokens.items()
-                if t.expires_at <= now or (t.user_id, t.purpose) == (token.user_id, token.purpose)
-            ]
-            for stale in doomed:
-                del self._one_time_tokens[stale]
+            _delete_where(
+                self._one_time_tokens,
+                lambda t: (
+                    t.expires_at <= now or (t.user_id, t.purpose) == (token.user_id, token.purpose)
+                ),
+            )
             self._one_time_tokens[token_hash] = token
 
     def consume_one_time_token(
@@ -187,10 +187,7 @@ class MemoryStore:
 
     def delete_user_one_time_tokens(self, user_id: str) -> int:
         with self._lock:
-            doomed = [h for h, t in self._one_time_tokens.items() if t.user_id == user_id]
-            for token_hash in doomed:
-                del self._one_time_tokens[token_hash]
-            return len(doomed)
+            return _delete_where(self._one_time_tokens, lambda t: t.user_id == user_id)
 
     # -- sessions --------------------------------------------------------------
     def create_session(self, session: Session, access_hash: str, refresh_hash: str) -> None:
@@ -309,10 +306,7 @@ class MemoryStore:
 
     def prune_counters(self, now: datetime) -> int:
         with self._lock:
-            expired = [key for key, (_, expires_at) in self._counters.items() if expires_at <= now]
-            for key in expired:
-                del self._counters[key]
-            return len(expired)
+            return _delete_where(self._counters, lambda counter: counter[1] <= now)
 
     # -- keys kept in the store ------------------------------------------------
     def keep_store_key(self, name: str, candidate: bytes) -> bytes:
@@ -556,9 +550,7 @@ class MemoryStore:
                 raise StoreError("ticket refers to an unknown user")
             if ticket_hash in self._tickets:
                 raise AlreadyExists(Duplicate.TICKET_HASH)
-            expired = [h for h, t in self._tickets.items() if t.expires_at <= now]
-            for stale in expired:
-                del self._tickets[stale]
+            _delete_where(self._tickets, lambda t: t.expires_at <= now)
             self._tickets[ticket_hash] = _Ticket(user_id, expires_at)
 
     def attempt_mfa_ticket(
@@ -579,10 +571,7 @@ class MemoryStore:
 
     def delete_user_mfa_tickets(self, user_id: str) -> int:
         with self._lock:
-            doomed = [h for h, t in self._tickets.items() if t.user_id == user_id]
-            for ticket_hash in doomed:
-                del self._tickets[ticket_hash]
-            return len(doomed)
+            return _delete_where(self._tickets, lambda t: t.user_id == user_id)
 
     def count_mfa_failure(self, factor_id: str) -> int:
         with self._lock:
@@ -656,9 +645,7 @@ class MemoryStore:
     # -- passkeys --------------------------------------------------------------
     def create_passkey_challenge(self, challenge: PasskeyChallenge, now: datetime) -> None:
         with self._lock:
-            expired = [h for h, c in self._passkey_challenges.items() if c.expires_at <= now]
-            for challenge_hash in expired:
-                del self._passkey_challenges[challenge_hash]
+            _delete_where(self._passkey_challenges, lambda c: c.expires_at <= now)
             if challenge.challenge_hash in self._passkey_challenges:
                 raise AlreadyExists(Duplicate.CHALLENGE)
             if challenge.user_id is not None and challenge.user_id not in self._users:
@@ -819,6 +806,17 @@ class MemoryStore:
 
     def __repr__(self) -> str:
         return f"MemoryStore(users={len(self._users)}, sessions={len(self._sessions)})"
+
+
+_V = TypeVar("_V")
+
+
+def _delete_where(records: dict[str, _V], doomed: Callable[[_V], bool]) -> int:
+    """Delete the records ``doomed`` picks (call with the lock held); how many."""
+    keys = [key for key, record in records.items() if doomed(record)]
+    for key in keys:
+        del records[key]
+    return len(keys)
 
 
 def _step_is_new(entry: _Factor, step: int) -> bool:
