@@ -39,7 +39,13 @@ from authsome.crypto import keyed_digest
 from authsome.errors import RateLimited
 from authsome.stores import Store
 
-__all__ = ["INVALID_ADDRESS_BUCKET", "Throttle", "ThrottlePolicy", "canonical_address"]
+__all__ = [
+    "INVALID_ADDRESS_BUCKET",
+    "Throttle",
+    "ThrottlePolicy",
+    "canonical_address",
+    "parse_address",
+]
 
 security_log = logging.getLogger("authsome.security")
 
@@ -52,6 +58,19 @@ made-up values buy no fresh counters, and never remembered as a known address.""
 
 _MAX_ADDRESS = 64  # longer than any textual IPv6 address with a zone id
 _KEY_PURPOSE = "authsome.throttle.counter-keys.v1"
+
+
+def parse_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """``text`` as an IP address, or ``None`` if it is none. An IPv4-mapped IPv6 address
+    (``::ffff:192.0.2.1``, how a dual-stack socket reports an IPv4 peer) is its IPv4
+    address: one client, one name, for the throttle and for trusted proxies alike."""
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
 
 
 def canonical_address(ip: str) -> str | None:
@@ -67,14 +86,9 @@ def canonical_address(ip: str) -> str | None:
         return None
     if text.startswith("[") and text.endswith("]"):
         text = text[1:-1]
-    try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv4Address):
-        return str(address)
-    if address.ipv4_mapped is not None:
-        return str(address.ipv4_mapped)
+    address = parse_address(text)
+    if address is None or isinstance(address, ipaddress.IPv4Address):
+        return None if address is None else str(address)
     host_bits = 128 - IPV6_PREFIX
     network = ipaddress.IPv6Network((int(address) >> host_bits << host_bits, IPV6_PREFIX))
     return str(network)

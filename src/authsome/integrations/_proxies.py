@@ -12,6 +12,8 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from authsome.throttle import parse_address
+
 __all__ = ["TrustedProxies", "client_address"]
 
 _MAX_HOPS = 20  # entries read from the right of X-Forwarded-For; more is never needed
@@ -119,10 +121,5 @@ def _canonical(text: str) -> str | None:
         host = host[1:end] if end > 0 else ""
     elif host.count(":") == 1:
         host = host.partition(":")[0]  # IPv4 with a port
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return None
-    # A dual-stack socket reports an IPv4 peer as ::ffff:a.b.c.d: the same address.
-    mapped = getattr(ip, "ipv4_mapped", None)
-    return str(mapped if mapped is not None else ip)
+    ip = parse_address(host)
+    return None if ip is None else str(ip)
