@@ -39,6 +39,7 @@ from authsome.mfa import Mfa
 from authsome.models import (
     ApiKey,
     CreatedApiKey,
+    DeviceSession,
     Domain,
     DomainChallenge,
     Membership,
@@ -69,6 +70,7 @@ __all__ = [
     "Conflict",
     "CreatedApiKey",
     "DecryptionError",
+    "DeviceSession",
     "DnsPythonResolver",
     "Domain",
     "DomainChallenge",

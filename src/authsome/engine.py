@@ -167,7 +167,13 @@ class Authsome:
         return self._billing.stats
 
     def sign_in(
-        self, email: str, password: str, *, tenant: str = "default", ip: str | None = None
+        self,
+        email: str,
+        password: str,
+        *,
+        tenant: str = "default",
+        ip: str | None = None,
+        user_agent: str | None = None,
     ) -> SignIn:
         """Sign in with a password.
 
@@ -186,8 +192,12 @@ class Authsome:
         counter per account, so anyone who keeps guessing wrong keeps the real user
         locked out. The engine logs a warning on ``authsome.security`` the first time
         it is called without ``ip``.
+
+        ``ip`` and ``user_agent`` (the request's ``User-Agent`` header, kept as
+        untrusted text, cut to 512 characters) are stored with the session and shown
+        by :meth:`auth.sessions.list <authsome.sessions.Sessions.list>`.
         """
-        return self._sign_in.sign_in(email, password, tenant=tenant, ip=ip)
+        return self._sign_in.sign_in(email, password, tenant=tenant, ip=ip, user_agent=user_agent)
 
     def reseal_secrets(self) -> ResealReport:
         """Seal under ``secret_key`` every TOTP secret and SSO client secret stored in

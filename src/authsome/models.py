@@ -15,6 +15,7 @@ __all__ = [
     "ApiKey",
     "ApiKeyOwnerKind",
     "CreatedApiKey",
+    "DeviceSession",
     "Domain",
     "DomainChallenge",
     "Membership",
@@ -77,6 +78,8 @@ class Session:
     ``access_expires_at`` ends the current access token. ``last_seen_at`` is the
     last activity the engine wrote down (sign-in, refresh, and validations now and
     then), which the idle timeout is measured from; ``None`` reads as ``created_at``.
+    ``ip`` and ``user_agent`` are what the application said about the client at
+    sign-in (``None`` when it said nothing): shown in the device list, never trusted.
     """
 
     id: str
@@ -87,6 +90,8 @@ class Session:
     access_expires_at: datetime
     revoked_at: datetime | None = None
     last_seen_at: datetime | None = None
+    ip: str | None = None
+    user_agent: str | None = None
 
     def is_active(self, now: datetime) -> bool:
         """Whether the session is neither revoked nor past its absolute end."""
@@ -106,6 +111,37 @@ class Session:
             self.is_active(now)
             and (tenant is None or self.tenant == tenant)
             and (idle_since is None or self.last_activity > idle_since)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSession:
+    """One signed-in device in :meth:`auth.sessions.list <authsome.sessions.Sessions.list>`.
+
+    ``last_used_at`` is the last activity written down (sign-in, refresh, and
+    validations now and then: up to 1 % of the idle timeout behind). ``ip`` and
+    ``user_agent`` are what the application passed at sign-in, as untrusted text.
+    No token or token hash: ``id`` only names the session, for
+    :meth:`~authsome.sessions.Sessions.revoke_by_id`.
+    """
+
+    id: str
+    created_at: datetime
+    last_used_at: datetime
+    expires_at: datetime
+    ip: str | None
+    user_agent: str | None
+
+    @classmethod
+    def of(cls, session: Session) -> DeviceSession:
+        """The device view of a stored session."""
+        return cls(
+            id=session.id,
+            created_at=session.created_at,
+            last_used_at=session.last_activity,
+            expires_at=session.expires_at,
+            ip=session.ip,
+            user_agent=session.user_agent,
         )
 
 

@@ -36,6 +36,7 @@ class TokenPurpose(StrEnum):
     RESET_PASSWORD = "reset_password"  # noqa: S105 (a purpose, not a password)
     MAGIC_LINK = "magic_link"
     EMAIL_CODE = "email_code"
+    CHANGE_EMAIL = "change_email"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,12 +59,19 @@ class JourneyPolicy:
     reset_ttl: timedelta = timedelta(minutes=30)
     magic_link_ttl: timedelta = timedelta(minutes=15)
     email_code_ttl: timedelta = timedelta(minutes=15)
+    email_change_ttl: timedelta = timedelta(hours=24)
     require_verified_email: bool = False
     mails_per_address: int = 5
     mail_window: timedelta = timedelta(hours=1)
 
     def __post_init__(self) -> None:
-        for name in ("verification_ttl", "reset_ttl", "magic_link_ttl", "email_code_ttl"):
+        for name in (
+            "verification_ttl",
+            "reset_ttl",
+            "magic_link_ttl",
+            "email_code_ttl",
+            "email_change_ttl",
+        ):
             ttl = getattr(self, name)
             if not isinstance(ttl, timedelta) or not timedelta(0) < ttl <= timedelta(days=7):
                 raise ValidationError(f"{name} must be a timedelta above 0 and at most 7 days")
@@ -81,6 +89,7 @@ class JourneyPolicy:
             TokenPurpose.RESET_PASSWORD: self.reset_ttl,
             TokenPurpose.MAGIC_LINK: self.magic_link_ttl,
             TokenPurpose.EMAIL_CODE: self.email_code_ttl,
+            TokenPurpose.CHANGE_EMAIL: self.email_change_ttl,
         }[purpose]
 
 

@@ -363,6 +363,14 @@ CREATE INDEX one_time_tokens_by_expiry ON one_time_tokens (expires_at);
 ALTER TABLE users ADD COLUMN email_verified_at TIMESTAMPTZ;
 """
 
+_V13_SESSION_DEVICES = """
+-- What the application said about the client at sign-in, for the device list
+-- (sessions.list): its address and User-Agent, untrusted text. NULL: not given.
+ALTER TABLE sessions ADD COLUMN ip TEXT;
+
+ALTER TABLE sessions ADD COLUMN user_agent TEXT;
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     _V1_SESSIONS_AND_USERS,
     _V2_ORGS,
@@ -376,5 +384,6 @@ MIGRATIONS: tuple[str, ...] = (
     _V10_STORE_KEYS,
     _V11_IDLE_SESSIONS_AND_MFA_LOCKOUT,
     _V12_ONE_TIME_TOKENS,
+    _V13_SESSION_DEVICES,
 )
 """Migration scripts, oldest first; the schema version is the number applied."""

@@ -88,6 +88,16 @@ class Store(Protocol):
         address is no longer ``email``."""
         ...
 
+    def change_user_email(
+        self, user_id: str, old_email: str, new_email: str, now: datetime
+    ) -> User | None:
+        """Replace the user's address ``old_email`` by ``new_email`` (already
+        normalized), verified at ``now``, and return the user as stored. ``None`` and
+        no change when the user is unknown or their address is no longer
+        ``old_email``; :class:`~authsome.errors.AlreadyExists` and no change when
+        another user of the tenant has ``new_email``. One atomic step."""
+        ...
+
     # -- one-time tokens -------------------------------------------------------
     def create_one_time_token(self, token_hash: str, token: OneTimeToken, now: datetime) -> None:
         """Store a one-time token by its hash, in one transaction with the deletion of
@@ -182,6 +192,16 @@ class Store(Protocol):
     def revoke_session(self, session_id: str, now: datetime) -> bool:
         """Revoke one live session; ``False`` if it does not exist, was revoked
         already or is past its ``expires_at`` (it ended by itself)."""
+        ...
+
+    def revoke_user_session(self, session_id: str, user_id: str, now: datetime) -> bool:
+        """:meth:`revoke_session` for a session of ``user_id`` only: ``False`` and no
+        change for another user's session. One atomic step."""
+        ...
+
+    def list_user_sessions(self, user_id: str, now: datetime) -> list[Session]:
+        """The user's live sessions (not revoked, before ``expires_at``), newest
+        first (by ``created_at``, then ``id``)."""
         ...
 
     def revoke_user_sessions(self, user_id: str, now: datetime) -> int:

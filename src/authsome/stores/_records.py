@@ -72,7 +72,7 @@ class RecordReader:
 
     def session(self, row: Row) -> Session:
         """Columns: id, user_id, tenant, created_at, expires_at, access_expires_at,
-        revoked_at, last_seen_at."""
+        revoked_at, last_seen_at, ip, user_agent."""
         return Session(
             id=row[0],
             user_id=row[1],
@@ -82,6 +82,8 @@ class RecordReader:
             access_expires_at=self.moment(row[5]),
             revoked_at=self._optional(row[6]),
             last_seen_at=self._optional(row[7]),
+            ip=row[8],
+            user_agent=row[9],
         )
 
     def org(self, row: Row) -> Org:

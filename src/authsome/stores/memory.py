@@ -143,6 +143,22 @@ class MemoryStore:
                 self._users[user_id] = user
             return user
 
+    def change_user_email(
+        self, user_id: str, old_email: str, new_email: str, now: datetime
+    ) -> User | None:
+        with self._lock:
+            user = self._users.get(user_id)
+            if user is None or user.email != old_email:
+                return None
+            new_key = (user.tenant, new_email)
+            if self._user_by_email.get(new_key, user_id) != user_id:
+                raise AlreadyExists(Duplicate.USER_EMAIL)
+            del self._user_by_email[(user.tenant, old_email)]
+            self._user_by_email[new_key] = user_id
+            user = dataclasses.replace(user, email=new_email, email_verified_at=now)
+            self._users[user_id] = user
+            return user
+
     # -- one-time tokens -------------------------------------------------------
     def create_one_time_token(self, token_hash: str, token: OneTimeToken, now: datetime) -> None:
         with self._lock:
@@ -250,6 +266,18 @@ class MemoryStore:
     def revoke_session(self, session_id: str, now: datetime) -> bool:
         with self._lock:
             return self._revoke(session_id, now)
+
+    def revoke_user_session(self, session_id: str, user_id: str, now: datetime) -> bool:
+        with self._lock:
+            session = self._sessions.get(session_id)
+            return (
+                session is not None and session.user_id == user_id and self._revoke(session_id, now)
+            )
+
+    def list_user_sessions(self, user_id: str, now: datetime) -> list[Session]:
+        with self._lock:
+            live = [s for s in self._sessions.values() if s.user_id == user_id and s.is_active(now)]
+        return sorted(live, key=lambda s: (s.created_at, s.id), reverse=True)
 
     def revoke_user_sessions(self, user_id: str, now: datetime) -> int:
         with self._lock:

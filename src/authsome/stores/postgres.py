@@ -107,7 +107,7 @@ _DUPLICATE_MESSAGES = {
 # values are always bound parameters.
 _SELECT_SESSION = (
     "SELECT id, user_id, tenant, created_at, expires_at, access_expires_at, revoked_at,"
-    " last_seen_at FROM {s}.sessions"
+    " last_seen_at, ip, user_agent FROM {s}.sessions"
 )
 _SELECT_USER = "SELECT id, tenant, email, name, created_at, email_verified_at FROM {s}.users"
 _SELECT_ORG = "SELECT id, tenant, slug, name, created_at FROM {s}.orgs"
@@ -155,7 +155,7 @@ _INSERT_SSO_DOMAINS = (
 # each one that waited sees the rows as the previous one left them.
 _LOCK_ROTATION_ROWS = (
     "SELECT r.used, s.id, s.user_id, s.tenant, s.created_at, s.expires_at,"
-    " s.access_expires_at, s.revoked_at, s.last_seen_at"
+    " s.access_expires_at, s.revoked_at, s.last_seen_at, s.ip, s.user_agent"
     " FROM {s}.refresh_tokens AS r JOIN {s}.sessions AS s ON s.id = r.session_id"
     " WHERE r.hash = %s FOR UPDATE"
 )
@@ -167,13 +167,13 @@ _ROTATE = (
     " last_seen_at = GREATEST(COALESCE(last_seen_at, created_at), %(now)s)"
     " WHERE id = %(session)s"
     " RETURNING id, user_id, tenant, created_at, expires_at, access_expires_at, revoked_at,"
-    " last_seen_at"
+    " last_seen_at, ip, user_agent"
 )
 _REVOKE_LIVE_SESSION = (
     "UPDATE {s}.sessions SET revoked_at = %(now)s"
     " WHERE id = %(id)s AND revoked_at IS NULL AND expires_at > %(now)s"
     " RETURNING id, user_id, tenant, created_at, expires_at, access_expires_at, revoked_at,"
-    " last_seen_at"
+    " last_seen_at, ip, user_agent"
 )
 # A missing or expired counter restarts at 1 with a fresh expiry; a live one counts
 # up and keeps its expiry. One statement: the conflicting row is locked while updated.
@@ -454,6 +454,20 @@ class PostgresStore:
         )
         return None if row is None else _READ.user(row)
 
+    def change_user_email(
+        self, user_id: str, old_email: str, new_email: str, now: datetime
+    ) -> User | None:
+        """Replace the address if it is still ``old_email``; one UPDATE ... RETURNING
+        (the unique (tenant, email) constraint refuses a taken address)."""
+        row = self._one(
+            "change_user_email",
+            "UPDATE {s}.users SET email = %s, email_verified_at = %s"
+            " WHERE id = %s AND email = %s"
+            " RETURNING id, tenant, email, name, created_at, email_verified_at",
+            (new_email, aware(now), user_id, old_email),
+        )
+        return None if row is None else _READ.user(row)
+
     # -- one-time tokens -------------------------------------------------------
     def create_one_time_token(self, token_hash: str, token: OneTimeToken, now: datetime) -> None:
         """Replace the user's tokens of this purpose (and purge expired ones) by this
@@ -541,8 +555,8 @@ class PostgresStore:
         self._write(
             "create_session",
             "WITH created AS (INSERT INTO {s}.sessions (id, user_id, tenant, created_at,"
-            " expires_at, access_expires_at, revoked_at, last_seen_at, access_hash)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id)"
+            " expires_at, access_expires_at, revoked_at, last_seen_at, ip, user_agent,"
+            " access_hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id)"
             " INSERT INTO {s}.refresh_tokens (hash, session_id) SELECT %s, id FROM created",
             (
                 session.id,
@@ -553,6 +567,8 @@ class PostgresStore:
                 aware(session.access_expires_at),
                 _optional_aware(session.revoked_at),
                 aware(session.last_activity),
+                session.ip,
+                session.user_agent,
                 access_hash,
                 refresh_hash,
             ),
@@ -637,6 +653,26 @@ class PostgresStore:
             "revoke_session", _REVOKE_LIVE_SESSION, {"now": aware(now), "id": session_id}
         )
         return row is not None
+
+    def revoke_user_session(self, session_id: str, user_id: str, now: datetime) -> bool:
+        """Revoke one live session of the user; one UPDATE."""
+        revoked = self._write(
+            "revoke_user_session",
+            "UPDATE {s}.sessions SET revoked_at = %(now)s WHERE id = %(id)s"
+            " AND user_id = %(user)s AND revoked_at IS NULL AND expires_at > %(now)s",
+            {"now": aware(now), "id": session_id, "user": user_id},
+        )
+        return revoked == 1
+
+    def list_user_sessions(self, user_id: str, now: datetime) -> list[Session]:
+        """The user's live sessions, newest first; one SELECT."""
+        rows = self._all(
+            "list_user_sessions",
+            _SELECT_SESSION + " WHERE user_id = %(user)s AND revoked_at IS NULL"
+            " AND expires_at > %(now)s ORDER BY created_at DESC, id DESC",
+            {"user": user_id, "now": aware(now)},
+        )
+        return [_READ.session(row) for row in rows]
 
     def revoke_user_sessions(self, user_id: str, now: datetime) -> int:
         """Revoke every live session of the user in one UPDATE; return how many."""

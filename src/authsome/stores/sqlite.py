@@ -73,17 +73,18 @@ _MICROSECOND = timedelta(microseconds=1)
 # Queries are plain literals: values are always bound parameters.
 _INSERT_SESSION = (
     "INSERT INTO sessions (id, user_id, tenant, created_at, expires_at, access_expires_at,"
-    " revoked_at, last_seen_at, access_hash)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " revoked_at, last_seen_at, ip, user_agent, access_hash)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _SESSION_COLUMNS = (
-    "id, user_id, tenant, created_at, expires_at, access_expires_at, revoked_at, last_seen_at"
+    "id, user_id, tenant, created_at, expires_at, access_expires_at, revoked_at, last_seen_at,"
+    " ip, user_agent"
 )
 _SELECT_SESSION_BY_ID = f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = ?"  # noqa: S608
 _SELECT_SESSION_BY_ACCESS_HASH = f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE access_hash = ?"  # noqa: S608
 _SELECT_SESSION_BY_REFRESH_HASH = (
     "SELECT r.used, s.id, s.user_id, s.tenant, s.created_at, s.expires_at,"
-    " s.access_expires_at, s.revoked_at, s.last_seen_at"
+    " s.access_expires_at, s.revoked_at, s.last_seen_at, s.ip, s.user_agent"
     " FROM refresh_tokens AS r JOIN sessions AS s ON s.id = r.session_id"
     " WHERE r.hash = ?"
 )
@@ -438,6 +439,20 @@ class SQLiteStore:
         )
         return None if row is None else _READ.user(row)
 
+    def change_user_email(
+        self, user_id: str, old_email: str, new_email: str, now: datetime
+    ) -> User | None:
+        """Replace the address if it is still ``old_email``; one UPDATE ... RETURNING
+        (the unique (tenant, email) index refuses a taken address)."""
+        row = self._fetch_one(
+            "change_user_email",
+            "UPDATE users SET email = ?, email_verified_at = ?"
+            " WHERE id = ? AND email = ?"
+            " RETURNING id, tenant, email, name, created_at, email_verified_at",
+            (new_email, _to_micros(now), user_id, old_email),
+        )
+        return None if row is None else _READ.user(row)
+
     # -- one-time tokens -------------------------------------------------------
     def create_one_time_token(self, token_hash: str, token: OneTimeToken, now: datetime) -> None:
         """Replace the user's tokens of this purpose (and purge expired ones) by this
@@ -522,6 +537,8 @@ class SQLiteStore:
                     _to_micros(session.access_expires_at),
                     None if session.revoked_at is None else _to_micros(session.revoked_at),
                     _to_micros(session.last_activity),
+                    session.ip,
+                    session.user_agent,
                     access_hash,
                 ),
             )
@@ -610,6 +627,27 @@ class SQLiteStore:
         """Revoke one live session; ``False`` if unknown, revoked already or expired."""
         with self._connection("revoke_session") as conn:
             return self._set_revoked(conn, session_id, now) == 1
+
+    def revoke_user_session(self, session_id: str, user_id: str, now: datetime) -> bool:
+        """Revoke one live session of the user; one UPDATE."""
+        with self._connection("revoke_user_session") as conn:
+            cursor = conn.execute(
+                "UPDATE sessions SET revoked_at = ?"
+                " WHERE id = ? AND user_id = ? AND revoked_at IS NULL AND expires_at > ?",
+                (_to_micros(now), session_id, user_id, _to_micros(now)),
+            )
+            return cursor.rowcount == 1
+
+    def list_user_sessions(self, user_id: str, now: datetime) -> list[Session]:
+        """The user's live sessions, newest first; one SELECT."""
+        with self._connection("list_user_sessions") as conn:
+            rows = conn.execute(
+                f"SELECT {_SESSION_COLUMNS} FROM sessions"  # noqa: S608 (constant columns)
+                " WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ?"
+                " ORDER BY created_at DESC, id DESC",
+                (user_id, _to_micros(now)),
+            ).fetchall()
+        return [_READ.session(row) for row in rows]
 
     def revoke_user_sessions(self, user_id: str, now: datetime) -> int:
         """Revoke every live session of the user; return how many."""
