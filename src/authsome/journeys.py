@@ -266,7 +266,10 @@ class AccountJourneys:
             user = self._store.get_user(bound.user_id)
             if user is None:
                 raise InvalidToken()
-            if self._store.find_user_by_email(tenant, bound.email) is not None:
+            holder = self._store.find_user_by_email(tenant, bound.email)
+            # The user themself: a racing use of this link has just won (the token
+            # is gone, and consuming it below says so).
+            if holder is not None and holder.id != user.id:
                 raise AlreadyExists("a user with this e-mail exists in this tenant")
             bound = self.tokens.consume(token, TokenPurpose.CHANGE_EMAIL, tenant=tenant)
             # A racing change to the same address fails here on the unique address
