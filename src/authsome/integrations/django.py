@@ -67,6 +67,7 @@ __all__ = [
     "AuthsomeMiddleware",
     "Principal",
     "client_ip",
+    "client_user_agent",
     "engine_of",
     "error_json",
     "json_body",
@@ -268,6 +269,12 @@ def client_ip(request: HttpRequest) -> str | None:
     trusted proxies (``AUTHSOME_TRUSTED_PROXY_COUNT``/``AUTHSOME_TRUSTED_PROXIES``)
     forwarded it."""
     return _request_auth_of(request).client_ip()
+
+
+def client_user_agent(request: HttpRequest) -> str | None:
+    """The request's ``User-Agent`` for ``auth.sign_in(user_agent=...)`` (shown in
+    the user's device list)."""
+    return _request_auth_of(request).user_agent()
 
 
 def json_body(request: HttpRequest) -> dict[str, object]:

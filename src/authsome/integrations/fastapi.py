@@ -56,6 +56,7 @@ __all__ = [
     "Principal",
     "TrustedProxies",
     "client_ip",
+    "client_user_agent",
     "engine_of",
     "handle_authsome_error",
     "install",
@@ -272,6 +273,12 @@ def client_ip(request: Request) -> str | None:
     ``trusted_proxies`` (the socket peer unless trusted proxies forwarded it);
     usable as a dependency too."""
     return request_auth(request).client_ip()
+
+
+def client_user_agent(request: Request) -> str | None:
+    """The request's ``User-Agent`` for ``auth.sign_in(user_agent=...)`` (shown in
+    the user's device list); usable as a dependency too."""
+    return request_auth(request).user_agent()
 
 
 def request_tenant(request: Request) -> str | None:

@@ -54,6 +54,7 @@ __all__ = [
     "Principal",
     "TrustedProxies",
     "client_ip",
+    "client_user_agent",
     "current_principal",
     "current_tenant",
     "engine",
@@ -203,6 +204,12 @@ def client_ip() -> str | None:
     """The client's address for ``auth.sign_in(ip=...)``, under ``trusted_proxies``
     (the socket peer unless trusted proxies forwarded it)."""
     return request_auth().client_ip()
+
+
+def client_user_agent() -> str | None:
+    """The request's ``User-Agent`` for ``auth.sign_in(user_agent=...)`` (shown in
+    the user's device list)."""
+    return request_auth().user_agent()
 
 
 def json_body() -> dict[str, object]:
