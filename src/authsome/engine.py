@@ -155,17 +155,16 @@ class Authsome:
             if (journeys or JourneyPolicy()).require_verified_email
             else None,
         )
+        self._oidc_client = OIDCClient(
+            self._clock, http=http_client, allow_insecure_loopback=sso_allow_insecure_loopback
+        )
         self.sso = SSO(
             self.store,
             self._billing,
             self._clock,
             keyring,
             sign_in=SSOSignInParts(
-                client=OIDCClient(
-                    self._clock,
-                    http=http_client,
-                    allow_insecure_loopback=sso_allow_insecure_loopback,
-                ),
+                client=self._oidc_client,
                 tokens=self._journeys.tokens,
                 flow=self._sign_in,
                 throttle=limiter,
@@ -235,8 +234,10 @@ class Authsome:
         self._mail.flush()
 
     def close(self) -> None:
-        """Send the queued messages, then close the store."""
+        """Send the queued messages, then close the store (and the HTTP client of
+        SSO sign-ins, unless it was passed in)."""
         self._mail.close()
+        self._oidc_client.close()
         self.store.close()
 
     def __enter__(self) -> Authsome:
