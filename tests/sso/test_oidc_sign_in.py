@@ -111,9 +111,11 @@ def scene(make_auth: AuthFactory, ledger: RecordingLedger, oidc_op: OpenIDProvid
 def refused(caplog: pytest.LogCaptureFixture, reason: str) -> Iterator[None]:
     """Expect the one generic refusal, for the logged ``reason``."""
     caplog.clear()
-    with caplog.at_level(logging.WARNING, "authsome.security"):
-        with pytest.raises(InvalidCredentials) as raised:
-            yield
+    with (
+        caplog.at_level(logging.WARNING, "authsome.security"),
+        pytest.raises(InvalidCredentials) as raised,
+    ):
+        yield
     assert str(raised.value) == "invalid credentials"
     logged = " | ".join(r.getMessage() for r in caplog.records if r.name == "authsome.security")
     assert reason in logged
