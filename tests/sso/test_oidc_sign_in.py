@@ -7,12 +7,7 @@ starts at the real time, since the provider stamps its ID tokens with it.
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import secrets
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pyotp
@@ -24,16 +19,14 @@ from joserfc.jwk import ECKey
 from authsome import Authsome
 from authsome.errors import FeatureNotEntitled, InvalidCredentials, NotFound, ValidationError
 from authsome.features import Feature, UsageEvent
-from authsome.models import Domain, Org, OrgRole, SignIn, SSOConnectionInfo
+from authsome.models import OrgRole
 from authsome.sso import OIDCConnection
-from authsome.stores import Store
 from authsome.testing import DenyingLedger, RecordingLedger
 from tests.conftest import PASSWORD, AuthFactory, FakeClock
-from tests.support.oidc_op import OpenIDClient, OpenIDProvider
+from tests.support.oidc_op import OpenIDProvider
+from tests.support.sso_scene import DOMAIN, IP, TENANT, Scene, prove, query, refused
 
-TENANT = "acme"
-DOMAIN = "acme.test"
-IP = "203.0.113.7"
+# Stands for the test client's id in parameters (known only once the client exists).
 CLIENT = "<the client's id>"
 
 
@@ -42,83 +35,12 @@ def clock() -> FakeClock:
     return FakeClock(datetime.now(UTC))
 
 
-class Scene:
-    """An engine with an org of tenant ``acme`` whose OIDC connection points at the
-    test provider, and helpers for one sign-in."""
-
-    def __init__(
-        self, auth: Authsome, op: OpenIDProvider, client: OpenIDClient, **settings: object
-    ) -> None:
-        self.auth = auth
-        self.op = op
-        self.client = client
-        owner = auth.users.register(f"owner@{DOMAIN}", PASSWORD, tenant=TENANT)
-        self.org: Org = auth.orgs.create(owner.id, "Acme")
-        fields: dict[str, object] = {
-            "issuer": op.issuer,
-            "client_id": client.client_id,
-            "client_secret": client.client_secret,
-            "domains": (DOMAIN,),
-            **settings,
-        }
-        self.connection: SSOConnectionInfo = auth.sso.configure(
-            self.org.id,
-            OIDCConnection(**fields),  # type: ignore[arg-type]
-        )
-
-    def account(self, **claims: object) -> str:
-        """A new account at the provider (its id is the ``sub``)."""
-        claims.setdefault("email", f"user-{secrets.token_hex(4)}@{DOMAIN}")
-        claims.setdefault("email_verified", True)
-        return self.op.add_account(f"acct-{secrets.token_hex(6)}", **claims)
-
-    def callback(self, account_id: str) -> tuple[dict[str, str], str]:
-        """Begin, sign in at the provider; the callback's parameters and the handle."""
-        redirect = self.auth.sso.begin(
-            self.connection.id, redirect_uri=self.client.redirect_uri, tenant=TENANT
-        )
-        url = self.op.login(redirect.url, account_id)
-        assert url.startswith(self.client.redirect_uri + "?")
-        return _query(url), redirect.handle
-
-    def sign_in(self, account_id: str) -> SignIn:
-        params, handle = self.callback(account_id)
-        return self.auth.sso.complete(params, handle=handle, tenant=TENANT, ip=IP)
-
-
-def _query(url: str) -> dict[str, str]:
-    return {key: values[0] for key, values in parse_qs(urlsplit(url).query).items()}
-
-
-def prove(store: Store, domain: str = DOMAIN, tenant: str = TENANT) -> None:
-    """Record ``domain`` as a verified custom domain of ``tenant`` (the DNS proof
-    itself is tested with the custom domains)."""
-    now = datetime.now(UTC)
-    record = Domain(f"dom_{secrets.token_hex(4)}", tenant, domain, now)
-    store.create_domain(record, secrets.token_hex(8))
-    store.mark_domain_verified(record.id, now)
-
-
 @pytest.fixture
 def scene(make_auth: AuthFactory, ledger: RecordingLedger, oidc_op: OpenIDProvider) -> Scene:
     auth = make_auth(ledger=ledger, sso_allow_insecure_loopback=True)
     made = Scene(auth, oidc_op, oidc_op.add_client())
     ledger.clear()
     return made
-
-
-@contextlib.contextmanager
-def refused(caplog: pytest.LogCaptureFixture, reason: str) -> Iterator[None]:
-    """Expect the one generic refusal, for the logged ``reason``."""
-    caplog.clear()
-    with (
-        caplog.at_level(logging.WARNING, "authsome.security"),
-        pytest.raises(InvalidCredentials) as raised,
-    ):
-        yield
-    assert str(raised.value) == "invalid credentials"
-    logged = " | ".join(r.getMessage() for r in caplog.records if r.name == "authsome.security")
-    assert reason in logged
 
 
 def _events(ledger: RecordingLedger, key: str) -> list[str | None]:
@@ -232,11 +154,11 @@ def test_a_begin_by_email_routes_through_the_proven_domain(scene: Scene) -> None
         email=f"someone@{DOMAIN}", redirect_uri=scene.client.redirect_uri, tenant=TENANT
     )
 
-    query = _query(redirect.url)
-    assert query["login_hint"] == f"someone@{DOMAIN}"
-    assert query["code_challenge_method"] == "S256"
-    assert "code_verifier" not in query
-    params = _query(scene.op.login(redirect.url, scene.account()))
+    asked = query(redirect.url)
+    assert asked["login_hint"] == f"someone@{DOMAIN}"
+    assert asked["code_challenge_method"] == "S256"
+    assert "code_verifier" not in asked
+    params = query(scene.op.login(redirect.url, scene.account()))
     signed_in = scene.auth.sso.complete(params, handle=redirect.handle, tenant=TENANT, ip=IP)
     assert signed_in.tokens is not None
     with pytest.raises(NotFound):
@@ -310,7 +232,7 @@ def test_a_reused_code_is_refused(scene: Scene, caplog: pytest.LogCaptureFixture
     redirect = scene.auth.sso.begin(
         scene.connection.id, redirect_uri=scene.client.redirect_uri, tenant=TENANT
     )
-    replay = {"code": params["code"], "state": _query(redirect.url)["state"]}
+    replay = {"code": params["code"], "state": query(redirect.url)["state"]}
 
     with refused(caplog, "HTTP 400"):  # the provider's invalid_grant
         scene.auth.sso.complete(replay, handle=redirect.handle, tenant=TENANT)
@@ -321,10 +243,10 @@ def test_an_error_from_the_provider_is_refused(scene: Scene) -> None:
         scene.connection.id, redirect_uri=scene.client.redirect_uri, tenant=TENANT
     )
     url = scene.op.login(redirect.url, scene.account(), consent=False)
-    assert "error" in _query(url)
+    assert "error" in query(url)
 
     with pytest.raises(InvalidCredentials):
-        scene.auth.sso.complete(_query(url), handle=redirect.handle, tenant=TENANT)
+        scene.auth.sso.complete(query(url), handle=redirect.handle, tenant=TENANT)
 
 
 @pytest.mark.parametrize(
