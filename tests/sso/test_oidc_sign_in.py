@@ -8,6 +8,7 @@ starts at the real time, since the provider stamps its ID tokens with it.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 import httpx
 import pyotp
@@ -439,3 +440,38 @@ def test_key_set_refetches_for_unknown_kids_are_rate_limited(
         clock.advance(seconds=61)
         assert scene.sign_in(account).tokens is not None
         assert len(fetched) == 3
+
+
+def test_an_answer_naming_another_issuer_is_refused(
+    scene: Scene, caplog: pytest.LogCaptureFixture
+) -> None:
+    params, handle = scene.callback(scene.account())
+    assert params["iss"] == scene.op.issuer  # RFC 9207: the provider names itself
+
+    with refused(caplog, "iss is not the connection's issuer"):
+        scene.auth.sso.complete(
+            {**params, "iss": "https://evil.example"}, handle=handle, tenant=TENANT
+        )
+
+
+def test_userinfo_is_read_when_the_connection_asks_for_it(
+    make_auth: AuthFactory, oidc_op: OpenIDProvider
+) -> None:
+    paths: list[str] = []
+    with httpx.Client(
+        timeout=10, event_hooks={"request": [lambda r: paths.append(r.url.path)]}
+    ) as http:
+        auth = make_auth(sso_allow_insecure_loopback=True, http_client=http)
+        scene = Scene(auth, oidc_op, oidc_op.add_client(), userinfo=True)
+
+        signed_in = scene.sign_in(scene.account(email=f"info@{DOMAIN}"))
+
+    assert signed_in.user.email == f"info@{DOMAIN}"
+    assert paths[-1] == urlsplit(_discovery(oidc_op)["userinfo_endpoint"]).path
+
+
+def _discovery(op: OpenIDProvider) -> dict[str, str]:
+    document: dict[str, str] = httpx.get(
+        f"{op.issuer}/.well-known/openid-configuration", timeout=10
+    ).json()
+    return document
