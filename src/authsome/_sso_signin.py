@@ -28,7 +28,13 @@ from authsome._signin import SignInFlow
 from authsome._time import Clock
 from authsome.bridge import LedgerContext
 from authsome.crypto import new_token
-from authsome.errors import InvalidCredentials, InvalidToken, NotFound, ValidationError
+from authsome.errors import (
+    AlreadyExists,
+    InvalidCredentials,
+    InvalidToken,
+    NotFound,
+    ValidationError,
+)
 from authsome.features import Feature, UsageEvent
 from authsome.models import Membership, Org, SignIn, SSOConnectionInfo, SSOProtocol, SSORedirect
 from authsome.onetime import OneTimeTokens, TokenPurpose
@@ -196,10 +202,19 @@ class OIDCSignIn:
             return resolution
 
         mfa_done = connection.trust_idp_mfa and _provider_did_mfa(claims)
-        signed_in = self._sign_in.first_factor_passed(
-            lambda: provider_vouched().user, second_factor_passed=mfa_done
-        )
-        self._record_provisioning(resolved[0], org)
+        try:
+            signed_in = self._sign_in.first_factor_passed(
+                lambda: provider_vouched().user, second_factor_passed=mfa_done
+            )
+        except AlreadyExists:
+            # A concurrent first sign-in of the same account linked it (or took the
+            # address) between our lookup and our write, which was rolled back: the
+            # second look finds what it wrote.
+            resolved.clear()
+            signed_in = self._sign_in.first_factor_passed(
+                lambda: provider_vouched().user, second_factor_passed=mfa_done
+            )
+        self._record_provisioning(resolved[-1], org)
         return signed_in
 
     def _record_provisioning(self, resolution: Resolution, org: Org) -> None:
