@@ -48,6 +48,8 @@ STORE_TABLES = frozenset(
         "sso_domains",
         "store_keys",
         "one_time_tokens",
+        "one_time_states",
+        "identities",
     }
 )
 """The tables of a SQL store's schema (a store may add bookkeeping of its own)."""

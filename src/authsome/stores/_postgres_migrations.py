@@ -371,6 +371,41 @@ ALTER TABLE sessions ADD COLUMN ip TEXT;
 ALTER TABLE sessions ADD COLUMN user_agent TEXT;
 """
 
+_V14_SSO_SIGN_IN = """
+-- Accounts at external identity providers: the provider's subject (an SSO
+-- connection's id, or a social provider's name, with the IdP's "sub") is the stable
+-- link to a user of the tenant, never the e-mail address.
+CREATE TABLE identities (
+    tenant     TEXT NOT NULL,
+    provider   TEXT NOT NULL,
+    subject    TEXT NOT NULL,
+    user_id    TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    created_at TIMESTAMPTZ NOT NULL,
+    CONSTRAINT identities_pkey PRIMARY KEY (tenant, provider, subject)
+);
+
+CREATE INDEX identities_by_user ON identities (user_id);
+
+-- One-time tokens that belong to no user yet: the state of a sign-in at an identity
+-- provider. Only the SHA-256 of a token is stored; its payload is sealed under a
+-- key derived from the token itself, so the table alone opens nothing.
+CREATE TABLE one_time_states (
+    hash       TEXT NOT NULL,
+    purpose    TEXT NOT NULL,
+    tenant     TEXT NOT NULL,
+    payload    TEXT NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    expires_at TIMESTAMPTZ NOT NULL,
+    CONSTRAINT one_time_states_pkey PRIMARY KEY (hash)
+);
+
+CREATE INDEX one_time_states_by_expiry ON one_time_states (expires_at);
+
+-- How a connection signs users in (client authentication, provisioning, MFA), as
+-- JSON: settings with defaults, read and written by the stores' shared helpers.
+ALTER TABLE sso_connections ADD COLUMN sign_in TEXT NOT NULL DEFAULT '{}';
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     _V1_SESSIONS_AND_USERS,
     _V2_ORGS,
@@ -385,5 +420,6 @@ MIGRATIONS: tuple[str, ...] = (
     _V11_IDLE_SESSIONS_AND_MFA_LOCKOUT,
     _V12_ONE_TIME_TOKENS,
     _V13_SESSION_DEVICES,
+    _V14_SSO_SIGN_IN,
 )
 """Migration scripts, oldest first; the schema version is the number applied."""
