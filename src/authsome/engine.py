@@ -115,6 +115,7 @@ class Authsome:
         )
         self._mail = MailDispatcher(mailer)
         limiter = Throttle(self.store, throttle or ThrottlePolicy(), secret_key=secret_key)
+        self._purpose_keys = PurposeKeys(self.store, secret_key)
         self._journeys = AccountJourneys(
             self.store,
             hasher,
@@ -124,7 +125,7 @@ class Authsome:
             self.mail_settings,
             self.sessions,
             limiter,
-            PurposeKeys(self.store, secret_key),
+            self._purpose_keys,
         )
         self.users = Users(self.store, self._billing, hasher, self._clock, self._journeys)
         self.orgs = Orgs(self.store, self._billing, self._clock)

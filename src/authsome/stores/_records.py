@@ -7,6 +7,7 @@ the stores, so each store builds one :class:`RecordReader` with its own decoders
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,6 +27,7 @@ from authsome.models import (
     PasskeyCeremony,
     PasskeyChallenge,
     Session,
+    SocialProviderInfo,
     SSOConnectionInfo,
     SSOProtocol,
     User,
@@ -183,4 +185,20 @@ class RecordReader:
             entity_id=row[6],
             sso_url=row[7],
             x509_certificate=row[8],
+        )
+
+    def social_provider(self, row: Row) -> SocialProviderInfo:
+        """Columns: id, tenant, provider, client_id, scopes (a JSON array), settings
+        (a JSON object), created_at, updated_at."""
+        settings: dict[str, str] = json.loads(row[5])
+        return SocialProviderInfo(
+            id=row[0],
+            tenant=row[1],
+            provider=row[2],
+            client_id=row[3],
+            scopes=tuple(json.loads(row[4])),
+            settings=tuple(sorted(settings.items())),
+            has_client_secret=True,
+            created_at=self.moment(row[6]),
+            updated_at=self.moment(row[7]),
         )
