@@ -15,6 +15,7 @@ from authsome.bridge import Ledger
 from authsome.mail import MailSettings
 from authsome.stores import MemoryStore, Store
 from authsome.testing import Outbox, RecordingLedger
+from tests.support.github_oauth import GitHubOAuthServer, github_server
 from tests.support.oidc_op import OpenIDClient, OpenIDProvider, OPUnavailable
 from tests.support.pgserver import PgServer, PgUnavailable, running_server
 
@@ -143,6 +144,14 @@ def oidc_client(oidc_op: OpenIDProvider) -> OpenIDClient:
     """A new confidential client (client_secret_basic, RS256) at the shared provider,
     redirecting to ``https://app.example/sso/callback``."""
     return oidc_op.add_client()
+
+
+@pytest.fixture
+def github_oauth() -> Iterator[GitHubOAuthServer]:
+    """A local server keeping GitHub's OAuth 2 web-flow and user-API contract; register
+    an app with ``add_app()`` and users with ``add_user(...)``."""
+    with github_server() as server:
+        yield server
 
 
 @pytest.fixture
