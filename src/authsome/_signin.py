@@ -88,14 +88,23 @@ class SignInFlow:
             ticket, tokens = self._second_factor_or_session(user)
         return self._signed_in(user, ticket, tokens)
 
-    def first_factor_passed(self, proof: Callable[[], User]) -> SignIn:
+    def first_factor_passed(
+        self, proof: Callable[[], User], *, second_factor_passed: bool = False
+    ) -> SignIn:
         """Go on with the user ``proof`` answers (it checks a first factor, such as a
         magic link, and may write: a used token): to the second factor if they have
         one, else to a new session. The proof's writes and these are one commit; a
-        refusal it raises is committed too (a used link stays used)."""
+        refusal it raises is committed too (a used link stays used).
+
+        ``second_factor_passed`` is for a proof that covered both factors (an
+        identity provider trusted to have done MFA): a session then, never a ticket."""
         with one_commit(self._store):
             user = proof()
-            ticket, tokens = self._second_factor_or_session(user)
+            ticket, tokens = (
+                (None, self.open_session(user))
+                if second_factor_passed
+                else self._second_factor_or_session(user)
+            )
         return self._signed_in(user, ticket, tokens)
 
     def _second_factor_or_session(self, user: User) -> tuple[str | None, SessionTokens | None]:

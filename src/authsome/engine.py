@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from authsome._billing import Billing, LedgerErrorPolicy, LedgerStats
 from authsome._keys import PurposeKeys
+from authsome._oidc import OIDCClient
 from authsome._signin import SignInFlow
 from authsome._time import Clock, utcnow
 from authsome.apikeys import ApiKeyPolicy, ApiKeys
@@ -24,12 +25,14 @@ from authsome.orgs import Orgs
 from authsome.passkeys import Passkeys
 from authsome.passwordless import Passwordless
 from authsome.sessions import SessionPolicy, Sessions
-from authsome.sso import SSO
+from authsome.sso import SSO, SSOSignInParts
 from authsome.stores import MemoryStore, Store
 from authsome.throttle import Throttle, ThrottlePolicy
 from authsome.users import Users
 
 if TYPE_CHECKING:
+    import httpx
+
     from authsome.bridge.ledgeradapter import LedgerEngine
 
 __all__ = ["Authsome", "ResealReport"]
@@ -82,6 +85,13 @@ class Authsome:
     URL of the links (configured here, never read from a request) and the templates.
     ``journeys`` sets the lifetimes of their one-time tokens and whether password
     sign-in needs a verified address.
+
+    SSO sign-ins (:meth:`auth.sso.begin <authsome.sso.SSO.begin>`, extra
+    ``authsome-engine[sso]``) talk to identity providers over https with
+    ``http_client`` (an ``httpx.Client``; by default one with timeouts that follows
+    no redirects). ``sso_allow_insecure_loopback=True`` also accepts ``http://``
+    issuers on a loopback address: for tests against a local provider, never for
+    production.
     """
 
     def __init__(
@@ -101,6 +111,8 @@ class Authsome:
         mailer: Mailer | None = None,
         mail: MailSettings | None = None,
         journeys: JourneyPolicy | None = None,
+        http_client: httpx.Client | None = None,
+        sso_allow_insecure_loopback: bool = False,
     ) -> None:
         if mailer is not None and not isinstance(mailer, Mailer):
             raise TypeError(f"mailer must provide send(message), not {type(mailer).__name__}")
@@ -132,7 +144,6 @@ class Authsome:
         self.domains = Domains(self.store, self._billing, self._clock, resolver=dns_resolver)
         keyring = Keyring(secret_key, previous_secret_keys)
         self.api_keys = ApiKeys(self.store, self._billing, api_keys or ApiKeyPolicy(), self._clock)
-        self.sso = SSO(self.store, self._billing, self._clock, keyring)
         self._sign_in = SignInFlow(
             self.store,
             self._billing,
@@ -144,6 +155,22 @@ class Authsome:
             before_completion=self._journeys.check_verified
             if (journeys or JourneyPolicy()).require_verified_email
             else None,
+        )
+        self.sso = SSO(
+            self.store,
+            self._billing,
+            self._clock,
+            keyring,
+            sign_in=SSOSignInParts(
+                client=OIDCClient(
+                    self._clock,
+                    http=http_client,
+                    allow_insecure_loopback=sso_allow_insecure_loopback,
+                ),
+                tokens=self._journeys.tokens,
+                flow=self._sign_in,
+                throttle=limiter,
+            ),
         )
         self.passwordless = Passwordless(self.store, self._journeys, self._sign_in, self._clock)
         self.mfa = Mfa(

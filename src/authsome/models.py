@@ -17,9 +17,11 @@ __all__ = [
     "CreatedApiKey",
     "Domain",
     "DomainChallenge",
+    "Identity",
     "Membership",
     "MfaFactor",
     "MfaMethod",
+    "OneTimeState",
     "OneTimeToken",
     "Org",
     "OrgRole",
@@ -30,6 +32,7 @@ __all__ = [
     "RefreshStatus",
     "SSOConnectionInfo",
     "SSOProtocol",
+    "SSORedirect",
     "Session",
     "SessionTokens",
     "SignIn",
@@ -68,6 +71,49 @@ class OneTimeToken:
     email: str
     created_at: datetime
     expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OneTimeState:
+    """A one-time token that belongs to no user yet: the state of a sign-in at an
+    identity provider. ``payload`` is what the flow needs back, sealed under a key
+    derived from the token (stores keep it as given)."""
+
+    purpose: str
+    tenant: str
+    payload: str = field(repr=False)
+    created_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """A user's account at an external identity provider.
+
+    ``provider`` names where it lives (an SSO connection's id, or a social
+    provider's name) and ``subject`` is that provider's stable id for the account
+    (OpenID Connect's ``sub``): together, within ``tenant``, they name one user.
+    """
+
+    tenant: str
+    provider: str
+    subject: str
+    user_id: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SSORedirect:
+    """Where to send the browser to sign in at an identity provider.
+
+    ``url`` is the provider's authorization URL. ``handle`` is the sign-in's state:
+    keep it on the client (an ``HttpOnly`` cookie) and hand it back to
+    :meth:`auth.sso.complete <authsome.sso.SSO.complete>`; it is a one-time secret,
+    so it never appears in ``repr``.
+    """
+
+    url: str
+    handle: str = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,7 +425,9 @@ class SSOConnectionInfo:
     (IDNA), each claimed by at most one connection per tenant; a domain routes only
     once the tenant has verified it (see :mod:`authsome.sso`).
     ``has_client_secret`` tells whether a secret is kept; the secret itself is
-    never part of this record.
+    never part of this record. ``auth_method``, ``jit``, ``jit_role``,
+    ``trust_idp_mfa`` and ``userinfo`` say how an OIDC connection signs users in
+    (see :class:`~authsome.sso.OIDCConnection`).
     """
 
     id: str
@@ -395,6 +443,11 @@ class SSOConnectionInfo:
     entity_id: str | None = None
     sso_url: str | None = None
     x509_certificate: str | None = field(default=None, repr=False)  # long; public anyway
+    auth_method: str = "client_secret_basic"
+    jit: bool = True
+    jit_role: str = "member"
+    trust_idp_mfa: bool = False
+    userinfo: bool = False
 
 
 @dataclass(frozen=True, slots=True)

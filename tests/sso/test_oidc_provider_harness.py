@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import secrets
 import time
@@ -18,7 +19,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from joserfc import jwt
-from joserfc.jwk import ECKey, KeySet
+from joserfc.jwk import ECKey, KeySet, RSAKey
 
 from tests.support.oidc_op import OpenIDClient, OpenIDProvider
 
@@ -100,6 +101,13 @@ def _header(token: str) -> dict[str, Any]:
         base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
     )
     return header
+
+
+def _payload(token: str) -> dict[str, Any]:
+    segment = token.split(".")[1]
+    padded = segment + "=" * (-len(segment) % 4)
+    payload: dict[str, Any] = json.loads(base64.urlsafe_b64decode(padded))
+    return payload
 
 
 def _verified_claims(flow: Flow, id_token: str) -> dict[str, Any]:
@@ -317,6 +325,81 @@ def test_a_sign_in_in_flight_survives_a_rotation(fresh_oidc_op: OpenIDProvider) 
 
     assert tokens.status_code == 200, tokens.text
     assert _header(tokens.json()["id_token"])["kid"] == op.signing_kids()[0]
+
+
+def test_form_post_response_mode(
+    oidc_op: OpenIDProvider, oidc_client: OpenIDClient, alice: str
+) -> None:
+    flow = Flow(oidc_op, oidc_client)
+
+    callback = oidc_op.login_callback(flow.authorize_url(response_mode="form_post"), alice)
+
+    assert (callback.method, callback.url) == ("POST", oidc_client.redirect_uri)
+    assert callback.params["state"] == flow.state
+    assert callback.params["iss"] == oidc_op.issuer
+    assert flow.exchange(callback.params["code"], auth=flow.basic()).status_code == 200
+
+
+def test_provider_specific_claims_ride_in_the_id_token(
+    oidc_op: OpenIDProvider, oidc_client: OpenIDClient
+) -> None:
+    tenant_id = "9188040d-6c67-4c5b-b112-36a304b66dad"
+    account = oidc_op.add_account(
+        f"dave-{secrets.token_hex(4)}", email="dave@corp.example", tid=tenant_id
+    )
+    flow = Flow(oidc_op, oidc_client)
+
+    claims = _verified_claims(flow, flow.sign_in(account)["id_token"])
+
+    assert claims["tid"] == tenant_id
+
+
+def test_a_tampered_id_token_is_signed_by_the_providers_key(
+    oidc_op: OpenIDProvider, oidc_client: OpenIDClient, alice: str
+) -> None:
+    flow = Flow(oidc_op, oidc_client)
+    oidc_op.tamper_next_id_token(
+        oidc_client.client_id, claims={"aud": "someone-else", "nonce": None}
+    )
+
+    spoiled = _verified_claims(flow, flow.sign_in(alice)["id_token"])
+    genuine = _verified_claims(flow, flow.sign_in(alice)["id_token"])
+
+    assert spoiled["aud"] == "someone-else"
+    assert "nonce" not in spoiled
+    assert spoiled["sub"] == alice
+    assert genuine["aud"] == oidc_client.client_id
+
+
+def test_an_unsigned_id_token(
+    oidc_op: OpenIDProvider, oidc_client: OpenIDClient, alice: str
+) -> None:
+    flow = Flow(oidc_op, oidc_client)
+    oidc_op.tamper_next_id_token(oidc_client.client_id, alg="none")
+
+    id_token = flow.sign_in(alice)["id_token"]
+
+    assert _header(id_token)["alg"] == "none"
+    assert id_token.endswith(".")
+    assert _payload(id_token)["sub"] == alice
+
+
+def test_an_id_token_hmac_keyed_with_the_public_key(
+    oidc_op: OpenIDProvider, oidc_client: OpenIDClient, alice: str
+) -> None:
+    flow = Flow(oidc_op, oidc_client)
+    oidc_op.tamper_next_id_token(oidc_client.client_id, alg="HS256-public-key")
+
+    id_token = flow.sign_in(alice)["id_token"]
+
+    header = _header(id_token)
+    assert header["alg"] == "HS256"
+    public = next(key for key in flow.jwks()["keys"] if key["kid"] == header["kid"])
+    pem = RSAKey.import_key(public).as_pem(private=False)
+    signing_input, _, signature = id_token.rpartition(".")
+    expected = hmac.new(pem, signing_input.encode(), hashlib.sha256).digest()
+    assert base64.urlsafe_b64encode(expected).rstrip(b"=").decode() == signature
+    assert _payload(id_token)["sub"] == alice
 
 
 def test_admin_endpoints_want_the_token(oidc_op: OpenIDProvider) -> None:

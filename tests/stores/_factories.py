@@ -48,6 +48,9 @@ STORE_TABLES = frozenset(
         "sso_domains",
         "store_keys",
         "one_time_tokens",
+        "one_time_states",
+        "identities",
+        "social_providers",
     }
 )
 """The tables of a SQL store's schema (a store may add bookkeeping of its own)."""

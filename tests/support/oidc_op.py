@@ -20,16 +20,17 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from pathlib import Path
 from types import TracebackType
-from typing import Any
-from urllib.parse import urljoin
+from typing import Any, Literal
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
 
 from tests.support.ports import free_tcp_port
 
-__all__ = ["OPUnavailable", "OpenIDClient", "OpenIDProvider"]
+__all__ = ["Callback", "OPUnavailable", "OpenIDClient", "OpenIDProvider"]
 
 OP_DIR = Path(__file__).parent / "oidc_provider"
 _FORM_ACTION = re.compile(r'<form method="post" action="([^"]+)" data-prompt="([a-z]+)"')
@@ -38,6 +39,41 @@ _MAX_HOPS = 20
 
 class OPUnavailable(RuntimeError):
     """The OpenID Provider could not be started here (no node, or no npm packages)."""
+
+
+@dataclass(frozen=True)
+class Callback:
+    """How the provider sends the browser back to the client."""
+
+    method: str  # "GET" (a redirect; params are its query) or "POST" (form_post)
+    url: str  # the redirect URI (with the query, for GET)
+    params: dict[str, str]
+
+
+class _FormPostParser(HTMLParser):
+    """The auto-submitting form of ``response_mode=form_post``: its action and fields."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.action: str | None = None
+        self.fields: dict[str, str] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = {name: value or "" for name, value in attrs}
+        if tag == "form" and attributes.get("method", "").lower() == "post":
+            self.action = attributes.get("action")
+        elif tag == "input" and self.action is not None and "name" in attributes:
+            self.fields[attributes["name"]] = attributes.get("value", "")
+
+
+def _form_post(page: httpx.Response) -> Callback | None:
+    if page.status_code not in {200, 400} or "data-prompt=" in page.text:
+        return None
+    parser = _FormPostParser()
+    parser.feed(page.text)
+    if parser.action is None:
+        return None
+    return Callback("POST", parser.action, parser.fields)
 
 
 @dataclass(frozen=True)
@@ -219,6 +255,19 @@ class OpenIDProvider:
         """ID tokens issued to this client from now on live ``seconds``."""
         self._post("ttl", {"client_id": client_id, "id_token": seconds})
 
+    def tamper_next_id_token(
+        self,
+        client_id: str,
+        *,
+        claims: dict[str, Any] | None = None,
+        alg: Literal["none", "HS256-public-key"] | None = None,
+    ) -> None:
+        """Spoil the ID token in this client's next token response: ``claims`` are
+        changed (``None`` removes one) and the token re-signed with the provider's own
+        current key, or, with ``alg``, signed with ``none`` or with HS256 keyed by the
+        provider's public key (PEM). Everything else about the response is genuine."""
+        self._post("tamper", {"client_id": client_id, "claims": claims or {}, "alg": alg})
+
     def rotate_keys(self, *, drop_old: bool = False) -> list[str]:
         """New RS256 and ES256 keys sign from now on; returns the published kids,
         newest first (the old ones stay published unless ``drop_old``)."""
@@ -239,17 +288,31 @@ class OpenIDProvider:
         consent (or refuse, with ``consent=False``); return the URL the provider sends
         the browser back to (the relying party's redirect URI with ``code``, ``state``
         and ``iss``, or with ``error``)."""
+        callback = self.login_callback(authorize_url, account_id, consent=consent)
+        if callback.method != "GET":
+            raise AssertionError("the provider answered with a form post: use login_callback")
+        return callback.url
+
+    def login_callback(
+        self, authorize_url: str, account_id: str, *, consent: bool = True
+    ) -> Callback:
+        """Like :meth:`login`, for every response mode: a redirect back (``query``) is a
+        GET of ``url``; ``response_mode=form_post`` is a POST of ``params`` to ``url``."""
         with httpx.Client(timeout=10.0) as browser:
             response = browser.get(authorize_url)
             for _ in range(_MAX_HOPS):
                 if response.is_redirect:
                     target = urljoin(str(response.url), response.headers["location"])
                     if not target.startswith(self.issuer + "/"):
-                        return target
+                        query = parse_qs(urlsplit(target).query)
+                        return Callback("GET", target, {k: v[0] for k, v in query.items()})
                     response = browser.get(target)
                     continue
+                posted = _form_post(response)
+                if posted is not None:
+                    return posted
                 response = self._submit(browser, response, account_id, consent=consent)
-            raise AssertionError("the provider never redirected back to the client")
+            raise AssertionError("the provider never sent the browser back to the client")
 
     def _submit(
         self, browser: httpx.Client, page: httpx.Response, account_id: str, *, consent: bool

@@ -16,8 +16,10 @@ from authsome.models import (
     ApiKey,
     ApiKeyOwnerKind,
     Domain,
+    Identity,
     Membership,
     MfaFactor,
+    OneTimeState,
     OneTimeToken,
     Org,
     OrgRole,
@@ -129,6 +131,39 @@ class Store(Protocol):
 
     def delete_user_one_time_tokens(self, user_id: str) -> int:
         """Delete every one-time token of the user, of every purpose; how many."""
+        ...
+
+    def create_one_time_state(self, token_hash: str, state: OneTimeState, now: datetime) -> None:
+        """Store a user-less one-time token by its hash, in one transaction with the
+        deletion of every expired one (``expires_at <= now``).
+        :class:`~authsome.errors.AlreadyExists` when the hash is taken."""
+        ...
+
+    def consume_one_time_state(
+        self, token_hash: str, purpose: str, tenant: str, now: datetime
+    ) -> OneTimeState | None:
+        """Delete the live user-less token with this hash, ``purpose`` and ``tenant``
+        and return it; ``None`` and no change otherwise (unknown, another purpose or
+        tenant, expired). Atomic: of concurrent calls exactly one gets it."""
+        ...
+
+    # -- identities at external providers --------------------------------------
+    def create_identity(self, identity: Identity) -> None:
+        """Link an account at a provider to a user.
+        :class:`~authsome.errors.AlreadyExists` when ``(tenant, provider, subject)``
+        is linked already; :class:`~authsome.errors.StoreError` for an unknown user."""
+        ...
+
+    def find_identity(self, tenant: str, provider: str, subject: str) -> Identity | None:
+        """The link of this provider account in ``tenant``, or ``None``."""
+        ...
+
+    def list_identities(self, user_id: str) -> list[Identity]:
+        """The user's links, oldest first."""
+        ...
+
+    def delete_identity(self, user_id: str, provider: str, subject: str) -> bool:
+        """Unlink the user's account at a provider; whether it was linked."""
         ...
 
     # -- sessions --------------------------------------------------------------

@@ -51,6 +51,7 @@ class Duplicate:
     CHALLENGE = "this challenge is pending already"
     SSO_ID = "an SSO connection with this id exists"
     SSO_DOMAIN = "an e-mail domain belongs to another SSO connection of this tenant"
+    IDENTITY = "this account at the identity provider is linked to a user already"
     RECORD = "record exists"
 
 

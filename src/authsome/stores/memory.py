@@ -15,8 +15,10 @@ from authsome.models import (
     ApiKey,
     ApiKeyOwnerKind,
     Domain,
+    Identity,
     Membership,
     MfaFactor,
+    OneTimeState,
     OneTimeToken,
     Org,
     OrgRole,
@@ -89,6 +91,8 @@ class MemoryStore:
         self._factors: dict[str, _Factor] = {}
         self._tickets: dict[str, _Ticket] = {}
         self._one_time_tokens: dict[str, OneTimeToken] = {}
+        self._one_time_states: dict[str, OneTimeState] = {}
+        self._identities: dict[tuple[str, str, str], Identity] = {}
         self._api_keys: dict[str, StoredApiKey] = {}
         self._api_key_by_lookup: dict[str, str] = {}  # lookup id -> key id
         self._passkey_challenges: dict[str, PasskeyChallenge] = {}
@@ -193,6 +197,54 @@ class MemoryStore:
     def delete_user_one_time_tokens(self, user_id: str) -> int:
         with self._lock:
             return _delete_where(self._one_time_tokens, lambda t: t.user_id == user_id)
+
+    def create_one_time_state(self, token_hash: str, state: OneTimeState, now: datetime) -> None:
+        with self._lock:
+            if token_hash in self._one_time_states:
+                raise AlreadyExists(Duplicate.ONE_TIME_TOKEN)
+            _delete_where(self._one_time_states, lambda s: s.expires_at <= now)
+            self._one_time_states[token_hash] = state
+
+    def consume_one_time_state(
+        self, token_hash: str, purpose: str, tenant: str, now: datetime
+    ) -> OneTimeState | None:
+        with self._lock:
+            state = self._one_time_states.get(token_hash)
+            if state is None or state.expires_at <= now:
+                return None
+            if state.purpose != purpose or state.tenant != tenant:
+                return None
+            del self._one_time_states[token_hash]
+            return state
+
+    # -- identities at external providers --------------------------------------
+    def create_identity(self, identity: Identity) -> None:
+        key = (identity.tenant, identity.provider, identity.subject)
+        with self._lock:
+            if identity.user_id not in self._users:
+                raise StoreError("identity refers to an unknown user")
+            if key in self._identities:
+                raise AlreadyExists(Duplicate.IDENTITY)
+            self._identities[key] = identity
+
+    def find_identity(self, tenant: str, provider: str, subject: str) -> Identity | None:
+        with self._lock:
+            return self._identities.get((tenant, provider, subject))
+
+    def list_identities(self, user_id: str) -> list[Identity]:
+        with self._lock:
+            found = [i for i in self._identities.values() if i.user_id == user_id]
+        return sorted(found, key=lambda i: (i.created_at, i.provider, i.subject))
+
+    def delete_identity(self, user_id: str, provider: str, subject: str) -> bool:
+        with self._lock:
+            return (
+                _delete_where(
+                    self._identities,
+                    lambda i: (i.user_id, i.provider, i.subject) == (user_id, provider, subject),
+                )
+                > 0
+            )
 
     # -- sessions --------------------------------------------------------------
     def create_session(self, session: Session, access_hash: str, refresh_hash: str) -> None:
@@ -863,10 +915,11 @@ class MemoryStore:
         return f"MemoryStore(users={len(self._users)}, sessions={len(self._sessions)})"
 
 
+_K = TypeVar("_K")
 _V = TypeVar("_V")
 
 
-def _delete_where(records: dict[str, _V], doomed: Callable[[_V], bool]) -> int:
+def _delete_where(records: dict[_K, _V], doomed: Callable[[_V], bool]) -> int:
     """Delete the records ``doomed`` picks (call with the lock held); how many."""
     keys = [key for key, record in records.items() if doomed(record)]
     for key in keys:

@@ -32,8 +32,10 @@ from authsome.models import (
     ApiKey,
     ApiKeyOwnerKind,
     Domain,
+    Identity,
     Membership,
     MfaFactor,
+    OneTimeState,
     OneTimeToken,
     Org,
     OrgRole,
@@ -52,7 +54,7 @@ from authsome.models import (
 )
 from authsome.stores._postgres_migrations import COMPONENT, MIGRATIONS, VERSION_TABLE
 from authsome.stores._protocol import Counter
-from authsome.stores._records import RecordReader
+from authsome.stores._records import RecordReader, sign_in_settings
 from authsome.stores._rules import (
     Duplicate,
     aware,
@@ -98,6 +100,8 @@ _DUPLICATE_MESSAGES = {
     "mfa_factors_user_method_key": Duplicate.FACTOR_METHOD,
     "mfa_tickets_pkey": Duplicate.TICKET_HASH,
     "one_time_tokens_pkey": Duplicate.ONE_TIME_TOKEN,
+    "one_time_states_pkey": Duplicate.ONE_TIME_TOKEN,
+    "identities_pkey": Duplicate.IDENTITY,
     "api_keys_pkey": Duplicate.API_KEY_ID,
     "api_keys_lookup_id_key": Duplicate.API_KEY_LOOKUP_ID,
     "passkeys_pkey": Duplicate.PASSKEY,
@@ -138,6 +142,7 @@ _CONSUME_CHALLENGE = (
     " RETURNING challenge_hash, ceremony, user_id, tenant, rp_id, origin, expires_at,"
     " expires_at > %(now)s"
 )
+_SELECT_IDENTITY = "SELECT tenant, provider, subject, user_id, created_at FROM {s}.identities"
 _SOCIAL_COLUMNS = "id, tenant, provider, client_id, scopes, settings, created_at, updated_at"
 _SELECT_SOCIAL = "SELECT " + _SOCIAL_COLUMNS + " FROM {s}.social_providers"  # noqa: S608
 # One statement: concurrent writers leave one whole configuration, the first one's
@@ -157,7 +162,7 @@ _SELECT_SSO = (
     "SELECT c.id, c.org_id, c.protocol, c.issuer, c.client_id, c.scopes, c.entity_id,"
     " c.sso_url, c.x509_certificate, c.client_secret IS NOT NULL, c.created_at, c.updated_at,"
     " ARRAY(SELECT d.domain FROM {s}.sso_domains AS d"
-    " WHERE d.connection_id = c.id ORDER BY d.position)"
+    " WHERE d.connection_id = c.id ORDER BY d.position), c.sign_in"
     " FROM {s}.sso_connections AS c"
 )
 # The tenant is the connection's org's, copied so the key (tenant, domain) is one index.
@@ -221,7 +226,7 @@ _READ = RecordReader(moment=_utc, strings=iter)
 
 def _sso_connection(row: _Row) -> SSOConnectionInfo:
     """A row of :data:`_SELECT_SSO`: the connection's columns, then its domains."""
-    return _READ.sso_connection(row, domains=row[12], scopes=row[5])
+    return _READ.sso_connection(row, domains=row[12], scopes=row[5], sign_in=row[13])
 
 
 def _sso_settings(connection: SSOConnectionInfo, secret: StoredSecret | None) -> dict[str, Any]:
@@ -236,6 +241,7 @@ def _sso_settings(connection: SSOConnectionInfo, secret: StoredSecret | None) ->
         "x509_certificate": connection.x509_certificate,
         "client_secret": None if secret is None else secret.value,
         "secret_sealed": secret is not None and secret.sealed,
+        "sign_in": sign_in_settings(connection),
         "updated_at": aware(connection.updated_at),
     }
 
@@ -550,6 +556,85 @@ class PostgresStore:
             "DELETE FROM {s}.one_time_tokens WHERE user_id = %s",
             (user_id,),
         )
+
+    def create_one_time_state(self, token_hash: str, state: OneTimeState, now: datetime) -> None:
+        """Purge expired states and store this one, in one transaction."""
+        with self._transaction("create_one_time_state") as cur:
+            cur.execute(
+                self._sql("DELETE FROM {s}.one_time_states WHERE expires_at <= %s"), (aware(now),)
+            )
+            cur.execute(
+                self._sql(
+                    "INSERT INTO {s}.one_time_states"
+                    " (hash, purpose, tenant, payload, created_at, expires_at)"
+                    " VALUES (%s, %s, %s, %s, %s, %s)"
+                ),
+                (
+                    token_hash,
+                    state.purpose,
+                    state.tenant,
+                    state.payload,
+                    aware(state.created_at),
+                    aware(state.expires_at),
+                ),
+            )
+
+    def consume_one_time_state(
+        self, token_hash: str, purpose: str, tenant: str, now: datetime
+    ) -> OneTimeState | None:
+        """One DELETE ... RETURNING: of racing callers (any process) exactly one gets it."""
+        row = self._one(
+            "consume_one_time_state",
+            "DELETE FROM {s}.one_time_states"
+            " WHERE hash = %s AND purpose = %s AND tenant = %s AND expires_at > %s"
+            " RETURNING purpose, tenant, payload, created_at, expires_at",
+            (token_hash, purpose, tenant, aware(now)),
+        )
+        return None if row is None else _READ.one_time_state(row)
+
+    # -- identities at external providers --------------------------------------
+    def create_identity(self, identity: Identity) -> None:
+        """Insert the link; the primary key refuses a linked account, the foreign
+        key an unknown user."""
+        self._write(
+            "create_identity",
+            "INSERT INTO {s}.identities (tenant, provider, subject, user_id, created_at)"
+            " VALUES (%s, %s, %s, %s, %s)",
+            (
+                identity.tenant,
+                identity.provider,
+                identity.subject,
+                identity.user_id,
+                aware(identity.created_at),
+            ),
+        )
+
+    def find_identity(self, tenant: str, provider: str, subject: str) -> Identity | None:
+        """The link, or ``None``."""
+        row = self._one(
+            "find_identity",
+            _SELECT_IDENTITY + " WHERE tenant = %s AND provider = %s AND subject = %s",
+            (tenant, provider, subject),
+        )
+        return None if row is None else _READ.identity(row)
+
+    def list_identities(self, user_id: str) -> list[Identity]:
+        """The user's links, oldest first."""
+        rows = self._all(
+            "list_identities",
+            _SELECT_IDENTITY + " WHERE user_id = %s ORDER BY created_at, provider, subject",
+            (user_id,),
+        )
+        return [_READ.identity(row) for row in rows]
+
+    def delete_identity(self, user_id: str, provider: str, subject: str) -> bool:
+        """Unlink; whether it was linked."""
+        deleted = self._write(
+            "delete_identity",
+            "DELETE FROM {s}.identities WHERE user_id = %s AND provider = %s AND subject = %s",
+            (user_id, provider, subject),
+        )
+        return deleted == 1
 
     # -- sessions --------------------------------------------------------------
     def create_session(self, session: Session, access_hash: str, refresh_hash: str) -> None:
@@ -1359,10 +1444,10 @@ class PostgresStore:
                 self._sql(
                     "INSERT INTO {s}.sso_connections (id, org_id, protocol, issuer, client_id,"
                     " scopes, entity_id, sso_url, x509_certificate, client_secret, secret_sealed,"
-                    " created_at, updated_at) VALUES (%(id)s, %(org_id)s, %(protocol)s,"
+                    " sign_in, created_at, updated_at) VALUES (%(id)s, %(org_id)s, %(protocol)s,"
                     " %(issuer)s, %(client_id)s, %(scopes)s::text[], %(entity_id)s, %(sso_url)s,"
                     " %(x509_certificate)s, %(client_secret)s, %(secret_sealed)s,"
-                    " %(created_at)s, %(updated_at)s)"
+                    " %(sign_in)s, %(created_at)s, %(updated_at)s)"
                 ),
                 {
                     **settings,
@@ -1389,7 +1474,7 @@ class PostgresStore:
                     " scopes = %(scopes)s::text[], entity_id = %(entity_id)s,"
                     " sso_url = %(sso_url)s, x509_certificate = %(x509_certificate)s,"
                     " client_secret = %(client_secret)s, secret_sealed = %(secret_sealed)s,"
-                    " updated_at = %(updated_at)s WHERE id = %(id)s"
+                    " sign_in = %(sign_in)s, updated_at = %(updated_at)s WHERE id = %(id)s"
                 ),
                 {**settings, "id": connection.id},
             )

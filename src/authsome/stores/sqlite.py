@@ -35,8 +35,10 @@ from authsome.models import (
     ApiKey,
     ApiKeyOwnerKind,
     Domain,
+    Identity,
     Membership,
     MfaFactor,
+    OneTimeState,
     OneTimeToken,
     Org,
     OrgRole,
@@ -54,7 +56,7 @@ from authsome.models import (
     User,
 )
 from authsome.stores._protocol import Counter
-from authsome.stores._records import RecordReader
+from authsome.stores._records import RecordReader, sign_in_settings
 from authsome.stores._rules import (
     Duplicate,
     aware,
@@ -127,13 +129,13 @@ _SELECT_API_KEYS_BY_OWNER = (
 
 _SSO_COLUMNS = (
     "id, org_id, protocol, issuer, client_id, scopes, entity_id, sso_url, x509_certificate,"
-    " client_secret IS NOT NULL AS has_client_secret, created_at, updated_at"
+    " client_secret IS NOT NULL AS has_client_secret, created_at, updated_at, sign_in"
 )
 _SELECT_SSO = f"SELECT {_SSO_COLUMNS} FROM sso_connections"  # noqa: S608 - constant text
 _INSERT_SSO = (
     "INSERT INTO sso_connections (id, org_id, protocol, issuer, client_id, scopes, entity_id,"
-    " sso_url, x509_certificate, client_secret, secret_sealed, created_at, updated_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " sso_url, x509_certificate, client_secret, secret_sealed, sign_in, updated_at, created_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _SOCIAL_COLUMNS = "id, tenant, provider, client_id, scopes, settings, created_at, updated_at"
 _SELECT_SOCIAL = f"SELECT {_SOCIAL_COLUMNS} FROM social_providers"  # noqa: S608 - constant text
@@ -152,7 +154,7 @@ _PUT_SOCIAL = (
 _UPDATE_SSO = (
     "UPDATE sso_connections SET protocol = ?, issuer = ?, client_id = ?, scopes = ?,"
     " entity_id = ?, sso_url = ?, x509_certificate = ?, client_secret = ?, secret_sealed = ?,"
-    " updated_at = ? WHERE id = ?"
+    " sign_in = ?, updated_at = ? WHERE id = ?"
 )
 
 # Which unique constraint failed → which of the messages every store shares.
@@ -173,6 +175,8 @@ _DUPLICATE_MESSAGES = {
     "mfa_factors.user_id, mfa_factors.method": Duplicate.FACTOR_METHOD,
     "mfa_tickets.hash": Duplicate.TICKET_HASH,
     "one_time_tokens.hash": Duplicate.ONE_TIME_TOKEN,
+    "one_time_states.hash": Duplicate.ONE_TIME_TOKEN,
+    "identities.tenant, identities.provider, identities.subject": Duplicate.IDENTITY,
     "api_keys.id": Duplicate.API_KEY_ID,
     "api_keys.lookup_id": Duplicate.API_KEY_LOOKUP_ID,
     "passkeys.credential_id": Duplicate.PASSKEY,
@@ -184,6 +188,7 @@ _UNIQUE_CODES = frozenset({sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONS
 
 
 _SELECT_USER = "SELECT id, tenant, email, name, created_at, email_verified_at FROM users"
+_SELECT_IDENTITY = "SELECT tenant, provider, subject, user_id, created_at FROM identities"
 
 
 # -- datetimes -----------------------------------------------------------------------
@@ -227,6 +232,7 @@ def _sso_settings(connection: SSOConnectionInfo, secret: StoredSecret | None) ->
         connection.x509_certificate,
         None if secret is None else secret.value,
         int(secret is not None and secret.sealed),
+        sign_in_settings(connection),
         _to_micros(connection.updated_at),
     )
 
@@ -522,6 +528,81 @@ class SQLiteStore:
         with self._connection("delete_user_one_time_tokens") as conn:
             cursor = conn.execute("DELETE FROM one_time_tokens WHERE user_id = ?", (user_id,))
             return cursor.rowcount
+
+    def create_one_time_state(self, token_hash: str, state: OneTimeState, now: datetime) -> None:
+        """Purge expired states and store this one, in one transaction."""
+        with self._transaction("create_one_time_state") as conn:
+            conn.execute("DELETE FROM one_time_states WHERE expires_at <= ?", (_to_micros(now),))
+            conn.execute(
+                "INSERT INTO one_time_states"
+                " (hash, purpose, tenant, payload, created_at, expires_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    token_hash,
+                    state.purpose,
+                    state.tenant,
+                    state.payload,
+                    _to_micros(state.created_at),
+                    _to_micros(state.expires_at),
+                ),
+            )
+
+    def consume_one_time_state(
+        self, token_hash: str, purpose: str, tenant: str, now: datetime
+    ) -> OneTimeState | None:
+        """One DELETE ... RETURNING: of racing callers exactly one gets it."""
+        row = self._fetch_one(
+            "consume_one_time_state",
+            "DELETE FROM one_time_states"
+            " WHERE hash = ? AND purpose = ? AND tenant = ? AND expires_at > ?"
+            " RETURNING purpose, tenant, payload, created_at, expires_at",
+            (token_hash, purpose, tenant, _to_micros(now)),
+        )
+        return None if row is None else _READ.one_time_state(row)
+
+    # -- identities at external providers --------------------------------------
+    def create_identity(self, identity: Identity) -> None:
+        """Insert the link; the primary key refuses a linked account, the foreign
+        key an unknown user."""
+        with self._connection("create_identity") as conn:
+            conn.execute(
+                "INSERT INTO identities (tenant, provider, subject, user_id, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (
+                    identity.tenant,
+                    identity.provider,
+                    identity.subject,
+                    identity.user_id,
+                    _to_micros(identity.created_at),
+                ),
+            )
+
+    def find_identity(self, tenant: str, provider: str, subject: str) -> Identity | None:
+        """The link, or ``None``."""
+        row = self._fetch_one(
+            "find_identity",
+            _SELECT_IDENTITY + " WHERE tenant = ? AND provider = ? AND subject = ?",
+            (tenant, provider, subject),
+        )
+        return None if row is None else _READ.identity(row)
+
+    def list_identities(self, user_id: str) -> list[Identity]:
+        """The user's links, oldest first."""
+        with self._connection("list_identities") as conn:
+            rows = conn.execute(
+                _SELECT_IDENTITY + " WHERE user_id = ? ORDER BY created_at, provider, subject",
+                (user_id,),
+            ).fetchall()
+        return [_READ.identity(row) for row in rows]
+
+    def delete_identity(self, user_id: str, provider: str, subject: str) -> bool:
+        """Unlink; whether it was linked."""
+        with self._connection("delete_identity") as conn:
+            cursor = conn.execute(
+                "DELETE FROM identities WHERE user_id = ? AND provider = ? AND subject = ?",
+                (user_id, provider, subject),
+            )
+            return cursor.rowcount == 1
 
     # -- sessions --------------------------------------------------------------
     def create_session(self, session: Session, access_hash: str, refresh_hash: str) -> None:
@@ -1273,9 +1354,8 @@ class SQLiteStore:
                 (
                     connection.id,
                     connection.org_id,
-                    *settings[:-1],
+                    *settings,
                     _to_micros(connection.created_at),
-                    _to_micros(connection.updated_at),
                 ),
             )
             self._insert_sso_domains(conn, connection.id, connection.org_id, connection.domains)
@@ -1484,7 +1564,10 @@ class SQLiteStore:
             ).fetchall()
             found.append(
                 _READ.sso_connection(
-                    row, domains=[d["domain"] for d in domains], scopes=row["scopes"].split()
+                    row,
+                    domains=[d["domain"] for d in domains],
+                    scopes=row["scopes"].split(),
+                    sign_in=row["sign_in"],
                 )
             )
         return found

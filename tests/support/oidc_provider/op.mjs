@@ -6,7 +6,8 @@
 // `READY <port>` on stdout once it accepts connections. The config file holds
 //   { "clients": [client metadata, ...],          // oidc-provider client metadata
 //     "accounts": { "<account id>": { claims } },  // sub = account id; "amr"/"acr" go to the
-//                                                  // login result, the rest are claims
+//                                                  // login result, the rest are claims (any
+//                                                  // non-standard one goes in the ID token)
 //     "adminToken": "<secret>" }                   // required on every /__test/ request
 //
 // Login and consent are this script's own small HTML forms (oidc-provider's dev
@@ -23,6 +24,11 @@
 //   POST /__test/clients      {client metadata}     adds or replaces a client
 //   POST /__test/accounts     {"<id>": {claims}}    adds or replaces accounts
 //   POST /__test/ttl          {"client_id": "...", "id_token": <seconds>}
+//   POST /__test/tamper       {"client_id": "...", "claims": {...}, "alg": null}
+//                             the client's next token response carries its ID token with
+//                             these claims changed (null removes one), re-signed with the
+//                             provider's key; "alg": "none" or "HS256-public-key" signs it
+//                             that way instead (attacks a relying party must refuse)
 //   GET  /__test/keys                              the signing keys' kids, newest first
 //
 // Clients and keys are fixed when a Provider is built, so a change builds a new Provider
@@ -33,6 +39,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 
+import { SignJWT, UnsecuredJWT, decodeJwt, decodeProtectedHeader, importJWK } from 'jose';
 import Provider from 'oidc-provider';
 // The package's own in-memory adapter; one store for every Provider this script builds.
 import { createMemoryAdapter } from 'oidc-provider/lib/adapters/memory_adapter.js';
@@ -54,6 +61,7 @@ if (adminToken.length < 16) {
 const clients = new Map((config.clients ?? []).map((client) => [client.client_id, client]));
 const accounts = new Map(Object.entries(config.accounts ?? {}));
 const idTokenTtl = new Map(); // client_id -> seconds
+const tamperings = new Map(); // client_id -> how to spoil the next ID token it gets
 const adapter = createMemoryAdapter();
 const cookieKeys = [crypto.randomBytes(32).toString('base64url')];
 let signingKeys = newSigningKeys(); // newest first: oidc-provider signs with the first match
@@ -69,6 +77,18 @@ function newSigningKeys() {
 }
 
 const LOGIN_ONLY = new Set(['amr', 'acr']);
+const EMAIL_CLAIMS = ['email', 'email_verified'];
+const PROFILE_CLAIMS = ['name', 'given_name', 'family_name', 'preferred_username', 'locale'];
+const SCOPED = new Set(['sub', ...LOGIN_ONLY, ...EMAIL_CLAIMS, ...PROFILE_CLAIMS]);
+
+// Claim names the accounts carry beyond the standard ones; they ride with `openid`.
+function extraClaimNames() {
+  const names = new Set();
+  for (const claims of accounts.values()) {
+    for (const name of Object.keys(claims)) if (!SCOPED.has(name)) names.add(name);
+  }
+  return [...names].sort();
+}
 
 function accountClaims(accountId) {
   const stored = accounts.get(accountId) ?? {};
@@ -89,12 +109,13 @@ function buildProvider() {
       if (!accounts.has(id)) return undefined;
       return { accountId: id, claims: async () => accountClaims(id) };
     },
-    claims: config.claims ?? {
+    claims: {
       // oidc-provider puts only the claims a scope (or the claims parameter) asks for
-      // into the ID token; real providers send acr, amr and auth_time with openid.
-      openid: ['sub', 'acr', 'amr', 'auth_time'],
-      email: ['email', 'email_verified'],
-      profile: ['name', 'given_name', 'family_name', 'preferred_username', 'locale'],
+      // into the ID token; real providers send acr, amr and auth_time with openid, and
+      // provider-specific claims (Entra's tid, groups…) without a scope of their own.
+      openid: ['sub', 'acr', 'amr', 'auth_time', ...extraClaimNames()],
+      email: EMAIL_CLAIMS,
+      profile: PROFILE_CLAIMS,
     },
     // Claims the scopes grant go into the ID token too (as Google, Entra and Okta do),
     // not only into userinfo.
@@ -110,6 +131,15 @@ function buildProvider() {
       IdToken: (ctx, token, client) => idTokenTtl.get(client?.clientId) ?? 3600,
     },
   });
+  provider.use(async (ctx, next) => {
+    await next();
+    const clientId = ctx.oidc?.client?.clientId;
+    if (ctx.oidc?.route === 'token' && ctx.body?.id_token && tamperings.has(clientId)) {
+      const tampering = tamperings.get(clientId);
+      tamperings.delete(clientId);
+      ctx.body = { ...ctx.body, id_token: await spoiled(ctx.body.id_token, tampering) };
+    }
+  });
   provider.on('server_error', (_ctx, error) => {
     process.stderr.write(`server_error: ${error.stack}\n`);
   });
@@ -118,6 +148,29 @@ function buildProvider() {
 
 let provider = buildProvider();
 let providerHandler = provider.callback();
+
+// A token the provider really issued, changed as a test asks: claims patched (a null
+// value removes the claim) and re-signed with the provider's current key, or signed with
+// `alg: none`, or with HS256 using the provider's public key (PEM) as the HMAC secret.
+async function spoiled(idToken, { claims = {}, alg = null }) {
+  const payload = { ...decodeJwt(idToken) };
+  for (const [name, value] of Object.entries(claims)) {
+    if (value === null) delete payload[name];
+    else payload[name] = value;
+  }
+  const { alg: issuedAlg, kid } = decodeProtectedHeader(idToken);
+  if (alg === 'none') return new UnsecuredJWT(payload).encode();
+  const jwk = signingKeys.find((key) => key.kid === kid);
+  if (alg === 'HS256-public-key') {
+    const { d, p, q, dp, dq, qi, ...publicJwk } = jwk;
+    const pem = crypto.createPublicKey({ key: publicJwk, format: 'jwk' })
+      .export({ type: 'spki', format: 'pem' });
+    return new SignJWT(payload).setProtectedHeader({ alg: 'HS256', kid })
+      .sign(new TextEncoder().encode(pem));
+  }
+  const key = await importJWK(jwk, issuedAlg);
+  return new SignJWT(payload).setProtectedHeader({ alg: issuedAlg, kid }).sign(key);
+}
 
 function rebuild() {
   provider = buildProvider();
@@ -237,9 +290,16 @@ async function admin(req, res, action) {
       rebuild();
       sendJson(res, 200, { client_id: body.client_id });
       return;
-    case 'accounts':
+    case 'accounts': {
+      const knownClaims = extraClaimNames().join(' ');
       for (const [id, claims] of Object.entries(body)) accounts.set(id, claims);
+      if (extraClaimNames().join(' ') !== knownClaims) rebuild();
       sendJson(res, 200, { accounts: [...accounts.keys()] });
+      return;
+    }
+    case 'tamper':
+      tamperings.set(body.client_id, { claims: body.claims ?? {}, alg: body.alg ?? null });
+      sendJson(res, 200, { client_id: body.client_id });
       return;
     case 'ttl':
       idTokenTtl.set(body.client_id, Number(body.id_token));
