@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -25,6 +25,7 @@ from authsome.orgs import Orgs
 from authsome.passkeys import Passkeys
 from authsome.passwordless import Passwordless
 from authsome.sessions import SessionPolicy, Sessions
+from authsome.social import Social
 from authsome.sso import SSO, SSOSignInParts
 from authsome.stores import MemoryStore, Store
 from authsome.throttle import Throttle, ThrottlePolicy
@@ -44,6 +45,7 @@ class ResealReport:
 
     totp_secrets: Resealed
     sso_client_secrets: Resealed
+    social_client_secrets: Resealed = field(default_factory=Resealed)
 
 
 class Authsome:
@@ -156,21 +158,30 @@ class Authsome:
             if (journeys or JourneyPolicy()).require_verified_email
             else None,
         )
+        oidc = OIDCClient(
+            self._clock, http=http_client, allow_insecure_loopback=sso_allow_insecure_loopback
+        )
         self.sso = SSO(
             self.store,
             self._billing,
             self._clock,
             keyring,
             sign_in=SSOSignInParts(
-                client=OIDCClient(
-                    self._clock,
-                    http=http_client,
-                    allow_insecure_loopback=sso_allow_insecure_loopback,
-                ),
+                client=oidc,
                 tokens=self._journeys.tokens,
                 flow=self._sign_in,
                 throttle=limiter,
             ),
+        )
+        self.social = Social(
+            self.store,
+            self._billing,
+            self._clock,
+            keyring,
+            tokens=self._journeys.tokens,
+            sign_in=self._sign_in,
+            oidc=oidc,
+            throttle=limiter,
         )
         self.passwordless = Passwordless(self.store, self._journeys, self._sign_in, self._clock)
         self.mfa = Mfa(
@@ -228,6 +239,7 @@ class Authsome:
         return ResealReport(
             totp_secrets=self.mfa.reseal_secrets(),
             sso_client_secrets=self.sso.reseal_secrets(),
+            social_client_secrets=self.social.reseal_secrets(),
         )
 
     def flush_mail(self) -> None:

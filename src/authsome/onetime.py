@@ -42,6 +42,7 @@ class TokenPurpose(StrEnum):
     MAGIC_LINK = "magic_link"
     EMAIL_CODE = "email_code"
     SSO_STATE = "sso_state"
+    SOCIAL_STATE = "social_state"
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +96,7 @@ class JourneyPolicy:
             TokenPurpose.MAGIC_LINK: self.magic_link_ttl,
             TokenPurpose.EMAIL_CODE: self.email_code_ttl,
             TokenPurpose.SSO_STATE: self.sso_state_ttl,
+            TokenPurpose.SOCIAL_STATE: self.sso_state_ttl,  # the same journey, the same life
         }[purpose]
 
 

@@ -1,0 +1,93 @@
+"""An OpenID Connect preset (GitLab, self-hosted, and Google) pointed at a real
+OpenID Provider on 127.0.0.1: discovery, PKCE, nonce, ID token, account linking."""
+
+from __future__ import annotations
+
+import secrets
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from authsome import Authsome
+from authsome.errors import InvalidCredentials, ValidationError
+from authsome.testing import RecordingLedger
+from tests.conftest import PASSWORD, AuthFactory
+from tests.support.oidc_op import OpenIDProvider
+
+TENANT = "acme"
+
+
+def _callback_params(url: str) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+
+
+@pytest.mark.parametrize("provider", ["gitlab", "google"])
+def test_an_oidc_preset_signs_a_user_in_through_a_real_provider(
+    social_auth: Authsome, oidc_op: OpenIDProvider, ledger: RecordingLedger, provider: str
+) -> None:
+    callback = f"https://app.example/auth/social/{provider}/callback"
+    client = oidc_op.add_client(redirect_uri=callback)
+    social_auth.social.configure(
+        TENANT,
+        provider,
+        client_id=client.client_id,
+        client_secret=client.client_secret,
+        issuer=oidc_op.issuer,
+    )
+    account = oidc_op.add_account(
+        f"acct-{secrets.token_hex(4)}", email="grace@navy.example", email_verified=True
+    )
+
+    redirect = social_auth.social.begin(provider, redirect_uri=callback, tenant=TENANT)
+    query = _callback_params(redirect.url)
+    assert (query["code_challenge_method"], query["state"]) == ("S256", redirect.handle)
+    assert query["nonce"]
+    params = _callback_params(oidc_op.login(redirect.url, account))
+    signed_in = social_auth.social.complete(params, handle=redirect.handle, tenant=TENANT)
+
+    assert signed_in.tokens is not None
+    assert signed_in.user.email == "grace@navy.example"
+    assert signed_in.user.email_verified_at is not None
+    links = social_auth.sso.identities(signed_in.user.id)
+    assert [(link.provider, link.subject) for link in links] == [(f"social:{provider}", account)]
+    assert len(ledger.usage("authsome.users.active")) == 1
+    assert len(ledger.usage("authsome.sessions.created")) == 1
+
+    # A replayed callback (same code, same handle) is refused.
+    with pytest.raises(InvalidCredentials):
+        social_auth.social.complete(params, handle=redirect.handle, tenant=TENANT)
+
+
+def test_an_unverified_address_at_the_provider_does_not_link_an_existing_user(
+    social_auth: Authsome, oidc_op: OpenIDProvider
+) -> None:
+    callback = "https://app.example/auth/social/gitlab/callback"
+    client = oidc_op.add_client(redirect_uri=callback)
+    social_auth.social.configure(
+        TENANT,
+        "gitlab",
+        client_id=client.client_id,
+        client_secret=client.client_secret,
+        base_url=oidc_op.issuer,
+    )
+    ada = social_auth.users.register("ada@corp.example", PASSWORD, tenant=TENANT)
+    social_auth.store.mark_email_verified(ada.id, ada.email, ada.created_at)
+    account = oidc_op.add_account(
+        f"acct-{secrets.token_hex(4)}", email="ada@corp.example", email_verified=False
+    )
+
+    redirect = social_auth.social.begin("gitlab", redirect_uri=callback, tenant=TENANT)
+    params = _callback_params(oidc_op.login(redirect.url, account))
+    with pytest.raises(InvalidCredentials):
+        social_auth.social.complete(params, handle=redirect.handle, tenant=TENANT)
+    assert social_auth.sso.identities(ada.id) == []
+
+
+def test_a_plain_http_provider_is_refused_without_the_loopback_option(
+    make_auth: AuthFactory, oidc_op: OpenIDProvider
+) -> None:
+    auth = make_auth()
+    with pytest.raises(ValidationError, match="https"):
+        auth.social.configure(
+            TENANT, "gitlab", client_id="c", client_secret="s", base_url=oidc_op.issuer
+        )
