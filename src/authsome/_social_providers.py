@@ -34,6 +34,8 @@ __all__ = [
 ]
 
 MICROSOFT_ISSUER_TEMPLATE = "https://login.microsoftonline.com/{tid}/v2.0"
+# What the multi-tenant discovery documents (common, organizations, consumers) name.
+MICROSOFT_DISCOVERY_ISSUER = "https://login.microsoftonline.com/{tenantid}/v2.0"
 APPLE_ISSUER = "https://appleid.apple.com"
 # Apple accepts a client secret up to six months old; one made per sign-in lives
 # just long enough for the token request.

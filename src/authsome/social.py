@@ -34,9 +34,10 @@ from urllib.parse import urlencode, urlsplit
 from authsome import _validation as v
 from authsome._billing import Billing
 from authsome._identities import Identities, Resolution
-from authsome._oidc import OIDCClient, OIDCError, TokenRequest, pkce_challenge
+from authsome._oidc import OIDCClient, OIDCError, ProviderMetadata, TokenRequest, pkce_challenge
 from authsome._signin import SignInFlow
 from authsome._social_providers import (
+    MICROSOFT_DISCOVERY_ISSUER,
     MICROSOFT_ISSUER_TEMPLATE,
     PRESETS,
     Preset,
@@ -401,7 +402,7 @@ class Social:
         )
         issuer_check = None
         if name is SocialProviderName.MICROSOFT:
-            expected = _microsoft_issuer(configured)
+            expected = _microsoft_token_issuer(configured)
             issuer_check = lambda claims: microsoft_issuer_matches(expected, claims)  # noqa: E731
         claims = self._oidc.validate_id_token(
             metadata,
@@ -412,19 +413,22 @@ class Social:
         )
         email = claims.get("email")
         name_claim = claims.get("name")
+        # Microsoft does not vouch for the address: a directory's admin types it.
+        vouched = name is not SocialProviderName.MICROSOFT and email_is_verified(
+            claims.get("email_verified")
+        )
         return ProviderProfile(
-            subject=claims["sub"],
+            subject=str(claims["sub"]),
             email=email if isinstance(email, str) else None,
-            email_verified=isinstance(email, str)
-            and email_is_verified(claims.get("email_verified")),
+            email_verified=isinstance(email, str) and vouched,
             name=name_claim if isinstance(name_claim, str) else None,
         )
 
-    def _metadata(self, configured: _Provider) -> Any:
-        name = configured.preset.name
+    def _metadata(self, configured: _Provider) -> ProviderMetadata:
         discovery = _discovery_url(configured)
-        if name is SocialProviderName.MICROSOFT:
-            return self._oidc.metadata(discovery, expected_issuer=_microsoft_issuer(configured))
+        if _microsoft_multi_tenant(configured) and configured.setting("issuer") is None:
+            # Its discovery document names the template, not the URL it is served at.
+            return self._oidc.metadata(discovery, expected_issuer=MICROSOFT_DISCOVERY_ISSUER)
         return self._oidc.metadata(discovery)
 
     # -- configuration helpers ----------------------------------------------------------
@@ -553,11 +557,16 @@ def _discovery_url(configured: _Provider) -> str:
     return configured.preset.issuer
 
 
-def _microsoft_issuer(configured: _Provider) -> str:
-    """The issuer Microsoft's tokens must name: the per-directory template for a
-    multi-tenant app, else the discovery URL itself."""
+def _microsoft_multi_tenant(configured: _Provider) -> bool:
     directory = configured.setting("directory") or "common"
-    if configured.setting("issuer") is None and directory in _MS_MULTI:
+    return configured.preset.name is SocialProviderName.MICROSOFT and directory in _MS_MULTI
+
+
+def _microsoft_token_issuer(configured: _Provider) -> str:
+    """The issuer Microsoft's ID tokens must name: for a multi-tenant app the
+    per-directory template, filled with the token's ``tid`` (wherever discovery is
+    served from); for a single directory its own issuer, the discovery URL."""
+    if _microsoft_multi_tenant(configured):
         return MICROSOFT_ISSUER_TEMPLATE
     return _discovery_url(configured)
 
