@@ -222,7 +222,7 @@ class Social:
         redirect_uri = check_endpoint(
             "redirect_uri",
             v.require_str("redirect_uri", redirect_uri),
-            allow_insecure_loopback=True,
+            allow_insecure_loopback=self._oidc.allow_insecure_loopback,
         )
         verifier, nonce = new_token(), new_token()
         payload = {"p": configured.preset.name.value, "r": redirect_uri, "v": verifier, "n": nonce}

@@ -238,6 +238,7 @@ def test_a_posted_callback_without_the_cookie_is_posted_again_from_our_origin(
     assert f'name="{RESUBMITTED}"' in text
     assert f'value="{form["state"]}"' in text
     assert 'method="post"' in text
+    assert f'action="{BASE}/social/gitlab/callback"' in text  # configured, not the Host
 
     # The same-site POST carries the cookie and completes the sign-in.
     reply = send("POST", path, {**form, RESUBMITTED: "1"}, cookie)

@@ -7,6 +7,7 @@ import secrets
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from joserfc.jwk import ECKey
 
 from authsome import Authsome
 from authsome.errors import InvalidCredentials, ValidationError
@@ -91,3 +92,31 @@ def test_a_plain_http_provider_is_refused_without_the_loopback_option(
         auth.social.configure(
             TENANT, "gitlab", client_id="c", client_secret="s", base_url=oidc_op.issuer
         )
+
+
+def test_apple_asks_for_a_form_post_carrying_the_handle_as_state(
+    social_auth: Authsome, oidc_op: OpenIDProvider
+) -> None:
+    callback = "https://app.example/auth/social/apple/callback"
+    client = oidc_op.add_client(redirect_uri=callback)
+    social_auth.social.configure(
+        TENANT,
+        "apple",
+        client_id=client.client_id,
+        private_key=ECKey.generate_key("P-256").as_pem(private=True).decode(),
+        team_id="TEAM123456",
+        key_id="KEY1234567",
+        issuer=oidc_op.issuer,
+    )
+    account = oidc_op.add_account(f"apple-{secrets.token_hex(4)}", email="tim@apple.example")
+
+    redirect = social_auth.social.begin("apple", redirect_uri=callback, tenant=TENANT)
+    query = _callback_params(redirect.url)
+    assert query["response_mode"] == "form_post"
+    assert query["scope"] == "openid email name"
+
+    # The provider answers with a cross-site POST whose state is the handle itself.
+    posted = oidc_op.login_callback(redirect.url, account)
+    assert (posted.method, posted.url) == ("POST", callback)
+    assert posted.params["state"] == redirect.handle
+    assert posted.params["code"]

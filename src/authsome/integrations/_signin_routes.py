@@ -144,9 +144,11 @@ class SignInRoutes:
         POST) and has not been re-posted from our origin yet."""
         return cookie is None and RESUBMITTED not in form
 
-    def resubmit_page(self, action: str, form: Mapping[str, str]) -> str:
-        """The page that posts ``form`` again to ``action`` from our own origin, so the
-        browser sends the ``SameSite=Lax`` state cookie this time."""
+    def resubmit_page(self, provider: str, form: Mapping[str, str]) -> str:
+        """The page that posts ``form`` again to the provider's callback from our own
+        origin, so the browser sends the ``SameSite=Lax`` state cookie this time. The
+        action is the configured callback URL, never one built from the request."""
+        action = self.social_callback_url(provider)
         fields = _params(form)
         inputs = "".join(
             f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'

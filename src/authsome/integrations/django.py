@@ -388,7 +388,7 @@ def sign_in_urls(base_url: str) -> list[URLPattern]:
         cookie = request.COOKIES.get(STATE_COOKIE)
         params = request.POST.dict() if request.method == "POST" else request.GET.dict()
         if request.method == "POST" and routes_.needs_resubmit(params, cookie):
-            page = routes_.resubmit_page(request.build_absolute_uri(), params)
+            page = routes_.resubmit_page(provider, params)
             return HttpResponse(page, content_type="text/html; charset=utf-8")
         return _signed_in(routes_.finish_social(request_, provider, params, cookie))
 

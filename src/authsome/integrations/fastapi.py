@@ -381,7 +381,7 @@ def sign_in_router(base_url: str, auth: Authsome | None = None) -> APIRouter:
         except ValueError:  # more fields than any callback has
             raise InvalidCredentials() from None
         if flow.needs_resubmit(form, cookie):
-            return HTMLResponse(flow.resubmit_page(str(request.url), form))
+            return HTMLResponse(flow.resubmit_page(provider, form))
         sign_in = await run_in_threadpool(flow.finish_social, request_, provider, form, cookie)
         return _signed_in(sign_in)
 

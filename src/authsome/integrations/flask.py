@@ -295,7 +295,7 @@ def sign_in_blueprint(base_url: str, name: str = "authsome_sign_in") -> Blueprin
         if request.method == "POST":
             form = request.form.to_dict()
             if flow().needs_resubmit(form, cookie):
-                return Response(flow().resubmit_page(request.url, form), mimetype="text/html")
+                return Response(flow().resubmit_page(provider, form), mimetype="text/html")
         else:
             form = request.args.to_dict()
         return _signed_in(flow().finish_social(request_auth(), provider, form, cookie))
