@@ -117,13 +117,15 @@ class OIDCClient:
     ) -> None:
         self._clock = clock
         self._http = http
+        self._owns_http = http is None
         self.allow_insecure_loopback = allow_insecure_loopback
         self._discovery_ttl = discovery_ttl
         self._jwks_refetch = jwks_refetch
         self._max_skew = max_skew
         self._lock = threading.Lock()
         self._discovery: dict[str, tuple[datetime, ProviderMetadata]] = {}
-        self._keys: dict[str, tuple[datetime, KeySet]] = {}
+        # jwks_uri -> (when it was last fetched again for an unknown kid, the keys)
+        self._keys: dict[str, tuple[datetime | None, KeySet]] = {}
 
     # -- discovery and keys ----------------------------------------------------------
     def metadata(self, issuer: str, *, expected_issuer: str | None = None) -> ProviderMetadata:
@@ -169,18 +171,22 @@ class OIDCClient:
         return check_endpoint(url, allow_insecure_loopback=self.allow_insecure_loopback)
 
     def _key_set(self, jwks_uri: str, kid: str | None) -> KeySet:
-        """The provider's keys, fetched again when they lack ``kid`` (rate-limited)."""
+        """The provider's keys, fetched again when they lack ``kid``: at once after a
+        rotation, but at most once per ``jwks_refetch`` (counted from the last such
+        refetch, not from the first fetch)."""
         now = self._clock()
         with self._lock:
             cached = self._keys.get(jwks_uri)
-        if cached is not None and (
-            _has_kid(cached[1], kid) or now < cached[0] + self._jwks_refetch
-        ):
-            return cached[1]
-        keys = _import_key_set(self._get_json(jwks_uri))
+        if cached is not None:
+            refetched_at, keys = cached
+            if _has_kid(keys, kid):
+                return keys
+            if refetched_at is not None and now < refetched_at + self._jwks_refetch:
+                return keys  # the signature check then fails: no key with that kid
+        fresh = _import_key_set(self._get_json(jwks_uri))
         with self._lock:
-            self._keys[jwks_uri] = (now, keys)
-        return keys
+            self._keys[jwks_uri] = (None if cached is None else now, fresh)
+        return fresh
 
     # -- the flow ----------------------------------------------------------------------
     def authorization_url(
@@ -361,6 +367,13 @@ class OIDCClient:
                 return bytes(body)
         except httpx.HTTPError as exc:
             raise OIDCError(f"{method} {url}: {type(exc).__name__}") from exc
+
+    def close(self) -> None:
+        """Close the HTTP client this object made (an injected one stays the caller's)."""
+        with self._lock:
+            client, self._http = (self._http, None) if self._owns_http else (None, self._http)
+        if client is not None:
+            client.close()
 
     def _client(self) -> httpx.Client:
         with self._lock:

@@ -123,6 +123,9 @@ class OIDCSignIn:
         connection = self._store.get_sso_connection(pending["c"])
         if connection is None:
             raise _refused("the connection was deleted during the sign-in")
+        if "iss" in answer and answer["iss"] != connection.issuer:
+            # RFC 9207: the answer comes from another provider (a mix-up attack).
+            raise _refused("the callback's iss is not the connection's issuer")
         org = self._org_of(connection, tenant)
         # Before anything is written: a plan without SSO signs nobody in.
         self._billing.require(Feature.SSO, LedgerContext(tenant=tenant, org_id=org.id))
@@ -248,7 +251,7 @@ def _callback_params(params: object) -> dict[str, str]:
     if len(params) > 32:
         raise ValidationError("params holds too many parameters")
     checked: dict[str, str] = {}
-    for name in ("code", "state", "error"):
+    for name in ("code", "state", "error", "iss"):
         value = params.get(name)
         if value is None:
             continue

@@ -158,7 +158,7 @@ class Authsome:
             if (journeys or JourneyPolicy()).require_verified_email
             else None,
         )
-        oidc = OIDCClient(
+        self._oidc_client = OIDCClient(
             self._clock, http=http_client, allow_insecure_loopback=sso_allow_insecure_loopback
         )
         self.sso = SSO(
@@ -167,7 +167,7 @@ class Authsome:
             self._clock,
             keyring,
             sign_in=SSOSignInParts(
-                client=oidc,
+                client=self._oidc_client,
                 tokens=self._journeys.tokens,
                 flow=self._sign_in,
                 throttle=limiter,
@@ -180,7 +180,7 @@ class Authsome:
             keyring,
             tokens=self._journeys.tokens,
             sign_in=self._sign_in,
-            oidc=oidc,
+            oidc=self._oidc_client,
             throttle=limiter,
         )
         self.passwordless = Passwordless(self.store, self._journeys, self._sign_in, self._clock)
@@ -248,8 +248,10 @@ class Authsome:
         self._mail.flush()
 
     def close(self) -> None:
-        """Send the queued messages, then close the store."""
+        """Send the queued messages, then close the store (and the HTTP client of
+        SSO sign-ins, unless it was passed in)."""
         self._mail.close()
+        self._oidc_client.close()
         self.store.close()
 
     def __enter__(self) -> Authsome:
