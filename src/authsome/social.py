@@ -263,7 +263,7 @@ class Social:
             raise _refused("the provider answered with an error or without a code")
         configured = self._provider(tenant, payload["p"])
         try:
-            profile = self._profile(configured, answer["code"], payload)
+            profile = self._profile(configured, answer, payload)
         except OIDCError as exc:
             raise _refused(f"{configured.preset.name.value}: {exc}") from None
         signed_in = self._completed(tenant, configured, profile)
@@ -346,11 +346,11 @@ class Social:
         return url
 
     def _profile(
-        self, configured: _Provider, code: str, payload: Mapping[str, Any]
+        self, configured: _Provider, answer: Mapping[str, str], payload: Mapping[str, Any]
     ) -> ProviderProfile:
         if configured.preset.kind == "oauth2":
-            return self._github_profile(configured, code, payload)
-        return self._oidc_profile(configured, code, payload)
+            return self._github_profile(configured, answer["code"], payload)
+        return self._oidc_profile(configured, answer, payload)
 
     def _github_profile(
         self, configured: _Provider, code: str, payload: Mapping[str, Any]
@@ -373,10 +373,14 @@ class Social:
         return github_profile(send, api_base, access_token)
 
     def _oidc_profile(
-        self, configured: _Provider, code: str, payload: Mapping[str, Any]
+        self, configured: _Provider, answer: Mapping[str, str], payload: Mapping[str, Any]
     ) -> ProviderProfile:
         info, name = configured.info, configured.preset.name
         metadata = self._metadata(configured)
+        if "iss" in answer and answer["iss"] != metadata.issuer and "{" not in metadata.issuer:
+            # RFC 9207: the answer comes from another provider (a mix-up attack).
+            raise OIDCError("the callback's iss is not the provider's issuer")
+        code = answer["code"]
         apple = name is SocialProviderName.APPLE
         credential = (
             apple_client_secret(
@@ -492,7 +496,7 @@ def _callback_params(params: object) -> dict[str, str]:
     if len(params) > 32:
         raise ValidationError("params holds too many parameters")
     checked: dict[str, str] = {}
-    for name in ("code", "state", "error"):
+    for name in ("code", "state", "error", "iss"):
         value = params.get(name)
         if value is None:
             continue

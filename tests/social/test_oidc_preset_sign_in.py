@@ -120,3 +120,26 @@ def test_apple_asks_for_a_form_post_carrying_the_handle_as_state(
     assert (posted.method, posted.url) == ("POST", callback)
     assert posted.params["state"] == redirect.handle
     assert posted.params["code"]
+
+
+def test_a_callback_naming_another_issuer_is_refused(
+    social_auth: Authsome, oidc_op: OpenIDProvider
+) -> None:
+    callback = "https://app.example/auth/social/google/callback"
+    client = oidc_op.add_client(redirect_uri=callback)
+    social_auth.social.configure(
+        TENANT,
+        "google",
+        client_id=client.client_id,
+        client_secret=client.client_secret,
+        issuer=oidc_op.issuer,
+    )
+    account = oidc_op.add_account(f"acct-{secrets.token_hex(4)}", email="g@corp.example")
+    redirect = social_auth.social.begin("google", redirect_uri=callback, tenant=TENANT)
+    params = _callback_params(oidc_op.login(redirect.url, account))
+    assert params["iss"] == oidc_op.issuer  # the provider names itself (RFC 9207)
+
+    with pytest.raises(InvalidCredentials):
+        social_auth.social.complete(
+            {**params, "iss": "https://accounts.google.com"}, handle=redirect.handle, tenant=TENANT
+        )
