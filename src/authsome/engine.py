@@ -88,7 +88,8 @@ class Authsome:
     ``journeys`` sets the lifetimes of their one-time tokens and whether password
     sign-in needs a verified address.
 
-    SSO sign-ins (:meth:`auth.sso.begin <authsome.sso.SSO.begin>`, extra
+    SSO and social sign-ins (:meth:`auth.sso.begin <authsome.sso.SSO.begin>`,
+    :meth:`auth.social.begin <authsome.social.Social.begin>`, extra
     ``authsome-engine[sso]``) talk to identity providers over https with
     ``http_client`` (an ``httpx.Client``; by default one with timeouts that follows
     no redirects). ``sso_allow_insecure_loopback=True`` also accepts ``http://``

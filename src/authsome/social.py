@@ -245,10 +245,12 @@ class Social:
 
         The handle is used up whatever happens. Every refusal (a ``state`` that is
         not the handle, a used or expired handle, an error from the provider, a
-        refused code or token) is one :class:`~authsome.errors.InvalidCredentials`
-        (or :class:`~authsome.errors.InvalidToken` for the handle), the reason logged
-        on ``authsome.social``. Returns the :class:`~authsome.models.SignIn` of the
-        one sign-in flow: a session, or an MFA ticket.
+        refused code or token, an address that may not link) is one
+        :class:`~authsome.errors.InvalidCredentials`, the reason logged on
+        ``authsome.security``; failures count against the client's address like
+        failed password sign-ins (:class:`~authsome.errors.RateLimited`). Returns the
+        :class:`~authsome.models.SignIn` of the one sign-in flow: a session, or an MFA
+        ticket.
         """
         tenant = v.check_tenant(tenant)
         ip = v.check_ip(ip)

@@ -8,8 +8,9 @@ The sign-in's state handle travels in a cookie set by the start route:
 ``__Host-authsome-state``, ``HttpOnly; Secure; SameSite=Lax; Path=/``, ten minutes.
 Its value is the handle with an expiry and an HMAC-SHA256 over both, the tenant and
 the flow (``sso`` or ``social:<provider>``), under a key derived from the engine's
-``secret_key``: a cookie that was changed, is too long, has expired, or was made for
-another tenant or flow is refused like a missing one, with a constant-time compare.
+``secret_key`` (or the store's root key without one): a cookie that was changed, is
+too long, has expired, or was made for another tenant or flow is refused like a
+missing one, with a constant-time compare.
 The handle itself is a one-time token: single use, short-lived, tenant bound.
 
 Apple returns with a cross-site ``POST`` (``response_mode=form_post``), which does
