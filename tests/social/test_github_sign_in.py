@@ -4,6 +4,7 @@ address counts, a code is good once."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -11,9 +12,12 @@ import pytest
 
 from authsome import Authsome
 from authsome.errors import InvalidCredentials
+from authsome.stores import SQLiteStore
 from authsome.testing import RecordingLedger
-from tests.conftest import PASSWORD, FakeClock
+from tests.conftest import PASSWORD, AuthFactory, FakeClock
 from tests.support.github_oauth import GitHubEmail, GitHubOAuthServer, OAuthApp
+from tests.support.stores import postgres_store
+from tests.test_mfa import code, enrol
 
 CALLBACK = "https://app.example/auth/social/github/callback"
 TENANT = "acme"
@@ -193,3 +197,63 @@ def test_a_handle_of_another_tenant_or_past_its_life_is_refused(
     clock.advance(minutes=11)
     with pytest.raises(InvalidCredentials):
         social_auth.social.complete(params, handle=handle, tenant=TENANT)
+
+
+def test_a_user_with_a_second_factor_gets_a_ticket_and_no_session_until_the_code(
+    social_auth: Authsome,
+    github_oauth: GitHubOAuthServer,
+    app: OAuthApp,
+    ledger: RecordingLedger,
+    clock: FakeClock,
+) -> None:
+    github_oauth.add_user("ada", emails=(GitHubEmail("ada@corp.example", True, True),))
+    params, handle = _callback(social_auth, "ada")
+    user = social_auth.social.complete(params, handle=handle, tenant=TENANT).user
+    setup, _ = enrol(social_auth, user, clock)
+    ledger.clear()
+
+    params, handle = _callback(social_auth, "ada")
+    pending = social_auth.social.complete(params, handle=handle, tenant=TENANT)
+    assert pending.mfa_required
+    assert pending.tokens is None
+    assert pending.ticket is not None
+    assert ledger.usage() == []
+
+    done = social_auth.mfa.verify(pending.ticket, code(setup, clock), tenant=TENANT)
+    assert done.tokens is not None
+    assert len(ledger.usage("authsome.users.active")) == 1
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_the_github_journey_on_the_durable_stores(
+    request: pytest.FixtureRequest,
+    make_auth: AuthFactory,
+    provider_http: httpx.Client,
+    github_oauth: GitHubOAuthServer,
+    tmp_path: Path,
+    kind: str,
+) -> None:
+    store = SQLiteStore(str(tmp_path / "auth.db")) if kind == "sqlite" else postgres_store(request)
+    auth = make_auth(store=store, sso_allow_insecure_loopback=True, http_client=provider_http)
+    registered = github_oauth.add_app(redirect_uri=CALLBACK)
+    auth.social.configure(
+        TENANT,
+        "github",
+        client_id=registered.client_id,
+        client_secret=registered.client_secret,
+        authorization_endpoint=github_oauth.authorize_url,
+        token_endpoint=github_oauth.token_url,
+        api_base=github_oauth.api_base_url,
+    )
+    github_oauth.add_user("octocat", user_id=1, emails=(GitHubEmail("o@corp.example", True, True),))
+
+    params, handle = _callback(auth, "octocat")
+    first = auth.social.complete(params, handle=handle, tenant=TENANT)
+    params, handle = _callback(auth, "octocat")
+    second = auth.social.complete(params, handle=handle, tenant=TENANT)
+    with pytest.raises(InvalidCredentials):
+        auth.social.complete(params, handle=handle, tenant=TENANT)
+
+    assert first.user.id == second.user.id
+    assert first.tokens is not None
+    assert auth.sessions.validate(first.tokens.access_token, tenant=TENANT).user_id == first.user.id
