@@ -15,7 +15,7 @@ import ipaddress
 import json
 import secrets
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -128,9 +128,11 @@ class OIDCClient:
         self._keys: dict[str, tuple[datetime | None, KeySet]] = {}
 
     # -- discovery and keys ----------------------------------------------------------
-    def metadata(self, issuer: str) -> ProviderMetadata:
+    def metadata(self, issuer: str, *, expected_issuer: str | None = None) -> ProviderMetadata:
         """The provider's discovery document, cached for the TTL. Its ``issuer``
-        must be exactly ``issuer`` (OpenID Connect Discovery 1.0, 4.3)."""
+        must be exactly ``issuer`` (OpenID Connect Discovery 1.0, 4.3), or
+        ``expected_issuer`` when the provider publishes another (Microsoft's
+        multi-tenant document names a ``{tenantid}`` template)."""
         now = self._clock()
         with self._lock:
             cached = self._discovery.get(issuer)
@@ -138,7 +140,7 @@ class OIDCClient:
             return cached[1]
         check_endpoint(issuer, allow_insecure_loopback=self.allow_insecure_loopback)
         document = self._get_json(issuer.rstrip("/") + "/.well-known/openid-configuration")
-        metadata = self._parse_metadata(issuer, document)
+        metadata = self._parse_metadata(expected_issuer or issuer, document)
         with self._lock:
             self._discovery[issuer] = (now, metadata)
         return metadata
@@ -264,9 +266,18 @@ class OIDCClient:
         return jwt.encode({"alg": alg}, claims, key, algorithms=[alg])
 
     def validate_id_token(
-        self, metadata: ProviderMetadata, id_token: object, *, client_id: str, nonce: str
+        self,
+        metadata: ProviderMetadata,
+        id_token: object,
+        *,
+        client_id: str,
+        nonce: str,
+        issuer_matches: Callable[[Mapping[str, Any]], bool] | None = None,
     ) -> dict[str, Any]:
-        """The ID token's claims once its signature and claims check out."""
+        """The ID token's claims once its signature and claims check out.
+
+        ``issuer_matches`` replaces the exact ``iss`` check for a provider whose
+        issuer depends on the token (Microsoft's multi-tenant apps)."""
         from joserfc import jws, jwt
         from joserfc.errors import JoseError
 
@@ -285,7 +296,12 @@ class OIDCClient:
             token = jwt.decode(id_token, keys, algorithms=[alg])
         except (JoseError, ValueError) as exc:
             raise OIDCError(f"the id_token does not verify ({type(exc).__name__})") from exc
-        self._check_claims(token.claims, metadata.issuer, client_id, nonce)
+        issuer = metadata.issuer
+        if issuer_matches is not None:
+            if not issuer_matches(token.claims):
+                raise OIDCError("the id_token's iss is not the issuer")
+            issuer = str(token.claims.get("iss"))
+        self._check_claims(token.claims, issuer, client_id, nonce)
         return token.claims
 
     def _check_claims(
@@ -329,6 +345,12 @@ class OIDCClient:
     # -- HTTP ----------------------------------------------------------------------------
     def _get_json(self, url: str) -> dict[str, Any]:
         return _json_object(self._send("GET", url))
+
+    def send(self, method: str, url: str, **options: Any) -> bytes:
+        """One bounded request (timeouts, size cap, no redirects) to a provider URL
+        (https, or loopback http when allowed); :class:`OIDCError` unless it answers
+        200. For providers with APIs of their own (GitHub's)."""
+        return self._send(method, self._endpoint(url), **options)
 
     def _send(self, method: str, url: str, **options: Any) -> bytes:
         import httpx

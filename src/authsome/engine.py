@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -25,6 +25,7 @@ from authsome.orgs import Orgs
 from authsome.passkeys import Passkeys
 from authsome.passwordless import Passwordless
 from authsome.sessions import SessionPolicy, Sessions
+from authsome.social import Social
 from authsome.sso import SSO, SSOSignInParts
 from authsome.stores import MemoryStore, Store
 from authsome.throttle import Throttle, ThrottlePolicy
@@ -44,6 +45,7 @@ class ResealReport:
 
     totp_secrets: Resealed
     sso_client_secrets: Resealed
+    social_client_secrets: Resealed = field(default_factory=Resealed)
 
 
 class Authsome:
@@ -86,7 +88,8 @@ class Authsome:
     ``journeys`` sets the lifetimes of their one-time tokens and whether password
     sign-in needs a verified address.
 
-    SSO sign-ins (:meth:`auth.sso.begin <authsome.sso.SSO.begin>`, extra
+    SSO and social sign-ins (:meth:`auth.sso.begin <authsome.sso.SSO.begin>`,
+    :meth:`auth.social.begin <authsome.social.Social.begin>`, extra
     ``authsome-engine[sso]``) talk to identity providers over https with
     ``http_client`` (an ``httpx.Client``; by default one with timeouts that follows
     no redirects). ``sso_allow_insecure_loopback=True`` also accepts ``http://``
@@ -127,6 +130,7 @@ class Authsome:
         )
         self._mail = MailDispatcher(mailer)
         limiter = Throttle(self.store, throttle or ThrottlePolicy(), secret_key=secret_key)
+        self._purpose_keys = PurposeKeys(self.store, secret_key)
         self._journeys = AccountJourneys(
             self.store,
             hasher,
@@ -136,7 +140,7 @@ class Authsome:
             self.mail_settings,
             self.sessions,
             limiter,
-            PurposeKeys(self.store, secret_key),
+            self._purpose_keys,
         )
         self.users = Users(self.store, self._billing, hasher, self._clock, self._journeys)
         self.orgs = Orgs(self.store, self._billing, self._clock)
@@ -169,6 +173,16 @@ class Authsome:
                 flow=self._sign_in,
                 throttle=limiter,
             ),
+        )
+        self.social = Social(
+            self.store,
+            self._billing,
+            self._clock,
+            keyring,
+            tokens=self._journeys.tokens,
+            sign_in=self._sign_in,
+            oidc=self._oidc_client,
+            throttle=limiter,
         )
         self.passwordless = Passwordless(self.store, self._journeys, self._sign_in, self._clock)
         self.mfa = Mfa(
@@ -236,6 +250,7 @@ class Authsome:
         return ResealReport(
             totp_secrets=self.mfa.reseal_secrets(),
             sso_client_secrets=self.sso.reseal_secrets(),
+            social_client_secrets=self.social.reseal_secrets(),
         )
 
     def flush_mail(self) -> None:

@@ -37,6 +37,7 @@ __all__ = [
     "Session",
     "SessionTokens",
     "SignIn",
+    "SocialProviderInfo",
     "StoredApiKey",
     "StoredSecret",
     "TOTPSetup",
@@ -483,6 +484,28 @@ class SSOConnectionInfo:
     jit_role: str = "member"
     trust_idp_mfa: bool = False
     userinfo: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SocialProviderInfo:
+    """A tenant's social sign-in provider as stored, without its secret.
+
+    ``provider`` is the preset's name (``"github"``, ``"google"``, ...);
+    ``settings`` are its other, non-secret options (endpoint overrides, Apple's
+    team and key ids, ...) as text. ``has_client_secret`` tells whether a secret
+    (a client secret, or Apple's private key) is kept; the secret itself is never
+    part of this record.
+    """
+
+    id: str
+    tenant: str
+    provider: str
+    client_id: str
+    scopes: tuple[str, ...]
+    settings: tuple[tuple[str, str], ...]
+    has_client_secret: bool
+    created_at: datetime
+    updated_at: datetime
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,6 +43,7 @@ class TokenPurpose(StrEnum):
     EMAIL_CODE = "email_code"
     CHANGE_EMAIL = "change_email"
     SSO_STATE = "sso_state"
+    SOCIAL_STATE = "social_state"
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +100,7 @@ class JourneyPolicy:
             TokenPurpose.EMAIL_CODE: self.email_code_ttl,
             TokenPurpose.CHANGE_EMAIL: self.email_change_ttl,
             TokenPurpose.SSO_STATE: self.sso_state_ttl,
+            TokenPurpose.SOCIAL_STATE: self.sso_state_ttl,  # the same journey, the same life
         }[purpose]
 
 

@@ -50,6 +50,7 @@ STORE_TABLES = frozenset(
         "one_time_tokens",
         "one_time_states",
         "identities",
+        "social_providers",
     }
 )
 """The tables of a SQL store's schema (a store may add bookkeeping of its own)."""

@@ -27,6 +27,7 @@ from authsome.models import (
     PasskeyChallenge,
     RefreshOutcome,
     Session,
+    SocialProviderInfo,
     SSOConnectionInfo,
     StoredApiKey,
     StoredSecret,
@@ -657,6 +658,48 @@ class Store(Protocol):
 
     def delete_sso_connection(self, connection_id: str) -> bool:
         """Delete the connection, its domains and its secret; ``False`` if unknown."""
+        ...
+
+    # -- social sign-in providers ------------------------------------------------
+    def put_social_provider(
+        self, provider: SocialProviderInfo, client_secret: StoredSecret
+    ) -> SocialProviderInfo:
+        """Store the tenant's configuration of ``provider.provider`` with its (sealed
+        or clear) secret, replacing the one it had, and return it as stored.
+
+        A replaced configuration keeps its ``created_at``; everything else, the
+        id included (a secret is sealed to its record's id), comes from
+        ``provider``. One statement, so concurrent calls leave one whole
+        configuration. ``ValueError`` unless ``provider.has_client_secret``.
+        """
+        ...
+
+    def get_social_provider(self, tenant: str, provider: str) -> SocialProviderInfo | None:
+        """The tenant's configuration of ``provider``, or ``None``."""
+        ...
+
+    def list_social_providers(self, tenant: str) -> list[SocialProviderInfo]:
+        """The tenant's configured providers, by provider name."""
+        ...
+
+    def get_social_client_secret(self, provider_id: str) -> StoredSecret | None:
+        """The stored secret of the configuration with this id, as it was given."""
+        ...
+
+    def list_social_client_secrets(self, after: str, limit: int) -> list[tuple[str, StoredSecret]]:
+        """Up to ``limit`` ``(configuration id, stored secret)`` pairs with ids after
+        ``after`` (bytewise), in that order."""
+        ...
+
+    def replace_social_client_secret(
+        self, provider_id: str, expected: StoredSecret, secret: StoredSecret
+    ) -> bool:
+        """Compare-and-set the stored secret (value and ``sealed``) of the
+        configuration with this id; whether it was replaced."""
+        ...
+
+    def delete_social_provider(self, tenant: str, provider: str) -> bool:
+        """Delete the tenant's configuration of ``provider``; ``False`` if none."""
         ...
 
     # -- lifecycle ---------------------------------------------------------------

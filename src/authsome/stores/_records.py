@@ -29,6 +29,7 @@ from authsome.models import (
     PasskeyCeremony,
     PasskeyChallenge,
     Session,
+    SocialProviderInfo,
     SSOConnectionInfo,
     SSOProtocol,
     User,
@@ -241,4 +242,20 @@ class RecordReader:
             subject=row[2],
             user_id=row[3],
             created_at=self.moment(row[4]),
+        )
+
+    def social_provider(self, row: Row) -> SocialProviderInfo:
+        """Columns: id, tenant, provider, client_id, scopes (a JSON array), settings
+        (a JSON object), created_at, updated_at."""
+        settings: dict[str, str] = json.loads(row[5])
+        return SocialProviderInfo(
+            id=row[0],
+            tenant=row[1],
+            provider=row[2],
+            client_id=row[3],
+            scopes=tuple(json.loads(row[4])),
+            settings=tuple(sorted(settings.items())),
+            has_client_secret=True,
+            created_at=self.moment(row[6]),
+            updated_at=self.moment(row[7]),
         )

@@ -366,6 +366,26 @@ CREATE INDEX one_time_states_by_expiry ON one_time_states (expires_at);
 ALTER TABLE sso_connections ADD COLUMN sign_in TEXT NOT NULL DEFAULT '{}';
 """
 
+_V15_SOCIAL_PROVIDERS = """
+-- A tenant's social sign-in providers (GitHub, Google, ...): one row per tenant and
+-- provider. scopes is a JSON array, settings a JSON object of the non-secret options.
+-- client_secret holds what the service gave the store (a client secret, or Apple's
+-- private key): a sealed token when secret_sealed = 1, else clear text.
+CREATE TABLE social_providers (
+    id            TEXT PRIMARY KEY,
+    tenant        TEXT NOT NULL,
+    provider      TEXT NOT NULL,
+    client_id     TEXT NOT NULL,
+    scopes        TEXT NOT NULL,
+    settings      TEXT NOT NULL,
+    client_secret TEXT NOT NULL,
+    secret_sealed INTEGER NOT NULL DEFAULT 0 CHECK (secret_sealed IN (0, 1)),
+    created_at    INTEGER NOT NULL,
+    updated_at    INTEGER NOT NULL,
+    UNIQUE (tenant, provider)
+);
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     _V1_SESSIONS_AND_USERS,
     _V2_ORGS,
@@ -381,6 +401,7 @@ MIGRATIONS: tuple[str, ...] = (
     _V12_ONE_TIME_TOKENS,
     _V13_SESSION_DEVICES,
     _V14_SSO_SIGN_IN,
+    _V15_SOCIAL_PROVIDERS,
 )
 """Migration scripts, oldest first; the schema version is the number applied."""
 

@@ -27,6 +27,7 @@ from authsome.models import (
     RefreshOutcome,
     RefreshStatus,
     Session,
+    SocialProviderInfo,
     SSOConnectionInfo,
     StoredApiKey,
     StoredSecret,
@@ -36,6 +37,7 @@ from authsome.stores._protocol import Counter
 from authsome.stores._rules import (
     Duplicate,
     check_owner_membership,
+    check_social_record,
     check_sso_record,
     last_owner_conflict,
 )
@@ -99,6 +101,9 @@ class MemoryStore:
         self._sso_secrets: dict[str, StoredSecret] = {}
         # (tenant, e-mail domain) -> connection id: one owner per domain in a tenant
         self._sso_by_domain: dict[tuple[str, str], str] = {}
+        # (tenant, provider) -> configuration, and its secret by configuration id
+        self._social: dict[tuple[str, str], SocialProviderInfo] = {}
+        self._social_secrets: dict[str, StoredSecret] = {}
 
     # -- units of work -----------------------------------------------------------
     @contextlib.contextmanager
@@ -880,6 +885,56 @@ class MemoryStore:
         tenant = self._orgs[connection.org_id].tenant
         for domain in connection.domains:
             del self._sso_by_domain[(tenant, domain)]
+
+    # -- social sign-in providers ------------------------------------------------
+    def put_social_provider(
+        self, provider: SocialProviderInfo, client_secret: StoredSecret
+    ) -> SocialProviderInfo:
+        check_social_record(provider, client_secret)
+        key = (provider.tenant, provider.provider)
+        with self._lock:
+            current = self._social.get(key)
+            if current is not None:
+                provider = dataclasses.replace(provider, created_at=current.created_at)
+                self._social_secrets.pop(current.id, None)
+            self._social[key] = provider
+            self._social_secrets[provider.id] = client_secret
+            return provider
+
+    def get_social_provider(self, tenant: str, provider: str) -> SocialProviderInfo | None:
+        with self._lock:
+            return self._social.get((tenant, provider))
+
+    def list_social_providers(self, tenant: str) -> list[SocialProviderInfo]:
+        with self._lock:
+            found = [p for (t, _), p in self._social.items() if t == tenant]
+        return sorted(found, key=lambda p: p.provider)
+
+    def get_social_client_secret(self, provider_id: str) -> StoredSecret | None:
+        with self._lock:
+            return self._social_secrets.get(provider_id)
+
+    def list_social_client_secrets(self, after: str, limit: int) -> list[tuple[str, StoredSecret]]:
+        with self._lock:
+            pairs = [(i, secret) for i, secret in self._social_secrets.items() if i > after]
+        return sorted(pairs, key=lambda pair: pair[0])[:limit]
+
+    def replace_social_client_secret(
+        self, provider_id: str, expected: StoredSecret, secret: StoredSecret
+    ) -> bool:
+        with self._lock:
+            if self._social_secrets.get(provider_id) != expected:
+                return False
+            self._social_secrets[provider_id] = secret
+            return True
+
+    def delete_social_provider(self, tenant: str, provider: str) -> bool:
+        with self._lock:
+            current = self._social.pop((tenant, provider), None)
+            if current is None:
+                return False
+            self._social_secrets.pop(current.id, None)
+            return True
 
     def close(self) -> None:
         """Nothing to release."""

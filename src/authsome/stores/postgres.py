@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
 import threading
@@ -44,6 +45,7 @@ from authsome.models import (
     RefreshOutcome,
     RefreshStatus,
     Session,
+    SocialProviderInfo,
     SSOConnectionInfo,
     SSOProtocol,
     StoredApiKey,
@@ -57,6 +59,7 @@ from authsome.stores._rules import (
     Duplicate,
     aware,
     check_owner_membership,
+    check_social_record,
     check_sso_record,
     last_owner_conflict,
 )
@@ -140,6 +143,20 @@ _CONSUME_CHALLENGE = (
     " expires_at > %(now)s"
 )
 _SELECT_IDENTITY = "SELECT tenant, provider, subject, user_id, created_at FROM {s}.identities"
+_SOCIAL_COLUMNS = "id, tenant, provider, client_id, scopes, settings, created_at, updated_at"
+_SELECT_SOCIAL = "SELECT " + _SOCIAL_COLUMNS + " FROM {s}.social_providers"  # noqa: S608
+# One statement: concurrent writers leave one whole configuration, the first one's
+# created_at kept.
+_PUT_SOCIAL = (
+    "INSERT INTO {s}.social_providers (id, tenant, provider, client_id, scopes, settings,"
+    " client_secret, secret_sealed, created_at, updated_at)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    " ON CONFLICT (tenant, provider) DO UPDATE SET id = excluded.id,"
+    " client_id = excluded.client_id, scopes = excluded.scopes, settings = excluded.settings,"
+    " client_secret = excluded.client_secret, secret_sealed = excluded.secret_sealed,"
+    " updated_at = excluded.updated_at"
+    " RETURNING id, tenant, provider, client_id, scopes, settings, created_at, updated_at"
+)
 # A connection with its domains in one statement, so one snapshot serves both.
 _SELECT_SSO = (
     "SELECT c.id, c.org_id, c.protocol, c.issuer, c.client_id, c.scopes, c.entity_id,"
@@ -1581,6 +1598,89 @@ class PostgresStore:
             "delete_sso_connection",
             "DELETE FROM {s}.sso_connections WHERE id = %s",
             (connection_id,),
+        )
+        return deleted == 1
+
+    # -- social sign-in providers ------------------------------------------------
+    def put_social_provider(
+        self, provider: SocialProviderInfo, client_secret: StoredSecret
+    ) -> SocialProviderInfo:
+        """Insert or replace the tenant's configuration in one upsert."""
+        check_social_record(provider, client_secret)
+        row = self._one(
+            "put_social_provider",
+            _PUT_SOCIAL,
+            (
+                provider.id,
+                provider.tenant,
+                provider.provider,
+                provider.client_id,
+                json.dumps(list(provider.scopes)),
+                json.dumps(dict(provider.settings), sort_keys=True),
+                client_secret.value,
+                client_secret.sealed,
+                provider.created_at,
+                provider.updated_at,
+            ),
+        )
+        assert row is not None  # RETURNING always gives the row
+        return _READ.social_provider(row)
+
+    def get_social_provider(self, tenant: str, provider: str) -> SocialProviderInfo | None:
+        """The tenant's configuration of ``provider``, or ``None``."""
+        row = self._one(
+            "get_social_provider",
+            _SELECT_SOCIAL + " WHERE tenant = %s AND provider = %s",
+            (tenant, provider),
+        )
+        return None if row is None else _READ.social_provider(row)
+
+    def list_social_providers(self, tenant: str) -> list[SocialProviderInfo]:
+        """The tenant's configurations, by provider name (bytewise)."""
+        rows = self._all(
+            "list_social_providers",
+            _SELECT_SOCIAL + ' WHERE tenant = %s ORDER BY provider COLLATE "C"',
+            (tenant,),
+        )
+        return [_READ.social_provider(row) for row in rows]
+
+    def get_social_client_secret(self, provider_id: str) -> StoredSecret | None:
+        """The stored secret as given, or ``None``."""
+        row = self._one(
+            "get_social_client_secret",
+            "SELECT client_secret, secret_sealed FROM {s}.social_providers WHERE id = %s",
+            (provider_id,),
+        )
+        return None if row is None else StoredSecret(str(row[0]), sealed=bool(row[1]))
+
+    def list_social_client_secrets(self, after: str, limit: int) -> list[tuple[str, StoredSecret]]:
+        """A page of ``(configuration id, stored secret)`` after ``after``, by id."""
+        rows = self._all(
+            "list_social_client_secrets",
+            "SELECT id, client_secret, secret_sealed FROM {s}.social_providers"
+            ' WHERE id COLLATE "C" > %s ORDER BY id COLLATE "C" LIMIT %s',
+            (after, limit),
+        )
+        return [(str(row[0]), StoredSecret(str(row[1]), sealed=bool(row[2]))) for row in rows]
+
+    def replace_social_client_secret(
+        self, provider_id: str, expected: StoredSecret, secret: StoredSecret
+    ) -> bool:
+        """Compare-and-set the stored secret and its flag in one UPDATE."""
+        updated = self._write(
+            "replace_social_client_secret",
+            "UPDATE {s}.social_providers SET client_secret = %s, secret_sealed = %s"
+            " WHERE id = %s AND client_secret = %s AND secret_sealed = %s",
+            (secret.value, secret.sealed, provider_id, expected.value, expected.sealed),
+        )
+        return updated == 1
+
+    def delete_social_provider(self, tenant: str, provider: str) -> bool:
+        """Delete the tenant's configuration of ``provider``."""
+        deleted = self._write(
+            "delete_social_provider",
+            "DELETE FROM {s}.social_providers WHERE tenant = %s AND provider = %s",
+            (tenant, provider),
         )
         return deleted == 1
 

@@ -48,6 +48,7 @@ from authsome.models import (
     RefreshOutcome,
     RefreshStatus,
     Session,
+    SocialProviderInfo,
     SSOConnectionInfo,
     SSOProtocol,
     StoredApiKey,
@@ -60,6 +61,7 @@ from authsome.stores._rules import (
     Duplicate,
     aware,
     check_owner_membership,
+    check_social_record,
     check_sso_record,
     last_owner_conflict,
 )
@@ -135,6 +137,20 @@ _INSERT_SSO = (
     "INSERT INTO sso_connections (id, org_id, protocol, issuer, client_id, scopes, entity_id,"
     " sso_url, x509_certificate, client_secret, secret_sealed, sign_in, updated_at, created_at)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_SOCIAL_COLUMNS = "id, tenant, provider, client_id, scopes, settings, created_at, updated_at"
+_SELECT_SOCIAL = f"SELECT {_SOCIAL_COLUMNS} FROM social_providers"  # noqa: S608 - constant text
+# One statement: concurrent writers leave one whole configuration, the first one's
+# created_at kept.
+_PUT_SOCIAL = (
+    "INSERT INTO social_providers (id, tenant, provider, client_id, scopes, settings,"
+    " client_secret, secret_sealed, created_at, updated_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (tenant, provider) DO UPDATE SET id = excluded.id,"
+    " client_id = excluded.client_id, scopes = excluded.scopes, settings = excluded.settings,"
+    " client_secret = excluded.client_secret, secret_sealed = excluded.secret_sealed,"
+    " updated_at = excluded.updated_at"
+    " RETURNING id, tenant, provider, client_id, scopes, settings, created_at, updated_at"
 )
 _UPDATE_SSO = (
     "UPDATE sso_connections SET protocol = ?, issuer = ?, client_id = ?, scopes = ?,"
@@ -1467,6 +1483,98 @@ class SQLiteStore:
         """Delete the connection; its domains go with it (foreign key cascade)."""
         with self._connection("delete_sso_connection") as conn:
             cursor = conn.execute("DELETE FROM sso_connections WHERE id = ?", (connection_id,))
+            return cursor.rowcount > 0
+
+    # -- social sign-in providers ------------------------------------------------
+    def put_social_provider(
+        self, provider: SocialProviderInfo, client_secret: StoredSecret
+    ) -> SocialProviderInfo:
+        """Insert or replace the tenant's configuration in one upsert."""
+        check_social_record(provider, client_secret)
+        with self._transaction("put_social_provider") as conn:
+            row = conn.execute(
+                _PUT_SOCIAL,
+                (
+                    provider.id,
+                    provider.tenant,
+                    provider.provider,
+                    provider.client_id,
+                    json.dumps(list(provider.scopes)),
+                    json.dumps(dict(provider.settings), sort_keys=True),
+                    client_secret.value,
+                    int(client_secret.sealed),
+                    _to_micros(provider.created_at),
+                    _to_micros(provider.updated_at),
+                ),
+            ).fetchone()
+        return _READ.social_provider(row)
+
+    def get_social_provider(self, tenant: str, provider: str) -> SocialProviderInfo | None:
+        """The tenant's configuration of ``provider``, or ``None``."""
+        row = self._fetch_one(
+            "get_social_provider",
+            _SELECT_SOCIAL + " WHERE tenant = ? AND provider = ?",
+            (tenant, provider),
+        )
+        return None if row is None else _READ.social_provider(row)
+
+    def list_social_providers(self, tenant: str) -> list[SocialProviderInfo]:
+        """The tenant's configurations, by provider name."""
+        with self._connection("list_social_providers") as conn:
+            rows = conn.execute(
+                _SELECT_SOCIAL + " WHERE tenant = ? ORDER BY provider", (tenant,)
+            ).fetchall()
+        return [_READ.social_provider(row) for row in rows]
+
+    def get_social_client_secret(self, provider_id: str) -> StoredSecret | None:
+        """The stored secret as given, or ``None``."""
+        row = self._fetch_one(
+            "get_social_client_secret",
+            "SELECT client_secret, secret_sealed FROM social_providers WHERE id = ?",
+            (provider_id,),
+        )
+        if row is None:
+            return None
+        return StoredSecret(row["client_secret"], sealed=bool(row["secret_sealed"]))
+
+    def list_social_client_secrets(self, after: str, limit: int) -> list[tuple[str, StoredSecret]]:
+        """A page of ``(configuration id, stored secret)`` after ``after``, by id."""
+        with self._connection("list_social_client_secrets") as conn:
+            rows = conn.execute(
+                "SELECT id, client_secret, secret_sealed FROM social_providers"
+                " WHERE id > ? ORDER BY id LIMIT ?",
+                (after, limit),
+            ).fetchall()
+        return [
+            (str(row["id"]), StoredSecret(row["client_secret"], sealed=bool(row["secret_sealed"])))
+            for row in rows
+        ]
+
+    def replace_social_client_secret(
+        self, provider_id: str, expected: StoredSecret, secret: StoredSecret
+    ) -> bool:
+        """Compare-and-set the stored secret and its flag in one UPDATE."""
+        with self._connection("replace_social_client_secret") as conn:
+            cursor = conn.execute(
+                "UPDATE social_providers SET client_secret = ?, secret_sealed = ?"
+                " WHERE id = ? AND client_secret = ? AND secret_sealed = ?",
+                (
+                    secret.value,
+                    int(secret.sealed),
+                    provider_id,
+                    expected.value,
+                    int(expected.sealed),
+                ),
+            )
+            return cursor.rowcount == 1
+
+    def delete_social_provider(self, tenant: str, provider: str) -> bool:
+        """Delete the tenant's configuration of ``provider``."""
+        with self._connection("delete_social_provider") as conn:
+            cursor = conn.execute(
+                "DELETE FROM social_providers WHERE tenant = ? AND provider = ?",
+                (tenant, provider),
+            )
             return cursor.rowcount > 0
 
     @staticmethod
