@@ -115,16 +115,17 @@ class Authsome:
         )
         self._mail = MailDispatcher(mailer)
         limiter = Throttle(self.store, throttle or ThrottlePolicy(), secret_key=secret_key)
+        purpose_keys = PurposeKeys(self.store, secret_key)
         self._journeys = AccountJourneys(
             self.store,
             hasher,
             self._clock,
-            OneTimeTokens(self.store, journeys or JourneyPolicy(), self._clock),
+            OneTimeTokens(self.store, journeys or JourneyPolicy(), self._clock, purpose_keys),
             self._mail,
             self.mail_settings,
             self.sessions,
             limiter,
-            PurposeKeys(self.store, secret_key),
+            purpose_keys,
         )
         self.users = Users(self.store, self._billing, hasher, self._clock, self._journeys)
         self.orgs = Orgs(self.store, self._billing, self._clock)
@@ -144,7 +145,9 @@ class Authsome:
             if (journeys or JourneyPolicy()).require_verified_email
             else None,
         )
-        self.passwordless = Passwordless(self.store, self._journeys, self._sign_in, self._clock)
+        self.passwordless = Passwordless(
+            self.store, self._journeys, self._sign_in, self._clock, self._billing, limiter
+        )
         self.mfa = Mfa(
             self.store,
             self._billing,

@@ -73,7 +73,8 @@ class Mailer(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class MailTemplate:
-    """A message template: ``str.format`` fields ``{link}``, ``{email}``, ``{minutes}``.
+    """A message template: ``str.format`` fields ``{link}``, ``{email}``, ``{minutes}``
+    (and ``{code}`` in the ``email_code`` message, which has no link).
 
     The HTML body is formatted with HTML-escaped values, the text body with raw ones.
     """
@@ -120,6 +121,18 @@ def default_templates() -> dict[str, MailTemplate]:
             html=(
                 "<p>Open this link within {minutes} minutes to sign in as {email}:</p>"
                 '<p><a href="{link}">{link}</a></p>'
+                "<p>If you did not ask for it, ignore this message.</p>"
+            ),
+        ),
+        "email_code": MailTemplate(
+            subject="Your sign-in code",
+            text=(
+                "Enter this code within {minutes} minutes to sign in as {email}:\n\n"
+                "{code}\n\nIf you did not ask for it, ignore this message.\n"
+            ),
+            html=(
+                "<p>Enter this code within {minutes} minutes to sign in as {email}:</p>"
+                "<p><strong>{code}</strong></p>"
                 "<p>If you did not ask for it, ignore this message.</p>"
             ),
         ),

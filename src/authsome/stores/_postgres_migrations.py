@@ -363,6 +363,17 @@ CREATE INDEX one_time_tokens_by_expiry ON one_time_tokens (expires_at);
 ALTER TABLE users ADD COLUMN email_verified_at TIMESTAMPTZ;
 """
 
+_V13_EMAIL_CODES_AND_SIGN_UP = """
+-- E-mail codes and sign-up on first use. A code is short, so it is looked up by
+-- the address it was sent to (tenant, email, purpose) and counts the attempts made
+-- at it; a sign-up token has no user yet (user_id NULL) until it is used.
+ALTER TABLE one_time_tokens ALTER COLUMN user_id DROP NOT NULL;
+
+ALTER TABLE one_time_tokens ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+
+CREATE INDEX one_time_tokens_by_address ON one_time_tokens (tenant, email, purpose);
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     _V1_SESSIONS_AND_USERS,
     _V2_ORGS,
@@ -376,5 +387,6 @@ MIGRATIONS: tuple[str, ...] = (
     _V10_STORE_KEYS,
     _V11_IDLE_SESSIONS_AND_MFA_LOCKOUT,
     _V12_ONE_TIME_TOKENS,
+    _V13_EMAIL_CODES_AND_SIGN_UP,
 )
 """Migration scripts, oldest first; the schema version is the number applied."""
