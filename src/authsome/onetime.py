@@ -151,15 +151,19 @@ class OneTimeTokens:
         bound to. :class:`~authsome.errors.InvalidToken` for a wrong, expired or
         used code, a code past its attempts, or an address with no code: the same
         work and answer for each."""
+        now = self._clock()
         consumed = self._store.attempt_one_time_code(
             self._code_hash(tenant, email, code),
             TokenPurpose.EMAIL_CODE.value,
             tenant,
             email,
-            self._clock(),
+            now,
             MAX_CODE_ATTEMPTS,
         )
         if consumed is None:
+            # A wrong code wrote its count, an address without a code wrote nothing
+            # (and its commit would be the quicker): one more write for both.
+            self._store.hit_counter(_DECOY_COUNTER, now, 1)
             raise InvalidToken()
         return consumed
 
