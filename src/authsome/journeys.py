@@ -75,7 +75,9 @@ class AccountJourneys:
         try:
             self._mail.send_now(self._message(user, purpose, token))
         except MailNotSent:
-            self.tokens.withdraw(token, purpose, user)
+            self.tokens.withdraw(
+                token, code_of=user if purpose is TokenPurpose.EMAIL_CODE else None
+            )
             raise
 
     def verify_email(self, token: str, *, tenant: str) -> User:

@@ -192,12 +192,15 @@ class OneTimeTokens:
             raise InvalidToken()
         return found
 
-    def withdraw(self, token: str, purpose: TokenPurpose, user: User) -> None:
-        """Make a token issued to ``user`` unusable (its message could not be sent)."""
-        if purpose is TokenPurpose.EMAIL_CODE:
-            self._store.delete_one_time_token(self._code_hash(user.tenant, user.email, token))
+    def withdraw(self, token: str, *, code_of: User | None = None) -> None:
+        """Make an issued token unusable (its message could not be sent); an e-mail
+        code is named with ``code_of``, the user it was issued to (its hash is
+        keyed by their address)."""
+        if code_of is not None:
+            token_hash = self._code_hash(code_of.tenant, code_of.email, token)
         else:
-            self._store.delete_one_time_token(sha256_hex(token))
+            token_hash = sha256_hex(token)
+        self._store.delete_one_time_token(token_hash)
 
     def withdraw_all(self, user_id: str) -> None:
         """Make every token of the user unusable (its password was reset)."""
