@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import textwrap
 from datetime import timedelta
 from pathlib import Path
 
@@ -26,9 +27,11 @@ from authsome import (
 )
 from authsome.mail import MailSettings
 from authsome.onetime import JourneyPolicy
-from authsome.stores import MemoryStore, SQLiteStore, Store
+from authsome.stores import MemoryStore, PostgresStore, SQLiteStore, Store
 from authsome.testing import Outbox, RecordingLedger, code_in
 from tests.conftest import PASSWORD, AuthFactory, FakeClock
+from tests.stores._processes import race_processes
+from tests.support.pgschema import drop_schema
 from tests.support.race import race
 from tests.support.smtp_server import smtp_server
 from tests.support.stores import postgres_store
@@ -445,3 +448,39 @@ def test_a_wrong_code_and_an_unknown_address_take_the_same_time(
 
     print(f"e-mail code completion timing, {kind}: unknown/wrong median ratio {ratio:.3f}")
     assert 0.8 <= ratio <= 1.25, ratio
+
+
+_CHILD = textwrap.dedent(
+    """
+    import sys
+
+    from authsome import Authsome, InvalidToken
+    from authsome.stores import PostgresStore
+
+    dsn, schema, code, email = sys.argv[1:5]
+    auth = Authsome(store=PostgresStore(dsn, schema=schema, max_size=1))
+    print("ready", flush=True)
+    sys.stdin.readline()  # wait for "go", so that the processes race
+    with auth:
+        try:
+            auth.passwordless.complete(code, email=email, ip="192.0.2.3")
+        except InvalidToken:
+            print("lost", flush=True)
+        else:
+            print("won", flush=True)
+    """
+)
+
+
+def test_four_processes_use_one_code_exactly_once_on_postgres(pg_dsn: str, pg_schema: str) -> None:
+    outbox = Outbox()
+    try:
+        with Authsome(store=PostgresStore(pg_dsn, schema=pg_schema), mailer=outbox) as auth:
+            auth.users.register(EMAIL, PASSWORD)
+            _begin(auth)
+        argvs = [[pg_dsn, pg_schema, outbox.code(), EMAIL] for _ in range(4)]
+        outcomes = race_processes(_CHILD, argvs, timeout=120)
+    finally:
+        drop_schema(pg_dsn, pg_schema)
+
+    assert sorted(outcomes) == ["lost", "lost", "lost", "won"]
