@@ -205,3 +205,17 @@ def test_known_and_unknown_addresses_take_the_same_time(
 
     print(f"sign-up {method} timing: unknown/known median ratio {ratio:.3f}")
     assert 0.8 <= ratio <= 1.25, ratio
+
+
+def test_a_sign_up_link_stops_working_when_sign_up_is_turned_off(
+    make_auth: AuthFactory, ledger: RecordingLedger
+) -> None:
+    outbox, store = Outbox(), MemoryStore()
+    before = make_auth(store=store, mailer=outbox, journeys=SIGN_UP)
+    before.passwordless.begin(EMAIL, ip=IP)
+    before.flush_mail()
+    after = make_auth(store=store, mailer=outbox, ledger=ledger)
+    with pytest.raises(InvalidToken):
+        after.passwordless.complete(outbox.token())
+    assert after.users.find_by_email(EMAIL) is None
+    assert ledger.calls == []

@@ -146,6 +146,8 @@ class Passwordless:
         for a sign-up token the account it creates (appended to ``created``)."""
         user_id = bound.user_id
         if not user_id:
+            if not self._journeys.tokens.policy.sign_up_by_email:
+                raise InvalidToken()  # sent before sign-up was turned off
             existing = self._store.find_user_by_email(bound.tenant, bound.email)
             if existing is None:
                 existing = User(
