@@ -49,12 +49,21 @@ def test_demo_shows_gating_per_plan_and_a_usage_report_per_tenant() -> None:
         assert f"allowed  {allowed}" in business
     assert "REFUSED" not in business
     assert "registration options issued" in out.split("register a passkey", 1)[1].split("\n")[0]
-    for tenant in ("acme", "globex"):
+    journeys = starter.split("e-mail journeys")[1]
+    assert '"Reset your password" to alan@acme.example' in journeys
+    assert "signed in with it" in journeys
+    assert '"Your sign-in link" to grace@acme.example' in journeys
+    assert "followed: signed in; followed again: refused" in journeys
+    assert "e-mail journeys" not in business
+    # The whole token is never printed, only its first characters.
+    assert all(len(part.split("...")[0]) == 4 for part in journeys.split("token=")[1:])
+    for tenant, sessions in (("acme", "8"), ("globex", "6")):
         report = out.split(f"usage report: {tenant}")[1].split("usage report")[0]
         rows = {line.split()[0]: line.split()[1:] for line in report.strip().splitlines()[1:]}
-        # two sign-ins per user: 6 sessions, but 3 distinct monthly active users
+        # two sign-ins per user: 6 sessions, but 3 distinct monthly active users (acme
+        # adds a sign-in after a password reset and one by a magic link)
         assert rows["authsome.users.active"][0] == "3"
-        assert rows["authsome.sessions.created"][0] == "6"
+        assert rows["authsome.sessions.created"][0] == sessions
         assert rows["authsome.users.created"][0] == "3"
         assert rows["authsome.mfa.enrollments"][0] == "1"
         assert rows["authsome.apikeys.validated"][0] == "5"

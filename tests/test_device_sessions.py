@@ -98,6 +98,18 @@ def test_magic_link_sign_in_keeps_the_client(make_auth: AuthFactory) -> None:
     assert [(d.ip, d.user_agent) for d in auth.sessions.list(user.id)] == [("203.0.113.7", PHONE)]
 
 
+def test_email_code_sign_in_keeps_the_client(make_auth: AuthFactory) -> None:
+    outbox = Outbox()
+    auth = make_auth(mailer=outbox)
+    user = auth.users.register(EMAIL, PASSWORD)
+    auth.passwordless.begin(EMAIL, ip="203.0.113.7", method="code")
+    auth.flush_mail()
+
+    auth.passwordless.complete(outbox.code(), email=EMAIL, ip="203.0.113.9", user_agent=PHONE)
+
+    assert [(d.ip, d.user_agent) for d in auth.sessions.list(user.id)] == [("203.0.113.9", PHONE)]
+
+
 def test_passkey_sign_in_keeps_the_client(auth: Authsome) -> None:
     rp = {"rp_id": "example.com", "origin": "https://example.com"}
     user = auth.users.register(EMAIL, PASSWORD, tenant="acme")

@@ -105,9 +105,9 @@ def test_malformed_links_are_typed_errors(
     assert ledger.calls == []
 
 
-def test_only_links_are_offered(mail_auth: Authsome) -> None:
+def test_only_links_and_codes_are_offered(mail_auth: Authsome) -> None:
     with pytest.raises(ValidationError):
-        mail_auth.passwordless.begin(EMAIL, method="code")  # type: ignore[arg-type]
+        mail_auth.passwordless.begin(EMAIL, method="sms")  # type: ignore[arg-type]
 
 
 def test_through_a_real_smtp_server(make_auth: AuthFactory, ledger: RecordingLedger) -> None:

@@ -2,8 +2,9 @@
 
 Two tenants on two plans: Starter (no SSO, no custom domains, 1,000 monthly active
 users) and Business (everything), the plans of ``authsome plans example``. Users
-register and sign in, each tenant tries the plan-gated operations, and the usage
-report of each tenant ends the run.
+register and sign in, each tenant tries the plan-gated operations, the first tenant
+shows a password reset and a magic-link sign-in by e-mail (kept by an ``Outbox``,
+nothing is sent), and the usage report of each tenant ends the run.
 """
 
 from __future__ import annotations
@@ -21,14 +22,18 @@ from authsome._plans_toml import parse_plans
 from authsome.bridge.ledgeradapter import LedgerAdapter
 from authsome.crypto import PasswordHashing
 from authsome.engine import Authsome
-from authsome.errors import ExtraNotInstalled, FeatureNotEntitled
+from authsome.errors import ExtraNotInstalled, FeatureNotEntitled, InvalidToken
+from authsome.mail import MailSettings
 from authsome.sso import OIDCConnection
 from authsome.stores import SQLiteStore
+from authsome.testing import Outbox
 
 __all__ = ["run_demo"]
 
 PASSWORD = "correct horse battery staple"  # noqa: S105 - the demo accounts' password
 TENANTS = {"acme": "starter", "globex": "business"}
+NEW_PASSWORD = "a new and longer passphrase"  # noqa: S105 - the demo's reset
+LINK_BASE = "https://app.example/account"
 # One cost step below the default so the demo stays quick; same algorithm and memory.
 DEMO_HASHING = PasswordHashing(time_cost=1)
 HEADER = (
@@ -55,6 +60,41 @@ def _sign_up_and_in(auth: Authsome, tenant: str, out: list[str]) -> list[str]:
             auth.sign_in(email, PASSWORD, tenant=tenant, ip="203.0.113.7")
     out.append("  registered 3 users, 6 sign-ins (3 distinct active users)")
     return user_ids
+
+
+def _journeys(auth: Authsome, outbox: Outbox, tenant: str, out: list[str]) -> None:
+    """One password reset and one magic-link sign-in, through the outbox."""
+    ip = "203.0.113.7"
+    out.append("  e-mail journeys (an Outbox keeps the messages; nothing is sent):")
+    alan, grace = f"alan@{tenant}.example", f"grace@{tenant}.example"
+    auth.users.request_password_reset(alan, tenant=tenant, ip=ip)
+    auth.flush_mail()
+    out.append(f"    password reset  {_shown(outbox, alan)}")
+    auth.users.reset_password(outbox.token(alan), NEW_PASSWORD, tenant=tenant)
+    done = auth.sign_in(alan, NEW_PASSWORD, tenant=tenant, ip=ip)
+    state = "signed in with it" if done.tokens is not None else "second factor asked"
+    out.append(f"                    new password set, old sessions ended; {state}")
+    auth.passwordless.begin(grace, tenant=tenant, ip=ip)
+    auth.flush_mail()
+    out.append(f"    magic link      {_shown(outbox, grace)}")
+    signed_in = auth.passwordless.complete(outbox.token(grace), tenant=tenant)
+    try:
+        auth.passwordless.complete(outbox.token(grace), tenant=tenant)
+        again = "accepted (a bug)"
+    except InvalidToken:
+        again = "refused"
+    state = "signed in" if signed_in.tokens is not None else "second factor asked"
+    out.append(f"                    followed: {state}; followed again: {again}")
+
+
+def _shown(outbox: Outbox, to: str) -> str:
+    """The newest message to ``to`` in one line: subject, recipient, link path with
+    its token cut short."""
+    message = outbox.last(to)
+    token = outbox.token(to)
+    link = next(line for line in message.text.splitlines() if token in line)
+    path = link.removeprefix(LINK_BASE).replace(token, token[:4] + "...")
+    return f'"{message.subject}" to {to}, link ...{path}'
 
 
 def _operations(
@@ -161,16 +201,21 @@ def _run(eng: ledger.Engine, tmp: Path, out: list[str]) -> None:
         eng.define_plan(plan)
     for tenant, plan_key in TENANTS.items():
         eng.subscribe(tenant, plan_key)
+    outbox = Outbox()
     with Authsome(
         store=SQLiteStore(tmp / "auth.db"),
         ledger=LedgerAdapter(eng),
         password_hashing=DEMO_HASHING,
         secret_key=secrets.token_bytes(32),  # seals TOTP and SSO secrets at rest
+        mailer=outbox,
+        mail=MailSettings(link_base_url=LINK_BASE),
     ) as auth:
         for tenant, plan_key in TENANTS.items():
             out.append(f"{tenant} (plan {plan_key})")
             user_ids = _sign_up_and_in(auth, tenant, out)
             _try_gated(auth, eng, tenant, user_ids, out)
+            if tenant == next(iter(TENANTS)):
+                _journeys(auth, outbox, tenant, out)
             out.append("")
     eng.flush()
     for tenant in TENANTS:

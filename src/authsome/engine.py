@@ -135,7 +135,7 @@ class Authsome:
             self.store,
             hasher,
             self._clock,
-            OneTimeTokens(self.store, journeys or JourneyPolicy(), self._clock),
+            OneTimeTokens(self.store, journeys or JourneyPolicy(), self._clock, self._purpose_keys),
             self._mail,
             self.mail_settings,
             self.sessions,
@@ -184,7 +184,9 @@ class Authsome:
             oidc=self._oidc_client,
             throttle=limiter,
         )
-        self.passwordless = Passwordless(self.store, self._journeys, self._sign_in, self._clock)
+        self.passwordless = Passwordless(
+            self.store, self._journeys, self._sign_in, self._clock, self._billing, limiter
+        )
         self.mfa = Mfa(
             self.store,
             self._billing,

@@ -86,7 +86,9 @@ class AccountJourneys:
         try:
             self._mail.send_now(self._message(user, purpose, token))
         except MailNotSent:
-            self.tokens.withdraw(token)
+            self.tokens.withdraw(
+                token, code_of=user if purpose is TokenPurpose.EMAIL_CODE else None
+            )
             raise
 
     def verify_email(self, token: str, *, tenant: str) -> User:
@@ -112,9 +114,16 @@ class AccountJourneys:
         self.send_link_if_known(email, TokenPurpose.RESET_PASSWORD, tenant=tenant, ip=ip)
 
     def send_link_if_known(
-        self, email: str, purpose: TokenPurpose, *, tenant: str, ip: str | None
+        self,
+        email: str,
+        purpose: TokenPurpose,
+        *,
+        tenant: str,
+        ip: str | None,
+        sign_up: bool = False,
     ) -> None:
-        """Mail a link of ``purpose`` to the account with this address, if there is
+        """Mail a link (or code) of ``purpose`` to the account with this address, if
+        there is one, or with ``sign_up`` a sign-up token to an address without
         one; the caller cannot tell whether there was."""
         tenant = v.check_tenant(tenant)
         email = v.normalize_email(email)
@@ -123,10 +132,14 @@ class AccountJourneys:
         # lookup, the token and the message happen in the background, so neither the
         # store nor the mail server's delay or failure can tell the caller whether
         # this address has an account.
-        self._mail.later(lambda: self._link_requested(tenant, email, purpose))
+        self._mail.later(lambda: self._link_requested(tenant, email, purpose, sign_up))
 
-    def _link_requested(self, tenant: str, email: str, purpose: TokenPurpose) -> None:
+    def _link_requested(
+        self, tenant: str, email: str, purpose: TokenPurpose, sign_up: bool
+    ) -> None:
         user = self._store.find_user_by_email(tenant, email)
+        if user is None and sign_up:
+            user = User("", tenant, email, None, self._clock())  # no account yet
         # Counted for unknown addresses too: the same work either way.
         if not self._may_mail(tenant, email) or user is None:
             self._decoy(tenant, email, purpose)
@@ -287,16 +300,17 @@ class AccountJourneys:
     def _message(
         self, user: User, purpose: TokenPurpose, token: str, *, to: str | None = None
     ) -> MailMessage:
-        """The message with the link of ``purpose``, to ``to`` (by default the
-        user's address)."""
+        """The message with the link (or, for an e-mail code, the code: it is typed
+        in, not followed) of ``purpose``, to ``to`` (by default the user's address)."""
         address = user.email if to is None else to
-        path = LINK_PATHS[purpose]
+        path = LINK_PATHS.get(purpose)
         minutes = int(self.tokens.policy.ttl(purpose).total_seconds() // 60)
         return self._settings.template(purpose.value).render(
             to=address,
             kind=purpose.value,
             sender=self._settings.sender,
-            link=self._settings.link(path, token),
+            link="" if path is None else self._settings.link(path, token),
+            code=token if path is None else "",
             email=address,
             minutes=str(minutes),
         )

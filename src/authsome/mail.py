@@ -75,7 +75,7 @@ class Mailer(Protocol):
 class MailTemplate:
     """A message template: ``str.format`` fields ``{link}``, ``{email}``, ``{minutes}``
     (``"email_changed"``, the notice to a replaced address, has ``{email}`` and
-    ``{new_email}`` instead).
+    ``{new_email}`` instead; the ``email_code`` message has ``{code}`` and no link).
 
     The HTML body is formatted with HTML-escaped values, the text body with raw ones.
     """
@@ -122,6 +122,18 @@ def default_templates() -> dict[str, MailTemplate]:
             html=(
                 "<p>Open this link within {minutes} minutes to sign in as {email}:</p>"
                 '<p><a href="{link}">{link}</a></p>'
+                "<p>If you did not ask for it, ignore this message.</p>"
+            ),
+        ),
+        "email_code": MailTemplate(
+            subject="Your sign-in code",
+            text=(
+                "Enter this code within {minutes} minutes to sign in as {email}:\n\n"
+                "{code}\n\nIf you did not ask for it, ignore this message.\n"
+            ),
+            html=(
+                "<p>Enter this code within {minutes} minutes to sign in as {email}:</p>"
+                "<p><strong>{code}</strong></p>"
                 "<p>If you did not ask for it, ignore this message.</p>"
             ),
         ),

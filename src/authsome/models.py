@@ -62,8 +62,10 @@ class User:
 class OneTimeToken:
     """What a one-time token (e-mail verification, password reset, ...) is bound to.
 
-    The token itself is never stored, only its SHA-256; ``email`` is the address the
-    token was sent to, which the journey acts on (the one to verify, or to change to).
+    The token itself is never stored, only its SHA-256 (an e-mail code: a keyed
+    hash); ``email`` is the address the token was sent to, which the journey acts on
+    (the one to verify, or to change to). ``user_id`` is ``""`` for a sign-up token,
+    sent to an address that has no account yet.
     """
 
     purpose: str

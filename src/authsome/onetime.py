@@ -14,24 +14,32 @@ holder has: the store keeps the token's hash and a ciphertext it cannot open.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 
 from authsome import _validation as v
+from authsome._keys import PurposeKeys
 from authsome._time import Clock
-from authsome.crypto import SecretBox, derive_key, new_token, sha256_hex
-from authsome.errors import DecryptionError, InvalidToken, ValidationError
+from authsome.crypto import SecretBox, derive_key, keyed_digest, new_token, sha256_hex
+from authsome.errors import AlreadyExists, DecryptionError, InvalidToken, ValidationError
 from authsome.models import OneTimeState, OneTimeToken, User
 from authsome.stores import Store
 
-__all__ = ["JourneyPolicy", "OneTimeTokens", "TokenPurpose"]
+__all__ = ["JourneyPolicy", "OneTimeTokens", "TokenPurpose", "check_code"]
 
 # A token is new_token()'s 43 URL-safe characters; anything far longer is not one of
 # ours, and refusing it before hashing keeps the cost of bad input bounded.
 MAX_TOKEN = 128
 # One fixed counter that only decoy writes touch; it lives a second.
 _DECOY_COUNTER = "one-time-token-decoy"
+# E-mail codes: their digits, the attempts one code survives, and the key of their
+# stored hashes (a code has only 10**6 values: an unkeyed hash of it, read from a
+# dump of the database, would give it away at once).
+CODE_LENGTHS = range(6, 9)
+MAX_CODE_ATTEMPTS = 5
+_CODE_KEY_PURPOSE = "authsome.onetime.email-code"
 
 
 class TokenPurpose(StrEnum):
@@ -60,6 +68,11 @@ class JourneyPolicy:
     links) send at most ``mails_per_address`` messages per ``mail_window`` to one
     address; further requests get the same answer and send nothing, so nobody can
     flood a mailbox through the application.
+
+    An e-mail sign-in code has ``email_code_length`` digits (6 to 8) and survives
+    5 attempts. With ``sign_up_by_email=True`` a passwordless sign-in begun for an
+    address without an account mails a link or code that creates the account
+    (its address verified) when it is used; off by default.
     """
 
     verification_ttl: timedelta = timedelta(hours=24)
@@ -71,6 +84,8 @@ class JourneyPolicy:
     require_verified_email: bool = False
     mails_per_address: int = 5
     mail_window: timedelta = timedelta(hours=1)
+    email_code_length: int = 6
+    sign_up_by_email: bool = False
 
     def __post_init__(self) -> None:
         for name in (
@@ -90,6 +105,11 @@ class JourneyPolicy:
         window: object = self.mail_window
         if not isinstance(window, timedelta) or window < timedelta(seconds=1):
             raise ValidationError("mail_window must be a timedelta of at least one second")
+        length: object = self.email_code_length
+        if isinstance(length, bool) or not isinstance(length, int) or length not in CODE_LENGTHS:
+            raise ValidationError("email_code_length must be 6, 7 or 8")
+        if not isinstance(self.sign_up_by_email, bool):
+            raise ValidationError("sign_up_by_email must be a bool")
 
     def ttl(self, purpose: TokenPurpose) -> timedelta:
         """How long a token of ``purpose`` lives."""
@@ -107,16 +127,22 @@ class JourneyPolicy:
 class OneTimeTokens:
     """Issues and consumes one-time tokens (used by the journeys, not by apps)."""
 
-    def __init__(self, store: Store, policy: JourneyPolicy, clock: Clock) -> None:
+    def __init__(
+        self, store: Store, policy: JourneyPolicy, clock: Clock, keys: PurposeKeys
+    ) -> None:
         self._store = store
         self.policy = policy
         self._clock = clock
+        self._keys = keys
 
     def issue(self, user: User, purpose: TokenPurpose, *, email: str | None = None) -> str:
         """A new token of ``purpose`` for ``user`` (bound to ``email``, by default
-        the user's address); the user's older tokens of ``purpose`` stop working."""
+        the user's address); the user's older tokens of ``purpose`` stop working.
+
+        For :attr:`TokenPurpose.EMAIL_CODE` the token is a code of
+        ``policy.email_code_length`` digits. A ``user`` whose ``id`` is ``""``
+        stands for an address without an account (a sign-up token)."""
         now = self._clock()
-        token = new_token()
         bound = OneTimeToken(
             purpose=purpose.value,
             user_id=user.id,
@@ -125,8 +151,41 @@ class OneTimeTokens:
             created_at=now,
             expires_at=now + self.policy.ttl(purpose),
         )
-        self._store.create_one_time_token(sha256_hex(token), bound, now)
-        return token
+        if purpose is not TokenPurpose.EMAIL_CODE:
+            token = new_token()
+            self._store.create_one_time_token(sha256_hex(token), bound, now)
+            return token
+        for _ in range(3):  # a code equal to a live one of this address: draw again
+            code = self._new_code()
+            try:
+                code_hash = self._code_hash(bound.tenant, bound.email, code)
+                self._store.create_one_time_token(code_hash, bound, now)
+            except AlreadyExists:
+                continue
+            return code
+        raise AlreadyExists("no fresh e-mail code")  # one in 10**18 with 6 digits
+
+    def consume_code(self, code: str, *, tenant: str, email: str) -> OneTimeToken:
+        """Count one attempt at the e-mail code sent to ``email`` in ``tenant``
+        (normalized both) and, if ``code`` is it, use it up and return what it is
+        bound to. :class:`~authsome.errors.InvalidToken` for a wrong, expired or
+        used code, a code past its attempts, or an address with no code: the same
+        work and answer for each."""
+        now = self._clock()
+        consumed = self._store.attempt_one_time_code(
+            self._code_hash(tenant, email, code),
+            TokenPurpose.EMAIL_CODE.value,
+            tenant,
+            email,
+            now,
+            MAX_CODE_ATTEMPTS,
+        )
+        if consumed is None:
+            # A wrong code wrote its count, an address without a code wrote nothing
+            # (and its commit would be the quicker): one more write for both.
+            self._store.hit_counter(_DECOY_COUNTER, now, 1)
+            raise InvalidToken()
+        return consumed
 
     def consume(self, token: str, purpose: TokenPurpose, *, tenant: str) -> OneTimeToken:
         """Use ``token`` up and return what it is bound to.
@@ -183,9 +242,15 @@ class OneTimeTokens:
         except DecryptionError:
             raise InvalidToken() from None
 
-    def withdraw(self, token: str) -> None:
-        """Make an issued token unusable (its message could not be sent)."""
-        self._store.delete_one_time_token(sha256_hex(token))
+    def withdraw(self, token: str, *, code_of: User | None = None) -> None:
+        """Make an issued token unusable (its message could not be sent); an e-mail
+        code is named with ``code_of``, the user it was issued to (its hash is
+        keyed by their address)."""
+        if code_of is not None:
+            token_hash = self._code_hash(code_of.tenant, code_of.email, token)
+        else:
+            token_hash = sha256_hex(token)
+        self._store.delete_one_time_token(token_hash)
 
     def withdraw_all(self, user_id: str) -> None:
         """Make every token of the user unusable (its password was reset)."""
@@ -200,6 +265,28 @@ class OneTimeTokens:
         """
         sha256_hex(new_token())
         self._store.hit_counter(_DECOY_COUNTER, self._clock(), 1)
+
+    def _new_code(self) -> str:
+        length = self.policy.email_code_length
+        return f"{secrets.randbelow(10**length):0{length}d}"  # uniform over all codes
+
+    def _code_hash(self, tenant: str, email: str, code: str) -> str:
+        """A code's stored hash: keyed, and bound to its tenant and address (a code
+        is short; other addresses may hold the same digits)."""
+        key = self._keys.key(_CODE_KEY_PURPOSE)
+        return keyed_digest(key, f"{tenant}\x00{email}\x00{code}")
+
+
+def check_code(code: object) -> str:
+    """An e-mail code as typed: surrounding spaces dropped, then 6 to 8 ASCII
+    digits, or :class:`~authsome.errors.ValidationError` (its length checked first)."""
+    text = v.require_str("code", code)
+    if len(text) > 32:
+        raise ValidationError("code must be 6 to 8 digits")
+    text = text.strip()
+    if len(text) not in CODE_LENGTHS or not (text.isascii() and text.isdigit()):
+        raise ValidationError("code must be 6 to 8 digits")
+    return text
 
 
 def _token_hash(token: str) -> str:

@@ -1,10 +1,15 @@
-"""Sign-in by a link sent by e-mail (a "magic link").
+"""Sign-in by a link or a code sent by e-mail.
 
-The link is a one-time token of :mod:`authsome.onetime`; following it is a first
-factor like a password, so the sign-in goes on through the one completion point
-(:class:`~authsome._signin.SignInFlow`): a user with a second factor gets an MFA
+The link and the code are one-time tokens of :mod:`authsome.onetime`; using one is a
+first factor like a password, so the sign-in goes on through the one completion
+point (:class:`~authsome._signin.SignInFlow`): a user with a second factor gets an MFA
 ticket, and only a completed sign-in records ``authsome.sessions.created`` and
 ``authsome.users.active``, once.
+
+A code is short, so it is looked up by the address it was sent to, counts its
+attempts in the store (5, then it is dead) and is throttled like a password.
+With ``JourneyPolicy(sign_up_by_email=True)`` a link or code sent to an address
+without an account creates the account when it is used.
 """
 
 from __future__ import annotations
@@ -12,28 +17,49 @@ from __future__ import annotations
 from typing import Literal
 
 from authsome import _validation as v
+from authsome._billing import Billing
 from authsome._signin import SignInFlow
 from authsome._time import Clock
+from authsome._units import one_commit
+from authsome.bridge import LedgerContext
+from authsome.crypto import new_ordered_id
 from authsome.errors import InvalidToken, ValidationError
+from authsome.features import UsageEvent
 from authsome.journeys import AccountJourneys
-from authsome.models import SignIn, User
-from authsome.onetime import TokenPurpose
+from authsome.models import OneTimeToken, SignIn, User
+from authsome.onetime import TokenPurpose, check_code
 from authsome.sessions import Client
 from authsome.stores import Store
+from authsome.throttle import Throttle
 
 __all__ = ["Passwordless"]
 
+# The password hash of an account made by e-mail sign-up: not an argon2 hash, so no
+# password matches it (the check still does the dummy hashing work). The user can
+# set a password with a reset link.
+NO_PASSWORD_HASH = "!no-password"  # noqa: S105 (the hash no password has)
+
+_PURPOSES = {"link": TokenPurpose.MAGIC_LINK, "code": TokenPurpose.EMAIL_CODE}
+
 
 class Passwordless:
-    """``auth.passwordless``: sign-in links by e-mail."""
+    """``auth.passwordless``: sign-in links and codes by e-mail."""
 
     def __init__(
-        self, store: Store, journeys: AccountJourneys, sign_in: SignInFlow, clock: Clock
+        self,
+        store: Store,
+        journeys: AccountJourneys,
+        sign_in: SignInFlow,
+        clock: Clock,
+        billing: Billing,
+        throttle: Throttle,
     ) -> None:
         self._store = store
         self._journeys = journeys
         self._sign_in = sign_in
         self._clock = clock
+        self._billing = billing
+        self._throttle = throttle
 
     def begin(
         self,
@@ -41,47 +67,111 @@ class Passwordless:
         *,
         tenant: str = "default",
         ip: str | None = None,
-        method: Literal["link"] = "link",
+        method: Literal["link", "code"] = "link",
     ) -> None:
-        """Mail a sign-in link (``<link_base_url>/sign-in?token=...``, valid for
-        ``JourneyPolicy.magic_link_ttl``, 15 minutes by default) to the account with
+        """Mail a sign-in link (``method="link"``: ``<link_base_url>/sign-in?token=...``,
+        valid for ``JourneyPolicy.magic_link_ttl``, 15 minutes by default) or a code
+        (``method="code"``: ``JourneyPolicy.email_code_length`` digits, valid for
+        ``JourneyPolicy.email_code_ttl``, 15 minutes by default) to the account with
         this address in ``tenant``.
 
         Returns ``None`` whether or not the account exists, in the same time: like a
         password reset, the lookup and the message happen in the background. A new
-        link replaces the previous one.
+        link or code replaces the previous one of its kind. With
+        ``JourneyPolicy(sign_up_by_email=True)`` an address without an account gets
+        one too, which creates the account when used.
         """
-        if method != "link":
-            raise ValidationError('method must be "link"')
-        self._journeys.send_link_if_known(email, TokenPurpose.MAGIC_LINK, tenant=tenant, ip=ip)
+        if method not in _PURPOSES:
+            raise ValidationError('method must be "link" or "code"')
+        purpose = _PURPOSES[method]
+        sign_up = self._journeys.tokens.policy.sign_up_by_email
+        self._journeys.send_link_if_known(email, purpose, tenant=tenant, ip=ip, sign_up=sign_up)
 
     def complete(
         self,
-        token: str,
+        token_or_code: str,
         *,
         tenant: str = "default",
+        email: str | None = None,
         ip: str | None = None,
         user_agent: str | None = None,
     ) -> SignIn:
-        """Sign in with the token of a link: a :class:`~authsome.models.SignIn` with
-        a session, or ``mfa_required`` and a ticket for a user with a second factor.
+        """Sign in with the token of a link, or with a code and the ``email`` it was
+        sent to: a :class:`~authsome.models.SignIn` with a session, or
+        ``mfa_required`` and a ticket for a user with a second factor.
 
-        :class:`~authsome.errors.InvalidToken` for a token that is unknown, used,
-        expired, of another purpose or tenant, or whose address is no longer the
-        user's. Following the link proves the address: ``email_verified_at`` is set.
+        :class:`~authsome.errors.InvalidToken` for a link or code that is unknown,
+        used, expired, of another purpose or tenant, or whose address is no longer
+        the user's, and for a code after 5 attempts at it. Codes are throttled like
+        passwords (per account and per ``ip``):
+        :class:`~authsome.errors.RateLimited` after too many failures. Using either
+        proves the address: ``email_verified_at`` is set. A sign-up link or code
+        creates the user and records ``authsome.users.created`` too.
         ``ip`` and ``user_agent`` describe the client for the device list
         (:meth:`auth.sessions.list <authsome.sessions.Sessions.list>`).
         """
-        tenant = v.check_tenant(tenant)
         client = Client.of(ip, user_agent)
+        if email is None:
+            return self._complete_link(token_or_code, tenant=tenant, client=client)
+        return self._complete_code(token_or_code, email=email, tenant=tenant, ip=ip, client=client)
+
+    def _complete_link(self, token: str, *, tenant: str, client: Client) -> SignIn:
+        tenant = v.check_tenant(tenant)
+        created: list[User] = []
 
         def link_followed() -> User:
             # Inside the sign-in's commit: the used link, the verified address and
             # the session (or MFA ticket) are written together.
             bound = self._journeys.tokens.consume(token, TokenPurpose.MAGIC_LINK, tenant=tenant)
-            user = self._store.mark_email_verified(bound.user_id, bound.email, self._clock())
-            if user is None:  # the address changed since the link was sent
-                raise InvalidToken()
+            return self._owner(bound, created)
+
+        return self._signed_in(self._sign_in.first_factor_passed(link_followed, client), created)
+
+    def _complete_code(
+        self, code: str, *, email: str, tenant: str, ip: str | None, client: Client
+    ) -> SignIn:
+        tenant = v.check_tenant(tenant)
+        email = v.normalize_email(email)
+        code = check_code(code)
+        ip = v.check_ip(ip)
+        now = self._clock()
+        # Counted as a failure first, and committed, as a password attempt is.
+        with one_commit(self._store):
+            self._throttle.reserve(tenant, email, ip, now)
+        created: list[User] = []
+
+        def code_entered() -> User:
+            bound = self._journeys.tokens.consume_code(code, tenant=tenant, email=email)
+            user = self._owner(bound, created)
+            self._throttle.succeeded(tenant, email, ip, now)
             return user
 
-        return self._sign_in.first_factor_passed(link_followed, client)
+        return self._signed_in(self._sign_in.first_factor_passed(code_entered, client), created)
+
+    def _owner(self, bound: OneTimeToken, created: list[User]) -> User:
+        """The user a used token signs in, with the address verified: its user, or
+        for a sign-up token the account it creates (appended to ``created``)."""
+        user_id = bound.user_id
+        if not user_id:
+            if not self._journeys.tokens.policy.sign_up_by_email:
+                raise InvalidToken()  # sent before sign-up was turned off
+            existing = self._store.find_user_by_email(bound.tenant, bound.email)
+            if existing is None:
+                existing = User(
+                    new_ordered_id("usr"), bound.tenant, bound.email, None, self._clock()
+                )
+                self._store.create_user(existing, NO_PASSWORD_HASH)
+                created.append(existing)
+            # Registered meanwhile: the token still proves this address is theirs.
+            user_id = existing.id
+        user = self._store.mark_email_verified(user_id, bound.email, self._clock())
+        if user is None:  # the address changed since the link was sent
+            raise InvalidToken()
+        return user
+
+    def _signed_in(self, result: SignIn, created: list[User]) -> SignIn:
+        # After the commit: the new user is stored, with its session.
+        for user in created:
+            ctx = LedgerContext(tenant=user.tenant, user_id=user.id, event_id=user.id)
+            self._billing.record(UsageEvent.USERS_CREATED, ctx)
+        return result

@@ -27,6 +27,7 @@ __all__ = [
     "LedgerCall",
     "Outbox",
     "RecordingLedger",
+    "code_in",
     "token_in",
 ]
 
@@ -196,6 +197,10 @@ class Outbox:
         """The one-time token in the link of the newest message (to ``to``)."""
         return token_in(self.last(to).text)
 
+    def code(self, to: str | None = None) -> str:
+        """The e-mail sign-in code in the newest message (to ``to``)."""
+        return code_in(self.last(to).text)
+
     def clear(self) -> None:
         """Forget every message."""
         with self._lock:
@@ -210,6 +215,17 @@ class Outbox:
 
 
 _TOKEN_IN_LINK = re.compile(r"[?&]token=([A-Za-z0-9_%\-]+)")
+
+
+_CODE_LINE = re.compile(r"^\s*([0-9]{6,8})\s*$", re.MULTILINE)
+
+
+def code_in(text: str) -> str:
+    """The e-mail sign-in code of a message body (the line with only digits)."""
+    found = _CODE_LINE.search(text)
+    if found is None:
+        raise LookupError("no sign-in code in this message")
+    return found.group(1)
 
 
 def token_in(text: str) -> str:

@@ -427,6 +427,17 @@ CREATE TABLE social_providers (
 );
 """
 
+_V16_EMAIL_CODES_AND_SIGN_UP = """
+-- E-mail codes and sign-up on first use. A code is short, so it is looked up by
+-- the address it was sent to (tenant, email, purpose) and counts the attempts made
+-- at it; a sign-up token has no user yet (user_id NULL) until it is used.
+ALTER TABLE one_time_tokens ALTER COLUMN user_id DROP NOT NULL;
+
+ALTER TABLE one_time_tokens ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+
+CREATE INDEX one_time_tokens_by_address ON one_time_tokens (tenant, email, purpose);
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     _V1_SESSIONS_AND_USERS,
     _V2_ORGS,
@@ -443,5 +454,6 @@ MIGRATIONS: tuple[str, ...] = (
     _V13_SESSION_DEVICES,
     _V14_SSO_SIGN_IN,
     _V15_SOCIAL_PROVIDERS,
+    _V16_EMAIL_CODES_AND_SIGN_UP,
 )
 """Migration scripts, oldest first; the schema version is the number applied."""

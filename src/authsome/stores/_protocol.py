@@ -107,6 +107,10 @@ class Store(Protocol):
         every other token of the same user and purpose (a new token invalidates the
         older ones) and of every expired token (``expires_at <= now``) of anyone.
 
+        A token whose ``user_id`` is ``""`` (sign-up: the address has no account
+        yet) replaces instead the other user-less tokens of its purpose, tenant and
+        address.
+
         ``token.tenant`` must be the user's tenant. Raise
         :class:`~authsome.errors.StoreError` when the user is unknown,
         :class:`~authsome.errors.AlreadyExists` when the hash is taken; nothing is
@@ -123,6 +127,26 @@ class Store(Protocol):
         ``None`` and no change when there is none: unknown hash, another purpose or
         tenant, or expired (``expires_at <= now``). One atomic step: of concurrent
         calls with one hash, across processes, exactly one gets the token.
+        """
+        ...
+
+    def attempt_one_time_code(
+        self,
+        code_hash: str,
+        purpose: str,
+        tenant: str,
+        email: str,
+        now: datetime,
+        max_attempts: int,
+    ) -> OneTimeToken | None:
+        """One attempt at the live tokens of ``purpose`` sent to ``email`` in
+        ``tenant`` (an e-mail code: short, so found by its address, not its hash).
+
+        In one transaction: each such token with fewer than ``max_attempts``
+        attempts counts one more; if the one with hash ``code_hash`` was counted, it
+        is deleted and returned. ``None`` otherwise (the writes of the count stay).
+        Atomic across processes: racing attempts never count past
+        ``max_attempts``, and of racing right attempts exactly one gets the token.
         """
         ...
 

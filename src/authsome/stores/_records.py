@@ -94,7 +94,7 @@ class RecordReader:
         """Columns: purpose, user_id, tenant, email, created_at, expires_at."""
         return OneTimeToken(
             purpose=row[0],
-            user_id=row[1],
+            user_id=row[1] or "",  # NULL: a sign-up token, no user yet
             tenant=row[2],
             email=row[3],
             created_at=self.moment(row[4]),

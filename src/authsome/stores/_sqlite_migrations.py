@@ -386,6 +386,38 @@ CREATE TABLE social_providers (
 );
 """
 
+_V16_EMAIL_CODES_AND_SIGN_UP = """
+-- E-mail codes and sign-up on first use. A code is short, so it is looked up by
+-- the address it was sent to (tenant, email, purpose) and counts the attempts made
+-- at it; a sign-up token has no user yet (user_id NULL) until it is used. SQLite
+-- cannot drop a NOT NULL, so the table is rebuilt with its indexes.
+CREATE TABLE one_time_tokens_v13 (
+    hash       TEXT PRIMARY KEY,
+    purpose    TEXT NOT NULL,
+    user_id    TEXT REFERENCES users (id) ON DELETE CASCADE,
+    tenant     TEXT NOT NULL,
+    email      TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    attempts   INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+
+INSERT INTO one_time_tokens_v13
+    (hash, purpose, user_id, tenant, email, created_at, expires_at)
+    SELECT hash, purpose, user_id, tenant, email, created_at, expires_at
+    FROM one_time_tokens;
+
+DROP TABLE one_time_tokens;
+
+ALTER TABLE one_time_tokens_v13 RENAME TO one_time_tokens;
+
+CREATE INDEX one_time_tokens_by_user ON one_time_tokens (user_id, purpose);
+
+CREATE INDEX one_time_tokens_by_expiry ON one_time_tokens (expires_at);
+
+CREATE INDEX one_time_tokens_by_address ON one_time_tokens (tenant, email, purpose);
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     _V1_SESSIONS_AND_USERS,
     _V2_ORGS,
@@ -402,6 +434,7 @@ MIGRATIONS: tuple[str, ...] = (
     _V13_SESSION_DEVICES,
     _V14_SSO_SIGN_IN,
     _V15_SOCIAL_PROVIDERS,
+    _V16_EMAIL_CODES_AND_SIGN_UP,
 )
 """Migration scripts, oldest first; the schema version is the number applied."""
 

@@ -93,6 +93,7 @@ class MemoryStore:
         self._one_time_tokens: dict[str, OneTimeToken] = {}
         self._one_time_states: dict[str, OneTimeState] = {}
         self._identities: dict[tuple[str, str, str], Identity] = {}
+        self._code_attempts: dict[str, int] = {}  # by token hash
         self._api_keys: dict[str, StoredApiKey] = {}
         self._api_key_by_lookup: dict[str, str] = {}  # lookup id -> key id
         self._passkey_challenges: dict[str, PasskeyChallenge] = {}
@@ -171,17 +172,42 @@ class MemoryStore:
     # -- one-time tokens -------------------------------------------------------
     def create_one_time_token(self, token_hash: str, token: OneTimeToken, now: datetime) -> None:
         with self._lock:
-            if token.user_id not in self._users:
+            if token.user_id and token.user_id not in self._users:
                 raise StoreError("one-time token refers to an unknown user")
             if token_hash in self._one_time_tokens:
                 raise AlreadyExists(Duplicate.ONE_TIME_TOKEN)
             _delete_where(
                 self._one_time_tokens,
-                lambda t: (
-                    t.expires_at <= now or (t.user_id, t.purpose) == (token.user_id, token.purpose)
-                ),
+                lambda t: t.expires_at <= now or _replaced_by(t, token),
             )
             self._one_time_tokens[token_hash] = token
+            # The counts of tokens deleted since the last new one go with them.
+            for stale in self._code_attempts.keys() - self._one_time_tokens.keys():
+                del self._code_attempts[stale]
+
+    def attempt_one_time_code(
+        self,
+        code_hash: str,
+        purpose: str,
+        tenant: str,
+        email: str,
+        now: datetime,
+        max_attempts: int,
+    ) -> OneTimeToken | None:
+        with self._lock:
+            counted = False
+            for token_hash, token in self._one_time_tokens.items():
+                if (token.purpose, token.tenant, token.email) != (purpose, tenant, email):
+                    continue
+                attempts = self._code_attempts.get(token_hash, 0)
+                if token.expires_at <= now or attempts >= max_attempts:
+                    continue
+                self._code_attempts[token_hash] = attempts + 1
+                counted = counted or token_hash == code_hash
+            if not counted:
+                return None
+            self._code_attempts.pop(code_hash, None)
+            return self._one_time_tokens.pop(code_hash)
 
     def consume_one_time_token(
         self, token_hash: str, purpose: str, tenant: str, now: datetime
@@ -953,6 +979,18 @@ def _delete_where(records: dict[_K, _V], doomed: Callable[[_V], bool]) -> int:
     for key in keys:
         del records[key]
     return len(keys)
+
+
+def _replaced_by(old: OneTimeToken, new: OneTimeToken) -> bool:
+    """Whether a new token makes ``old`` stop working: the same user and purpose,
+    or for a sign-up token (no user) the same purpose, tenant and address."""
+    if new.user_id:
+        return (old.user_id, old.purpose) == (new.user_id, new.purpose)
+    return not old.user_id and (old.purpose, old.tenant, old.email) == (
+        new.purpose,
+        new.tenant,
+        new.email,
+    )
 
 
 def _step_is_new(entry: _Factor, step: int) -> bool:

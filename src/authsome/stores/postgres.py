@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 import json
 import os
 import re
@@ -497,18 +498,29 @@ class PostgresStore:
         one, in one transaction. The user's row is locked first, so two concurrent
         requests of one user and purpose leave only the later token."""
         with self._transaction("create_one_time_token") as cur:
-            locked = cur.execute(
-                self._sql("SELECT 1 FROM {s}.users WHERE id = %s FOR NO KEY UPDATE"),
-                (token.user_id,),
-            ).fetchone()
-            if locked is None:
-                raise StoreError("one-time token refers to an unknown user")
+            if token.user_id:
+                locked = cur.execute(
+                    self._sql("SELECT 1 FROM {s}.users WHERE id = %s FOR NO KEY UPDATE"),
+                    (token.user_id,),
+                ).fetchone()
+                if locked is None:
+                    raise StoreError("one-time token refers to an unknown user")
             cur.execute(
                 self._sql(
                     "DELETE FROM {s}.one_time_tokens WHERE expires_at <= %s"
                     " OR (user_id = %s AND purpose = %s)"
+                    " OR (%s AND user_id IS NULL AND purpose = %s AND tenant = %s"
+                    " AND email = %s)"
                 ),
-                (aware(now), token.user_id, token.purpose),
+                (
+                    aware(now),
+                    token.user_id,
+                    token.purpose,
+                    not token.user_id,
+                    token.purpose,
+                    token.tenant,
+                    token.email,
+                ),
             )
             cur.execute(
                 self._sql(
@@ -519,7 +531,7 @@ class PostgresStore:
                 (
                     token_hash,
                     token.purpose,
-                    token.user_id,
+                    token.user_id or None,
                     token.tenant,
                     token.email,
                     aware(token.created_at),
@@ -539,6 +551,39 @@ class PostgresStore:
             " RETURNING purpose, user_id, tenant, email, created_at, expires_at",
             (token_hash, purpose, tenant, aware(now)),
         )
+        return None if row is None else _READ.one_time_token(row)
+
+    def attempt_one_time_code(
+        self,
+        code_hash: str,
+        purpose: str,
+        tenant: str,
+        email: str,
+        now: datetime,
+        max_attempts: int,
+    ) -> OneTimeToken | None:
+        """Count the attempt and take the token if it is the right one, in one
+        transaction. A racing UPDATE waits for the row's lock and then checks
+        ``attempts < max_attempts`` on the row as committed, so counts never race;
+        a row deleted meanwhile is skipped."""
+        with self._transaction("attempt_one_time_code") as cur:
+            counted = cur.execute(
+                self._sql(
+                    "UPDATE {s}.one_time_tokens SET attempts = attempts + 1"
+                    " WHERE tenant = %s AND email = %s AND purpose = %s AND expires_at > %s"
+                    " AND attempts < %s RETURNING hash"
+                ),
+                (tenant, email, purpose, aware(now), max_attempts),
+            ).fetchall()
+            if not any(hmac.compare_digest(row[0], code_hash) for row in counted):
+                return None
+            row = cur.execute(
+                self._sql(
+                    "DELETE FROM {s}.one_time_tokens WHERE hash = %s"
+                    " RETURNING purpose, user_id, tenant, email, created_at, expires_at"
+                ),
+                (code_hash,),
+            ).fetchone()
         return None if row is None else _READ.one_time_token(row)
 
     def find_one_time_token(

@@ -19,6 +19,7 @@ first use. See :class:`SQLiteStore` for the one case a child refuses.
 from __future__ import annotations
 
 import contextlib
+import hmac
 import json
 import os
 import sqlite3
@@ -480,15 +481,23 @@ class SQLiteStore:
         """Replace the user's tokens of this purpose (and purge expired ones) by this
         one, in one ``BEGIN IMMEDIATE`` transaction."""
         with self._transaction("create_one_time_token") as conn:
-            if (
-                conn.execute("SELECT 1 FROM users WHERE id = ?", (token.user_id,)).fetchone()
-                is None
-            ):
-                raise StoreError("one-time token refers to an unknown user")
+            if token.user_id:
+                known = conn.execute("SELECT 1 FROM users WHERE id = ?", (token.user_id,))
+                if known.fetchone() is None:
+                    raise StoreError("one-time token refers to an unknown user")
             conn.execute(
                 "DELETE FROM one_time_tokens WHERE expires_at <= ?"
-                " OR (user_id = ? AND purpose = ?)",
-                (_to_micros(now), token.user_id, token.purpose),
+                " OR (user_id = ? AND purpose = ?)"
+                " OR (? AND user_id IS NULL AND purpose = ? AND tenant = ? AND email = ?)",
+                (
+                    _to_micros(now),
+                    token.user_id,
+                    token.purpose,
+                    not token.user_id,
+                    token.purpose,
+                    token.tenant,
+                    token.email,
+                ),
             )
             conn.execute(
                 "INSERT INTO one_time_tokens"
@@ -497,7 +506,7 @@ class SQLiteStore:
                 (
                     token_hash,
                     token.purpose,
-                    token.user_id,
+                    token.user_id or None,
                     token.tenant,
                     token.email,
                     _to_micros(token.created_at),
@@ -517,6 +526,33 @@ class SQLiteStore:
             " RETURNING purpose, user_id, tenant, email, created_at, expires_at",
             (token_hash, purpose, tenant, _to_micros(now)),
         )
+        return None if row is None else _READ.one_time_token(row)
+
+    def attempt_one_time_code(
+        self,
+        code_hash: str,
+        purpose: str,
+        tenant: str,
+        email: str,
+        now: datetime,
+        max_attempts: int,
+    ) -> OneTimeToken | None:
+        """Count the attempt and take the token if it is the right one, in one
+        ``BEGIN IMMEDIATE`` transaction (writers queue, so counts never race)."""
+        with self._transaction("attempt_one_time_code") as conn:
+            counted = conn.execute(
+                "UPDATE one_time_tokens SET attempts = attempts + 1"
+                " WHERE tenant = ? AND email = ? AND purpose = ? AND expires_at > ?"
+                " AND attempts < ? RETURNING hash",
+                (tenant, email, purpose, _to_micros(now), max_attempts),
+            ).fetchall()
+            if not any(hmac.compare_digest(row[0], code_hash) for row in counted):
+                return None
+            row = conn.execute(
+                "DELETE FROM one_time_tokens WHERE hash = ?"
+                " RETURNING purpose, user_id, tenant, email, created_at, expires_at",
+                (code_hash,),
+            ).fetchone()
         return None if row is None else _READ.one_time_token(row)
 
     def find_one_time_token(
