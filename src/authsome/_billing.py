@@ -74,8 +74,8 @@ def check_enforced(keys: Iterable[object], ledger: Ledger) -> frozenset[UsageEve
 
 
 def _can_consume(ledger: Ledger) -> bool:
-    # LedgerAdapter always has the method; whether its engine can is its ``consumes``.
-    return isinstance(ledger, ConsumingLedger) and getattr(ledger, "consumes", True) is True
+    # LedgerAdapter always has the method; whether its engine can is its ``can_consume``.
+    return isinstance(ledger, ConsumingLedger) and getattr(ledger, "can_consume", True) is True
 
 
 @dataclass(frozen=True, slots=True)

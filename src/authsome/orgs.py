@@ -28,10 +28,11 @@ from authsome._billing import Billing
 from authsome._time import Clock
 from authsome.bridge import LedgerContext
 from authsome.crypto import new_id
-from authsome.errors import NotFound, ValidationError
+from authsome.errors import AlreadyExists, NotFound, ValidationError
 from authsome.features import Feature, UsageEvent
 from authsome.models import Membership, Org, OrgRole, User
 from authsome.stores import Store
+from authsome.stores._rules import Duplicate
 
 __all__ = ["MAX_SLUG", "Orgs", "check_slug", "slugify"]
 
@@ -153,6 +154,11 @@ class Orgs:
         if user.tenant != org.tenant:
             raise ValidationError("the user belongs to another tenant than the org")
         membership = Membership(org.id, user.id, checked_role, self._clock())
+        if self._billing.enforces(UsageEvent.ORGS_MEMBERS) and self._store.get_membership(
+            org.id, user.id
+        ):
+            # A member already: that answer, not a full plan's (the write would say it).
+            raise AlreadyExists(Duplicate.MEMBERSHIP)
         with self._seat(org, membership):
             self._store.add_membership(membership)
         return membership

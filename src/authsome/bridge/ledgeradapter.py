@@ -120,7 +120,7 @@ class LedgerAdapter:
             _raise_unavailable(exc, "release")
 
     @property
-    def consumes(self) -> bool:
+    def can_consume(self) -> bool:
         """Whether the engine has ``consume`` (an atomic check-and-count), which
         :meth:`consume_usage` needs."""
         return callable(getattr(self.engine, "consume", None))
