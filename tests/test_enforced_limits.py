@@ -354,6 +354,33 @@ def test_refreshes_in_a_new_period_count_the_user_once(
     assert engine.usage("acme", MAU, period=first) == 2
 
 
+@pytest.mark.parametrize("enforced", [False, True], ids=["reported", "enforced"])
+def test_a_period_starting_mid_day_counts_a_refresh_on_each_side(
+    make_auth: AuthFactory,
+    backend: Backend,
+    engine: ledger.Engine,
+    clock: FakeClock,
+    enforced: bool,
+) -> None:
+    limits = [UsageEvent.USERS_ACTIVE] if enforced else []
+    auth = make_auth(
+        store=backend[0](), ledger=LedgerAdapter(engine), sessions=LONG, enforce_limits=limits
+    )
+    (ann,) = _users(auth, 1)
+    tokens = auth.sign_in(ann.email, PASSWORD, tenant="acme").tokens
+    assert tokens is not None
+    first = engine.period("acme", MAU)
+    assert first.end is not None
+    second = engine.period("acme", MAU, at=first.end)
+    assert second.end is not None and second.end.hour == 12  # the anchor's time of day
+    clock.now = second.end - timedelta(hours=2)  # ann's first activity of this period
+    tokens = auth.sessions.refresh(tokens.refresh_token)
+    clock.now = second.end + timedelta(hours=2)  # the same UTC day, the next period
+    auth.sessions.refresh(tokens.refresh_token)
+    assert _used(engine, MAU) == 1
+    assert engine.usage("acme", MAU, period=second) == 1
+
+
 def test_refreshes_do_not_inflate_a_sum_of_active_users(
     make_auth: AuthFactory, clock: FakeClock
 ) -> None:
