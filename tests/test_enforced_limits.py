@@ -7,6 +7,7 @@ the shipped test ledgers for the failure policies.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -232,7 +233,7 @@ class EnforcedSeatsFollowMembership(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.clock = FakeClock()
-        self.engine = ledger.Engine(flush_interval=60)
+        self.engine = ledger.Engine(store=self.ledger_store(), flush_interval=60)
         self.engine.define_plan(
             ledger.Plan(
                 "small",
@@ -252,6 +253,9 @@ class EnforcedSeatsFollowMembership(RuleBasedStateMachine):
         owner, *self.users = _users(self.auth, 5)
         self.org = self.auth.orgs.create(owner.id, "Acme")
         self.members = {owner.id}
+
+    def ledger_store(self) -> ledger.LedgerStore:
+        return ledger.MemoryLedgerStore()
 
     @rule(n=st.integers(0, 3), retries=st.integers(1, 2))
     def join(self, n: int, retries: int) -> None:
@@ -291,6 +295,24 @@ class EnforcedSeatsFollowMembership(RuleBasedStateMachine):
 
 EnforcedSeatsFollowMembership.TestCase.settings = settings(max_examples=25, deadline=None)
 test_enforced_seats_follow_membership = EnforcedSeatsFollowMembership.TestCase
+
+
+class EnforcedSeatsFollowMembershipOnSQLite(EnforcedSeatsFollowMembership):
+    """The same, with the ledger's counts in a SQLite file (consume is a conditional
+    write there, releases are buffered until a flush)."""
+
+    def ledger_store(self) -> ledger.LedgerStore:
+        self.tmp = tempfile.TemporaryDirectory()
+        return ledger.SQLiteLedgerStore(str(Path(self.tmp.name) / "ledger.db"))
+
+    def teardown(self) -> None:
+        super().teardown()
+        self.engine.store.close()
+        self.tmp.cleanup()
+
+
+EnforcedSeatsFollowMembershipOnSQLite.TestCase.settings = settings(max_examples=10, deadline=None)
+test_enforced_seats_follow_membership_on_sqlite = EnforcedSeatsFollowMembershipOnSQLite.TestCase
 
 
 # --- monthly active users ---------------------------------------------------------------
@@ -482,6 +504,24 @@ def test_a_failing_limit_check_allowed_by_policy_records_after_commit(
     assert consumed <= recorded  # each use let through is recorded, under the same id
     assert {key for key, _ in consumed} == {MAU, SEATS, VALIDATED}
     assert auth.ledger_stats.check_failures == 4
+
+
+@pytest.mark.parametrize("policy", ["raise", "allow"])
+def test_a_failing_check_at_refresh_never_fails_the_refresh(
+    make_auth: AuthFactory, policy: str
+) -> None:
+    failing = FailingLedger(fail=["consume_usage"])
+    auth = make_auth(ledger=failing, on_ledger_error="allow")
+    (ann,) = _users(auth, 1)
+    tokens = auth.sign_in(ann.email, PASSWORD, tenant="acme").tokens
+    assert tokens is not None
+    auth = make_auth(ledger=failing, enforce_limits=ALL, on_ledger_error=policy, store=auth.store)
+    failing.clear()
+    rotated = auth.sessions.refresh(tokens.refresh_token, tenant="acme")
+    assert auth.sessions.validate(rotated.access_token).user_id == ann.id
+    (consumed,) = failing.consumes(MAU)
+    (recorded,) = failing.usage(MAU)  # the activity, recorded instead
+    assert recorded.ctx == consumed.ctx
 
 
 def test_an_enforced_use_is_consumed_once_and_not_recorded_again(

@@ -56,6 +56,7 @@ class SignInFlow:
         self._warned_without_ip = False
         self._warn_lock = threading.Lock()
         self._unconsumed: set[str] = set()  # sessions whose active user is still to record
+        self._unconsumed_lock = threading.Lock()
 
     def sign_in(self, email: str, password: str, *, tenant: str, ip: str | None) -> SignIn:
         """Check the password; raise one generic :class:`InvalidCredentials` on failure."""
@@ -138,7 +139,7 @@ class SignInFlow:
         if self._billing.enforces(UsageEvent.USERS_ACTIVE):
             ctx = LedgerContext(tenant=user.tenant, user_id=user.id, event_id=session_id)
             if not self._billing.consume(UsageEvent.USERS_ACTIVE, ctx):
-                with self._warn_lock:  # let through by policy: recorded by finish()
+                with self._unconsumed_lock:  # let through by policy: recorded by finish()
                     self._unconsumed.add(session_id)
         return self._sessions.store_new(user, session_id=session_id)
 
@@ -155,7 +156,7 @@ class SignInFlow:
         enforced, only when the count was let through uncounted by policy."""
         if not self._billing.enforces(UsageEvent.USERS_ACTIVE):
             return True
-        with self._warn_lock:
+        with self._unconsumed_lock:
             if session_id in self._unconsumed:
                 self._unconsumed.discard(session_id)
                 return True
