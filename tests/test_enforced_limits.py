@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import pyotp
 import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -29,10 +30,11 @@ from authsome import (
     ledger,
 )
 from authsome.bridge import ConsumingLedger, LedgerAdapter, LedgerContext, NoopLedger
+from authsome.mail import MailSettings
 from authsome.sessions import SessionPolicy
 from authsome.stores import MemoryStore, PostgresStore, SQLiteStore, Store
-from authsome.testing import DenyingLedger, FailingLedger, RecordingLedger
-from tests.conftest import PASSWORD, AuthFactory, FakeClock
+from authsome.testing import DenyingLedger, FailingLedger, Outbox, RecordingLedger
+from tests.conftest import LINK_BASE, PASSWORD, AuthFactory, FakeClock
 from tests.support.pgschema import drop_schema
 from tests.support.race import race
 
@@ -562,3 +564,30 @@ def test_the_seed_ledger_serves_every_metered_operation(make_auth: AuthFactory) 
     assert auth.orgs.remove_member(org.id, bob.id) is True
     auth.api_keys.validate(auth.api_keys.create(ann.id, "ci").secret)
     assert auth.ledger_stats.record_failures == 0
+
+
+def test_every_sign_in_path_is_refused_at_its_completion(
+    make_auth: AuthFactory, clock: FakeClock
+) -> None:
+    """MFA and magic link finish in the same completion point as a password sign-in."""
+    outbox = Outbox()
+    auth = make_auth(
+        ledger=DenyingLedger(MAU),
+        enforce_limits=ALL,
+        mailer=outbox,
+        mail=MailSettings(link_base_url=LINK_BASE),
+    )
+    ann, bob = _users(auth, 2)
+    setup = auth.mfa.begin_totp(ann.id)
+    auth.mfa.confirm_totp(ann.id, pyotp.TOTP(setup.secret).at(clock.now))
+    clock.advance(seconds=30)
+    pending = auth.sign_in(ann.email, PASSWORD, tenant="acme")
+    assert pending.mfa_required and pending.ticket is not None  # no session yet, no count
+    with pytest.raises(FeatureNotEntitled) as refused:
+        auth.mfa.verify(pending.ticket, pyotp.TOTP(setup.secret).at(clock.now))
+    assert refused.value.feature == MAU
+    assert auth.passwordless.begin(bob.email, tenant="acme", ip="192.0.2.3") is None
+    auth.flush_mail()
+    with pytest.raises(FeatureNotEntitled):
+        auth.passwordless.complete(outbox.token(bob.email), tenant="acme")
+    assert auth.sessions.revoke_all(ann.id) == auth.sessions.revoke_all(bob.id) == 0
