@@ -2,6 +2,7 @@
 
     python benchmarks/bench_apikeys.py                    # instructions, wall, CPU, outage
     python benchmarks/bench_apikeys.py --no-instructions  # without valgrind
+    python benchmarks/bench_apikeys.py --only-limits      # only the hard-limit costs
 
 Times ``auth.api_keys.validate`` on a MemoryStore and on a SQLite file, once with
 ``NoopLedger`` and once with a metering ledger, in the same run and interleaved
@@ -24,6 +25,15 @@ Last, a ledger store outage: 10,000 validations through ``LedgerAdapter`` with t
 ledger's store raising on every write, against the same with the store up, for
 ``durability="spool"`` and ``"memory"`` (paired rounds, as above). No call may wait
 on the store, so the outage may cost at most 20%.
+
+Then hard limits (``Authsome(enforce_limits=...)``), on both stores with the embedded
+ledger, paired rounds as above, all against the same metering engine without
+``enforce_limits``: the same engine again (the noise floor, A/A), an engine enforcing
+the *other* limits (seats, active users: enforcement off for this path), and one
+enforcing ``authsome.apikeys.validated`` (a plan limit never reached, so every call
+pays the atomic check-and-count in the ledger's store and none is refused). Beside
+them, the off path's own added cost (``Billing.use`` against ``Billing.record``,
+which is what the path called before there were limits).
 
 Targets: metering costs at most 15% more instructions than NoopLedger on both
 stores; the outage at most 1.2x (exit status 1 if a target is missed). The wall
@@ -382,6 +392,104 @@ def outage(workdir: Path, rounds: int) -> dict[str, float]:
     return ratios
 
 
+# -- hard limits ------------------------------------------------------------------------
+
+ENFORCEMENT_SIDES = ("same engine (A/A)", "other limits enforced", "apikeys enforced")
+
+
+@contextmanager
+def limit_sides(kind: str, workdir: Path) -> Iterator[dict[str, Callable[[], object]]]:
+    """Validate through the baseline (metering, nothing enforced) and each compared side;
+    every side has a ledger engine of its own on the same kind of store."""
+    from authsome import ledger
+    from authsome.bridge.ledgeradapter import LedgerAdapter
+
+    enforce: dict[str, list[UsageEvent]] = {
+        "baseline": [],
+        "same engine (A/A)": [],
+        "other limits enforced": [UsageEvent.ORGS_MEMBERS, UsageEvent.USERS_ACTIVE],
+        "apikeys enforced": [UsageEvent.APIKEYS_VALIDATED],
+    }
+    engines = []
+    with open_store(kind, workdir) as store:
+        hashing = PasswordHashing.fast_insecure_for_tests()
+        calls: dict[str, Callable[[], object]] = {}
+        secret = ""
+        for name, keys in enforce.items():
+            path = workdir / f"limits-{time.monotonic_ns()}.db"
+            ledger_store = ledger.SQLiteStore(str(path)) if kind == "sqlite" else None
+            engine = ledger.Engine(store=ledger_store or ledger.MemoryStore())
+            engines.append(engine)
+            engine.define_plan(ledger.Plan("bench", [ledger.Feature.metered(EVENT, 10**12)]))
+            engine.subscribe(TENANT, "bench")
+            auth = Authsome(
+                store=store,
+                ledger=LedgerAdapter(engine),
+                password_hashing=hashing,
+                enforce_limits=keys,
+            )
+            if not secret:
+                user = auth.users.register("bench@example.com", "bench passphrase 1", tenant=TENANT)
+                secret = auth.api_keys.create(user.id, "bench", scopes=["read"]).secret
+            calls[name] = lambda auth=auth, secret=secret: auth.api_keys.validate(secret)
+        try:
+            yield calls
+        finally:
+            for engine in engines:
+                engine.close()
+
+
+def enforcement(workdir: Path, n: int, rounds: int) -> None:
+    """Paired ratios of each side to the baseline, per store, and the off path's cost."""
+    print(f"\nhard limits, {n} validations x {rounds} rounds (paired with the baseline):")
+    print(f"  {'store':<8}{'side':<24}{'µs/call':>9}{'+µs/call':>10}{'ratio':>8}  [quartiles]")
+    for kind in STORES:
+        with limit_sides(kind, workdir) as calls:
+            for call in calls.values():
+                time_calls(call, n // 10)
+            for side in ENFORCEMENT_SIDES:
+                base, other, ratios = [], [], []
+                for i in range(rounds):
+                    pair = [("base", calls["baseline"]), ("side", calls[side])]
+                    walls = {}
+                    for name, call in pair if i % 2 == 0 else reversed(pair):
+                        walls[name] = time_calls(call, n)[0]
+                    base.append(walls["base"])
+                    other.append(walls["side"])
+                    ratios.append(walls["side"] / walls["base"])
+                q1, _, q3 = statistics.quantiles(ratios, n=4, method="inclusive")
+                extra = statistics.median(o - b for o, b in zip(other, base, strict=True))
+                print(
+                    f"  {kind:<8}{side:<24}{statistics.median(other):>9.2f}{extra:>+10.2f}"
+                    f"{statistics.median(ratios):>8.3f}  [{q1:.3f}, {q3:.3f}]"
+                )
+    off_path_cost(n * 5)
+
+
+def off_path_cost(n: int) -> None:
+    """What enforcement off adds per call: ``Billing.use`` (is the key enforced? no:
+    record) against ``Billing.record``, through NoopLedger so the ledger adds nothing."""
+    from authsome._billing import Billing
+    from authsome.bridge import LedgerContext
+
+    billing = Billing(NoopLedger())
+    ctx = LedgerContext(TENANT, user_id="usr_x", event_id="akv_x")
+    event = UsageEvent.APIKEYS_VALIDATED
+    per_call: dict[str, list[float]] = {"record": [], "use": []}
+    for _ in range(7):
+        for name, call in (("record", billing.record), ("use", billing.use)):
+            gc.collect()
+            start = time.perf_counter_ns()
+            for _ in range(n):
+                call(event, ctx)
+            per_call[name].append((time.perf_counter_ns() - start) / n)
+    record, use = (statistics.median(per_call[k]) for k in ("record", "use"))
+    print(
+        f"  off path alone: Billing.use {use:.0f} ns/call, Billing.record {record:.0f} ns/call"
+        f" (+{use - record:.0f} ns)"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=20_000, help="validations per round")
@@ -390,6 +498,9 @@ def main(argv: list[str] | None = None) -> int:
         "--no-instructions", action="store_true", help="skip the callgrind instruction counts"
     )
     parser.add_argument("--outage-rounds", type=int, default=5, help="rounds of the outage test")
+    parser.add_argument(
+        "--only-limits", action="store_true", help="run only the hard-limit comparison"
+    )
     parser.add_argument("--worker", nargs=3, metavar=("SIDE", "STORE", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -399,6 +510,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.n < 10 or args.rounds < 2:
         parser.error("-n must be at least 10 and --rounds at least 2")
 
+    if args.only_limits:
+        with tempfile.TemporaryDirectory() as tmp:
+            enforcement(Path(tmp), args.n, args.rounds)
+        return 0
     print(f"api_keys.validate, {args.n} calls x {args.rounds} rounds per ledger")
     with tempfile.TemporaryDirectory() as tmp:
         results = [bench_store(kind, Path(tmp), args.n, args.rounds) for kind in STORES]
@@ -406,6 +521,7 @@ def main(argv: list[str] | None = None) -> int:
         ledger_call_cost(Path(tmp), args.n * 5)
         instr = {} if args.no_instructions else instruction_ratios(Path(tmp), 2_000, 12_000)
         outages = outage(Path(tmp), args.outage_rounds)
+        enforcement(Path(tmp), args.n, args.rounds)
 
     print("\nwall clock (medians; ratio: median of the paired per-round ratios [quartiles]):")
     print(f"  {'store':<8}{'NoopLedger':>14}{'metering':>14}{'ratio':>9}{'':>18}{'CPU ratio':>11}")

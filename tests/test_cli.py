@@ -47,6 +47,13 @@ def test_demo_shows_gating_per_plan_and_a_usage_report_per_tenant() -> None:
     for allowed in ("create an organization", "enrol MFA", "register a passkey"):
         assert f"allowed  {allowed}" in starter
         assert f"allowed  {allowed}" in business
+    # Starter's limits are enforced: a 4th active user and a 4th seat are refused,
+    # a user already counted this month keeps signing in.
+    assert "REFUSED  a 4th user signs in      authsome.users.active (limit_reached)" in starter
+    assert "REFUSED  a 4th member joins       authsome.orgs.members (limit_reached)" in starter
+    assert "allowed  an active user signs in" in starter
+    for limited in ("a 4th user signs in", "a 4th member joins", "an active user signs in"):
+        assert f"allowed  {limited}" in business
     assert "REFUSED" not in business
     assert "registration options issued" in out.split("register a passkey", 1)[1].split("\n")[0]
     journeys = starter.split("e-mail journeys")[1]
@@ -57,17 +64,20 @@ def test_demo_shows_gating_per_plan_and_a_usage_report_per_tenant() -> None:
     assert "e-mail journeys" not in business
     # The whole token is never printed, only its first characters.
     assert all(len(part.split("...")[0]) == 4 for part in journeys.split("token=")[1:])
-    for tenant, sessions in (("acme", "8"), ("globex", "6")):
+    # acme: 4 users, 3 of them active (the limit); 3 seats of 3. globex: 4 and 4.
+    for tenant, active, sessions in (("acme", "3", "9"), ("globex", "4", "8")):
         report = out.split(f"usage report: {tenant}")[1].split("usage report")[0]
         rows = {line.split()[0]: line.split()[1:] for line in report.strip().splitlines()[1:]}
-        # two sign-ins per user: 6 sessions, but 3 distinct monthly active users (acme
-        # adds a sign-in after a password reset and one by a magic link)
-        assert rows["authsome.users.active"][0] == "3"
+        # two sign-ins per user and one more (acme adds a sign-in after a password
+        # reset and one by a magic link): sessions, but distinct monthly active users
+        assert rows["authsome.users.active"][0] == active
         assert rows["authsome.sessions.created"][0] == sessions
-        assert rows["authsome.users.created"][0] == "3"
+        assert rows["authsome.users.created"][0] == "4"
         assert rows["authsome.mfa.enrollments"][0] == "1"
         assert rows["authsome.apikeys.validated"][0] == "5"
-        assert rows["authsome.orgs.members"][0] == "3"
+        assert rows["authsome.orgs.members"][0] == active
+    acme = out.split("usage report: acme")[1].split("usage report")[0]
+    assert acme.count("limit_reached") == 2
     assert "Traceback" not in out
 
 

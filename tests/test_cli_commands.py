@@ -333,7 +333,7 @@ def test_starter_refuses_sso_as_disabled_and_business_allows_it(
     assert rows[Feature.SSO][:3] == ["boolean", "no", "disabled"]
     assert rows[Feature.CUSTOM_DOMAINS][:3] == ["boolean", "no", "disabled"]
     assert rows[Feature.MFA][:3] == ["boolean", "yes", "ok"]
-    assert rows[UsageEvent.USERS_ACTIVE] == ["metered", "yes", "ok", "0", "1,000", "1,000"]
+    assert rows[UsageEvent.USERS_ACTIVE] == ["metered", "yes", "ok", "0", "3", "3"]
     by_key = {f["feature"]: f for f in _entitlements_json(capsys, db, "acme")["features"]}
     assert by_key[Feature.SSO]["allowed"] is False
     assert by_key[Feature.SSO]["reason"] == "disabled"
@@ -627,7 +627,7 @@ def test_the_whole_path_in_real_processes(tmp_path: Path) -> None:
     assert (sso["allowed"], sso["reason"]) == (False, "disabled")
     result = run("usage", "acme", env=env)
     assert result.returncode == 0, result.stderr
-    assert table(result.stdout)[UsageEvent.USERS_ACTIVE][:3] == ["metered", "0", "1,000"]
+    assert table(result.stdout)[UsageEvent.USERS_ACTIVE][:3] == ["metered", "0", "3"]
 
 
 def test_bad_input_in_a_real_process(tmp_path: Path) -> None:

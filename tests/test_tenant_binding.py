@@ -97,7 +97,10 @@ def test_a_refresh_token_of_another_tenant_rotates_nothing(
     assert engine.sessions.validate(tokens.access_token, tenant="acme") == tokens.session
     rotated = engine.sessions.refresh(tokens.refresh_token, tenant="acme")
     assert engine.sessions.validate(rotated.access_token, tenant="acme").id == tokens.session.id
-    assert ledger.calls == []
+    # Only the good refresh counted its user active; the refused one counted nothing.
+    assert [(c.feature_key, c.ctx.tenant) for c in ledger.calls] == [
+        ("authsome.users.active", "acme")
+    ]
 
 
 def test_a_rotated_refresh_token_of_another_tenant_does_not_revoke_the_session(

@@ -103,15 +103,20 @@ def test_failed_sign_ins_record_nothing(make_auth: AuthFactory, ledger: Recordin
     assert ledger.calls == []
 
 
-def test_refresh_rotation_records_nothing(auth: Authsome, ledger: RecordingLedger) -> None:
-    auth.users.register("ann@example.com", PASSWORD)
+def test_refresh_rotation_records_only_the_active_user_once_a_day(
+    auth: Authsome, ledger: RecordingLedger
+) -> None:
+    user = auth.users.register("ann@example.com", PASSWORD)
     tokens = auth.sign_in("ann@example.com", PASSWORD).tokens
     assert tokens is not None
     ledger.clear()
     for _ in range(3):
         tokens = auth.sessions.refresh(tokens.refresh_token)
     auth.sessions.validate(tokens.access_token)
-    assert ledger.calls == []
+    calls = ledger.calls
+    assert {(c.kind, c.feature_key) for c in calls} == {("record_usage", "authsome.users.active")}
+    assert len({c.ctx.event_id for c in calls}) == 1  # one event a day: a sum is not inflated
+    assert calls[0].ctx.user_id == user.id
 
 
 class _CommitCheckingLedger(RecordingLedger):

@@ -17,6 +17,13 @@ The failure policies live here, written once:
 :class:`~authsome.bridge.ReleasingLedger` call, with ``record``'s failure policy. A
 ledger without it keeps working: the release is skipped (seats then only grow) and
 that is logged once, as a warning.
+
+:meth:`Billing.consume` makes a plan's limit hold for the usage keys given to
+``Authsome(enforce_limits=...)``: one atomic check-and-count through the optional
+:class:`~authsome.bridge.ConsumingLedger` call, *before* the operation writes. Over
+the limit it raises :class:`FeatureNotEntitled`; a failing call follows
+``on_ledger_error`` like :meth:`Billing.require` (under ``"allow"`` the use is not
+counted there, so the caller records it after its commit as usual).
 """
 
 from __future__ import annotations
@@ -25,11 +32,12 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from authsome.bridge import Ledger, LedgerContext, ReleasingLedger
-from authsome.errors import FeatureNotEntitled, LedgerUnavailable
+from authsome.bridge import ConsumingLedger, Ledger, LedgerContext, ReleasingLedger
+from authsome.errors import FeatureNotEntitled, LedgerUnavailable, ValidationError
 from authsome.features import Feature, UsageEvent
 
 __all__ = ["Billing", "LedgerErrorPolicy", "LedgerStats"]
@@ -41,6 +49,33 @@ RECORD_WARNING_INTERVAL = 10.0
 
 LedgerErrorPolicy = Literal["raise", "allow"]
 _POLICIES: tuple[LedgerErrorPolicy, ...] = ("raise", "allow")
+
+ENFORCEABLE = (UsageEvent.ORGS_MEMBERS, UsageEvent.USERS_ACTIVE, UsageEvent.APIKEYS_VALIDATED)
+"""The usage keys whose plan limits ``Authsome(enforce_limits=...)`` can make hold."""
+
+
+def check_enforced(keys: Iterable[object], ledger: Ledger) -> frozenset[UsageEvent]:
+    """The usage keys to enforce, checked: each one of :data:`ENFORCEABLE`, and a
+    ledger that can consume (:class:`ConsumingLedger`) when there is any."""
+    if isinstance(keys, str):
+        raise ValidationError("enforce_limits must be a list of usage keys, not one string")
+    allowed = ", ".join(key.value for key in ENFORCEABLE)
+    enforced: set[UsageEvent] = set()
+    for key in keys:
+        if not isinstance(key, str) or key not in ENFORCEABLE:
+            raise ValidationError(f"enforce_limits takes only these usage keys: {allowed}")
+        enforced.add(UsageEvent(key))
+    if enforced and not _can_consume(ledger):
+        raise ValidationError(
+            f"enforce_limits needs a ledger with consume_usage() (a ConsumingLedger);"
+            f" {type(ledger).__name__} has none, so no limit could hold"
+        )
+    return frozenset(enforced)
+
+
+def _can_consume(ledger: Ledger) -> bool:
+    # LedgerAdapter always has the method; whether its engine can is its ``can_consume``.
+    return isinstance(ledger, ConsumingLedger) and getattr(ledger, "can_consume", True) is True
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +89,12 @@ class LedgerStats:
 class Billing:
     """Entitlement checks before, usage records after, with the failure policies."""
 
-    def __init__(self, ledger: Ledger, on_ledger_error: LedgerErrorPolicy = "raise") -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        on_ledger_error: LedgerErrorPolicy = "raise",
+        enforce_limits: Iterable[object] = (),
+    ) -> None:
         if not isinstance(ledger, Ledger):
             raise TypeError(
                 "ledger must provide record_usage() and check_entitlement(), "
@@ -68,6 +108,7 @@ class Billing:
             ledger if isinstance(ledger, ReleasingLedger) else None
         )
         self._warned_no_release = False
+        self.enforced = check_enforced(enforce_limits, ledger)
         self.on_ledger_error: LedgerErrorPolicy = on_ledger_error
         self._lock = threading.Lock()
         self._record_failures = 0
@@ -112,6 +153,48 @@ class Billing:
             )
             return True
         return allowed
+
+    def enforces(self, event: UsageEvent) -> bool:
+        """Whether ``event``'s plan limit must hold (it was given to ``enforce_limits``)."""
+        return event in self.enforced
+
+    def consume(self, event: UsageEvent, ctx: LedgerContext, quantity: int = 1) -> bool:
+        """Count a use of an enforced key before the operation writes; return whether the
+        ledger counted it (``False`` only when a failure was let through by policy: then
+        record it after the commit). Over the limit: :class:`FeatureNotEntitled`."""
+        ledger: ConsumingLedger = self.ledger  # type: ignore[assignment]  # checked at init
+        try:
+            counted = ledger.consume_usage(ctx, event._value_, quantity)
+            if not isinstance(counted, bool):
+                raise TypeError(f"consume_usage returned {type(counted).__name__}, not bool")
+        except Exception as exc:  # any ledger failure goes through the policy
+            self._count_check_failure()
+            if self.on_ledger_error == "raise":
+                logger.error(
+                    "usage limit check failed, operation refused: feature=%s tenant=%s error=%s",
+                    event.value,
+                    ctx.tenant,
+                    type(exc).__name__,
+                )
+                raise LedgerUnavailable(f"ledger could not check {event.value}") from exc
+            logger.warning(
+                "usage limit check failed, allowed by policy: feature=%s tenant=%s error=%s",
+                event.value,
+                ctx.tenant,
+                type(exc).__name__,
+            )
+            return False
+        if not counted:
+            raise FeatureNotEntitled(event.value)
+        return True
+
+    def use(self, event: UsageEvent, ctx: LedgerContext) -> None:
+        """For an operation with nothing to commit afterwards (an API key validation):
+        consume when ``event`` is enforced, else (or when a failure was let through)
+        record."""
+        if event in self.enforced and self.consume(event, ctx):
+            return
+        self.record(event, ctx)
 
     def record(self, event: UsageEvent, ctx: LedgerContext, quantity: int = 1) -> None:
         """Record usage after success; a ledger failure is logged and counted, never raised."""

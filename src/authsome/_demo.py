@@ -1,10 +1,12 @@
 """``python -m authsome demo``: the whole library on embedded SQLite, in a temp directory.
 
-Two tenants on two plans: Starter (no SSO, no custom domains, 1,000 monthly active
-users) and Business (everything), the plans of ``authsome plans example``. Users
-register and sign in, each tenant tries the plan-gated operations, the first tenant
-shows a password reset and a magic-link sign-in by e-mail (kept by an ``Outbox``,
-nothing is sent), and the usage report of each tenant ends the run.
+Two tenants on two plans: Starter, a free tier (no SSO, no custom domains, 3 monthly
+active users, 3 org seats) and Business (everything), the plans of ``authsome plans
+example``. The engine enforces the seat and active-user limits
+(``enforce_limits``). Users register and sign in, each tenant tries the plan-gated
+and the limited operations, the first tenant shows a password reset and a
+magic-link sign-in by e-mail (kept by an ``Outbox``, nothing is sent), and the usage
+report of each tenant ends the run.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from authsome.bridge.ledgeradapter import LedgerAdapter
 from authsome.crypto import PasswordHashing
 from authsome.engine import Authsome
 from authsome.errors import ExtraNotInstalled, FeatureNotEntitled, InvalidToken
+from authsome.features import UsageEvent
 from authsome.mail import MailSettings
 from authsome.sso import OIDCConnection
 from authsome.stores import SQLiteStore
@@ -144,8 +147,29 @@ def _operations(
             raise _NotRun(str(exc)) from None
         return "registration options issued (a browser would finish it)"
 
+    def fourth_user_signs_in() -> str:
+        email = f"linus@{tenant}.example"
+        auth.users.register(email, PASSWORD, tenant=tenant)
+        auth.sign_in(email, PASSWORD, tenant=tenant, ip="203.0.113.7")
+        return "a 4th distinct active user this month"
+
+    def active_user_again() -> str:
+        auth.sign_in(f"ada@{tenant}.example", PASSWORD, tenant=tenant, ip="203.0.113.7")
+        return "already counted this month"
+
+    def fourth_member_joins() -> str:
+        org = auth.orgs.orgs_of(owner)[0]
+        linus = auth.users.find_by_email(f"linus@{tenant}.example", tenant=tenant)
+        if linus is None:  # registered by the step before
+            raise _NotRun("the 4th user was not registered")
+        auth.orgs.add_member(org.id, linus.id)
+        return "a 4th seat taken"
+
     return [
         ("create an organization", create_org),
+        ("a 4th user signs in", fourth_user_signs_in),
+        ("an active user signs in", active_user_again),
+        ("a 4th member joins", fourth_member_joins),
         ("enrol MFA", enrol_mfa),
         ("add a custom domain", add_domain),
         ("configure SSO", configure_sso),
@@ -209,6 +233,7 @@ def _run(eng: ledger.Engine, tmp: Path, out: list[str]) -> None:
         secret_key=secrets.token_bytes(32),  # seals TOTP and SSO secrets at rest
         mailer=outbox,
         mail=MailSettings(link_base_url=LINK_BASE),
+        enforce_limits=[UsageEvent.ORGS_MEMBERS, UsageEvent.USERS_ACTIVE],
     ) as auth:
         for tenant, plan_key in TENANTS.items():
             out.append(f"{tenant} (plan {plan_key})")

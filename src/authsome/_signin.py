@@ -12,7 +12,7 @@ from authsome._billing import Billing
 from authsome._time import Clock
 from authsome._units import one_commit
 from authsome.bridge import LedgerContext
-from authsome.crypto import PasswordHasher
+from authsome.crypto import PasswordHasher, new_ordered_id
 from authsome.errors import InvalidCredentials, ValidationError
 from authsome.features import UsageEvent
 from authsome.models import SessionTokens, SignIn, User
@@ -55,6 +55,8 @@ class SignInFlow:
         self._before_completion = before_completion
         self._warned_without_ip = False
         self._warn_lock = threading.Lock()
+        self._unconsumed: set[str] = set()  # sessions whose active user is still to record
+        self._unconsumed_lock = threading.Lock()
 
     def sign_in(
         self,
@@ -153,15 +155,37 @@ class SignInFlow:
     def open_session(self, user: User, client: Client = UNKNOWN_CLIENT) -> SessionTokens:
         """The store half of :meth:`complete`, for a sign-in that writes in one
         transaction: call it inside the block, and :meth:`finish` after it. The
-        session keeps ``client`` (address and User-Agent) for the device list."""
-        return self._sessions.store_new(user, client)
+        session keeps ``client`` (address and User-Agent) for the device list.
+
+        With ``authsome.users.active`` enforced, the active user is counted first,
+        keyed by the session's id: a user not yet active this period beyond the limit
+        gets :class:`~authsome.errors.FeatureNotEntitled` and no session is written."""
+        session_id = new_ordered_id("ses")
+        if self._billing.enforces(UsageEvent.USERS_ACTIVE):
+            ctx = LedgerContext(tenant=user.tenant, user_id=user.id, event_id=session_id)
+            if not self._billing.consume(UsageEvent.USERS_ACTIVE, ctx):
+                with self._unconsumed_lock:  # let through by policy: recorded by finish()
+                    self._unconsumed.add(session_id)
+        return self._sessions.store_new(user, client, session_id=session_id)
 
     def finish(self, user: User, tokens: SessionTokens) -> SignIn:
         """The usage half of :meth:`complete`, once the session is committed."""
         self._sessions.record_created(tokens)
-        ctx = LedgerContext(tenant=user.tenant, user_id=user.id, event_id=tokens.session.id)
-        self._billing.record(UsageEvent.USERS_ACTIVE, ctx)
+        if self._needs_record(tokens.session.id):
+            ctx = LedgerContext(tenant=user.tenant, user_id=user.id, event_id=tokens.session.id)
+            self._billing.record(UsageEvent.USERS_ACTIVE, ctx)
         return SignIn(user=user, tokens=tokens)
+
+    def _needs_record(self, session_id: str) -> bool:
+        """Whether the active user is still to be recorded: always when not enforced;
+        enforced, only when the count was let through uncounted by policy."""
+        if not self._billing.enforces(UsageEvent.USERS_ACTIVE):
+            return True
+        with self._unconsumed_lock:
+            if session_id in self._unconsumed:
+                self._unconsumed.discard(session_id)
+                return True
+        return False
 
 
 def _sign_in_password(password: object) -> str:

@@ -183,7 +183,9 @@ class ApiKeys:
         valid key missing a required scope raises
         :class:`~authsome.errors.InsufficientScope`. Only a fully valid call
         records ``authsome.apikeys.validated`` (fresh event id, the owner's tenant)
-        and may update the last-used time.
+        and may update the last-used time. With ``authsome.apikeys.validated`` in
+        ``enforce_limits``, a validation beyond the period's limit raises
+        :class:`~authsome.errors.FeatureNotEntitled` and touches nothing.
         """
         lookup_id = _parse_secret(secret)
         required = _check_scopes("required_scopes", required_scopes)
@@ -200,8 +202,9 @@ class ApiKeys:
         missing = tuple(scope for scope in required if scope not in key.scopes)
         if missing:
             raise InsufficientScope(missing)
+        # Counted (or refused, with enforce_limits) before anything is written.
+        self._billing.use(UsageEvent.APIKEYS_VALIDATED, _ledger_context(key))
         self._touches.touch(key.id, now)
-        self._billing.record(UsageEvent.APIKEYS_VALIDATED, _ledger_context(key))
         return key
 
     def get(self, key_id: str) -> ApiKey:

@@ -16,6 +16,7 @@ from authsome.apikeys import ApiKeyPolicy, ApiKeys
 from authsome.bridge import Ledger, NoopLedger
 from authsome.crypto import Keyring, PasswordHasher, PasswordHashing, Resealed
 from authsome.domains import Domains, TxtResolver
+from authsome.features import UsageEvent
 from authsome.journeys import AccountJourneys
 from authsome.mail import MailDispatcher, Mailer, MailSettings
 from authsome.mfa import Mfa, SignInChallenge
@@ -103,6 +104,7 @@ class Authsome:
         store: Store | None = None,
         ledger: Ledger | LedgerEngine | None = None,
         on_ledger_error: LedgerErrorPolicy = "raise",
+        enforce_limits: Sequence[UsageEvent | str] = (),
         password_hashing: PasswordHashing | None = None,
         sessions: SessionPolicy | None = None,
         throttle: ThrottlePolicy | None = None,
@@ -122,7 +124,7 @@ class Authsome:
         self.mailer = mailer
         self.mail_settings = mail or MailSettings()
         self.store: Store = MemoryStore() if store is None else _checked_store(store)
-        self._billing = Billing(_as_ledger(ledger), on_ledger_error)
+        self._billing = Billing(_as_ledger(ledger), on_ledger_error, enforce_limits)
         self._clock: Clock = clock or utcnow
         hasher = PasswordHasher(password_hashing or PasswordHashing())
         self.sessions = Sessions(

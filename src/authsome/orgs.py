@@ -3,7 +3,9 @@
 An org lives in the tenant of the user who creates it and only users of that tenant
 can join it. Creating one is plan-gated (``authsome.feature.orgs``); every member who
 joins, the creator included, is recorded as ``authsome.orgs.members`` and every member
-removed releases that seat again. Both are keyed by the membership instance
+removed releases that seat again. With the key in ``enforce_limits`` the seat is taken
+before the membership is written (refused beyond the plan's seat limit) and given back
+if the write fails. Both are keyed by the membership instance
 ``<org id>:<user id>:<joined at, microseconds since the epoch>`` (the release with
 ``:left`` appended): a retried join or leave counts once, and a user who leaves and
 joins again is a new instance, counted again.
@@ -14,8 +16,11 @@ What owners, admins and members may do is the application's decision.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import re
 import unicodedata
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 from authsome import _validation as v
@@ -23,10 +28,11 @@ from authsome._billing import Billing
 from authsome._time import Clock
 from authsome.bridge import LedgerContext
 from authsome.crypto import new_id
-from authsome.errors import NotFound, ValidationError
+from authsome.errors import AlreadyExists, NotFound, ValidationError
 from authsome.features import Feature, UsageEvent
 from authsome.models import Membership, Org, OrgRole, User
 from authsome.stores import Store
+from authsome.stores._rules import Duplicate
 
 __all__ = ["MAX_SLUG", "Orgs", "check_slug", "slugify"]
 
@@ -115,8 +121,8 @@ class Orgs:
         now = self._clock()
         org = Org(id=new_id("org"), tenant=owner.tenant, slug=slug, name=name, created_at=now)
         owner_membership = Membership(org.id, owner.id, OrgRole.OWNER, now)
-        self._store.create_org(org, owner_membership)
-        self._record_join(org, owner_membership)
+        with self._seat(org, owner_membership):
+            self._store.create_org(org, owner_membership)
         return org
 
     def get(self, org_id: str) -> Org:
@@ -138,7 +144,9 @@ class Orgs:
         Raises :class:`~authsome.errors.NotFound` for an unknown org or user,
         :class:`~authsome.errors.ValidationError` for a user of another tenant or an
         unknown role, :class:`~authsome.errors.AlreadyExists` when the user is a
-        member already (nothing is recorded then).
+        member already (nothing is recorded then). With ``authsome.orgs.members`` in
+        ``enforce_limits``, a member beyond the plan's seat limit raises
+        :class:`~authsome.errors.FeatureNotEntitled` and nothing is written.
         """
         checked_role = _check_role(role)
         org = self.get(org_id)
@@ -146,8 +154,13 @@ class Orgs:
         if user.tenant != org.tenant:
             raise ValidationError("the user belongs to another tenant than the org")
         membership = Membership(org.id, user.id, checked_role, self._clock())
-        self._store.add_membership(membership)
-        self._record_join(org, membership)
+        if self._billing.enforces(UsageEvent.ORGS_MEMBERS) and self._store.get_membership(
+            org.id, user.id
+        ):
+            # A member already: that answer, not a full plan's (the write would say it).
+            raise AlreadyExists(Duplicate.MEMBERSHIP)
+        with self._seat(org, membership):
+            self._store.add_membership(membership)
         return membership
 
     def remove_member(self, org_id: str, user_id: str) -> bool:
@@ -214,14 +227,38 @@ class Orgs:
             raise NotFound("no such user")
         return user
 
-    def _record_join(self, org: Org, membership: Membership) -> None:
+    @contextlib.contextmanager
+    def _seat(self, org: Org, membership: Membership) -> Iterator[None]:
+        """Around the write of a membership: its seat counted once. Not enforced, it is
+        recorded after the write. Enforced, it is taken before (over the limit:
+        FeatureNotEntitled, nothing written), and given back if the write fails, unless
+        the membership that exists is this very instance (a retry: its seat is this one).
+        """
         ctx = LedgerContext(
             tenant=org.tenant,
             user_id=membership.user_id,
             org_id=org.id,
             event_id=_membership_event_id(membership),
         )
-        self._billing.record(UsageEvent.ORGS_MEMBERS, ctx)
+        counted = self._billing.enforces(UsageEvent.ORGS_MEMBERS) and self._billing.consume(
+            UsageEvent.ORGS_MEMBERS, ctx
+        )
+        try:
+            yield
+        except BaseException:
+            if counted and not self._is_stored(membership):
+                undo = dataclasses.replace(ctx, event_id=f"{ctx.event_id}:undone")
+                self._billing.release(UsageEvent.ORGS_MEMBERS, undo)
+            raise
+        if not counted:
+            self._billing.record(UsageEvent.ORGS_MEMBERS, ctx)
+
+    def _is_stored(self, membership: Membership) -> bool:
+        try:
+            stored = self._store.get_membership(membership.org_id, membership.user_id)
+        except Exception:  # the store failing: the write did not happen either
+            return False
+        return stored is not None and stored.created_at == membership.created_at
 
 
 def _membership_event_id(membership: Membership) -> str:

@@ -24,14 +24,14 @@ import builtins
 import dataclasses
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from authsome import _validation as v
 from authsome._billing import Billing
 from authsome._time import Clock
 from authsome.bridge import LedgerContext
 from authsome.crypto import new_ordered_id, new_token, sha256_hex
-from authsome.errors import InvalidToken, StoreError
+from authsome.errors import FeatureNotEntitled, InvalidToken, LedgerUnavailable, StoreError
 from authsome.features import UsageEvent
 from authsome.models import DeviceSession, RefreshStatus, Session, SessionTokens, User
 from authsome.stores import Store
@@ -103,14 +103,17 @@ class Sessions:
         self.record_created(tokens)
         return tokens
 
-    def store_new(self, user: User, client: Client = UNKNOWN_CLIENT) -> SessionTokens:
+    def store_new(
+        self, user: User, client: Client = UNKNOWN_CLIENT, *, session_id: str | None = None
+    ) -> SessionTokens:
         """The store half of :meth:`create`: write a new session, record nothing.
         A sign-in calls it inside its one transaction, then :meth:`record_created`
-        once that has committed (usage is never recorded for a session rolled back)."""
+        once that has committed (usage is never recorded for a session rolled back).
+        ``session_id``: one the sign-in already counted its active user under."""
         now = self._clock()
         access, refresh = new_token(), new_token()
         session = Session(
-            id=new_ordered_id("ses"),
+            id=new_ordered_id("ses") if session_id is None else session_id,
             user_id=user.id,
             tenant=user.tenant,
             created_at=now,
@@ -150,7 +153,8 @@ class Sessions:
         """Rotate: a new access and refresh token for the same session.
 
         The old refresh token stops working; presenting it again revokes the session.
-        Not a new session, so no usage is recorded. A session idle for
+        Not a new session, so ``authsome.sessions.created`` is not recorded; the user
+        counts as active (``authsome.users.active``, once a day). A session idle for
         ``idle_timeout``, or (given ``tenant``) of another tenant, raises
         :class:`InvalidToken` and nothing rotates or is revoked.
         """
@@ -169,9 +173,33 @@ class Sessions:
         )
         if current.status is not RefreshStatus.ROTATED or current.session is None:
             raise InvalidToken()
+        self._count_activity(current.session, now)
         # validate() also checks the session's absolute end, so an access expiry past
         # it grants nothing.
         return SessionTokens(access_token=access, refresh_token=refresh, session=current.session)
+
+    def _count_activity(self, session: Session, now: datetime) -> None:
+        """The refreshed session's user is active: ``authsome.users.active`` keyed by
+        user and UTC day, so a ``unique`` count has the user in every period they
+        refresh in and a ``sum`` gets at most one record a day however many refreshes.
+        Enforced, a user not yet counted this period beyond the limit is signed out
+        (:class:`~authsome.errors.FeatureNotEntitled`); a failing check never fails
+        the refresh, the activity is recorded instead."""
+        ctx = LedgerContext(
+            tenant=session.tenant,
+            user_id=session.user_id,
+            event_id=f"{session.user_id}:active:{now.astimezone(UTC):%Y-%m-%d}",
+        )
+        if self._billing.enforces(UsageEvent.USERS_ACTIVE):
+            try:
+                if self._billing.consume(UsageEvent.USERS_ACTIVE, ctx):
+                    return
+            except FeatureNotEntitled:
+                self._store.revoke_session(session.id, now)
+                raise
+            except LedgerUnavailable:
+                pass  # logged and counted by billing; the refresh stands
+        self._billing.record(UsageEvent.USERS_ACTIVE, ctx)
 
     def revoke(self, token: str, *, tenant: str | None = None) -> bool:
         """Sign out the session of an access token; ``False`` if already ended or

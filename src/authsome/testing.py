@@ -1,8 +1,10 @@
 """Test doubles for your own tests of code that uses authsome.
 
-* :class:`RecordingLedger` records every bridge call (releases of seats included), in
-  order, with its context, and allows every feature.
-* :class:`DenyingLedger` records too, and denies the given feature keys (or all).
+* :class:`RecordingLedger` records every bridge call (releases of seats and limit
+  checks with ``consume_usage`` included), in order, with its context, and allows
+  every feature.
+* :class:`DenyingLedger` records too, and denies the given feature keys (or all):
+  an entitlement check answers ``False``, a ``consume_usage`` counts nothing.
 * :class:`FailingLedger` raises on every call, to exercise the failure policies.
 * :class:`Outbox` is a mailer that keeps the messages of the account journeys.
 
@@ -32,15 +34,18 @@ __all__ = [
 ]
 
 
+_Kind = Literal["record_usage", "release_usage", "consume_usage", "check_entitlement"]
+
+
 @dataclass(frozen=True, slots=True)
 class LedgerCall:
     """One call seen by a :class:`RecordingLedger`."""
 
-    kind: Literal["record_usage", "release_usage", "check_entitlement"]
+    kind: _Kind
     ctx: LedgerContext
     feature_key: str
     quantity: int = 1
-    allowed: bool | None = None  # the answer given, for entitlement checks
+    allowed: bool | None = None  # the answer given, for entitlement checks and consumes
 
 
 class RecordingLedger:
@@ -73,6 +78,14 @@ class RecordingLedger:
             if c.kind == "release_usage" and (feature_key is None or c.feature_key == feature_key)
         ]
 
+    def consumes(self, feature_key: str | None = None) -> list[LedgerCall]:
+        """The ``consume_usage`` calls, optionally only those of ``feature_key``."""
+        return [
+            c
+            for c in self.calls
+            if c.kind == "consume_usage" and (feature_key is None or c.feature_key == feature_key)
+        ]
+
     def checks(self, feature_key: str | None = None) -> list[LedgerCall]:
         """The ``check_entitlement`` calls, optionally only those of ``feature_key``."""
         return [
@@ -96,6 +109,14 @@ class RecordingLedger:
         """Validate and remember a release of usage."""
         self._validator.release_usage(ctx, feature_key, quantity)
         self._append(LedgerCall("release_usage", ctx, str(feature_key), quantity))
+
+    def consume_usage(self, ctx: LedgerContext, feature_key: str, quantity: int = 1) -> bool:
+        """Validate, remember the call with its answer, and answer it (no limit of its
+        own: ``True`` unless the key is denied)."""
+        self._validator.consume_usage(ctx, feature_key, quantity)
+        allowed = self._allows(str(feature_key))
+        self._append(LedgerCall("consume_usage", ctx, str(feature_key), quantity, allowed))
+        return allowed
 
     def check_entitlement(self, ctx: LedgerContext, feature_key: str) -> bool:
         """Validate, remember the check with its answer, and answer it."""
@@ -133,9 +154,10 @@ class FailingLedger(RecordingLedger):
         self,
         error: BaseException | None = None,
         *,
-        fail: Iterable[Literal["record_usage", "release_usage", "check_entitlement"]] = (
+        fail: Iterable[_Kind] = (
             "record_usage",
             "release_usage",
+            "consume_usage",
             "check_entitlement",
         ),
     ) -> None:
@@ -154,6 +176,13 @@ class FailingLedger(RecordingLedger):
         super().release_usage(ctx, feature_key, quantity)
         if "release_usage" in self.fail:
             raise self.error
+
+    def consume_usage(self, ctx: LedgerContext, feature_key: str, quantity: int = 1) -> bool:
+        """Remember the call, then raise ``error`` if ``consume_usage`` is set to fail."""
+        allowed = super().consume_usage(ctx, feature_key, quantity)
+        if "consume_usage" in self.fail:
+            raise self.error
+        return allowed
 
     def check_entitlement(self, ctx: LedgerContext, feature_key: str) -> bool:
         """Remember the call, then raise ``error`` if ``check_entitlement`` is set to fail."""

@@ -8,7 +8,10 @@ Two calls, as in the Go engine's ``bridge.Ledger``, but with an explicit, typed
 
 A ledger may also implement :class:`ReleasingLedger`, an addition to the seed's two
 calls: :meth:`ReleasingLedger.release_usage` gives back seats (a member left an org).
-A ledger without it keeps working; its seats then only grow.
+A ledger without it keeps working; its seats then only grow. A ledger may also
+implement :class:`ConsumingLedger`: :meth:`ConsumingLedger.consume_usage` checks a
+limit and counts the use in one atomic step, which ``Authsome(enforce_limits=...)``
+needs to make a plan's limits hold.
 
 Only the engine's billing module (``authsome._billing``) calls these; services never do.
 
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
     from authsome.bridge.ledgeradapter import LedgerAdapter, LedgerEngine
 
 __all__ = [
+    "ConsumingLedger",
     "Ledger",
     "LedgerAdapter",
     "LedgerContext",
@@ -139,6 +143,32 @@ class ReleasingLedger(Protocol):
         ...
 
 
+@runtime_checkable
+class ConsumingLedger(Protocol):
+    """A ledger that can check a limit and count a use in one step: optional, detected
+    once by the engine, and required for ``Authsome(enforce_limits=...)``.
+
+    The contract a third-party ledger implements:
+
+    * ``True``: the use is counted (or was already: the same ``ctx.event_id`` again, or,
+      for a feature counting unique users, a ``ctx.user_id`` already counted in the
+      current period; nothing more is counted then);
+    * ``False``: counting it would exceed the tenant's limit (or the tenant may not use
+      the key at all); nothing is counted;
+    * the check and the count are one atomic step for the tenant and key, across every
+      thread and process sharing the ledger: N concurrent calls with one unit left
+      admit exactly one;
+    * raise on failure (the engine's ``on_ledger_error`` policy decides then).
+
+    A use counted here is not recorded again with :meth:`Ledger.record_usage`.
+    """
+
+    def consume_usage(self, ctx: LedgerContext, feature_key: str, quantity: int = 1) -> bool:
+        """Count ``quantity`` units of ``feature_key`` for ``ctx`` if the limit allows;
+        return whether it is counted; raise on failure."""
+        ...
+
+
 class NoopLedger:
     """The development ledger: every feature allowed (fail-open), usage discarded.
 
@@ -157,6 +187,11 @@ class NoopLedger:
     def release_usage(self, ctx: LedgerContext, feature_key: str, quantity: int = 1) -> None:
         """Validate the arguments and discard the release."""
         self.record_usage(ctx, feature_key, quantity)
+
+    def consume_usage(self, ctx: LedgerContext, feature_key: str, quantity: int = 1) -> bool:
+        """Validate the arguments and allow: always ``True`` (nothing is limited)."""
+        self.record_usage(ctx, feature_key, quantity)
+        return True
 
     def check_entitlement(self, ctx: LedgerContext, feature_key: str) -> bool:
         """Validate the arguments and allow: always ``True``."""

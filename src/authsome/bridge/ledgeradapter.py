@@ -2,9 +2,11 @@
 
 It turns the bridge's two calls into the engine's ``meter`` and ``entitled`` (and
 :meth:`~authsome.bridge.ReleasingLedger.release_usage` into its ``release``, when it
-has one), mapping :class:`~authsome.bridge.LedgerContext` (``tenant``, ``user_id``,
-``event_id``) to the engine's arguments. Any object with those two methods works
-(:class:`LedgerEngine`); the embedded :class:`authsome.ledger.Engine` first of all.
+has one, and :meth:`~authsome.bridge.ConsumingLedger.consume_usage` into its
+``consume``, when it has one), mapping :class:`~authsome.bridge.LedgerContext`
+(``tenant``, ``user_id``, ``event_id``) to the engine's arguments. Any object with
+those two methods works (:class:`LedgerEngine`); the embedded
+:class:`authsome.ledger.Engine` first of all.
 
 Failures: the engine validates the arguments (the embedded one with
 :func:`authsome.ledger.plans.check_key`, the rule of all its entry points); when it
@@ -116,6 +118,32 @@ class LedgerAdapter:
             release(ctx.tenant, feature_key, quantity, event_id=ctx.event_id)
         except Exception as exc:
             _raise_unavailable(exc, "release")
+
+    @property
+    def can_consume(self) -> bool:
+        """Whether the engine has ``consume`` (an atomic check-and-count), which
+        :meth:`consume_usage` needs."""
+        return callable(getattr(self.engine, "consume", None))
+
+    def consume_usage(self, ctx: LedgerContext, feature_key: str, quantity: int = 1) -> bool:
+        """Count ``quantity`` of ``feature_key`` through the engine's ``consume`` if the
+        tenant's limit allows (``Entitlement.allowed``); idempotent per event id, and a
+        user already counted this period passes for a feature counting unique users."""
+        _validate_context(ctx)
+        validate_feature_key(feature_key)
+        validate_quantity(quantity)
+        consume = getattr(self.engine, "consume", None)
+        if consume is None:
+            raise LedgerUnavailable("ledger engine has no consume(): limits cannot be enforced")
+        try:
+            allowed = consume(
+                ctx.tenant, feature_key, quantity, user_id=ctx.user_id, event_id=ctx.event_id
+            ).allowed
+        except Exception as exc:
+            _raise_unavailable(exc, "consume")
+        if not isinstance(allowed, bool):
+            raise LedgerUnavailable("ledger answered without a bool 'allowed'")
+        return allowed
 
     def check_entitlement(self, ctx: LedgerContext, feature_key: str) -> bool:
         """Whether ``ctx.tenant`` is entitled to ``feature_key`` (``Entitlement.allowed``)."""

@@ -506,6 +506,9 @@ class Engine:
         engine's lock: N concurrent callers with one unit left cannot all pass, in this
         process or (with a shared store) in others. Returns the deciding entitlement
         with ``used``/``remaining`` counting this use when it was allowed.
+
+        ``event_id`` makes a retry count once. For ``aggregation="unique"`` the user
+        is what counts once per period, as with :meth:`meter`, and the id is not used.
         """
         tenant = check_key(tenant, "tenant")
         key = check_key(key, "key")
@@ -569,7 +572,9 @@ class Engine:
             ceiling=limit - pending,
             unique=feature.unique,
             user_id=user_id,
-            event_id=event_id,
+            # A unique count's idempotency key is the user in the period, as for meter:
+            # an id remembered from an earlier period must not hide the user in this one.
+            event_id=None if feature.unique else event_id,
         )
         result = self.store.consume(request)
         with self._m.lock:
