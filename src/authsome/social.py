@@ -40,7 +40,14 @@ from authsome._federated import (
     checked_oauth_answer,
 )
 from authsome._identities import Identities
-from authsome._oidc import OIDCClient, OIDCError, ProviderMetadata, TokenRequest, pkce_challenge
+from authsome._oidc import (
+    OIDCClient,
+    OIDCError,
+    ProviderMetadata,
+    TokenRequest,
+    check_endpoint_setting,
+    pkce_challenge,
+)
 from authsome._signin import SignInFlow
 from authsome._social_providers import (
     MICROSOFT_DISCOVERY_ISSUER,
@@ -51,7 +58,6 @@ from authsome._social_providers import (
     SocialProviderName,
     apple_client_secret,
     check_apple_private_key,
-    check_endpoint,
     email_is_verified,
     github_exchange_code,
     github_profile,
@@ -229,7 +235,7 @@ class Social:
         cannot be reached or answers nonsense (logged)."""
         tenant = v.check_tenant(tenant)
         configured = self._provider(tenant, provider)
-        redirect_uri = check_endpoint(
+        redirect_uri = check_endpoint_setting(
             "redirect_uri",
             v.require_str("redirect_uri", redirect_uri),
             allow_insecure_loopback=self._oidc.allow_insecure_loopback,
@@ -453,7 +459,7 @@ class Social:
                 settings[name] = _text(name, value, MAX_SETTING)
             else:
                 url = _text(name, value, 2048)
-                settings[name] = check_endpoint(name, url, allow_insecure_loopback=loopback)
+                settings[name] = check_endpoint_setting(name, url, allow_insecure_loopback=loopback)
         if apple and not {"team_id", "key_id"} <= settings.keys():
             raise ValidationError("Apple needs team_id and key_id")
         return settings
