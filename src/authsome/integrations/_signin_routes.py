@@ -30,7 +30,7 @@ import html
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from authsome.engine import Authsome
 from authsome.errors import InvalidCredentials, InvalidToken, ValidationError
@@ -57,6 +57,20 @@ MAX_PARAMS = 32
 MAX_PARAM = 16 * 1024  # an ID token posted by Apple fits
 _KEY_PURPOSE = "authsome.integrations.state-cookie"
 _VERSION = "v1"
+
+
+class _Complete(Protocol):
+    """``auth.sso.complete`` and ``auth.social.complete``."""
+
+    def __call__(
+        self,
+        params: Mapping[str, str],
+        *,
+        handle: str,
+        tenant: str,
+        ip: str | None,
+        user_agent: str | None,
+    ) -> SignIn: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,15 +134,7 @@ class SignInRoutes:
         self, request: RequestAuth, params: Mapping[str, str], cookie: str | None
     ) -> SignIn:
         """Complete an SSO sign-in from the provider's callback parameters."""
-        tenant = _tenant(request)
-        handle = self._open(cookie, tenant, "sso")
-        return self.auth.sso.complete(
-            _params(params),
-            handle=handle,
-            tenant=tenant,
-            ip=request.client_ip(),
-            user_agent=request.user_agent(),
-        )
+        return self._finish(request, params, cookie, "sso", self.auth.sso.complete)
 
     def finish_social(
         self,
@@ -138,9 +144,22 @@ class SignInRoutes:
         cookie: str | None,
     ) -> SignIn:
         """Complete a social sign-in from the provider's callback parameters."""
+        flow = f"social:{provider}"
+        return self._finish(request, params, cookie, flow, self.auth.social.complete)
+
+    def _finish(
+        self,
+        request: RequestAuth,
+        params: Mapping[str, str],
+        cookie: str | None,
+        flow: str,
+        complete: _Complete,
+    ) -> SignIn:
+        """Complete a sign-in of ``flow`` with the handle in its cookie, for the
+        request's tenant and client."""
         tenant = _tenant(request)
-        handle = self._open(cookie, tenant, f"social:{provider}")
-        return self.auth.social.complete(
+        handle = self._open(cookie, tenant, flow)
+        return complete(
             _params(params),
             handle=handle,
             tenant=tenant,
