@@ -1,12 +1,23 @@
 """Account resolution for sign-ins at external identity providers (SSO, social).
 
 The provider's subject is the stable link: ``(tenant, provider, subject)`` names one
-user. A first sign-in either links an existing user — only when the provider
-asserts a *verified* address and the caller's linking rule accepts the user (SSO: a
-domain the tenant has proven; social: an address the user verified here) — or provisions a new
-one just in time (into an org with a role, when the caller says so). An unverified
-address never links, whatever it matches: anyone can type any address at an
-identity provider they run.
+user, and an account linked already signs in whatever its address says now. A first
+sign-in goes by the provider's address, under three rules:
+
+- the address must be one this provider may speak for (``address_rule``; SSO: its
+  domain is one of the connection's own domains and proven by the tenant, so the
+  address routes to this very connection; social: any address);
+- it links an existing user only when the provider verified the address **and** the
+  user verified it here (``email_verified_at``): an unverified account may be a
+  squatter's, who would keep its password and sessions;
+- it provisions a new user just in time (into an org with a role, when the caller
+  says so) only with an address the provider verified, unless the caller accepts
+  unverified addresses (SSO, inside the domains the org proved it owns).
+
+Anything else is refused: anyone can type any address at an identity provider they
+run. Because a social account never provisions or links with an address its provider
+did not verify, a later proof of that address here (a password reset, a verified
+e-mail change) finds no identity it would need to undo.
 
 :meth:`Identities.resolve` writes; call it inside the sign-in's commit and record
 the usage it reports (users created, members joined) after that commit.
@@ -46,12 +57,22 @@ class Resolution:
 class Identities:
     """Finds, links and provisions the users behind provider accounts."""
 
-    def __init__(self, store: Store, clock: Clock, may_link: Callable[[str, User], bool]) -> None:
-        """``may_link(tenant, user)`` says whether a provider's verified address may
-        link its account to ``user``, the tenant's user with that address."""
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        *,
+        address_rule: Callable[[str, str, str], bool],
+        provision_unverified: bool,
+    ) -> None:
+        """``address_rule(tenant, provider, address)`` says whether ``provider`` may
+        speak for ``address`` at all (link or provision by it);
+        ``provision_unverified`` whether an address the provider did not verify may
+        still provision a new user (never link one)."""
         self._store = store
         self._clock = clock
-        self._may_link = may_link
+        self._address_rule = address_rule
+        self._provision_unverified = provision_unverified
 
     def resolve(
         self,
@@ -66,7 +87,7 @@ class Identities:
         jit: bool,
     ) -> Resolution:
         """The user of this provider account: linked already, linked now to the
-        user with the same verified address (if ``may_link`` agrees), or provisioned.
+        user with the same address (both sides verified it), or provisioned.
         :class:`~authsome.errors.InvalidCredentials` when none of these may happen
         (the reason is logged on ``authsome.security``)."""
         linked = self._store.find_identity(tenant, provider, subject)
@@ -76,19 +97,31 @@ class Identities:
                 raise _refused("the linked user no longer exists", provider)
             return Resolution(user)
         address = _address(email)
-        verified = email_verified is True and address is not None
-        existing = None if address is None else self._store.find_user_by_email(tenant, address)
+        if address is None:
+            raise _refused("no linked user and no usable address", provider)
+        if not self._address_rule(tenant, provider, address):
+            raise _refused("the address is outside the domains this provider owns", provider)
+        verified = email_verified is True
+        existing = self._store.find_user_by_email(tenant, address)
         if existing is not None:
-            if not (verified and self._may_link(tenant, existing)):
-                raise _refused(
-                    "an unlinked account matches an address that is unverified or may not link",
-                    provider,
-                )
+            self._check_linkable(existing, verified, provider)
             self._link(tenant, provider, subject, existing.id)
             return Resolution(existing)
-        if not jit or address is None:
+        if not jit:
             raise _refused("no linked user and no just-in-time provisioning", provider)
+        if not (verified or self._provision_unverified):
+            raise _refused("an unverified address provisions nobody", provider)
         return self._provision(tenant, provider, subject, address, verified, org_id, role)
+
+    def _check_linkable(self, existing: User, verified: bool, provider: str) -> None:
+        """An existing user is linked only when both sides verified the address."""
+        if not verified:
+            raise _refused("an unverified address matches an unlinked user", provider)
+        if existing.email_verified_at is None:
+            # Whoever registered it never proved the address: perhaps a squatter
+            # waiting for the owner's first federated sign-in. The owner verifies
+            # the address (or resets the password) first.
+            raise _refused("the matching user has not verified the address here", provider)
 
     def _provision(
         self,

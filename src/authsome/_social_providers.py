@@ -3,7 +3,8 @@
 Google, Microsoft, Apple and GitLab are OpenID Connect providers: the OIDC client
 signs users in, and a preset only says where the provider lives and what is special
 about it (Microsoft's per-tenant issuer, Apple's form_post and signed client
-secret, Apple's ``email_verified`` as a string). GitHub speaks plain OAuth 2: no ID
+secret, Apple's ``email_verified`` as a string, Microsoft's ``xms_edov`` for a verified
+address). GitHub speaks plain OAuth 2: no ID
 token, so the profile comes from its REST API (``/user`` and ``/user/emails``), and
 only the primary address GitHub marks verified counts as verified.
 """
@@ -28,6 +29,7 @@ __all__ = [
     "email_is_verified",
     "github_exchange_code",
     "github_profile",
+    "microsoft_email_is_verified",
     "microsoft_issuer_matches",
 ]
 
@@ -126,6 +128,14 @@ def email_is_verified(value: object) -> bool:
     """Whether a provider's ``email_verified`` claim says yes. Apple sends the
     string ``"true"``; anything but ``True`` or ``"true"`` is no."""
     return value is True or value == "true"
+
+
+def microsoft_email_is_verified(claims: Mapping[str, object]) -> bool:
+    """Whether Microsoft vouches for the ID token's ``email``: only through the
+    optional claim ``xms_edov`` ("email domain owner verified") set to ``true``.
+    Entra sends no ``email_verified``, and without ``xms_edov`` the address is
+    whatever a directory's admin (or a user, in some directories) typed."""
+    return claims.get("xms_edov") is True
 
 
 def microsoft_issuer_matches(configured: str, claims: Mapping[str, object]) -> bool:

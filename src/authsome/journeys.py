@@ -94,6 +94,8 @@ class AccountJourneys:
     def verify_email(self, token: str, *, tenant: str) -> User:
         """Use a verification token; the user, with ``email_verified_at`` set."""
         bound = self.tokens.consume(token, TokenPurpose.VERIFY_EMAIL, tenant=tenant)
+        # Linked provider accounts stay as they are: none was linked or provisioned
+        # by an address its provider did not vouch for (authsome._identities).
         user = self._store.mark_email_verified(bound.user_id, bound.email, self._clock())
         if user is None:  # the address changed since the link was sent
             raise InvalidToken()
@@ -186,6 +188,8 @@ class AccountJourneys:
             self._sessions.revoke_all(bound.user_id)  # pending MFA sign-ins included
             self.tokens.withdraw_all(bound.user_id)
             # Following the link proved the address, as a verification link would have.
+            # Linked provider accounts stay as they are: none was linked or provisioned
+            # by an address its provider did not vouch for (authsome._identities).
             verified = self._store.mark_email_verified(bound.user_id, bound.email, self._clock())
         return verified or user
 
@@ -290,6 +294,8 @@ class AccountJourneys:
             changed = self._store.change_user_email(user.id, user.email, bound.email, now)
             if changed is None:
                 raise InvalidToken()
+            # Linked provider accounts stay as they are: none was linked or provisioned
+            # by an address its provider did not vouch for (authsome._identities).
             # Links sent to the old address (a reset) must not outlive it.
             self.tokens.withdraw_all(user.id)
         notice = self._notice_of_change(user.email, changed)

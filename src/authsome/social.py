@@ -15,10 +15,12 @@ Connect providers also a ``nonce`` and a validated ID token.
 
 Accounts are resolved like SSO accounts: the provider's stable subject (``sub``,
 GitHub's numeric user id) under the provider key ``social:<provider>`` is the link; a
-first sign-in links to the tenant's user with the same address only when the
-provider vouches for it (``email_verified``; on GitHub the primary address marked
-verified), and provisions a new user otherwise. An unverified address is never
-linked. The sign-in completes through the one sign-in flow (MFA, session, usage).
+first sign-in goes by the address only when the provider vouches for it
+(``email_verified``; on GitHub the primary address marked verified; on Microsoft the
+optional ``xms_edov`` claim). It links the tenant's user with that address when that
+user verified it here too, and provisions a new user otherwise. A first sign-in with
+an address the provider did not verify is refused: it would squat the address. The
+sign-in completes through the one sign-in flow (MFA, session, usage).
 """
 
 from __future__ import annotations
@@ -61,12 +63,13 @@ from authsome._social_providers import (
     email_is_verified,
     github_exchange_code,
     github_profile,
+    microsoft_email_is_verified,
     microsoft_issuer_matches,
 )
 from authsome._time import Clock
 from authsome.crypto import Keyring, Resealed, new_id, new_token, reseal_all
 from authsome.errors import InvalidCredentials, NotFound, ValidationError
-from authsome.models import SignIn, SocialProviderInfo, SSORedirect, User
+from authsome.models import SignIn, SocialProviderInfo, SSORedirect
 from authsome.onetime import OneTimeTokens, TokenPurpose
 from authsome.stores import Store
 from authsome.throttle import Throttle
@@ -128,8 +131,11 @@ class Social:
             tokens=tokens,
             # The provider's verification of an address stands for the proof a domain
             # gives SSO: an address links an existing user only when both sides
-            # verified it, the provider and authsome (the user read mail there).
-            identities=Identities(store, clock, _verified_here),
+            # verified it, the provider and authsome (the user read mail there), and
+            # provisions nobody unless the provider verified it.
+            identities=Identities(
+                store, clock, address_rule=_any_address, provision_unverified=False
+            ),
             sign_in=sign_in,
             throttle=throttle,
         )
@@ -393,9 +399,10 @@ class Social:
         )
         email = claims.get("email")
         name_claim = claims.get("name")
-        # Microsoft does not vouch for the address: a directory's admin types it.
-        vouched = name is not SocialProviderName.MICROSOFT and email_is_verified(
-            claims.get("email_verified")
+        vouched = (
+            microsoft_email_is_verified(claims)
+            if name is SocialProviderName.MICROSOFT
+            else email_is_verified(claims.get("email_verified"))
         )
         return ProviderProfile(
             subject=str(claims["sub"]),
@@ -465,8 +472,9 @@ class Social:
         return settings
 
 
-def _verified_here(tenant: str, user: User) -> bool:
-    return user.email_verified_at is not None
+def _any_address(tenant: str, provider: str, address: str) -> bool:
+    """A social provider is not bound to domains: what it verified, it speaks for."""
+    return True
 
 
 def _preset(provider: object) -> Preset:

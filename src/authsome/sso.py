@@ -20,8 +20,10 @@ domain stops the routing at once, and so does a plan that no longer includes SSO
 Users sign in through an OIDC connection with :meth:`SSO.begin` and
 :meth:`SSO.complete` (authorization code flow with PKCE, ``state`` and ``nonce``; see
 the "SSO sign-in" page of the documentation); the provider's ``sub`` links to a user
-(:meth:`SSO.identities`), who is provisioned just in time or linked to an existing
-user only by a verified address in a proven domain.
+(:meth:`SSO.identities`). A first sign-in goes by an address that routes to this very
+connection (one of its domains, proven by the tenant) and nothing else: it links an
+existing user only when the provider and the user both verified the address, and
+provisions one just in time otherwise.
 
 The OIDC ``client_secret`` is write-only: :meth:`SSO.get` and :meth:`SSO.list` return
 :class:`~authsome.models.SSOConnectionInfo`, which does not carry it. With
@@ -69,7 +71,6 @@ from authsome.models import (
     SSOProtocol,
     SSORedirect,
     StoredSecret,
-    User,
 )
 from authsome.onetime import OneTimeTokens
 from authsome.stores import Store
@@ -393,7 +394,12 @@ class SSO:
         self._billing = billing
         self._clock = clock
         self._keyring = Keyring(None) if keyring is None else keyring
-        self._identities = Identities(store, clock, self._user_in_proven_domain)
+        # An org's IdP speaks for the addresses of the domains the org proved, and
+        # for those only; inside them it may provision what it did not verify
+        # (Entra ID sends no email_verified), never link it.
+        self._identities = Identities(
+            store, clock, address_rule=self._routes_to, provision_unverified=True
+        )
         self._oidc: OIDCSignIn | None = None
         self._allow_loopback_http = False
         if sign_in is not None:
@@ -504,13 +510,12 @@ class SSO:
         _oidc.ensure_installed()
         return self._oidc
 
-    def _user_in_proven_domain(self, tenant: str, user: User) -> bool:
-        """SSO links a provider account to an existing user only in a domain the
-        tenant proved it owns (the custom-domain DNS proof)."""
-        try:
-            return self._proven(tenant, normalize_domain(email_domain(user.email)))
-        except ValidationError:
-            return False
+    def _routes_to(self, tenant: str, connection_id: str, address: str) -> bool:
+        """Whether ``address`` routes to the connection ``connection_id``: its domain is
+        one of that connection's and proven by ``tenant``. Another org's connection
+        in the same tenant never speaks for it."""
+        routed = self._routed(tenant, email_domain(address))
+        return routed is not None and routed.id == connection_id
 
     def configure(self, org_id: str, connection: SSOConnection) -> SSOConnectionInfo:
         """Add an SSO connection to an org and return it (without its secret).
@@ -604,13 +609,8 @@ class SSO:
         :class:`~authsome.errors.ValidationError` for a malformed address or tenant.
         """
         tenant = v.check_tenant(tenant)
-        domain = v.normalize_email(email).rpartition("@")[2]
-        try:
-            key = normalize_domain(domain)
-        except ValidationError:
-            return None  # a domain no connection could own
-        connection = self._store.find_sso_connection_by_domain(tenant, key)
-        if connection is None or not self._proven(tenant, key):
+        connection = self._routed(tenant, email_domain(v.normalize_email(email)))
+        if connection is None:
             return None
         # A tenant whose plan lost SSO keeps its connections (an upgrade routes them
         # again) but is no longer routed to them.
@@ -624,6 +624,18 @@ class SSO:
         info = self.get(connection_id)
         tenant = self._org(info.org_id).tenant
         return [domain for domain in info.domains if not self._proven(tenant, domain)]
+
+    def _routed(self, tenant: str, domain: str) -> SSOConnectionInfo | None:
+        """The connection of ``tenant`` claiming ``domain``, when the tenant proved it
+        (whatever the plan says)."""
+        try:
+            key = normalize_domain(domain)
+        except ValidationError:
+            return None  # a domain no connection could own
+        connection = self._store.find_sso_connection_by_domain(tenant, key)
+        if connection is None or not self._proven(tenant, key):
+            return None
+        return connection
 
     def _proven(self, tenant: str, domain: str) -> bool:
         """Whether ``tenant`` proved control of ``domain`` through the DNS challenge:

@@ -19,6 +19,7 @@ from authsome import Authsome, OIDCConnection
 from authsome.integrations._signin_routes import RESUBMITTED, STATE_COOKIE
 from tests.conftest import AuthFactory, FakeClock
 from tests.support.oidc_op import OpenIDProvider
+from tests.support.sso_scene import prove
 
 BASE = "https://testserver/auth"
 
@@ -268,9 +269,13 @@ def test_sso_start_to_callback_gives_a_session(
     connection = auth.sso.configure(
         org.id,
         OIDCConnection(
-            issuer=oidc_op.issuer, client_id=client.client_id, client_secret=client.client_secret
+            issuer=oidc_op.issuer,
+            client_id=client.client_id,
+            client_secret=client.client_secret,
+            domains=("acme.example",),
         ),
     )
+    prove(auth.store, "acme.example", tenant="default")
     account = oidc_op.add_account(
         f"acct-{secrets.token_hex(4)}", email="new@acme.example", email_verified=True
     )

@@ -48,7 +48,9 @@ def test_the_issuer_of_the_tokens_own_directory_is_accepted(
     social_auth: Authsome, oidc_op: OpenIDProvider, client: OpenIDClient
 ) -> None:
     account = oidc_op.add_account(f"ms-{secrets.token_hex(4)}", email="ann@contoso.example")
-    oidc_op.tamper_next_id_token(client.client_id, claims={"iss": _issuer(TID), "tid": TID})
+    oidc_op.tamper_next_id_token(
+        client.client_id, claims={"iss": _issuer(TID), "tid": TID, "xms_edov": True}
+    )
 
     user_id = _sign_in(social_auth, oidc_op, account)
 
@@ -82,7 +84,7 @@ def test_the_providers_own_issuer_is_not_a_microsoft_issuer(
         _sign_in(social_auth, oidc_op, account)
 
 
-def test_a_microsoft_address_never_links_an_existing_user(
+def test_a_microsoft_address_without_xms_edov_never_links_an_existing_user(
     social_auth: Authsome, oidc_op: OpenIDProvider, client: OpenIDClient
 ) -> None:
     ann = social_auth.users.register(
