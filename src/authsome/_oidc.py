@@ -16,7 +16,7 @@ import json
 import secrets
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
@@ -60,14 +60,15 @@ class ProviderMetadata:
 
 @dataclass(frozen=True, slots=True)
 class TokenRequest:
-    """What the token request of one sign-in needs."""
+    """What the token request of one sign-in needs (the secrets kept out of ``repr``)."""
 
     client_id: str
-    credential: str  # the client secret, or the PEM private key for private_key_jwt
+    # the client secret, or the PEM private key for private_key_jwt
+    credential: str = field(repr=False)
     auth_method: str
-    code: str
+    code: str = field(repr=False)
     redirect_uri: str
-    code_verifier: str
+    code_verifier: str = field(repr=False)
 
 
 def pkce_challenge(verifier: str) -> str:

@@ -27,7 +27,7 @@ import builtins
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -86,7 +86,7 @@ class _Provider:
 
     info: SocialProviderInfo
     preset: Preset
-    secret: str
+    secret: str = field(repr=False)
 
     def setting(self, name: str) -> str | None:
         return dict(self.info.settings).get(name)
