@@ -416,6 +416,9 @@ def _json_object(body: bytes) -> dict[str, Any]:
         value = json.loads(body)
     except (ValueError, UnicodeError) as exc:
         raise OIDCError("the response is not JSON") from exc
+    except RecursionError:
+        # Nesting deeper than the interpreter's stack: no provider sends that.
+        raise OIDCError("the response is JSON nested too deeply") from None
     if not isinstance(value, dict):
         raise OIDCError("the response is not a JSON object")
     return value
