@@ -40,6 +40,8 @@ AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt")
 MAX_RESPONSE = 256 * 1024  # a discovery document, key set or token response is small
 MAX_ID_TOKEN = 16 * 1024
 _LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+# The private members of RSA, EC and OKP JWKs (RFC 7518, 6.2.2 and 6.3.2; RFC 8037).
+_PRIVATE_KEY_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth"})
 
 
 class OIDCError(Exception):
@@ -398,9 +400,14 @@ def _import_key_set(document: Mapping[str, Any]) -> KeySet:
     keys = document.get("keys")
     if not isinstance(keys, list):
         raise OIDCError("the provider's key set has no keys")
-    # Public keys only: a set that carried private parts or symmetric keys is refused
-    # rather than trusted (an "oct" key would let HS* tokens verify).
-    public = [k for k in keys if isinstance(k, dict) and k.get("kty") in {"RSA", "EC", "OKP"}]
+    # Public keys only: symmetric keys are left out (an "oct" key would let HS* tokens
+    # verify), and private members a careless provider publishes are dropped so no
+    # private key is held in memory on its word.
+    public = [
+        {name: value for name, value in k.items() if name not in _PRIVATE_KEY_MEMBERS}
+        for k in keys
+        if isinstance(k, dict) and k.get("kty") in {"RSA", "EC", "OKP"}
+    ]
     try:
         return KeySet.import_key_set({"keys": public})
     except (JoseError, ValueError, TypeError) as exc:
