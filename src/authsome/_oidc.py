@@ -58,6 +58,8 @@ class ProviderMetadata:
     jwks_uri: str
     userinfo_endpoint: str | None
     signing_algs: frozenset[str]
+    # RFC 9207: the provider names itself (``iss``) in every authorization response.
+    iss_parameter_supported: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +89,19 @@ def check_endpoint(url: str, *, allow_insecure_loopback: bool) -> str:
     if parts.scheme == "http" and allow_insecure_loopback and _is_loopback(parts.hostname):
         return url
     raise OIDCError(f"refused a non-https provider URL (host {parts.hostname!r})")
+
+
+def check_response_issuer(metadata: ProviderMetadata, iss: str | None) -> None:
+    """RFC 9207: a callback's ``iss`` must be the provider's issuer, and a provider
+    that advertises ``authorization_response_iss_parameter_supported`` must send it
+    (an answer without it may come from another provider: a mix-up attack). An
+    issuer template (Microsoft's multi-tenant ``{tenantid}``) is not compared."""
+    if iss is None:
+        if metadata.iss_parameter_supported:
+            raise OIDCError("the callback lacks the iss its provider promises (RFC 9207)")
+        return
+    if "{" not in metadata.issuer and iss != metadata.issuer:
+        raise OIDCError("the callback's iss is not the provider's issuer")
 
 
 def _is_loopback(host: str | None) -> bool:
@@ -168,6 +183,8 @@ class OIDCClient:
             jwks_uri=endpoints["jwks_uri"],
             userinfo_endpoint=self._endpoint(userinfo) if isinstance(userinfo, str) else None,
             signing_algs=frozenset(a for a in published if a in SIGNING_ALGS),
+            iss_parameter_supported=document.get("authorization_response_iss_parameter_supported")
+            is True,
         )
 
     def _endpoint(self, url: str) -> str:

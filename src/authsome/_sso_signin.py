@@ -23,7 +23,14 @@ from collections.abc import Callable, Mapping
 from authsome import _validation as v
 from authsome._billing import Billing
 from authsome._identities import Identities, Resolution
-from authsome._oidc import OIDCClient, OIDCError, ProviderMetadata, TokenRequest, check_endpoint
+from authsome._oidc import (
+    OIDCClient,
+    OIDCError,
+    ProviderMetadata,
+    TokenRequest,
+    check_endpoint,
+    check_response_issuer,
+)
 from authsome._signin import SignInFlow
 from authsome._time import Clock
 from authsome.bridge import LedgerContext
@@ -140,6 +147,10 @@ class OIDCSignIn:
         if "iss" in answer and answer["iss"] != connection.issuer:
             # RFC 9207: the answer comes from another provider (a mix-up attack).
             raise _refused("the callback's iss is not the connection's issuer")
+        try:
+            check_response_issuer(self._metadata(connection), answer.get("iss"))
+        except OIDCError as exc:
+            raise _refused(f"connection {connection.id}: {exc}") from None
         org = self._org_of(connection, tenant)
         # Before anything is written: a plan without SSO signs nobody in.
         self._billing.require(Feature.SSO, LedgerContext(tenant=tenant, org_id=org.id))

@@ -34,7 +34,14 @@ from urllib.parse import urlencode, urlsplit
 from authsome import _validation as v
 from authsome._billing import Billing
 from authsome._identities import Identities, Resolution
-from authsome._oidc import OIDCClient, OIDCError, ProviderMetadata, TokenRequest, pkce_challenge
+from authsome._oidc import (
+    OIDCClient,
+    OIDCError,
+    ProviderMetadata,
+    TokenRequest,
+    check_response_issuer,
+    pkce_challenge,
+)
 from authsome._signin import SignInFlow
 from authsome._social_providers import (
     MICROSOFT_DISCOVERY_ISSUER,
@@ -390,9 +397,7 @@ class Social:
     ) -> ProviderProfile:
         info, name = configured.info, configured.preset.name
         metadata = self._metadata(configured)
-        if "iss" in answer and answer["iss"] != metadata.issuer and "{" not in metadata.issuer:
-            # RFC 9207: the answer comes from another provider (a mix-up attack).
-            raise OIDCError("the callback's iss is not the provider's issuer")
+        check_response_issuer(metadata, answer.get("iss"))
         code = answer["code"]
         apple = name is SocialProviderName.APPLE
         credential = (
