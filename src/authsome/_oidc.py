@@ -15,6 +15,7 @@ import ipaddress
 import json
 import secrets
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -23,7 +24,7 @@ from urllib.parse import urlencode, urlsplit
 
 from authsome._time import Clock
 from authsome.crypto import new_token
-from authsome.errors import ExtraNotInstalled
+from authsome.errors import ExtraNotInstalled, ValidationError
 
 if TYPE_CHECKING:
     import httpx
@@ -39,6 +40,10 @@ SIGNING_ALGS = frozenset(
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt")
 MAX_RESPONSE = 256 * 1024  # a discovery document, key set or token response is small
 MAX_ID_TOKEN = 16 * 1024
+# One exchange with a provider (request and whole answer) takes at most this long by
+# default: httpx's timeouts bound each read, not a provider trickling a byte at a time.
+EXCHANGE_DEADLINE = timedelta(seconds=15)
+MAX_EXCHANGE_DEADLINE = timedelta(minutes=10)
 _LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 # The private members of RSA, EC and OKP JWKs (RFC 7518, 6.2.2 and 6.3.2; RFC 8037).
 _PRIVATE_KEY_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth"})
@@ -121,6 +126,8 @@ class OIDCClient:
     Discovery documents are cached for ``discovery_ttl``; key sets until a token
     names a key they lack, then fetched again at most once per ``jwks_refetch``
     (engine clock) so forged ``kid`` values cannot make us hammer the provider.
+    Each exchange (one request and its whole answer) must end within
+    ``exchange_deadline`` (wall time, whatever the engine clock says).
     """
 
     def __init__(
@@ -132,7 +139,10 @@ class OIDCClient:
         discovery_ttl: timedelta = timedelta(hours=1),
         jwks_refetch: timedelta = timedelta(minutes=1),
         max_skew: timedelta = timedelta(minutes=2),
+        exchange_deadline: timedelta = EXCHANGE_DEADLINE,
     ) -> None:
+        if not timedelta(0) < exchange_deadline <= MAX_EXCHANGE_DEADLINE:
+            raise ValidationError("the provider exchange deadline must be within (0, 10 minutes]")
         self._clock = clock
         self._http = http
         self._owns_http = http is None
@@ -140,6 +150,7 @@ class OIDCClient:
         self._discovery_ttl = discovery_ttl
         self._jwks_refetch = jwks_refetch
         self._max_skew = max_skew
+        self._deadline = exchange_deadline.total_seconds()
         self._lock = threading.Lock()
         self._discovery: dict[str, tuple[datetime, ProviderMetadata]] = {}
         # jwks_uri -> (when it was last fetched again for an unknown kid, the keys)
@@ -375,6 +386,7 @@ class OIDCClient:
     def _send(self, method: str, url: str, **options: Any) -> bytes:
         import httpx
 
+        deadline = time.monotonic() + self._deadline
         try:
             with self._client().stream(method, url, **options) as response:
                 body = bytearray()
@@ -382,6 +394,8 @@ class OIDCClient:
                     body += chunk
                     if len(body) > MAX_RESPONSE:
                         raise OIDCError(f"{method} {url}: the response is too large")
+                    if time.monotonic() > deadline:
+                        raise OIDCError(f"{method} {url}: no whole answer by the deadline")
                 if response.status_code != 200:
                     raise OIDCError(f"{method} {url}: HTTP {response.status_code}")
                 return bytes(body)
