@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
+from authsome._provider_http import AddressGuard, HostResolver, RefusedAddress
 from authsome._time import Clock
 from authsome.crypto import new_token
 from authsome.errors import ExtraNotInstalled, ValidationError
@@ -127,7 +128,9 @@ class OIDCClient:
     names a key they lack, then fetched again at most once per ``jwks_refetch``
     (engine clock) so forged ``kid`` values cannot make us hammer the provider.
     Each exchange (one request and its whole answer) must end within
-    ``exchange_deadline`` (wall time, whatever the engine clock says).
+    ``exchange_deadline`` (wall time, whatever the engine clock says). Every
+    provider host is resolved (``resolver``, the system's by default) and refused
+    unless all its addresses are public (:mod:`authsome._provider_http`).
     """
 
     def __init__(
@@ -140,6 +143,7 @@ class OIDCClient:
         jwks_refetch: timedelta = timedelta(minutes=1),
         max_skew: timedelta = timedelta(minutes=2),
         exchange_deadline: timedelta = EXCHANGE_DEADLINE,
+        resolver: HostResolver | None = None,
     ) -> None:
         if not timedelta(0) < exchange_deadline <= MAX_EXCHANGE_DEADLINE:
             raise ValidationError("the provider exchange deadline must be within (0, 10 minutes]")
@@ -147,6 +151,7 @@ class OIDCClient:
         self._http = http
         self._owns_http = http is None
         self.allow_insecure_loopback = allow_insecure_loopback
+        self._guard = AddressGuard(resolver, allow_loopback=allow_insecure_loopback)
         self._discovery_ttl = discovery_ttl
         self._jwks_refetch = jwks_refetch
         self._max_skew = max_skew
@@ -387,6 +392,10 @@ class OIDCClient:
         import httpx
 
         deadline = time.monotonic() + self._deadline
+        if not self._owns_http:
+            # A client the application passed connects on its own: check the host's
+            # addresses first (its connection cannot be pinned to them).
+            self._check_host(url)
         try:
             with self._client().stream(method, url, **options) as response:
                 body = bytearray()
@@ -400,7 +409,15 @@ class OIDCClient:
                     raise OIDCError(f"{method} {url}: HTTP {response.status_code}")
                 return bytes(body)
         except httpx.HTTPError as exc:
-            raise OIDCError(f"{method} {url}: {type(exc).__name__}") from exc
+            raise OIDCError(f"{method} {url}: {type(exc).__name__} {exc}") from exc
+
+    def _check_host(self, url: str) -> None:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            self._guard.checked_addresses(parts.hostname or "", port)
+        except RefusedAddress as exc:
+            raise OIDCError(f"{url}: {exc}") from None
 
     def close(self) -> None:
         """Close the HTTP client this object made (an injected one stays the caller's)."""
@@ -412,16 +429,18 @@ class OIDCClient:
     def _client(self) -> httpx.Client:
         with self._lock:
             if self._http is None:
-                self._http = _default_client()
+                self._http = _default_client(self._guard)
             return self._http
 
 
-def _default_client() -> httpx.Client:
+def _default_client(guard: AddressGuard) -> httpx.Client:
     try:
         import httpx
+
+        from authsome._provider_http import guarded_client
     except ImportError:
         raise ExtraNotInstalled("sso", "httpx") from None
-    return httpx.Client(timeout=httpx.Timeout(10.0, connect=5.0), follow_redirects=False)
+    return guarded_client(guard, httpx.Timeout(10.0, connect=5.0))
 
 
 def _import_key_set(document: Mapping[str, Any]) -> KeySet:

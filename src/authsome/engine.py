@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import TracebackType
@@ -96,7 +96,11 @@ class Authsome:
     no redirects). ``sso_allow_insecure_loopback=True`` also accepts ``http://``
     issuers on a loopback address: for tests against a local provider, never for
     production. ``sso_exchange_deadline`` (15 seconds by default, at most 10
-    minutes) bounds each exchange with a provider, request and whole answer.
+    minutes) bounds each exchange with a provider, request and whole answer. Every
+    provider host must resolve to public addresses only (no private, loopback,
+    link-local or metadata address), checked when connecting and connected to as
+    checked; ``sso_resolver(host, port) -> addresses`` replaces the system's
+    resolver (tests).
     """
 
     def __init__(
@@ -119,6 +123,7 @@ class Authsome:
         http_client: httpx.Client | None = None,
         sso_allow_insecure_loopback: bool = False,
         sso_exchange_deadline: timedelta = EXCHANGE_DEADLINE,
+        sso_resolver: Callable[[str, int], Sequence[str]] | None = None,
     ) -> None:
         if mailer is not None and not isinstance(mailer, Mailer):
             raise TypeError(f"mailer must provide send(message), not {type(mailer).__name__}")
@@ -167,6 +172,7 @@ class Authsome:
             http=http_client,
             allow_insecure_loopback=sso_allow_insecure_loopback,
             exchange_deadline=sso_exchange_deadline,
+            resolver=sso_resolver,
         )
         self.sso = SSO(
             self.store,
