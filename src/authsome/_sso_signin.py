@@ -95,10 +95,13 @@ class OIDCSignIn:
         redirect_uri: str,
         tenant: str,
         login_hint: str | None,
+        ip: str | None = None,
     ) -> SSORedirect:
         org = self._org_of(connection, tenant)
         redirect_uri = self._redirect_uri(redirect_uri)
         self._billing.require(Feature.SSO, LedgerContext(tenant=tenant, org_id=org.id))
+        # Every start costs a provider call and a stored state: limited per address.
+        self._throttle.count_start(v.check_ip(ip), self._clock())
         metadata = self._metadata(connection)
         state, nonce, verifier = new_token(), new_token(), new_token()
         url = self._client.authorization_url(

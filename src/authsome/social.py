@@ -217,14 +217,18 @@ class Social:
         )
 
     # -- sign-in ----------------------------------------------------------------------
-    def begin(self, provider: str, *, redirect_uri: str, tenant: str) -> SSORedirect:
+    def begin(
+        self, provider: str, *, redirect_uri: str, tenant: str, ip: str | None = None
+    ) -> SSORedirect:
         """Start a sign-in at ``provider``: the URL to send the browser to, and the
         state handle to keep for :meth:`complete` (never shown in ``repr``).
 
         ``redirect_uri`` must be registered at the provider. Raises
         :class:`~authsome.errors.NotFound` when the tenant has not configured the
         provider, :class:`~authsome.errors.InvalidCredentials` when the provider
-        cannot be reached or answers nonsense (logged)."""
+        cannot be reached or answers nonsense (logged; nothing is stored),
+        :class:`~authsome.errors.RateLimited` when the client's address ``ip``
+        started more than ``ThrottlePolicy.starts_per_ip`` sign-ins within the window."""
         tenant = v.check_tenant(tenant)
         configured = self._provider(tenant, provider)
         redirect_uri = check_endpoint(
@@ -232,12 +236,16 @@ class Social:
             v.require_str("redirect_uri", redirect_uri),
             allow_insecure_loopback=self._oidc.allow_insecure_loopback,
         )
+        # Every start costs a provider call and a stored state: limited per address.
+        self._throttle.count_start(v.check_ip(ip), self._clock())
         verifier, nonce = new_token(), new_token()
         payload = {"p": configured.preset.name.value, "r": redirect_uri, "v": verifier, "n": nonce}
-        handle = self._tokens.issue_state(
-            TokenPurpose.SOCIAL_STATE, tenant=tenant, payload=json.dumps(payload)
-        )
         try:
+            if configured.preset.kind == "oidc":
+                self._metadata(configured)  # discovery first: a failed start stores nothing
+            handle = self._tokens.issue_state(
+                TokenPurpose.SOCIAL_STATE, tenant=tenant, payload=json.dumps(payload)
+            )
             url = self._authorization_url(configured, redirect_uri, handle, nonce, verifier)
         except OIDCError as exc:
             logger.warning("social sign-in could not start: %s", exc)

@@ -103,7 +103,11 @@ class SignInRoutes:
         if (connection_id is None) == (email is None):
             raise ValidationError("give either connection_id or email")
         redirect = self.auth.sso.begin(
-            connection_id, email=email, redirect_uri=self.sso_callback_url(), tenant=tenant
+            connection_id,
+            email=email,
+            redirect_uri=self.sso_callback_url(),
+            tenant=tenant,
+            ip=request.client_ip(),
         )
         return Started(redirect.url, self._seal(redirect.handle, tenant, "sso"))
 
@@ -111,7 +115,10 @@ class SignInRoutes:
         """Begin a sign-in at the social ``provider``."""
         tenant = _tenant(request)
         redirect = self.auth.social.begin(
-            provider, redirect_uri=self.social_callback_url(provider), tenant=tenant
+            provider,
+            redirect_uri=self.social_callback_url(provider),
+            tenant=tenant,
+            ip=request.client_ip(),
         )
         return Started(redirect.url, self._seal(redirect.handle, tenant, f"social:{provider}"))
 
