@@ -22,7 +22,12 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
-from authsome._provider_http import AddressGuard, HostResolver, RefusedAddress
+from authsome._provider_http import (
+    AddressGuard,
+    HostResolver,
+    RefusedAddress,
+    exchange_deadline,
+)
 from authsome._time import Clock
 from authsome.crypto import new_token
 from authsome.errors import ExtraNotInstalled, ValidationError
@@ -397,7 +402,10 @@ class OIDCClient:
             # addresses first (its connection cannot be pinned to them).
             self._check_host(url)
         try:
-            with self._client().stream(method, url, **options) as response:
+            with (
+                exchange_deadline(self._deadline),
+                self._client().stream(method, url, **options) as response,
+            ):
                 body = bytearray()
                 for chunk in response.iter_bytes():
                     body += chunk

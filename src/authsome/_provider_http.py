@@ -15,19 +15,32 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["AddressGuard", "HostResolver", "address_allowed", "guarded_client", "system_resolver"]
+__all__ = [
+    "AddressGuard",
+    "HostResolver",
+    "address_allowed",
+    "exchange_deadline",
+    "guarded_client",
+    "system_resolver",
+]
 
 HostResolver = Callable[[str, int], Sequence[str]]
 """``resolve(host, port) -> addresses``: the IP addresses (text) a host's name
 resolves to; an IP literal resolves to itself. ``OSError`` when it does not resolve."""
 
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+# When the current exchange with a provider must be over (time.monotonic()); the
+# guarded client's sockets wait no longer than that, for headers and body alike.
+_deadline: ContextVar[float | None] = ContextVar("authsome_provider_deadline", default=None)
 _IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
@@ -79,6 +92,28 @@ def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | No
     return None
 
 
+@contextmanager
+def exchange_deadline(seconds: float) -> Iterator[None]:
+    """Within the block, every socket operation of the guarded client ends by
+    ``seconds`` from now (a client the application passed is not bound by it)."""
+    token = _deadline.set(time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def _remaining(timeout: float | None) -> float | None:
+    """``timeout`` shortened to what is left of the exchange; a millisecond when it
+    is over, so the socket operation times out at once (zero would mean
+    non-blocking to a socket, not "time out")."""
+    deadline = _deadline.get()
+    if deadline is None:
+        return timeout
+    left = max(deadline - time.monotonic(), 0.001)
+    return left if timeout is None else min(timeout, left)
+
+
 class AddressGuard:
     """Resolves a provider's host and refuses it unless every address is allowed."""
 
@@ -109,6 +144,34 @@ def guarded_client(guard: AddressGuard, timeout: httpx.Timeout) -> httpx.Client:
     import httpcore
     import httpx
 
+    class DeadlineStream(httpcore.NetworkStream):
+        """A socket whose every wait ends by the exchange's deadline: a provider
+        trickling its status line or headers cannot outlast it either."""
+
+        def __init__(self, inner: httpcore.NetworkStream) -> None:
+            self._inner = inner
+
+        def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+            return self._inner.read(max_bytes, _remaining(timeout))
+
+        def write(self, buffer: bytes, timeout: float | None = None) -> None:
+            self._inner.write(buffer, _remaining(timeout))
+
+        def close(self) -> None:
+            self._inner.close()
+
+        def start_tls(
+            self,
+            ssl_context: Any,
+            server_hostname: str | None = None,
+            timeout: float | None = None,
+        ) -> httpcore.NetworkStream:
+            tls = self._inner.start_tls(ssl_context, server_hostname, _remaining(timeout))
+            return DeadlineStream(tls)
+
+        def get_extra_info(self, info: str) -> Any:
+            return self._inner.get_extra_info(info)
+
     class GuardedBackend(httpcore.SyncBackend):
         def connect_tcp(
             self,
@@ -125,9 +188,10 @@ def guarded_client(guard: AddressGuard, timeout: httpx.Timeout) -> httpx.Client:
             failure: httpcore.ConnectError | None = None
             for address in addresses:  # connect to what was checked, never the name
                 try:
-                    return super().connect_tcp(
-                        address, port, timeout, local_address, socket_options
+                    stream = super().connect_tcp(
+                        address, port, _remaining(timeout), local_address, socket_options
                     )
+                    return DeadlineStream(stream)
                 except httpcore.ConnectError as exc:
                     failure = exc
             assert failure is not None

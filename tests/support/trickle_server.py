@@ -11,15 +11,19 @@ from contextlib import contextmanager
 
 
 @contextmanager
-def trickle_server(interval: float = 0.05) -> Iterator[int]:
-    """Serve until the block ends; yields the port."""
+def trickle_server(interval: float = 0.05, *, headers_too: bool = False) -> Iterator[int]:
+    """Serve until the block ends; yields the port. ``headers_too`` trickles the
+    status line and headers as well (they never end either)."""
     listener = socket.create_server(("127.0.0.1", 0))
     stop = threading.Event()
 
     def serve(conn: socket.socket) -> None:
         with conn:
             conn.recv(65536)
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n")
+            if not headers_too:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n")
+            else:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
             try:
                 while not stop.wait(interval):
                     conn.sendall(b" ")
