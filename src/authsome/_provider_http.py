@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AddressGuard",
     "HostResolver",
+    "RefusedAddress",
     "address_allowed",
     "exchange_deadline",
     "guarded_client",
