@@ -130,6 +130,12 @@ class FederatedSignIn:
         self._sign_in = sign_in
         self._throttle = throttle
 
+    def count_start(self, ip: str | None) -> None:
+        """Count a start against the client's address: each costs a provider call and
+        a stored state, so a client may start only ``ThrottlePolicy.starts_per_ip``
+        in a window (:class:`~authsome.errors.RateLimited` beyond)."""
+        self._throttle.count_start(v.check_ip(ip), self._clock())
+
     def begin(self, tenant: str, payload: Mapping[str, str]) -> str:
         """A new state handle holding ``payload`` (the keys :attr:`fields` names)."""
         return self._tokens.issue_state(self._purpose, tenant=tenant, payload=json.dumps(payload))

@@ -15,12 +15,19 @@ import ipaddress
 import json
 import secrets
 import threading
+import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
+from authsome._provider_http import (
+    AddressGuard,
+    HostResolver,
+    RefusedAddress,
+    exchange_deadline,
+)
 from authsome._time import Clock
 from authsome.crypto import new_token
 from authsome.errors import ExtraNotInstalled, ValidationError
@@ -39,7 +46,13 @@ SIGNING_ALGS = frozenset(
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt")
 MAX_RESPONSE = 256 * 1024  # a discovery document, key set or token response is small
 MAX_ID_TOKEN = 16 * 1024
+# One exchange with a provider (request and whole answer) takes at most this long by
+# default: httpx's timeouts bound each read, not a provider trickling a byte at a time.
+EXCHANGE_DEADLINE = timedelta(seconds=15)
+MAX_EXCHANGE_DEADLINE = timedelta(minutes=10)
 _LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+# The private members of RSA, EC and OKP JWKs (RFC 7518, 6.2.2 and 6.3.2; RFC 8037).
+_PRIVATE_KEY_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth"})
 
 
 class OIDCError(Exception):
@@ -56,18 +69,21 @@ class ProviderMetadata:
     jwks_uri: str
     userinfo_endpoint: str | None
     signing_algs: frozenset[str]
+    # RFC 9207: the provider names itself (``iss``) in every authorization response.
+    iss_parameter_supported: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class TokenRequest:
-    """What the token request of one sign-in needs."""
+    """What the token request of one sign-in needs (the secrets kept out of ``repr``)."""
 
     client_id: str
-    credential: str  # the client secret, or the PEM private key for private_key_jwt
+    # the client secret, or the PEM private key for private_key_jwt
+    credential: str = field(repr=False)
     auth_method: str
-    code: str
+    code: str = field(repr=False)
     redirect_uri: str
-    code_verifier: str
+    code_verifier: str = field(repr=False)
 
 
 def pkce_challenge(verifier: str) -> str:
@@ -102,6 +118,19 @@ def check_endpoint_setting(name: str, url: str, *, allow_insecure_loopback: bool
         raise ValidationError(f"{name} must be an https:// URL") from None
 
 
+def check_response_issuer(metadata: ProviderMetadata, iss: str | None) -> None:
+    """RFC 9207: a callback's ``iss`` must be the provider's issuer, and a provider
+    that advertises ``authorization_response_iss_parameter_supported`` must send it
+    (an answer without it may come from another provider: a mix-up attack). An
+    issuer template (Microsoft's multi-tenant ``{tenantid}``) is not compared."""
+    if iss is None:
+        if metadata.iss_parameter_supported:
+            raise OIDCError("the callback lacks the iss its provider promises (RFC 9207)")
+        return
+    if "{" not in metadata.issuer and iss != metadata.issuer:
+        raise OIDCError("the callback's iss is not the provider's issuer")
+
+
 def _is_loopback(host: str | None) -> bool:
     if host is None:
         return False
@@ -119,6 +148,10 @@ class OIDCClient:
     Discovery documents are cached for ``discovery_ttl``; key sets until a token
     names a key they lack, then fetched again at most once per ``jwks_refetch``
     (engine clock) so forged ``kid`` values cannot make us hammer the provider.
+    Each exchange (one request and its whole answer) must end within
+    ``exchange_deadline`` (wall time, whatever the engine clock says). Every
+    provider host is resolved (``resolver``, the system's by default) and refused
+    unless all its addresses are public (:mod:`authsome._provider_http`).
     """
 
     def __init__(
@@ -130,14 +163,20 @@ class OIDCClient:
         discovery_ttl: timedelta = timedelta(hours=1),
         jwks_refetch: timedelta = timedelta(minutes=1),
         max_skew: timedelta = timedelta(minutes=2),
+        exchange_deadline: timedelta = EXCHANGE_DEADLINE,
+        resolver: HostResolver | None = None,
     ) -> None:
+        if not timedelta(0) < exchange_deadline <= MAX_EXCHANGE_DEADLINE:
+            raise ValidationError("the provider exchange deadline must be within (0, 10 minutes]")
         self._clock = clock
         self._http = http
         self._owns_http = http is None
         self.allow_insecure_loopback = allow_insecure_loopback
+        self._guard = AddressGuard(resolver, allow_loopback=allow_insecure_loopback)
         self._discovery_ttl = discovery_ttl
         self._jwks_refetch = jwks_refetch
         self._max_skew = max_skew
+        self._deadline = exchange_deadline.total_seconds()
         self._lock = threading.Lock()
         self._discovery: dict[str, tuple[datetime, ProviderMetadata]] = {}
         # jwks_uri -> (when it was last fetched again for an unknown kid, the keys)
@@ -181,6 +220,8 @@ class OIDCClient:
             jwks_uri=endpoints["jwks_uri"],
             userinfo_endpoint=self._endpoint(userinfo) if isinstance(userinfo, str) else None,
             signing_algs=frozenset(a for a in published if a in SIGNING_ALGS),
+            iss_parameter_supported=document.get("authorization_response_iss_parameter_supported")
+            is True,
         )
 
     def _endpoint(self, url: str) -> str:
@@ -371,18 +412,36 @@ class OIDCClient:
     def _send(self, method: str, url: str, **options: Any) -> bytes:
         import httpx
 
+        deadline = time.monotonic() + self._deadline
+        if not self._owns_http:
+            # A client the application passed connects on its own: check the host's
+            # addresses first (its connection cannot be pinned to them).
+            self._check_host(url)
         try:
-            with self._client().stream(method, url, **options) as response:
+            with (
+                exchange_deadline(self._deadline),
+                self._client().stream(method, url, **options) as response,
+            ):
                 body = bytearray()
                 for chunk in response.iter_bytes():
                     body += chunk
                     if len(body) > MAX_RESPONSE:
                         raise OIDCError(f"{method} {url}: the response is too large")
+                    if time.monotonic() > deadline:
+                        raise OIDCError(f"{method} {url}: no whole answer by the deadline")
                 if response.status_code != 200:
                     raise OIDCError(f"{method} {url}: HTTP {response.status_code}")
                 return bytes(body)
         except httpx.HTTPError as exc:
-            raise OIDCError(f"{method} {url}: {type(exc).__name__}") from exc
+            raise OIDCError(f"{method} {url}: {type(exc).__name__} {exc}") from exc
+
+    def _check_host(self, url: str) -> None:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            self._guard.checked_addresses(parts.hostname or "", port)
+        except RefusedAddress as exc:
+            raise OIDCError(f"{url}: {exc}") from None
 
     def close(self) -> None:
         """Close the HTTP client this object made (an injected one stays the caller's)."""
@@ -394,16 +453,18 @@ class OIDCClient:
     def _client(self) -> httpx.Client:
         with self._lock:
             if self._http is None:
-                self._http = _default_client()
+                self._http = _default_client(self._guard)
             return self._http
 
 
-def _default_client() -> httpx.Client:
+def _default_client(guard: AddressGuard) -> httpx.Client:
     try:
         import httpx
+
+        from authsome._provider_http import guarded_client
     except ImportError:
         raise ExtraNotInstalled("sso", "httpx") from None
-    return httpx.Client(timeout=httpx.Timeout(10.0, connect=5.0), follow_redirects=False)
+    return guarded_client(guard, httpx.Timeout(10.0, connect=5.0))
 
 
 def _import_key_set(document: Mapping[str, Any]) -> KeySet:
@@ -413,9 +474,14 @@ def _import_key_set(document: Mapping[str, Any]) -> KeySet:
     keys = document.get("keys")
     if not isinstance(keys, list):
         raise OIDCError("the provider's key set has no keys")
-    # Public keys only: a set that carried private parts or symmetric keys is refused
-    # rather than trusted (an "oct" key would let HS* tokens verify).
-    public = [k for k in keys if isinstance(k, dict) and k.get("kty") in {"RSA", "EC", "OKP"}]
+    # Public keys only: symmetric keys are left out (an "oct" key would let HS* tokens
+    # verify), and private members a careless provider publishes are dropped so no
+    # private key is held in memory on its word.
+    public = [
+        {name: value for name, value in k.items() if name not in _PRIVATE_KEY_MEMBERS}
+        for k in keys
+        if isinstance(k, dict) and k.get("kty") in {"RSA", "EC", "OKP"}
+    ]
     try:
         return KeySet.import_key_set({"keys": public})
     except (JoseError, ValueError, TypeError) as exc:
@@ -431,6 +497,9 @@ def _json_object(body: bytes) -> dict[str, Any]:
         value = json.loads(body)
     except (ValueError, UnicodeError) as exc:
         raise OIDCError("the response is not JSON") from exc
+    except RecursionError:
+        # Nesting deeper than the interpreter's stack: no provider sends that.
+        raise OIDCError("the response is JSON nested too deeply") from None
     if not isinstance(value, dict):
         raise OIDCError("the response is not a JSON object")
     return value

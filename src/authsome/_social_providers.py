@@ -288,5 +288,5 @@ def _json_object(body: bytes) -> dict[str, Any]:
 def _json(body: bytes) -> object:
     try:
         return json.loads(body)
-    except (ValueError, UnicodeError):
+    except (ValueError, UnicodeError, RecursionError):  # nesting no provider sends
         raise InvalidCredentials() from None

@@ -29,6 +29,7 @@ from authsome._oidc import (
     ProviderMetadata,
     TokenRequest,
     check_endpoint_setting,
+    check_response_issuer,
 )
 from authsome._signin import SignInFlow
 from authsome._time import Clock
@@ -89,10 +90,12 @@ class OIDCSignIn:
         redirect_uri: str,
         tenant: str,
         login_hint: str | None,
+        ip: str | None = None,
     ) -> SSORedirect:
         org = self._org_of(connection, tenant)
         redirect_uri = self._redirect_uri(redirect_uri)
         self._billing.require(Feature.SSO, LedgerContext(tenant=tenant, org_id=org.id))
+        self._federated.count_start(ip)
         metadata = self._metadata(connection)
         state, nonce, verifier = new_token(), new_token(), new_token()
         url = self._client.authorization_url(
@@ -132,6 +135,10 @@ class OIDCSignIn:
         if "iss" in answer and answer["iss"] != connection.issuer:
             # RFC 9207: the answer comes from another provider (a mix-up attack).
             raise refused("the callback's iss is not the connection's issuer")
+        try:
+            check_response_issuer(self._metadata(connection), answer.get("iss"))
+        except OIDCError as exc:
+            raise refused(f"connection {connection.id}: {exc}") from None
         org = self._org_of(connection, pending.tenant)
         # Before anything is written: a plan without SSO signs nobody in.
         self._billing.require(Feature.SSO, LedgerContext(tenant=pending.tenant, org_id=org.id))

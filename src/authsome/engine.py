@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 from authsome._billing import Billing, LedgerErrorPolicy, LedgerStats
 from authsome._keys import PurposeKeys
-from authsome._oidc import OIDCClient
+from authsome._oidc import EXCHANGE_DEADLINE, OIDCClient
 from authsome._signin import SignInFlow
 from authsome._time import Clock, utcnow
 from authsome.apikeys import ApiKeyPolicy, ApiKeys
@@ -95,7 +96,12 @@ class Authsome:
     ``http_client`` (an ``httpx.Client``; by default one with timeouts that follows
     no redirects). ``sso_allow_insecure_loopback=True`` also accepts ``http://``
     issuers on a loopback address: for tests against a local provider, never for
-    production.
+    production. ``sso_exchange_deadline`` (15 seconds by default, at most 10
+    minutes) bounds each exchange with a provider, request and whole answer. Every
+    provider host must resolve to public addresses only (no private, loopback,
+    link-local or metadata address), checked when connecting and connected to as
+    checked; ``sso_resolver(host, port) -> addresses`` replaces the system's
+    resolver (tests).
     """
 
     def __init__(
@@ -118,6 +124,8 @@ class Authsome:
         journeys: JourneyPolicy | None = None,
         http_client: httpx.Client | None = None,
         sso_allow_insecure_loopback: bool = False,
+        sso_exchange_deadline: timedelta = EXCHANGE_DEADLINE,
+        sso_resolver: Callable[[str, int], Sequence[str]] | None = None,
     ) -> None:
         if mailer is not None and not isinstance(mailer, Mailer):
             raise TypeError(f"mailer must provide send(message), not {type(mailer).__name__}")
@@ -162,7 +170,11 @@ class Authsome:
             else None,
         )
         self._oidc_client = OIDCClient(
-            self._clock, http=http_client, allow_insecure_loopback=sso_allow_insecure_loopback
+            self._clock,
+            http=http_client,
+            allow_insecure_loopback=sso_allow_insecure_loopback,
+            exchange_deadline=sso_exchange_deadline,
+            resolver=sso_resolver,
         )
         self.sso = SSO(
             self.store,

@@ -28,7 +28,7 @@ from __future__ import annotations
 import builtins
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -48,6 +48,7 @@ from authsome._oidc import (
     ProviderMetadata,
     TokenRequest,
     check_endpoint_setting,
+    check_response_issuer,
     pkce_challenge,
 )
 from authsome._signin import SignInFlow
@@ -96,7 +97,7 @@ class _Provider:
 
     info: SocialProviderInfo
     preset: Preset
-    secret: str
+    secret: str = field(repr=False)
 
     def setting(self, name: str) -> str | None:
         return dict(self.info.settings).get(name)
@@ -231,14 +232,18 @@ class Social:
         )
 
     # -- sign-in ----------------------------------------------------------------------
-    def begin(self, provider: str, *, redirect_uri: str, tenant: str) -> SSORedirect:
+    def begin(
+        self, provider: str, *, redirect_uri: str, tenant: str, ip: str | None = None
+    ) -> SSORedirect:
         """Start a sign-in at ``provider``: the URL to send the browser to, and the
         state handle to keep for :meth:`complete` (never shown in ``repr``).
 
         ``redirect_uri`` must be registered at the provider. Raises
         :class:`~authsome.errors.NotFound` when the tenant has not configured the
         provider, :class:`~authsome.errors.InvalidCredentials` when the provider
-        cannot be reached or answers nonsense (logged)."""
+        cannot be reached or answers nonsense (logged; nothing is stored),
+        :class:`~authsome.errors.RateLimited` when the client's address ``ip``
+        started more than ``ThrottlePolicy.starts_per_ip`` sign-ins within the window."""
         tenant = v.check_tenant(tenant)
         configured = self._provider(tenant, provider)
         redirect_uri = check_endpoint_setting(
@@ -246,10 +251,13 @@ class Social:
             v.require_str("redirect_uri", redirect_uri),
             allow_insecure_loopback=self._oidc.allow_insecure_loopback,
         )
+        self._federated.count_start(ip)
         verifier, nonce = new_token(), new_token()
         payload = {"p": configured.preset.name.value, "r": redirect_uri, "v": verifier, "n": nonce}
-        handle = self._federated.begin(tenant, payload)
         try:
+            if configured.preset.kind == "oidc":
+                self._metadata(configured)  # discovery first: a failed start stores nothing
+            handle = self._federated.begin(tenant, payload)
             url = self._authorization_url(configured, redirect_uri, handle, nonce, verifier)
         except OIDCError as exc:
             logger.warning("social sign-in could not start: %s", exc)
@@ -360,9 +368,7 @@ class Social:
         info, name = configured.info, configured.preset.name
         answer, payload = pending.params, pending.payload
         metadata = self._metadata(configured)
-        if "iss" in answer and answer["iss"] != metadata.issuer and "{" not in metadata.issuer:
-            # RFC 9207: the answer comes from another provider (a mix-up attack).
-            raise OIDCError("the callback's iss is not the provider's issuer")
+        check_response_issuer(metadata, answer.get("iss"))
         apple = name is SocialProviderName.APPLE
         credential = (
             apple_client_secret(

@@ -424,6 +424,7 @@ class SSO:
         email: str | None = None,
         redirect_uri: str,
         tenant: str = "default",
+        ip: str | None = None,
     ) -> SSORedirect:
         """Start a sign-in through an OIDC connection: where to send the browser.
 
@@ -439,7 +440,9 @@ class SSO:
         :class:`~authsome.errors.FeatureNotEntitled` when the tenant's plan no longer
         includes ``authsome.feature.sso`` (nothing is written);
         :class:`~authsome.errors.InvalidCredentials` when the provider's discovery
-        document cannot be read or is refused.
+        document cannot be read or is refused (nothing is written);
+        :class:`~authsome.errors.RateLimited` when the client's address ``ip``
+        started more than ``ThrottlePolicy.starts_per_ip`` sign-ins within the window.
         """
         tenant = v.check_tenant(tenant)
         if (connection_id is None) == (email is None):
@@ -456,6 +459,7 @@ class SSO:
             redirect_uri=redirect_uri,
             tenant=tenant,
             login_hint=None if email is None else v.normalize_email(email),
+            ip=ip,
         )
 
     def complete(

@@ -96,16 +96,18 @@ def canonical_address(ip: str) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class ThrottlePolicy:
-    """Limits on failed sign-ins within ``window``."""
+    """Limits on failed sign-ins within ``window``, and on sign-in starts at an
+    identity provider (``starts_per_ip``: each stores a short-lived state)."""
 
     per_account_ip: int = 5
     per_ip: int = 100
     per_account: int = 20
     window: timedelta = timedelta(minutes=15)
     known_ip_ttl: timedelta = timedelta(days=90)
+    starts_per_ip: int = 60
 
     def __post_init__(self) -> None:
-        for name in ("per_account_ip", "per_ip", "per_account"):
+        for name in ("per_account_ip", "per_ip", "per_account", "starts_per_ip"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"ThrottlePolicy.{name} must be a positive int")
@@ -188,6 +190,21 @@ class Throttle:
             self._store.release_counter(key, now)
             raise RateLimited((expires_at - now).total_seconds())
 
+    def count_start(self, ip: str | None, now: datetime) -> None:
+        """Count a sign-in start at an identity provider from ``ip``, or refuse it
+        (:class:`RateLimited`) past ``starts_per_ip`` within the window. Every start
+        counts, successful or not: each one costs a stored state or a provider call."""
+        if ip is None:
+            return
+        self.prune_now_and_then(now)
+        key = self._keys("", "", ip).start
+        hits, expires_at = self._store.hit_counter(
+            key, now, int(self.policy.window.total_seconds())
+        )
+        if hits > self.policy.starts_per_ip:
+            self._store.release_counter(key, now)
+            raise RateLimited((expires_at - now).total_seconds())
+
     def ip_succeeded(self, ip: str | None, now: datetime) -> None:
         """After a :meth:`reserve_ip` attempt succeeded: give its hit back."""
         if ip is not None:
@@ -221,6 +238,7 @@ class Throttle:
             account=keyed_digest(key, f"account\x00{account}"),
             account_ip=keyed_digest(key, f"account-ip\x00{account}\x00{bucket}"),
             ip="" if ip is None else keyed_digest(key, f"ip\x00{bucket}"),
+            start="" if ip is None else keyed_digest(key, f"start\x00{bucket}"),
             known=""
             if address is None
             else keyed_digest(key, f"known-ip\x00{account}\x00{address}"),
@@ -244,4 +262,5 @@ class _Keys:
     account: str
     account_ip: str
     ip: str
+    start: str
     known: str

@@ -45,8 +45,12 @@ Send = Callable[[str, str, dict[str, str] | None, str | None], Reply]
 USER_AGENT = "RouteTest/1.0"
 
 
+# Headers every request of a test carries besides these (set with monkeypatch.setitem).
+EXTRA_HEADERS: dict[str, str] = {}
+
+
 def _headers(cookie: str | None) -> dict[str, str]:
-    headers = {"User-Agent": USER_AGENT}
+    headers = {"User-Agent": USER_AGENT, **EXTRA_HEADERS}
     if cookie:
         headers["Cookie"] = f"{STATE_COOKIE}={cookie}"
     return headers
@@ -161,10 +165,11 @@ def account(auth: Authsome, oidc_op: OpenIDProvider) -> str:
     )
 
 
-def _started(send: Send, path: str) -> tuple[str, str, str]:
-    """Start a sign-in: the provider URL, the state cookie and its Set-Cookie line."""
-    reply = send("GET", path, None, None)
-    assert reply.status == 302
+def _started(send: Send, path: str, form: dict[str, str] | None = None) -> tuple[str, str, str]:
+    """Start a sign-in (a POST from the app's page): the provider URL, the state
+    cookie and its Set-Cookie line."""
+    reply = send("POST", path, form or {}, None)
+    assert reply.status == 303, reply.body
     line = next(c for c in reply.set_cookie if c.startswith(f"{STATE_COOKIE}="))
     jar: SimpleCookie = SimpleCookie()
     jar.load(line)
@@ -279,7 +284,7 @@ def test_sso_start_to_callback_gives_a_session(
     account = oidc_op.add_account(
         f"acct-{secrets.token_hex(4)}", email="new@acme.example", email_verified=True
     )
-    location, cookie, _ = _started(send, f"/auth/sso/start?connection_id={connection.id}")
+    location, cookie, _ = _started(send, "/auth/sso/start", {"connection_id": connection.id})
     reply = send("GET", _callback_target(oidc_op.login(location, account)), None, cookie)
 
     assert reply.status == 200, reply.body
@@ -288,5 +293,5 @@ def test_sso_start_to_callback_gives_a_session(
 
 
 def test_an_unknown_provider_is_a_404(send: Send) -> None:
-    reply = send("GET", "/auth/social/gitlab/start", None, None)
+    reply = send("POST", "/auth/social/gitlab/start", {}, None)
     assert reply.status == 404

@@ -251,7 +251,7 @@ def test_a_reused_code_is_refused(scene: Scene, caplog: pytest.LogCaptureFixture
     redirect = scene.auth.sso.begin(
         scene.connection.id, redirect_uri=scene.client.redirect_uri, tenant=TENANT
     )
-    replay = {"code": params["code"], "state": query(redirect.url)["state"]}
+    replay = {"code": params["code"], "state": query(redirect.url)["state"], "iss": params["iss"]}
 
     with refused(caplog, "HTTP 400"):  # the provider's invalid_grant
         scene.auth.sso.complete(replay, handle=redirect.handle, tenant=TENANT)

@@ -614,6 +614,10 @@ class RequestAuth:
         """The client's address under the trusted-proxy setting (for ``sign_in(ip=)``)."""
         return client_address(self._peer, self._forwarded_for, self.settings.trusted_proxies)
 
+    def header(self, name: str) -> str | None:
+        """The request's header ``name`` as sent; ``None`` without one."""
+        return self._facts.header(name)
+
     def user_agent(self) -> str | None:
         """The request's ``User-Agent`` header as sent (for ``sign_in(user_agent=)``,
         which keeps it as untrusted text for the device list); ``None`` without one."""

@@ -1,8 +1,14 @@
 """The sign-in routes every integration mounts, free of any web framework.
 
-``/sso/start`` and ``/social/{provider}/start`` send the browser to the identity
-provider; ``/sso/callback`` and ``/social/{provider}/callback`` finish the sign-in
-and answer the session's tokens in JSON (or an MFA ticket).
+``POST /sso/start`` and ``POST /social/{provider}/start`` send the browser to the
+identity provider; ``/sso/callback`` and ``/social/{provider}/callback`` finish the
+sign-in and answer the session's tokens in JSON (or an MFA ticket).
+
+The start routes take POST only, from the application's own pages: a start reachable
+by a GET (a link, an image, a top-level navigation another site triggers) would let
+another site start sign-ins in a victim's browser (login CSRF). A start whose
+``Sec-Fetch-Site`` is not ``same-origin`` (or ``none``), or whose ``Origin`` is not
+``base_url``'s, is refused; Django's CSRF middleware applies to them as well.
 
 The sign-in's state handle travels in a cookie set by the start route:
 ``__Host-authsome-state``, ``HttpOnly; Secure; SameSite=Lax; Path=/``, ten minutes.
@@ -31,6 +37,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from authsome.engine import Authsome
 from authsome.errors import InvalidCredentials, InvalidToken, ValidationError
@@ -97,6 +104,8 @@ class SignInRoutes:
             raise ValueError("base_url must be the absolute URL the routes are mounted at")
         self.auth = auth
         self.base_url = base_url.rstrip("/")
+        parts = urlsplit(self.base_url)
+        self._origin = f"{parts.scheme}://{parts.netloc}".lower()
         self._key = auth._purpose_keys.key(_KEY_PURPOSE)
 
     # -- redirect URIs -----------------------------------------------------------------
@@ -110,24 +119,44 @@ class SignInRoutes:
 
     # -- start ---------------------------------------------------------------------------
     def start_sso(self, request: RequestAuth, query: Mapping[str, str]) -> Started:
-        """Begin an SSO sign-in for ``connection_id`` or ``email`` from the query."""
+        """Begin an SSO sign-in for ``connection_id`` or ``email`` from the POSTed form."""
+        self._check_same_origin(request)
         tenant = _tenant(request)
         connection_id = _optional(query, "connection_id")
         email = _optional(query, "email")
         if (connection_id is None) == (email is None):
             raise ValidationError("give either connection_id or email")
         redirect = self.auth.sso.begin(
-            connection_id, email=email, redirect_uri=self.sso_callback_url(), tenant=tenant
+            connection_id,
+            email=email,
+            redirect_uri=self.sso_callback_url(),
+            tenant=tenant,
+            ip=request.client_ip(),
         )
         return Started(redirect.url, self._seal(redirect.handle, tenant, "sso"))
 
     def start_social(self, request: RequestAuth, provider: str) -> Started:
         """Begin a sign-in at the social ``provider``."""
+        self._check_same_origin(request)
         tenant = _tenant(request)
         redirect = self.auth.social.begin(
-            provider, redirect_uri=self.social_callback_url(provider), tenant=tenant
+            provider,
+            redirect_uri=self.social_callback_url(provider),
+            tenant=tenant,
+            ip=request.client_ip(),
         )
         return Started(redirect.url, self._seal(redirect.handle, tenant, f"social:{provider}"))
+
+    def _check_same_origin(self, request: RequestAuth) -> None:
+        """A start comes from the application's own pages. Browsers say where a
+        request comes from in ``Sec-Fetch-Site``, and older ones in ``Origin``; a
+        start another site triggered (login CSRF) is refused."""
+        site = request.header("Sec-Fetch-Site")
+        origin = request.header("Origin")
+        if (site is not None and site.lower() not in {"same-origin", "none"}) or (
+            origin is not None and origin.lower() != self._origin
+        ):
+            raise ValidationError("a sign-in starts from the application's own pages")
 
     # -- callback ------------------------------------------------------------------------
     def finish_sso(

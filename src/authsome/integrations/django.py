@@ -46,7 +46,7 @@ from django.http import (
 from django.urls import URLPattern, path
 from django.utils.module_loading import import_string
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from authsome.engine import Authsome
 from authsome.errors import AuthsomeError, InvalidToken
@@ -348,6 +348,8 @@ def sign_in_urls(base_url: str) -> list[URLPattern]:
     sign_in_router`; the engine is the middleware's. The callbacks are exempt from
     Django's CSRF check: the signed state cookie and the one-time handle are the
     check (Apple's callback is a cross-site POST that could not carry a CSRF token).
+    The start routes are POSTs from the application's pages and are not exempt:
+    with ``CsrfViewMiddleware`` the form posting to them carries ``{% csrf_token %}``.
     """
     routes: dict[int, SignInRoutes] = {}
 
@@ -368,11 +370,11 @@ def sign_in_urls(base_url: str) -> list[URLPattern]:
 
         return wrapper
 
-    @require_GET
+    @require_POST
     @answered
     def sso_start(request: HttpRequest) -> HttpResponse:
         routes_, request_ = flow(request)
-        return _redirect(routes_.start_sso(request_, request.GET.dict()))
+        return _redirect(routes_.start_sso(request_, request.POST.dict()))
 
     @require_GET
     @answered
@@ -381,7 +383,7 @@ def sign_in_urls(base_url: str) -> list[URLPattern]:
         cookie = request.COOKIES.get(STATE_COOKIE)
         return _signed_in(routes_.finish_sso(request_, request.GET.dict(), cookie))
 
-    @require_GET
+    @require_POST
     @answered
     def social_start(request: HttpRequest, provider: str) -> HttpResponse:
         routes_, request_ = flow(request)
@@ -408,7 +410,7 @@ def sign_in_urls(base_url: str) -> list[URLPattern]:
 
 
 def _redirect(started: Started) -> HttpResponse:
-    response = HttpResponseRedirect(started.url)
+    response = HttpResponseRedirect(started.url, status=303)  # a GET after the POST
     response.set_cookie(STATE_COOKIE, started.cookie, **SignInRoutes.cookie_attributes())
     return response
 

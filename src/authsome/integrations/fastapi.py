@@ -336,10 +336,11 @@ def sign_in_router(base_url: str, auth: Authsome | None = None) -> APIRouter:
 
         app.include_router(sign_in_router("https://app.example.com/auth"), prefix="/auth")
 
-    ``GET /sso/start?connection_id=...`` (or ``?email=...``) and ``GET
-    /social/{provider}/start`` redirect to the identity provider and set the signed
-    state cookie; ``GET /sso/callback`` and ``GET|POST /social/{provider}/callback``
-    finish the sign-in and answer ``{"user_id", "access_token", "refresh_token",
+    ``POST /sso/start`` (a form with ``connection_id`` or ``email``) and ``POST
+    /social/{provider}/start`` redirect to the identity provider (303) and set the
+    signed state cookie; they refuse a start from another site (login CSRF). ``GET
+    /sso/callback`` and ``GET|POST /social/{provider}/callback`` finish the sign-in
+    and answer ``{"user_id", "access_token", "refresh_token",
     "expires_at"}`` (or ``{"mfa_required": true, "ticket"}``). Errors are the usual
     JSON answers (401 for a refused or replayed sign-in, 404 for an unknown provider).
     See :mod:`authsome.integrations._signin_routes` for the cookie.
@@ -354,10 +355,11 @@ def sign_in_router(base_url: str, auth: Authsome | None = None) -> APIRouter:
             found = routes[id(engine)] = SignInRoutes(engine, base_url)
         return found, request_auth(request, engine)
 
-    @router.get("/sso/start")
-    def sso_start(request: Request) -> Response:
+    @router.post("/sso/start")
+    async def sso_start(request: Request) -> Response:
         flow, request_ = routes_for(request)
-        return _redirect(flow.start_sso(request_, dict(request.query_params)))
+        form = await _form(request)
+        return _redirect(await run_in_threadpool(flow.start_sso, request_, form))
 
     @router.get("/sso/callback")
     def sso_callback(request: Request) -> Response:
@@ -365,7 +367,7 @@ def sign_in_router(base_url: str, auth: Authsome | None = None) -> APIRouter:
         cookie = request.cookies.get(STATE_COOKIE)
         return _signed_in(flow.finish_sso(request_, dict(request.query_params), cookie))
 
-    @router.get("/social/{provider}/start")
+    @router.post("/social/{provider}/start")
     def social_start(request: Request, provider: str) -> Response:
         flow, request_ = routes_for(request)
         return _redirect(flow.start_social(request_, provider))
@@ -381,12 +383,7 @@ def sign_in_router(base_url: str, auth: Authsome | None = None) -> APIRouter:
     async def social_form_post(request: Request, provider: str) -> Response:
         flow, request_ = routes_for(request)
         cookie = request.cookies.get(STATE_COOKIE)
-        # The form_post body is urlencoded; parsed here, so no multipart parser is needed.
-        body = (await request.body()).decode("utf-8", "replace")
-        try:
-            form = dict(parse_qsl(body, keep_blank_values=True, max_num_fields=MAX_PARAMS))
-        except ValueError:  # more fields than any callback has
-            raise InvalidCredentials() from None
+        form = await _form(request)
         if flow.needs_resubmit(form, cookie):
             return HTMLResponse(flow.resubmit_page(provider, form))
         sign_in = await run_in_threadpool(flow.finish_social, request_, provider, form, cookie)
@@ -395,8 +392,18 @@ def sign_in_router(base_url: str, auth: Authsome | None = None) -> APIRouter:
     return router
 
 
+async def _form(request: Request) -> dict[str, str]:
+    """A urlencoded form body, parsed here so no multipart parser is needed."""
+    body = (await request.body()).decode("utf-8", "replace")
+    try:
+        return dict(parse_qsl(body, keep_blank_values=True, max_num_fields=MAX_PARAMS))
+    except ValueError:  # more fields than any sign-in form or callback has
+        raise InvalidCredentials() from None
+
+
 def _redirect(started: Started) -> Response:
-    response = RedirectResponse(started.url, status_code=302)
+    # 303: the browser follows a POSTed start with a GET to the provider.
+    response = RedirectResponse(started.url, status_code=303)
     response.set_cookie(STATE_COOKIE, started.cookie, **SignInRoutes.cookie_attributes())
     return response
 

@@ -283,16 +283,16 @@ def sign_in_blueprint(base_url: str, name: str = "authsome_sign_in") -> Blueprin
             found = routes[id(auth)] = SignInRoutes(auth, base_url)
         return found
 
-    @blueprint.get("/sso/start")
+    @blueprint.post("/sso/start")
     def sso_start() -> Response:
-        return _redirect(flow().start_sso(request_auth(), request.args.to_dict()))
+        return _redirect(flow().start_sso(request_auth(), request.form.to_dict()))
 
     @blueprint.get("/sso/callback")
     def sso_callback() -> Response:
         cookie = request.cookies.get(STATE_COOKIE)
         return _signed_in(flow().finish_sso(request_auth(), request.args.to_dict(), cookie))
 
-    @blueprint.get("/social/<provider>/start")
+    @blueprint.post("/social/<provider>/start")
     def social_start(provider: str) -> Response:
         return _redirect(flow().start_social(request_auth(), provider))
 
@@ -311,7 +311,8 @@ def sign_in_blueprint(base_url: str, name: str = "authsome_sign_in") -> Blueprin
 
 
 def _redirect(started: Started) -> Response:
-    response = Response(status=302, headers={"Location": started.url})
+    # 303: the browser follows a POSTed start with a GET to the provider.
+    response = Response(status=303, headers={"Location": started.url})
     response.set_cookie(STATE_COOKIE, started.cookie, **SignInRoutes.cookie_attributes())
     return response
 

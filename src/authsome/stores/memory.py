@@ -44,6 +44,8 @@ from authsome.stores._rules import (
 
 __all__ = ["MemoryStore"]
 
+_MIN_SWEEP = 64  # below this many stored states, expired ones are not worth a sweep
+
 
 @dataclass(slots=True)
 class _RefreshToken:
@@ -92,6 +94,7 @@ class MemoryStore:
         self._tickets: dict[str, _Ticket] = {}
         self._one_time_tokens: dict[str, OneTimeToken] = {}
         self._one_time_states: dict[str, OneTimeState] = {}
+        self._states_sweep_at = _MIN_SWEEP  # the size that triggers the next sweep
         self._identities: dict[tuple[str, str, str], Identity] = {}
         self._code_attempts: dict[str, int] = {}  # by token hash
         self._api_keys: dict[str, StoredApiKey] = {}
@@ -242,9 +245,15 @@ class MemoryStore:
 
     def create_one_time_state(self, token_hash: str, state: OneTimeState, now: datetime) -> None:
         with self._lock:
-            if token_hash in self._one_time_states:
+            existing = self._one_time_states.get(token_hash)
+            if existing is not None and existing.expires_at > now:  # an expired one is gone
                 raise AlreadyExists(Duplicate.ONE_TIME_TOKEN)
-            _delete_where(self._one_time_states, lambda s: s.expires_at <= now)
+            # Sweep expired states only once the map has doubled since the last sweep:
+            # amortised constant work per insert, where a sweep per insert made a flood
+            # of starts quadratic. Expired states are never answered meanwhile.
+            if len(self._one_time_states) >= self._states_sweep_at:
+                _delete_where(self._one_time_states, lambda s: s.expires_at <= now)
+                self._states_sweep_at = max(_MIN_SWEEP, 2 * len(self._one_time_states))
             self._one_time_states[token_hash] = state
 
     def consume_one_time_state(
