@@ -51,6 +51,9 @@ def setup(pg_dsn: str, schema: str) -> Iterator[tuple[Authsome, ledger.Engine]]:
         store=PostgresStore(pg_dsn, schema=f"{schema}_auth"),
         ledger=LedgerAdapter(engine),
         password_hashing=PasswordHashing.fast_insecure_for_tests(),
+        # As in the workers: the owner's seat is then counted at once, in the ledger's
+        # store, not buffered in this process until its next flush.
+        enforce_limits=[UsageEvent.ORGS_MEMBERS, UsageEvent.USERS_ACTIVE],
     )
     yield auth, engine
     auth.close()
