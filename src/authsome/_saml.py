@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from authsome.errors import ExtraNotInstalled, SSOFailed
+from authsome.stores import Store
 
 __all__ = [
     "BINDING_POST",
@@ -53,6 +54,7 @@ __all__ = [
     "authn_request",
     "parse_idp_metadata",
     "sp_metadata",
+    "store_replay_check",
     "verify_response",
 ]
 
@@ -73,6 +75,7 @@ MAX_RESPONSE_CHARS = 512 * 1024  # base64 text of one response; real ones are a 
 MAX_METADATA_CHARS = 1024 * 1024
 MAX_ATTRIBUTES = 200
 MAX_VALUES = 200
+MAX_ID = 256  # an xs:ID; real ones are 20-50 characters
 
 _P = f"{{{NS_SAMLP}}}"
 _A = f"{{{NS_SAML}}}"
@@ -265,6 +268,15 @@ def _decode_response(saml_response: object) -> bytes:
         raise SSOFailed("malformed") from None
 
 
+def store_replay_check(store: Store, connection_id: str, now: datetime) -> ReplayCheck:
+    """The replay check of one connection, kept in ``store`` (atomic, all processes)."""
+
+    def first_use(assertion_id: str, keep_until: datetime) -> bool:
+        return store.use_saml_assertion_id(connection_id, assertion_id, keep_until, now)
+
+    return first_use
+
+
 # -- verifying a response -----------------------------------------------------------
 
 
@@ -374,7 +386,7 @@ def _read_assertion(
     now: datetime,
     skew: timedelta,
 ) -> VerifiedAssertion:
-    if assertion.get("Version") != "2.0" or not assertion.get("ID"):
+    if assertion.get("Version") != "2.0" or not 0 < len(assertion.get("ID") or "") <= MAX_ID:
         raise SSOFailed("malformed")
     if _text(_one(assertion, f"{_A}Issuer")) != idp.entity_id:
         raise SSOFailed("issuer")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from lxml import etree
 
 from authsome import _saml
 from authsome.errors import InvalidCredentials, SSOFailed
+from authsome.stores import SQLiteStore
 from tests.saml import _tamper as t
 from tests.saml.conftest import ACS_URL, SP_ENTITY_ID, Verify
 from tests.support.saml_idp import SamlIdP
@@ -265,3 +267,20 @@ def test_the_refusal_is_an_invalid_credentials_and_names_no_content(
         verify(t.encode(root))
     assert "secret-name-id" not in str(refused.value)
     assert refused.value.args == ("single sign-on failed: signature",)
+
+
+def test_a_replay_is_refused_through_the_store_across_engines(
+    idp: SamlIdP, verify: Verify, tmp_path: Path
+) -> None:
+    """Two processes' stores on one SQLite file: the second use is refused."""
+    path = tmp_path / "auth.db"
+    response = _response(idp)
+    first, second = SQLiteStore(path), SQLiteStore(path)
+    try:
+        now = datetime.now(UTC)
+        verify(response, replay_check=_saml.store_replay_check(first, "sso_1", now))
+        replayed = _saml.store_replay_check(second, "sso_1", now)
+        assert _refused(verify, response, replay_check=replayed) == "replayed"
+    finally:
+        first.close()
+        second.close()

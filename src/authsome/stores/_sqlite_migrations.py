@@ -324,6 +324,20 @@ CREATE INDEX one_time_tokens_by_expiry ON one_time_tokens (expires_at);
 ALTER TABLE users ADD COLUMN email_verified_at INTEGER;
 """
 
+_V_SAML_ASSERTION_IDS = """
+-- The ids of SAML assertions already used, per SSO connection, kept until the
+-- assertion expires (plus the allowed clock skew) so a replayed one is refused. No
+-- foreign key: an id outlives its connection by minutes at most.
+CREATE TABLE saml_assertion_ids (
+    connection_id TEXT NOT NULL,
+    assertion_id  TEXT NOT NULL,
+    keep_until    INTEGER NOT NULL,
+    PRIMARY KEY (connection_id, assertion_id)
+) WITHOUT ROWID;
+
+CREATE INDEX saml_assertion_ids_by_expiry ON saml_assertion_ids (keep_until);
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     _V1_SESSIONS_AND_USERS,
     _V2_ORGS,
@@ -337,6 +351,7 @@ MIGRATIONS: tuple[str, ...] = (
     _V10_STORE_KEYS,
     _V11_IDLE_SESSIONS_AND_MFA_LOCKOUT,
     _V12_ONE_TIME_TOKENS,
+    _V_SAML_ASSERTION_IDS,
 )
 """Migration scripts, oldest first; the schema version is the number applied."""
 

@@ -1454,6 +1454,26 @@ class PostgresStore:
         )
         return updated == 1
 
+    def use_saml_assertion_id(
+        self, connection_id: str, assertion_id: str, keep_until: datetime, now: datetime
+    ) -> bool:
+        """Forget expired ids, then insert this one unless kept. The primary key makes
+        a racing insert wait for the first one's commit and then do nothing, so
+        exactly one caller, in any process, gets ``True``."""
+        with self._transaction("use_saml_assertion_id") as cur:
+            cur.execute(
+                self._sql("DELETE FROM {s}.saml_assertion_ids WHERE keep_until <= %s"),
+                (aware(now),),
+            )
+            inserted = cur.execute(
+                self._sql(
+                    "INSERT INTO {s}.saml_assertion_ids (connection_id, assertion_id, keep_until)"
+                    " VALUES (%s, %s, %s) ON CONFLICT DO NOTHING"
+                ),
+                (connection_id, assertion_id, aware(keep_until)),
+            ).rowcount
+        return inserted == 1
+
     def delete_sso_connection(self, connection_id: str) -> bool:
         """Delete the connection; its domains go with it (ON DELETE CASCADE)."""
         deleted = self._write(

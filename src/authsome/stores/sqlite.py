@@ -1345,6 +1345,20 @@ class SQLiteStore:
             )
             return cursor.rowcount == 1
 
+    def use_saml_assertion_id(
+        self, connection_id: str, assertion_id: str, keep_until: datetime, now: datetime
+    ) -> bool:
+        """Forget expired ids, then insert this one unless kept: one write
+        transaction, so of racing processes exactly one inserts it."""
+        with self._transaction("use_saml_assertion_id") as conn:
+            conn.execute("DELETE FROM saml_assertion_ids WHERE keep_until <= ?", (_to_micros(now),))
+            cursor = conn.execute(
+                "INSERT INTO saml_assertion_ids (connection_id, assertion_id, keep_until)"
+                " VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                (connection_id, assertion_id, _to_micros(keep_until)),
+            )
+            return cursor.rowcount == 1
+
     def delete_sso_connection(self, connection_id: str) -> bool:
         """Delete the connection; its domains go with it (foreign key cascade)."""
         with self._connection("delete_sso_connection") as conn:
