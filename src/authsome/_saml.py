@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from authsome.errors import ExtraNotInstalled, SSOFailed
+from authsome.models import SSOConnectionInfo, SSOProtocol
 from authsome.stores import Store
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "ServiceProvider",
     "VerifiedAssertion",
     "authn_request",
+    "identity_provider",
     "parse_idp_metadata",
     "sp_metadata",
     "store_replay_check",
@@ -97,6 +99,24 @@ class IdentityProvider:
     sso_url: str
     certificates: tuple[str, ...]
     allow_idp_initiated: bool = False
+
+
+def identity_provider(connection: SSOConnectionInfo) -> IdentityProvider:
+    """What a stored SAML connection says to trust."""
+    if (
+        connection.protocol is not SSOProtocol.SAML
+        or connection.entity_id is None
+        or connection.sso_url is None
+        or connection.x509_certificate is None
+    ):
+        raise ValueError("not a SAML connection")
+    certificates = (connection.x509_certificate, connection.rollover_x509_certificate)
+    return IdentityProvider(
+        entity_id=connection.entity_id,
+        sso_url=connection.sso_url,
+        certificates=tuple(c for c in certificates if c is not None),
+        allow_idp_initiated=connection.allow_idp_initiated,
+    )
 
 
 @dataclass(frozen=True, slots=True)

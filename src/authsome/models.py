@@ -373,7 +373,8 @@ class SSOConnectionInfo:
     """An org's SSO connection as stored, without its client secret.
 
     OIDC connections fill ``issuer``, ``client_id`` and ``scopes``; SAML ones
-    ``entity_id``, ``sso_url`` and ``x509_certificate`` (PEM; public, so returned).
+    ``entity_id``, ``sso_url``, ``x509_certificate`` (PEM; public, so returned), the
+    optional ``rollover_x509_certificate`` and ``allow_idp_initiated``.
     ``domains`` are the e-mail domains this connection claims, lowercase A-labels
     (IDNA), each claimed by at most one connection per tenant; a domain routes only
     once the tenant has verified it (see :mod:`authsome.sso`).
@@ -394,6 +395,8 @@ class SSOConnectionInfo:
     entity_id: str | None = None
     sso_url: str | None = None
     x509_certificate: str | None = field(default=None, repr=False)  # long; public anyway
+    rollover_x509_certificate: str | None = field(default=None, repr=False)
+    allow_idp_initiated: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,7 +35,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TypeAlias
 from urllib.parse import SplitResult, urlsplit
 
@@ -48,7 +48,7 @@ from authsome._time import Clock
 from authsome.bridge import LedgerContext
 from authsome.crypto import Keyring, Resealed, new_id, reseal_all
 from authsome.domains import normalize_hostname
-from authsome.errors import NotFound, ValidationError
+from authsome.errors import NotFound, SSOFailed, ValidationError
 from authsome.features import Feature
 from authsome.models import Org, SSOConnectionInfo, SSOProtocol, StoredSecret
 from authsome.stores import Store
@@ -73,6 +73,9 @@ MAX_SCOPES = 32
 MAX_SCOPE = 128
 MAX_DOMAINS = 100
 MAX_CERTIFICATE = 64 * 1024
+# A SAML signing certificate closer than this to its end is logged as a warning at
+# every configure/update, so the rollover is planned before sign-ins fail.
+CERTIFICATE_WARNING = timedelta(days=30)
 
 _SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")  # RFC 6749, 3.3: scope-token
 _URL_CHARS = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no space: RFC 3986 and no IRIs
@@ -96,13 +99,61 @@ class OIDCConnection:
 
 @dataclass(frozen=True, slots=True)
 class SAMLConnection:
-    """A SAML 2.0 identity provider: its entity id, single sign-on URL (https) and
-    signing certificate (PEM)."""
+    """A SAML 2.0 identity provider: its entity id, single sign-on URL (https,
+    HTTP-Redirect binding) and signing certificate (PEM).
+
+    ``rollover_x509_certificate`` is a second signing certificate accepted alongside
+    the first while the IdP changes keys. ``allow_idp_initiated`` accepts responses
+    the IdP sends without a request of ours (IdP-initiated sign-in); off by default,
+    since such a response cannot be tied to the browser that presents it.
+    :meth:`from_metadata` reads the IdP's settings from its metadata XML.
+    """
 
     entity_id: str
     sso_url: str
     x509_certificate: str
     domains: tuple[str, ...] = ()
+    rollover_x509_certificate: str | None = None
+    allow_idp_initiated: bool = False
+
+    @classmethod
+    def from_metadata(
+        cls,
+        xml: str | bytes,
+        *,
+        domains: tuple[str, ...] = (),
+        allow_idp_initiated: bool = False,
+    ) -> SAMLConnection:
+        """The connection an IdP's metadata describes: its ``entityID``, the
+        HTTP-Redirect ``SingleSignOnService`` location and its signing certificates
+        (one, or two during a rollover). Parsed without DTDs or network access.
+
+        Raises :class:`~authsome.errors.ValidationError` when the document is not
+        IdP metadata, lacks one of these, or lists more than two signing
+        certificates; :class:`~authsome.errors.ExtraNotInstalled` without the
+        ``saml`` extra. The settings are checked like any others by
+        :meth:`SSO.configure`.
+        """
+        from authsome import _saml  # lxml is the optional "saml" extra
+
+        if not isinstance(xml, str | bytes):
+            raise TypeError(f"xml must be str or bytes, not {type(xml).__name__}")
+        try:
+            metadata = _saml.parse_idp_metadata(xml)
+        except SSOFailed as exc:
+            raise ValidationError(f"not usable IdP metadata ({exc.reason})") from None
+        if len(metadata.certificates) > 2:
+            raise ValidationError("IdP metadata lists more than two signing certificates")
+        return cls(
+            entity_id=metadata.entity_id,
+            sso_url=metadata.sso_url,
+            x509_certificate=metadata.certificates[0],
+            domains=domains,
+            rollover_x509_certificate=(
+                metadata.certificates[1] if len(metadata.certificates) > 1 else None
+            ),
+            allow_idp_initiated=allow_idp_initiated,
+        )
 
 
 SSOConnection: TypeAlias = OIDCConnection | SAMLConnection
@@ -208,21 +259,39 @@ def _check_domains(domains: object) -> tuple[str, ...]:
     return tuple(unique)
 
 
-def _check_certificate(pem: object, now: datetime) -> str:
-    """A PEM X.509 certificate valid at ``now``, re-encoded canonically."""
-    text = v.require_str("x509_certificate", pem)
+def _check_certificate(pem: object, now: datetime, name: str = "x509_certificate") -> str:
+    """A PEM X.509 certificate valid at ``now``, re-encoded canonically; one that
+    expires within :data:`CERTIFICATE_WARNING` is logged as a warning."""
+    text = v.require_str(name, pem)
     if not text.strip() or len(text) > MAX_CERTIFICATE or not text.isascii():
         raise ValidationError(
-            f"x509_certificate must be a PEM certificate of at most {MAX_CERTIFICATE} characters"
+            f"{name} must be a PEM certificate of at most {MAX_CERTIFICATE} characters"
         )
     try:
         cert = x509.load_pem_x509_certificate(text.strip().encode("ascii"))
         not_after = cert.not_valid_after_utc
     except ValueError:
-        raise ValidationError("x509_certificate is not a parseable PEM certificate") from None
+        raise ValidationError(f"{name} is not a parseable PEM certificate") from None
     if not_after <= now:
-        raise ValidationError("x509_certificate has expired")
+        raise ValidationError(f"{name} has expired")
+    if not_after - now < CERTIFICATE_WARNING:
+        logger.warning(
+            "sso %s expires soon: not after %s; configure its successor as"
+            " rollover_x509_certificate",
+            name,
+            not_after.isoformat(),
+        )
     return cert.public_bytes(Encoding.PEM).decode("ascii")
+
+
+def _check_rollover_certificate(pem: object, now: datetime) -> str | None:
+    return None if pem is None else _check_certificate(pem, now, "rollover_x509_certificate")
+
+
+def _check_flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, not {type(value).__name__}")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +306,8 @@ class _Checked:
     entity_id: str | None = None
     sso_url: str | None = None
     x509_certificate: str | None = None
+    rollover_x509_certificate: str | None = None
+    allow_idp_initiated: bool = False
     client_secret: str | None = field(default=None, repr=False)
 
 
@@ -256,6 +327,10 @@ def _validated(connection: object, now: datetime) -> _Checked:
             entity_id=_check_text("entity_id", connection.entity_id, MAX_ENTITY_ID),
             sso_url=_check_https_url("sso_url", connection.sso_url, allow_query=True),
             x509_certificate=_check_certificate(connection.x509_certificate, now),
+            rollover_x509_certificate=_check_rollover_certificate(
+                connection.rollover_x509_certificate, now
+            ),
+            allow_idp_initiated=_check_flag("allow_idp_initiated", connection.allow_idp_initiated),
             domains=_check_domains(connection.domains),
         )
     raise TypeError(
@@ -457,6 +532,8 @@ class SSO:
             entity_id=checked.entity_id,
             sso_url=checked.sso_url,
             x509_certificate=checked.x509_certificate,
+            rollover_x509_certificate=checked.rollover_x509_certificate,
+            allow_idp_initiated=checked.allow_idp_initiated,
         )
 
     def _org(self, org_id: str) -> Org:

@@ -363,7 +363,7 @@ CREATE INDEX one_time_tokens_by_expiry ON one_time_tokens (expires_at);
 ALTER TABLE users ADD COLUMN email_verified_at TIMESTAMPTZ;
 """
 
-_V_SAML_ASSERTION_IDS = """
+_V_SAML_SIGN_IN = """
 -- The ids of SAML assertions already used, per SSO connection, kept until the
 -- assertion expires (plus the allowed clock skew) so a replayed one is refused. No
 -- foreign key: an id outlives its connection by minutes at most.
@@ -375,6 +375,12 @@ CREATE TABLE saml_assertion_ids (
 );
 
 CREATE INDEX saml_assertion_ids_by_expiry ON saml_assertion_ids (keep_until);
+
+-- SAML: a second IdP signing certificate accepted during a rollover, and whether
+-- responses the IdP sends unasked (IdP-initiated sign-in) are accepted.
+ALTER TABLE sso_connections ADD COLUMN rollover_x509_certificate TEXT;
+
+ALTER TABLE sso_connections ADD COLUMN allow_idp_initiated BOOLEAN NOT NULL DEFAULT false;
 """
 
 MIGRATIONS: tuple[str, ...] = (
@@ -390,6 +396,6 @@ MIGRATIONS: tuple[str, ...] = (
     _V10_STORE_KEYS,
     _V11_IDLE_SESSIONS_AND_MFA_LOCKOUT,
     _V12_ONE_TIME_TOKENS,
-    _V_SAML_ASSERTION_IDS,
+    _V_SAML_SIGN_IN,
 )
 """Migration scripts, oldest first; the schema version is the number applied."""

@@ -167,7 +167,8 @@ class RecordReader:
         self, row: Row, *, domains: Iterable[str], scopes: Iterable[str]
     ) -> SSOConnectionInfo:
         """Columns: id, org_id, protocol, issuer, client_id, (scopes), entity_id,
-        sso_url, x509_certificate, has_client_secret, created_at, updated_at; the
+        sso_url, x509_certificate, has_client_secret, created_at, updated_at,
+        rollover_x509_certificate, allow_idp_initiated; the
         domains and scopes come decoded, as the stores keep them differently."""
         return SSOConnectionInfo(
             id=row[0],
@@ -183,4 +184,6 @@ class RecordReader:
             entity_id=row[6],
             sso_url=row[7],
             x509_certificate=row[8],
+            rollover_x509_certificate=row[12],
+            allow_idp_initiated=bool(row[13]),
         )

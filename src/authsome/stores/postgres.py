@@ -139,6 +139,7 @@ _CONSUME_CHALLENGE = (
 _SELECT_SSO = (
     "SELECT c.id, c.org_id, c.protocol, c.issuer, c.client_id, c.scopes, c.entity_id,"
     " c.sso_url, c.x509_certificate, c.client_secret IS NOT NULL, c.created_at, c.updated_at,"
+    " c.rollover_x509_certificate, c.allow_idp_initiated,"
     " ARRAY(SELECT d.domain FROM {s}.sso_domains AS d"
     " WHERE d.connection_id = c.id ORDER BY d.position)"
     " FROM {s}.sso_connections AS c"
@@ -204,7 +205,7 @@ _READ = RecordReader(moment=_utc, strings=iter)
 
 def _sso_connection(row: _Row) -> SSOConnectionInfo:
     """A row of :data:`_SELECT_SSO`: the connection's columns, then its domains."""
-    return _READ.sso_connection(row, domains=row[12], scopes=row[5])
+    return _READ.sso_connection(row, domains=row[14], scopes=row[5])
 
 
 def _sso_settings(connection: SSOConnectionInfo, secret: StoredSecret | None) -> dict[str, Any]:
@@ -219,6 +220,8 @@ def _sso_settings(connection: SSOConnectionInfo, secret: StoredSecret | None) ->
         "x509_certificate": connection.x509_certificate,
         "client_secret": None if secret is None else secret.value,
         "secret_sealed": secret is not None and secret.sealed,
+        "rollover_x509_certificate": connection.rollover_x509_certificate,
+        "allow_idp_initiated": connection.allow_idp_initiated,
         "updated_at": aware(connection.updated_at),
     }
 
@@ -1342,9 +1345,11 @@ class PostgresStore:
                 self._sql(
                     "INSERT INTO {s}.sso_connections (id, org_id, protocol, issuer, client_id,"
                     " scopes, entity_id, sso_url, x509_certificate, client_secret, secret_sealed,"
+                    " rollover_x509_certificate, allow_idp_initiated,"
                     " created_at, updated_at) VALUES (%(id)s, %(org_id)s, %(protocol)s,"
                     " %(issuer)s, %(client_id)s, %(scopes)s::text[], %(entity_id)s, %(sso_url)s,"
                     " %(x509_certificate)s, %(client_secret)s, %(secret_sealed)s,"
+                    " %(rollover_x509_certificate)s, %(allow_idp_initiated)s,"
                     " %(created_at)s, %(updated_at)s)"
                 ),
                 {
@@ -1372,6 +1377,8 @@ class PostgresStore:
                     " scopes = %(scopes)s::text[], entity_id = %(entity_id)s,"
                     " sso_url = %(sso_url)s, x509_certificate = %(x509_certificate)s,"
                     " client_secret = %(client_secret)s, secret_sealed = %(secret_sealed)s,"
+                    " rollover_x509_certificate = %(rollover_x509_certificate)s,"
+                    " allow_idp_initiated = %(allow_idp_initiated)s,"
                     " updated_at = %(updated_at)s WHERE id = %(id)s"
                 ),
                 {**settings, "id": connection.id},

@@ -125,18 +125,20 @@ _SELECT_API_KEYS_BY_OWNER = (
 
 _SSO_COLUMNS = (
     "id, org_id, protocol, issuer, client_id, scopes, entity_id, sso_url, x509_certificate,"
-    " client_secret IS NOT NULL AS has_client_secret, created_at, updated_at"
+    " client_secret IS NOT NULL AS has_client_secret, created_at, updated_at,"
+    " rollover_x509_certificate, allow_idp_initiated"
 )
 _SELECT_SSO = f"SELECT {_SSO_COLUMNS} FROM sso_connections"  # noqa: S608 - constant text
 _INSERT_SSO = (
     "INSERT INTO sso_connections (id, org_id, protocol, issuer, client_id, scopes, entity_id,"
-    " sso_url, x509_certificate, client_secret, secret_sealed, created_at, updated_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " sso_url, x509_certificate, client_secret, secret_sealed, rollover_x509_certificate,"
+    " allow_idp_initiated, created_at, updated_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _UPDATE_SSO = (
     "UPDATE sso_connections SET protocol = ?, issuer = ?, client_id = ?, scopes = ?,"
     " entity_id = ?, sso_url = ?, x509_certificate = ?, client_secret = ?, secret_sealed = ?,"
-    " updated_at = ? WHERE id = ?"
+    " rollover_x509_certificate = ?, allow_idp_initiated = ?, updated_at = ? WHERE id = ?"
 )
 
 # Which unique constraint failed → which of the messages every store shares.
@@ -211,6 +213,8 @@ def _sso_settings(connection: SSOConnectionInfo, secret: StoredSecret | None) ->
         connection.x509_certificate,
         None if secret is None else secret.value,
         int(secret is not None and secret.sealed),
+        connection.rollover_x509_certificate,
+        int(connection.allow_idp_initiated),
         _to_micros(connection.updated_at),
     )
 
