@@ -354,11 +354,13 @@ def _signed_assertion(root: Any, idp: IdentityProvider, now: datetime) -> Any:
     signature the Response itself must be what it signs; otherwise the assertion
     must be signed itself.
     """
+    if root.findall(f".//{_A}EncryptedAssertion"):
+        raise SSOFailed("encrypted")  # not supported yet: refused, never skipped
     assertions = root.findall(f".//{_A}Assertion")
     if len(assertions) != 1 or assertions[0].getparent() is not root:
         raise SSOFailed("assertion_count")
-    if root.findall(f".//{_A}EncryptedAssertion"):
-        raise SSOFailed("encrypted")
+    if not 0 < len(assertions[0].get("ID") or "") <= MAX_ID:
+        raise SSOFailed("malformed")  # bounded before it reaches the replay store
     if root.find(f"{_D}Signature") is not None:
         signed = _verified_element(root, idp, now)
         found = signed.findall(f"{_A}Assertion")
