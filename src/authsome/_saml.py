@@ -29,6 +29,7 @@ import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlencode
 
@@ -78,6 +79,7 @@ MAX_METADATA_CHARS = 1024 * 1024
 MAX_ATTRIBUTES = 200
 MAX_VALUES = 200
 MAX_ID = 256  # an xs:ID; real ones are 20-50 characters
+MAX_RELAY_STATE = 80  # bytes, the HTTP-Redirect binding's limit
 
 _P = f"{{{NS_SAMLP}}}"
 _A = f"{{{NS_SAML}}}"
@@ -132,7 +134,8 @@ class ServiceProvider:
 
 @dataclass(frozen=True, slots=True)
 class VerifiedAssertion:
-    """What a verified assertion says, read only from the signed element."""
+    """What a verified assertion says, read only from the signed element.
+    ``attributes`` maps each attribute's ``Name`` to its values (read-only)."""
 
     issuer: str
     name_id: str
@@ -193,6 +196,8 @@ def authn_request(
     Signed per the HTTP-Redirect binding (rsa-sha256 over the query) when the SP has
     a signing key.
     """
+    if len(relay_state.encode("utf-8")) > MAX_RELAY_STATE:
+        raise ValueError(f"relay_state must be at most {MAX_RELAY_STATE} bytes")
     request_id = new_request_id() if request_id is None else request_id
     xml = _authn_request_xml(idp, sp, request_id, now)
     encoded = base64.b64encode(_deflate(xml)).decode("ascii")
@@ -322,7 +327,7 @@ def verify_response(
     if expected_request_id is None and not idp.allow_idp_initiated:
         raise SSOFailed("unsolicited")
     root = parse_xml(_decode_response(saml_response))
-    _check_response_envelope(root, sp, expected_request_id)
+    _check_response_envelope(root, idp, sp, expected_request_id)
     assertion = _signed_assertion(root, idp, now)
     verified = _read_assertion(assertion, idp, sp, expected_request_id, now, skew)
     if not replay_check(verified.assertion_id, verified.not_on_or_after + skew):
@@ -330,11 +335,16 @@ def verify_response(
     return verified
 
 
-def _check_response_envelope(root: Any, sp: ServiceProvider, expected: str | None) -> None:
+def _check_response_envelope(
+    root: Any, idp: IdentityProvider, sp: ServiceProvider, expected: str | None
+) -> None:
     """The Response's own fields. Unsigned when only the assertion is signed, so they
     only ever refuse; what is trusted comes from the signed assertion."""
     if root.tag != _P + "Response" or root.get("Version") != "2.0":
         raise SSOFailed("malformed")
+    issuers = root.findall(f"{_A}Issuer")
+    if len(issuers) > 1 or (issuers and _text(issuers[0]) != idp.entity_id):
+        raise SSOFailed("issuer")
     destination = root.get("Destination")
     if destination is not None and destination != sp.acs_url:
         raise SSOFailed("destination")
@@ -425,7 +435,7 @@ def _read_assertion(
         issuer=idp.entity_id,
         name_id=name,
         name_id_format=name_id.get("Format") or NAMEID_UNSPECIFIED,
-        attributes=_attributes(assertion),
+        attributes=MappingProxyType(_attributes(assertion)),
         not_on_or_after=min(confirmation_until, conditions_until),
         assertion_id=assertion.get("ID"),
         in_response_to=in_response_to,

@@ -284,3 +284,10 @@ def test_a_replay_is_refused_through_the_store_across_engines(
     finally:
         first.close()
         second.close()
+
+
+def test_a_response_issued_in_another_name_is_refused(idp: SamlIdP, verify: Verify) -> None:
+    """The assertion is the real IdP's, the unsigned Response names someone else."""
+    root = t.decode(_response(idp))
+    root.find(f"{t.A}Issuer").text = "https://other-idp.example"
+    assert _refused(verify, t.encode(root)) == "issuer"

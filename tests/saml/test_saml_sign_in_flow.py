@@ -152,3 +152,20 @@ def test_a_solicited_response_is_not_taken_as_unsolicited(
 
     with pytest.raises(SSOFailed):
         verify(response, idp=allowing, expected_request_id=None)
+
+
+def test_a_relay_state_longer_than_the_binding_allows_is_a_caller_error(
+    connection: _saml.IdentityProvider, sp: _saml.ServiceProvider
+) -> None:
+    with pytest.raises(ValueError, match="relay_state"):
+        _saml.authn_request(connection, sp, relay_state="x" * 81, now=datetime.now(UTC))
+
+
+def test_the_verified_assertion_cannot_be_changed(idp: SamlIdP, verify: Verify) -> None:
+    verified = verify(
+        idp.response("ann", sp_entity_id=SP_ENTITY_ID, acs_url=ACS_URL, in_response_to="_request-1")
+    )
+    with pytest.raises(TypeError):
+        verified.attributes["role"] = ("admin",)  # type: ignore[index]
+    with pytest.raises(AttributeError):
+        verified.name_id = "admin"  # type: ignore[misc]
