@@ -92,13 +92,14 @@ class SSOFailed(InvalidCredentials):
     """A single sign-on response was refused (bad signature, wrong audience, expired,
     replayed, ...); nobody was signed in.
 
-    ``reason`` is a short code naming the check that refused it, for logs; the
-    message never repeats the response's content.
+    ``reason`` is a short code naming the check that refused it (``"signature"``,
+    ``"audience"``, ``"expired"``, ``"replayed"``...), for logs; the message is the
+    same for every reason, so a user (or an attacker probing) learns nothing more.
     """
 
     def __init__(self, reason: str) -> None:
         self.reason = str(reason)
-        super().__init__(f"single sign-on failed: {self.reason}")
+        super().__init__("single sign-on failed")
 
     def __reduce__(self) -> tuple[type[SSOFailed], tuple[str]]:
         return (type(self), (self.reason,))
