@@ -127,3 +127,22 @@ def xsw8(response: Any) -> Any:
     holder.append(without_signature(original))
     response.replace(original, evil)
     return response
+
+
+def resign_assertion(response: Any, key_pem: str, certificate_pem: str) -> Any:
+    """Replace the assertion by a copy re-signed (RSA-SHA256, enveloped) with the
+    given key: for content the IdP under test cannot be asked to produce."""
+    from signxml import XMLSigner  # the verifier's own library, used the other way
+
+    original = assertion_of(response)
+    unsigned = without_signature(original)
+    # Exclusive canonicalization, as IdPs use: the signature survives being put
+    # back under the Response, whose namespace declarations it then sees.
+    signer = XMLSigner(c14n_algorithm="http://www.w3.org/2001/10/xml-exc-c14n#")
+    signed = signer.sign(unsigned, key=key_pem.encode(), cert=certificate_pem)
+    # Spliced in as text: moving the element with lxml would rename its ds: prefix to
+    # the Response's prefix for the same namespace, which changes what was signed.
+    placeholder = etree.Comment("re-signed assertion")
+    response.replace(original, placeholder)
+    text = etree.tostring(response).replace(etree.tostring(placeholder), etree.tostring(signed))
+    return etree.fromstring(text)

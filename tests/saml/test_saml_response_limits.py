@@ -134,3 +134,34 @@ def test_saml_times_are_utc_with_z() -> None:
 def test_other_times_are_refused(text: str | None) -> None:
     with pytest.raises(SSOFailed):
         _saml.parse_datetime(text)
+
+
+def test_a_structured_attribute_value_is_left_out_and_the_rest_kept(
+    idp: SamlIdP, verify: Verify
+) -> None:
+    root = t.decode(_response(idp))
+    statement = t.assertion_of(root).find(f"{t.A}AttributeStatement")
+    attribute = etree.SubElement(statement, f"{t.A}Attribute", Name="targeted-id")
+    value = etree.SubElement(attribute, f"{t.A}AttributeValue")
+    etree.SubElement(value, f"{t.A}NameID").text = "opaque"
+    etree.SubElement(attribute, f"{t.A}AttributeValue").text = "plain"
+    resigned = t.resign_assertion(root, idp.keys.key_pem, idp.keys.certificate_pem)
+
+    verified = verify(t.encode(resigned))
+    assert verified.attributes["targeted-id"] == ("plain",)
+    assert ("ann@acme.example",) in verified.attributes.values()
+
+
+def test_a_name_id_with_an_element_inside_is_refused(idp: SamlIdP, verify: Verify) -> None:
+    root = t.decode(_response(idp))
+    name_id = t.assertion_of(root).find(f"{t.A}Subject/{t.A}NameID")
+    etree.SubElement(name_id, f"{t.A}Extra").text = "x"
+    resigned = t.resign_assertion(root, idp.keys.key_pem, idp.keys.certificate_pem)
+    assert _refused_reason(verify, t.encode(resigned)) == "malformed"
+
+
+def test_a_re_signed_assertion_is_accepted_so_the_tests_above_test_their_change(
+    idp: SamlIdP, verify: Verify
+) -> None:
+    root = t.resign_assertion(t.decode(_response(idp)), idp.keys.key_pem, idp.keys.certificate_pem)
+    assert verify(t.encode(root)).name_id == "ann-4711"
