@@ -34,8 +34,11 @@ from typing import Any
 from urllib.parse import urlencode
 
 from cryptography import x509
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from authsome.errors import ExtraNotInstalled, SSOFailed
@@ -64,6 +67,8 @@ NS_SAMLP = "urn:oasis:names:tc:SAML:2.0:protocol"
 NS_SAML = "urn:oasis:names:tc:SAML:2.0:assertion"
 NS_MD = "urn:oasis:names:tc:SAML:2.0:metadata"
 NS_DS = "http://www.w3.org/2000/09/xmldsig#"
+NS_XENC = "http://www.w3.org/2001/04/xmlenc#"
+NS_XENC11 = "http://www.w3.org/2009/xmlenc11#"
 BINDING_REDIRECT = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"
 BINDING_POST = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"
 STATUS_SUCCESS = "urn:oasis:names:tc:SAML:2.0:status:Success"
@@ -84,6 +89,8 @@ _P = f"{{{NS_SAMLP}}}"
 _A = f"{{{NS_SAML}}}"
 _M = f"{{{NS_MD}}}"
 _D = f"{{{NS_DS}}}"
+_X = f"{{{NS_XENC}}}"
+_X11 = f"{{{NS_XENC11}}}"
 _DATETIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.\d{1,9})?Z")
 
 # Called with an assertion id and the time it may be forgotten after; True when this
@@ -122,8 +129,9 @@ def identity_provider(connection: SSOConnectionInfo) -> IdentityProvider:
 
 @dataclass(frozen=True, slots=True)
 class ServiceProvider:
-    """Our side of one connection. With ``signing_key`` (RSA) AuthnRequests are signed
-    and ``certificate`` (PEM, its public half) is published in the metadata."""
+    """Our side of one connection. With ``signing_key`` (RSA) AuthnRequests are signed,
+    assertions the IdP encrypted for it are decrypted, and ``certificate`` (PEM, its
+    public half) is published in the metadata for both uses."""
 
     entity_id: str
     acs_url: str
@@ -327,7 +335,7 @@ def verify_response(
         raise SSOFailed("unsolicited")
     root = parse_xml(_decode_response(saml_response))
     _check_response_envelope(root, idp, sp, expected_request_id)
-    assertion = _signed_assertion(root, idp, now)
+    assertion = _signed_assertion(root, idp, sp, now)
     verified = _read_assertion(assertion, idp, sp, expected_request_id, now, skew)
     if not replay_check(verified.assertion_id, verified.not_on_or_after + skew):
         raise SSOFailed("replayed")
@@ -355,7 +363,7 @@ def _check_response_envelope(
         raise SSOFailed("status")
 
 
-def _signed_assertion(root: Any, idp: IdentityProvider, now: datetime) -> Any:
+def _signed_assertion(root: Any, idp: IdentityProvider, sp: ServiceProvider, now: datetime) -> Any:
     """The one assertion, as re-read from what a signature by the IdP covers.
 
     Exactly one ``Assertion`` in the whole document, a direct child of the Response
@@ -363,25 +371,151 @@ def _signed_assertion(root: Any, idp: IdentityProvider, now: datetime) -> Any:
     signature the Response itself must be what it signs; otherwise the assertion
     must be signed itself.
     """
-    if root.findall(f".//{_A}EncryptedAssertion"):
-        raise SSOFailed("encrypted")  # not supported yet: refused, never skipped
-    assertions = root.findall(f".//{_A}Assertion")
-    if len(assertions) != 1 or assertions[0].getparent() is not root:
-        raise SSOFailed("assertion_count")
-    if not 0 < len(assertions[0].get("ID") or "") <= MAX_ID:
-        raise SSOFailed("malformed")  # bounded before it reaches the replay store
+    assertion = _the_one_assertion(root)
     if root.find(f"{_D}Signature") is not None:
         signed = _verified_element(root, idp, now)
-        found = signed.findall(f"{_A}Assertion")
-        if signed.tag != _P + "Response" or len(found) != 1:
+        if signed.tag != _P + "Response":
             raise SSOFailed("signature")
-        return found[0]
-    if assertions[0].find(f"{_D}Signature") is None:
+        covered = _the_one_assertion(signed)
+        if covered.tag == _A + "EncryptedAssertion":
+            # The response's signature covers the ciphertext: decrypted after it. The
+            # namespaces in scope come from the document as sent (canonicalization
+            # dropped the ones only the ciphertext's plaintext uses).
+            decrypted = _decrypted(covered, sp, authenticated=True, scope=assertion.nsmap)
+            return _one_assertion_of(decrypted)
+        return covered
+    if assertion.tag == _A + "EncryptedAssertion":
+        decrypted = _decrypted(assertion, sp, authenticated=False, scope=assertion.nsmap)
+        assertion = _one_assertion_of(decrypted)
+    if assertion.find(f"{_D}Signature") is None:
         raise SSOFailed("unsigned")
-    signed = _verified_element(assertions[0], idp, now)
+    signed = _verified_element(assertion, idp, now)
     if signed.tag != _A + "Assertion":
         raise SSOFailed("signature")
     return signed
+
+
+def _the_one_assertion(root: Any) -> Any:
+    """The Response's only assertion, plain or encrypted: a second one anywhere in the
+    document (what signature wrapping adds) or one not directly under the Response
+    is refused."""
+    found = root.findall(f".//{_A}Assertion") + root.findall(f".//{_A}EncryptedAssertion")
+    if len(found) != 1 or found[0].getparent() is not root:
+        raise SSOFailed("assertion_count")
+    if found[0].tag == _A + "Assertion" and not 0 < len(found[0].get("ID") or "") <= MAX_ID:
+        raise SSOFailed("malformed")  # bounded before it reaches the replay store
+    return found[0]
+
+
+def _one_assertion_of(decrypted: Any) -> Any:
+    """The decrypted element must be one assertion with no other inside."""
+    if decrypted.tag != _A + "Assertion" or decrypted.findall(f".//{_A}Assertion"):
+        raise SSOFailed("assertion_count")
+    if not 0 < len(decrypted.get("ID") or "") <= MAX_ID:
+        raise SSOFailed("malformed")
+    return decrypted
+
+
+# -- encrypted assertions (XML Encryption) ---------------------------------------------
+
+_AES_GCM = {
+    f"{NS_XENC11}aes128-gcm": 16,
+    f"{NS_XENC11}aes256-gcm": 32,
+}
+_AES_CBC = {
+    f"{NS_XENC}aes128-cbc": 16,
+    f"{NS_XENC}aes256-cbc": 32,
+}
+_RSA_OAEP = {f"{NS_XENC}rsa-oaep-mgf1p", f"{NS_XENC11}rsa-oaep"}
+_OAEP_DIGESTS: dict[str, hashes.HashAlgorithm] = {
+    f"{NS_DS}sha1": hashes.SHA1(),  # noqa: S303 - OAEP's SHA-1 is not a signature hash
+    f"{NS_XENC}sha256": hashes.SHA256(),
+    f"{NS_XENC}sha512": hashes.SHA512(),
+}
+_OAEP_MGFS: dict[str, hashes.HashAlgorithm] = {
+    f"{NS_XENC11}mgf1sha1": hashes.SHA1(),  # noqa: S303 - as above
+    f"{NS_XENC11}mgf1sha256": hashes.SHA256(),
+    f"{NS_XENC11}mgf1sha512": hashes.SHA512(),
+}
+
+
+def _decrypted(
+    encrypted: Any, sp: ServiceProvider, *, authenticated: bool, scope: Mapping[str | None, str]
+) -> Any:
+    """The element an ``EncryptedAssertion`` holds, decrypted with the SP's key.
+
+    Key transport RSA-OAEP only (PKCS#1 v1.5 invites Bleichenbacher's attack); content
+    AES-GCM, or AES-CBC only when a verified response signature covers the ciphertext
+    (unauthenticated CBC is a padding oracle). Every failure gives one reason.
+    """
+    if sp.signing_key is None:
+        raise SSOFailed("encrypted")
+    data = _one(encrypted, f"{_X}EncryptedData")
+    algorithm = _one(data, f"{_X}EncryptionMethod").get("Algorithm")
+    allowed = _AES_GCM | _AES_CBC if authenticated else _AES_GCM
+    if algorithm not in allowed:
+        raise SSOFailed("encrypted")
+    try:
+        key = _content_key(encrypted, data, sp.signing_key)
+        ciphertext = base64.b64decode(_text(_one(data, f"{_X}CipherData/{_X}CipherValue")))
+        if len(key) != allowed[algorithm]:
+            raise ValueError("key size")
+        plaintext = _decrypt_content(algorithm, key, ciphertext)
+        return _parse_in_scope(plaintext, scope)
+    except (ValueError, SSOFailed, InvalidTag):
+        raise SSOFailed("decryption") from None
+
+
+def _content_key(encrypted: Any, data: Any, private_key: rsa.RSAPrivateKey) -> bytes:
+    """The content key from the one ``EncryptedKey`` (inside the data's KeyInfo, or
+    beside the data as some IdPs put it)."""
+    keys = data.findall(f"{_D}KeyInfo/{_X}EncryptedKey") + encrypted.findall(f"{_X}EncryptedKey")
+    if len(keys) != 1:
+        raise ValueError("encrypted key")
+    method = _one(keys[0], f"{_X}EncryptionMethod")
+    if method.get("Algorithm") not in _RSA_OAEP:
+        raise ValueError("key transport")
+    digest = _oaep_choice(method, f"{_D}DigestMethod", _OAEP_DIGESTS, f"{NS_DS}sha1")
+    mgf = _oaep_choice(method, f"{_X11}MGF", _OAEP_MGFS, f"{NS_XENC11}mgf1sha1")
+    wrapped = base64.b64decode(_text(_one(keys[0], f"{_X}CipherData/{_X}CipherValue")))
+    oaep = padding.OAEP(mgf=padding.MGF1(mgf), algorithm=digest, label=None)
+    return private_key.decrypt(wrapped, oaep)
+
+
+def _oaep_choice(
+    method: Any, path: str, choices: dict[str, hashes.HashAlgorithm], default: str
+) -> hashes.HashAlgorithm:
+    found = method.findall(path)
+    if len(found) > 1 or (found and found[0].get("Algorithm") not in choices):
+        raise ValueError("oaep parameter")
+    return choices[found[0].get("Algorithm") if found else default]
+
+
+def _decrypt_content(algorithm: str, key: bytes, ciphertext: bytes) -> bytes:
+    if algorithm in _AES_GCM:  # 96-bit IV, then ciphertext and 128-bit tag
+        return AESGCM(key).decrypt(ciphertext[:12], ciphertext[12:], None)
+    iv, body = ciphertext[:16], ciphertext[16:]
+    if not body or len(body) % 16:
+        raise ValueError("cbc length")
+    decryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).decryptor()
+    padded = decryptor.update(body) + decryptor.finalize()
+    if not 1 <= padded[-1] <= 16:  # XML Encryption's padding: the last byte counts
+        raise ValueError("cbc padding")
+    return padded[: -padded[-1]]
+
+
+def _parse_in_scope(plaintext: bytes, scope: Mapping[str | None, str]) -> Any:
+    """Parse the decrypted element with the namespace declarations in scope where it
+    was encrypted (XML Encryption serializes the element without its ancestors').
+    Hardened like the response: a DTD in element content does not even parse."""
+    etree = _etree()
+    wrapper = etree.Element("wrapper", nsmap=dict(scope))
+    opening = etree.tostring(wrapper).replace(b"/>", b">")
+    root = parse_xml(opening + plaintext + b"</wrapper>")
+    children = [child for child in root if isinstance(child.tag, str)]
+    if len(children) != 1:
+        raise ValueError("decrypted content")
+    return children[0]
 
 
 def _verified_element(element: Any, idp: IdentityProvider, now: datetime) -> Any:
@@ -534,8 +668,7 @@ def sp_metadata(sp: ServiceProvider) -> str:
     descriptor.set("AuthnRequestsSigned", "true" if sp.signing_key is not None else "false")
     descriptor.set("WantAssertionsSigned", "true")
     if sp.certificate is not None:
-        key = etree.SubElement(descriptor, _M + "KeyDescriptor")
-        key.set("use", "signing")
+        key = etree.SubElement(descriptor, _M + "KeyDescriptor")  # no "use": both
         data = etree.SubElement(etree.SubElement(key, _D + "KeyInfo"), _D + "X509Data")
         etree.SubElement(data, _D + "X509Certificate").text = _pem_body(sp.certificate)
     etree.SubElement(descriptor, _M + "NameIDFormat").text = NAMEID_PERSISTENT

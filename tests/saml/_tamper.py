@@ -146,3 +146,12 @@ def resign_assertion(response: Any, key_pem: str, certificate_pem: str) -> Any:
     response.replace(original, placeholder)
     text = etree.tostring(response).replace(etree.tostring(placeholder), etree.tostring(signed))
     return etree.fromstring(text)
+
+
+def resign_response(response: Any, key_pem: str, certificate_pem: str) -> Any:
+    """The Response signed anew (RSA-SHA256, enveloped, exclusive c14n) with the given
+    key, replacing any signature it had: as an IdP signs after encrypting."""
+    from signxml import XMLSigner
+
+    signer = XMLSigner(c14n_algorithm="http://www.w3.org/2001/10/xml-exc-c14n#")
+    return signer.sign(without_signature(response), key=key_pem.encode(), cert=certificate_pem)

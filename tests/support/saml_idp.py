@@ -11,9 +11,11 @@ ones included, for the tests that tamper with a real signed response.
 
 from __future__ import annotations
 
+import base64
 import html
 import re
 import shutil
+import subprocess
 import tempfile
 import threading
 import urllib.parse
@@ -293,3 +295,72 @@ class Browser:
         data = urllib.parse.urlencode(fields).encode("ascii")
         with urllib.request.urlopen(f"{base}/login", data=data, timeout=10) as answer:  # noqa: S310
             return _form_fields(answer.read().decode("utf-8"))
+
+
+AES256_GCM = "http://www.w3.org/2009/xmlenc11#aes256-gcm"
+AES128_CBC = "http://www.w3.org/2001/04/xmlenc#aes128-cbc"
+TRIPLE_DES = "http://www.w3.org/2001/04/xmlenc#tripledes-cbc"
+RSA_OAEP_MGF1P = "http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p"
+RSA_1_5 = "http://www.w3.org/2001/04/xmlenc#rsa-1_5"
+_SESSION_KEYS = {AES256_GCM: "aes-256", AES128_CBC: "aes-128", TRIPLE_DES: "des-192"}
+
+
+def encrypt_assertion(
+    saml_response: str,
+    sp_certificate_pem: str,
+    *,
+    algorithm: str = AES256_GCM,
+    key_transport: str = RSA_OAEP_MGF1P,
+) -> str:
+    """The response with its assertion encrypted for the SP by the ``xmlsec1`` program
+    (an independent XML Encryption implementation, the one pysaml2's IdP uses), in an
+    ``EncryptedAssertion`` as the SAML schema puts it."""
+    if XMLSEC1 is None:
+        raise RuntimeError("the xmlsec1 program is needed (Debian package xmlsec1)")
+    from lxml import etree
+
+    root = etree.fromstring(base64.b64decode(saml_response))
+    saml = "urn:oasis:names:tc:SAML:2.0:assertion"
+    assertion = root.find(f"{{{saml}}}Assertion")
+    holder = etree.Element(f"{{{saml}}}EncryptedAssertion")
+    root.replace(assertion, holder)
+    holder.append(assertion)
+    template = (
+        '<xenc:EncryptedData xmlns:xenc="http://www.w3.org/2001/04/xmlenc#"'
+        ' xmlns:ds="http://www.w3.org/2000/09/xmldsig#"'
+        ' Type="http://www.w3.org/2001/04/xmlenc#Element">'
+        f'<xenc:EncryptionMethod Algorithm="{algorithm}"/>'
+        "<ds:KeyInfo><xenc:EncryptedKey>"
+        f'<xenc:EncryptionMethod Algorithm="{key_transport}"/>'
+        "<xenc:CipherData><xenc:CipherValue/></xenc:CipherData>"
+        "</xenc:EncryptedKey></ds:KeyInfo>"
+        "<xenc:CipherData><xenc:CipherValue/></xenc:CipherData>"
+        "</xenc:EncryptedData>"
+    )
+    with tempfile.TemporaryDirectory(prefix="saml-enc-") as work:
+        folder = Path(work)
+        (folder / "response.xml").write_bytes(etree.tostring(root))
+        (folder / "template.xml").write_text(template)
+        (folder / "sp.crt").write_text(sp_certificate_pem)
+        subprocess.run(
+            [
+                XMLSEC1,
+                "--encrypt",
+                "--pubkey-cert-pem",
+                str(folder / "sp.crt"),
+                "--session-key",
+                _SESSION_KEYS[algorithm],
+                "--xml-data",
+                str(folder / "response.xml"),
+                "--node-xpath",
+                "/*[local-name()='Response']/*[local-name()='EncryptedAssertion']"
+                "/*[local-name()='Assertion']",
+                "--output",
+                str(folder / "out.xml"),
+                str(folder / "template.xml"),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+        return base64.b64encode((folder / "out.xml").read_bytes()).decode("ascii")
