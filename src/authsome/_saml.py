@@ -14,6 +14,9 @@ is the Web Browser SSO profile's SP side, with the OWASP SAML cheat sheet's chec
 - Issuer, audience, recipient, destination, request id and validity window are all
   checked, the clock with a bounded skew; an assertion id is used once (the caller's
   replay check, kept until the assertion expires).
+- An encrypted assertion is decrypted with the SP's key under safe algorithms only
+  (RSA-OAEP; AES-GCM, or AES-CBC when a verified signature covers the ciphertext),
+  then must be signed and pass every check like a plain one.
 
 Every refusal is :class:`~authsome.errors.SSOFailed` with a short reason code, never
 the response's content.
