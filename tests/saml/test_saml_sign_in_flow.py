@@ -169,3 +169,13 @@ def test_the_verified_assertion_cannot_be_changed(idp: SamlIdP, verify: Verify) 
         verified.attributes["role"] = ("admin",)  # type: ignore[index]
     with pytest.raises(AttributeError):
         verified.name_id = "admin"  # type: ignore[misc]
+
+
+def test_the_idp_refuses_a_wrong_password_and_sends_nothing_back(
+    connection: _saml.IdentityProvider, sp: _saml.ServiceProvider
+) -> None:
+    url, _ = _saml.authn_request(connection, sp, relay_state="rs", now=datetime.now(UTC))
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        Browser().sign_in(url, user="ann", password="wrong")
+    refused.value.close()
+    assert refused.value.code == 403
