@@ -15,6 +15,8 @@ from authsome.bridge import Ledger
 from authsome.mail import MailSettings
 from authsome.stores import MemoryStore, Store
 from authsome.testing import Outbox, RecordingLedger
+from tests.support.github_oauth import GitHubOAuthServer, github_server
+from tests.support.oidc_op import OpenIDClient, OpenIDProvider, OPUnavailable
 from tests.support.pgserver import PgServer, PgUnavailable, running_server
 
 # CI runs the property tests with a fixed seed sequence, so a landing never depends on
@@ -101,6 +103,55 @@ def pg_server() -> Iterator[PgServer]:
         if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
             pytest.fail(f"PostgreSQL is required in CI: {exc}")
         pytest.skip(f"PostgreSQL unavailable: {exc}")
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def _started_provider() -> OpenIDProvider:
+    """A running OpenID Provider (skipped locally without node or its npm packages,
+    fatal in CI)."""
+    try:
+        return OpenIDProvider().start()
+    except OPUnavailable as exc:
+        if _in_ci():
+            pytest.fail(f"the OpenID Provider is required in CI: {exc}")
+        pytest.skip(f"OpenID Provider unavailable: {exc}")
+
+
+@pytest.fixture(scope="session")
+def oidc_op() -> Iterator[OpenIDProvider]:
+    """A real OpenID Provider (npm ``oidc-provider``) shared by the whole session.
+
+    Tests register their own client (``oidc_client``) and accounts, so they never see
+    each other's; a test that rotates keys for good uses ``fresh_oidc_op``."""
+    provider = _started_provider()
+    yield provider
+    provider.stop()
+
+
+@pytest.fixture
+def fresh_oidc_op() -> Iterator[OpenIDProvider]:
+    """An OpenID Provider of this test's own (its keys and settings change nobody else's)."""
+    provider = _started_provider()
+    yield provider
+    provider.stop()
+
+
+@pytest.fixture
+def oidc_client(oidc_op: OpenIDProvider) -> OpenIDClient:
+    """A new confidential client (client_secret_basic, RS256) at the shared provider,
+    redirecting to ``https://app.example/sso/callback``."""
+    return oidc_op.add_client()
+
+
+@pytest.fixture
+def github_oauth() -> Iterator[GitHubOAuthServer]:
+    """A local server keeping GitHub's OAuth 2 web-flow and user-API contract; register
+    an app with ``add_app()`` and users with ``add_user(...)``."""
+    with github_server() as server:
+        yield server
 
 
 @pytest.fixture

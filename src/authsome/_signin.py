@@ -16,7 +16,7 @@ from authsome.crypto import PasswordHasher
 from authsome.errors import InvalidCredentials, ValidationError
 from authsome.features import UsageEvent
 from authsome.models import SessionTokens, SignIn, User
-from authsome.sessions import Sessions
+from authsome.sessions import UNKNOWN_CLIENT, Client, Sessions
 from authsome.stores import Store
 from authsome.throttle import Throttle
 
@@ -56,11 +56,20 @@ class SignInFlow:
         self._warned_without_ip = False
         self._warn_lock = threading.Lock()
 
-    def sign_in(self, email: str, password: str, *, tenant: str, ip: str | None) -> SignIn:
+    def sign_in(
+        self,
+        email: str,
+        password: str,
+        *,
+        tenant: str,
+        ip: str | None,
+        user_agent: str | None = None,
+    ) -> SignIn:
         """Check the password; raise one generic :class:`InvalidCredentials` on failure."""
         tenant = v.check_tenant(tenant)
         email = v.normalize_email(email)
         password = _sign_in_password(password)
+        client = Client.of(ip, user_agent)
         ip = v.check_ip(ip)
         if ip is None:
             self._warn_once_without_ip()
@@ -85,23 +94,38 @@ class SignInFlow:
             self._throttle.succeeded(tenant, email, ip, now)
             if new_hash is not None:
                 self._store.set_password_hash(user.id, new_hash)
-            ticket, tokens = self._second_factor_or_session(user)
+            ticket, tokens = self._second_factor_or_session(user, client)
         return self._signed_in(user, ticket, tokens)
 
-    def first_factor_passed(self, proof: Callable[[], User]) -> SignIn:
+    def first_factor_passed(
+        self,
+        proof: Callable[[], User],
+        client: Client = UNKNOWN_CLIENT,
+        *,
+        second_factor_passed: bool = False,
+    ) -> SignIn:
         """Go on with the user ``proof`` answers (it checks a first factor, such as a
         magic link, and may write: a used token): to the second factor if they have
         one, else to a new session. The proof's writes and these are one commit; a
-        refusal it raises is committed too (a used link stays used)."""
+        refusal it raises is committed too (a used link stays used).
+
+        ``second_factor_passed`` is for a proof that covered both factors (an
+        identity provider trusted to have done MFA): a session then, never a ticket."""
         with one_commit(self._store):
             user = proof()
-            ticket, tokens = self._second_factor_or_session(user)
+            ticket, tokens = (
+                (None, self.open_session(user, client))
+                if second_factor_passed
+                else self._second_factor_or_session(user, client)
+            )
         return self._signed_in(user, ticket, tokens)
 
-    def _second_factor_or_session(self, user: User) -> tuple[str | None, SessionTokens | None]:
+    def _second_factor_or_session(
+        self, user: User, client: Client
+    ) -> tuple[str | None, SessionTokens | None]:
         """Call inside the operation's commit: an MFA ticket, or else a new session."""
         ticket = None if self._mfa_ticket is None else self._mfa_ticket(user)
-        return ticket, None if ticket is not None else self.open_session(user)
+        return ticket, None if ticket is not None else self.open_session(user, client)
 
     def _signed_in(self, user: User, ticket: str | None, tokens: SessionTokens | None) -> SignIn:
         if tokens is None:
@@ -122,14 +146,15 @@ class SignInFlow:
             " real user locked out; pass the client's address as ip"
         )
 
-    def complete(self, user: User) -> SignIn:
+    def complete(self, user: User, client: Client = UNKNOWN_CLIENT) -> SignIn:
         """Create the session of a verified user and record the active user."""
-        return self.finish(user, self.open_session(user))
+        return self.finish(user, self.open_session(user, client))
 
-    def open_session(self, user: User) -> SessionTokens:
+    def open_session(self, user: User, client: Client = UNKNOWN_CLIENT) -> SessionTokens:
         """The store half of :meth:`complete`, for a sign-in that writes in one
-        transaction: call it inside the block, and :meth:`finish` after it."""
-        return self._sessions.store_new(user)
+        transaction: call it inside the block, and :meth:`finish` after it. The
+        session keeps ``client`` (address and User-Agent) for the device list."""
+        return self._sessions.store_new(user, client)
 
     def finish(self, user: User, tokens: SessionTokens) -> SignIn:
         """The usage half of :meth:`complete`, once the session is committed."""

@@ -15,6 +15,8 @@ MIN_PASSWORD = 8  # NIST SP 800-63B, section 5.1.1.2
 MAX_PASSWORD = 1024  # NIST asks for at least 64; bounded so hashing cost stays bounded
 MAX_NAME = 200
 MAX_TENANT = 128
+MAX_USER_AGENT = 512  # kept of a User-Agent; longer ones are cut (browsers send ~150)
+MAX_RAW_USER_AGENT = 8192  # refused above: a common cap on one HTTP header
 
 RAW_FACTOR = 4
 """Raw input may be this many times a field's limit, in code points and in UTF-8
@@ -228,6 +230,34 @@ def check_ip(ip: object) -> str | None:
     if not text or len(text) > 64:
         raise ValidationError("ip must be 1..64 characters")
     return text
+
+
+def check_user_agent(user_agent: object) -> str | None:
+    """An optional User-Agent as a client sent it, made safe to keep and show: text
+    nobody vouches for. Above ``MAX_RAW_USER_AGENT`` characters it is refused before
+    any other work; control characters, line separators and bidirectional overrides
+    become U+FFFD; the result is trimmed and cut to ``MAX_USER_AGENT`` characters
+    (a long header must not make the sign-in fail). Empty reads as ``None``."""
+    if user_agent is None:
+        return None
+    text = require_str("user_agent", user_agent)
+    if len(text) > MAX_RAW_USER_AGENT:
+        raise ValidationError(f"user_agent must be at most {MAX_RAW_USER_AGENT} characters")
+    shown = "".join(_shown_char(ch) for ch in text).strip()
+    return shown[:MAX_USER_AGENT].rstrip() or None
+
+
+def check_client_ip(ip: object) -> str | None:
+    """:func:`check_ip` for an address kept with a session and shown in its device
+    list: control characters become U+FFFD, as in :func:`check_user_agent`."""
+    text = check_ip(ip)
+    return None if text is None else "".join(_shown_char(ch) for ch in text)
+
+
+def _shown_char(ch: str) -> str:
+    if _BIDI_CONTROLS.match(ch) or unicodedata.category(ch) in _NOT_IN_TEXT:
+        return "\ufffd"
+    return ch
 
 
 def check_token(name: str, token: object) -> str:

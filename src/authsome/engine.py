@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 from authsome._billing import Billing, LedgerErrorPolicy, LedgerStats
 from authsome._keys import PurposeKeys
+from authsome._oidc import OIDCClient
 from authsome._signin import SignInFlow
 from authsome._time import Clock, utcnow
 from authsome.apikeys import ApiKeyPolicy, ApiKeys
@@ -24,12 +25,15 @@ from authsome.orgs import Orgs
 from authsome.passkeys import Passkeys
 from authsome.passwordless import Passwordless
 from authsome.sessions import SessionPolicy, Sessions
-from authsome.sso import SSO
+from authsome.social import Social
+from authsome.sso import SSO, SSOSignInParts
 from authsome.stores import MemoryStore, Store
 from authsome.throttle import Throttle, ThrottlePolicy
 from authsome.users import Users
 
 if TYPE_CHECKING:
+    import httpx
+
     from authsome.bridge.ledgeradapter import LedgerEngine
 
 __all__ = ["Authsome", "ResealReport"]
@@ -41,6 +45,7 @@ class ResealReport:
 
     totp_secrets: Resealed
     sso_client_secrets: Resealed
+    social_client_secrets: Resealed = field(default_factory=Resealed)
 
 
 class Authsome:
@@ -82,6 +87,14 @@ class Authsome:
     URL of the links (configured here, never read from a request) and the templates.
     ``journeys`` sets the lifetimes of their one-time tokens and whether password
     sign-in needs a verified address.
+
+    SSO and social sign-ins (:meth:`auth.sso.begin <authsome.sso.SSO.begin>`,
+    :meth:`auth.social.begin <authsome.social.Social.begin>`, extra
+    ``authsome-engine[sso]``) talk to identity providers over https with
+    ``http_client`` (an ``httpx.Client``; by default one with timeouts that follows
+    no redirects). ``sso_allow_insecure_loopback=True`` also accepts ``http://``
+    issuers on a loopback address: for tests against a local provider, never for
+    production.
     """
 
     def __init__(
@@ -101,6 +114,8 @@ class Authsome:
         mailer: Mailer | None = None,
         mail: MailSettings | None = None,
         journeys: JourneyPolicy | None = None,
+        http_client: httpx.Client | None = None,
+        sso_allow_insecure_loopback: bool = False,
     ) -> None:
         if mailer is not None and not isinstance(mailer, Mailer):
             raise TypeError(f"mailer must provide send(message), not {type(mailer).__name__}")
@@ -115,6 +130,7 @@ class Authsome:
         )
         self._mail = MailDispatcher(mailer)
         limiter = Throttle(self.store, throttle or ThrottlePolicy(), secret_key=secret_key)
+        self._purpose_keys = PurposeKeys(self.store, secret_key)
         self._journeys = AccountJourneys(
             self.store,
             hasher,
@@ -124,14 +140,13 @@ class Authsome:
             self.mail_settings,
             self.sessions,
             limiter,
-            PurposeKeys(self.store, secret_key),
+            self._purpose_keys,
         )
         self.users = Users(self.store, self._billing, hasher, self._clock, self._journeys)
         self.orgs = Orgs(self.store, self._billing, self._clock)
         self.domains = Domains(self.store, self._billing, self._clock, resolver=dns_resolver)
         keyring = Keyring(secret_key, previous_secret_keys)
         self.api_keys = ApiKeys(self.store, self._billing, api_keys or ApiKeyPolicy(), self._clock)
-        self.sso = SSO(self.store, self._billing, self._clock, keyring)
         self._sign_in = SignInFlow(
             self.store,
             self._billing,
@@ -143,6 +158,31 @@ class Authsome:
             before_completion=self._journeys.check_verified
             if (journeys or JourneyPolicy()).require_verified_email
             else None,
+        )
+        self._oidc_client = OIDCClient(
+            self._clock, http=http_client, allow_insecure_loopback=sso_allow_insecure_loopback
+        )
+        self.sso = SSO(
+            self.store,
+            self._billing,
+            self._clock,
+            keyring,
+            sign_in=SSOSignInParts(
+                client=self._oidc_client,
+                tokens=self._journeys.tokens,
+                flow=self._sign_in,
+                throttle=limiter,
+            ),
+        )
+        self.social = Social(
+            self.store,
+            self._billing,
+            self._clock,
+            keyring,
+            tokens=self._journeys.tokens,
+            sign_in=self._sign_in,
+            oidc=self._oidc_client,
+            throttle=limiter,
         )
         self.passwordless = Passwordless(self.store, self._journeys, self._sign_in, self._clock)
         self.mfa = Mfa(
@@ -167,7 +207,13 @@ class Authsome:
         return self._billing.stats
 
     def sign_in(
-        self, email: str, password: str, *, tenant: str = "default", ip: str | None = None
+        self,
+        email: str,
+        password: str,
+        *,
+        tenant: str = "default",
+        ip: str | None = None,
+        user_agent: str | None = None,
     ) -> SignIn:
         """Sign in with a password.
 
@@ -186,8 +232,12 @@ class Authsome:
         counter per account, so anyone who keeps guessing wrong keeps the real user
         locked out. The engine logs a warning on ``authsome.security`` the first time
         it is called without ``ip``.
+
+        ``ip`` and ``user_agent`` (the request's ``User-Agent`` header, kept as
+        untrusted text, cut to 512 characters) are stored with the session and shown
+        by :meth:`auth.sessions.list <authsome.sessions.Sessions.list>`.
         """
-        return self._sign_in.sign_in(email, password, tenant=tenant, ip=ip)
+        return self._sign_in.sign_in(email, password, tenant=tenant, ip=ip, user_agent=user_agent)
 
     def reseal_secrets(self) -> ResealReport:
         """Seal under ``secret_key`` every TOTP secret and SSO client secret stored in
@@ -200,6 +250,7 @@ class Authsome:
         return ResealReport(
             totp_secrets=self.mfa.reseal_secrets(),
             sso_client_secrets=self.sso.reseal_secrets(),
+            social_client_secrets=self.social.reseal_secrets(),
         )
 
     def flush_mail(self) -> None:
@@ -208,8 +259,10 @@ class Authsome:
         self._mail.flush()
 
     def close(self) -> None:
-        """Send the queued messages, then close the store."""
+        """Send the queued messages, then close the store (and the HTTP client of
+        SSO sign-ins, unless it was passed in)."""
         self._mail.close()
+        self._oidc_client.close()
         self.store.close()
 
     def __enter__(self) -> Authsome:

@@ -1,18 +1,26 @@
 """Account journeys: verifying an address and resetting a forgotten password by
-e-mail, and changing a password. The e-mail journeys use the one-time tokens of
-:mod:`authsome.onetime` and send through the engine's mailer. None of them is a
-sign-in, so none records usage."""
+e-mail, changing a password, and changing the address. The e-mail journeys use the
+one-time tokens of :mod:`authsome.onetime` and send through the engine's mailer.
+None of them is a sign-in, so none records usage."""
 
 from __future__ import annotations
 
 import unicodedata
+from datetime import datetime
 
 from authsome import _validation as v
 from authsome._keys import PurposeKeys
 from authsome._time import Clock
 from authsome._units import one_commit
 from authsome.crypto import PasswordHasher, keyed_digest, new_token
-from authsome.errors import InvalidCredentials, InvalidToken, MailNotSent, NotFound, ValidationError
+from authsome.errors import (
+    AlreadyExists,
+    InvalidCredentials,
+    InvalidToken,
+    MailNotSent,
+    NotFound,
+    ValidationError,
+)
 from authsome.mail import MailDispatcher, MailMessage, MailSettings
 from authsome.models import User
 from authsome.onetime import OneTimeTokens, TokenPurpose
@@ -29,7 +37,10 @@ LINK_PATHS = {
     TokenPurpose.VERIFY_EMAIL: "verify-email",
     TokenPurpose.RESET_PASSWORD: "reset-password",
     TokenPurpose.MAGIC_LINK: "sign-in",
+    TokenPurpose.CHANGE_EMAIL: "confirm-email-change",
 }
+# The notice sent to the address an e-mail change replaced.
+_EMAIL_CHANGED = "email_changed"
 
 
 class AccountJourneys:
@@ -177,11 +188,7 @@ class AccountJourneys:
     ) -> User:
         """Replace a signed-in user's password after checking the current one."""
         user_id = v.require_str("user_id", user_id)
-        current = v.require_str("current_password", current_password)
-        # Bounded before NFKC (which can grow a text many times), as at sign-in.
-        if not current or len(current) > v.MAX_PASSWORD:
-            raise ValidationError(f"current_password must be 1..{v.MAX_PASSWORD} characters")
-        current = unicodedata.normalize("NFKC", current)
+        current = _current_password(current_password)
         password = v.normalize_password(new_password)
         ip = v.check_ip(ip)
         if keep_session_id is not None:
@@ -190,14 +197,7 @@ class AccountJourneys:
         if user is None:
             raise NotFound("no such user")
         v.check_new_password(password, user.email)
-        now = self._clock()
-        # Counted like a sign-in attempt (a stolen session cannot guess the password),
-        # and committed before the slow hash check, as at sign-in.
-        self._throttle.prune_now_and_then(now)
-        with one_commit(self._store):
-            self._throttle.reserve(user.tenant, user.email, ip, now)
-        if not self._hasher.verify(self._store.get_password_hash(user.id), current):
-            raise InvalidCredentials()
+        now = self._check_current_password(user, current, ip)
         new_hash = self._hasher.hash(password)  # slow: outside the commit's write lock
         with one_commit(self._store):
             self._throttle.succeeded(user.tenant, user.email, ip, now)
@@ -211,15 +211,111 @@ class AccountJourneys:
             self.tokens.withdraw_all(user.id)
         return user
 
+    def _check_current_password(self, user: User, current: str, ip: str | None) -> datetime:
+        """Re-authenticate a signed-in user by their password; the moment it was
+        checked. Counted like a sign-in attempt (a stolen session cannot guess the
+        password), and committed before the slow hash check, as at sign-in; the
+        caller gives the hit back (``Throttle.succeeded``) once its change is made."""
+        now = self._clock()
+        self._throttle.prune_now_and_then(now)
+        with one_commit(self._store):
+            self._throttle.reserve(user.tenant, user.email, ip, now)
+        if not self._hasher.verify(self._store.get_password_hash(user.id), current):
+            raise InvalidCredentials()
+        return now
+
+    # -- e-mail change ----------------------------------------------------------
+    def request_email_change(
+        self, user_id: str, new_email: str, *, current_password: str, ip: str | None
+    ) -> None:
+        """Mail a confirmation link to ``new_email``, after checking the user's
+        password; nothing changes until the link is followed."""
+        user_id = v.require_str("user_id", user_id)
+        current = _current_password(current_password)
+        new_email = v.normalize_email(new_email)
+        ip = v.check_ip(ip)
+        user = self._store.get_user(user_id)
+        if user is None:
+            raise NotFound("no such user")
+        if new_email == user.email:
+            raise ValidationError("new_email is the current address")
+        now = self._check_current_password(user, current, ip)
+        with one_commit(self._store):
+            self._throttle.succeeded(user.tenant, user.email, ip, now)
+        if self._store.find_user_by_email(user.tenant, new_email) is not None:
+            # Taken: nothing is sent, and the answer is the same as when it is free,
+            # so a signed-in user cannot probe which addresses have accounts.
+            return
+        token = self.tokens.issue(user, TokenPurpose.CHANGE_EMAIL, email=new_email)
+        try:
+            self._mail.send_now(self._message(user, TokenPurpose.CHANGE_EMAIL, token, to=new_email))
+        except MailNotSent:
+            self.tokens.withdraw(token)
+            raise
+
+    def confirm_email_change(self, token: str, *, tenant: str) -> User:
+        """Make the token's new address the user's (verified), in one commit with
+        the used token and the user's other one-time tokens withdrawn; then notify
+        the replaced address from the background."""
+        tenant = v.check_tenant(tenant)
+        now = self._clock()
+        with one_commit(self._store):
+            # Looked at before it is used: a refused change leaves the link usable
+            # on every store (a durable one also rolls the block back).
+            bound = self.tokens.peek(token, TokenPurpose.CHANGE_EMAIL, tenant=tenant)
+            user = self._store.get_user(bound.user_id)
+            if user is None:
+                raise InvalidToken()
+            holder = self._store.find_user_by_email(tenant, bound.email)
+            # The user themself: a racing use of this link has just won (the token
+            # is gone, and consuming it below says so).
+            if holder is not None and holder.id != user.id:
+                raise AlreadyExists("a user with this e-mail exists in this tenant")
+            bound = self.tokens.consume(token, TokenPurpose.CHANGE_EMAIL, tenant=tenant)
+            # A racing change to the same address fails here on the unique address
+            # (AlreadyExists, rolled back); one of the user's own, with None.
+            changed = self._store.change_user_email(user.id, user.email, bound.email, now)
+            if changed is None:
+                raise InvalidToken()
+            # Links sent to the old address (a reset) must not outlive it.
+            self.tokens.withdraw_all(user.id)
+        notice = self._notice_of_change(user.email, changed)
+        self._mail.later(lambda: self._mail.send_now(notice))
+        return changed
+
     # -- messages ---------------------------------------------------------------
-    def _message(self, user: User, purpose: TokenPurpose, token: str) -> MailMessage:
+    def _message(
+        self, user: User, purpose: TokenPurpose, token: str, *, to: str | None = None
+    ) -> MailMessage:
+        """The message with the link of ``purpose``, to ``to`` (by default the
+        user's address)."""
+        address = user.email if to is None else to
         path = LINK_PATHS[purpose]
         minutes = int(self.tokens.policy.ttl(purpose).total_seconds() // 60)
         return self._settings.template(purpose.value).render(
-            to=user.email,
+            to=address,
             kind=purpose.value,
             sender=self._settings.sender,
             link=self._settings.link(path, token),
-            email=user.email,
+            email=address,
             minutes=str(minutes),
         )
+
+    def _notice_of_change(self, old_email: str, user: User) -> MailMessage:
+        """The notice to ``old_email`` that the address changed: no link, no token."""
+        return self._settings.template(_EMAIL_CHANGED).render(
+            to=old_email,
+            kind=_EMAIL_CHANGED,
+            sender=self._settings.sender,
+            email=old_email,
+            new_email=user.email,
+        )
+
+
+def _current_password(current_password: object) -> str:
+    """The current password as given to a re-authentication: bounded before NFKC
+    (which can grow a text many times), as at sign-in."""
+    current = v.require_str("current_password", current_password)
+    if not current or len(current) > v.MAX_PASSWORD:
+        raise ValidationError(f"current_password must be 1..{v.MAX_PASSWORD} characters")
+    return unicodedata.normalize("NFKC", current)

@@ -73,7 +73,9 @@ class Mailer(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class MailTemplate:
-    """A message template: ``str.format`` fields ``{link}``, ``{email}``, ``{minutes}``.
+    """A message template: ``str.format`` fields ``{link}``, ``{email}``, ``{minutes}``
+    (``"email_changed"``, the notice to a replaced address, has ``{email}`` and
+    ``{new_email}`` instead).
 
     The HTML body is formatted with HTML-escaped values, the text body with raw ones.
     """
@@ -135,6 +137,35 @@ def default_templates() -> dict[str, MailTemplate]:
                 " one, open this link within {minutes} minutes:</p>"
                 '<p><a href="{link}">{link}</a></p><p>If it was not you, ignore this'
                 " message: your password stays as it is.</p>"
+            ),
+        ),
+        "change_email": MailTemplate(
+            subject="Confirm your new e-mail address",
+            text=(
+                "Someone asked to make {email} the address of their account. If it was"
+                " you, confirm it by opening this link within {minutes} minutes:\n\n"
+                "{link}\n\nIf it was not you, ignore this message: nothing changes.\n"
+            ),
+            html=(
+                "<p>Someone asked to make {email} the address of their account. If it"
+                " was you, confirm it by opening this link within {minutes} minutes:</p>"
+                '<p><a href="{link}">{link}</a></p><p>If it was not you, ignore this'
+                " message: nothing changes.</p>"
+            ),
+        ),
+        "email_changed": MailTemplate(
+            subject="Your e-mail address was changed",
+            text=(
+                "The e-mail address of your account was changed from {email} to"
+                " {new_email}. Messages about the account now go to the new address.\n\n"
+                "If you did not make this change, contact us at once: someone else may"
+                " be using your account.\n"
+            ),
+            html=(
+                "<p>The e-mail address of your account was changed from {email} to"
+                " {new_email}. Messages about the account now go to the new address.</p>"
+                "<p>If you did not make this change, contact us at once: someone else"
+                " may be using your account.</p>"
             ),
         ),
     }

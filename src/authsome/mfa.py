@@ -74,6 +74,7 @@ from authsome.errors import (
 )
 from authsome.features import Feature, UsageEvent
 from authsome.models import MfaFactor, MfaMethod, SignIn, StoredSecret, TOTPSetup, User
+from authsome.sessions import Client
 from authsome.stores import Store
 
 if TYPE_CHECKING:  # signin imports nothing from here; this keeps it that way at run time
@@ -200,7 +201,15 @@ class Mfa:
         return codes
 
     # -- use ---------------------------------------------------------------------
-    def verify(self, ticket: str, code: str, *, tenant: str | None = None) -> SignIn:
+    def verify(
+        self,
+        ticket: str,
+        code: str,
+        *,
+        tenant: str | None = None,
+        ip: str | None = None,
+        user_agent: str | None = None,
+    ) -> SignIn:
         """Complete a sign-in that returned ``mfa_required`` with a TOTP or recovery code.
 
         Creates the session (records ``authsome.sessions.created`` and
@@ -209,11 +218,14 @@ class Mfa:
         attempts; a locked factor, :class:`~authsome.errors.MfaLocked` (a recovery
         code still works). An unknown, expired, used-up or used ticket raises
         :class:`~authsome.errors.InvalidToken`, and so does, given ``tenant``, a
-        ticket of another tenant's user (which keeps all its attempts).
+        ticket of another tenant's user (which keeps all its attempts). ``ip`` and
+        ``user_agent`` describe the client for the device list
+        (:meth:`auth.sessions.list <authsome.sessions.Sessions.list>`).
         """
         ticket_hash = sha256_hex(v.check_token("ticket", ticket))
         kind, canonical = _classify(code)
         expected = None if tenant is None else v.check_tenant(tenant)
+        client = Client.of(ip, user_agent)
         now = self._clock()
         # Every write below (the attempt, the counts, the used code, the session) is
         # one commit; the row locks they take hold until it, so racing verifies of
@@ -234,7 +246,7 @@ class Mfa:
             self._check_second_factor(user.id, factor, kind, canonical, now)
             if not self._store.consume_mfa_ticket(ticket_hash):
                 raise InvalidToken("invalid or expired sign-in ticket")  # a racing verify won
-            tokens = self._sign_in.open_session(user)
+            tokens = self._sign_in.open_session(user, client)
         return self._sign_in.finish(user, tokens)
 
     def disable(self, user_id: str, code: str) -> bool:

@@ -15,11 +15,14 @@ __all__ = [
     "ApiKey",
     "ApiKeyOwnerKind",
     "CreatedApiKey",
+    "DeviceSession",
     "Domain",
     "DomainChallenge",
+    "Identity",
     "Membership",
     "MfaFactor",
     "MfaMethod",
+    "OneTimeState",
     "OneTimeToken",
     "Org",
     "OrgRole",
@@ -30,9 +33,11 @@ __all__ = [
     "RefreshStatus",
     "SSOConnectionInfo",
     "SSOProtocol",
+    "SSORedirect",
     "Session",
     "SessionTokens",
     "SignIn",
+    "SocialProviderInfo",
     "StoredApiKey",
     "StoredSecret",
     "TOTPSetup",
@@ -70,6 +75,49 @@ class OneTimeToken:
 
 
 @dataclass(frozen=True, slots=True)
+class OneTimeState:
+    """A one-time token that belongs to no user yet: the state of a sign-in at an
+    identity provider. ``payload`` is what the flow needs back, sealed under a key
+    derived from the token (stores keep it as given)."""
+
+    purpose: str
+    tenant: str
+    payload: str = field(repr=False)
+    created_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """A user's account at an external identity provider.
+
+    ``provider`` names where it lives (an SSO connection's id, or a social
+    provider's name) and ``subject`` is that provider's stable id for the account
+    (OpenID Connect's ``sub``): together, within ``tenant``, they name one user.
+    """
+
+    tenant: str
+    provider: str
+    subject: str
+    user_id: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SSORedirect:
+    """Where to send the browser to sign in at an identity provider.
+
+    ``url`` is the provider's authorization URL. ``handle`` is the sign-in's state:
+    keep it on the client (an ``HttpOnly`` cookie) and hand it back to
+    :meth:`auth.sso.complete <authsome.sso.SSO.complete>`; it is a one-time secret,
+    so it never appears in ``repr``.
+    """
+
+    url: str
+    handle: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Session:
     """A signed-in session.
 
@@ -77,6 +125,8 @@ class Session:
     ``access_expires_at`` ends the current access token. ``last_seen_at`` is the
     last activity the engine wrote down (sign-in, refresh, and validations now and
     then), which the idle timeout is measured from; ``None`` reads as ``created_at``.
+    ``ip`` and ``user_agent`` are what the application said about the client at
+    sign-in (``None`` when it said nothing): shown in the device list, never trusted.
     """
 
     id: str
@@ -87,6 +137,8 @@ class Session:
     access_expires_at: datetime
     revoked_at: datetime | None = None
     last_seen_at: datetime | None = None
+    ip: str | None = None
+    user_agent: str | None = None
 
     def is_active(self, now: datetime) -> bool:
         """Whether the session is neither revoked nor past its absolute end."""
@@ -106,6 +158,37 @@ class Session:
             self.is_active(now)
             and (tenant is None or self.tenant == tenant)
             and (idle_since is None or self.last_activity > idle_since)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSession:
+    """One signed-in device in :meth:`auth.sessions.list <authsome.sessions.Sessions.list>`.
+
+    ``last_used_at`` is the last activity written down (sign-in, refresh, and
+    validations now and then: up to 1 % of the idle timeout behind). ``ip`` and
+    ``user_agent`` are what the application passed at sign-in, as untrusted text.
+    No token or token hash: ``id`` only names the session, for
+    :meth:`~authsome.sessions.Sessions.revoke_by_id`.
+    """
+
+    id: str
+    created_at: datetime
+    last_used_at: datetime
+    expires_at: datetime
+    ip: str | None
+    user_agent: str | None
+
+    @classmethod
+    def of(cls, session: Session) -> DeviceSession:
+        """The device view of a stored session."""
+        return cls(
+            id=session.id,
+            created_at=session.created_at,
+            last_used_at=session.last_activity,
+            expires_at=session.expires_at,
+            ip=session.ip,
+            user_agent=session.user_agent,
         )
 
 
@@ -379,7 +462,9 @@ class SSOConnectionInfo:
     (IDNA), each claimed by at most one connection per tenant; a domain routes only
     once the tenant has verified it (see :mod:`authsome.sso`).
     ``has_client_secret`` tells whether a secret is kept; the secret itself is
-    never part of this record.
+    never part of this record. ``auth_method``, ``jit``, ``jit_role``,
+    ``trust_idp_mfa`` and ``userinfo`` say how an OIDC connection signs users in
+    (see :class:`~authsome.sso.OIDCConnection`).
     """
 
     id: str
@@ -395,8 +480,35 @@ class SSOConnectionInfo:
     entity_id: str | None = None
     sso_url: str | None = None
     x509_certificate: str | None = field(default=None, repr=False)  # long; public anyway
+    auth_method: str = "client_secret_basic"
+    jit: bool = True
+    jit_role: str = "member"
+    trust_idp_mfa: bool = False
+    userinfo: bool = False
     rollover_x509_certificate: str | None = field(default=None, repr=False)
     allow_idp_initiated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SocialProviderInfo:
+    """A tenant's social sign-in provider as stored, without its secret.
+
+    ``provider`` is the preset's name (``"github"``, ``"google"``, ...);
+    ``settings`` are its other, non-secret options (endpoint overrides, Apple's
+    team and key ids, ...) as text. ``has_client_secret`` tells whether a secret
+    (a client secret, or Apple's private key) is kept; the secret itself is never
+    part of this record.
+    """
+
+    id: str
+    tenant: str
+    provider: str
+    client_id: str
+    scopes: tuple[str, ...]
+    settings: tuple[tuple[str, str], ...]
+    has_client_secret: bool
+    created_at: datetime
+    updated_at: datetime
 
 
 @dataclass(frozen=True, slots=True)

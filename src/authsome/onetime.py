@@ -5,6 +5,11 @@ purpose, a user, the user's tenant and an address. It is short-lived, consumed
 atomically (of racing uses exactly one succeeds) and a new token of a purpose
 replaces the user's older ones. Validation always names the tenant it serves: a
 token of another tenant is as unknown as a made-up one.
+
+A sign-in at an identity provider has no user yet: its state is a *user-less*
+token (:meth:`OneTimeTokens.issue_state`) that carries a small payload instead. The
+payload is sealed (AES-256-GCM) under a key derived from the token, which only its
+holder has: the store keeps the token's hash and a ciphertext it cannot open.
 """
 
 from __future__ import annotations
@@ -15,9 +20,9 @@ from enum import StrEnum
 
 from authsome import _validation as v
 from authsome._time import Clock
-from authsome.crypto import new_token, sha256_hex
-from authsome.errors import InvalidToken, ValidationError
-from authsome.models import OneTimeToken, User
+from authsome.crypto import SecretBox, derive_key, new_token, sha256_hex
+from authsome.errors import DecryptionError, InvalidToken, ValidationError
+from authsome.models import OneTimeState, OneTimeToken, User
 from authsome.stores import Store
 
 __all__ = ["JourneyPolicy", "OneTimeTokens", "TokenPurpose"]
@@ -36,6 +41,9 @@ class TokenPurpose(StrEnum):
     RESET_PASSWORD = "reset_password"  # noqa: S105 (a purpose, not a password)
     MAGIC_LINK = "magic_link"
     EMAIL_CODE = "email_code"
+    CHANGE_EMAIL = "change_email"
+    SSO_STATE = "sso_state"
+    SOCIAL_STATE = "social_state"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,12 +66,21 @@ class JourneyPolicy:
     reset_ttl: timedelta = timedelta(minutes=30)
     magic_link_ttl: timedelta = timedelta(minutes=15)
     email_code_ttl: timedelta = timedelta(minutes=15)
+    email_change_ttl: timedelta = timedelta(hours=24)
+    sso_state_ttl: timedelta = timedelta(minutes=10)
     require_verified_email: bool = False
     mails_per_address: int = 5
     mail_window: timedelta = timedelta(hours=1)
 
     def __post_init__(self) -> None:
-        for name in ("verification_ttl", "reset_ttl", "magic_link_ttl", "email_code_ttl"):
+        for name in (
+            "verification_ttl",
+            "reset_ttl",
+            "magic_link_ttl",
+            "email_code_ttl",
+            "email_change_ttl",
+            "sso_state_ttl",
+        ):
             ttl = getattr(self, name)
             if not isinstance(ttl, timedelta) or not timedelta(0) < ttl <= timedelta(days=7):
                 raise ValidationError(f"{name} must be a timedelta above 0 and at most 7 days")
@@ -81,6 +98,9 @@ class JourneyPolicy:
             TokenPurpose.RESET_PASSWORD: self.reset_ttl,
             TokenPurpose.MAGIC_LINK: self.magic_link_ttl,
             TokenPurpose.EMAIL_CODE: self.email_code_ttl,
+            TokenPurpose.CHANGE_EMAIL: self.email_change_ttl,
+            TokenPurpose.SSO_STATE: self.sso_state_ttl,
+            TokenPurpose.SOCIAL_STATE: self.sso_state_ttl,  # the same journey, the same life
         }[purpose]
 
 
@@ -133,6 +153,36 @@ class OneTimeTokens:
             raise InvalidToken()
         return found
 
+    def issue_state(self, purpose: TokenPurpose, *, tenant: str, payload: str) -> str:
+        """A new user-less token of ``purpose`` in ``tenant`` carrying ``payload``
+        (sealed under a key derived from the token; see the module docstring)."""
+        now = self._clock()
+        token = new_token()
+        sealed = _state_box(token).seal(payload, aad=f"{purpose.value}:{tenant}")
+        state = OneTimeState(
+            purpose=purpose.value,
+            tenant=tenant,
+            payload=sealed,
+            created_at=now,
+            expires_at=now + self.policy.ttl(purpose),
+        )
+        self._store.create_one_time_state(sha256_hex(token), state, now)
+        return token
+
+    def consume_state(self, token: str, purpose: TokenPurpose, *, tenant: str) -> str:
+        """Use a token of :meth:`issue_state` up and return its payload; the same
+        errors as :meth:`consume`."""
+        tenant = v.check_tenant(tenant)
+        consumed = self._store.consume_one_time_state(
+            _token_hash(token), purpose.value, tenant, self._clock()
+        )
+        if consumed is None:
+            raise InvalidToken()
+        try:
+            return _state_box(token).open(consumed.payload, aad=f"{purpose.value}:{tenant}")
+        except DecryptionError:
+            raise InvalidToken() from None
+
     def withdraw(self, token: str) -> None:
         """Make an issued token unusable (its message could not be sent)."""
         self._store.delete_one_time_token(sha256_hex(token))
@@ -158,3 +208,8 @@ def _token_hash(token: str) -> str:
     if not text or len(text) > MAX_TOKEN:
         raise ValidationError(f"token must be 1..{MAX_TOKEN} characters")
     return sha256_hex(text)
+
+
+def _state_box(token: str) -> SecretBox:
+    """The box that seals a user-less token's payload: keyed by the token itself."""
+    return SecretBox(derive_key(token.encode("utf-8"), "authsome.onetime.state"))

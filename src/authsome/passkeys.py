@@ -56,6 +56,7 @@ from authsome.models import (
     SignIn,
     User,
 )
+from authsome.sessions import Client
 from authsome.stores import Store
 
 if TYPE_CHECKING:  # the optional extra; imported lazily at run time
@@ -362,7 +363,14 @@ class Passkeys:
         self._save_challenge(challenge, PasskeyCeremony.AUTHENTICATION, user, tenant, rp_id, origin)
         return options_to_json(options)
 
-    def finish_authentication(self, response_json: str, *, tenant: str | None = None) -> SignIn:
+    def finish_authentication(
+        self,
+        response_json: str,
+        *,
+        tenant: str | None = None,
+        ip: str | None = None,
+        user_agent: str | None = None,
+    ) -> SignIn:
         """Verify the browser's sign-in response and sign the user in.
 
         The response must answer a live sign-in challenge, with a passkey of the
@@ -373,23 +381,30 @@ class Passkeys:
         records nothing and uses the challenge up. On success the new sign count is
         stored and a session created (``authsome.sessions.created`` and
         ``authsome.users.active`` are recorded). Given ``tenant``, a sign-in begun
-        for another tenant is refused like any other failure.
+        for another tenant is refused like any other failure. ``ip`` and
+        ``user_agent`` describe the client for the device list
+        (:meth:`auth.sessions.list <authsome.sessions.Sessions.list>`).
         """
         _require_webauthn()
         from webauthn.helpers import parse_authentication_credential_json
 
         response_json = _check_response(response_json)
         expected = None if tenant is None else v.check_tenant(tenant)
+        client = Client.of(ip, user_agent)
         with _as_invalid_credentials():
             credential = parse_authentication_credential_json(response_json)
             challenge = _client_challenge(credential.response.client_data_json)
         # The used-up challenge, the new sign count and the session: one commit.
         with one_commit(self._store):
-            user, tokens = self._authenticate(credential, challenge, expected)
+            user, tokens = self._authenticate(credential, challenge, expected, client)
         return self._sign_in.finish(user, tokens)
 
     def _authenticate(
-        self, credential: AuthenticationCredential, challenge: bytes, expected: str | None
+        self,
+        credential: AuthenticationCredential,
+        challenge: bytes,
+        expected: str | None,
+        client: Client,
     ) -> tuple[User, SessionTokens]:
         from webauthn import verify_authentication_response
 
@@ -418,7 +433,7 @@ class Passkeys:
         user = self._store.get_user(passkey.user_id)
         if not updated or user is None:
             raise InvalidCredentials()
-        return user, self._sign_in.open_session(user)
+        return user, self._sign_in.open_session(user, client)
 
     # -- management --------------------------------------------------------------
     def list_for_user(self, user_id: str) -> list[Passkey]:

@@ -18,6 +18,7 @@ from authsome.errors import InvalidToken, ValidationError
 from authsome.journeys import AccountJourneys
 from authsome.models import SignIn, User
 from authsome.onetime import TokenPurpose
+from authsome.sessions import Client
 from authsome.stores import Store
 
 __all__ = ["Passwordless"]
@@ -54,15 +55,25 @@ class Passwordless:
             raise ValidationError('method must be "link"')
         self._journeys.send_link_if_known(email, TokenPurpose.MAGIC_LINK, tenant=tenant, ip=ip)
 
-    def complete(self, token: str, *, tenant: str = "default") -> SignIn:
+    def complete(
+        self,
+        token: str,
+        *,
+        tenant: str = "default",
+        ip: str | None = None,
+        user_agent: str | None = None,
+    ) -> SignIn:
         """Sign in with the token of a link: a :class:`~authsome.models.SignIn` with
         a session, or ``mfa_required`` and a ticket for a user with a second factor.
 
         :class:`~authsome.errors.InvalidToken` for a token that is unknown, used,
         expired, of another purpose or tenant, or whose address is no longer the
         user's. Following the link proves the address: ``email_verified_at`` is set.
+        ``ip`` and ``user_agent`` describe the client for the device list
+        (:meth:`auth.sessions.list <authsome.sessions.Sessions.list>`).
         """
         tenant = v.check_tenant(tenant)
+        client = Client.of(ip, user_agent)
 
         def link_followed() -> User:
             # Inside the sign-in's commit: the used link, the verified address and
@@ -73,4 +84,4 @@ class Passwordless:
                 raise InvalidToken()
             return user
 
-        return self._sign_in.first_factor_passed(link_followed)
+        return self._sign_in.first_factor_passed(link_followed, client)

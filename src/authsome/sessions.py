@@ -12,10 +12,15 @@ into a write (and may end up to 1 % of the timeout early, never late).
 
 Every validating call takes ``tenant=``: bound to the tenant it serves, a token of
 another tenant gets the answer an unknown token gets, and nothing changes.
+
+A session keeps what the application said about the client at sign-in (its address
+and User-Agent), so :meth:`Sessions.list` can show a user their signed-in devices
+and :meth:`Sessions.revoke_by_id` sign one of them out.
 """
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import logging
 from dataclasses import dataclass
@@ -28,10 +33,10 @@ from authsome.bridge import LedgerContext
 from authsome.crypto import new_ordered_id, new_token, sha256_hex
 from authsome.errors import InvalidToken, StoreError
 from authsome.features import UsageEvent
-from authsome.models import RefreshStatus, Session, SessionTokens, User
+from authsome.models import DeviceSession, RefreshStatus, Session, SessionTokens, User
 from authsome.stores import Store
 
-__all__ = ["SessionPolicy", "Sessions"]
+__all__ = ["Client", "SessionPolicy", "Sessions"]
 
 logger = logging.getLogger("authsome.sessions")
 
@@ -62,8 +67,27 @@ class SessionPolicy:
                 raise ValueError("SessionPolicy.idle_timeout must be positive")
 
 
+@dataclass(frozen=True, slots=True)
+class Client:
+    """What the application says about the client signing in (its address and
+    User-Agent), checked once at the API edge and kept with the new session."""
+
+    ip: str | None = None
+    user_agent: str | None = None
+
+    @classmethod
+    def of(cls, ip: object, user_agent: object) -> Client:
+        """Checked: ``ip`` as :func:`~authsome._validation.check_client_ip`,
+        ``user_agent`` as :func:`~authsome._validation.check_user_agent`."""
+        return cls(ip=v.check_client_ip(ip), user_agent=v.check_user_agent(user_agent))
+
+
+UNKNOWN_CLIENT = Client()
+
+
 class Sessions:
-    """``auth.sessions``: validate, refresh and revoke sessions."""
+    """``auth.sessions``: validate, refresh and revoke sessions; list a user's
+    signed-in devices and sign one out."""
 
     def __init__(self, store: Store, billing: Billing, policy: SessionPolicy, clock: Clock):
         self._store = store
@@ -73,13 +97,13 @@ class Sessions:
         idle = policy.idle_timeout
         self._activity_step = None if idle is None else idle / _ACTIVITY_STEPS
 
-    def create(self, user: User) -> SessionTokens:
+    def create(self, user: User, client: Client = UNKNOWN_CLIENT) -> SessionTokens:
         """Start a session for ``user``; records ``authsome.sessions.created``."""
-        tokens = self.store_new(user)
+        tokens = self.store_new(user, client)
         self.record_created(tokens)
         return tokens
 
-    def store_new(self, user: User) -> SessionTokens:
+    def store_new(self, user: User, client: Client = UNKNOWN_CLIENT) -> SessionTokens:
         """The store half of :meth:`create`: write a new session, record nothing.
         A sign-in calls it inside its one transaction, then :meth:`record_created`
         once that has committed (usage is never recorded for a session rolled back)."""
@@ -93,6 +117,8 @@ class Sessions:
             expires_at=now + self.policy.ttl,
             access_expires_at=min(now + self.policy.access_ttl, now + self.policy.ttl),
             last_seen_at=now,
+            ip=client.ip,
+            user_agent=client.user_agent,
         )
         self._store.create_session(session, sha256_hex(access), sha256_hex(refresh))
         return SessionTokens(access_token=access, refresh_token=refresh, session=session)
@@ -156,6 +182,36 @@ class Sessions:
         if session is None or (expected is not None and session.tenant != expected):
             return False
         return self._store.revoke_session(session.id, self._clock())
+
+    def list(self, user_id: str) -> builtins.list[DeviceSession]:
+        """The user's signed-in devices, newest first: every session that can still
+        be used (not revoked, expired or idle past ``idle_timeout``), with when it
+        started and was last used, and the address and User-Agent given at sign-in.
+
+        An unknown user has none. Nothing secret is in the list: a session's ``id``
+        only names it, for :meth:`revoke_by_id`.
+        """
+        user_id = v.require_str("user_id", user_id)
+        now = self._clock()
+        idle_since = self._idle_since(now)
+        return [
+            DeviceSession.of(session)
+            for session in self._store.list_user_sessions(user_id, now)
+            if session.usable(now, idle_since=idle_since)
+        ]
+
+    def revoke_by_id(self, session_id: str, *, user_id: str) -> bool:
+        """Sign out one of the user's devices: the session with this id, if it is
+        ``user_id``'s ("sign out that device" in a device list).
+
+        ``False``, and nothing changes, when there is no such live session of this
+        user: unknown, ended already, or another user's (a user names only their own
+        sessions; the answer does not say whether another user's id exists). The
+        session's access and refresh tokens stop working at once.
+        """
+        session_id = v.check_token("session_id", session_id)
+        user_id = v.require_str("user_id", user_id)
+        return self._store.revoke_user_session(session_id, user_id, self._clock())
 
     def revoke_all(self, user_id: str) -> int:
         """Sign out every session of the user, and end the sign-ins still waiting for

@@ -17,6 +17,12 @@ and listed (:meth:`SSO.unproven_domains`) but never route. Removing the custom
 domain stops the routing at once, and so does a plan that no longer includes SSO
 (the connections are kept, so an upgrade routes them again).
 
+Users sign in through an OIDC connection with :meth:`SSO.begin` and
+:meth:`SSO.complete` (authorization code flow with PKCE, ``state`` and ``nonce``; see
+the "SSO sign-in" page of the documentation); the provider's ``sub`` links to a user
+(:meth:`SSO.identities`), who is provisioned just in time or linked to an existing
+user only by a verified address in a proven domain.
+
 The OIDC ``client_secret`` is write-only: :meth:`SSO.get` and :meth:`SSO.list` return
 :class:`~authsome.models.SSOConnectionInfo`, which does not carry it. With
 ``Authsome(secret_key=...)`` it is encrypted at rest (AES-256-GCM, bound to the
@@ -33,25 +39,41 @@ import ipaddress
 import logging
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypeAlias
 from urllib.parse import SplitResult, urlsplit
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
 
+from authsome import _oidc
 from authsome import _validation as v
 from authsome._billing import Billing
+from authsome._identities import Identities
+from authsome._signin import SignInFlow
+from authsome._sso_signin import OIDCSignIn
 from authsome._time import Clock
 from authsome.bridge import LedgerContext
 from authsome.crypto import Keyring, Resealed, new_id, reseal_all
 from authsome.domains import normalize_hostname
 from authsome.errors import NotFound, SSOFailed, ValidationError
 from authsome.features import Feature
-from authsome.models import Org, SSOConnectionInfo, SSOProtocol, StoredSecret
+from authsome.models import (
+    Identity,
+    Org,
+    OrgRole,
+    SignIn,
+    SSOConnectionInfo,
+    SSOProtocol,
+    SSORedirect,
+    StoredSecret,
+)
+from authsome.onetime import OneTimeTokens
+from authsome.orgs import _membership_event_id
 from authsome.stores import Store
+from authsome.throttle import Throttle
 
 __all__ = [
     "DEFAULT_OIDC_SCOPES",
@@ -76,6 +98,7 @@ MAX_CERTIFICATE = 64 * 1024
 # A SAML signing certificate closer than this to its end is logged as a warning at
 # every configure/update, so the rollover is planned before sign-ins fail.
 CERTIFICATE_WARNING = timedelta(days=30)
+MAX_PRIVATE_KEY = 16 * 1024
 
 _SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")  # RFC 6749, 3.3: scope-token
 _URL_CHARS = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no space: RFC 3986 and no IRIs
@@ -88,6 +111,19 @@ class OIDCConnection:
     ``issuer`` is the provider's issuer URL (https, no query or fragment; kept as
     given, since ID tokens must name it exactly). ``scopes`` must include
     ``"openid"``. ``client_secret`` never appears in ``repr``.
+
+    How users sign in through it:
+
+    - ``auth_method``: how the client authenticates at the token endpoint,
+      ``"client_secret_basic"`` (default), ``"client_secret_post"`` or
+      ``"private_key_jwt"`` (``client_secret`` is then the client's PEM private
+      key, RSA or EC, sealed like a secret).
+    - ``jit``: provision a user on their first sign-in (default), as a member of
+      the connection's org with ``jit_role`` (``"member"`` or ``"admin"``).
+    - ``trust_idp_mfa``: a sign-in whose ID token says the provider did MFA
+      (``amr`` holds ``"mfa"``, or the PAPE multi-factor ``acr``) needs no second
+      factor here; by default (``False``) users with a factor are asked for it.
+    - ``userinfo``: read the e-mail claims from the userinfo endpoint too.
     """
 
     issuer: str
@@ -95,6 +131,11 @@ class OIDCConnection:
     client_secret: str = field(repr=False)
     scopes: tuple[str, ...] = DEFAULT_OIDC_SCOPES
     domains: tuple[str, ...] = ()
+    auth_method: str = "client_secret_basic"
+    jit: bool = True
+    jit_role: str = "member"
+    trust_idp_mfa: bool = False
+    userinfo: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +200,16 @@ class SAMLConnection:
 SSOConnection: TypeAlias = OIDCConnection | SAMLConnection
 
 
+@dataclass(frozen=True, slots=True)
+class SSOSignInParts:
+    """What the engine hands :class:`SSO` so that users can sign in."""
+
+    client: _oidc.OIDCClient
+    tokens: OneTimeTokens
+    flow: SignInFlow
+    throttle: Throttle
+
+
 # -- validation ----------------------------------------------------------------------
 
 
@@ -175,8 +226,11 @@ def normalize_domain(domain: object) -> str:
     return normalize_hostname(domain)  # bounds the text before anything else
 
 
-def _check_https_url(name: str, value: object, *, allow_query: bool) -> str:
-    """An absolute ``https`` URL with a host; returned exactly as given."""
+def _check_https_url(
+    name: str, value: object, *, allow_query: bool, allow_loopback_http: bool = False
+) -> str:
+    """An absolute ``https`` URL with a host (or ``http`` to a loopback address,
+    when allowed: for tests); returned exactly as given."""
     text = v.require_str(name, value)
     if not text or len(text) > MAX_URL or _URL_CHARS.fullmatch(text) is None:
         raise ValidationError(
@@ -187,10 +241,19 @@ def _check_https_url(name: str, value: object, *, allow_query: bool) -> str:
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError:
         raise ValidationError(f"{name} is not a valid URL") from None
-    if parts.scheme != "https" or not text.lower().startswith("https://"):
+    loopback_http = allow_loopback_http and parts.scheme == "http" and _is_loopback(parts.hostname)
+    if not loopback_http and (parts.scheme != "https" or not text.lower().startswith("https://")):
         raise ValidationError(f"{name} must be an https:// URL")
     _check_url_parts(name, text, parts, allow_query=allow_query)
     return text
+
+
+def _is_loopback(host: str | None) -> bool:
+    try:
+        _oidc.check_endpoint(f"http://{host}/", allow_insecure_loopback=True)
+    except _oidc.OIDCError:
+        return False
+    return True
 
 
 def _check_url_parts(name: str, text: str, parts: SplitResult, *, allow_query: bool) -> None:
@@ -309,17 +372,59 @@ class _Checked:
     rollover_x509_certificate: str | None = None
     allow_idp_initiated: bool = False
     client_secret: str | None = field(default=None, repr=False)
+    auth_method: str = "client_secret_basic"
+    jit: bool = True
+    jit_role: str = "member"
+    trust_idp_mfa: bool = False
+    userinfo: bool = False
 
 
-def _validated(connection: object, now: datetime) -> _Checked:
+def _check_credential(connection: OIDCConnection, auth_method: str) -> str:
+    """The client secret, or for ``private_key_jwt`` a PEM private key that loads."""
+    if auth_method != "private_key_jwt":
+        return _check_text("client_secret", connection.client_secret, MAX_CLIENT_SECRET)
+    text = v.require_str("client_secret", connection.client_secret)
+    if not text.strip() or len(text) > MAX_PRIVATE_KEY or not text.isascii():
+        raise ValidationError("client_secret must be a PEM private key for private_key_jwt")
+    try:
+        load_pem_private_key(text.strip().encode("ascii"), password=None)
+    except (ValueError, TypeError):
+        raise ValidationError("client_secret is not a PEM private key (unencrypted)") from None
+    return text.strip()
+
+
+def _check_sign_in(connection: OIDCConnection) -> dict[str, object]:
+    method = v.require_str("auth_method", connection.auth_method)
+    if method not in _oidc.AUTH_METHODS:
+        raise ValidationError(f"auth_method must be one of {', '.join(_oidc.AUTH_METHODS)}")
+    role = v.require_str("jit_role", connection.jit_role)
+    if role not in {OrgRole.MEMBER.value, OrgRole.ADMIN.value}:
+        raise ValidationError('jit_role must be "member" or "admin"')
+    return {
+        "auth_method": method,
+        "jit": _check_flag("jit", connection.jit),
+        "jit_role": role,
+        "trust_idp_mfa": _check_flag("trust_idp_mfa", connection.trust_idp_mfa),
+        "userinfo": _check_flag("userinfo", connection.userinfo),
+    }
+
+
+def _validated(connection: object, now: datetime, *, allow_loopback_http: bool = False) -> _Checked:
     if isinstance(connection, OIDCConnection):
+        sign_in = _check_sign_in(connection)
         return _Checked(
             SSOProtocol.OIDC,
-            issuer=_check_https_url("issuer", connection.issuer, allow_query=False),
+            issuer=_check_https_url(
+                "issuer",
+                connection.issuer,
+                allow_query=False,
+                allow_loopback_http=allow_loopback_http,
+            ),
             client_id=_check_text("client_id", connection.client_id, MAX_CLIENT_ID),
-            client_secret=_check_text("client_secret", connection.client_secret, MAX_CLIENT_SECRET),
+            client_secret=_check_credential(connection, str(sign_in["auth_method"])),
             scopes=_check_scopes(connection.scopes),
             domains=_check_domains(connection.domains),
+            **sign_in,  # type: ignore[arg-type]  # each value checked just above
         )
     if isinstance(connection, SAMLConnection):
         return _Checked(
@@ -345,12 +450,135 @@ class SSO:
     """``auth.sso``: configure an org's identity provider and route e-mails to it."""
 
     def __init__(
-        self, store: Store, billing: Billing, clock: Clock, keyring: Keyring | None = None
+        self,
+        store: Store,
+        billing: Billing,
+        clock: Clock,
+        keyring: Keyring | None = None,
+        *,
+        sign_in: SSOSignInParts | None = None,
     ) -> None:
         self._store = store
         self._billing = billing
         self._clock = clock
         self._keyring = Keyring(None) if keyring is None else keyring
+        self._identities = Identities(store, clock, self._proven_email_domain)
+        self._oidc: OIDCSignIn | None = None
+        self._allow_loopback_http = False
+        if sign_in is not None:
+            self._allow_loopback_http = sign_in.client.allow_insecure_loopback
+            self._oidc = OIDCSignIn(
+                store,
+                billing,
+                clock,
+                client=sign_in.client,
+                tokens=sign_in.tokens,
+                identities=self._identities,
+                sign_in=sign_in.flow,
+                throttle=sign_in.throttle,
+                client_secret=self._client_secret,
+                membership_event_id=_membership_event_id,
+            )
+
+    # -- sign-in -------------------------------------------------------------------------
+    def begin(
+        self,
+        connection_id: str | None = None,
+        *,
+        email: str | None = None,
+        redirect_uri: str,
+        tenant: str = "default",
+    ) -> SSORedirect:
+        """Start a sign-in through an OIDC connection: where to send the browser.
+
+        Name the connection by ``connection_id``, or give the user's ``email`` to
+        route it (:meth:`connection_for_email`; it is passed on as ``login_hint``).
+        ``redirect_uri`` is the application's callback URL, registered at the
+        provider. Keep the returned ``handle`` (an ``HttpOnly`` cookie) and pass it
+        to :meth:`complete`; it is single use and lives
+        ``JourneyPolicy.sso_state_ttl`` (10 minutes by default).
+
+        :class:`~authsome.errors.NotFound` for an unknown connection, one of another
+        tenant or a SAML one, and for an e-mail that routes nowhere;
+        :class:`~authsome.errors.FeatureNotEntitled` when the tenant's plan no longer
+        includes ``authsome.feature.sso`` (nothing is written);
+        :class:`~authsome.errors.InvalidCredentials` when the provider's discovery
+        document cannot be read or is refused.
+        """
+        tenant = v.check_tenant(tenant)
+        if (connection_id is None) == (email is None):
+            raise ValidationError("give either connection_id or email")
+        if email is not None:
+            found = self.connection_for_email(email, tenant=tenant)
+            if found is None:
+                raise NotFound("no SSO connection routes this address")
+            connection = found
+        else:
+            connection = self.get(v.require_str("connection_id", connection_id))
+        return self._sign_in().begin(
+            connection,
+            redirect_uri=redirect_uri,
+            tenant=tenant,
+            login_hint=None if email is None else v.normalize_email(email),
+        )
+
+    def complete(
+        self,
+        params: Mapping[str, str],
+        *,
+        handle: str,
+        tenant: str = "default",
+        ip: str | None = None,
+        user_agent: str | None = None,
+    ) -> SignIn:
+        """Finish a sign-in with the provider's callback parameters (the query of the
+        request to ``redirect_uri``: ``code`` and ``state``, or ``error``) and the
+        ``handle`` :meth:`begin` returned.
+
+        Returns a :class:`~authsome.models.SignIn` with a session, or with
+        ``mfa_required`` and a ticket when the user has a second factor (unless the
+        connection trusts the provider's MFA and the provider did it). Records
+        ``authsome.sessions.created`` and ``authsome.users.active`` once, and for a
+        user provisioned now ``authsome.users.created`` and ``authsome.orgs.members``.
+
+        Every refusal — a used, expired or foreign handle, a wrong ``state``, an
+        error from the provider, a code it refuses, an ID token that does not check
+        out, an account that may not be linked — is one
+        :class:`~authsome.errors.InvalidCredentials` (the reason is logged on
+        ``authsome.security``). :class:`~authsome.errors.RateLimited` after too
+        many failures from ``ip``; :class:`~authsome.errors.FeatureNotEntitled` when
+        the plan no longer includes SSO (checked before anything is written).
+        ``ip`` and ``user_agent`` describe the client for the device list
+        (:meth:`~authsome.sessions.Sessions.list`).
+        """
+        return self._sign_in().complete(
+            params, handle=handle, tenant=tenant, ip=ip, user_agent=user_agent
+        )
+
+    def identities(self, user_id: str) -> builtins.list[Identity]:
+        """The user's linked provider accounts, oldest first."""
+        return self._identities.list(v.require_str("user_id", user_id))
+
+    def remove_identity(self, user_id: str, provider: str, subject: str) -> bool:
+        """Unlink one provider account from the user (their next sign-in there links
+        or provisions anew); whether it was linked."""
+        return self._identities.remove(
+            v.require_str("user_id", user_id),
+            v.require_str("provider", provider),
+            v.require_str("subject", subject),
+        )
+
+    def _sign_in(self) -> OIDCSignIn:
+        if self._oidc is None:
+            raise RuntimeError("this SSO service was built without sign-in (use Authsome)")
+        _oidc.ensure_installed()
+        return self._oidc
+
+    def _proven_email_domain(self, tenant: str, domain: str) -> bool:
+        try:
+            return self._proven(tenant, normalize_domain(domain))
+        except ValidationError:
+            return False
 
     def configure(self, org_id: str, connection: SSOConnection) -> SSOConnectionInfo:
         """Add an SSO connection to an org and return it (without its secret).
@@ -366,7 +594,7 @@ class SSO:
         """
         org = self._org(v.require_str("org_id", org_id))
         now = self._clock()
-        checked = _validated(connection, now)
+        checked = _validated(connection, now, allow_loopback_http=self._allow_loopback_http)
         self._billing.require(Feature.SSO, LedgerContext(tenant=org.tenant, org_id=org.id))
         info = self._record(new_id("sso"), org.id, checked, created_at=now, updated_at=now)
         self._store.create_sso_connection(info, self._stored_secret(info.id, checked))
@@ -389,7 +617,7 @@ class SSO:
         current = self.get(connection_id)
         org = self._org(current.org_id)
         now = self._clock()
-        checked = _validated(connection, now)
+        checked = _validated(connection, now, allow_loopback_http=self._allow_loopback_http)
         self._billing.require(Feature.SSO, LedgerContext(tenant=org.tenant, org_id=org.id))
         info = self._record(
             current.id, org.id, checked, created_at=current.created_at, updated_at=now
@@ -534,6 +762,11 @@ class SSO:
             x509_certificate=checked.x509_certificate,
             rollover_x509_certificate=checked.rollover_x509_certificate,
             allow_idp_initiated=checked.allow_idp_initiated,
+            auth_method=checked.auth_method,
+            jit=checked.jit,
+            jit_role=checked.jit_role,
+            trust_idp_mfa=checked.trust_idp_mfa,
+            userinfo=checked.userinfo,
         )
 
     def _org(self, org_id: str) -> Org:

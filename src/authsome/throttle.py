@@ -175,6 +175,24 @@ class Throttle:
             self._store.delete_counter(keys.known)  # restart its lifetime from now
             self._store.hit_counter(keys.known, now, int(self.policy.known_ip_ttl.total_seconds()))
 
+    def reserve_ip(self, ip: str | None, now: datetime) -> None:
+        """Like :meth:`reserve`, for a sign-in that names no account until it has
+        succeeded (at an identity provider): only the address's counter."""
+        if ip is None:
+            return
+        key = self._keys("", "", ip).ip
+        hits, expires_at = self._store.hit_counter(
+            key, now, int(self.policy.window.total_seconds())
+        )
+        if hits > self.policy.per_ip:
+            self._store.release_counter(key, now)
+            raise RateLimited((expires_at - now).total_seconds())
+
+    def ip_succeeded(self, ip: str | None, now: datetime) -> None:
+        """After a :meth:`reserve_ip` attempt succeeded: give its hit back."""
+        if ip is not None:
+            self._store.release_counter(self._keys("", "", ip).ip, now)
+
     def prune_now_and_then(self, now: datetime) -> None:
         """Delete expired counters, at most once per window (``reserve`` calls it too).
 

@@ -1,4 +1,4 @@
-"""Users: registration and lookup, per tenant."""
+"""Users: registration and lookup, per tenant, and the account journeys."""
 
 from __future__ import annotations
 
@@ -129,3 +129,48 @@ class Users:
         return self._journeys.change_password(
             user_id, current_password, new_password, keep_session_id=keep_session_id, ip=ip
         )
+
+    def request_email_change(
+        self,
+        user_id: str,
+        new_email: str,
+        *,
+        current_password: str,
+        ip: str | None = None,
+    ) -> None:
+        """Ask to change a signed-in user's address to ``new_email``: a link
+        (``<link_base_url>/confirm-email-change?token=...``, valid for
+        ``JourneyPolicy.email_change_ttl``, 24 hours by default) goes to the new
+        address, and nothing changes until it is followed
+        (:meth:`confirm_email_change`). A new request replaces the previous link.
+
+        ``current_password`` must be right: a session alone (perhaps left open on a
+        shared computer) cannot move the account to another mailbox. A wrong one is
+        :class:`~authsome.errors.InvalidCredentials`, counted by the sign-in
+        throttle (:class:`~authsome.errors.RateLimited` after too many).
+
+        An address another user of the tenant has gets no message, and the call
+        answers as for a free one: it does not tell whether an address has an
+        account. :class:`~authsome.errors.MailNotSent` (the link withdrawn) when the
+        mailer fails; :class:`~authsome.errors.ValidationError` for a malformed
+        address or the current one. Records no usage.
+        """
+        self._journeys.request_email_change(
+            user_id, new_email, current_password=current_password, ip=ip
+        )
+
+    def confirm_email_change(self, token: str, *, tenant: str = "default") -> User:
+        """Apply the change with the token of the link sent to the new address;
+        returns the user with the new address, verified (following the link proved
+        it). The replaced address gets a notice saying what changed (no link), and
+        the user's other one-time links end (a reset link sent to the old address
+        must not work any more). Sessions stay signed in: see the e-mail change page
+        of the docs for why, and :meth:`Sessions.revoke_all
+        <authsome.sessions.Sessions.revoke_all>` to end them.
+
+        :class:`~authsome.errors.InvalidToken` for a token that is unknown, used,
+        expired, of another purpose or tenant; :class:`~authsome.errors.AlreadyExists`
+        when another user took the address meanwhile (nothing changes, the link
+        stays usable). Records no usage.
+        """
+        return self._journeys.confirm_email_change(token, tenant=tenant)

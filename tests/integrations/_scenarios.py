@@ -434,7 +434,7 @@ ERROR_CONTRACT_STEPS = [
 #   GET  /writer  as /whoami, but an API key must hold the scope "write"
 #   GET  /ip      {"ip": the integration's client address}
 #   POST /signin  {"email", "password"} -> sign_in(tenant=request tenant or "default",
-#                 ip=client address) -> {"signed_in": true}
+#                 ip=client address, user_agent=the User-Agent header) -> {"signed_in": true}
 #   GET  /crash   raises RuntimeError(CRASH) (the client must not raise it in the test)
 MakeBare = Callable[..., Call]
 MakeAuth = Callable[..., Authsome]
@@ -625,6 +625,21 @@ def check_trusted_networks_skip_every_proxy(
     assert reply.body == {"ip": "203.0.113.9"}
 
 
+def check_sign_in_passes_the_client_to_the_device_list(
+    make_bare: MakeBare, auth: Authsome, ledger: RecordingLedger, dns: FakeDns
+) -> None:
+    user = auth.users.register(EMAIL, PASSWORD)
+    call = make_bare(auth)
+    agent = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+
+    reply = call("POST", "/signin", json=_credentials(), headers={"User-Agent": agent})
+
+    assert reply.status == 200, reply.text
+    [device] = auth.sessions.list(user.id)
+    assert device.user_agent == agent
+    assert device.ip in PEERS
+
+
 CRASH = "a bug's message, naming internals"
 
 
@@ -659,4 +674,7 @@ BARE = [
     ),
     pytest.param(BareStep(check_one_trusted_hop_uses_the_right_most_address), id="one_trusted_hop"),
     pytest.param(BareStep(check_trusted_networks_skip_every_proxy), id="trusted_networks"),
+    pytest.param(
+        BareStep(check_sign_in_passes_the_client_to_the_device_list), id="device_list_client"
+    ),
 ]

@@ -95,6 +95,7 @@ def _signin(request: HttpRequest) -> JsonResponse:
         authsome_django.string_field(body, "password"),
         tenant=authsome_django.tenant_of(request) or "default",
         ip=authsome_django.client_ip(request),
+        user_agent=authsome_django.client_user_agent(request),
     )
     return JsonResponse({"signed_in": True})
 

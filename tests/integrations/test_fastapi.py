@@ -19,6 +19,7 @@ from authsome.bridge import Ledger
 from authsome.integrations.fastapi import (
     Principal,
     client_ip,
+    client_user_agent,
     install,
     optional_principal,
     request_tenant,
@@ -117,7 +118,13 @@ def make_bare() -> Iterator[s.MakeBare]:
         @app.post("/signin")
         def signin(body: Credentials, request: Request) -> dict[str, bool]:
             tenant = request_tenant(request) or "default"
-            auth.sign_in(body.email, body.password, tenant=tenant, ip=client_ip(request))
+            auth.sign_in(
+                body.email,
+                body.password,
+                tenant=tenant,
+                ip=client_ip(request),
+                user_agent=client_user_agent(request),
+            )
             return {"signed_in": True}
 
         @app.get("/crash")

@@ -86,6 +86,7 @@ def bare_app(auth: Authsome, **options: Any) -> Flask:
             authsome_flask.string_field(body, "password"),
             tenant=authsome_flask.current_tenant() or "default",
             ip=authsome_flask.client_ip(),
+            user_agent=authsome_flask.client_user_agent(),
         )
         return {"signed_in": True}
 

@@ -49,6 +49,9 @@ STORE_TABLES = frozenset(
         "saml_assertion_ids",
         "store_keys",
         "one_time_tokens",
+        "one_time_states",
+        "identities",
+        "social_providers",
     }
 )
 """The tables of a SQL store's schema (a store may add bookkeeping of its own)."""

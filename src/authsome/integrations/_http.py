@@ -613,3 +613,8 @@ class RequestAuth:
     def client_ip(self) -> str | None:
         """The client's address under the trusted-proxy setting (for ``sign_in(ip=)``)."""
         return client_address(self._peer, self._forwarded_for, self.settings.trusted_proxies)
+
+    def user_agent(self) -> str | None:
+        """The request's ``User-Agent`` header as sent (for ``sign_in(user_agent=)``,
+        which keeps it as untrusted text for the device list); ``None`` without one."""
+        return self._facts.header("User-Agent")

@@ -39,10 +39,14 @@ from django.http import (
     HttpResponseForbidden,
     HttpResponseNotAllowed,
     HttpResponseNotFound,
+    HttpResponseRedirect,
     HttpResponseServerError,
     JsonResponse,
 )
+from django.urls import URLPattern, path
 from django.utils.module_loading import import_string
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_http_methods
 
 from authsome.engine import Authsome
 from authsome.errors import AuthsomeError, InvalidToken
@@ -62,11 +66,19 @@ from authsome.integrations._http import (
     require,
     string_field,
 )
+from authsome.integrations._signin_routes import (
+    STATE_COOKIE,
+    SignInRoutes,
+    Started,
+    signed_in_body,
+)
+from authsome.models import SignIn
 
 __all__ = [
     "AuthsomeMiddleware",
     "Principal",
     "client_ip",
+    "client_user_agent",
     "engine_of",
     "error_json",
     "json_body",
@@ -75,6 +87,7 @@ __all__ = [
     "login_required",
     "principal_of",
     "scopes_required",
+    "sign_in_urls",
     "string_field",
     "tenant_of",
 ]
@@ -270,6 +283,12 @@ def client_ip(request: HttpRequest) -> str | None:
     return _request_auth_of(request).client_ip()
 
 
+def client_user_agent(request: HttpRequest) -> str | None:
+    """The request's ``User-Agent`` for ``auth.sign_in(user_agent=...)`` (shown in
+    the user's device list)."""
+    return _request_auth_of(request).user_agent()
+
+
 def json_body(request: HttpRequest) -> dict[str, object]:
     """The request body as a JSON object: 415 unless declared JSON, 400 when it does
     not parse, 422 when it is not an object, 413 past the cap."""
@@ -315,3 +334,87 @@ def login_required(view: View[P]) -> View[P]:
         return view(request, *args, **kwargs)
 
     return wrapper
+
+
+# -- sign-in routes ------------------------------------------------------------------------
+
+
+def sign_in_urls(base_url: str) -> list[URLPattern]:
+    """The SSO and social sign-in routes, to include where ``base_url`` points::
+
+        urlpatterns = [path("auth/", include(sign_in_urls("https://app.example.com/auth")))]
+
+    The same routes and answers as FastAPI's :func:`~authsome.integrations.fastapi.
+    sign_in_router`; the engine is the middleware's. The callbacks are exempt from
+    Django's CSRF check: the signed state cookie and the one-time handle are the
+    check (Apple's callback is a cross-site POST that could not carry a CSRF token).
+    """
+    routes: dict[int, SignInRoutes] = {}
+
+    def flow(request: HttpRequest) -> tuple[SignInRoutes, RequestAuth]:
+        auth = engine_of(request)
+        found = routes.get(id(auth))
+        if found is None or found.auth is not auth:
+            found = routes[id(auth)] = SignInRoutes(auth, base_url)
+        return found, _request_auth_of(request)
+
+    def answered(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @functools.wraps(view)
+        def wrapper(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+            try:
+                return view(request, *args, **kwargs)
+            except AuthsomeError as exc:
+                return error_json(exc)
+
+        return wrapper
+
+    @require_GET
+    @answered
+    def sso_start(request: HttpRequest) -> HttpResponse:
+        routes_, request_ = flow(request)
+        return _redirect(routes_.start_sso(request_, request.GET.dict()))
+
+    @require_GET
+    @answered
+    def sso_callback(request: HttpRequest) -> HttpResponse:
+        routes_, request_ = flow(request)
+        cookie = request.COOKIES.get(STATE_COOKIE)
+        return _signed_in(routes_.finish_sso(request_, request.GET.dict(), cookie))
+
+    @require_GET
+    @answered
+    def social_start(request: HttpRequest, provider: str) -> HttpResponse:
+        routes_, request_ = flow(request)
+        return _redirect(routes_.start_social(request_, provider))
+
+    @csrf_exempt
+    @require_http_methods(["GET", "POST"])
+    @answered
+    def social_callback(request: HttpRequest, provider: str) -> HttpResponse:
+        routes_, request_ = flow(request)
+        cookie = request.COOKIES.get(STATE_COOKIE)
+        params = request.POST.dict() if request.method == "POST" else request.GET.dict()
+        if request.method == "POST" and routes_.needs_resubmit(params, cookie):
+            page = routes_.resubmit_page(provider, params)
+            return HttpResponse(page, content_type="text/html; charset=utf-8")
+        return _signed_in(routes_.finish_social(request_, provider, params, cookie))
+
+    return [
+        path("sso/start", sso_start),
+        path("sso/callback", sso_callback),
+        path("social/<str:provider>/start", social_start),
+        path("social/<str:provider>/callback", social_callback),
+    ]
+
+
+def _redirect(started: Started) -> HttpResponse:
+    response = HttpResponseRedirect(started.url)
+    response.set_cookie(STATE_COOKIE, started.cookie, **SignInRoutes.cookie_attributes())
+    return response
+
+
+def _signed_in(sign_in: SignIn) -> HttpResponse:
+    response = JsonResponse(signed_in_body(sign_in))
+    response["Cache-Control"] = "no-store"
+    response.delete_cookie(STATE_COOKIE, path="/", samesite="Lax")
+    return response

@@ -23,15 +23,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
+from urllib.parse import parse_qsl
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from authsome.engine import Authsome
-from authsome.errors import AuthsomeError, ValidationError
+from authsome.errors import AuthsomeError, InvalidCredentials, ValidationError
 from authsome.integrations._http import (
     DEFAULT_MAX_BODY_BYTES,
     ErrorResponse,
@@ -51,11 +53,20 @@ from authsome.integrations._http import (
     require,
     unsupported_media_type,
 )
+from authsome.integrations._signin_routes import (
+    MAX_PARAMS,
+    STATE_COOKIE,
+    SignInRoutes,
+    Started,
+    signed_in_body,
+)
+from authsome.models import SignIn
 
 __all__ = [
     "Principal",
     "TrustedProxies",
     "client_ip",
+    "client_user_agent",
     "engine_of",
     "handle_authsome_error",
     "install",
@@ -63,6 +74,7 @@ __all__ = [
     "request_auth",
     "request_tenant",
     "require_principal",
+    "sign_in_router",
 ]
 
 _STATE_KEY = "authsome"
@@ -274,6 +286,12 @@ def client_ip(request: Request) -> str | None:
     return request_auth(request).client_ip()
 
 
+def client_user_agent(request: Request) -> str | None:
+    """The request's ``User-Agent`` for ``auth.sign_in(user_agent=...)`` (shown in
+    the user's device list); usable as a dependency too."""
+    return request_auth(request).user_agent()
+
+
 def request_tenant(request: Request) -> str | None:
     """The tenant the request serves, from the ``tenant`` resolver given to
     :func:`install` (``None`` without one; 404 when no tenant serves it); usable
@@ -308,3 +326,82 @@ def optional_principal(
         return request_auth(request, auth).principal()
 
     return dependency
+
+
+# -- sign-in routes ------------------------------------------------------------------------
+
+
+def sign_in_router(base_url: str, auth: Authsome | None = None) -> APIRouter:
+    """The SSO and social sign-in routes, to mount where ``base_url`` points::
+
+        app.include_router(sign_in_router("https://app.example.com/auth"), prefix="/auth")
+
+    ``GET /sso/start?connection_id=...`` (or ``?email=...``) and ``GET
+    /social/{provider}/start`` redirect to the identity provider and set the signed
+    state cookie; ``GET /sso/callback`` and ``GET|POST /social/{provider}/callback``
+    finish the sign-in and answer ``{"user_id", "access_token", "refresh_token",
+    "expires_at"}`` (or ``{"mfa_required": true, "ticket"}``). Errors are the usual
+    JSON answers (401 for a refused or replayed sign-in, 404 for an unknown provider).
+    See :mod:`authsome.integrations._signin_routes` for the cookie.
+    """
+    router = APIRouter()
+    routes: dict[int, SignInRoutes] = {}
+
+    def routes_for(request: Request) -> tuple[SignInRoutes, RequestAuth]:
+        engine = auth or engine_of(request)
+        found = routes.get(id(engine))
+        if found is None or found.auth is not engine:
+            found = routes[id(engine)] = SignInRoutes(engine, base_url)
+        return found, request_auth(request, engine)
+
+    @router.get("/sso/start")
+    def sso_start(request: Request) -> Response:
+        flow, request_ = routes_for(request)
+        return _redirect(flow.start_sso(request_, dict(request.query_params)))
+
+    @router.get("/sso/callback")
+    def sso_callback(request: Request) -> Response:
+        flow, request_ = routes_for(request)
+        cookie = request.cookies.get(STATE_COOKIE)
+        return _signed_in(flow.finish_sso(request_, dict(request.query_params), cookie))
+
+    @router.get("/social/{provider}/start")
+    def social_start(request: Request, provider: str) -> Response:
+        flow, request_ = routes_for(request)
+        return _redirect(flow.start_social(request_, provider))
+
+    @router.get("/social/{provider}/callback")
+    def social_callback(request: Request, provider: str) -> Response:
+        flow, request_ = routes_for(request)
+        cookie = request.cookies.get(STATE_COOKIE)
+        params = dict(request.query_params)
+        return _signed_in(flow.finish_social(request_, provider, params, cookie))
+
+    @router.post("/social/{provider}/callback")
+    async def social_form_post(request: Request, provider: str) -> Response:
+        flow, request_ = routes_for(request)
+        cookie = request.cookies.get(STATE_COOKIE)
+        # The form_post body is urlencoded; parsed here, so no multipart parser is needed.
+        body = (await request.body()).decode("utf-8", "replace")
+        try:
+            form = dict(parse_qsl(body, keep_blank_values=True, max_num_fields=MAX_PARAMS))
+        except ValueError:  # more fields than any callback has
+            raise InvalidCredentials() from None
+        if flow.needs_resubmit(form, cookie):
+            return HTMLResponse(flow.resubmit_page(provider, form))
+        sign_in = await run_in_threadpool(flow.finish_social, request_, provider, form, cookie)
+        return _signed_in(sign_in)
+
+    return router
+
+
+def _redirect(started: Started) -> Response:
+    response = RedirectResponse(started.url, status_code=302)
+    response.set_cookie(STATE_COOKIE, started.cookie, **SignInRoutes.cookie_attributes())
+    return response
+
+
+def _signed_in(sign_in: SignIn) -> Response:
+    response = JSONResponse(signed_in_body(sign_in), headers={"Cache-Control": "no-store"})
+    response.delete_cookie(STATE_COOKIE, path="/", secure=True, httponly=True, samesite="lax")
+    return response

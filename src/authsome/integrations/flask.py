@@ -27,7 +27,7 @@ import functools
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
-from flask import Flask, Response, current_app, g, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from authsome.engine import Authsome as Engine
@@ -48,12 +48,20 @@ from authsome.integrations._http import (
     require,
     string_field,
 )
+from authsome.integrations._signin_routes import (
+    STATE_COOKIE,
+    SignInRoutes,
+    Started,
+    signed_in_body,
+)
+from authsome.models import SignIn
 
 __all__ = [
     "Authsome",
     "Principal",
     "TrustedProxies",
     "client_ip",
+    "client_user_agent",
     "current_principal",
     "current_tenant",
     "engine",
@@ -61,6 +69,7 @@ __all__ = [
     "login_required",
     "request_auth",
     "scopes_required",
+    "sign_in_blueprint",
     "string_field",
 ]
 
@@ -205,6 +214,12 @@ def client_ip() -> str | None:
     return request_auth().client_ip()
 
 
+def client_user_agent() -> str | None:
+    """The request's ``User-Agent`` for ``auth.sign_in(user_agent=...)`` (shown in
+    the user's device list)."""
+    return request_auth().user_agent()
+
+
 def json_body() -> dict[str, object]:
     """The request body as a JSON object: 415 unless declared JSON, 400 when it does
     not parse, 422 when it is not an object, 413 past the cap."""
@@ -243,3 +258,66 @@ def login_required(view: Callable[P, R]) -> Callable[P, R]:
         return view(*args, **kwargs)
 
     return wrapper
+
+
+# -- sign-in routes ------------------------------------------------------------------------
+
+
+def sign_in_blueprint(base_url: str, name: str = "authsome_sign_in") -> Blueprint:
+    """The SSO and social sign-in routes as a blueprint, to register where
+    ``base_url`` points::
+
+        app.register_blueprint(sign_in_blueprint("https://app.example.com/auth"),
+                               url_prefix="/auth")
+
+    The same routes and answers as FastAPI's :func:`~authsome.integrations.fastapi.
+    sign_in_router`; the engine is the one the extension registered.
+    """
+    blueprint = Blueprint(name, __name__)
+    routes: dict[int, SignInRoutes] = {}
+
+    def flow() -> SignInRoutes:
+        auth = engine()
+        found = routes.get(id(auth))
+        if found is None or found.auth is not auth:
+            found = routes[id(auth)] = SignInRoutes(auth, base_url)
+        return found
+
+    @blueprint.get("/sso/start")
+    def sso_start() -> Response:
+        return _redirect(flow().start_sso(request_auth(), request.args.to_dict()))
+
+    @blueprint.get("/sso/callback")
+    def sso_callback() -> Response:
+        cookie = request.cookies.get(STATE_COOKIE)
+        return _signed_in(flow().finish_sso(request_auth(), request.args.to_dict(), cookie))
+
+    @blueprint.get("/social/<provider>/start")
+    def social_start(provider: str) -> Response:
+        return _redirect(flow().start_social(request_auth(), provider))
+
+    @blueprint.route("/social/<provider>/callback", methods=["GET", "POST"])
+    def social_callback(provider: str) -> Response:
+        cookie = request.cookies.get(STATE_COOKIE)
+        if request.method == "POST":
+            form = request.form.to_dict()
+            if flow().needs_resubmit(form, cookie):
+                return Response(flow().resubmit_page(provider, form), mimetype="text/html")
+        else:
+            form = request.args.to_dict()
+        return _signed_in(flow().finish_social(request_auth(), provider, form, cookie))
+
+    return blueprint
+
+
+def _redirect(started: Started) -> Response:
+    response = Response(status=302, headers={"Location": started.url})
+    response.set_cookie(STATE_COOKIE, started.cookie, **SignInRoutes.cookie_attributes())
+    return response
+
+
+def _signed_in(sign_in: SignIn) -> Response:
+    response = jsonify(signed_in_body(sign_in))
+    response.headers["Cache-Control"] = "no-store"
+    response.delete_cookie(STATE_COOKIE, path="/", secure=True, httponly=True, samesite="Lax")
+    return response

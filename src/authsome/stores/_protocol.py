@@ -16,8 +16,10 @@ from authsome.models import (
     ApiKey,
     ApiKeyOwnerKind,
     Domain,
+    Identity,
     Membership,
     MfaFactor,
+    OneTimeState,
     OneTimeToken,
     Org,
     OrgRole,
@@ -25,6 +27,7 @@ from authsome.models import (
     PasskeyChallenge,
     RefreshOutcome,
     Session,
+    SocialProviderInfo,
     SSOConnectionInfo,
     StoredApiKey,
     StoredSecret,
@@ -88,6 +91,16 @@ class Store(Protocol):
         address is no longer ``email``."""
         ...
 
+    def change_user_email(
+        self, user_id: str, old_email: str, new_email: str, now: datetime
+    ) -> User | None:
+        """Replace the user's address ``old_email`` by ``new_email`` (already
+        normalized), verified at ``now``, and return the user as stored. ``None`` and
+        no change when the user is unknown or their address is no longer
+        ``old_email``; :class:`~authsome.errors.AlreadyExists` and no change when
+        another user of the tenant has ``new_email``. One atomic step."""
+        ...
+
     # -- one-time tokens -------------------------------------------------------
     def create_one_time_token(self, token_hash: str, token: OneTimeToken, now: datetime) -> None:
         """Store a one-time token by its hash, in one transaction with the deletion of
@@ -128,6 +141,39 @@ class Store(Protocol):
 
     def delete_user_one_time_tokens(self, user_id: str) -> int:
         """Delete every one-time token of the user, of every purpose; how many."""
+        ...
+
+    def create_one_time_state(self, token_hash: str, state: OneTimeState, now: datetime) -> None:
+        """Store a user-less one-time token by its hash, in one transaction with the
+        deletion of every expired one (``expires_at <= now``).
+        :class:`~authsome.errors.AlreadyExists` when the hash is taken."""
+        ...
+
+    def consume_one_time_state(
+        self, token_hash: str, purpose: str, tenant: str, now: datetime
+    ) -> OneTimeState | None:
+        """Delete the live user-less token with this hash, ``purpose`` and ``tenant``
+        and return it; ``None`` and no change otherwise (unknown, another purpose or
+        tenant, expired). Atomic: of concurrent calls exactly one gets it."""
+        ...
+
+    # -- identities at external providers --------------------------------------
+    def create_identity(self, identity: Identity) -> None:
+        """Link an account at a provider to a user.
+        :class:`~authsome.errors.AlreadyExists` when ``(tenant, provider, subject)``
+        is linked already; :class:`~authsome.errors.StoreError` for an unknown user."""
+        ...
+
+    def find_identity(self, tenant: str, provider: str, subject: str) -> Identity | None:
+        """The link of this provider account in ``tenant``, or ``None``."""
+        ...
+
+    def list_identities(self, user_id: str) -> list[Identity]:
+        """The user's links, oldest first."""
+        ...
+
+    def delete_identity(self, user_id: str, provider: str, subject: str) -> bool:
+        """Unlink the user's account at a provider; whether it was linked."""
         ...
 
     # -- sessions --------------------------------------------------------------
@@ -182,6 +228,16 @@ class Store(Protocol):
     def revoke_session(self, session_id: str, now: datetime) -> bool:
         """Revoke one live session; ``False`` if it does not exist, was revoked
         already or is past its ``expires_at`` (it ended by itself)."""
+        ...
+
+    def revoke_user_session(self, session_id: str, user_id: str, now: datetime) -> bool:
+        """:meth:`revoke_session` for a session of ``user_id`` only: ``False`` and no
+        change for another user's session. One atomic step."""
+        ...
+
+    def list_user_sessions(self, user_id: str, now: datetime) -> list[Session]:
+        """The user's live sessions (not revoked, before ``expires_at``), newest
+        first (by ``created_at``, then ``id``)."""
         ...
 
     def revoke_user_sessions(self, user_id: str, now: datetime) -> int:
@@ -614,6 +670,48 @@ class Store(Protocol):
 
     def delete_sso_connection(self, connection_id: str) -> bool:
         """Delete the connection, its domains and its secret; ``False`` if unknown."""
+        ...
+
+    # -- social sign-in providers ------------------------------------------------
+    def put_social_provider(
+        self, provider: SocialProviderInfo, client_secret: StoredSecret
+    ) -> SocialProviderInfo:
+        """Store the tenant's configuration of ``provider.provider`` with its (sealed
+        or clear) secret, replacing the one it had, and return it as stored.
+
+        A replaced configuration keeps its ``created_at``; everything else, the
+        id included (a secret is sealed to its record's id), comes from
+        ``provider``. One statement, so concurrent calls leave one whole
+        configuration. ``ValueError`` unless ``provider.has_client_secret``.
+        """
+        ...
+
+    def get_social_provider(self, tenant: str, provider: str) -> SocialProviderInfo | None:
+        """The tenant's configuration of ``provider``, or ``None``."""
+        ...
+
+    def list_social_providers(self, tenant: str) -> list[SocialProviderInfo]:
+        """The tenant's configured providers, by provider name."""
+        ...
+
+    def get_social_client_secret(self, provider_id: str) -> StoredSecret | None:
+        """The stored secret of the configuration with this id, as it was given."""
+        ...
+
+    def list_social_client_secrets(self, after: str, limit: int) -> list[tuple[str, StoredSecret]]:
+        """Up to ``limit`` ``(configuration id, stored secret)`` pairs with ids after
+        ``after`` (bytewise), in that order."""
+        ...
+
+    def replace_social_client_secret(
+        self, provider_id: str, expected: StoredSecret, secret: StoredSecret
+    ) -> bool:
+        """Compare-and-set the stored secret (value and ``sealed``) of the
+        configuration with this id; whether it was replaced."""
+        ...
+
+    def delete_social_provider(self, tenant: str, provider: str) -> bool:
+        """Delete the tenant's configuration of ``provider``; ``False`` if none."""
         ...
 
     # -- lifecycle ---------------------------------------------------------------

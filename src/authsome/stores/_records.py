@@ -7,8 +7,9 @@ the stores, so each store builds one :class:`RecordReader` with its own decoders
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -16,9 +17,11 @@ from authsome.models import (
     ApiKey,
     ApiKeyOwnerKind,
     Domain,
+    Identity,
     Membership,
     MfaFactor,
     MfaMethod,
+    OneTimeState,
     OneTimeToken,
     Org,
     OrgRole,
@@ -26,14 +29,42 @@ from authsome.models import (
     PasskeyCeremony,
     PasskeyChallenge,
     Session,
+    SocialProviderInfo,
     SSOConnectionInfo,
     SSOProtocol,
     User,
 )
 
-__all__ = ["RecordReader", "Row"]
+__all__ = ["RecordReader", "Row", "sign_in_settings"]
 
 Row = Sequence[Any]
+
+# The sign-in settings of an SSO connection, kept as one JSON column: the
+# connection's field name → its type.
+_SIGN_IN_FIELDS: dict[str, type] = {
+    "auth_method": str,
+    "jit": bool,
+    "jit_role": str,
+    "trust_idp_mfa": bool,
+    "userinfo": bool,
+}
+
+
+def sign_in_settings(connection: SSOConnectionInfo) -> str:
+    """The connection's sign-in settings as the JSON text the SQL stores keep."""
+    return json.dumps({name: getattr(connection, name) for name in _SIGN_IN_FIELDS})
+
+
+def _with_sign_in(connection: SSOConnectionInfo, text: str | None) -> SSOConnectionInfo:
+    """``connection`` with the settings of :func:`sign_in_settings`' ``text``; a
+    setting missing (a row from before the column) keeps its default."""
+    stored = json.loads(text or "{}")
+    known = {
+        name: stored[name]
+        for name, kind in _SIGN_IN_FIELDS.items()
+        if isinstance(stored.get(name), kind)
+    }
+    return replace(connection, **known)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +103,7 @@ class RecordReader:
 
     def session(self, row: Row) -> Session:
         """Columns: id, user_id, tenant, created_at, expires_at, access_expires_at,
-        revoked_at, last_seen_at."""
+        revoked_at, last_seen_at, ip, user_agent."""
         return Session(
             id=row[0],
             user_id=row[1],
@@ -82,6 +113,8 @@ class RecordReader:
             access_expires_at=self.moment(row[5]),
             revoked_at=self._optional(row[6]),
             last_seen_at=self._optional(row[7]),
+            ip=row[8],
+            user_agent=row[9],
         )
 
     def org(self, row: Row) -> Org:
@@ -164,12 +197,18 @@ class RecordReader:
         )
 
     def sso_connection(
-        self, row: Row, *, domains: Iterable[str], scopes: Iterable[str]
+        self, row: Row, *, domains: Iterable[str], scopes: Iterable[str], sign_in: str | None
     ) -> SSOConnectionInfo:
         """Columns: id, org_id, protocol, issuer, client_id, (scopes), entity_id,
         sso_url, x509_certificate, has_client_secret, created_at, updated_at,
-        rollover_x509_certificate, allow_idp_initiated; the
-        domains and scopes come decoded, as the stores keep them differently."""
+        rollover_x509_certificate, allow_idp_initiated; the domains and scopes come
+        decoded, as the stores keep them differently, and the sign-in settings as
+        :func:`sign_in_settings` wrote them."""
+        return _with_sign_in(self._sso_connection(row, domains, scopes), sign_in)
+
+    def _sso_connection(
+        self, row: Row, domains: Iterable[str], scopes: Iterable[str]
+    ) -> SSOConnectionInfo:
         return SSOConnectionInfo(
             id=row[0],
             org_id=row[1],
@@ -186,4 +225,40 @@ class RecordReader:
             x509_certificate=row[8],
             rollover_x509_certificate=row[12],
             allow_idp_initiated=bool(row[13]),
+        )
+
+    def one_time_state(self, row: Row) -> OneTimeState:
+        """Columns: purpose, tenant, payload, created_at, expires_at."""
+        return OneTimeState(
+            purpose=row[0],
+            tenant=row[1],
+            payload=row[2],
+            created_at=self.moment(row[3]),
+            expires_at=self.moment(row[4]),
+        )
+
+    def identity(self, row: Row) -> Identity:
+        """Columns: tenant, provider, subject, user_id, created_at."""
+        return Identity(
+            tenant=row[0],
+            provider=row[1],
+            subject=row[2],
+            user_id=row[3],
+            created_at=self.moment(row[4]),
+        )
+
+    def social_provider(self, row: Row) -> SocialProviderInfo:
+        """Columns: id, tenant, provider, client_id, scopes (a JSON array), settings
+        (a JSON object), created_at, updated_at."""
+        settings: dict[str, str] = json.loads(row[5])
+        return SocialProviderInfo(
+            id=row[0],
+            tenant=row[1],
+            provider=row[2],
+            client_id=row[3],
+            scopes=tuple(json.loads(row[4])),
+            settings=tuple(sorted(settings.items())),
+            has_client_secret=True,
+            created_at=self.moment(row[6]),
+            updated_at=self.moment(row[7]),
         )

@@ -5,12 +5,20 @@ from __future__ import annotations
 from datetime import datetime
 
 from authsome.errors import Conflict, ValidationError
-from authsome.models import Membership, Org, OrgRole, SSOConnectionInfo, StoredSecret
+from authsome.models import (
+    Membership,
+    Org,
+    OrgRole,
+    SocialProviderInfo,
+    SSOConnectionInfo,
+    StoredSecret,
+)
 
 __all__ = [
     "Duplicate",
     "aware",
     "check_owner_membership",
+    "check_social_record",
     "check_sso_record",
     "last_owner_conflict",
 ]
@@ -43,6 +51,7 @@ class Duplicate:
     CHALLENGE = "this challenge is pending already"
     SSO_ID = "an SSO connection with this id exists"
     SSO_DOMAIN = "an e-mail domain belongs to another SSO connection of this tenant"
+    IDENTITY = "this account at the identity provider is linked to a user already"
     RECORD = "record exists"
 
 
@@ -71,3 +80,11 @@ def check_sso_record(connection: SSOConnectionInfo, client_secret: StoredSecret 
         raise ValueError("has_client_secret must say whether a client secret is given")
     if len(set(connection.domains)) != len(connection.domains):
         raise ValueError("an SSO connection must not list a domain twice")
+
+
+def check_social_record(provider: SocialProviderInfo, client_secret: StoredSecret) -> None:
+    """Refuse a social provider record that contradicts itself (a caller's bug)."""
+    if not provider.has_client_secret or not isinstance(client_secret, StoredSecret):
+        raise ValueError("a social provider is stored with its secret")
+    if len({name for name, _ in provider.settings}) != len(provider.settings):
+        raise ValueError("a social provider must not repeat a setting")

@@ -324,7 +324,69 @@ CREATE INDEX one_time_tokens_by_expiry ON one_time_tokens (expires_at);
 ALTER TABLE users ADD COLUMN email_verified_at INTEGER;
 """
 
-_V_SAML_SIGN_IN = """
+_V13_SESSION_DEVICES = """
+-- What the application said about the client at sign-in, for the device list
+-- (sessions.list): its address and User-Agent, untrusted text. NULL: not given.
+ALTER TABLE sessions ADD COLUMN ip TEXT;
+
+ALTER TABLE sessions ADD COLUMN user_agent TEXT;
+"""
+
+_V14_SSO_SIGN_IN = """
+-- Accounts at external identity providers: the provider's subject (an SSO
+-- connection's id, or a social provider's name, with the IdP's "sub") is the stable
+-- link to a user of the tenant, never the e-mail address.
+CREATE TABLE identities (
+    tenant     TEXT NOT NULL,
+    provider   TEXT NOT NULL,
+    subject    TEXT NOT NULL,
+    user_id    TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant, provider, subject)
+) WITHOUT ROWID;
+
+CREATE INDEX identities_by_user ON identities (user_id);
+
+-- One-time tokens that belong to no user yet: the state of a sign-in at an identity
+-- provider. Only the SHA-256 of a token is stored; its payload is sealed under a
+-- key derived from the token itself, so the table alone opens nothing.
+CREATE TABLE one_time_states (
+    hash       TEXT PRIMARY KEY,
+    purpose    TEXT NOT NULL,
+    tenant     TEXT NOT NULL,
+    payload    TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE INDEX one_time_states_by_expiry ON one_time_states (expires_at);
+
+-- How a connection signs users in (client authentication, provisioning, MFA), as
+-- JSON: settings with defaults, read and written by the stores' shared helpers.
+ALTER TABLE sso_connections ADD COLUMN sign_in TEXT NOT NULL DEFAULT '{}';
+"""
+
+_V15_SOCIAL_PROVIDERS = """
+-- A tenant's social sign-in providers (GitHub, Google, ...): one row per tenant and
+-- provider. scopes is a JSON array, settings a JSON object of the non-secret options.
+-- client_secret holds what the service gave the store (a client secret, or Apple's
+-- private key): a sealed token when secret_sealed = 1, else clear text.
+CREATE TABLE social_providers (
+    id            TEXT PRIMARY KEY,
+    tenant        TEXT NOT NULL,
+    provider      TEXT NOT NULL,
+    client_id     TEXT NOT NULL,
+    scopes        TEXT NOT NULL,
+    settings      TEXT NOT NULL,
+    client_secret TEXT NOT NULL,
+    secret_sealed INTEGER NOT NULL DEFAULT 0 CHECK (secret_sealed IN (0, 1)),
+    created_at    INTEGER NOT NULL,
+    updated_at    INTEGER NOT NULL,
+    UNIQUE (tenant, provider)
+);
+"""
+
+_V16_SAML_SIGN_IN = """
 -- The ids of SAML assertions already used, per SSO connection, kept until the
 -- assertion expires (plus the allowed clock skew) so a replayed one is refused. No
 -- foreign key: an id outlives its connection by minutes at most.
@@ -357,7 +419,10 @@ MIGRATIONS: tuple[str, ...] = (
     _V10_STORE_KEYS,
     _V11_IDLE_SESSIONS_AND_MFA_LOCKOUT,
     _V12_ONE_TIME_TOKENS,
-    _V_SAML_SIGN_IN,
+    _V13_SESSION_DEVICES,
+    _V14_SSO_SIGN_IN,
+    _V15_SOCIAL_PROVIDERS,
+    _V16_SAML_SIGN_IN,
 )
 """Migration scripts, oldest first; the schema version is the number applied."""
 

@@ -15,8 +15,10 @@ from authsome.models import (
     ApiKey,
     ApiKeyOwnerKind,
     Domain,
+    Identity,
     Membership,
     MfaFactor,
+    OneTimeState,
     OneTimeToken,
     Org,
     OrgRole,
@@ -25,6 +27,7 @@ from authsome.models import (
     RefreshOutcome,
     RefreshStatus,
     Session,
+    SocialProviderInfo,
     SSOConnectionInfo,
     StoredApiKey,
     StoredSecret,
@@ -34,6 +37,7 @@ from authsome.stores._protocol import Counter
 from authsome.stores._rules import (
     Duplicate,
     check_owner_membership,
+    check_social_record,
     check_sso_record,
     last_owner_conflict,
 )
@@ -87,6 +91,8 @@ class MemoryStore:
         self._factors: dict[str, _Factor] = {}
         self._tickets: dict[str, _Ticket] = {}
         self._one_time_tokens: dict[str, OneTimeToken] = {}
+        self._one_time_states: dict[str, OneTimeState] = {}
+        self._identities: dict[tuple[str, str, str], Identity] = {}
         self._api_keys: dict[str, StoredApiKey] = {}
         self._api_key_by_lookup: dict[str, str] = {}  # lookup id -> key id
         self._passkey_challenges: dict[str, PasskeyChallenge] = {}
@@ -97,6 +103,9 @@ class MemoryStore:
         self._sso_by_domain: dict[tuple[str, str], str] = {}
         # (connection id, SAML assertion id) -> kept until
         self._saml_assertion_ids: dict[tuple[str, str], datetime] = {}
+        # (tenant, provider) -> configuration, and its secret by configuration id
+        self._social: dict[tuple[str, str], SocialProviderInfo] = {}
+        self._social_secrets: dict[str, StoredSecret] = {}
 
     # -- units of work -----------------------------------------------------------
     @contextlib.contextmanager
@@ -145,6 +154,22 @@ class MemoryStore:
                 self._users[user_id] = user
             return user
 
+    def change_user_email(
+        self, user_id: str, old_email: str, new_email: str, now: datetime
+    ) -> User | None:
+        with self._lock:
+            user = self._users.get(user_id)
+            if user is None or user.email != old_email:
+                return None
+            new_key = (user.tenant, new_email)
+            if self._user_by_email.get(new_key, user_id) != user_id:
+                raise AlreadyExists(Duplicate.USER_EMAIL)
+            del self._user_by_email[(user.tenant, old_email)]
+            self._user_by_email[new_key] = user_id
+            user = dataclasses.replace(user, email=new_email, email_verified_at=now)
+            self._users[user_id] = user
+            return user
+
     # -- one-time tokens -------------------------------------------------------
     def create_one_time_token(self, token_hash: str, token: OneTimeToken, now: datetime) -> None:
         with self._lock:
@@ -190,6 +215,54 @@ class MemoryStore:
     def delete_user_one_time_tokens(self, user_id: str) -> int:
         with self._lock:
             return _delete_where(self._one_time_tokens, lambda t: t.user_id == user_id)
+
+    def create_one_time_state(self, token_hash: str, state: OneTimeState, now: datetime) -> None:
+        with self._lock:
+            if token_hash in self._one_time_states:
+                raise AlreadyExists(Duplicate.ONE_TIME_TOKEN)
+            _delete_where(self._one_time_states, lambda s: s.expires_at <= now)
+            self._one_time_states[token_hash] = state
+
+    def consume_one_time_state(
+        self, token_hash: str, purpose: str, tenant: str, now: datetime
+    ) -> OneTimeState | None:
+        with self._lock:
+            state = self._one_time_states.get(token_hash)
+            if state is None or state.expires_at <= now:
+                return None
+            if state.purpose != purpose or state.tenant != tenant:
+                return None
+            del self._one_time_states[token_hash]
+            return state
+
+    # -- identities at external providers --------------------------------------
+    def create_identity(self, identity: Identity) -> None:
+        key = (identity.tenant, identity.provider, identity.subject)
+        with self._lock:
+            if identity.user_id not in self._users:
+                raise StoreError("identity refers to an unknown user")
+            if key in self._identities:
+                raise AlreadyExists(Duplicate.IDENTITY)
+            self._identities[key] = identity
+
+    def find_identity(self, tenant: str, provider: str, subject: str) -> Identity | None:
+        with self._lock:
+            return self._identities.get((tenant, provider, subject))
+
+    def list_identities(self, user_id: str) -> list[Identity]:
+        with self._lock:
+            found = [i for i in self._identities.values() if i.user_id == user_id]
+        return sorted(found, key=lambda i: (i.created_at, i.provider, i.subject))
+
+    def delete_identity(self, user_id: str, provider: str, subject: str) -> bool:
+        with self._lock:
+            return (
+                _delete_where(
+                    self._identities,
+                    lambda i: (i.user_id, i.provider, i.subject) == (user_id, provider, subject),
+                )
+                > 0
+            )
 
     # -- sessions --------------------------------------------------------------
     def create_session(self, session: Session, access_hash: str, refresh_hash: str) -> None:
@@ -252,6 +325,18 @@ class MemoryStore:
     def revoke_session(self, session_id: str, now: datetime) -> bool:
         with self._lock:
             return self._revoke(session_id, now)
+
+    def revoke_user_session(self, session_id: str, user_id: str, now: datetime) -> bool:
+        with self._lock:
+            session = self._sessions.get(session_id)
+            return (
+                session is not None and session.user_id == user_id and self._revoke(session_id, now)
+            )
+
+    def list_user_sessions(self, user_id: str, now: datetime) -> list[Session]:
+        with self._lock:
+            live = [s for s in self._sessions.values() if s.user_id == user_id and s.is_active(now)]
+        return sorted(live, key=lambda s: (s.created_at, s.id), reverse=True)
 
     def revoke_user_sessions(self, user_id: str, now: datetime) -> int:
         with self._lock:
@@ -815,6 +900,56 @@ class MemoryStore:
         for domain in connection.domains:
             del self._sso_by_domain[(tenant, domain)]
 
+    # -- social sign-in providers ------------------------------------------------
+    def put_social_provider(
+        self, provider: SocialProviderInfo, client_secret: StoredSecret
+    ) -> SocialProviderInfo:
+        check_social_record(provider, client_secret)
+        key = (provider.tenant, provider.provider)
+        with self._lock:
+            current = self._social.get(key)
+            if current is not None:
+                provider = dataclasses.replace(provider, created_at=current.created_at)
+                self._social_secrets.pop(current.id, None)
+            self._social[key] = provider
+            self._social_secrets[provider.id] = client_secret
+            return provider
+
+    def get_social_provider(self, tenant: str, provider: str) -> SocialProviderInfo | None:
+        with self._lock:
+            return self._social.get((tenant, provider))
+
+    def list_social_providers(self, tenant: str) -> list[SocialProviderInfo]:
+        with self._lock:
+            found = [p for (t, _), p in self._social.items() if t == tenant]
+        return sorted(found, key=lambda p: p.provider)
+
+    def get_social_client_secret(self, provider_id: str) -> StoredSecret | None:
+        with self._lock:
+            return self._social_secrets.get(provider_id)
+
+    def list_social_client_secrets(self, after: str, limit: int) -> list[tuple[str, StoredSecret]]:
+        with self._lock:
+            pairs = [(i, secret) for i, secret in self._social_secrets.items() if i > after]
+        return sorted(pairs, key=lambda pair: pair[0])[:limit]
+
+    def replace_social_client_secret(
+        self, provider_id: str, expected: StoredSecret, secret: StoredSecret
+    ) -> bool:
+        with self._lock:
+            if self._social_secrets.get(provider_id) != expected:
+                return False
+            self._social_secrets[provider_id] = secret
+            return True
+
+    def delete_social_provider(self, tenant: str, provider: str) -> bool:
+        with self._lock:
+            current = self._social.pop((tenant, provider), None)
+            if current is None:
+                return False
+            self._social_secrets.pop(current.id, None)
+            return True
+
     def close(self) -> None:
         """Nothing to release."""
 
@@ -822,10 +957,11 @@ class MemoryStore:
         return f"MemoryStore(users={len(self._users)}, sessions={len(self._sessions)})"
 
 
+_K = TypeVar("_K")
 _V = TypeVar("_V")
 
 
-def _delete_where(records: dict[str, _V], doomed: Callable[[_V], bool]) -> int:
+def _delete_where(records: dict[_K, _V], doomed: Callable[[_V], bool]) -> int:
     """Delete the records ``doomed`` picks (call with the lock held); how many."""
     keys = [key for key, record in records.items() if doomed(record)]
     for key in keys:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
 import threading
@@ -31,8 +32,10 @@ from authsome.models import (
     ApiKey,
     ApiKeyOwnerKind,
     Domain,
+    Identity,
     Membership,
     MfaFactor,
+    OneTimeState,
     OneTimeToken,
     Org,
     OrgRole,
@@ -42,6 +45,7 @@ from authsome.models import (
     RefreshOutcome,
     RefreshStatus,
     Session,
+    SocialProviderInfo,
     SSOConnectionInfo,
     SSOProtocol,
     StoredApiKey,
@@ -50,11 +54,12 @@ from authsome.models import (
 )
 from authsome.stores._postgres_migrations import COMPONENT, MIGRATIONS, VERSION_TABLE
 from authsome.stores._protocol import Counter
-from authsome.stores._records import RecordReader
+from authsome.stores._records import RecordReader, sign_in_settings
 from authsome.stores._rules import (
     Duplicate,
     aware,
     check_owner_membership,
+    check_social_record,
     check_sso_record,
     last_owner_conflict,
 )
@@ -95,6 +100,8 @@ _DUPLICATE_MESSAGES = {
     "mfa_factors_user_method_key": Duplicate.FACTOR_METHOD,
     "mfa_tickets_pkey": Duplicate.TICKET_HASH,
     "one_time_tokens_pkey": Duplicate.ONE_TIME_TOKEN,
+    "one_time_states_pkey": Duplicate.ONE_TIME_TOKEN,
+    "identities_pkey": Duplicate.IDENTITY,
     "api_keys_pkey": Duplicate.API_KEY_ID,
     "api_keys_lookup_id_key": Duplicate.API_KEY_LOOKUP_ID,
     "passkeys_pkey": Duplicate.PASSKEY,
@@ -107,7 +114,7 @@ _DUPLICATE_MESSAGES = {
 # values are always bound parameters.
 _SELECT_SESSION = (
     "SELECT id, user_id, tenant, created_at, expires_at, access_expires_at, revoked_at,"
-    " last_seen_at FROM {s}.sessions"
+    " last_seen_at, ip, user_agent FROM {s}.sessions"
 )
 _SELECT_USER = "SELECT id, tenant, email, name, created_at, email_verified_at FROM {s}.users"
 _SELECT_ORG = "SELECT id, tenant, slug, name, created_at FROM {s}.orgs"
@@ -135,13 +142,28 @@ _CONSUME_CHALLENGE = (
     " RETURNING challenge_hash, ceremony, user_id, tenant, rp_id, origin, expires_at,"
     " expires_at > %(now)s"
 )
+_SELECT_IDENTITY = "SELECT tenant, provider, subject, user_id, created_at FROM {s}.identities"
+_SOCIAL_COLUMNS = "id, tenant, provider, client_id, scopes, settings, created_at, updated_at"
+_SELECT_SOCIAL = "SELECT " + _SOCIAL_COLUMNS + " FROM {s}.social_providers"  # noqa: S608
+# One statement: concurrent writers leave one whole configuration, the first one's
+# created_at kept.
+_PUT_SOCIAL = (
+    "INSERT INTO {s}.social_providers (id, tenant, provider, client_id, scopes, settings,"
+    " client_secret, secret_sealed, created_at, updated_at)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    " ON CONFLICT (tenant, provider) DO UPDATE SET id = excluded.id,"
+    " client_id = excluded.client_id, scopes = excluded.scopes, settings = excluded.settings,"
+    " client_secret = excluded.client_secret, secret_sealed = excluded.secret_sealed,"
+    " updated_at = excluded.updated_at"
+    " RETURNING id, tenant, provider, client_id, scopes, settings, created_at, updated_at"
+)
 # A connection with its domains in one statement, so one snapshot serves both.
 _SELECT_SSO = (
     "SELECT c.id, c.org_id, c.protocol, c.issuer, c.client_id, c.scopes, c.entity_id,"
     " c.sso_url, c.x509_certificate, c.client_secret IS NOT NULL, c.created_at, c.updated_at,"
     " c.rollover_x509_certificate, c.allow_idp_initiated,"
     " ARRAY(SELECT d.domain FROM {s}.sso_domains AS d"
-    " WHERE d.connection_id = c.id ORDER BY d.position)"
+    " WHERE d.connection_id = c.id ORDER BY d.position), c.sign_in"
     " FROM {s}.sso_connections AS c"
 )
 # The tenant is the connection's org's, copied so the key (tenant, domain) is one index.
@@ -156,7 +178,7 @@ _INSERT_SSO_DOMAINS = (
 # each one that waited sees the rows as the previous one left them.
 _LOCK_ROTATION_ROWS = (
     "SELECT r.used, s.id, s.user_id, s.tenant, s.created_at, s.expires_at,"
-    " s.access_expires_at, s.revoked_at, s.last_seen_at"
+    " s.access_expires_at, s.revoked_at, s.last_seen_at, s.ip, s.user_agent"
     " FROM {s}.refresh_tokens AS r JOIN {s}.sessions AS s ON s.id = r.session_id"
     " WHERE r.hash = %s FOR UPDATE"
 )
@@ -168,13 +190,13 @@ _ROTATE = (
     " last_seen_at = GREATEST(COALESCE(last_seen_at, created_at), %(now)s)"
     " WHERE id = %(session)s"
     " RETURNING id, user_id, tenant, created_at, expires_at, access_expires_at, revoked_at,"
-    " last_seen_at"
+    " last_seen_at, ip, user_agent"
 )
 _REVOKE_LIVE_SESSION = (
     "UPDATE {s}.sessions SET revoked_at = %(now)s"
     " WHERE id = %(id)s AND revoked_at IS NULL AND expires_at > %(now)s"
     " RETURNING id, user_id, tenant, created_at, expires_at, access_expires_at, revoked_at,"
-    " last_seen_at"
+    " last_seen_at, ip, user_agent"
 )
 # A missing or expired counter restarts at 1 with a fresh expiry; a live one counts
 # up and keeps its expiry. One statement: the conflicting row is locked while updated.
@@ -205,7 +227,7 @@ _READ = RecordReader(moment=_utc, strings=iter)
 
 def _sso_connection(row: _Row) -> SSOConnectionInfo:
     """A row of :data:`_SELECT_SSO`: the connection's columns, then its domains."""
-    return _READ.sso_connection(row, domains=row[14], scopes=row[5])
+    return _READ.sso_connection(row, domains=row[14], scopes=row[5], sign_in=row[15])
 
 
 def _sso_settings(connection: SSOConnectionInfo, secret: StoredSecret | None) -> dict[str, Any]:
@@ -222,6 +244,7 @@ def _sso_settings(connection: SSOConnectionInfo, secret: StoredSecret | None) ->
         "secret_sealed": secret is not None and secret.sealed,
         "rollover_x509_certificate": connection.rollover_x509_certificate,
         "allow_idp_initiated": connection.allow_idp_initiated,
+        "sign_in": sign_in_settings(connection),
         "updated_at": aware(connection.updated_at),
     }
 
@@ -457,6 +480,20 @@ class PostgresStore:
         )
         return None if row is None else _READ.user(row)
 
+    def change_user_email(
+        self, user_id: str, old_email: str, new_email: str, now: datetime
+    ) -> User | None:
+        """Replace the address if it is still ``old_email``; one UPDATE ... RETURNING
+        (the unique (tenant, email) constraint refuses a taken address)."""
+        row = self._one(
+            "change_user_email",
+            "UPDATE {s}.users SET email = %s, email_verified_at = %s"
+            " WHERE id = %s AND email = %s"
+            " RETURNING id, tenant, email, name, created_at, email_verified_at",
+            (new_email, aware(now), user_id, old_email),
+        )
+        return None if row is None else _READ.user(row)
+
     # -- one-time tokens -------------------------------------------------------
     def create_one_time_token(self, token_hash: str, token: OneTimeToken, now: datetime) -> None:
         """Replace the user's tokens of this purpose (and purge expired ones) by this
@@ -537,6 +574,85 @@ class PostgresStore:
             (user_id,),
         )
 
+    def create_one_time_state(self, token_hash: str, state: OneTimeState, now: datetime) -> None:
+        """Purge expired states and store this one, in one transaction."""
+        with self._transaction("create_one_time_state") as cur:
+            cur.execute(
+                self._sql("DELETE FROM {s}.one_time_states WHERE expires_at <= %s"), (aware(now),)
+            )
+            cur.execute(
+                self._sql(
+                    "INSERT INTO {s}.one_time_states"
+                    " (hash, purpose, tenant, payload, created_at, expires_at)"
+                    " VALUES (%s, %s, %s, %s, %s, %s)"
+                ),
+                (
+                    token_hash,
+                    state.purpose,
+                    state.tenant,
+                    state.payload,
+                    aware(state.created_at),
+                    aware(state.expires_at),
+                ),
+            )
+
+    def consume_one_time_state(
+        self, token_hash: str, purpose: str, tenant: str, now: datetime
+    ) -> OneTimeState | None:
+        """One DELETE ... RETURNING: of racing callers (any process) exactly one gets it."""
+        row = self._one(
+            "consume_one_time_state",
+            "DELETE FROM {s}.one_time_states"
+            " WHERE hash = %s AND purpose = %s AND tenant = %s AND expires_at > %s"
+            " RETURNING purpose, tenant, payload, created_at, expires_at",
+            (token_hash, purpose, tenant, aware(now)),
+        )
+        return None if row is None else _READ.one_time_state(row)
+
+    # -- identities at external providers --------------------------------------
+    def create_identity(self, identity: Identity) -> None:
+        """Insert the link; the primary key refuses a linked account, the foreign
+        key an unknown user."""
+        self._write(
+            "create_identity",
+            "INSERT INTO {s}.identities (tenant, provider, subject, user_id, created_at)"
+            " VALUES (%s, %s, %s, %s, %s)",
+            (
+                identity.tenant,
+                identity.provider,
+                identity.subject,
+                identity.user_id,
+                aware(identity.created_at),
+            ),
+        )
+
+    def find_identity(self, tenant: str, provider: str, subject: str) -> Identity | None:
+        """The link, or ``None``."""
+        row = self._one(
+            "find_identity",
+            _SELECT_IDENTITY + " WHERE tenant = %s AND provider = %s AND subject = %s",
+            (tenant, provider, subject),
+        )
+        return None if row is None else _READ.identity(row)
+
+    def list_identities(self, user_id: str) -> list[Identity]:
+        """The user's links, oldest first."""
+        rows = self._all(
+            "list_identities",
+            _SELECT_IDENTITY + " WHERE user_id = %s ORDER BY created_at, provider, subject",
+            (user_id,),
+        )
+        return [_READ.identity(row) for row in rows]
+
+    def delete_identity(self, user_id: str, provider: str, subject: str) -> bool:
+        """Unlink; whether it was linked."""
+        deleted = self._write(
+            "delete_identity",
+            "DELETE FROM {s}.identities WHERE user_id = %s AND provider = %s AND subject = %s",
+            (user_id, provider, subject),
+        )
+        return deleted == 1
+
     # -- sessions --------------------------------------------------------------
     def create_session(self, session: Session, access_hash: str, refresh_hash: str) -> None:
         """Insert ``session`` and its first refresh token in one statement (both or
@@ -544,8 +660,8 @@ class PostgresStore:
         self._write(
             "create_session",
             "WITH created AS (INSERT INTO {s}.sessions (id, user_id, tenant, created_at,"
-            " expires_at, access_expires_at, revoked_at, last_seen_at, access_hash)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id)"
+            " expires_at, access_expires_at, revoked_at, last_seen_at, ip, user_agent,"
+            " access_hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id)"
             " INSERT INTO {s}.refresh_tokens (hash, session_id) SELECT %s, id FROM created",
             (
                 session.id,
@@ -556,6 +672,8 @@ class PostgresStore:
                 aware(session.access_expires_at),
                 _optional_aware(session.revoked_at),
                 aware(session.last_activity),
+                session.ip,
+                session.user_agent,
                 access_hash,
                 refresh_hash,
             ),
@@ -640,6 +758,26 @@ class PostgresStore:
             "revoke_session", _REVOKE_LIVE_SESSION, {"now": aware(now), "id": session_id}
         )
         return row is not None
+
+    def revoke_user_session(self, session_id: str, user_id: str, now: datetime) -> bool:
+        """Revoke one live session of the user; one UPDATE."""
+        revoked = self._write(
+            "revoke_user_session",
+            "UPDATE {s}.sessions SET revoked_at = %(now)s WHERE id = %(id)s"
+            " AND user_id = %(user)s AND revoked_at IS NULL AND expires_at > %(now)s",
+            {"now": aware(now), "id": session_id, "user": user_id},
+        )
+        return revoked == 1
+
+    def list_user_sessions(self, user_id: str, now: datetime) -> list[Session]:
+        """The user's live sessions, newest first; one SELECT."""
+        rows = self._all(
+            "list_user_sessions",
+            _SELECT_SESSION + " WHERE user_id = %(user)s AND revoked_at IS NULL"
+            " AND expires_at > %(now)s ORDER BY created_at DESC, id DESC",
+            {"user": user_id, "now": aware(now)},
+        )
+        return [_READ.session(row) for row in rows]
 
     def revoke_user_sessions(self, user_id: str, now: datetime) -> int:
         """Revoke every live session of the user in one UPDATE; return how many."""
@@ -1346,11 +1484,11 @@ class PostgresStore:
                     "INSERT INTO {s}.sso_connections (id, org_id, protocol, issuer, client_id,"
                     " scopes, entity_id, sso_url, x509_certificate, client_secret, secret_sealed,"
                     " rollover_x509_certificate, allow_idp_initiated,"
-                    " created_at, updated_at) VALUES (%(id)s, %(org_id)s, %(protocol)s,"
+                    " sign_in, created_at, updated_at) VALUES (%(id)s, %(org_id)s, %(protocol)s,"
                     " %(issuer)s, %(client_id)s, %(scopes)s::text[], %(entity_id)s, %(sso_url)s,"
                     " %(x509_certificate)s, %(client_secret)s, %(secret_sealed)s,"
                     " %(rollover_x509_certificate)s, %(allow_idp_initiated)s,"
-                    " %(created_at)s, %(updated_at)s)"
+                    " %(sign_in)s, %(created_at)s, %(updated_at)s)"
                 ),
                 {
                     **settings,
@@ -1379,7 +1517,7 @@ class PostgresStore:
                     " client_secret = %(client_secret)s, secret_sealed = %(secret_sealed)s,"
                     " rollover_x509_certificate = %(rollover_x509_certificate)s,"
                     " allow_idp_initiated = %(allow_idp_initiated)s,"
-                    " updated_at = %(updated_at)s WHERE id = %(id)s"
+                    " sign_in = %(sign_in)s, updated_at = %(updated_at)s WHERE id = %(id)s"
                 ),
                 {**settings, "id": connection.id},
             )
@@ -1487,6 +1625,89 @@ class PostgresStore:
             "delete_sso_connection",
             "DELETE FROM {s}.sso_connections WHERE id = %s",
             (connection_id,),
+        )
+        return deleted == 1
+
+    # -- social sign-in providers ------------------------------------------------
+    def put_social_provider(
+        self, provider: SocialProviderInfo, client_secret: StoredSecret
+    ) -> SocialProviderInfo:
+        """Insert or replace the tenant's configuration in one upsert."""
+        check_social_record(provider, client_secret)
+        row = self._one(
+            "put_social_provider",
+            _PUT_SOCIAL,
+            (
+                provider.id,
+                provider.tenant,
+                provider.provider,
+                provider.client_id,
+                json.dumps(list(provider.scopes)),
+                json.dumps(dict(provider.settings), sort_keys=True),
+                client_secret.value,
+                client_secret.sealed,
+                provider.created_at,
+                provider.updated_at,
+            ),
+        )
+        assert row is not None  # RETURNING always gives the row
+        return _READ.social_provider(row)
+
+    def get_social_provider(self, tenant: str, provider: str) -> SocialProviderInfo | None:
+        """The tenant's configuration of ``provider``, or ``None``."""
+        row = self._one(
+            "get_social_provider",
+            _SELECT_SOCIAL + " WHERE tenant = %s AND provider = %s",
+            (tenant, provider),
+        )
+        return None if row is None else _READ.social_provider(row)
+
+    def list_social_providers(self, tenant: str) -> list[SocialProviderInfo]:
+        """The tenant's configurations, by provider name (bytewise)."""
+        rows = self._all(
+            "list_social_providers",
+            _SELECT_SOCIAL + ' WHERE tenant = %s ORDER BY provider COLLATE "C"',
+            (tenant,),
+        )
+        return [_READ.social_provider(row) for row in rows]
+
+    def get_social_client_secret(self, provider_id: str) -> StoredSecret | None:
+        """The stored secret as given, or ``None``."""
+        row = self._one(
+            "get_social_client_secret",
+            "SELECT client_secret, secret_sealed FROM {s}.social_providers WHERE id = %s",
+            (provider_id,),
+        )
+        return None if row is None else StoredSecret(str(row[0]), sealed=bool(row[1]))
+
+    def list_social_client_secrets(self, after: str, limit: int) -> list[tuple[str, StoredSecret]]:
+        """A page of ``(configuration id, stored secret)`` after ``after``, by id."""
+        rows = self._all(
+            "list_social_client_secrets",
+            "SELECT id, client_secret, secret_sealed FROM {s}.social_providers"
+            ' WHERE id COLLATE "C" > %s ORDER BY id COLLATE "C" LIMIT %s',
+            (after, limit),
+        )
+        return [(str(row[0]), StoredSecret(str(row[1]), sealed=bool(row[2]))) for row in rows]
+
+    def replace_social_client_secret(
+        self, provider_id: str, expected: StoredSecret, secret: StoredSecret
+    ) -> bool:
+        """Compare-and-set the stored secret and its flag in one UPDATE."""
+        updated = self._write(
+            "replace_social_client_secret",
+            "UPDATE {s}.social_providers SET client_secret = %s, secret_sealed = %s"
+            " WHERE id = %s AND client_secret = %s AND secret_sealed = %s",
+            (secret.value, secret.sealed, provider_id, expected.value, expected.sealed),
+        )
+        return updated == 1
+
+    def delete_social_provider(self, tenant: str, provider: str) -> bool:
+        """Delete the tenant's configuration of ``provider``."""
+        deleted = self._write(
+            "delete_social_provider",
+            "DELETE FROM {s}.social_providers WHERE tenant = %s AND provider = %s",
+            (tenant, provider),
         )
         return deleted == 1
 

@@ -35,8 +35,10 @@ from authsome.models import (
     ApiKey,
     ApiKeyOwnerKind,
     Domain,
+    Identity,
     Membership,
     MfaFactor,
+    OneTimeState,
     OneTimeToken,
     Org,
     OrgRole,
@@ -46,6 +48,7 @@ from authsome.models import (
     RefreshOutcome,
     RefreshStatus,
     Session,
+    SocialProviderInfo,
     SSOConnectionInfo,
     SSOProtocol,
     StoredApiKey,
@@ -53,11 +56,12 @@ from authsome.models import (
     User,
 )
 from authsome.stores._protocol import Counter
-from authsome.stores._records import RecordReader
+from authsome.stores._records import RecordReader, sign_in_settings
 from authsome.stores._rules import (
     Duplicate,
     aware,
     check_owner_membership,
+    check_social_record,
     check_sso_record,
     last_owner_conflict,
 )
@@ -73,17 +77,18 @@ _MICROSECOND = timedelta(microseconds=1)
 # Queries are plain literals: values are always bound parameters.
 _INSERT_SESSION = (
     "INSERT INTO sessions (id, user_id, tenant, created_at, expires_at, access_expires_at,"
-    " revoked_at, last_seen_at, access_hash)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " revoked_at, last_seen_at, ip, user_agent, access_hash)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _SESSION_COLUMNS = (
-    "id, user_id, tenant, created_at, expires_at, access_expires_at, revoked_at, last_seen_at"
+    "id, user_id, tenant, created_at, expires_at, access_expires_at, revoked_at, last_seen_at,"
+    " ip, user_agent"
 )
 _SELECT_SESSION_BY_ID = f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = ?"  # noqa: S608
 _SELECT_SESSION_BY_ACCESS_HASH = f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE access_hash = ?"  # noqa: S608
 _SELECT_SESSION_BY_REFRESH_HASH = (
     "SELECT r.used, s.id, s.user_id, s.tenant, s.created_at, s.expires_at,"
-    " s.access_expires_at, s.revoked_at, s.last_seen_at"
+    " s.access_expires_at, s.revoked_at, s.last_seen_at, s.ip, s.user_agent"
     " FROM refresh_tokens AS r JOIN sessions AS s ON s.id = r.session_id"
     " WHERE r.hash = ?"
 )
@@ -126,19 +131,34 @@ _SELECT_API_KEYS_BY_OWNER = (
 _SSO_COLUMNS = (
     "id, org_id, protocol, issuer, client_id, scopes, entity_id, sso_url, x509_certificate,"
     " client_secret IS NOT NULL AS has_client_secret, created_at, updated_at,"
-    " rollover_x509_certificate, allow_idp_initiated"
+    " rollover_x509_certificate, allow_idp_initiated, sign_in"
 )
 _SELECT_SSO = f"SELECT {_SSO_COLUMNS} FROM sso_connections"  # noqa: S608 - constant text
 _INSERT_SSO = (
     "INSERT INTO sso_connections (id, org_id, protocol, issuer, client_id, scopes, entity_id,"
     " sso_url, x509_certificate, client_secret, secret_sealed, rollover_x509_certificate,"
-    " allow_idp_initiated, created_at, updated_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " allow_idp_initiated, sign_in, updated_at, created_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_SOCIAL_COLUMNS = "id, tenant, provider, client_id, scopes, settings, created_at, updated_at"
+_SELECT_SOCIAL = f"SELECT {_SOCIAL_COLUMNS} FROM social_providers"  # noqa: S608 - constant text
+# One statement: concurrent writers leave one whole configuration, the first one's
+# created_at kept.
+_PUT_SOCIAL = (
+    "INSERT INTO social_providers (id, tenant, provider, client_id, scopes, settings,"
+    " client_secret, secret_sealed, created_at, updated_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (tenant, provider) DO UPDATE SET id = excluded.id,"
+    " client_id = excluded.client_id, scopes = excluded.scopes, settings = excluded.settings,"
+    " client_secret = excluded.client_secret, secret_sealed = excluded.secret_sealed,"
+    " updated_at = excluded.updated_at"
+    " RETURNING id, tenant, provider, client_id, scopes, settings, created_at, updated_at"
 )
 _UPDATE_SSO = (
     "UPDATE sso_connections SET protocol = ?, issuer = ?, client_id = ?, scopes = ?,"
     " entity_id = ?, sso_url = ?, x509_certificate = ?, client_secret = ?, secret_sealed = ?,"
-    " rollover_x509_certificate = ?, allow_idp_initiated = ?, updated_at = ? WHERE id = ?"
+    " rollover_x509_certificate = ?, allow_idp_initiated = ?, sign_in = ?, updated_at = ?"
+    " WHERE id = ?"
 )
 
 # Which unique constraint failed → which of the messages every store shares.
@@ -159,6 +179,8 @@ _DUPLICATE_MESSAGES = {
     "mfa_factors.user_id, mfa_factors.method": Duplicate.FACTOR_METHOD,
     "mfa_tickets.hash": Duplicate.TICKET_HASH,
     "one_time_tokens.hash": Duplicate.ONE_TIME_TOKEN,
+    "one_time_states.hash": Duplicate.ONE_TIME_TOKEN,
+    "identities.tenant, identities.provider, identities.subject": Duplicate.IDENTITY,
     "api_keys.id": Duplicate.API_KEY_ID,
     "api_keys.lookup_id": Duplicate.API_KEY_LOOKUP_ID,
     "passkeys.credential_id": Duplicate.PASSKEY,
@@ -170,6 +192,7 @@ _UNIQUE_CODES = frozenset({sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONS
 
 
 _SELECT_USER = "SELECT id, tenant, email, name, created_at, email_verified_at FROM users"
+_SELECT_IDENTITY = "SELECT tenant, provider, subject, user_id, created_at FROM identities"
 
 
 # -- datetimes -----------------------------------------------------------------------
@@ -215,6 +238,7 @@ def _sso_settings(connection: SSOConnectionInfo, secret: StoredSecret | None) ->
         int(secret is not None and secret.sealed),
         connection.rollover_x509_certificate,
         int(connection.allow_idp_initiated),
+        sign_in_settings(connection),
         _to_micros(connection.updated_at),
     )
 
@@ -442,6 +466,20 @@ class SQLiteStore:
         )
         return None if row is None else _READ.user(row)
 
+    def change_user_email(
+        self, user_id: str, old_email: str, new_email: str, now: datetime
+    ) -> User | None:
+        """Replace the address if it is still ``old_email``; one UPDATE ... RETURNING
+        (the unique (tenant, email) index refuses a taken address)."""
+        row = self._fetch_one(
+            "change_user_email",
+            "UPDATE users SET email = ?, email_verified_at = ?"
+            " WHERE id = ? AND email = ?"
+            " RETURNING id, tenant, email, name, created_at, email_verified_at",
+            (new_email, _to_micros(now), user_id, old_email),
+        )
+        return None if row is None else _READ.user(row)
+
     # -- one-time tokens -------------------------------------------------------
     def create_one_time_token(self, token_hash: str, token: OneTimeToken, now: datetime) -> None:
         """Replace the user's tokens of this purpose (and purge expired ones) by this
@@ -511,6 +549,81 @@ class SQLiteStore:
             cursor = conn.execute("DELETE FROM one_time_tokens WHERE user_id = ?", (user_id,))
             return cursor.rowcount
 
+    def create_one_time_state(self, token_hash: str, state: OneTimeState, now: datetime) -> None:
+        """Purge expired states and store this one, in one transaction."""
+        with self._transaction("create_one_time_state") as conn:
+            conn.execute("DELETE FROM one_time_states WHERE expires_at <= ?", (_to_micros(now),))
+            conn.execute(
+                "INSERT INTO one_time_states"
+                " (hash, purpose, tenant, payload, created_at, expires_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    token_hash,
+                    state.purpose,
+                    state.tenant,
+                    state.payload,
+                    _to_micros(state.created_at),
+                    _to_micros(state.expires_at),
+                ),
+            )
+
+    def consume_one_time_state(
+        self, token_hash: str, purpose: str, tenant: str, now: datetime
+    ) -> OneTimeState | None:
+        """One DELETE ... RETURNING: of racing callers exactly one gets it."""
+        row = self._fetch_one(
+            "consume_one_time_state",
+            "DELETE FROM one_time_states"
+            " WHERE hash = ? AND purpose = ? AND tenant = ? AND expires_at > ?"
+            " RETURNING purpose, tenant, payload, created_at, expires_at",
+            (token_hash, purpose, tenant, _to_micros(now)),
+        )
+        return None if row is None else _READ.one_time_state(row)
+
+    # -- identities at external providers --------------------------------------
+    def create_identity(self, identity: Identity) -> None:
+        """Insert the link; the primary key refuses a linked account, the foreign
+        key an unknown user."""
+        with self._connection("create_identity") as conn:
+            conn.execute(
+                "INSERT INTO identities (tenant, provider, subject, user_id, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (
+                    identity.tenant,
+                    identity.provider,
+                    identity.subject,
+                    identity.user_id,
+                    _to_micros(identity.created_at),
+                ),
+            )
+
+    def find_identity(self, tenant: str, provider: str, subject: str) -> Identity | None:
+        """The link, or ``None``."""
+        row = self._fetch_one(
+            "find_identity",
+            _SELECT_IDENTITY + " WHERE tenant = ? AND provider = ? AND subject = ?",
+            (tenant, provider, subject),
+        )
+        return None if row is None else _READ.identity(row)
+
+    def list_identities(self, user_id: str) -> list[Identity]:
+        """The user's links, oldest first."""
+        with self._connection("list_identities") as conn:
+            rows = conn.execute(
+                _SELECT_IDENTITY + " WHERE user_id = ? ORDER BY created_at, provider, subject",
+                (user_id,),
+            ).fetchall()
+        return [_READ.identity(row) for row in rows]
+
+    def delete_identity(self, user_id: str, provider: str, subject: str) -> bool:
+        """Unlink; whether it was linked."""
+        with self._connection("delete_identity") as conn:
+            cursor = conn.execute(
+                "DELETE FROM identities WHERE user_id = ? AND provider = ? AND subject = ?",
+                (user_id, provider, subject),
+            )
+            return cursor.rowcount == 1
+
     # -- sessions --------------------------------------------------------------
     def create_session(self, session: Session, access_hash: str, refresh_hash: str) -> None:
         """Insert ``session`` with its first access and refresh token hashes."""
@@ -526,6 +639,8 @@ class SQLiteStore:
                     _to_micros(session.access_expires_at),
                     None if session.revoked_at is None else _to_micros(session.revoked_at),
                     _to_micros(session.last_activity),
+                    session.ip,
+                    session.user_agent,
                     access_hash,
                 ),
             )
@@ -614,6 +729,27 @@ class SQLiteStore:
         """Revoke one live session; ``False`` if unknown, revoked already or expired."""
         with self._connection("revoke_session") as conn:
             return self._set_revoked(conn, session_id, now) == 1
+
+    def revoke_user_session(self, session_id: str, user_id: str, now: datetime) -> bool:
+        """Revoke one live session of the user; one UPDATE."""
+        with self._connection("revoke_user_session") as conn:
+            cursor = conn.execute(
+                "UPDATE sessions SET revoked_at = ?"
+                " WHERE id = ? AND user_id = ? AND revoked_at IS NULL AND expires_at > ?",
+                (_to_micros(now), session_id, user_id, _to_micros(now)),
+            )
+            return cursor.rowcount == 1
+
+    def list_user_sessions(self, user_id: str, now: datetime) -> list[Session]:
+        """The user's live sessions, newest first; one SELECT."""
+        with self._connection("list_user_sessions") as conn:
+            rows = conn.execute(
+                f"SELECT {_SESSION_COLUMNS} FROM sessions"  # noqa: S608 (constant columns)
+                " WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ?"
+                " ORDER BY created_at DESC, id DESC",
+                (user_id, _to_micros(now)),
+            ).fetchall()
+        return [_READ.session(row) for row in rows]
 
     def revoke_user_sessions(self, user_id: str, now: datetime) -> int:
         """Revoke every live session of the user; return how many."""
@@ -1261,9 +1397,8 @@ class SQLiteStore:
                 (
                     connection.id,
                     connection.org_id,
-                    *settings[:-1],
+                    *settings,
                     _to_micros(connection.created_at),
-                    _to_micros(connection.updated_at),
                 ),
             )
             self._insert_sso_domains(conn, connection.id, connection.org_id, connection.domains)
@@ -1369,6 +1504,98 @@ class SQLiteStore:
             cursor = conn.execute("DELETE FROM sso_connections WHERE id = ?", (connection_id,))
             return cursor.rowcount > 0
 
+    # -- social sign-in providers ------------------------------------------------
+    def put_social_provider(
+        self, provider: SocialProviderInfo, client_secret: StoredSecret
+    ) -> SocialProviderInfo:
+        """Insert or replace the tenant's configuration in one upsert."""
+        check_social_record(provider, client_secret)
+        with self._transaction("put_social_provider") as conn:
+            row = conn.execute(
+                _PUT_SOCIAL,
+                (
+                    provider.id,
+                    provider.tenant,
+                    provider.provider,
+                    provider.client_id,
+                    json.dumps(list(provider.scopes)),
+                    json.dumps(dict(provider.settings), sort_keys=True),
+                    client_secret.value,
+                    int(client_secret.sealed),
+                    _to_micros(provider.created_at),
+                    _to_micros(provider.updated_at),
+                ),
+            ).fetchone()
+        return _READ.social_provider(row)
+
+    def get_social_provider(self, tenant: str, provider: str) -> SocialProviderInfo | None:
+        """The tenant's configuration of ``provider``, or ``None``."""
+        row = self._fetch_one(
+            "get_social_provider",
+            _SELECT_SOCIAL + " WHERE tenant = ? AND provider = ?",
+            (tenant, provider),
+        )
+        return None if row is None else _READ.social_provider(row)
+
+    def list_social_providers(self, tenant: str) -> list[SocialProviderInfo]:
+        """The tenant's configurations, by provider name."""
+        with self._connection("list_social_providers") as conn:
+            rows = conn.execute(
+                _SELECT_SOCIAL + " WHERE tenant = ? ORDER BY provider", (tenant,)
+            ).fetchall()
+        return [_READ.social_provider(row) for row in rows]
+
+    def get_social_client_secret(self, provider_id: str) -> StoredSecret | None:
+        """The stored secret as given, or ``None``."""
+        row = self._fetch_one(
+            "get_social_client_secret",
+            "SELECT client_secret, secret_sealed FROM social_providers WHERE id = ?",
+            (provider_id,),
+        )
+        if row is None:
+            return None
+        return StoredSecret(row["client_secret"], sealed=bool(row["secret_sealed"]))
+
+    def list_social_client_secrets(self, after: str, limit: int) -> list[tuple[str, StoredSecret]]:
+        """A page of ``(configuration id, stored secret)`` after ``after``, by id."""
+        with self._connection("list_social_client_secrets") as conn:
+            rows = conn.execute(
+                "SELECT id, client_secret, secret_sealed FROM social_providers"
+                " WHERE id > ? ORDER BY id LIMIT ?",
+                (after, limit),
+            ).fetchall()
+        return [
+            (str(row["id"]), StoredSecret(row["client_secret"], sealed=bool(row["secret_sealed"])))
+            for row in rows
+        ]
+
+    def replace_social_client_secret(
+        self, provider_id: str, expected: StoredSecret, secret: StoredSecret
+    ) -> bool:
+        """Compare-and-set the stored secret and its flag in one UPDATE."""
+        with self._connection("replace_social_client_secret") as conn:
+            cursor = conn.execute(
+                "UPDATE social_providers SET client_secret = ?, secret_sealed = ?"
+                " WHERE id = ? AND client_secret = ? AND secret_sealed = ?",
+                (
+                    secret.value,
+                    int(secret.sealed),
+                    provider_id,
+                    expected.value,
+                    int(expected.sealed),
+                ),
+            )
+            return cursor.rowcount == 1
+
+    def delete_social_provider(self, tenant: str, provider: str) -> bool:
+        """Delete the tenant's configuration of ``provider``."""
+        with self._connection("delete_social_provider") as conn:
+            cursor = conn.execute(
+                "DELETE FROM social_providers WHERE tenant = ? AND provider = ?",
+                (tenant, provider),
+            )
+            return cursor.rowcount > 0
+
     @staticmethod
     def _insert_sso_domains(
         conn: sqlite3.Connection, connection_id: str, org_id: str, domains: tuple[str, ...]
@@ -1394,7 +1621,10 @@ class SQLiteStore:
             ).fetchall()
             found.append(
                 _READ.sso_connection(
-                    row, domains=[d["domain"] for d in domains], scopes=row["scopes"].split()
+                    row,
+                    domains=[d["domain"] for d in domains],
+                    scopes=row["scopes"].split(),
+                    sign_in=row["sign_in"],
                 )
             )
         return found

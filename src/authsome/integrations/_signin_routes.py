@@ -1,0 +1,247 @@
+"""The sign-in routes every integration mounts, free of any web framework.
+
+``/sso/start`` and ``/social/{provider}/start`` send the browser to the identity
+provider; ``/sso/callback`` and ``/social/{provider}/callback`` finish the sign-in
+and answer the session's tokens in JSON (or an MFA ticket).
+
+The sign-in's state handle travels in a cookie set by the start route:
+``__Host-authsome-state``, ``HttpOnly; Secure; SameSite=Lax; Path=/``, ten minutes.
+Its value is the handle with an expiry and an HMAC-SHA256 over both, the tenant and
+the flow (``sso`` or ``social:<provider>``), under a key derived from the engine's
+``secret_key`` (or the store's root key without one): a cookie that was changed, is
+too long, has expired, or was made for another tenant or flow is refused like a
+missing one, with a constant-time compare.
+The handle itself is a one-time token: single use, short-lived, tenant bound.
+
+Apple returns with a cross-site ``POST`` (``response_mode=form_post``), which does
+not carry ``SameSite=Lax`` cookies. Trusting the POST's ``state`` alone would let
+anyone complete a sign-in they started in someone else's browser (login CSRF), so
+a POST without the cookie is answered with a small page that posts the same fields
+to the same URL from our own origin, where the browser does send the cookie; the
+sign-in then completes as on any other callback.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import html
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from authsome.engine import Authsome
+from authsome.errors import InvalidCredentials, InvalidToken, ValidationError
+from authsome.integrations._http import RequestAuth
+from authsome.models import SignIn
+
+__all__ = [
+    "MAX_PARAMS",
+    "RESUBMITTED",
+    "STATE_COOKIE",
+    "STATE_COOKIE_TTL",
+    "SignInRoutes",
+    "Started",
+    "signed_in_body",
+]
+
+STATE_COOKIE = "__Host-authsome-state"
+STATE_COOKIE_TTL = timedelta(minutes=10)
+RESUBMITTED = "authsome_resubmitted"
+"""The form field of the page that re-posts a cross-site ``form_post`` callback."""
+
+MAX_COOKIE = 512  # far more than a signed handle needs; longer values are refused unread
+MAX_PARAMS = 32
+MAX_PARAM = 16 * 1024  # an ID token posted by Apple fits
+_KEY_PURPOSE = "authsome.integrations.state-cookie"
+_VERSION = "v1"
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """A start route's answer: redirect to ``url``, setting the state cookie to
+    ``cookie`` with :meth:`SignInRoutes.cookie_attributes`."""
+
+    url: str
+    cookie: str
+
+
+class SignInRoutes:
+    """What the sign-in routes do, for one engine and one public base URL.
+
+    ``base_url`` is where the routes are mounted as the browser sees them (``https://
+    app.example.com/auth``); the callback URLs registered at each provider are
+    ``{base_url}/sso/callback`` and ``{base_url}/social/{provider}/callback``. It is
+    configured, never read from the request, so a forged ``Host`` cannot redirect
+    a sign-in elsewhere.
+    """
+
+    def __init__(self, auth: Authsome, base_url: str) -> None:
+        if not str(base_url).startswith(("https://", "http://")):
+            raise ValueError("base_url must be the absolute URL the routes are mounted at")
+        self.auth = auth
+        self.base_url = base_url.rstrip("/")
+        self._key = auth._purpose_keys.key(_KEY_PURPOSE)
+
+    # -- redirect URIs -----------------------------------------------------------------
+    def sso_callback_url(self) -> str:
+        """The redirect URI to register for SSO connections."""
+        return f"{self.base_url}/sso/callback"
+
+    def social_callback_url(self, provider: str) -> str:
+        """The redirect URI to register at ``provider``."""
+        return f"{self.base_url}/social/{provider}/callback"
+
+    # -- start ---------------------------------------------------------------------------
+    def start_sso(self, request: RequestAuth, query: Mapping[str, str]) -> Started:
+        """Begin an SSO sign-in for ``connection_id`` or ``email`` from the query."""
+        tenant = _tenant(request)
+        connection_id = _optional(query, "connection_id")
+        email = _optional(query, "email")
+        if (connection_id is None) == (email is None):
+            raise ValidationError("give either connection_id or email")
+        redirect = self.auth.sso.begin(
+            connection_id, email=email, redirect_uri=self.sso_callback_url(), tenant=tenant
+        )
+        return Started(redirect.url, self._seal(redirect.handle, tenant, "sso"))
+
+    def start_social(self, request: RequestAuth, provider: str) -> Started:
+        """Begin a sign-in at the social ``provider``."""
+        tenant = _tenant(request)
+        redirect = self.auth.social.begin(
+            provider, redirect_uri=self.social_callback_url(provider), tenant=tenant
+        )
+        return Started(redirect.url, self._seal(redirect.handle, tenant, f"social:{provider}"))
+
+    # -- callback ------------------------------------------------------------------------
+    def finish_sso(
+        self, request: RequestAuth, params: Mapping[str, str], cookie: str | None
+    ) -> SignIn:
+        """Complete an SSO sign-in from the provider's callback parameters."""
+        tenant = _tenant(request)
+        handle = self._open(cookie, tenant, "sso")
+        return self.auth.sso.complete(
+            _params(params),
+            handle=handle,
+            tenant=tenant,
+            ip=request.client_ip(),
+            user_agent=request.user_agent(),
+        )
+
+    def finish_social(
+        self,
+        request: RequestAuth,
+        provider: str,
+        params: Mapping[str, str],
+        cookie: str | None,
+    ) -> SignIn:
+        """Complete a social sign-in from the provider's callback parameters."""
+        tenant = _tenant(request)
+        handle = self._open(cookie, tenant, f"social:{provider}")
+        return self.auth.social.complete(
+            _params(params),
+            handle=handle,
+            tenant=tenant,
+            ip=request.client_ip(),
+            user_agent=request.user_agent(),
+        )
+
+    def needs_resubmit(self, form: Mapping[str, str], cookie: str | None) -> bool:
+        """Whether a ``form_post`` callback came without the state cookie (a cross-site
+        POST) and has not been re-posted from our origin yet."""
+        return cookie is None and RESUBMITTED not in form
+
+    def resubmit_page(self, provider: str, form: Mapping[str, str]) -> str:
+        """The page that posts ``form`` again to the provider's callback from our own
+        origin, so the browser sends the ``SameSite=Lax`` state cookie this time. The
+        action is the configured callback URL, never one built from the request."""
+        action = self.social_callback_url(provider)
+        fields = _params(form)
+        inputs = "".join(
+            f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
+            for k, v in fields.items()
+            if k != RESUBMITTED
+        )
+        return (
+            "<!doctype html><html><head><meta charset=utf-8><title>Signing in</title></head>"
+            '<body onload="document.forms[0].submit()">'
+            f'<form method="post" action="{html.escape(action)}">{inputs}'
+            f'<input type="hidden" name="{RESUBMITTED}" value="1">'
+            "<noscript><button type=submit>Continue</button></noscript></form></body></html>"
+        )
+
+    # -- the cookie ------------------------------------------------------------------------
+    @staticmethod
+    def cookie_attributes() -> dict[str, Any]:
+        """The state cookie's attributes (framework-neutral names)."""
+        return {
+            "max_age": int(STATE_COOKIE_TTL.total_seconds()),
+            "path": "/",
+            "secure": True,
+            "httponly": True,
+            "samesite": "Lax",
+        }
+
+    def _seal(self, handle: str, tenant: str, flow: str) -> str:
+        expires = int((self.auth._clock() + STATE_COOKIE_TTL).timestamp())
+        body = f"{_VERSION}.{expires}.{handle}"
+        return f"{body}.{self._mac(body, tenant, flow)}"
+
+    def _open(self, cookie: str | None, tenant: str, flow: str) -> str:
+        """The handle in a cookie this engine made for ``tenant`` and ``flow``, still
+        fresh; :class:`InvalidToken` for anything else."""
+        if cookie is None or not 0 < len(cookie) <= MAX_COOKIE or not cookie.isascii():
+            raise InvalidToken("the sign-in state is missing or invalid; start again")
+        body, _, mac = cookie.rpartition(".")
+        if not hmac.compare_digest(mac.encode("ascii"), self._mac(body, tenant, flow).encode()):
+            raise InvalidToken("the sign-in state is missing or invalid; start again")
+        version, expires, handle = [*body.split(".", 2), "", ""][:3]
+        if version != _VERSION or not expires.isdigit() or not handle:
+            raise InvalidToken("the sign-in state is missing or invalid; start again")
+        if self.auth._clock() >= datetime.fromtimestamp(int(expires), self.auth._clock().tzinfo):
+            raise InvalidToken("the sign-in state is missing or invalid; start again")
+        return handle
+
+    def _mac(self, body: str, tenant: str, flow: str) -> str:
+        message = f"{body}|{tenant}|{flow}".encode()
+        digest = hmac.new(self._key, message, hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def signed_in_body(sign_in: SignIn) -> dict[str, object]:
+    """The JSON answer of a completed callback: the session's tokens, or the MFA
+    ticket to exchange with a second factor."""
+    if sign_in.tokens is None:
+        return {"user_id": sign_in.user.id, "mfa_required": True, "ticket": sign_in.ticket}
+    session = sign_in.tokens.session
+    return {
+        "user_id": sign_in.user.id,
+        "mfa_required": False,
+        "access_token": sign_in.tokens.access_token,
+        "refresh_token": sign_in.tokens.refresh_token,
+        "expires_at": session.expires_at.isoformat(),
+    }
+
+
+def _tenant(request: RequestAuth) -> str:
+    tenant = request.tenant()
+    return "default" if tenant is None else tenant
+
+
+def _optional(query: Mapping[str, str], name: str) -> str | None:
+    value = query.get(name)
+    return value if value else None
+
+
+def _params(params: Mapping[str, str]) -> dict[str, str]:
+    """The callback's parameters, bounded before anything reads them."""
+    if len(params) > MAX_PARAMS:
+        raise InvalidCredentials()
+    out: dict[str, str] = {}
+    for name, value in params.items():
+        if len(name) > 64 or len(value) > MAX_PARAM:
+            raise InvalidCredentials()
+        out[name] = value
+    return out
