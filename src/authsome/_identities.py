@@ -2,7 +2,8 @@
 
 The provider's subject is the stable link: ``(tenant, provider, subject)`` names one
 user. A first sign-in either links an existing user — only when the provider
-asserts a *verified* address in a domain the tenant has proven — or provisions a new
+asserts a *verified* address and the caller's linking rule accepts the user (SSO: a
+domain the tenant has proven; social: an address the user verified here) — or provisions a new
 one just in time (into an org with a role, when the caller says so). An unverified
 address never links, whatever it matches: anyone can type any address at an
 identity provider they run.
@@ -24,7 +25,7 @@ from authsome.errors import InvalidCredentials, ValidationError
 from authsome.models import Identity, Membership, OrgRole, User
 from authsome.stores import Store
 
-__all__ = ["Identities", "Resolution"]
+__all__ = ["Identities", "Resolution", "email_domain"]
 
 security_log = logging.getLogger("authsome.security")
 
@@ -45,12 +46,12 @@ class Resolution:
 class Identities:
     """Finds, links and provisions the users behind provider accounts."""
 
-    def __init__(self, store: Store, clock: Clock, proven: Callable[[str, str], bool]) -> None:
-        """``proven(tenant, domain)`` says whether the tenant proved it owns the
-        e-mail domain (the custom-domain DNS proof)."""
+    def __init__(self, store: Store, clock: Clock, may_link: Callable[[str, User], bool]) -> None:
+        """``may_link(tenant, user)`` says whether a provider's verified address may
+        link its account to ``user``, the tenant's user with that address."""
         self._store = store
         self._clock = clock
-        self._proven = proven
+        self._may_link = may_link
 
     def resolve(
         self,
@@ -65,7 +66,7 @@ class Identities:
         jit: bool,
     ) -> Resolution:
         """The user of this provider account: linked already, linked now to the
-        user with the same verified address in a proven domain, or provisioned.
+        user with the same verified address (if ``may_link`` agrees), or provisioned.
         :class:`~authsome.errors.InvalidCredentials` when none of these may happen
         (the reason is logged on ``authsome.security``)."""
         linked = self._store.find_identity(tenant, provider, subject)
@@ -78,10 +79,9 @@ class Identities:
         verified = email_verified is True and address is not None
         existing = None if address is None else self._store.find_user_by_email(tenant, address)
         if existing is not None:
-            if not (verified and self._proven(tenant, _domain(existing.email))):
+            if not (verified and self._may_link(tenant, existing)):
                 raise _refused(
-                    "an unlinked account matches an address that is unverified or not in"
-                    " a proven domain",
+                    "an unlinked account matches an address that is unverified or may not link",
                     provider,
                 )
             self._link(tenant, provider, subject, existing.id)
@@ -135,7 +135,7 @@ def _address(email: object) -> str | None:
         return None
 
 
-def _domain(address: str) -> str:
+def email_domain(address: str) -> str:
     return address.rpartition("@")[2]
 
 

@@ -23,7 +23,7 @@ from urllib.parse import urlencode, urlsplit
 
 from authsome._time import Clock
 from authsome.crypto import new_token
-from authsome.errors import ExtraNotInstalled
+from authsome.errors import ExtraNotInstalled, ValidationError
 
 if TYPE_CHECKING:
     import httpx
@@ -84,6 +84,22 @@ def check_endpoint(url: str, *, allow_insecure_loopback: bool) -> str:
     if parts.scheme == "http" and allow_insecure_loopback and _is_loopback(parts.hostname):
         return url
     raise OIDCError(f"refused a non-https provider URL (host {parts.hostname!r})")
+
+
+def check_endpoint_setting(name: str, url: str, *, allow_insecure_loopback: bool) -> str:
+    """``url``, given by the application as ``name`` (a redirect URI, a provider
+    endpoint), when it is an absolute https URL with a host and no user information
+    or fragment, or plain http to a loopback host and explicitly allowed (tests);
+    :class:`~authsome.errors.ValidationError` otherwise."""
+    if len(url) > 2048 or not url.isascii() or any(ch.isspace() for ch in url):
+        raise ValidationError(f"{name} must be a URL of at most 2048 printable characters")
+    parts = urlsplit(url)
+    if "#" in url or parts.username is not None or not parts.hostname:
+        raise ValidationError(f"{name} must be an absolute URL with a host, no fragment")
+    try:
+        return check_endpoint(url, allow_insecure_loopback=allow_insecure_loopback)
+    except OIDCError:
+        raise ValidationError(f"{name} must be an https:// URL") from None
 
 
 def _is_loopback(host: str | None) -> bool:

@@ -10,14 +10,12 @@ only the primary address GitHub marks verified counts as verified.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from authsome.errors import InvalidCredentials, ValidationError
 
@@ -122,32 +120,6 @@ class ProviderProfile:
 
 
 # -- checks --------------------------------------------------------------------------
-
-
-def is_loopback_url(url: str) -> bool:
-    """Whether ``url``'s host is a loopback address or ``localhost``."""
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def check_endpoint(name: str, url: str, *, allow_insecure_loopback: bool) -> str:
-    """``url`` when it is https, or plain http to a loopback host and explicitly
-    allowed (tests); :class:`ValidationError` otherwise."""
-    if len(url) > 2048 or not url.isascii() or any(ch.isspace() for ch in url):
-        raise ValidationError(f"{name} must be a URL of at most 2048 printable characters")
-    parts = urlsplit(url)
-    if parts.fragment or parts.username is not None or not parts.hostname:
-        raise ValidationError(f"{name} must be an absolute URL with a host, no fragment")
-    if parts.scheme == "https":
-        return url
-    if parts.scheme == "http" and allow_insecure_loopback and is_loopback_url(url):
-        return url
-    raise ValidationError(f"{name} must be an https:// URL")
 
 
 def email_is_verified(value: object) -> bool:

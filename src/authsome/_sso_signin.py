@@ -1,52 +1,48 @@
 """Sign-in through an org's OpenID Connect connection: begin (the redirect to the
 provider) and complete (the callback), for :class:`authsome.sso.SSO`.
 
-The state of a sign-in is a user-less one-time token (:mod:`authsome.onetime`)
-carrying the connection, the ``state`` and ``nonce`` values and the PKCE verifier:
-single use, short-lived, tenant bound, sealed at rest. The provider's answer is
-checked by :mod:`authsome._oidc`, the account resolved by
-:mod:`authsome._identities`, and the sign-in completes through the one completion
-point (:class:`~authsome._signin.SignInFlow`), which applies the MFA policy and
-records the session and the active user once.
-
-Every refusal after the input checks is one :class:`~authsome.errors.InvalidCredentials`;
-the reason goes to ``authsome.security``.
+Only the OpenID Connect part lives here: the authorization request, and the
+provider's answer checked by :mod:`authsome._oidc` into a
+:class:`~authsome._federated.VerifiedIdentity`. The state handle, throttling, the
+generic refusal, account resolution and the completion are the shared journey of
+:mod:`authsome._federated`. The state payload holds the connection, the ``state``
+and ``nonce`` values, the PKCE verifier and the redirect URI.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import secrets
 from collections.abc import Callable, Mapping
 
 from authsome import _validation as v
 from authsome._billing import Billing
-from authsome._identities import Identities, Resolution
-from authsome._oidc import OIDCClient, OIDCError, ProviderMetadata, TokenRequest, check_endpoint
+from authsome._federated import (
+    OAUTH_CALLBACK,
+    FederatedSignIn,
+    Pending,
+    VerifiedIdentity,
+    checked_oauth_answer,
+)
+from authsome._identities import Identities
+from authsome._oidc import (
+    OIDCClient,
+    OIDCError,
+    ProviderMetadata,
+    TokenRequest,
+    check_endpoint_setting,
+)
 from authsome._signin import SignInFlow
 from authsome._time import Clock
 from authsome.bridge import LedgerContext
 from authsome.crypto import new_token
-from authsome.errors import (
-    AlreadyExists,
-    InvalidCredentials,
-    InvalidToken,
-    NotFound,
-    ValidationError,
-)
-from authsome.features import Feature, UsageEvent
-from authsome.models import Membership, Org, SignIn, SSOConnectionInfo, SSOProtocol, SSORedirect
+from authsome.errors import NotFound
+from authsome.features import Feature
+from authsome.models import Org, SignIn, SSOConnectionInfo, SSOProtocol, SSORedirect
 from authsome.onetime import OneTimeTokens, TokenPurpose
-from authsome.sessions import Client
 from authsome.stores import Store
 from authsome.throttle import Throttle
 
 __all__ = ["OIDCSignIn"]
 
-security_log = logging.getLogger("authsome.security")
-
-MAX_PARAM = 4096  # a code, state or error from the provider; far longer is not one
 # What providers put in amr / acr when the user passed a second factor (RFC 8176; the
 # PAPE multi-factor policy URI many providers still send as acr).
 _MFA_AMR = frozenset({"mfa"})
@@ -68,18 +64,23 @@ class OIDCSignIn:
         sign_in: SignInFlow,
         throttle: Throttle,
         client_secret: Callable[[str], str | None],
-        membership_event_id: Callable[[Membership], str],
     ) -> None:
         self._store = store
         self._billing = billing
-        self._clock = clock
         self._client = client
-        self._tokens = tokens
-        self._identities = identities
-        self._sign_in = sign_in
-        self._throttle = throttle
         self._client_secret = client_secret
-        self._membership_event_id = membership_event_id
+        self._federated = FederatedSignIn(
+            billing,
+            clock,
+            kind="sso",
+            purpose=TokenPurpose.SSO_STATE,
+            fields=("c", "s", "n", "v", "r"),
+            callback=OAUTH_CALLBACK,
+            tokens=tokens,
+            identities=identities,
+            sign_in=sign_in,
+            throttle=throttle,
+        )
 
     def begin(
         self,
@@ -104,11 +105,8 @@ class OIDCSignIn:
             code_verifier=verifier,
             login_hint=login_hint,
         )
-        payload = json.dumps(
-            {"c": connection.id, "s": state, "n": nonce, "v": verifier, "r": redirect_uri}
-        )
-        handle = self._tokens.issue_state(TokenPurpose.SSO_STATE, tenant=tenant, payload=payload)
-        return SSORedirect(url=url, handle=handle)
+        payload = {"c": connection.id, "s": state, "n": nonce, "v": verifier, "r": redirect_uri}
+        return SSORedirect(url=url, handle=self._federated.begin(tenant, payload))
 
     def complete(
         self,
@@ -119,45 +117,36 @@ class OIDCSignIn:
         ip: str | None,
         user_agent: str | None,
     ) -> SignIn:
-        tenant = v.check_tenant(tenant)
-        client = Client.of(ip, user_agent)
-        ip = v.check_ip(ip)
-        answer = _callback_params(params)
-        now = self._clock()
-        self._throttle.prune_now_and_then(now)
-        self._throttle.reserve_ip(ip, now)
-        try:
-            pending = self._consume(handle, tenant)
-        except InvalidToken:
-            raise _refused("unknown, used or expired state handle") from None
-        if not secrets.compare_digest(answer.get("state", "").encode(), pending["s"].encode()):
-            raise _refused("the state parameter is not this sign-in's")
-        if "error" in answer or not answer.get("code"):
-            raise _refused("the provider answered with an error or without a code")
-        connection = self._store.get_sso_connection(pending["c"])
-        if connection is None:
-            raise _refused("the connection was deleted during the sign-in")
-        if "iss" in answer and answer["iss"] != connection.issuer:
-            # RFC 9207: the answer comes from another provider (a mix-up attack).
-            raise _refused("the callback's iss is not the connection's issuer")
-        org = self._org_of(connection, tenant)
-        # Before anything is written: a plan without SSO signs nobody in.
-        self._billing.require(Feature.SSO, LedgerContext(tenant=tenant, org_id=org.id))
-        claims = self._verified_claims(connection, answer["code"], pending)
-        signed_in = self._completed(connection, org, claims, client)
-        self._throttle.ip_succeeded(ip, now)
-        return signed_in
+        return self._federated.complete(
+            params, handle=handle, tenant=tenant, ip=ip, user_agent=user_agent, verify=self._verify
+        )
 
     # -- steps -----------------------------------------------------------------------
-    def _consume(self, handle: str, tenant: str) -> dict[str, str]:
-        payload = json.loads(
-            self._tokens.consume_state(handle, TokenPurpose.SSO_STATE, tenant=tenant)
+    def _verify(self, pending: Pending) -> VerifiedIdentity:
+        refused = self._federated.refused
+        answer, payload = pending.params, pending.payload
+        code = checked_oauth_answer(self._federated, answer, payload["s"])
+        connection = self._store.get_sso_connection(payload["c"])
+        if connection is None:
+            raise refused("the connection was deleted during the sign-in")
+        if "iss" in answer and answer["iss"] != connection.issuer:
+            # RFC 9207: the answer comes from another provider (a mix-up attack).
+            raise refused("the callback's iss is not the connection's issuer")
+        org = self._org_of(connection, pending.tenant)
+        # Before anything is written: a plan without SSO signs nobody in.
+        self._billing.require(Feature.SSO, LedgerContext(tenant=pending.tenant, org_id=org.id))
+        claims = self._verified_claims(connection, code, payload)
+        email = claims.get("email")
+        return VerifiedIdentity(
+            provider=connection.id,
+            subject=str(claims["sub"]),
+            email=email if isinstance(email, str) else None,
+            email_verified=claims.get("email_verified") is True,
+            mfa_done=connection.trust_idp_mfa and _provider_did_mfa(claims),
+            org_id=org.id,
+            role=connection.jit_role,
+            jit=connection.jit,
         )
-        if not isinstance(payload, dict) or not all(
-            isinstance(payload.get(k), str) for k in ("c", "s", "n", "v", "r")
-        ):
-            raise InvalidToken()
-        return payload
 
     def _verified_claims(
         self, connection: SSOConnectionInfo, code: str, pending: Mapping[str, str]
@@ -187,69 +176,15 @@ class OIDCSignIn:
                     claims, self._client.userinfo(metadata, tokens.get("access_token"))
                 )
         except OIDCError as exc:
-            raise _refused(f"connection {connection.id}: {exc}") from None
+            raise self._federated.refused(f"connection {connection.id}: {exc}") from None
         return claims
-
-    def _completed(
-        self,
-        connection: SSOConnectionInfo,
-        org: Org,
-        claims: Mapping[str, object],
-        client: Client,
-    ) -> SignIn:
-        resolved: list[Resolution] = []
-
-        def provider_vouched() -> Resolution:
-            resolution = self._identities.resolve(
-                tenant=org.tenant,
-                provider=connection.id,
-                subject=str(claims["sub"]),
-                email=claims.get("email"),
-                email_verified=claims.get("email_verified"),
-                org_id=org.id,
-                role=connection.jit_role,
-                jit=connection.jit,
-            )
-            resolved.append(resolution)
-            return resolution
-
-        mfa_done = connection.trust_idp_mfa and _provider_did_mfa(claims)
-        try:
-            signed_in = self._sign_in.first_factor_passed(
-                lambda: provider_vouched().user, client, second_factor_passed=mfa_done
-            )
-        except AlreadyExists:
-            # A concurrent first sign-in of the same account linked it (or took the
-            # address) between our lookup and our write, which was rolled back: the
-            # second look finds what it wrote.
-            resolved.clear()
-            signed_in = self._sign_in.first_factor_passed(
-                lambda: provider_vouched().user, client, second_factor_passed=mfa_done
-            )
-        self._record_provisioning(resolved[-1], org)
-        return signed_in
-
-    def _record_provisioning(self, resolution: Resolution, org: Org) -> None:
-        """After commit: the usage a just-in-time provisioning caused."""
-        user = resolution.user
-        if resolution.created:
-            ctx = LedgerContext(tenant=user.tenant, user_id=user.id, event_id=user.id)
-            self._billing.record(UsageEvent.USERS_CREATED, ctx)
-        if resolution.membership is not None:
-            ctx = LedgerContext(
-                tenant=org.tenant,
-                user_id=user.id,
-                org_id=org.id,
-                event_id=self._membership_event_id(resolution.membership),
-            )
-            self._billing.record(UsageEvent.ORGS_MEMBERS, ctx)
 
     # -- helpers ---------------------------------------------------------------------
     def _metadata(self, connection: SSOConnectionInfo) -> ProviderMetadata:
         try:
             return self._client.metadata(connection.issuer or "")
         except OIDCError as exc:
-            raise _refused(f"connection {connection.id}: {exc}") from None
+            raise self._federated.refused(f"connection {connection.id}: {exc}") from None
 
     def _org_of(self, connection: SSOConnectionInfo, tenant: str) -> Org:
         """The connection's org, when it is an OIDC connection of ``tenant``; a
@@ -260,34 +195,11 @@ class OIDCSignIn:
         return org
 
     def _redirect_uri(self, redirect_uri: object) -> str:
-        text = v.require_str("redirect_uri", redirect_uri)
-        if not text or len(text) > 2048 or not text.isascii() or "#" in text:
-            raise ValidationError("redirect_uri must be an absolute URL without a fragment")
-        try:
-            return check_endpoint(
-                text, allow_insecure_loopback=self._client.allow_insecure_loopback
-            )
-        except OIDCError:
-            raise ValidationError("redirect_uri must be an https:// URL") from None
-
-
-def _callback_params(params: object) -> dict[str, str]:
-    """The callback's query (or form) parameters, bounded and typed."""
-    if not isinstance(params, Mapping):
-        raise TypeError(f"params must be a mapping of str, not {type(params).__name__}")
-    if len(params) > 32:
-        raise ValidationError("params holds too many parameters")
-    checked: dict[str, str] = {}
-    for name in ("code", "state", "error", "iss"):
-        value = params.get(name)
-        if value is None:
-            continue
-        if not isinstance(value, str):
-            raise TypeError(f"params[{name!r}] must be a str")
-        if len(value) > MAX_PARAM:
-            raise ValidationError(f"params[{name!r}] is too long")
-        checked[name] = value
-    return checked
+        return check_endpoint_setting(
+            "redirect_uri",
+            v.require_str("redirect_uri", redirect_uri),
+            allow_insecure_loopback=self._client.allow_insecure_loopback,
+        )
 
 
 def _merged_userinfo(
@@ -309,8 +221,3 @@ def _provider_did_mfa(claims: Mapping[str, object]) -> bool:
     acr = claims.get("acr")
     methods = {m for m in amr if isinstance(m, str)} if isinstance(amr, list) else set()
     return bool(methods & _MFA_AMR) or (isinstance(acr, str) and acr in _MFA_ACR)
-
-
-def _refused(reason: str) -> InvalidCredentials:
-    security_log.warning("sso sign-in refused: %s", reason)
-    return InvalidCredentials()

@@ -24,7 +24,6 @@ linked. The sign-in completes through the one sign-in flow (MFA, session, usage)
 from __future__ import annotations
 
 import builtins
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,8 +32,22 @@ from urllib.parse import urlencode, urlsplit
 
 from authsome import _validation as v
 from authsome._billing import Billing
-from authsome._identities import Identities, Resolution
-from authsome._oidc import OIDCClient, OIDCError, ProviderMetadata, TokenRequest, pkce_challenge
+from authsome._federated import (
+    OAUTH_CALLBACK,
+    FederatedSignIn,
+    Pending,
+    VerifiedIdentity,
+    checked_oauth_answer,
+)
+from authsome._identities import Identities
+from authsome._oidc import (
+    OIDCClient,
+    OIDCError,
+    ProviderMetadata,
+    TokenRequest,
+    check_endpoint_setting,
+    pkce_challenge,
+)
 from authsome._signin import SignInFlow
 from authsome._social_providers import (
     MICROSOFT_DISCOVERY_ISSUER,
@@ -45,32 +58,26 @@ from authsome._social_providers import (
     SocialProviderName,
     apple_client_secret,
     check_apple_private_key,
-    check_endpoint,
     email_is_verified,
     github_exchange_code,
     github_profile,
     microsoft_issuer_matches,
 )
 from authsome._time import Clock
-from authsome.bridge import LedgerContext
-from authsome.crypto import Keyring, Resealed, constant_time_equals, new_id, new_token, reseal_all
-from authsome.errors import InvalidCredentials, InvalidToken, NotFound, ValidationError
-from authsome.features import UsageEvent
-from authsome.models import SignIn, SocialProviderInfo, SSORedirect
+from authsome.crypto import Keyring, Resealed, new_id, new_token, reseal_all
+from authsome.errors import InvalidCredentials, NotFound, ValidationError
+from authsome.models import SignIn, SocialProviderInfo, SSORedirect, User
 from authsome.onetime import OneTimeTokens, TokenPurpose
-from authsome.sessions import Client
 from authsome.stores import Store
 from authsome.throttle import Throttle
 
 __all__ = ["Social", "SocialProviderName"]
 
 logger = logging.getLogger("authsome.social")
-security_log = logging.getLogger("authsome.security")
 
 MAX_CLIENT_ID = 255
 MAX_SECRET = 8 * 1024  # a client secret, or a PEM private key
 MAX_SETTING = 255
-MAX_PARAM = 4096  # a code, state or error from the provider; far longer is not one
 _MS_MULTI = frozenset({"common", "organizations", "consumers"})
 _WHAT = "a social sign-in secret"
 _URL_SETTINGS = {
@@ -108,16 +115,24 @@ class Social:
         throttle: Throttle,
     ) -> None:
         self._store = store
-        self._billing = billing
         self._clock = clock
         self._keyring = keyring
-        self._tokens = tokens
-        self._sign_in = sign_in
         self._oidc = oidc
-        self._throttle = throttle
-        # The provider's verification of an address stands for the proof a domain
-        # gives SSO; _completed also asks that authsome verified the user's address.
-        self._identities = Identities(store, clock, lambda tenant, domain: True)
+        self._federated = FederatedSignIn(
+            billing,
+            clock,
+            kind="social",
+            purpose=TokenPurpose.SOCIAL_STATE,
+            fields=("p", "r", "v", "n"),
+            callback=OAUTH_CALLBACK,
+            tokens=tokens,
+            # The provider's verification of an address stands for the proof a domain
+            # gives SSO: an address links an existing user only when both sides
+            # verified it, the provider and authsome (the user read mail there).
+            identities=Identities(store, clock, _verified_here),
+            sign_in=sign_in,
+            throttle=throttle,
+        )
 
     # -- configuration -----------------------------------------------------------------
     def configure(
@@ -220,16 +235,14 @@ class Social:
         cannot be reached or answers nonsense (logged)."""
         tenant = v.check_tenant(tenant)
         configured = self._provider(tenant, provider)
-        redirect_uri = check_endpoint(
+        redirect_uri = check_endpoint_setting(
             "redirect_uri",
             v.require_str("redirect_uri", redirect_uri),
             allow_insecure_loopback=self._oidc.allow_insecure_loopback,
         )
         verifier, nonce = new_token(), new_token()
         payload = {"p": configured.preset.name.value, "r": redirect_uri, "v": verifier, "n": nonce}
-        handle = self._tokens.issue_state(
-            TokenPurpose.SOCIAL_STATE, tenant=tenant, payload=json.dumps(payload)
-        )
+        handle = self._federated.begin(tenant, payload)
         try:
             url = self._authorization_url(configured, redirect_uri, handle, nonce, verifier)
         except OIDCError as exc:
@@ -260,72 +273,26 @@ class Social:
         ticket. ``ip`` and ``user_agent`` describe the client for the device list
         (:meth:`~authsome.sessions.Sessions.list`).
         """
-        tenant = v.check_tenant(tenant)
-        client = Client.of(ip, user_agent)
-        ip = v.check_ip(ip)
-        answer = _callback_params(params)
-        now = self._clock()
-        self._throttle.prune_now_and_then(now)
-        self._throttle.reserve_ip(ip, now)
-        payload = self._consume(handle, tenant)
-        if not constant_time_equals(answer.get("state", ""), handle):
-            raise _refused("the state parameter is not this sign-in's")
-        if "error" in answer or not answer.get("code"):
-            raise _refused("the provider answered with an error or without a code")
-        configured = self._provider(tenant, payload["p"])
-        try:
-            profile = self._profile(configured, answer, payload)
-        except OIDCError as exc:
-            raise _refused(f"{configured.preset.name.value}: {exc}") from None
-        signed_in = self._completed(tenant, configured, profile, client)
-        self._throttle.ip_succeeded(ip, now)
-        return signed_in
-
-    def _consume(self, handle: str, tenant: str) -> dict[str, str]:
-        try:
-            opened = self._tokens.consume_state(handle, TokenPurpose.SOCIAL_STATE, tenant=tenant)
-        except InvalidToken:
-            raise _refused("unknown, used or expired state handle") from None
-        payload = json.loads(opened)
-        if not isinstance(payload, dict) or not all(
-            isinstance(payload.get(k), str) for k in ("p", "r", "v", "n")
-        ):
-            raise _refused("a state handle of another flow")
-        return payload
-
-    def _completed(
-        self, tenant: str, configured: _Provider, profile: ProviderProfile, client: Client
-    ) -> SignIn:
-        resolved: list[Resolution] = []
-        address = _normalized(profile.email)
-        existing = None if address is None else self._store.find_user_by_email(tenant, address)
-        # An address links an existing user only when both sides verified it: the
-        # provider, and authsome (the user proved they read mail there).
-        vouched = profile.email_verified and (
-            existing is None or existing.email_verified_at is not None
+        return self._federated.complete(
+            params, handle=handle, tenant=tenant, ip=ip, user_agent=user_agent, verify=self._verify
         )
 
-        def provider_vouched() -> Resolution:
-            resolution = self._identities.resolve(
-                tenant=tenant,
-                provider=f"social:{configured.preset.name.value}",
-                subject=profile.subject,
-                email=address,
-                email_verified=vouched,
-                org_id=None,
-                role="member",
-                jit=True,
-            )
-            resolved.append(resolution)
-            return resolution
-
-        signed_in = self._sign_in.first_factor_passed(lambda: provider_vouched().user, client)
-        created = resolved[0]
-        if created.created:
-            user = created.user
-            ctx = LedgerContext(tenant=user.tenant, user_id=user.id, event_id=user.id)
-            self._billing.record(UsageEvent.USERS_CREATED, ctx)
-        return signed_in
+    def _verify(self, pending: Pending) -> VerifiedIdentity:
+        code = checked_oauth_answer(self._federated, pending.params, pending.handle)
+        try:
+            configured = self._provider(pending.tenant, pending.payload["p"])
+        except NotFound:
+            raise self._federated.refused("the provider was removed during the sign-in") from None
+        try:
+            profile = self._profile(configured, code, pending)
+        except OIDCError as exc:
+            raise self._federated.refused(f"{configured.preset.name.value}: {exc}") from None
+        return VerifiedIdentity(
+            provider=f"social:{configured.preset.name.value}",
+            subject=profile.subject,
+            email=profile.email,
+            email_verified=profile.email_verified,
+        )
 
     # -- the protocols ----------------------------------------------------------------
     def _authorization_url(
@@ -358,12 +325,10 @@ class Social:
             url += "&" + urlencode({"response_mode": "form_post"})
         return url
 
-    def _profile(
-        self, configured: _Provider, answer: Mapping[str, str], payload: Mapping[str, Any]
-    ) -> ProviderProfile:
+    def _profile(self, configured: _Provider, code: str, pending: Pending) -> ProviderProfile:
         if configured.preset.kind == "oauth2":
-            return self._github_profile(configured, answer["code"], payload)
-        return self._oidc_profile(configured, answer, payload)
+            return self._github_profile(configured, code, pending.payload)
+        return self._oidc_profile(configured, code, pending)
 
     def _github_profile(
         self, configured: _Provider, code: str, payload: Mapping[str, Any]
@@ -385,15 +350,13 @@ class Social:
         )
         return github_profile(send, api_base, access_token)
 
-    def _oidc_profile(
-        self, configured: _Provider, answer: Mapping[str, str], payload: Mapping[str, Any]
-    ) -> ProviderProfile:
+    def _oidc_profile(self, configured: _Provider, code: str, pending: Pending) -> ProviderProfile:
         info, name = configured.info, configured.preset.name
+        answer, payload = pending.params, pending.payload
         metadata = self._metadata(configured)
         if "iss" in answer and answer["iss"] != metadata.issuer and "{" not in metadata.issuer:
             # RFC 9207: the answer comes from another provider (a mix-up attack).
             raise OIDCError("the callback's iss is not the provider's issuer")
-        code = answer["code"]
         apple = name is SocialProviderName.APPLE
         credential = (
             apple_client_secret(
@@ -496,43 +459,14 @@ class Social:
                 settings[name] = _text(name, value, MAX_SETTING)
             else:
                 url = _text(name, value, 2048)
-                settings[name] = check_endpoint(name, url, allow_insecure_loopback=loopback)
+                settings[name] = check_endpoint_setting(name, url, allow_insecure_loopback=loopback)
         if apple and not {"team_id", "key_id"} <= settings.keys():
             raise ValidationError("Apple needs team_id and key_id")
         return settings
 
 
-def _callback_params(params: object) -> dict[str, str]:
-    """The callback's parameters that matter, bounded and typed."""
-    if not isinstance(params, Mapping):
-        raise TypeError(f"params must be a mapping of str, not {type(params).__name__}")
-    if len(params) > 32:
-        raise ValidationError("params holds too many parameters")
-    checked: dict[str, str] = {}
-    for name in ("code", "state", "error", "iss"):
-        value = params.get(name)
-        if value is None:
-            continue
-        if not isinstance(value, str):
-            raise TypeError(f"params[{name!r}] must be a str")
-        if len(value) > MAX_PARAM:
-            raise ValidationError(f"params[{name!r}] is too long")
-        checked[name] = value
-    return checked
-
-
-def _normalized(email: str | None) -> str | None:
-    if email is None:
-        return None
-    try:
-        return v.normalize_email(email)
-    except ValidationError:
-        return None  # an address authsome could not store links and provisions nothing
-
-
-def _refused(reason: str) -> InvalidCredentials:
-    security_log.warning("social sign-in refused: %s", reason)
-    return InvalidCredentials()
+def _verified_here(tenant: str, user: User) -> bool:
+    return user.email_verified_at is not None
 
 
 def _preset(provider: object) -> Preset:

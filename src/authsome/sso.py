@@ -51,7 +51,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, load_pem_priv
 from authsome import _oidc
 from authsome import _validation as v
 from authsome._billing import Billing
-from authsome._identities import Identities
+from authsome._identities import Identities, email_domain
 from authsome._signin import SignInFlow
 from authsome._sso_signin import OIDCSignIn
 from authsome._time import Clock
@@ -69,9 +69,9 @@ from authsome.models import (
     SSOProtocol,
     SSORedirect,
     StoredSecret,
+    User,
 )
 from authsome.onetime import OneTimeTokens
-from authsome.orgs import _membership_event_id
 from authsome.stores import Store
 from authsome.throttle import Throttle
 
@@ -462,7 +462,7 @@ class SSO:
         self._billing = billing
         self._clock = clock
         self._keyring = Keyring(None) if keyring is None else keyring
-        self._identities = Identities(store, clock, self._proven_email_domain)
+        self._identities = Identities(store, clock, self._user_in_proven_domain)
         self._oidc: OIDCSignIn | None = None
         self._allow_loopback_http = False
         if sign_in is not None:
@@ -477,7 +477,6 @@ class SSO:
                 sign_in=sign_in.flow,
                 throttle=sign_in.throttle,
                 client_secret=self._client_secret,
-                membership_event_id=_membership_event_id,
             )
 
     # -- sign-in -------------------------------------------------------------------------
@@ -574,9 +573,11 @@ class SSO:
         _oidc.ensure_installed()
         return self._oidc
 
-    def _proven_email_domain(self, tenant: str, domain: str) -> bool:
+    def _user_in_proven_domain(self, tenant: str, user: User) -> bool:
+        """SSO links a provider account to an existing user only in a domain the
+        tenant proved it owns (the custom-domain DNS proof)."""
         try:
-            return self._proven(tenant, normalize_domain(domain))
+            return self._proven(tenant, normalize_domain(email_domain(user.email)))
         except ValidationError:
             return False
 

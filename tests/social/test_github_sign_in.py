@@ -25,8 +25,13 @@ TENANT = "acme"
 
 @pytest.fixture
 def app(github_oauth: GitHubOAuthServer, social_auth: Authsome) -> OAuthApp:
+    return configure_github(social_auth, github_oauth)
+
+
+def configure_github(auth: Authsome, github_oauth: GitHubOAuthServer) -> OAuthApp:
+    """Register an app at the local server and configure it as the tenant's GitHub."""
     registered = github_oauth.add_app(redirect_uri=CALLBACK)
-    social_auth.social.configure(
+    auth.social.configure(
         TENANT,
         "github",
         client_id=registered.client_id,
@@ -235,16 +240,7 @@ def test_the_github_journey_on_the_durable_stores(
 ) -> None:
     store = SQLiteStore(str(tmp_path / "auth.db")) if kind == "sqlite" else postgres_store(request)
     auth = make_auth(store=store, sso_allow_insecure_loopback=True, http_client=provider_http)
-    registered = github_oauth.add_app(redirect_uri=CALLBACK)
-    auth.social.configure(
-        TENANT,
-        "github",
-        client_id=registered.client_id,
-        client_secret=registered.client_secret,
-        authorization_endpoint=github_oauth.authorize_url,
-        token_endpoint=github_oauth.token_url,
-        api_base=github_oauth.api_base_url,
-    )
+    configure_github(auth, github_oauth)
     github_oauth.add_user("octocat", user_id=1, emails=(GitHubEmail("o@corp.example", True, True),))
 
     params, handle = _callback(auth, "octocat")

@@ -12,11 +12,11 @@ from joserfc import jwt
 from joserfc.errors import BadSignatureError
 from joserfc.jwk import ECKey
 
+from authsome._oidc import check_endpoint_setting
 from authsome._social_providers import (
     MICROSOFT_ISSUER_TEMPLATE,
     apple_client_secret,
     check_apple_private_key,
-    check_endpoint,
     email_is_verified,
     microsoft_issuer_matches,
 )
@@ -97,8 +97,8 @@ def test_email_verified_as_apple_and_the_others_send_it(claim: object, verified:
 
 
 def test_endpoints_are_https_unless_loopback_http_is_explicitly_allowed() -> None:
-    assert check_endpoint("e", "https://idp.example/x", allow_insecure_loopback=False)
-    assert check_endpoint("e", "http://127.0.0.1:9000/x", allow_insecure_loopback=True)
+    assert check_endpoint_setting("e", "https://idp.example/x", allow_insecure_loopback=False)
+    assert check_endpoint_setting("e", "http://127.0.0.1:9000/x", allow_insecure_loopback=True)
     for url, allowed in [
         ("http://127.0.0.1:9000/x", False),
         ("http://idp.example/x", True),
@@ -106,4 +106,4 @@ def test_endpoints_are_https_unless_loopback_http_is_explicitly_allowed() -> Non
         ("ftp://idp.example/", True),
     ]:
         with pytest.raises(ValidationError):
-            check_endpoint("e", url, allow_insecure_loopback=allowed)
+            check_endpoint_setting("e", url, allow_insecure_loopback=allowed)

@@ -16,13 +16,14 @@ from hypothesis import strategies as st
 from authsome import Authsome
 from authsome.errors import InvalidCredentials, RateLimited, ValidationError
 from authsome.features import UsageEvent
-from authsome.models import Identity, SSORedirect, User
+from authsome.models import SSORedirect
 from authsome.sso import OIDCConnection
 from authsome.stores import MemoryStore, SQLiteStore, Store
 from authsome.testing import RecordingLedger
 from authsome.throttle import ThrottlePolicy
 from tests.conftest import PASSWORD, AuthFactory, FakeClock
 from tests.support.oidc_op import OpenIDProvider
+from tests.support.raced_first_sign_in import RacedFirstSignInStore
 from tests.support.sso_scene import DOMAIN, IP, TENANT, Scene
 from tests.support.stores import postgres_store
 
@@ -172,34 +173,10 @@ def test_the_journey_on_every_store(
     assert [i.subject for i in auth.sso.identities(first.user.id)] == [account]
 
 
-class _RacedStore(MemoryStore):
-    """A store where another first sign-in of the same account lands between our
-    lookups (no link, no user with the address) and our own writes."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.raced_user_id: str | None = None
-
-    def find_user_by_email(self, tenant: str, email: str) -> User | None:
-        if self.raced_user_id is None and email == f"racer@{DOMAIN}":
-            [(provider, subject)] = self.pending_account
-            now = datetime.now(UTC)
-            user = User("usr_racer", tenant, email, None, now)
-            self.create_user(user, "!")
-            self.create_identity(Identity(tenant, provider, subject, user.id, now))
-            self.raced_user_id = user.id
-            return None  # what our lookup saw, a moment before
-        return super().find_user_by_email(tenant, email)
-
-    def find_identity(self, tenant: str, provider: str, subject: str) -> Identity | None:
-        self.pending_account = [(provider, subject)]
-        return super().find_identity(tenant, provider, subject)
-
-
 def test_a_first_sign_in_that_loses_a_race_signs_in_as_the_winners_user(
     make_auth: AuthFactory, oidc_op: OpenIDProvider
 ) -> None:
-    store = _RacedStore()
+    store = RacedFirstSignInStore(f"racer@{DOMAIN}")
     ledger = RecordingLedger()
     auth = make_auth(store=store, ledger=ledger, sso_allow_insecure_loopback=True)
     scene = Scene(auth, oidc_op, oidc_op.add_client())
