@@ -64,9 +64,11 @@ class Identities:
         org_id: str | None,
         role: OrgRole | str,
         jit: bool,
+        name: str | None = None,
     ) -> Resolution:
         """The user of this provider account: linked already, linked now to the
-        user with the same verified address (if ``may_link`` agrees), or provisioned.
+        user with the same verified address (if ``may_link`` agrees), or provisioned
+        (with ``name``, the provider's display name, when it gives one).
         :class:`~authsome.errors.InvalidCredentials` when none of these may happen
         (the reason is logged on ``authsome.security``)."""
         linked = self._store.find_identity(tenant, provider, subject)
@@ -88,7 +90,9 @@ class Identities:
             return Resolution(existing)
         if not jit or address is None:
             raise _refused("no linked user and no just-in-time provisioning", provider)
-        return self._provision(tenant, provider, subject, address, verified, org_id, role)
+        return self._provision(
+            tenant, provider, subject, address, verified, org_id, role, name=name
+        )
 
     def _provision(
         self,
@@ -99,9 +103,11 @@ class Identities:
         verified: bool,
         org_id: str | None,
         role: OrgRole | str,
+        *,
+        name: str | None,
     ) -> Resolution:
         now = self._clock()
-        user = User(new_ordered_id("usr"), tenant, address, None, now)
+        user = User(new_ordered_id("usr"), tenant, address, name, now)
         self._store.create_user(user, UNUSABLE_PASSWORD)
         if verified:
             user = self._store.mark_email_verified(user.id, address, now) or user

@@ -26,7 +26,7 @@ from authsome.passkeys import Passkeys
 from authsome.passwordless import Passwordless
 from authsome.sessions import SessionPolicy, Sessions
 from authsome.social import Social
-from authsome.sso import SSO, SSOSignInParts
+from authsome.sso import SSO, SAMLServiceProvider, SSOSignInParts
 from authsome.stores import MemoryStore, Store
 from authsome.throttle import Throttle, ThrottlePolicy
 from authsome.users import Users
@@ -94,7 +94,12 @@ class Authsome:
     ``http_client`` (an ``httpx.Client``; by default one with timeouts that follows
     no redirects). ``sso_allow_insecure_loopback=True`` also accepts ``http://``
     issuers on a loopback address: for tests against a local provider, never for
-    production.
+    production (and ``http://`` SAML IdP URLs there, likewise).
+
+    ``saml`` (a :class:`~authsome.sso.SAMLServiceProvider`: the base URL of the
+    sign-in routes, and optionally the key and certificate that sign AuthnRequests
+    and decrypt assertions) enables sign-in through SAML connections (extra
+    ``authsome-engine[saml]``).
     """
 
     def __init__(
@@ -116,6 +121,7 @@ class Authsome:
         journeys: JourneyPolicy | None = None,
         http_client: httpx.Client | None = None,
         sso_allow_insecure_loopback: bool = False,
+        saml: SAMLServiceProvider | None = None,
     ) -> None:
         if mailer is not None and not isinstance(mailer, Mailer):
             raise TypeError(f"mailer must provide send(message), not {type(mailer).__name__}")
@@ -172,6 +178,7 @@ class Authsome:
                 tokens=self._journeys.tokens,
                 flow=self._sign_in,
                 throttle=limiter,
+                saml=saml,
             ),
         )
         self.social = Social(

@@ -464,7 +464,9 @@ class SSOConnectionInfo:
     ``has_client_secret`` tells whether a secret is kept; the secret itself is
     never part of this record. ``auth_method``, ``jit``, ``jit_role``,
     ``trust_idp_mfa`` and ``userinfo`` say how an OIDC connection signs users in
-    (see :class:`~authsome.sso.OIDCConnection`).
+    (see :class:`~authsome.sso.OIDCConnection`); ``jit``, ``jit_role``,
+    ``email_attribute``, ``name_attribute``, ``groups_attribute`` and
+    ``admin_groups`` how a SAML one does (see :class:`~authsome.sso.SAMLConnection`).
     """
 
     id: str
@@ -487,6 +489,10 @@ class SSOConnectionInfo:
     userinfo: bool = False
     rollover_x509_certificate: str | None = field(default=None, repr=False)
     allow_idp_initiated: bool = False
+    email_attribute: str | None = None
+    name_attribute: str | None = None
+    groups_attribute: str | None = None
+    admin_groups: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,12 +46,14 @@ from typing import TypeAlias
 from urllib.parse import SplitResult, urlsplit
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
 
 from authsome import _oidc
 from authsome import _validation as v
 from authsome._billing import Billing
 from authsome._identities import Identities, email_domain
+from authsome._saml_signin import SAMLSignIn, SPKeys
 from authsome._signin import SignInFlow
 from authsome._sso_signin import OIDCSignIn
 from authsome._time import Clock
@@ -80,6 +82,7 @@ __all__ = [
     "SSO",
     "OIDCConnection",
     "SAMLConnection",
+    "SAMLServiceProvider",
     "SSOConnection",
     "normalize_domain",
 ]
@@ -99,6 +102,8 @@ MAX_CERTIFICATE = 64 * 1024
 # every configure/update, so the rollover is planned before sign-ins fail.
 CERTIFICATE_WARNING = timedelta(days=30)
 MAX_PRIVATE_KEY = 16 * 1024
+MAX_ATTRIBUTE_NAME = 256
+MAX_GROUPS = 100
 
 _SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")  # RFC 6749, 3.3: scope-token
 _URL_CHARS = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no space: RFC 3986 and no IRIs
@@ -148,6 +153,20 @@ class SAMLConnection:
     the IdP sends without a request of ours (IdP-initiated sign-in); off by default,
     since such a response cannot be tied to the browser that presents it.
     :meth:`from_metadata` reads the IdP's settings from its metadata XML.
+
+    How users sign in through it (the assertion's NameID links the account; a
+    transient NameID is refused):
+
+    - ``jit``: provision a user on their first sign-in (default), as a member of
+      the connection's org with ``jit_role`` (``"member"`` or ``"admin"``), or
+      ``"admin"`` when one of their groups is in ``admin_groups``.
+    - ``email_attribute``, ``name_attribute``, ``groups_attribute``: the names of
+      the assertion's attributes that carry the address, the display name and the
+      groups. ``None`` (default) tries the usual names in order (``email``,
+      ``mail``, the LDAP OIDs, the claim URIs of Entra ID and ADFS; see the SSO
+      sign-in page).
+    - The IdP's address counts as verified only in a domain this connection lists
+      and the tenant has proven, as SAML says nothing about verification.
     """
 
     entity_id: str
@@ -156,6 +175,12 @@ class SAMLConnection:
     domains: tuple[str, ...] = ()
     rollover_x509_certificate: str | None = None
     allow_idp_initiated: bool = False
+    jit: bool = True
+    jit_role: str = "member"
+    email_attribute: str | None = None
+    name_attribute: str | None = None
+    groups_attribute: str | None = None
+    admin_groups: tuple[str, ...] = ()
 
     @classmethod
     def from_metadata(
@@ -201,6 +226,28 @@ SSOConnection: TypeAlias = OIDCConnection | SAMLConnection
 
 
 @dataclass(frozen=True, slots=True)
+class SAMLServiceProvider:
+    """The application's side of every SAML connection, for
+    ``Authsome(saml=SAMLServiceProvider(...))``.
+
+    ``base_url`` is where the sign-in routes are mounted as the browser sees them
+    (``https://app.example.com/auth``), configured, never read from a request. Each
+    SAML connection is a service provider of its own under it: entity id
+    ``{base_url}/sso/saml/metadata/{connection_id}`` (its metadata is served there)
+    and assertion consumer service ``{base_url}/sso/saml/acs/{connection_id}``.
+
+    ``private_key`` (PEM, unencrypted RSA) with its ``certificate`` (PEM), both or
+    neither: AuthnRequests are then signed (rsa-sha256), assertions the IdP
+    encrypts for the certificate are decrypted, and the metadata publishes the
+    certificate. The key never appears in ``repr``.
+    """
+
+    base_url: str
+    private_key: str | None = field(default=None, repr=False)
+    certificate: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SSOSignInParts:
     """What the engine hands :class:`SSO` so that users can sign in."""
 
@@ -208,6 +255,7 @@ class SSOSignInParts:
     tokens: OneTimeTokens
     flow: SignInFlow
     throttle: Throttle
+    saml: SAMLServiceProvider | None = None
 
 
 # -- validation ----------------------------------------------------------------------
@@ -377,6 +425,10 @@ class _Checked:
     jit_role: str = "member"
     trust_idp_mfa: bool = False
     userinfo: bool = False
+    email_attribute: str | None = None
+    name_attribute: str | None = None
+    groups_attribute: str | None = None
+    admin_groups: tuple[str, ...] = ()
 
 
 def _check_credential(connection: OIDCConnection, auth_method: str) -> str:
@@ -393,19 +445,42 @@ def _check_credential(connection: OIDCConnection, auth_method: str) -> str:
     return text.strip()
 
 
+def _check_jit_role(value: object) -> str:
+    role = v.require_str("jit_role", value)
+    if role not in {OrgRole.MEMBER.value, OrgRole.ADMIN.value}:
+        raise ValidationError('jit_role must be "member" or "admin"')
+    return role
+
+
 def _check_sign_in(connection: OIDCConnection) -> dict[str, object]:
     method = v.require_str("auth_method", connection.auth_method)
     if method not in _oidc.AUTH_METHODS:
         raise ValidationError(f"auth_method must be one of {', '.join(_oidc.AUTH_METHODS)}")
-    role = v.require_str("jit_role", connection.jit_role)
-    if role not in {OrgRole.MEMBER.value, OrgRole.ADMIN.value}:
-        raise ValidationError('jit_role must be "member" or "admin"')
+    role = _check_jit_role(connection.jit_role)
     return {
         "auth_method": method,
         "jit": _check_flag("jit", connection.jit),
         "jit_role": role,
         "trust_idp_mfa": _check_flag("trust_idp_mfa", connection.trust_idp_mfa),
         "userinfo": _check_flag("userinfo", connection.userinfo),
+    }
+
+
+def _check_attribute_name(name: str, value: object) -> str | None:
+    return None if value is None else _check_text(name, value, MAX_ATTRIBUTE_NAME)
+
+
+def _check_saml_sign_in(connection: SAMLConnection) -> dict[str, object]:
+    groups = _str_items("admin_groups", connection.admin_groups, MAX_GROUPS)
+    return {
+        "jit": _check_flag("jit", connection.jit),
+        "jit_role": _check_jit_role(connection.jit_role),
+        "email_attribute": _check_attribute_name("email_attribute", connection.email_attribute),
+        "name_attribute": _check_attribute_name("name_attribute", connection.name_attribute),
+        "groups_attribute": _check_attribute_name("groups_attribute", connection.groups_attribute),
+        "admin_groups": tuple(
+            dict.fromkeys(_check_text("admin_groups", g, MAX_ATTRIBUTE_NAME) for g in groups)
+        ),
     }
 
 
@@ -430,17 +505,52 @@ def _validated(connection: object, now: datetime, *, allow_loopback_http: bool =
         return _Checked(
             SSOProtocol.SAML,
             entity_id=_check_text("entity_id", connection.entity_id, MAX_ENTITY_ID),
-            sso_url=_check_https_url("sso_url", connection.sso_url, allow_query=True),
+            sso_url=_check_https_url(
+                "sso_url",
+                connection.sso_url,
+                allow_query=True,
+                allow_loopback_http=allow_loopback_http,
+            ),
             x509_certificate=_check_certificate(connection.x509_certificate, now),
             rollover_x509_certificate=_check_rollover_certificate(
                 connection.rollover_x509_certificate, now
             ),
             allow_idp_initiated=_check_flag("allow_idp_initiated", connection.allow_idp_initiated),
             domains=_check_domains(connection.domains),
+            **_check_saml_sign_in(connection),  # type: ignore[arg-type]  # each value checked
         )
     raise TypeError(
         f"connection must be an OIDCConnection or a SAMLConnection, not {type(connection).__name__}"
     )
+
+
+def _checked_sp(settings: object, *, allow_loopback_http: bool) -> SPKeys:
+    """The application's SAML settings, checked: ``TypeError`` or ``ValueError``
+    (a configuration mistake, found when the engine is built)."""
+    if not isinstance(settings, SAMLServiceProvider):
+        raise TypeError(f"saml must be a SAMLServiceProvider, not {type(settings).__name__}")
+    base_url = _check_https_url(
+        "base_url", settings.base_url, allow_query=False, allow_loopback_http=allow_loopback_http
+    ).rstrip("/")
+    if (settings.private_key is None) != (settings.certificate is None):
+        raise ValidationError("give both private_key and certificate, or neither")
+    if settings.private_key is None or settings.certificate is None:
+        return SPKeys(base_url)
+    key_text = v.require_str("private_key", settings.private_key)
+    try:
+        key = load_pem_private_key(key_text.strip().encode("ascii"), password=None)
+        certificate = x509.load_pem_x509_certificate(
+            v.require_str("certificate", settings.certificate).strip().encode("ascii")
+        )
+    except (ValueError, TypeError, UnicodeEncodeError):
+        raise ValidationError(
+            "private_key and certificate must be an unencrypted PEM key and a PEM certificate"
+        ) from None
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ValidationError("private_key must be an RSA key (SAML signs with rsa-sha256)")
+    if certificate.public_key() != key.public_key():
+        raise ValidationError("certificate is not the certificate of private_key")
+    return SPKeys(base_url, key, certificate.public_bytes(Encoding.PEM).decode("ascii"))
 
 
 # -- the service -----------------------------------------------------------------------
@@ -464,6 +574,7 @@ class SSO:
         self._keyring = Keyring(None) if keyring is None else keyring
         self._identities = Identities(store, clock, self._user_in_proven_domain)
         self._oidc: OIDCSignIn | None = None
+        self._saml: SAMLSignIn | None = None
         self._allow_loopback_http = False
         if sign_in is not None:
             self._allow_loopback_http = sign_in.client.allow_insecure_loopback
@@ -478,6 +589,18 @@ class SSO:
                 throttle=sign_in.throttle,
                 client_secret=self._client_secret,
             )
+            if sign_in.saml is not None:
+                self._saml = SAMLSignIn(
+                    store,
+                    billing,
+                    clock,
+                    sp=_checked_sp(sign_in.saml, allow_loopback_http=self._allow_loopback_http),
+                    tokens=sign_in.tokens,
+                    identities=self._identities,
+                    sign_in=sign_in.flow,
+                    throttle=sign_in.throttle,
+                    proven=self._proven,
+                )
 
     # -- sign-in -------------------------------------------------------------------------
     def begin(
@@ -485,24 +608,30 @@ class SSO:
         connection_id: str | None = None,
         *,
         email: str | None = None,
-        redirect_uri: str,
+        redirect_uri: str | None = None,
         tenant: str = "default",
     ) -> SSORedirect:
-        """Start a sign-in through an OIDC connection: where to send the browser.
+        """Start a sign-in through a connection: where to send the browser.
 
         Name the connection by ``connection_id``, or give the user's ``email`` to
-        route it (:meth:`connection_for_email`; it is passed on as ``login_hint``).
-        ``redirect_uri`` is the application's callback URL, registered at the
-        provider. Keep the returned ``handle`` (an ``HttpOnly`` cookie) and pass it
-        to :meth:`complete`; it is single use and lives
+        route it (:meth:`connection_for_email`; for OIDC it is passed on as
+        ``login_hint``). Keep the returned ``handle`` (an ``HttpOnly`` cookie) and
+        pass it to :meth:`complete`; it is single use and lives
         ``JourneyPolicy.sso_state_ttl`` (10 minutes by default).
 
-        :class:`~authsome.errors.NotFound` for an unknown connection, one of another
-        tenant or a SAML one, and for an e-mail that routes nowhere;
+        For an OIDC connection ``redirect_uri`` is the application's callback URL,
+        registered at the provider (required). For a SAML connection the URL sends
+        an AuthnRequest by HTTP-Redirect (signed when ``SAMLServiceProvider`` has a
+        key) whose ``RelayState`` is the handle; the IdP posts its answer to the
+        connection's ACS URL (see :class:`SAMLServiceProvider`), so ``redirect_uri``
+        is not used.
+
+        :class:`~authsome.errors.NotFound` for an unknown connection or one of
+        another tenant, and for an e-mail that routes nowhere;
         :class:`~authsome.errors.FeatureNotEntitled` when the tenant's plan no longer
         includes ``authsome.feature.sso`` (nothing is written);
-        :class:`~authsome.errors.InvalidCredentials` when the provider's discovery
-        document cannot be read or is refused.
+        :class:`~authsome.errors.InvalidCredentials` when an OIDC provider's
+        discovery document cannot be read or is refused.
         """
         tenant = v.check_tenant(tenant)
         if (connection_id is None) == (email is None):
@@ -514,6 +643,10 @@ class SSO:
             connection = found
         else:
             connection = self.get(v.require_str("connection_id", connection_id))
+        if connection.protocol is SSOProtocol.SAML:
+            return self._saml_sign_in().begin(connection, tenant=tenant)
+        if redirect_uri is None:
+            raise ValidationError("redirect_uri is required for an OIDC connection")
         return self._sign_in().begin(
             connection,
             redirect_uri=redirect_uri,
@@ -525,24 +658,33 @@ class SSO:
         self,
         params: Mapping[str, str],
         *,
-        handle: str,
+        handle: str | None = None,
         tenant: str = "default",
         ip: str | None = None,
         user_agent: str | None = None,
+        connection_id: str | None = None,
     ) -> SignIn:
-        """Finish a sign-in with the provider's callback parameters (the query of the
-        request to ``redirect_uri``: ``code`` and ``state``, or ``error``) and the
-        ``handle`` :meth:`begin` returned.
+        """Finish a sign-in with the provider's answer and the ``handle``
+        :meth:`begin` returned.
+
+        For OIDC, ``params`` is the query of the request to ``redirect_uri``
+        (``code`` and ``state``, or ``error``). For SAML, it is the form the IdP
+        POSTed to the ACS (``SAMLResponse`` and ``RelayState``, which must be
+        ``handle``); the response must answer the AuthnRequest of ``handle``
+        (``InResponseTo``). A SAML response the IdP sent unasked has no handle:
+        pass ``handle=None`` and the ``connection_id`` of the ACS it came to; it is
+        accepted only when that connection has ``allow_idp_initiated``.
 
         Returns a :class:`~authsome.models.SignIn` with a session, or with
-        ``mfa_required`` and a ticket when the user has a second factor (unless the
-        connection trusts the provider's MFA and the provider did it). Records
+        ``mfa_required`` and a ticket when the user has a second factor (unless an
+        OIDC connection trusts the provider's MFA and the provider did it). Records
         ``authsome.sessions.created`` and ``authsome.users.active`` once, and for a
         user provisioned now ``authsome.users.created`` and ``authsome.orgs.members``.
 
-        Every refusal — a used, expired or foreign handle, a wrong ``state``, an
-        error from the provider, a code it refuses, an ID token that does not check
-        out, an account that may not be linked — is one
+        Every refusal — a used, expired or foreign handle, a wrong ``state`` or
+        ``RelayState``, an error from the provider, a code it refuses, an ID token
+        or a SAML response that does not check out, a replayed assertion, an
+        account that may not be linked — is one
         :class:`~authsome.errors.InvalidCredentials` (the reason is logged on
         ``authsome.security``). :class:`~authsome.errors.RateLimited` after too
         many failures from ``ip``; :class:`~authsome.errors.FeatureNotEntitled` when
@@ -550,9 +692,36 @@ class SSO:
         ``ip`` and ``user_agent`` describe the client for the device list
         (:meth:`~authsome.sessions.Sessions.list`).
         """
+        if "SAMLResponse" in params:
+            if handle is None and connection_id is None:
+                raise ValidationError("give handle, or connection_id for an unsolicited response")
+            return self._saml_sign_in().complete(
+                params,
+                handle=handle,
+                connection_id=None
+                if connection_id is None
+                else v.require_str("connection_id", connection_id),
+                tenant=tenant,
+                ip=ip,
+                user_agent=user_agent,
+            )
+        if handle is None:
+            raise ValidationError("handle is required")
         return self._sign_in().complete(
             params, handle=handle, tenant=tenant, ip=ip, user_agent=user_agent
         )
+
+    def saml_metadata(self, connection_id: str, *, tenant: str = "default") -> str:
+        """The SP metadata XML of a SAML connection of ``tenant``, for its IdP: the
+        entity id, the ACS (HTTP-POST) and the certificate when one is configured.
+        :class:`~authsome.errors.NotFound` for an unknown connection, an OIDC one or
+        one of another tenant."""
+        tenant = v.check_tenant(tenant)
+        saml = self._saml_sign_in()
+        found = self._store.get_sso_connection(v.require_str("connection_id", connection_id))
+        if found is None:
+            raise NotFound("no such SSO connection")
+        return saml.metadata(found, tenant=tenant)
 
     def identities(self, user_id: str) -> builtins.list[Identity]:
         """The user's linked provider accounts, oldest first."""
@@ -572,6 +741,13 @@ class SSO:
             raise RuntimeError("this SSO service was built without sign-in (use Authsome)")
         _oidc.ensure_installed()
         return self._oidc
+
+    def _saml_sign_in(self) -> SAMLSignIn:
+        if self._saml is None:
+            raise RuntimeError(
+                "SAML sign-in needs Authsome(saml=SAMLServiceProvider(base_url=...))"
+            )
+        return self._saml
 
     def _user_in_proven_domain(self, tenant: str, user: User) -> bool:
         """SSO links a provider account to an existing user only in a domain the
@@ -768,6 +944,10 @@ class SSO:
             jit_role=checked.jit_role,
             trust_idp_mfa=checked.trust_idp_mfa,
             userinfo=checked.userinfo,
+            email_attribute=checked.email_attribute,
+            name_attribute=checked.name_attribute,
+            groups_attribute=checked.groups_attribute,
+            admin_groups=checked.admin_groups,
         )
 
     def _org(self, org_id: str) -> Org:

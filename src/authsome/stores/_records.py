@@ -47,6 +47,10 @@ _SIGN_IN_FIELDS: dict[str, type] = {
     "jit_role": str,
     "trust_idp_mfa": bool,
     "userinfo": bool,
+    "email_attribute": str,
+    "name_attribute": str,
+    "groups_attribute": str,
+    "admin_groups": tuple,
 }
 
 
@@ -59,12 +63,14 @@ def _with_sign_in(connection: SSOConnectionInfo, text: str | None) -> SSOConnect
     """``connection`` with the settings of :func:`sign_in_settings`' ``text``; a
     setting missing (a row from before the column) keeps its default."""
     stored = json.loads(text or "{}")
-    known = {
-        name: stored[name]
-        for name, kind in _SIGN_IN_FIELDS.items()
-        if isinstance(stored.get(name), kind)
-    }
-    return replace(connection, **known)
+    known: dict[str, object] = {}
+    for name, kind in _SIGN_IN_FIELDS.items():
+        value = stored.get(name)
+        if kind is tuple and isinstance(value, list):  # JSON keeps a tuple as a list
+            known[name] = tuple(str(item) for item in value)
+        elif isinstance(value, kind):
+            known[name] = value
+    return replace(connection, **known)  # type: ignore[arg-type]  # each type checked above
 
 
 @dataclass(frozen=True, slots=True)
