@@ -62,7 +62,7 @@ from authsome.models import (
 )
 from authsome.onetime import JourneyPolicy
 from authsome.sessions import SessionPolicy
-from authsome.sso import OIDCConnection, SAMLConnection
+from authsome.sso import OIDCConnection, SAMLConnection, SAMLServiceProvider
 from authsome.throttle import ThrottlePolicy
 
 __all__ = [
@@ -107,6 +107,7 @@ __all__ = [
     "PasswordHashing",
     "RateLimited",
     "SAMLConnection",
+    "SAMLServiceProvider",
     "SMTPMailer",
     "SSOConnectionInfo",
     "SSOFailed",

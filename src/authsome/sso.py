@@ -524,14 +524,30 @@ def _validated(connection: object, now: datetime, *, allow_loopback_http: bool =
     )
 
 
+def _check_base_url(value: object, *, allow_loopback_http: bool) -> str:
+    """The application's own https URL (any host name it is served under, an
+    intranet one too), without query, fragment or user information."""
+    text = v.require_str("base_url", value)
+    if not text or len(text) > MAX_URL or _URL_CHARS.fullmatch(text) is None:
+        raise ValidationError(f"base_url must be 1..{MAX_URL} printable ASCII characters")
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        raise ValidationError("base_url is not a valid URL") from None
+    loopback_http = allow_loopback_http and parts.scheme == "http" and _is_loopback(parts.hostname)
+    if not (parts.scheme == "https" or loopback_http) or not parts.hostname:
+        raise ValidationError("base_url must be an https:// URL")
+    if parts.query or parts.fragment or "@" in parts.netloc or "?" in text or "#" in text:
+        raise ValidationError("base_url must not contain a query, fragment or user information")
+    return text.rstrip("/")
+
+
 def _checked_sp(settings: object, *, allow_loopback_http: bool) -> SPKeys:
     """The application's SAML settings, checked: ``TypeError`` or ``ValueError``
     (a configuration mistake, found when the engine is built)."""
     if not isinstance(settings, SAMLServiceProvider):
         raise TypeError(f"saml must be a SAMLServiceProvider, not {type(settings).__name__}")
-    base_url = _check_https_url(
-        "base_url", settings.base_url, allow_query=False, allow_loopback_http=allow_loopback_http
-    ).rstrip("/")
+    base_url = _check_base_url(settings.base_url, allow_loopback_http=allow_loopback_http)
     if (settings.private_key is None) != (settings.certificate is None):
         raise ValidationError("give both private_key and certificate, or neither")
     if settings.private_key is None or settings.certificate is None:

@@ -45,11 +45,21 @@ USERS = {
 
 
 class SamlScene:
-    """Tenant ``acme``'s org with a SAML connection to :attr:`idp`."""
+    """An org of ``tenant`` (``acme``) with a SAML connection to :attr:`idp`."""
 
-    def __init__(self, auth: Authsome, idp_keys: KeyPair, **settings: object) -> None:
+    def __init__(
+        self,
+        auth: Authsome,
+        idp_keys: KeyPair,
+        *,
+        base_url: str = BASE_URL,
+        tenant: str = TENANT,
+        **settings: object,
+    ) -> None:
         self.auth = auth
-        owner = auth.users.register(f"owner@{DOMAIN}", PASSWORD, tenant=TENANT)
+        self.base_url = base_url
+        self.tenant = tenant
+        owner = auth.users.register(f"owner@{DOMAIN}", PASSWORD, tenant=tenant)
         self.org: Org = auth.orgs.create(owner.id, "Acme")
         self.settings = SAMLConnection(
             entity_id="https://idp.invalid/not-yet",
@@ -59,7 +69,7 @@ class SamlScene:
             **settings,  # type: ignore[arg-type]
         )
         self.connection: SSOConnectionInfo = auth.sso.configure(self.org.id, self.settings)
-        self.metadata = auth.sso.saml_metadata(self.connection.id, tenant=TENANT)
+        self.metadata = auth.sso.saml_metadata(self.connection.id, tenant=tenant)
         self.idp = SamlIdP(self.metadata, users=USERS, keys=idp_keys, want_signed_requests=True)
 
     @contextlib.contextmanager
@@ -73,22 +83,22 @@ class SamlScene:
 
     @property
     def acs_url(self) -> str:
-        return f"{BASE_URL}/sso/saml/acs/{self.connection.id}"
+        return f"{self.base_url}/sso/saml/acs/{self.connection.id}"
 
     @property
     def entity_id(self) -> str:
-        return f"{BASE_URL}/sso/saml/metadata/{self.connection.id}"
+        return f"{self.base_url}/sso/saml/metadata/{self.connection.id}"
 
     def posted(self, user: str = "ann") -> tuple[dict[str, str], str]:
         """Begin, log in at the IdP over HTTP; the form its page posts to our ACS,
         and the handle."""
-        redirect = self.auth.sso.begin(self.connection.id, tenant=TENANT)
+        redirect = self.auth.sso.begin(self.connection.id, tenant=self.tenant)
         form = Browser().sign_in(redirect.url, user=user, password=USERS[user].password)
         return form, redirect.handle
 
     def sign_in(self, user: str = "ann") -> SignIn:
         form, handle = self.posted(user)
-        return self.auth.sso.complete(form, handle=handle, tenant=TENANT, ip=IP)
+        return self.auth.sso.complete(form, handle=handle, tenant=self.tenant, ip=IP)
 
     def unsolicited(self, user: str = "ann") -> dict[str, str]:
         """The form of a response the IdP sends unasked (IdP-initiated)."""
