@@ -39,7 +39,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from authsome import _saml
 from authsome.engine import Authsome
@@ -70,6 +70,20 @@ MAX_PARAM = 16 * 1024  # an ID token posted by Apple fits
 _KEY_PURPOSE = "authsome.integrations.state-cookie"
 _CONNECTION_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")  # what new_id makes, with room
 _VERSION = "v1"
+
+
+class _Complete(Protocol):
+    """``auth.sso.complete`` and ``auth.social.complete``."""
+
+    def __call__(
+        self,
+        params: Mapping[str, str],
+        *,
+        handle: str,
+        tenant: str,
+        ip: str | None,
+        user_agent: str | None,
+    ) -> SignIn: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,15 +191,7 @@ class SignInRoutes:
         self, request: RequestAuth, params: Mapping[str, str], cookie: str | None
     ) -> SignIn:
         """Complete an SSO sign-in from the provider's callback parameters."""
-        tenant = _tenant(request)
-        handle = self._open(cookie, tenant, "sso")
-        return self.auth.sso.complete(
-            _params(params),
-            handle=handle,
-            tenant=tenant,
-            ip=request.client_ip(),
-            user_agent=request.user_agent(),
-        )
+        return self._finish(request, params, cookie, "sso", self.auth.sso.complete)
 
     def finish_social(
         self,
@@ -195,9 +201,22 @@ class SignInRoutes:
         cookie: str | None,
     ) -> SignIn:
         """Complete a social sign-in from the provider's callback parameters."""
+        flow = f"social:{provider}"
+        return self._finish(request, params, cookie, flow, self.auth.social.complete)
+
+    def _finish(
+        self,
+        request: RequestAuth,
+        params: Mapping[str, str],
+        cookie: str | None,
+        flow: str,
+        complete: _Complete,
+    ) -> SignIn:
+        """Complete a sign-in of ``flow`` with the handle in its cookie, for the
+        request's tenant and client."""
         tenant = _tenant(request)
-        handle = self._open(cookie, tenant, f"social:{provider}")
-        return self.auth.social.complete(
+        handle = self._open(cookie, tenant, flow)
+        return complete(
             _params(params),
             handle=handle,
             tenant=tenant,
