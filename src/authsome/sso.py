@@ -21,7 +21,10 @@ Users sign in through an OIDC connection with :meth:`SSO.begin` and
 :meth:`SSO.complete` (authorization code flow with PKCE, ``state`` and ``nonce``; see
 the "SSO sign-in" page of the documentation); the provider's ``sub`` links to a user
 (:meth:`SSO.identities`), who is provisioned just in time or linked to an existing
-user only by a verified address in a proven domain.
+user only by a verified address in a proven domain. SAML connections sign users in
+through the same two methods once the engine has ``Authsome(saml=SAMLServiceProvider(
+...))``: an AuthnRequest whose RelayState is the state handle, and the response the
+IdP posts to the connection's ACS (see the "SAML sign-in" page).
 
 The OIDC ``client_secret`` is write-only: :meth:`SSO.get` and :meth:`SSO.list` return
 :class:`~authsome.models.SSOConnectionInfo`, which does not carry it. With
