@@ -136,6 +136,11 @@ class SAMLSignIn:
         )
 
     # -- the service provider of a connection ----------------------------------------
+    @property
+    def base_url(self) -> str:
+        """Where the sign-in routes are mounted (no trailing slash)."""
+        return self._sp.base_url
+
     def service_provider(self, connection: SSOConnectionInfo) -> _saml.ServiceProvider:
         """Our side of ``connection``: its entity id, ACS URL and our key."""
         base = f"{self._sp.base_url}/sso/saml"

@@ -761,6 +761,10 @@ class SSO:
         _oidc.ensure_installed()
         return self._oidc
 
+    def _saml_base_url(self) -> str | None:
+        """The base URL of ``Authsome(saml=...)``, for the sign-in routes' check."""
+        return None if self._saml is None else self._saml.base_url
+
     def _saml_sign_in(self) -> SAMLSignIn:
         if self._saml is None:
             raise RuntimeError(

@@ -15,7 +15,7 @@ import pytest
 from lxml import etree
 
 from authsome import Authsome
-from authsome.integrations._signin_routes import RESUBMITTED, STATE_COOKIE
+from authsome.integrations._signin_routes import RESUBMITTED, STATE_COOKIE, SignInRoutes
 from tests.conftest import AuthFactory, FakeClock
 from tests.integrations.test_sign_in_routes import BASE, FRAMEWORKS, Send, _started
 from tests.support.saml_idp import Browser
@@ -109,3 +109,13 @@ def test_the_metadata_route_serves_the_connections_sp_metadata(
     root = etree.fromstring(reply.body)
     assert root.get("entityID") == scene.entity_id
     assert send("GET", "/auth/sso/saml/metadata/sso_unknown", None, None).status == 404
+
+
+def test_routes_mounted_elsewhere_than_the_service_providers_base_url_are_refused(
+    make_auth: AuthFactory,
+) -> None:
+    auth = make_auth(saml=replace(SP, base_url="https://app.example/auth"))
+
+    with pytest.raises(ValueError, match="SAMLServiceProvider"):
+        SignInRoutes(auth, "https://app.example/other")
+    assert SignInRoutes(auth, "https://app.example/auth/").base_url == "https://app.example/auth"

@@ -110,6 +110,13 @@ class SignInRoutes:
             raise ValueError("base_url must be the absolute URL the routes are mounted at")
         self.auth = auth
         self.base_url = base_url.rstrip("/")
+        saml_base = auth.sso._saml_base_url()
+        if saml_base is not None and saml_base != self.base_url:
+            # The IdP posts to the ACS the engine's metadata names: routes mounted
+            # elsewhere would never see a response.
+            raise ValueError(
+                "base_url must be the one of Authsome(saml=SAMLServiceProvider(base_url=...))"
+            )
         self._key = auth._purpose_keys.key(_KEY_PURPOSE)
 
     # -- redirect URIs -----------------------------------------------------------------
