@@ -26,6 +26,7 @@ from authsome.models import OrgRole
 from authsome.sso import SAMLConnection
 from authsome.testing import DenyingLedger, RecordingLedger
 from tests.conftest import AuthFactory, FakeClock
+from tests.support.saml_idp import encrypt_assertion
 from tests.support.saml_scene import SP, SP_KEYS, SamlScene, idp_keys
 from tests.support.sso_scene import DOMAIN, IP, PASSWORD, TENANT, prove, refused
 
@@ -227,6 +228,23 @@ def test_an_unsolicited_response_signs_in_when_the_connection_allows_it(
     assert signed_in.tokens is not None
     assert signed_in.user.email == f"ann@{DOMAIN}"
     assert _events(ledger, UsageEvent.USERS_ACTIVE) == [signed_in.tokens.session.id]
+
+
+def test_an_assertion_encrypted_for_the_service_provider_key_signs_in(
+    idp_initiated: SamlScene,
+) -> None:
+    form = idp_initiated.unsolicited("ann")
+    encrypted = encrypt_assertion(form["SAMLResponse"], SP_KEYS.certificate_pem)
+    assert "EncryptedAssertion" in base64.b64decode(encrypted).decode()
+
+    signed_in = idp_initiated.auth.sso.complete(
+        {"SAMLResponse": encrypted},
+        connection_id=idp_initiated.connection.id,
+        tenant=TENANT,
+        ip=IP,
+    )
+
+    assert signed_in.user.email == f"ann@{DOMAIN}"
 
 
 def test_a_solicited_response_still_needs_its_handle_where_unsolicited_ones_are_accepted(
