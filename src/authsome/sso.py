@@ -106,6 +106,7 @@ MAX_CERTIFICATE = 64 * 1024
 CERTIFICATE_WARNING = timedelta(days=30)
 MAX_PRIVATE_KEY = 16 * 1024
 MAX_ATTRIBUTE_NAME = 256
+MAX_CONNECTION_ID = 128  # an id new_id made is far shorter
 MAX_GROUPS = 100
 
 _SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")  # RFC 6749, 3.3: scope-token
@@ -719,7 +720,7 @@ class SSO:
                 handle=handle,
                 connection_id=None
                 if connection_id is None
-                else v.require_str("connection_id", connection_id),
+                else _check_text("connection_id", connection_id, MAX_CONNECTION_ID),
                 tenant=tenant,
                 ip=ip,
                 user_agent=user_agent,

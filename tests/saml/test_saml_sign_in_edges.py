@@ -154,6 +154,10 @@ def test_oversized_or_mistyped_acs_input_is_refused_before_any_work(
         auth.sso.complete({"SAMLResponse": 1}, handle="h")  # type: ignore[dict-item]
     with pytest.raises(ValidationError):  # neither a handle nor the connection
         auth.sso.complete({"SAMLResponse": "x"}, tenant=TENANT)
+    with pytest.raises(ValidationError):  # an id no connection has, before it is logged
+        auth.sso.complete({"SAMLResponse": "x"}, connection_id="sso\nforged: entry")
+    with pytest.raises(ValidationError):
+        auth.sso.complete({"SAMLResponse": "x"}, connection_id="c" * 129)
     with pytest.raises(ValidationError):  # OIDC needs its handle
         auth.sso.complete({"code": "c", "state": "s"}, tenant=TENANT)
 
