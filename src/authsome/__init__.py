@@ -29,6 +29,7 @@ from authsome.errors import (
     MfaLocked,
     NotFound,
     RateLimited,
+    SSOFailed,
     StoreError,
     ValidationError,
     VerificationFailed,
@@ -61,7 +62,7 @@ from authsome.models import (
 )
 from authsome.onetime import JourneyPolicy
 from authsome.sessions import SessionPolicy
-from authsome.sso import OIDCConnection, SAMLConnection
+from authsome.sso import OIDCConnection, SAMLConnection, SAMLServiceProvider
 from authsome.throttle import ThrottlePolicy
 
 __all__ = [
@@ -106,8 +107,10 @@ __all__ = [
     "PasswordHashing",
     "RateLimited",
     "SAMLConnection",
+    "SAMLServiceProvider",
     "SMTPMailer",
     "SSOConnectionInfo",
+    "SSOFailed",
     "SSOProtocol",
     "SSORedirect",
     "SecretBox",

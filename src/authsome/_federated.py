@@ -73,7 +73,8 @@ class VerifiedIdentity:
     ``social:<name>``), ``subject`` the provider's stable id of the person (``sub``,
     a SAML NameID). ``email_verified`` is the provider vouching for ``email``.
     ``mfa_done``: the provider is trusted to have done a second factor. ``org_id``,
-    ``role`` and ``jit`` say where a just-in-time provisioned user goes, if anywhere.
+    ``role`` and ``jit`` say where a just-in-time provisioned user goes, if anywhere,
+    and ``name`` is the display name such a user gets.
     """
 
     provider: str
@@ -84,12 +85,14 @@ class VerifiedIdentity:
     org_id: str | None = None
     role: OrgRole | str = "member"
     jit: bool = True
+    name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Pending:
     """A sign-in's state as the callback finds it: the bounded callback parameters,
-    the handle, and the payload the protocol stored when it began."""
+    the handle, and the payload the protocol stored when it began (an empty handle
+    and payload: a sign-in the provider started, which the protocol allowed)."""
 
     tenant: str
     handle: str
@@ -144,7 +147,7 @@ class FederatedSignIn:
         self,
         params: Mapping[str, str],
         *,
-        handle: str,
+        handle: str | None,
         tenant: str,
         ip: str | None,
         user_agent: str | None,
@@ -152,7 +155,10 @@ class FederatedSignIn:
     ) -> SignIn:
         """Finish a sign-in: ``verify`` (the protocol part) checks the provider's
         answer against the state and names who signed in, or raises
-        :meth:`refused`. The handle is used up whatever happens."""
+        :meth:`refused`. The handle is used up whatever happens. ``handle=None`` is
+        a sign-in without state (SAML's IdP-initiated one, when its connection
+        allows it): ``verify`` gets an empty payload and must refuse unless the
+        protocol proves the answer on its own."""
         tenant = v.check_tenant(tenant)
         client = Client.of(ip, user_agent)
         ip = v.check_ip(ip)
@@ -160,8 +166,8 @@ class FederatedSignIn:
         now = self._clock()
         self._throttle.prune_now_and_then(now)
         self._throttle.reserve_ip(ip, now)
-        payload = self._consume(handle, tenant)
-        verified = verify(Pending(tenant, handle, answer, payload))
+        payload = {} if handle is None else self._consume(handle, tenant)
+        verified = verify(Pending(tenant, handle or "", answer, payload))
         signed_in = self._completed(tenant, verified, client)
         self._throttle.ip_succeeded(ip, now)
         return signed_in
@@ -195,6 +201,7 @@ class FederatedSignIn:
                 org_id=verified.org_id,
                 role=verified.role,
                 jit=verified.jit,
+                name=verified.name,
             )
             resolved.append(resolution)
             return resolution

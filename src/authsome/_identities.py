@@ -85,9 +85,11 @@ class Identities:
         org_id: str | None,
         role: OrgRole | str,
         jit: bool,
+        name: str | None = None,
     ) -> Resolution:
         """The user of this provider account: linked already, linked now to the
-        user with the same address (both sides verified it), or provisioned.
+        user with the same address (both sides verified it), or provisioned (with
+        ``name``, the provider's display name, when it gives one).
         :class:`~authsome.errors.InvalidCredentials` when none of these may happen
         (the reason is logged on ``authsome.security``)."""
         linked = self._store.find_identity(tenant, provider, subject)
@@ -111,7 +113,9 @@ class Identities:
             raise _refused("no linked user and no just-in-time provisioning", provider)
         if not (verified or self._provision_unverified):
             raise _refused("an unverified address provisions nobody", provider)
-        return self._provision(tenant, provider, subject, address, verified, org_id, role)
+        return self._provision(
+            tenant, provider, subject, address, verified, org_id, role, name=name
+        )
 
     def _check_linkable(self, existing: User, verified: bool, provider: str) -> None:
         """An existing user is linked only when both sides verified the address."""
@@ -132,9 +136,11 @@ class Identities:
         verified: bool,
         org_id: str | None,
         role: OrgRole | str,
+        *,
+        name: str | None,
     ) -> Resolution:
         now = self._clock()
-        user = User(new_ordered_id("usr"), tenant, address, None, now)
+        user = User(new_ordered_id("usr"), tenant, address, name, now)
         self._store.create_user(user, UNUSABLE_PASSWORD)
         if verified:
             user = self._store.mark_email_verified(user.id, address, now) or user

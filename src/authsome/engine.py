@@ -28,7 +28,7 @@ from authsome.passkeys import Passkeys
 from authsome.passwordless import Passwordless
 from authsome.sessions import SessionPolicy, Sessions
 from authsome.social import Social
-from authsome.sso import SSO, SSOSignInParts
+from authsome.sso import SSO, SAMLServiceProvider, SSOSignInParts
 from authsome.stores import MemoryStore, Store
 from authsome.throttle import Throttle, ThrottlePolicy
 from authsome.users import Users
@@ -96,12 +96,17 @@ class Authsome:
     ``http_client`` (an ``httpx.Client``; by default one with timeouts that follows
     no redirects). ``sso_allow_insecure_loopback=True`` also accepts ``http://``
     issuers on a loopback address: for tests against a local provider, never for
-    production. ``sso_exchange_deadline`` (15 seconds by default, at most 10
-    minutes) bounds each exchange with a provider, request and whole answer. Every
-    provider host must resolve to public addresses only (no private, loopback,
-    link-local or metadata address), checked when connecting and connected to as
-    checked; ``sso_resolver(host, port) -> addresses`` replaces the system's
-    resolver (tests).
+    production (and ``http://`` SAML IdP URLs there, likewise).
+    ``sso_exchange_deadline`` (15 seconds by default, at most 10 minutes) bounds each
+    exchange with a provider, request and whole answer. Every provider host must
+    resolve to public addresses only (no private, loopback, link-local or metadata
+    address), checked when connecting and connected to as checked;
+    ``sso_resolver(host, port) -> addresses`` replaces the system's resolver (tests).
+
+    ``saml`` (a :class:`~authsome.sso.SAMLServiceProvider`: the base URL of the
+    sign-in routes, and optionally the key and certificate that sign AuthnRequests
+    and decrypt assertions) enables sign-in through SAML connections (extra
+    ``authsome-engine[saml]``).
     """
 
     def __init__(
@@ -126,6 +131,7 @@ class Authsome:
         sso_allow_insecure_loopback: bool = False,
         sso_exchange_deadline: timedelta = EXCHANGE_DEADLINE,
         sso_resolver: Callable[[str, int], Sequence[str]] | None = None,
+        saml: SAMLServiceProvider | None = None,
     ) -> None:
         if mailer is not None and not isinstance(mailer, Mailer):
             raise TypeError(f"mailer must provide send(message), not {type(mailer).__name__}")
@@ -186,6 +192,7 @@ class Authsome:
                 tokens=self._journeys.tokens,
                 flow=self._sign_in,
                 throttle=limiter,
+                saml=saml,
             ),
         )
         self.social = Social(

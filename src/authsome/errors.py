@@ -24,6 +24,7 @@ __all__ = [
     "MfaLocked",
     "NotFound",
     "RateLimited",
+    "SSOFailed",
     "StoreError",
     "ValidationError",
     "VerificationFailed",
@@ -85,6 +86,23 @@ class RateLimited(AuthsomeError):
     def __init__(self, retry_after: float) -> None:
         self.retry_after = max(0.0, float(retry_after))
         super().__init__(f"too many attempts; retry after {self.retry_after:.0f} s")
+
+
+class SSOFailed(InvalidCredentials):
+    """A single sign-on response was refused (bad signature, wrong audience, expired,
+    replayed, ...); nobody was signed in.
+
+    ``reason`` is a short code naming the check that refused it (``"signature"``,
+    ``"audience"``, ``"expired"``, ``"replayed"``...), for logs; the message is the
+    same for every reason, so a user (or an attacker probing) learns nothing more.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = str(reason)
+        super().__init__("single sign-on failed")
+
+    def __reduce__(self) -> tuple[type[SSOFailed], tuple[str]]:
+        return (type(self), (self.reason,))
 
 
 class AlreadyExists(AuthsomeError):

@@ -458,14 +458,17 @@ class SSOConnectionInfo:
     """An org's SSO connection as stored, without its client secret.
 
     OIDC connections fill ``issuer``, ``client_id`` and ``scopes``; SAML ones
-    ``entity_id``, ``sso_url`` and ``x509_certificate`` (PEM; public, so returned).
+    ``entity_id``, ``sso_url``, ``x509_certificate`` (PEM; public, so returned), the
+    optional ``rollover_x509_certificate`` and ``allow_idp_initiated``.
     ``domains`` are the e-mail domains this connection claims, lowercase A-labels
     (IDNA), each claimed by at most one connection per tenant; a domain routes only
     once the tenant has verified it (see :mod:`authsome.sso`).
     ``has_client_secret`` tells whether a secret is kept; the secret itself is
     never part of this record. ``auth_method``, ``jit``, ``jit_role``,
     ``trust_idp_mfa`` and ``userinfo`` say how an OIDC connection signs users in
-    (see :class:`~authsome.sso.OIDCConnection`).
+    (see :class:`~authsome.sso.OIDCConnection`); ``jit``, ``jit_role``,
+    ``email_attribute``, ``name_attribute``, ``groups_attribute`` and
+    ``admin_groups`` how a SAML one does (see :class:`~authsome.sso.SAMLConnection`).
     """
 
     id: str
@@ -486,6 +489,12 @@ class SSOConnectionInfo:
     jit_role: str = "member"
     trust_idp_mfa: bool = False
     userinfo: bool = False
+    rollover_x509_certificate: str | None = field(default=None, repr=False)
+    allow_idp_initiated: bool = False
+    email_attribute: str | None = None
+    name_attribute: str | None = None
+    groups_attribute: str | None = None
+    admin_groups: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

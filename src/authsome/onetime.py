@@ -52,6 +52,7 @@ class TokenPurpose(StrEnum):
     CHANGE_EMAIL = "change_email"
     SSO_STATE = "sso_state"
     SOCIAL_STATE = "social_state"
+    SAML_STATE = "saml_state"
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +122,7 @@ class JourneyPolicy:
             TokenPurpose.CHANGE_EMAIL: self.email_change_ttl,
             TokenPurpose.SSO_STATE: self.sso_state_ttl,
             TokenPurpose.SOCIAL_STATE: self.sso_state_ttl,  # the same journey, the same life
+            TokenPurpose.SAML_STATE: self.sso_state_ttl,
         }[purpose]
 
 

@@ -24,6 +24,10 @@ the "SSO sign-in" page of the documentation); the provider's ``sub`` links to a 
 connection (one of its domains, proven by the tenant) and nothing else: it links an
 existing user only when the provider and the user both verified the address, and
 provisions one just in time otherwise.
+SAML connections sign users in through the same two methods, by the same rule, once
+the engine has ``Authsome(saml=SAMLServiceProvider(...))``: an AuthnRequest whose
+RelayState is the state handle, and the response the IdP posts to the connection's
+ACS (see the "SAML sign-in" page).
 
 The OIDC ``client_secret`` is write-only: :meth:`SSO.get` and :meth:`SSO.list` return
 :class:`~authsome.models.SSOConnectionInfo`, which does not carry it. With
@@ -43,24 +47,26 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TypeAlias
 from urllib.parse import SplitResult, urlsplit
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
 
 from authsome import _oidc
 from authsome import _validation as v
 from authsome._billing import Billing
 from authsome._identities import Identities, email_domain
+from authsome._saml_signin import SAMLSignIn, SPKeys
 from authsome._signin import SignInFlow
 from authsome._sso_signin import OIDCSignIn
 from authsome._time import Clock
 from authsome.bridge import LedgerContext
 from authsome.crypto import Keyring, Resealed, new_id, reseal_all
 from authsome.domains import normalize_hostname
-from authsome.errors import NotFound, ValidationError
+from authsome.errors import NotFound, SSOFailed, ValidationError
 from authsome.features import Feature
 from authsome.models import (
     Identity,
@@ -81,6 +87,7 @@ __all__ = [
     "SSO",
     "OIDCConnection",
     "SAMLConnection",
+    "SAMLServiceProvider",
     "SSOConnection",
     "normalize_domain",
 ]
@@ -96,7 +103,13 @@ MAX_SCOPES = 32
 MAX_SCOPE = 128
 MAX_DOMAINS = 100
 MAX_CERTIFICATE = 64 * 1024
+# A SAML signing certificate closer than this to its end is logged as a warning at
+# every configure/update, so the rollover is planned before sign-ins fail.
+CERTIFICATE_WARNING = timedelta(days=30)
 MAX_PRIVATE_KEY = 16 * 1024
+MAX_ATTRIBUTE_NAME = 256
+MAX_CONNECTION_ID = 128  # an id new_id made is far shorter
+MAX_GROUPS = 100
 
 _SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")  # RFC 6749, 3.3: scope-token
 _URL_CHARS = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no space: RFC 3986 and no IRIs
@@ -138,16 +151,106 @@ class OIDCConnection:
 
 @dataclass(frozen=True, slots=True)
 class SAMLConnection:
-    """A SAML 2.0 identity provider: its entity id, single sign-on URL (https) and
-    signing certificate (PEM)."""
+    """A SAML 2.0 identity provider: its entity id, single sign-on URL (https,
+    HTTP-Redirect binding) and signing certificate (PEM).
+
+    ``rollover_x509_certificate`` is a second signing certificate accepted alongside
+    the first while the IdP changes keys. ``allow_idp_initiated`` accepts responses
+    the IdP sends without a request of ours (IdP-initiated sign-in); off by default,
+    since such a response cannot be tied to the browser that presents it.
+    :meth:`from_metadata` reads the IdP's settings from its metadata XML.
+
+    How users sign in through it (the assertion's NameID links the account; a
+    transient NameID is refused):
+
+    - ``jit``: provision a user on their first sign-in (default), as a member of
+      the connection's org with ``jit_role`` (``"member"`` or ``"admin"``), or
+      ``"admin"`` when one of their groups is in ``admin_groups``.
+    - ``email_attribute``, ``name_attribute``, ``groups_attribute``: the names of
+      the assertion's attributes that carry the address, the display name and the
+      groups. ``None`` (default) tries the usual names in order (``email``,
+      ``mail``, the LDAP OIDs, the claim URIs of Entra ID and ADFS; see the SSO
+      sign-in page).
+    - The IdP's address counts as verified only in a domain this connection lists
+      and the tenant has proven, as SAML says nothing about verification.
+    """
 
     entity_id: str
     sso_url: str
     x509_certificate: str
     domains: tuple[str, ...] = ()
+    rollover_x509_certificate: str | None = None
+    allow_idp_initiated: bool = False
+    jit: bool = True
+    jit_role: str = "member"
+    email_attribute: str | None = None
+    name_attribute: str | None = None
+    groups_attribute: str | None = None
+    admin_groups: tuple[str, ...] = ()
+
+    @classmethod
+    def from_metadata(
+        cls,
+        xml: str | bytes,
+        *,
+        domains: tuple[str, ...] = (),
+        allow_idp_initiated: bool = False,
+    ) -> SAMLConnection:
+        """The connection an IdP's metadata describes: its ``entityID``, the
+        HTTP-Redirect ``SingleSignOnService`` location and its signing certificates
+        (one, or two during a rollover). Parsed without DTDs or network access.
+
+        Raises :class:`~authsome.errors.ValidationError` when the document is not
+        IdP metadata, lacks one of these, or lists more than two signing
+        certificates; :class:`~authsome.errors.ExtraNotInstalled` without the
+        ``saml`` extra. The settings are checked like any others by
+        :meth:`SSO.configure`.
+        """
+        from authsome import _saml  # lxml is the optional "saml" extra
+
+        if not isinstance(xml, str | bytes):
+            raise TypeError(f"xml must be str or bytes, not {type(xml).__name__}")
+        try:
+            metadata = _saml.parse_idp_metadata(xml)
+        except SSOFailed as exc:
+            raise ValidationError(f"not usable IdP metadata ({exc.reason})") from None
+        if len(metadata.certificates) > 2:
+            raise ValidationError("IdP metadata lists more than two signing certificates")
+        return cls(
+            entity_id=metadata.entity_id,
+            sso_url=metadata.sso_url,
+            x509_certificate=metadata.certificates[0],
+            domains=domains,
+            rollover_x509_certificate=(
+                metadata.certificates[1] if len(metadata.certificates) > 1 else None
+            ),
+            allow_idp_initiated=allow_idp_initiated,
+        )
 
 
 SSOConnection: TypeAlias = OIDCConnection | SAMLConnection
+
+
+@dataclass(frozen=True, slots=True)
+class SAMLServiceProvider:
+    """The application's side of every SAML connection, for
+    ``Authsome(saml=SAMLServiceProvider(...))``.
+
+    ``base_url`` is where the sign-in routes are mounted as the browser sees them
+    (``https://app.example.com/auth``), configured, never read from a request. Each
+    SAML connection is a service provider of its own under it: entity id
+    ``{base_url}/sso/saml/metadata/{connection_id}`` (its metadata is served there)
+    and assertion consumer service ``{base_url}/sso/saml/acs/{connection_id}``.
+
+    ``private_key`` (PEM, unencrypted RSA) with its ``certificate`` (PEM), both or
+    neither: AuthnRequests are then signed (rsa-sha256), assertions the IdP
+    encrypts for the certificate are decrypted, and the metadata publishes the
+    certificate. The key never appears in ``repr``.
+    """
+
+    base_url: str
+    private_key: str | None = field(default=None, repr=False)
+    certificate: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +261,7 @@ class SSOSignInParts:
     tokens: OneTimeTokens
     flow: SignInFlow
     throttle: Throttle
+    saml: SAMLServiceProvider | None = None
 
 
 # -- validation ----------------------------------------------------------------------
@@ -272,21 +376,39 @@ def _check_domains(domains: object) -> tuple[str, ...]:
     return tuple(unique)
 
 
-def _check_certificate(pem: object, now: datetime) -> str:
-    """A PEM X.509 certificate valid at ``now``, re-encoded canonically."""
-    text = v.require_str("x509_certificate", pem)
+def _check_certificate(pem: object, now: datetime, name: str = "x509_certificate") -> str:
+    """A PEM X.509 certificate valid at ``now``, re-encoded canonically; one that
+    expires within :data:`CERTIFICATE_WARNING` is logged as a warning."""
+    text = v.require_str(name, pem)
     if not text.strip() or len(text) > MAX_CERTIFICATE or not text.isascii():
         raise ValidationError(
-            f"x509_certificate must be a PEM certificate of at most {MAX_CERTIFICATE} characters"
+            f"{name} must be a PEM certificate of at most {MAX_CERTIFICATE} characters"
         )
     try:
         cert = x509.load_pem_x509_certificate(text.strip().encode("ascii"))
         not_after = cert.not_valid_after_utc
     except ValueError:
-        raise ValidationError("x509_certificate is not a parseable PEM certificate") from None
+        raise ValidationError(f"{name} is not a parseable PEM certificate") from None
     if not_after <= now:
-        raise ValidationError("x509_certificate has expired")
+        raise ValidationError(f"{name} has expired")
+    if not_after - now < CERTIFICATE_WARNING:
+        logger.warning(
+            "sso %s expires soon: not after %s; configure its successor as"
+            " rollover_x509_certificate",
+            name,
+            not_after.isoformat(),
+        )
     return cert.public_bytes(Encoding.PEM).decode("ascii")
+
+
+def _check_rollover_certificate(pem: object, now: datetime) -> str | None:
+    return None if pem is None else _check_certificate(pem, now, "rollover_x509_certificate")
+
+
+def _check_flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, not {type(value).__name__}")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,12 +423,18 @@ class _Checked:
     entity_id: str | None = None
     sso_url: str | None = None
     x509_certificate: str | None = None
+    rollover_x509_certificate: str | None = None
+    allow_idp_initiated: bool = False
     client_secret: str | None = field(default=None, repr=False)
     auth_method: str = "client_secret_basic"
     jit: bool = True
     jit_role: str = "member"
     trust_idp_mfa: bool = False
     userinfo: bool = False
+    email_attribute: str | None = None
+    name_attribute: str | None = None
+    groups_attribute: str | None = None
+    admin_groups: tuple[str, ...] = ()
 
 
 def _check_credential(connection: OIDCConnection, auth_method: str) -> str:
@@ -323,25 +451,42 @@ def _check_credential(connection: OIDCConnection, auth_method: str) -> str:
     return text.strip()
 
 
-def _check_flag(name: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, not {type(value).__name__}")
-    return value
+def _check_jit_role(value: object) -> str:
+    role = v.require_str("jit_role", value)
+    if role not in {OrgRole.MEMBER.value, OrgRole.ADMIN.value}:
+        raise ValidationError('jit_role must be "member" or "admin"')
+    return role
 
 
 def _check_sign_in(connection: OIDCConnection) -> dict[str, object]:
     method = v.require_str("auth_method", connection.auth_method)
     if method not in _oidc.AUTH_METHODS:
         raise ValidationError(f"auth_method must be one of {', '.join(_oidc.AUTH_METHODS)}")
-    role = v.require_str("jit_role", connection.jit_role)
-    if role not in {OrgRole.MEMBER.value, OrgRole.ADMIN.value}:
-        raise ValidationError('jit_role must be "member" or "admin"')
+    role = _check_jit_role(connection.jit_role)
     return {
         "auth_method": method,
         "jit": _check_flag("jit", connection.jit),
         "jit_role": role,
         "trust_idp_mfa": _check_flag("trust_idp_mfa", connection.trust_idp_mfa),
         "userinfo": _check_flag("userinfo", connection.userinfo),
+    }
+
+
+def _check_attribute_name(name: str, value: object) -> str | None:
+    return None if value is None else _check_text(name, value, MAX_ATTRIBUTE_NAME)
+
+
+def _check_saml_sign_in(connection: SAMLConnection) -> dict[str, object]:
+    groups = _str_items("admin_groups", connection.admin_groups, MAX_GROUPS)
+    return {
+        "jit": _check_flag("jit", connection.jit),
+        "jit_role": _check_jit_role(connection.jit_role),
+        "email_attribute": _check_attribute_name("email_attribute", connection.email_attribute),
+        "name_attribute": _check_attribute_name("name_attribute", connection.name_attribute),
+        "groups_attribute": _check_attribute_name("groups_attribute", connection.groups_attribute),
+        "admin_groups": tuple(
+            dict.fromkeys(_check_text("admin_groups", g, MAX_ATTRIBUTE_NAME) for g in groups)
+        ),
     }
 
 
@@ -366,13 +511,68 @@ def _validated(connection: object, now: datetime, *, allow_loopback_http: bool =
         return _Checked(
             SSOProtocol.SAML,
             entity_id=_check_text("entity_id", connection.entity_id, MAX_ENTITY_ID),
-            sso_url=_check_https_url("sso_url", connection.sso_url, allow_query=True),
+            sso_url=_check_https_url(
+                "sso_url",
+                connection.sso_url,
+                allow_query=True,
+                allow_loopback_http=allow_loopback_http,
+            ),
             x509_certificate=_check_certificate(connection.x509_certificate, now),
+            rollover_x509_certificate=_check_rollover_certificate(
+                connection.rollover_x509_certificate, now
+            ),
+            allow_idp_initiated=_check_flag("allow_idp_initiated", connection.allow_idp_initiated),
             domains=_check_domains(connection.domains),
+            **_check_saml_sign_in(connection),  # type: ignore[arg-type]  # each value checked
         )
     raise TypeError(
         f"connection must be an OIDCConnection or a SAMLConnection, not {type(connection).__name__}"
     )
+
+
+def _check_base_url(value: object, *, allow_loopback_http: bool) -> str:
+    """The application's own https URL (any host name it is served under, an
+    intranet one too), without query, fragment or user information."""
+    text = v.require_str("base_url", value)
+    if not text or len(text) > MAX_URL or _URL_CHARS.fullmatch(text) is None:
+        raise ValidationError(f"base_url must be 1..{MAX_URL} printable ASCII characters")
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        raise ValidationError("base_url is not a valid URL") from None
+    loopback_http = allow_loopback_http and parts.scheme == "http" and _is_loopback(parts.hostname)
+    if not (parts.scheme == "https" or loopback_http) or not parts.hostname:
+        raise ValidationError("base_url must be an https:// URL")
+    if parts.query or parts.fragment or "@" in parts.netloc or "?" in text or "#" in text:
+        raise ValidationError("base_url must not contain a query, fragment or user information")
+    return text.rstrip("/")
+
+
+def _checked_sp(settings: object, *, allow_loopback_http: bool) -> SPKeys:
+    """The application's SAML settings, checked: ``TypeError`` or ``ValueError``
+    (a configuration mistake, found when the engine is built)."""
+    if not isinstance(settings, SAMLServiceProvider):
+        raise TypeError(f"saml must be a SAMLServiceProvider, not {type(settings).__name__}")
+    base_url = _check_base_url(settings.base_url, allow_loopback_http=allow_loopback_http)
+    if (settings.private_key is None) != (settings.certificate is None):
+        raise ValidationError("give both private_key and certificate, or neither")
+    if settings.private_key is None or settings.certificate is None:
+        return SPKeys(base_url)
+    key_text = v.require_str("private_key", settings.private_key)
+    try:
+        key = load_pem_private_key(key_text.strip().encode("ascii"), password=None)
+        certificate = x509.load_pem_x509_certificate(
+            v.require_str("certificate", settings.certificate).strip().encode("ascii")
+        )
+    except (ValueError, TypeError, UnicodeEncodeError):
+        raise ValidationError(
+            "private_key and certificate must be an unencrypted PEM key and a PEM certificate"
+        ) from None
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ValidationError("private_key must be an RSA key (SAML signs with rsa-sha256)")
+    if certificate.public_key() != key.public_key():
+        raise ValidationError("certificate is not the certificate of private_key")
+    return SPKeys(base_url, key, certificate.public_bytes(Encoding.PEM).decode("ascii"))
 
 
 # -- the service -----------------------------------------------------------------------
@@ -401,6 +601,7 @@ class SSO:
             store, clock, address_rule=self._routes_to, provision_unverified=True
         )
         self._oidc: OIDCSignIn | None = None
+        self._saml: SAMLSignIn | None = None
         self._allow_loopback_http = False
         if sign_in is not None:
             self._allow_loopback_http = sign_in.client.allow_insecure_loopback
@@ -415,6 +616,18 @@ class SSO:
                 throttle=sign_in.throttle,
                 client_secret=self._client_secret,
             )
+            if sign_in.saml is not None:
+                self._saml = SAMLSignIn(
+                    store,
+                    billing,
+                    clock,
+                    sp=_checked_sp(sign_in.saml, allow_loopback_http=self._allow_loopback_http),
+                    tokens=sign_in.tokens,
+                    identities=self._identities,
+                    sign_in=sign_in.flow,
+                    throttle=sign_in.throttle,
+                    proven=self._proven,
+                )
 
     # -- sign-in -------------------------------------------------------------------------
     def begin(
@@ -422,25 +635,31 @@ class SSO:
         connection_id: str | None = None,
         *,
         email: str | None = None,
-        redirect_uri: str,
+        redirect_uri: str | None = None,
         tenant: str = "default",
         ip: str | None = None,
     ) -> SSORedirect:
-        """Start a sign-in through an OIDC connection: where to send the browser.
+        """Start a sign-in through a connection: where to send the browser.
 
         Name the connection by ``connection_id``, or give the user's ``email`` to
-        route it (:meth:`connection_for_email`; it is passed on as ``login_hint``).
-        ``redirect_uri`` is the application's callback URL, registered at the
-        provider. Keep the returned ``handle`` (an ``HttpOnly`` cookie) and pass it
-        to :meth:`complete`; it is single use and lives
+        route it (:meth:`connection_for_email`; for OIDC it is passed on as
+        ``login_hint``). Keep the returned ``handle`` (an ``HttpOnly`` cookie) and
+        pass it to :meth:`complete`; it is single use and lives
         ``JourneyPolicy.sso_state_ttl`` (10 minutes by default).
 
-        :class:`~authsome.errors.NotFound` for an unknown connection, one of another
-        tenant or a SAML one, and for an e-mail that routes nowhere;
+        For an OIDC connection ``redirect_uri`` is the application's callback URL,
+        registered at the provider (required). For a SAML connection the URL sends
+        an AuthnRequest by HTTP-Redirect (signed when ``SAMLServiceProvider`` has a
+        key) whose ``RelayState`` is the handle; the IdP posts its answer to the
+        connection's ACS URL (see :class:`SAMLServiceProvider`), so ``redirect_uri``
+        is not used.
+
+        :class:`~authsome.errors.NotFound` for an unknown connection or one of
+        another tenant, and for an e-mail that routes nowhere;
         :class:`~authsome.errors.FeatureNotEntitled` when the tenant's plan no longer
         includes ``authsome.feature.sso`` (nothing is written);
-        :class:`~authsome.errors.InvalidCredentials` when the provider's discovery
-        document cannot be read or is refused (nothing is written);
+        :class:`~authsome.errors.InvalidCredentials` when an OIDC provider's
+        discovery document cannot be read or is refused (nothing is written);
         :class:`~authsome.errors.RateLimited` when the client's address ``ip``
         started more than ``ThrottlePolicy.starts_per_ip`` sign-ins within the window.
         """
@@ -454,6 +673,10 @@ class SSO:
             connection = found
         else:
             connection = self.get(v.require_str("connection_id", connection_id))
+        if connection.protocol is SSOProtocol.SAML:
+            return self._saml_sign_in().begin(connection, tenant=tenant, ip=ip)
+        if redirect_uri is None:
+            raise ValidationError("redirect_uri is required for an OIDC connection")
         return self._sign_in().begin(
             connection,
             redirect_uri=redirect_uri,
@@ -466,24 +689,33 @@ class SSO:
         self,
         params: Mapping[str, str],
         *,
-        handle: str,
+        handle: str | None = None,
         tenant: str = "default",
         ip: str | None = None,
         user_agent: str | None = None,
+        connection_id: str | None = None,
     ) -> SignIn:
-        """Finish a sign-in with the provider's callback parameters (the query of the
-        request to ``redirect_uri``: ``code`` and ``state``, or ``error``) and the
-        ``handle`` :meth:`begin` returned.
+        """Finish a sign-in with the provider's answer and the ``handle``
+        :meth:`begin` returned.
+
+        For OIDC, ``params`` is the query of the request to ``redirect_uri``
+        (``code`` and ``state``, or ``error``). For SAML, it is the form the IdP
+        POSTed to the ACS (``SAMLResponse`` and ``RelayState``, which must be
+        ``handle``); the response must answer the AuthnRequest of ``handle``
+        (``InResponseTo``). A SAML response the IdP sent unasked has no handle:
+        pass ``handle=None`` and the ``connection_id`` of the ACS it came to; it is
+        accepted only when that connection has ``allow_idp_initiated``.
 
         Returns a :class:`~authsome.models.SignIn` with a session, or with
-        ``mfa_required`` and a ticket when the user has a second factor (unless the
-        connection trusts the provider's MFA and the provider did it). Records
+        ``mfa_required`` and a ticket when the user has a second factor (unless an
+        OIDC connection trusts the provider's MFA and the provider did it). Records
         ``authsome.sessions.created`` and ``authsome.users.active`` once, and for a
         user provisioned now ``authsome.users.created`` and ``authsome.orgs.members``.
 
-        Every refusal — a used, expired or foreign handle, a wrong ``state``, an
-        error from the provider, a code it refuses, an ID token that does not check
-        out, an account that may not be linked — is one
+        Every refusal — a used, expired or foreign handle, a wrong ``state`` or
+        ``RelayState``, an error from the provider, a code it refuses, an ID token
+        or a SAML response that does not check out, a replayed assertion, an
+        account that may not be linked — is one
         :class:`~authsome.errors.InvalidCredentials` (the reason is logged on
         ``authsome.security``). :class:`~authsome.errors.RateLimited` after too
         many failures from ``ip``; :class:`~authsome.errors.FeatureNotEntitled` when
@@ -491,9 +723,36 @@ class SSO:
         ``ip`` and ``user_agent`` describe the client for the device list
         (:meth:`~authsome.sessions.Sessions.list`).
         """
+        if "SAMLResponse" in params:
+            if handle is None and connection_id is None:
+                raise ValidationError("give handle, or connection_id for an unsolicited response")
+            return self._saml_sign_in().complete(
+                params,
+                handle=handle,
+                connection_id=None
+                if connection_id is None
+                else _check_text("connection_id", connection_id, MAX_CONNECTION_ID),
+                tenant=tenant,
+                ip=ip,
+                user_agent=user_agent,
+            )
+        if handle is None:
+            raise ValidationError("handle is required")
         return self._sign_in().complete(
             params, handle=handle, tenant=tenant, ip=ip, user_agent=user_agent
         )
+
+    def saml_metadata(self, connection_id: str, *, tenant: str = "default") -> str:
+        """The SP metadata XML of a SAML connection of ``tenant``, for its IdP: the
+        entity id, the ACS (HTTP-POST) and the certificate when one is configured.
+        :class:`~authsome.errors.NotFound` for an unknown connection, an OIDC one or
+        one of another tenant."""
+        tenant = v.check_tenant(tenant)
+        saml = self._saml_sign_in()
+        found = self._store.get_sso_connection(v.require_str("connection_id", connection_id))
+        if found is None:
+            raise NotFound("no such SSO connection")
+        return saml.metadata(found, tenant=tenant)
 
     def identities(self, user_id: str) -> builtins.list[Identity]:
         """The user's linked provider accounts, oldest first."""
@@ -520,6 +779,17 @@ class SSO:
         in the same tenant never speaks for it."""
         routed = self._routed(tenant, email_domain(address))
         return routed is not None and routed.id == connection_id
+
+    def _saml_base_url(self) -> str | None:
+        """The base URL of ``Authsome(saml=...)``, for the sign-in routes' check."""
+        return None if self._saml is None else self._saml.base_url
+
+    def _saml_sign_in(self) -> SAMLSignIn:
+        if self._saml is None:
+            raise RuntimeError(
+                "SAML sign-in needs Authsome(saml=SAMLServiceProvider(base_url=...))"
+            )
+        return self._saml
 
     def configure(self, org_id: str, connection: SSOConnection) -> SSOConnectionInfo:
         """Add an SSO connection to an org and return it (without its secret).
@@ -708,11 +978,17 @@ class SSO:
             entity_id=checked.entity_id,
             sso_url=checked.sso_url,
             x509_certificate=checked.x509_certificate,
+            rollover_x509_certificate=checked.rollover_x509_certificate,
+            allow_idp_initiated=checked.allow_idp_initiated,
             auth_method=checked.auth_method,
             jit=checked.jit,
             jit_role=checked.jit_role,
             trust_idp_mfa=checked.trust_idp_mfa,
             userinfo=checked.userinfo,
+            email_attribute=checked.email_attribute,
+            name_attribute=checked.name_attribute,
+            groups_attribute=checked.groups_attribute,
+            admin_groups=checked.admin_groups,
         )
 
     def _org(self, org_id: str) -> Org:

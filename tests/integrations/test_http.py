@@ -28,6 +28,7 @@ from authsome import (
     MfaLocked,
     NotFound,
     RateLimited,
+    SSOFailed,
     StoreError,
     ValidationError,
     VerificationFailed,
@@ -57,6 +58,7 @@ CASES: list[tuple[AuthsomeError, int, str]] = [
     (InsufficientScope(("deploy",)), 403, "insufficient_scope"),
     (InvalidCredentials(), 401, "invalid_credentials"),
     (MfaLocked(), 401, "invalid_credentials"),  # its message says to use a recovery code
+    (SSOFailed("signature"), 401, "invalid_credentials"),  # the reason stays in logs
     (InvalidToken(), 401, "invalid_token"),
     (RateLimited(12.2), 429, "rate_limited"),
     (LedgerUnavailable("ledger could not check authsome.feature.orgs"), 503, "ledger_unavailable"),

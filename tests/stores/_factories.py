@@ -46,6 +46,7 @@ STORE_TABLES = frozenset(
         "passkey_challenges",
         "sso_connections",
         "sso_domains",
+        "saml_assertion_ids",
         "store_keys",
         "one_time_tokens",
         "one_time_states",

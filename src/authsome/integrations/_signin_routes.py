@@ -19,12 +19,20 @@ too long, has expired, or was made for another tenant or flow is refused like a
 missing one, with a constant-time compare.
 The handle itself is a one-time token: single use, short-lived, tenant bound.
 
-Apple returns with a cross-site ``POST`` (``response_mode=form_post``), which does
-not carry ``SameSite=Lax`` cookies. Trusting the POST's ``state`` alone would let
-anyone complete a sign-in they started in someone else's browser (login CSRF), so
-a POST without the cookie is answered with a small page that posts the same fields
-to the same URL from our own origin, where the browser does send the cookie; the
-sign-in then completes as on any other callback.
+``/sso/start`` serves SAML connections too: the IdP then POSTs its response to the
+connection's ACS, ``/sso/saml/acs/{connection_id}``, with the handle as
+``RelayState``; ``/sso/saml/metadata/{connection_id}`` serves the connection's SP
+metadata (its URL is the connection's entity id). A response counts as the answer
+to this browser's sign-in only when the state cookie holds the very handle the
+response's ``RelayState`` carries; otherwise it can only be an unsolicited
+(IdP-initiated) response, which the connection must allow.
+
+Apple and every SAML IdP return with a cross-site ``POST`` (``response_mode=form_post``,
+the HTTP-POST binding), which does not carry ``SameSite=Lax`` cookies. Trusting the
+POST's ``state`` alone would let anyone complete a sign-in they started in someone
+else's browser (login CSRF), so a POST without the cookie is answered with a small
+page that posts the same fields to the same URL from our own origin, where the
+browser does send the cookie; the sign-in then completes as on any other callback.
 """
 
 from __future__ import annotations
@@ -33,20 +41,23 @@ import base64
 import hashlib
 import hmac
 import html
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from authsome import _saml
 from authsome.engine import Authsome
-from authsome.errors import InvalidCredentials, InvalidToken, ValidationError
+from authsome.errors import InvalidCredentials, InvalidToken, NotFound, ValidationError
 from authsome.integrations._http import RequestAuth
 from authsome.models import SignIn
 
 __all__ = [
     "MAX_PARAMS",
     "RESUBMITTED",
+    "SAML_METADATA_TYPE",
     "STATE_COOKIE",
     "STATE_COOKIE_TTL",
     "SignInRoutes",
@@ -56,6 +67,7 @@ __all__ = [
 
 STATE_COOKIE = "__Host-authsome-state"
 STATE_COOKIE_TTL = timedelta(minutes=10)
+SAML_METADATA_TYPE = "application/samlmetadata+xml"
 RESUBMITTED = "authsome_resubmitted"
 """The form field of the page that re-posts a cross-site ``form_post`` callback."""
 
@@ -63,6 +75,7 @@ MAX_COOKIE = 512  # far more than a signed handle needs; longer values are refus
 MAX_PARAMS = 32
 MAX_PARAM = 16 * 1024  # an ID token posted by Apple fits
 _KEY_PURPOSE = "authsome.integrations.state-cookie"
+_CONNECTION_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")  # what new_id makes, with room
 _VERSION = "v1"
 
 
@@ -106,6 +119,13 @@ class SignInRoutes:
         self.base_url = base_url.rstrip("/")
         parts = urlsplit(self.base_url)
         self._origin = f"{parts.scheme}://{parts.netloc}".lower()
+        saml_base = auth.sso._saml_base_url()
+        if saml_base is not None and saml_base != self.base_url:
+            # The IdP posts to the ACS the engine's metadata names: routes mounted
+            # elsewhere would never see a response.
+            raise ValueError(
+                "base_url must be the one of Authsome(saml=SAMLServiceProvider(base_url=...))"
+            )
         self._key = auth._purpose_keys.key(_KEY_PURPOSE)
 
     # -- redirect URIs -----------------------------------------------------------------
@@ -116,6 +136,50 @@ class SignInRoutes:
     def social_callback_url(self, provider: str) -> str:
         """The redirect URI to register at ``provider``."""
         return f"{self.base_url}/social/{provider}/callback"
+
+    def saml_acs_url(self, connection_id: str) -> str:
+        """The assertion consumer service of a SAML connection (as its metadata says,
+        when ``Authsome(saml=...)`` has this ``base_url``)."""
+        return f"{self.base_url}/sso/saml/acs/{_connection_id(connection_id)}"
+
+    # -- SAML ----------------------------------------------------------------------------
+    def saml_metadata(self, request: RequestAuth, connection_id: str) -> str:
+        """The SP metadata XML of a SAML connection of the request's tenant."""
+        return self.auth.sso.saml_metadata(_connection_id(connection_id), tenant=_tenant(request))
+
+    def finish_saml(
+        self,
+        request: RequestAuth,
+        connection_id: str,
+        form: Mapping[str, str],
+        cookie: str | None,
+    ) -> SignIn:
+        """Complete a SAML sign-in from the form the IdP posted to the connection's ACS.
+
+        The response answers this browser's sign-in when the state cookie holds the
+        handle its ``RelayState`` carries; any other response is passed on as
+        unsolicited, which only a connection allowing IdP-initiated sign-in accepts."""
+        tenant = _tenant(request)
+        fields = _params(form, limit=_saml.MAX_RESPONSE_CHARS)
+        handle = self._handle_of(cookie, tenant, "sso")
+        if handle is not None and not hmac.compare_digest(
+            handle.encode("ascii"), fields.get("RelayState", "").encode("utf-8")
+        ):
+            handle = None  # the cookie is of another sign-in than this response's
+        return self.auth.sso.complete(
+            fields,
+            handle=handle,
+            connection_id=_connection_id(connection_id),
+            tenant=tenant,
+            ip=request.client_ip(),
+            user_agent=request.user_agent(),
+        )
+
+    def saml_resubmit_page(self, connection_id: str, form: Mapping[str, str]) -> str:
+        """The page that posts the IdP's form again to the connection's ACS from our
+        own origin (see :meth:`resubmit_page`)."""
+        fields = _params(form, limit=_saml.MAX_RESPONSE_CHARS)
+        return _resubmit_page(self.saml_acs_url(connection_id), fields)
 
     # -- start ---------------------------------------------------------------------------
     def start_sso(self, request: RequestAuth, query: Mapping[str, str]) -> Started:
@@ -205,20 +269,7 @@ class SignInRoutes:
         """The page that posts ``form`` again to the provider's callback from our own
         origin, so the browser sends the ``SameSite=Lax`` state cookie this time. The
         action is the configured callback URL, never one built from the request."""
-        action = self.social_callback_url(provider)
-        fields = _params(form)
-        inputs = "".join(
-            f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
-            for k, v in fields.items()
-            if k != RESUBMITTED
-        )
-        return (
-            "<!doctype html><html><head><meta charset=utf-8><title>Signing in</title></head>"
-            '<body onload="document.forms[0].submit()">'
-            f'<form method="post" action="{html.escape(action)}">{inputs}'
-            f'<input type="hidden" name="{RESUBMITTED}" value="1">'
-            "<noscript><button type=submit>Continue</button></noscript></form></body></html>"
-        )
+        return _resubmit_page(self.social_callback_url(provider), _params(form))
 
     # -- the cookie ------------------------------------------------------------------------
     @staticmethod
@@ -252,6 +303,13 @@ class SignInRoutes:
             raise InvalidToken("the sign-in state is missing or invalid; start again")
         return handle
 
+    def _handle_of(self, cookie: str | None, tenant: str, flow: str) -> str | None:
+        """The handle in the cookie, or ``None`` when there is none that opens."""
+        try:
+            return self._open(cookie, tenant, flow)
+        except InvalidToken:
+            return None
+
     def _mac(self, body: str, tenant: str, flow: str) -> str:
         message = f"{body}|{tenant}|{flow}".encode()
         digest = hmac.new(self._key, message, hashlib.sha256).digest()
@@ -283,13 +341,36 @@ def _optional(query: Mapping[str, str], name: str) -> str | None:
     return value if value else None
 
 
-def _params(params: Mapping[str, str]) -> dict[str, str]:
+def _resubmit_page(action: str, fields: Mapping[str, str]) -> str:
+    """A page that posts ``fields`` to ``action`` (a configured URL) at once."""
+    inputs = "".join(
+        f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
+        for k, v in fields.items()
+        if k != RESUBMITTED
+    )
+    return (
+        "<!doctype html><html><head><meta charset=utf-8><title>Signing in</title></head>"
+        '<body onload="document.forms[0].submit()">'
+        f'<form method="post" action="{html.escape(action)}">{inputs}'
+        f'<input type="hidden" name="{RESUBMITTED}" value="1">'
+        "<noscript><button type=submit>Continue</button></noscript></form></body></html>"
+    )
+
+
+def _connection_id(connection_id: str) -> str:
+    """A connection id from a URL path: refused unread when it cannot be one."""
+    if _CONNECTION_ID.fullmatch(connection_id) is None:
+        raise NotFound("no such SSO connection")
+    return connection_id
+
+
+def _params(params: Mapping[str, str], *, limit: int = MAX_PARAM) -> dict[str, str]:
     """The callback's parameters, bounded before anything reads them."""
     if len(params) > MAX_PARAMS:
         raise InvalidCredentials()
     out: dict[str, str] = {}
     for name, value in params.items():
-        if len(name) > 64 or len(value) > MAX_PARAM:
+        if len(name) > 64 or len(value) > limit:
             raise InvalidCredentials()
         out[name] = value
     return out

@@ -67,6 +67,7 @@ from authsome.integrations._http import (
     string_field,
 )
 from authsome.integrations._signin_routes import (
+    SAML_METADATA_TYPE,
     STATE_COOKIE,
     SignInRoutes,
     Started,
@@ -347,9 +348,10 @@ def sign_in_urls(base_url: str) -> list[URLPattern]:
     The same routes and answers as FastAPI's :func:`~authsome.integrations.fastapi.
     sign_in_router`; the engine is the middleware's. The callbacks are exempt from
     Django's CSRF check: the signed state cookie and the one-time handle are the
-    check (Apple's callback is a cross-site POST that could not carry a CSRF token).
-    The start routes are POSTs from the application's pages and are not exempt:
-    with ``CsrfViewMiddleware`` the form posting to them carries ``{% csrf_token %}``.
+    check (Apple's callback and SAML's ACS are cross-site POSTs that could not carry
+    a CSRF token). The start routes are POSTs from the application's pages and are
+    not exempt: with ``CsrfViewMiddleware`` the form posting to them carries
+    ``{% csrf_token %}``. SAML's metadata and ACS routes are included.
     """
     routes: dict[int, SignInRoutes] = {}
 
@@ -401,11 +403,32 @@ def sign_in_urls(base_url: str) -> list[URLPattern]:
             return HttpResponse(page, content_type="text/html; charset=utf-8")
         return _signed_in(routes_.finish_social(request_, provider, params, cookie))
 
+    @require_GET
+    @answered
+    def saml_metadata(request: HttpRequest, connection_id: str) -> HttpResponse:
+        routes_, request_ = flow(request)
+        xml = routes_.saml_metadata(request_, connection_id)
+        return HttpResponse(xml, content_type=SAML_METADATA_TYPE)
+
+    @csrf_exempt
+    @require_POST
+    @answered
+    def saml_acs(request: HttpRequest, connection_id: str) -> HttpResponse:
+        routes_, request_ = flow(request)
+        cookie = request.COOKIES.get(STATE_COOKIE)
+        form = request.POST.dict()
+        if routes_.needs_resubmit(form, cookie):
+            page = routes_.saml_resubmit_page(connection_id, form)
+            return HttpResponse(page, content_type="text/html; charset=utf-8")
+        return _signed_in(routes_.finish_saml(request_, connection_id, form, cookie))
+
     return [
         path("sso/start", sso_start),
         path("sso/callback", sso_callback),
         path("social/<str:provider>/start", social_start),
         path("social/<str:provider>/callback", social_callback),
+        path("sso/saml/metadata/<str:connection_id>", saml_metadata),
+        path("sso/saml/acs/<str:connection_id>", saml_acs),
     ]
 
 

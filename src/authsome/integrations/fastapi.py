@@ -55,6 +55,7 @@ from authsome.integrations._http import (
 )
 from authsome.integrations._signin_routes import (
     MAX_PARAMS,
+    SAML_METADATA_TYPE,
     STATE_COOKIE,
     SignInRoutes,
     Started,
@@ -341,9 +342,13 @@ def sign_in_router(base_url: str, auth: Authsome | None = None) -> APIRouter:
     signed state cookie; they refuse a start from another site (login CSRF). ``GET
     /sso/callback`` and ``GET|POST /social/{provider}/callback`` finish the sign-in
     and answer ``{"user_id", "access_token", "refresh_token",
-    "expires_at"}`` (or ``{"mfa_required": true, "ticket"}``). Errors are the usual
-    JSON answers (401 for a refused or replayed sign-in, 404 for an unknown provider).
-    See :mod:`authsome.integrations._signin_routes` for the cookie.
+    "expires_at"}`` (or ``{"mfa_required": true, "ticket"}``). For SAML connections
+    (``Authsome(saml=SAMLServiceProvider(base_url))`` with the same ``base_url``),
+    ``GET /sso/saml/metadata/{connection_id}`` serves the SP metadata and ``POST
+    /sso/saml/acs/{connection_id}`` finishes the sign-in the same way. Errors are the
+    usual JSON answers (401 for a refused or replayed sign-in, 404 for an unknown
+    provider or connection). See :mod:`authsome.integrations._signin_routes` for the
+    cookie.
     """
     router = APIRouter()
     routes: dict[int, SignInRoutes] = {}
@@ -387,6 +392,22 @@ def sign_in_router(base_url: str, auth: Authsome | None = None) -> APIRouter:
         if flow.needs_resubmit(form, cookie):
             return HTMLResponse(flow.resubmit_page(provider, form))
         sign_in = await run_in_threadpool(flow.finish_social, request_, provider, form, cookie)
+        return _signed_in(sign_in)
+
+    @router.get("/sso/saml/metadata/{connection_id}")
+    def saml_metadata(request: Request, connection_id: str) -> Response:
+        flow, request_ = routes_for(request)
+        xml = flow.saml_metadata(request_, connection_id)
+        return Response(xml, media_type=SAML_METADATA_TYPE)
+
+    @router.post("/sso/saml/acs/{connection_id}")
+    async def saml_acs(request: Request, connection_id: str) -> Response:
+        flow, request_ = routes_for(request)
+        cookie = request.cookies.get(STATE_COOKIE)
+        form = await _form(request)
+        if flow.needs_resubmit(form, cookie):
+            return HTMLResponse(flow.saml_resubmit_page(connection_id, form))
+        sign_in = await run_in_threadpool(flow.finish_saml, request_, connection_id, form, cookie)
         return _signed_in(sign_in)
 
     return router

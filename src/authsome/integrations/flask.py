@@ -49,6 +49,7 @@ from authsome.integrations._http import (
     string_field,
 )
 from authsome.integrations._signin_routes import (
+    SAML_METADATA_TYPE,
     STATE_COOKIE,
     SignInRoutes,
     Started,
@@ -271,7 +272,8 @@ def sign_in_blueprint(base_url: str, name: str = "authsome_sign_in") -> Blueprin
                                url_prefix="/auth")
 
     The same routes and answers as FastAPI's :func:`~authsome.integrations.fastapi.
-    sign_in_router`; the engine is the one the extension registered.
+    sign_in_router` (SAML's metadata and ACS included); the engine is the one the
+    extension registered.
     """
     blueprint = Blueprint(name, __name__)
     routes: dict[int, SignInRoutes] = {}
@@ -306,6 +308,20 @@ def sign_in_blueprint(base_url: str, name: str = "authsome_sign_in") -> Blueprin
         else:
             form = request.args.to_dict()
         return _signed_in(flow().finish_social(request_auth(), provider, form, cookie))
+
+    @blueprint.get("/sso/saml/metadata/<connection_id>")
+    def saml_metadata(connection_id: str) -> Response:
+        xml = flow().saml_metadata(request_auth(), connection_id)
+        return Response(xml, mimetype=SAML_METADATA_TYPE)
+
+    @blueprint.post("/sso/saml/acs/<connection_id>")
+    def saml_acs(connection_id: str) -> Response:
+        cookie = request.cookies.get(STATE_COOKIE)
+        form = request.form.to_dict()
+        if flow().needs_resubmit(form, cookie):
+            page = flow().saml_resubmit_page(connection_id, form)
+            return Response(page, mimetype="text/html")
+        return _signed_in(flow().finish_saml(request_auth(), connection_id, form, cookie))
 
     return blueprint
 

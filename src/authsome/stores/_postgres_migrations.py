@@ -438,6 +438,26 @@ ALTER TABLE one_time_tokens ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX one_time_tokens_by_address ON one_time_tokens (tenant, email, purpose);
 """
 
+_V17_SAML_SIGN_IN = """
+-- The ids of SAML assertions already used, per SSO connection, kept until the
+-- assertion expires (plus the allowed clock skew) so a replayed one is refused. No
+-- foreign key: an id outlives its connection by minutes at most.
+CREATE TABLE saml_assertion_ids (
+    connection_id TEXT NOT NULL,
+    assertion_id  TEXT NOT NULL,
+    keep_until    TIMESTAMPTZ NOT NULL,
+    CONSTRAINT saml_assertion_ids_pkey PRIMARY KEY (connection_id, assertion_id)
+);
+
+CREATE INDEX saml_assertion_ids_by_expiry ON saml_assertion_ids (keep_until);
+
+-- SAML: a second IdP signing certificate accepted during a rollover, and whether
+-- responses the IdP sends unasked (IdP-initiated sign-in) are accepted.
+ALTER TABLE sso_connections ADD COLUMN rollover_x509_certificate TEXT;
+
+ALTER TABLE sso_connections ADD COLUMN allow_idp_initiated BOOLEAN NOT NULL DEFAULT false;
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     _V1_SESSIONS_AND_USERS,
     _V2_ORGS,
@@ -455,5 +475,6 @@ MIGRATIONS: tuple[str, ...] = (
     _V14_SSO_SIGN_IN,
     _V15_SOCIAL_PROVIDERS,
     _V16_EMAIL_CODES_AND_SIGN_UP,
+    _V17_SAML_SIGN_IN,
 )
 """Migration scripts, oldest first; the schema version is the number applied."""

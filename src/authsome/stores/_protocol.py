@@ -680,6 +680,18 @@ class Store(Protocol):
         it only if it still is ``expected``; whether it was replaced."""
         ...
 
+    def use_saml_assertion_id(
+        self, connection_id: str, assertion_id: str, keep_until: datetime, now: datetime
+    ) -> bool:
+        """Record that a SAML assertion of this connection was used, atomically: ``True``
+        for the first use (also across processes), ``False`` while the id is kept.
+
+        The id is kept until ``keep_until`` (the assertion's expiry plus the allowed
+        skew, after which the assertion is refused anyway); expired ids may be
+        forgotten at any call and are reusable. Ids are per connection.
+        """
+        ...
+
     def delete_sso_connection(self, connection_id: str) -> bool:
         """Delete the connection, its domains and its secret; ``False`` if unknown."""
         ...

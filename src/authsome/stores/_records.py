@@ -47,6 +47,10 @@ _SIGN_IN_FIELDS: dict[str, type] = {
     "jit_role": str,
     "trust_idp_mfa": bool,
     "userinfo": bool,
+    "email_attribute": str,
+    "name_attribute": str,
+    "groups_attribute": str,
+    "admin_groups": tuple,
 }
 
 
@@ -59,12 +63,14 @@ def _with_sign_in(connection: SSOConnectionInfo, text: str | None) -> SSOConnect
     """``connection`` with the settings of :func:`sign_in_settings`' ``text``; a
     setting missing (a row from before the column) keeps its default."""
     stored = json.loads(text or "{}")
-    known = {
-        name: stored[name]
-        for name, kind in _SIGN_IN_FIELDS.items()
-        if isinstance(stored.get(name), kind)
-    }
-    return replace(connection, **known)
+    known: dict[str, object] = {}
+    for name, kind in _SIGN_IN_FIELDS.items():
+        value = stored.get(name)
+        if kind is tuple and isinstance(value, list):  # JSON keeps a tuple as a list
+            known[name] = tuple(str(item) for item in value)
+        elif isinstance(value, kind):
+            known[name] = value
+    return replace(connection, **known)  # type: ignore[arg-type]  # each type checked above
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,9 +206,10 @@ class RecordReader:
         self, row: Row, *, domains: Iterable[str], scopes: Iterable[str], sign_in: str | None
     ) -> SSOConnectionInfo:
         """Columns: id, org_id, protocol, issuer, client_id, (scopes), entity_id,
-        sso_url, x509_certificate, has_client_secret, created_at, updated_at; the
-        domains and scopes come decoded, as the stores keep them differently, and
-        the sign-in settings as :func:`sign_in_settings` wrote them."""
+        sso_url, x509_certificate, has_client_secret, created_at, updated_at,
+        rollover_x509_certificate, allow_idp_initiated; the domains and scopes come
+        decoded, as the stores keep them differently, and the sign-in settings as
+        :func:`sign_in_settings` wrote them."""
         return _with_sign_in(self._sso_connection(row, domains, scopes), sign_in)
 
     def _sso_connection(
@@ -222,6 +229,8 @@ class RecordReader:
             entity_id=row[6],
             sso_url=row[7],
             x509_certificate=row[8],
+            rollover_x509_certificate=row[12],
+            allow_idp_initiated=bool(row[13]),
         )
 
     def one_time_state(self, row: Row) -> OneTimeState:

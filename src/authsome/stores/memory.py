@@ -105,6 +105,8 @@ class MemoryStore:
         self._sso_secrets: dict[str, StoredSecret] = {}
         # (tenant, e-mail domain) -> connection id: one owner per domain in a tenant
         self._sso_by_domain: dict[tuple[str, str], str] = {}
+        # (connection id, SAML assertion id) -> kept until
+        self._saml_assertion_ids: dict[tuple[str, str], datetime] = {}
         # (tenant, provider) -> configuration, and its secret by configuration id
         self._social: dict[tuple[str, str], SocialProviderInfo] = {}
         self._social_secrets: dict[str, StoredSecret] = {}
@@ -889,6 +891,18 @@ class MemoryStore:
             if self._sso_secrets.get(connection_id) != expected:
                 return False
             self._sso_secrets[connection_id] = secret
+            return True
+
+    def use_saml_assertion_id(
+        self, connection_id: str, assertion_id: str, keep_until: datetime, now: datetime
+    ) -> bool:
+        with self._lock:
+            kept = self._saml_assertion_ids
+            for key in [key for key, until in kept.items() if until <= now]:
+                del kept[key]
+            if (connection_id, assertion_id) in kept:
+                return False
+            kept[(connection_id, assertion_id)] = keep_until
             return True
 
     def delete_sso_connection(self, connection_id: str) -> bool:

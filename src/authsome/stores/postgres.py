@@ -162,6 +162,7 @@ _PUT_SOCIAL = (
 _SELECT_SSO = (
     "SELECT c.id, c.org_id, c.protocol, c.issuer, c.client_id, c.scopes, c.entity_id,"
     " c.sso_url, c.x509_certificate, c.client_secret IS NOT NULL, c.created_at, c.updated_at,"
+    " c.rollover_x509_certificate, c.allow_idp_initiated,"
     " ARRAY(SELECT d.domain FROM {s}.sso_domains AS d"
     " WHERE d.connection_id = c.id ORDER BY d.position), c.sign_in"
     " FROM {s}.sso_connections AS c"
@@ -227,7 +228,7 @@ _READ = RecordReader(moment=_utc, strings=iter)
 
 def _sso_connection(row: _Row) -> SSOConnectionInfo:
     """A row of :data:`_SELECT_SSO`: the connection's columns, then its domains."""
-    return _READ.sso_connection(row, domains=row[12], scopes=row[5], sign_in=row[13])
+    return _READ.sso_connection(row, domains=row[14], scopes=row[5], sign_in=row[15])
 
 
 def _sso_settings(connection: SSOConnectionInfo, secret: StoredSecret | None) -> dict[str, Any]:
@@ -242,6 +243,8 @@ def _sso_settings(connection: SSOConnectionInfo, secret: StoredSecret | None) ->
         "x509_certificate": connection.x509_certificate,
         "client_secret": None if secret is None else secret.value,
         "secret_sealed": secret is not None and secret.sealed,
+        "rollover_x509_certificate": connection.rollover_x509_certificate,
+        "allow_idp_initiated": connection.allow_idp_initiated,
         "sign_in": sign_in_settings(connection),
         "updated_at": aware(connection.updated_at),
     }
@@ -1525,9 +1528,11 @@ class PostgresStore:
                 self._sql(
                     "INSERT INTO {s}.sso_connections (id, org_id, protocol, issuer, client_id,"
                     " scopes, entity_id, sso_url, x509_certificate, client_secret, secret_sealed,"
+                    " rollover_x509_certificate, allow_idp_initiated,"
                     " sign_in, created_at, updated_at) VALUES (%(id)s, %(org_id)s, %(protocol)s,"
                     " %(issuer)s, %(client_id)s, %(scopes)s::text[], %(entity_id)s, %(sso_url)s,"
                     " %(x509_certificate)s, %(client_secret)s, %(secret_sealed)s,"
+                    " %(rollover_x509_certificate)s, %(allow_idp_initiated)s,"
                     " %(sign_in)s, %(created_at)s, %(updated_at)s)"
                 ),
                 {
@@ -1555,6 +1560,8 @@ class PostgresStore:
                     " scopes = %(scopes)s::text[], entity_id = %(entity_id)s,"
                     " sso_url = %(sso_url)s, x509_certificate = %(x509_certificate)s,"
                     " client_secret = %(client_secret)s, secret_sealed = %(secret_sealed)s,"
+                    " rollover_x509_certificate = %(rollover_x509_certificate)s,"
+                    " allow_idp_initiated = %(allow_idp_initiated)s,"
                     " sign_in = %(sign_in)s, updated_at = %(updated_at)s WHERE id = %(id)s"
                 ),
                 {**settings, "id": connection.id},
@@ -1636,6 +1643,26 @@ class PostgresStore:
             (secret.value, secret.sealed, connection_id, expected.value, expected.sealed),
         )
         return updated == 1
+
+    def use_saml_assertion_id(
+        self, connection_id: str, assertion_id: str, keep_until: datetime, now: datetime
+    ) -> bool:
+        """Forget expired ids, then insert this one unless kept. The primary key makes
+        a racing insert wait for the first one's commit and then do nothing, so
+        exactly one caller, in any process, gets ``True``."""
+        with self._transaction("use_saml_assertion_id") as cur:
+            cur.execute(
+                self._sql("DELETE FROM {s}.saml_assertion_ids WHERE keep_until <= %s"),
+                (aware(now),),
+            )
+            inserted = cur.execute(
+                self._sql(
+                    "INSERT INTO {s}.saml_assertion_ids (connection_id, assertion_id, keep_until)"
+                    " VALUES (%s, %s, %s) ON CONFLICT DO NOTHING"
+                ),
+                (connection_id, assertion_id, aware(keep_until)),
+            ).rowcount
+        return inserted == 1
 
     def delete_sso_connection(self, connection_id: str) -> bool:
         """Delete the connection; its domains go with it (ON DELETE CASCADE)."""

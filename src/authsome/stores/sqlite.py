@@ -131,13 +131,15 @@ _SELECT_API_KEYS_BY_OWNER = (
 
 _SSO_COLUMNS = (
     "id, org_id, protocol, issuer, client_id, scopes, entity_id, sso_url, x509_certificate,"
-    " client_secret IS NOT NULL AS has_client_secret, created_at, updated_at, sign_in"
+    " client_secret IS NOT NULL AS has_client_secret, created_at, updated_at,"
+    " rollover_x509_certificate, allow_idp_initiated, sign_in"
 )
 _SELECT_SSO = f"SELECT {_SSO_COLUMNS} FROM sso_connections"  # noqa: S608 - constant text
 _INSERT_SSO = (
     "INSERT INTO sso_connections (id, org_id, protocol, issuer, client_id, scopes, entity_id,"
-    " sso_url, x509_certificate, client_secret, secret_sealed, sign_in, updated_at, created_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " sso_url, x509_certificate, client_secret, secret_sealed, rollover_x509_certificate,"
+    " allow_idp_initiated, sign_in, updated_at, created_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _SOCIAL_COLUMNS = "id, tenant, provider, client_id, scopes, settings, created_at, updated_at"
 _SELECT_SOCIAL = f"SELECT {_SOCIAL_COLUMNS} FROM social_providers"  # noqa: S608 - constant text
@@ -156,7 +158,8 @@ _PUT_SOCIAL = (
 _UPDATE_SSO = (
     "UPDATE sso_connections SET protocol = ?, issuer = ?, client_id = ?, scopes = ?,"
     " entity_id = ?, sso_url = ?, x509_certificate = ?, client_secret = ?, secret_sealed = ?,"
-    " sign_in = ?, updated_at = ? WHERE id = ?"
+    " rollover_x509_certificate = ?, allow_idp_initiated = ?, sign_in = ?, updated_at = ?"
+    " WHERE id = ?"
 )
 
 # Which unique constraint failed → which of the messages every store shares.
@@ -234,6 +237,8 @@ def _sso_settings(connection: SSOConnectionInfo, secret: StoredSecret | None) ->
         connection.x509_certificate,
         None if secret is None else secret.value,
         int(secret is not None and secret.sealed),
+        connection.rollover_x509_certificate,
+        int(connection.allow_idp_initiated),
         sign_in_settings(connection),
         _to_micros(connection.updated_at),
     )
@@ -1512,6 +1517,20 @@ class SQLiteStore:
                     expected.value,
                     int(expected.sealed),
                 ),
+            )
+            return cursor.rowcount == 1
+
+    def use_saml_assertion_id(
+        self, connection_id: str, assertion_id: str, keep_until: datetime, now: datetime
+    ) -> bool:
+        """Forget expired ids, then insert this one unless kept: one write
+        transaction, so of racing processes exactly one inserts it."""
+        with self._transaction("use_saml_assertion_id") as conn:
+            conn.execute("DELETE FROM saml_assertion_ids WHERE keep_until <= ?", (_to_micros(now),))
+            cursor = conn.execute(
+                "INSERT INTO saml_assertion_ids (connection_id, assertion_id, keep_until)"
+                " VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                (connection_id, assertion_id, _to_micros(keep_until)),
             )
             return cursor.rowcount == 1
 
