@@ -276,29 +276,35 @@ def test_no_made_up_code_signs_in(make_auth: AuthFactory, text: str) -> None:
     assert ledger.calls == []
 
 
-def _store(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Store:
-    if kind == "memory":
-        return MemoryStore()
-    if kind == "sqlite":
-        return SQLiteStore(tmp_path / "auth.db")
-    return postgres_store(request)
-
-
-@pytest.mark.parametrize("kind", ["memory", "sqlite", "postgres"])
-def test_eight_threads_use_one_code_exactly_once(
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def mailed(
+    request: pytest.FixtureRequest,
     make_auth: AuthFactory,
     ledger: RecordingLedger,
     tmp_path: Path,
-    request: pytest.FixtureRequest,
-    kind: str,
-) -> None:
+) -> tuple[Authsome, str]:
+    """An engine on a store of each kind and the code it mailed to ``EMAIL``; the
+    ledger is cleared after the set-up."""
+    store: Store
+    if request.param == "memory":
+        store = MemoryStore()
+    elif request.param == "sqlite":
+        store = SQLiteStore(tmp_path / "auth.db")
+    else:
+        store = postgres_store(request)
     outbox = Outbox()
-    store = _store(kind, tmp_path, request)
     auth = make_auth(store=store, mailer=outbox, ledger=ledger, throttle=LOOSE)
     auth.users.register(EMAIL, PASSWORD)
     _begin(auth)
     code = outbox.code()
     ledger.clear()
+    return auth, code
+
+
+def test_eight_threads_use_one_code_exactly_once(
+    mailed: tuple[Authsome, str], ledger: RecordingLedger
+) -> None:
+    auth, code = mailed
 
     def attempt(_: int) -> bool:
         try:
@@ -314,21 +320,10 @@ def test_eight_threads_use_one_code_exactly_once(
     assert len(ledger.usage("authsome.users.active")) == 1
 
 
-@pytest.mark.parametrize("kind", ["memory", "sqlite", "postgres"])
 def test_eight_racing_wrong_guesses_count_at_most_five(
-    make_auth: AuthFactory,
-    ledger: RecordingLedger,
-    tmp_path: Path,
-    request: pytest.FixtureRequest,
-    kind: str,
+    mailed: tuple[Authsome, str], ledger: RecordingLedger
 ) -> None:
-    outbox = Outbox()
-    store = _store(kind, tmp_path, request)
-    auth = make_auth(store=store, mailer=outbox, ledger=ledger, throttle=LOOSE)
-    auth.users.register(EMAIL, PASSWORD)
-    _begin(auth)
-    code = outbox.code()
-    ledger.clear()
+    auth, code = mailed
 
     def guess(_: int) -> str:
         try:
