@@ -6,6 +6,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Protocol
 
 import httpx
 import pytest
@@ -13,6 +14,9 @@ import pytest
 from authsome import Authsome
 from authsome.testing import RecordingLedger
 from tests.conftest import AuthFactory, FakeClock
+from tests.support.oidc_op import OpenIDClient, OpenIDProvider
+
+SOCIAL_TENANT = "acme"
 
 
 @pytest.fixture
@@ -33,3 +37,30 @@ def social_auth(
         sso_allow_insecure_loopback=True,
         http_client=provider_http,
     )
+
+
+class AtProvider(Protocol):
+    def __call__(self, provider: str, **where: str) -> OpenIDClient: ...
+
+
+@pytest.fixture
+def at_provider(social_auth: Authsome, oidc_op: OpenIDProvider) -> AtProvider:
+    """Configure ``social_auth``'s ``provider`` for the ``acme`` tenant with a client
+    registered at the local provider for the callback
+    ``https://app.example/auth/social/{provider}/callback``; found by discovery at
+    the local provider unless ``where`` says otherwise (GitLab's ``base_url=``)."""
+
+    def configure(provider: str, **where: str) -> OpenIDClient:
+        client = oidc_op.add_client(
+            redirect_uri=f"https://app.example/auth/social/{provider}/callback"
+        )
+        social_auth.social.configure(
+            SOCIAL_TENANT,
+            provider,
+            client_id=client.client_id,
+            client_secret=client.client_secret,
+            **(where or {"issuer": oidc_op.issuer}),
+        )
+        return client
+
+    return configure
