@@ -30,6 +30,13 @@ def postgres_store(request: pytest.FixtureRequest) -> Store:
     return store
 
 
+STORE_KINDS: dict[str, Callable[[pytest.FixtureRequest], Store]] = {
+    "memory": lambda _: MemoryStore(),
+    "sqlite": lambda _: SQLiteStore(":memory:"),
+    "postgres": postgres_store,
+}
+"""A fresh store of each kind, by name (parametrize over ``sorted(STORE_KINDS)``)."""
+
 AuthAndLedgerStores = tuple[Callable[[], Store], Callable[[], ledger.LedgerStore]]
 
 
