@@ -6,13 +6,14 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 import pytest
 
 from authsome import Authsome
-from authsome.testing import RecordingLedger
+from authsome.mail import MailSettings
+from authsome.testing import Outbox, RecordingLedger
 from tests.conftest import AuthFactory, FakeClock
 from tests.support.oidc_op import OpenIDClient, OpenIDProvider
 
@@ -26,17 +27,32 @@ def provider_http() -> Iterator[httpx.Client]:
         yield client
 
 
-@pytest.fixture
-def social_auth(
-    make_auth: AuthFactory, ledger: RecordingLedger, provider_http: httpx.Client, clock: FakeClock
+def _social_engine(
+    make_auth: AuthFactory, ledger: RecordingLedger, clock: FakeClock, **options: Any
 ) -> Authsome:
     clock.now = datetime.now(UTC)  # the provider signs ID tokens with the real time
     return make_auth(
         ledger=ledger,
         secret_key=secrets.token_bytes(32),
         sso_allow_insecure_loopback=True,
-        http_client=provider_http,
+        **options,
     )
+
+
+@pytest.fixture
+def social_auth(
+    make_auth: AuthFactory, ledger: RecordingLedger, provider_http: httpx.Client, clock: FakeClock
+) -> Authsome:
+    return _social_engine(make_auth, ledger, clock, http_client=provider_http)
+
+
+@pytest.fixture
+def mail_social_auth(
+    make_auth: AuthFactory, outbox: Outbox, ledger: RecordingLedger, clock: FakeClock
+) -> Authsome:
+    """Like ``social_auth``, and mailing to ``outbox``."""
+    mail = MailSettings(link_base_url="https://app.example")
+    return _social_engine(make_auth, ledger, clock, mailer=outbox, mail=mail)
 
 
 class AtProvider(Protocol):

@@ -8,16 +8,14 @@ account linked already still signs in by its subject."""
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 
 from authsome import Authsome
-from authsome.mail import MailSettings
 from authsome.testing import Outbox, RecordingLedger
-from tests.conftest import PASSWORD, AuthFactory, FakeClock
+from tests.conftest import PASSWORD
 from tests.social.conftest import AtProvider
 from tests.social.test_github_sign_in import CALLBACK as GITHUB_CALLBACK
 from tests.social.test_github_sign_in import configure_github
@@ -44,21 +42,6 @@ def _github_sign_in(auth: Authsome, login: str) -> str:
     answer = httpx.get(f"{redirect.url}&login={login}", timeout=10)
     params = _query(answer.headers["location"])
     return auth.social.complete(params, handle=redirect.handle, tenant=TENANT, ip=IP).user.id
-
-
-@pytest.fixture
-def mail_social_auth(
-    make_auth: AuthFactory, outbox: Outbox, ledger: RecordingLedger, clock: FakeClock
-) -> Authsome:
-    """Like ``social_auth``, and mailing to ``outbox``."""
-    clock.now = datetime.now(UTC)  # the provider signs ID tokens with the real time
-    return make_auth(
-        ledger=ledger,
-        secret_key=secrets.token_bytes(32),
-        sso_allow_insecure_loopback=True,
-        mailer=outbox,
-        mail=MailSettings(link_base_url="https://app.example"),
-    )
 
 
 def test_an_unverified_github_address_squats_nothing_and_the_owner_registers(
