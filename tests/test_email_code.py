@@ -32,7 +32,7 @@ from authsome.testing import Outbox, RecordingLedger, code_in
 from tests.conftest import PASSWORD, AuthFactory, FakeClock
 from tests.stores._processes import race_processes
 from tests.support.pgschema import drop_schema
-from tests.support.race import race
+from tests.support.race import race, race_to_use
 from tests.support.smtp_server import smtp_server
 from tests.support.stores import postgres_store
 from tests.support.timing import median_ratio
@@ -306,14 +306,7 @@ def test_eight_threads_use_one_code_exactly_once(
 ) -> None:
     auth, code = mailed
 
-    def attempt(_: int) -> bool:
-        try:
-            auth.passwordless.complete(code, email=EMAIL, ip=IP)
-        except InvalidToken:
-            return False
-        return True
-
-    outcomes = race(attempt, range(8))
+    outcomes = race_to_use(lambda: auth.passwordless.complete(code, email=EMAIL, ip=IP))
 
     assert sorted(outcomes) == [False] * 7 + [True]
     assert len(ledger.usage("authsome.sessions.created")) == 1
