@@ -33,7 +33,7 @@ from authsome.stores import MemoryStore, SQLiteStore, Store
 from authsome.testing import Outbox, RecordingLedger, token_in
 from tests.conftest import LINK_BASE, PASSWORD, AuthFactory, FakeClock
 from tests.stores._processes import race_processes
-from tests.support.race import race
+from tests.support.race import race, race_to_use
 from tests.support.smtp_server import smtp_server
 from tests.support.stores import postgres_store
 
@@ -292,14 +292,7 @@ def test_eight_threads_use_one_link_exactly_once(
     token = outbox.token(NEW)
     ledger.clear()
 
-    def attempt(_: int) -> bool:
-        try:
-            auth.users.confirm_email_change(token)
-        except InvalidToken:
-            return False
-        return True
-
-    outcomes = race(attempt, range(8))
+    outcomes = race_to_use(lambda: auth.users.confirm_email_change(token))
     auth.flush_mail()
 
     assert sorted(outcomes) == [False] * 7 + [True]

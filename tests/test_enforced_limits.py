@@ -32,11 +32,10 @@ from authsome import (
 from authsome.bridge import ConsumingLedger, LedgerAdapter, LedgerContext, NoopLedger
 from authsome.mail import MailSettings
 from authsome.sessions import SessionPolicy
-from authsome.stores import MemoryStore, PostgresStore, SQLiteStore, Store
 from authsome.testing import DenyingLedger, FailingLedger, Outbox, RecordingLedger
 from tests.conftest import LINK_BASE, PASSWORD, AuthFactory, FakeClock
-from tests.support.pgschema import drop_schema
 from tests.support.race import race
+from tests.support.stores import AuthAndLedgerStores, auth_and_ledger_stores
 
 SEATS = UsageEvent.ORGS_MEMBERS.value
 MAU = UsageEvent.USERS_ACTIVE.value
@@ -54,37 +53,13 @@ PLAN = ledger.Plan(
 LONG = SessionPolicy(ttl=timedelta(days=400), idle_timeout=None)  # periods pass, sessions stay
 ALL = [UsageEvent.ORGS_MEMBERS, UsageEvent.USERS_ACTIVE, UsageEvent.APIKEYS_VALIDATED]
 
-Backend = tuple[Callable[[], Store], Callable[[], ledger.LedgerStore]]
+Backend = AuthAndLedgerStores
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgres"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    if request.param == "memory":
-        yield MemoryStore, ledger.MemoryLedgerStore
-        return
-    if request.param == "sqlite":
-        yield (
-            lambda: SQLiteStore(str(tmp_path / "auth.db")),
-            lambda: ledger.SQLiteLedgerStore(str(tmp_path / "ledger.db")),
-        )
-        return
-    dsn: str = request.getfixturevalue("pg_dsn")
-    schema: str = request.getfixturevalue("pg_schema")
-    opened: list[PostgresStore | ledger.PostgresLedgerStore] = []
-
-    def auth_store() -> Store:
-        opened.append(PostgresStore(dsn, schema=f"{schema}_auth", max_size=8))
-        return opened[-1]  # type: ignore[return-value]
-
-    def ledger_store() -> ledger.LedgerStore:
-        opened.append(ledger.PostgresLedgerStore(dsn, schema=f"{schema}_ledger", max_size=8))
-        return opened[-1]  # type: ignore[return-value]
-
-    yield auth_store, ledger_store
-    for store in opened:
-        store.close()
-    drop_schema(dsn, f"{schema}_auth")
-    drop_schema(dsn, f"{schema}_ledger")
+    with auth_and_ledger_stores(request, tmp_path, pool_size=8) as stores:
+        yield stores
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from authsome.onetime import JourneyPolicy
 from authsome.stores import SQLiteStore
 from authsome.testing import Outbox, RecordingLedger
 from tests.conftest import PASSWORD, AuthFactory, FakeClock
-from tests.support.race import race
+from tests.support.race import race_to_use
 
 EMAIL = "ann@example.com"
 
@@ -65,14 +65,7 @@ def test_eight_threads_use_one_link_exactly_once(
     token = outbox.token()
     ledger.clear()
 
-    def attempt(_: int) -> bool:
-        try:
-            auth.passwordless.complete(token)
-        except InvalidToken:
-            return False
-        return True
-
-    outcomes = race(attempt, range(8))
+    outcomes = race_to_use(lambda: auth.passwordless.complete(token))
 
     assert sorted(outcomes) == [False] * 7 + [True]
     assert len(ledger.usage("authsome.sessions.created")) == 1

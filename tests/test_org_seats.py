@@ -7,7 +7,7 @@ on memory, SQLite and PostgreSQL stores, and with a ledger that has only the see
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,10 +17,9 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from authsome import AlreadyExists, Authsome, Org, PasswordHashing, UsageEvent, User, ledger
 from authsome.bridge import LedgerAdapter, LedgerContext, ReleasingLedger
-from authsome.stores import MemoryStore, PostgresStore, SQLiteStore, Store
 from authsome.testing import DenyingLedger, FailingLedger, RecordingLedger
 from tests.conftest import PASSWORD, AuthFactory, FakeClock
-from tests.support.pgschema import drop_schema
+from tests.support.stores import AuthAndLedgerStores, auth_and_ledger_stores
 
 SEATS = UsageEvent.ORGS_MEMBERS.value
 PLAN = ledger.Plan(
@@ -28,37 +27,13 @@ PLAN = ledger.Plan(
     [ledger.Feature.boolean("authsome.feature.orgs"), ledger.Feature.seat(SEATS, limit=5)],
 )
 
-Backend = tuple[Callable[[], Store], Callable[[], ledger.LedgerStore]]
+Backend = AuthAndLedgerStores
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgres"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    if request.param == "memory":
-        yield MemoryStore, ledger.MemoryLedgerStore
-        return
-    if request.param == "sqlite":
-        yield (
-            lambda: SQLiteStore(str(tmp_path / "auth.db")),
-            lambda: ledger.SQLiteLedgerStore(str(tmp_path / "ledger.db")),
-        )
-        return
-    dsn: str = request.getfixturevalue("pg_dsn")
-    schema: str = request.getfixturevalue("pg_schema")
-    opened: list[PostgresStore | ledger.PostgresLedgerStore] = []
-
-    def auth_store() -> Store:
-        opened.append(PostgresStore(dsn, schema=f"{schema}_auth", max_size=2))
-        return opened[-1]  # type: ignore[return-value]
-
-    def ledger_store() -> ledger.LedgerStore:
-        opened.append(ledger.PostgresLedgerStore(dsn, schema=f"{schema}_ledger", max_size=2))
-        return opened[-1]  # type: ignore[return-value]
-
-    yield auth_store, ledger_store
-    for store in opened:
-        store.close()
-    drop_schema(dsn, f"{schema}_auth")
-    drop_schema(dsn, f"{schema}_ledger")
+    with auth_and_ledger_stores(request, tmp_path, pool_size=2) as stores:
+        yield stores
 
 
 @pytest.fixture

@@ -136,21 +136,7 @@ class Billing:
             if not isinstance(allowed, bool):
                 raise TypeError(f"check_entitlement returned {type(allowed).__name__}, not bool")
         except Exception as exc:  # any ledger failure goes through the policy
-            self._count_check_failure()
-            if self.on_ledger_error == "raise":
-                logger.error(
-                    "entitlement check failed, operation refused: feature=%s tenant=%s error=%s",
-                    feature.value,
-                    ctx.tenant,
-                    type(exc).__name__,
-                )
-                raise LedgerUnavailable(f"ledger could not check {feature.value}") from exc
-            logger.warning(
-                "entitlement check failed, allowed by policy: feature=%s tenant=%s error=%s",
-                feature.value,
-                ctx.tenant,
-                type(exc).__name__,
-            )
+            self._check_failed("entitlement check", feature.value, ctx, exc)
             return True
         return allowed
 
@@ -168,21 +154,7 @@ class Billing:
             if not isinstance(counted, bool):
                 raise TypeError(f"consume_usage returned {type(counted).__name__}, not bool")
         except Exception as exc:  # any ledger failure goes through the policy
-            self._count_check_failure()
-            if self.on_ledger_error == "raise":
-                logger.error(
-                    "usage limit check failed, operation refused: feature=%s tenant=%s error=%s",
-                    event.value,
-                    ctx.tenant,
-                    type(exc).__name__,
-                )
-                raise LedgerUnavailable(f"ledger could not check {event.value}") from exc
-            logger.warning(
-                "usage limit check failed, allowed by policy: feature=%s tenant=%s error=%s",
-                event.value,
-                ctx.tenant,
-                type(exc).__name__,
-            )
+            self._check_failed("usage limit check", event.value, ctx, exc)
             return False
         if not counted:
             raise FeatureNotEntitled(event.value)
@@ -254,6 +226,25 @@ class Billing:
                 type(exc).__name__,
             )
 
-    def _count_check_failure(self) -> None:
+    def _check_failed(self, check: str, feature: str, ctx: LedgerContext, exc: Exception) -> None:
+        """Count a failed check and apply the policy: under ``"raise"`` log and raise
+        :class:`LedgerUnavailable`; under ``"allow"`` log and return (the caller lets
+        the operation through)."""
         with self._lock:
             self._check_failures += 1
+        if self.on_ledger_error == "raise":
+            logger.error(
+                "%s failed, operation refused: feature=%s tenant=%s error=%s",
+                check,
+                feature,
+                ctx.tenant,
+                type(exc).__name__,
+            )
+            raise LedgerUnavailable(f"ledger could not check {feature}") from exc
+        logger.warning(
+            "%s failed, allowed by policy: feature=%s tenant=%s error=%s",
+            check,
+            feature,
+            ctx.tenant,
+            type(exc).__name__,
+        )

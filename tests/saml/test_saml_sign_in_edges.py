@@ -4,7 +4,6 @@ answer, failures are throttled per address, and the journey works on every store
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -17,13 +16,12 @@ from hypothesis import strategies as st
 from authsome import Authsome
 from authsome.errors import InvalidCredentials, RateLimited, ValidationError
 from authsome.sso import SAMLConnection, SAMLServiceProvider
-from authsome.stores import MemoryStore, SQLiteStore, Store
 from authsome.testing import RecordingLedger
 from authsome.throttle import ThrottlePolicy
 from tests.conftest import PASSWORD, AuthFactory, FakeClock
 from tests.support.saml_scene import SP, SP_KEYS, SamlScene, idp_keys
 from tests.support.sso_scene import DOMAIN, IP, TENANT
-from tests.support.stores import postgres_store
+from tests.support.stores import STORE_KINDS
 
 IDP_CERTIFICATE = idp_keys().certificate_pem
 _PROPERTY = settings(
@@ -186,20 +184,13 @@ def test_starts_are_limited_per_address(make_auth: AuthFactory) -> None:
     auth.sso.begin(connection_id, tenant=TENANT, ip="198.51.100.1")  # another address
 
 
-_STORES: dict[str, Callable[[pytest.FixtureRequest], Store]] = {
-    "memory": lambda _: MemoryStore(),
-    "sqlite": lambda _: SQLiteStore(":memory:"),
-    "postgres": postgres_store,
-}
-
-
-@pytest.mark.parametrize("kind", sorted(_STORES))
+@pytest.mark.parametrize("kind", sorted(STORE_KINDS))
 def test_the_journey_on_every_store(
     make_auth: AuthFactory, request: pytest.FixtureRequest, kind: str
 ) -> None:
     ledger = RecordingLedger()
     auth = make_auth(
-        store=_STORES[kind](request), ledger=ledger, sso_allow_insecure_loopback=True, saml=SP
+        store=STORE_KINDS[kind](request), ledger=ledger, sso_allow_insecure_loopback=True, saml=SP
     )
     scene = SamlScene(auth, idp_keys(), admin_groups=("acme-admins",))
     with scene.running():

@@ -12,6 +12,7 @@ import pytest
 
 from authsome import Authsome
 from authsome.errors import InvalidCredentials
+from tests.social.conftest import AtProvider
 from tests.support.oidc_op import OpenIDProvider
 
 TENANT = "acme"
@@ -23,16 +24,12 @@ def _query(url: str) -> dict[str, str]:
 
 
 def test_a_social_callback_without_iss_is_refused(
-    social_auth: Authsome, oidc_op: OpenIDProvider, caplog: pytest.LogCaptureFixture
+    at_provider: AtProvider,
+    social_auth: Authsome,
+    oidc_op: OpenIDProvider,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    client = oidc_op.add_client(redirect_uri=CALLBACK)
-    social_auth.social.configure(
-        TENANT,
-        "gitlab",
-        client_id=client.client_id,
-        client_secret=client.client_secret,
-        issuer=oidc_op.issuer,
-    )
+    at_provider("gitlab")
     account = oidc_op.add_account(f"acct-{secrets.token_hex(4)}", email="g@navy.example")
     redirect = social_auth.social.begin("gitlab", redirect_uri=CALLBACK, tenant=TENANT)
     params = _query(oidc_op.login(redirect.url, account))

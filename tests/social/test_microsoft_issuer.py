@@ -11,6 +11,7 @@ import pytest
 
 from authsome import Authsome
 from authsome.errors import InvalidCredentials
+from tests.social.conftest import AtProvider
 from tests.support.oidc_op import OpenIDClient, OpenIDProvider
 
 TENANT = "acme"
@@ -24,17 +25,9 @@ def _issuer(tid: str) -> str:
 
 
 @pytest.fixture
-def client(social_auth: Authsome, oidc_op: OpenIDProvider) -> OpenIDClient:
-    registered = oidc_op.add_client(redirect_uri=CALLBACK)
+def client(at_provider: AtProvider) -> OpenIDClient:
     # Discovery at the local provider; the token issuer rule stays Microsoft's.
-    social_auth.social.configure(
-        TENANT,
-        "microsoft",
-        client_id=registered.client_id,
-        client_secret=registered.client_secret,
-        issuer=oidc_op.issuer,
-    )
-    return registered
+    return at_provider("microsoft")
 
 
 def _sign_in(auth: Authsome, op: OpenIDProvider, account: str) -> str:

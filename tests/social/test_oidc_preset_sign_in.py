@@ -13,6 +13,7 @@ from authsome import Authsome
 from authsome.errors import InvalidCredentials, ValidationError
 from authsome.testing import RecordingLedger
 from tests.conftest import PASSWORD, AuthFactory
+from tests.social.conftest import AtProvider
 from tests.support.oidc_op import OpenIDProvider
 
 TENANT = "acme"
@@ -24,17 +25,14 @@ def _callback_params(url: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("provider", ["gitlab", "google"])
 def test_an_oidc_preset_signs_a_user_in_through_a_real_provider(
-    social_auth: Authsome, oidc_op: OpenIDProvider, ledger: RecordingLedger, provider: str
+    at_provider: AtProvider,
+    social_auth: Authsome,
+    oidc_op: OpenIDProvider,
+    ledger: RecordingLedger,
+    provider: str,
 ) -> None:
     callback = f"https://app.example/auth/social/{provider}/callback"
-    client = oidc_op.add_client(redirect_uri=callback)
-    social_auth.social.configure(
-        TENANT,
-        provider,
-        client_id=client.client_id,
-        client_secret=client.client_secret,
-        issuer=oidc_op.issuer,
-    )
+    at_provider(provider)
     account = oidc_op.add_account(
         f"acct-{secrets.token_hex(4)}", email="grace@navy.example", email_verified=True
     )
@@ -60,17 +58,10 @@ def test_an_oidc_preset_signs_a_user_in_through_a_real_provider(
 
 
 def test_an_unverified_address_at_the_provider_does_not_link_an_existing_user(
-    social_auth: Authsome, oidc_op: OpenIDProvider
+    at_provider: AtProvider, social_auth: Authsome, oidc_op: OpenIDProvider
 ) -> None:
     callback = "https://app.example/auth/social/gitlab/callback"
-    client = oidc_op.add_client(redirect_uri=callback)
-    social_auth.social.configure(
-        TENANT,
-        "gitlab",
-        client_id=client.client_id,
-        client_secret=client.client_secret,
-        base_url=oidc_op.issuer,
-    )
+    at_provider("gitlab", base_url=oidc_op.issuer)
     ada = social_auth.users.register("ada@corp.example", PASSWORD, tenant=TENANT)
     social_auth.store.mark_email_verified(ada.id, ada.email, ada.created_at)
     account = oidc_op.add_account(
@@ -123,17 +114,10 @@ def test_apple_asks_for_a_form_post_carrying_the_handle_as_state(
 
 
 def test_a_callback_naming_another_issuer_is_refused(
-    social_auth: Authsome, oidc_op: OpenIDProvider
+    at_provider: AtProvider, social_auth: Authsome, oidc_op: OpenIDProvider
 ) -> None:
     callback = "https://app.example/auth/social/google/callback"
-    client = oidc_op.add_client(redirect_uri=callback)
-    social_auth.social.configure(
-        TENANT,
-        "google",
-        client_id=client.client_id,
-        client_secret=client.client_secret,
-        issuer=oidc_op.issuer,
-    )
+    at_provider("google")
     account = oidc_op.add_account(f"acct-{secrets.token_hex(4)}", email="g@corp.example")
     redirect = social_auth.social.begin("google", redirect_uri=callback, tenant=TENANT)
     params = _callback_params(oidc_op.login(redirect.url, account))

@@ -8,16 +8,15 @@ account linked already still signs in by its subject."""
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 
 from authsome import Authsome
-from authsome.mail import MailSettings
 from authsome.testing import Outbox, RecordingLedger
-from tests.conftest import PASSWORD, AuthFactory, FakeClock
+from tests.conftest import PASSWORD
+from tests.social.conftest import AtProvider
 from tests.social.test_github_sign_in import CALLBACK as GITHUB_CALLBACK
 from tests.social.test_github_sign_in import configure_github
 from tests.support.github_oauth import GitHubEmail, GitHubOAuthServer
@@ -43,21 +42,6 @@ def _github_sign_in(auth: Authsome, login: str) -> str:
     answer = httpx.get(f"{redirect.url}&login={login}", timeout=10)
     params = _query(answer.headers["location"])
     return auth.social.complete(params, handle=redirect.handle, tenant=TENANT, ip=IP).user.id
-
-
-@pytest.fixture
-def mail_social_auth(
-    make_auth: AuthFactory, outbox: Outbox, ledger: RecordingLedger, clock: FakeClock
-) -> Authsome:
-    """Like ``social_auth``, and mailing to ``outbox``."""
-    clock.now = datetime.now(UTC)  # the provider signs ID tokens with the real time
-    return make_auth(
-        ledger=ledger,
-        secret_key=secrets.token_bytes(32),
-        sso_allow_insecure_loopback=True,
-        mailer=outbox,
-        mail=MailSettings(link_base_url="https://app.example"),
-    )
 
 
 def test_an_unverified_github_address_squats_nothing_and_the_owner_registers(
@@ -107,16 +91,8 @@ def test_an_unverified_github_address_does_not_link_a_verified_user(
 
 
 @pytest.fixture
-def microsoft(social_auth: Authsome, oidc_op: OpenIDProvider) -> OpenIDClient:
-    registered = oidc_op.add_client(redirect_uri=MS_CALLBACK)
-    social_auth.social.configure(
-        TENANT,
-        "microsoft",
-        client_id=registered.client_id,
-        client_secret=registered.client_secret,
-        issuer=oidc_op.issuer,
-    )
-    return registered
+def microsoft(at_provider: AtProvider) -> OpenIDClient:
+    return at_provider("microsoft")
 
 
 def _microsoft_sign_in(
@@ -181,20 +157,14 @@ def test_xms_edov_links_a_user_who_verified_the_address_here(
 
 @pytest.mark.parametrize("email_verified", [False, None, "yes"], ids=["false", "absent", "yes"])
 def test_an_oidc_address_not_verified_provisions_nobody(
+    at_provider: AtProvider,
     social_auth: Authsome,
     oidc_op: OpenIDProvider,
     caplog: pytest.LogCaptureFixture,
     email_verified: object,
 ) -> None:
     callback = "https://app.example/auth/social/gitlab/callback"
-    client = oidc_op.add_client(redirect_uri=callback)
-    social_auth.social.configure(
-        TENANT,
-        "gitlab",
-        client_id=client.client_id,
-        client_secret=client.client_secret,
-        issuer=oidc_op.issuer,
-    )
+    at_provider("gitlab")
     claims = {} if email_verified is None else {"email_verified": email_verified}
     account = oidc_op.add_account(f"gl-{secrets.token_hex(4)}", email="eve@corp.example", **claims)
 

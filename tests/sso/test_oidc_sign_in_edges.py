@@ -4,7 +4,6 @@ works on every store."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -18,14 +17,13 @@ from authsome.errors import InvalidCredentials, RateLimited, ValidationError
 from authsome.features import UsageEvent
 from authsome.models import SSORedirect
 from authsome.sso import OIDCConnection
-from authsome.stores import MemoryStore, SQLiteStore, Store
 from authsome.testing import RecordingLedger
 from authsome.throttle import ThrottlePolicy
 from tests.conftest import PASSWORD, AuthFactory, FakeClock
 from tests.support.oidc_op import OpenIDProvider
 from tests.support.raced_first_sign_in import RacedFirstSignInStore
 from tests.support.sso_scene import DOMAIN, IP, TENANT, Scene
-from tests.support.stores import postgres_store
+from tests.support.stores import STORE_KINDS
 
 
 @pytest.fixture
@@ -150,18 +148,11 @@ def test_a_handle_never_shows_in_a_repr() -> None:
     assert "secret-handle" not in repr(SSORedirect(url="https://idp/x", handle="secret-handle"))
 
 
-_STORES: dict[str, Callable[[pytest.FixtureRequest], Store]] = {
-    "memory": lambda _: MemoryStore(),
-    "sqlite": lambda _: SQLiteStore(":memory:"),
-    "postgres": postgres_store,
-}
-
-
-@pytest.mark.parametrize("kind", sorted(_STORES))
+@pytest.mark.parametrize("kind", sorted(STORE_KINDS))
 def test_the_journey_on_every_store(
     make_auth: AuthFactory, oidc_op: OpenIDProvider, request: pytest.FixtureRequest, kind: str
 ) -> None:
-    auth = make_auth(store=_STORES[kind](request), sso_allow_insecure_loopback=True)
+    auth = make_auth(store=STORE_KINDS[kind](request), sso_allow_insecure_loopback=True)
     scene = Scene(auth, oidc_op, oidc_op.add_client())
     account = scene.account()
 

@@ -6,7 +6,9 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
-__all__ = ["race"]
+from authsome.errors import InvalidToken
+
+__all__ = ["race", "race_to_use"]
 
 T = TypeVar("T")
 A = TypeVar("A")
@@ -35,3 +37,18 @@ def race(attempt: Callable[[A], T], arguments: Iterable[A]) -> list[T]:
     for thread in threads:
         thread.join()
     return results
+
+
+def race_to_use(use: Callable[[], object], times: int = 8) -> list[bool]:
+    """Call ``use()`` from ``times`` threads at once (see :func:`race`); whether each
+    call got through, ``False`` for one refused with :class:`InvalidToken`. A single
+    use token or code gives exactly one ``True``."""
+
+    def attempt(_: int) -> bool:
+        try:
+            use()
+        except InvalidToken:
+            return False
+        return True
+
+    return race(attempt, range(times))

@@ -102,6 +102,14 @@ class Started:
     cookie: str
 
 
+@dataclass(frozen=True, slots=True)
+class Resubmit:
+    """A POSTed callback's answer when it came cross-site without the state cookie:
+    serve ``page`` (HTML), which posts the form again from the application's origin."""
+
+    page: str
+
+
 class SignInRoutes:
     """What the sign-in routes do, for one engine and one public base URL.
 
@@ -175,6 +183,19 @@ class SignInRoutes:
             user_agent=request.user_agent(),
         )
 
+    def post_saml(
+        self,
+        request: RequestAuth,
+        connection_id: str,
+        form: Mapping[str, str],
+        cookie: str | None,
+    ) -> SignIn | Resubmit:
+        """The ACS route: the form posted again from our origin when it came without
+        the state cookie (see :meth:`needs_resubmit`), else :meth:`finish_saml`."""
+        if self.needs_resubmit(form, cookie):
+            return Resubmit(self.saml_resubmit_page(connection_id, form))
+        return self.finish_saml(request, connection_id, form, cookie)
+
     def saml_resubmit_page(self, connection_id: str, form: Mapping[str, str]) -> str:
         """The page that posts the IdP's form again to the connection's ACS from our
         own origin (see :meth:`resubmit_page`)."""
@@ -239,6 +260,20 @@ class SignInRoutes:
         """Complete a social sign-in from the provider's callback parameters."""
         flow = f"social:{provider}"
         return self._finish(request, params, cookie, flow, self.auth.social.complete)
+
+    def post_social(
+        self,
+        request: RequestAuth,
+        provider: str,
+        form: Mapping[str, str],
+        cookie: str | None,
+    ) -> SignIn | Resubmit:
+        """A social callback the provider POSTed (``form_post``): the form posted again
+        from our origin when it came without the state cookie (see
+        :meth:`needs_resubmit`), else :meth:`finish_social`."""
+        if self.needs_resubmit(form, cookie):
+            return Resubmit(self.resubmit_page(provider, form))
+        return self.finish_social(request, provider, form, cookie)
 
     def _finish(
         self,

@@ -69,6 +69,7 @@ from authsome.integrations._http import (
 from authsome.integrations._signin_routes import (
     SAML_METADATA_TYPE,
     STATE_COOKIE,
+    Resubmit,
     SignInRoutes,
     Started,
     signed_in_body,
@@ -397,11 +398,9 @@ def sign_in_urls(base_url: str) -> list[URLPattern]:
     def social_callback(request: HttpRequest, provider: str) -> HttpResponse:
         routes_, request_ = flow(request)
         cookie = request.COOKIES.get(STATE_COOKIE)
-        params = request.POST.dict() if request.method == "POST" else request.GET.dict()
-        if request.method == "POST" and routes_.needs_resubmit(params, cookie):
-            page = routes_.resubmit_page(provider, params)
-            return HttpResponse(page, content_type="text/html; charset=utf-8")
-        return _signed_in(routes_.finish_social(request_, provider, params, cookie))
+        if request.method == "POST":
+            return _posted(routes_.post_social(request_, provider, request.POST.dict(), cookie))
+        return _signed_in(routes_.finish_social(request_, provider, request.GET.dict(), cookie))
 
     @require_GET
     @answered
@@ -416,11 +415,7 @@ def sign_in_urls(base_url: str) -> list[URLPattern]:
     def saml_acs(request: HttpRequest, connection_id: str) -> HttpResponse:
         routes_, request_ = flow(request)
         cookie = request.COOKIES.get(STATE_COOKIE)
-        form = request.POST.dict()
-        if routes_.needs_resubmit(form, cookie):
-            page = routes_.saml_resubmit_page(connection_id, form)
-            return HttpResponse(page, content_type="text/html; charset=utf-8")
-        return _signed_in(routes_.finish_saml(request_, connection_id, form, cookie))
+        return _posted(routes_.post_saml(request_, connection_id, request.POST.dict(), cookie))
 
     return [
         path("sso/start", sso_start),
@@ -436,6 +431,12 @@ def _redirect(started: Started) -> HttpResponse:
     response = HttpResponseRedirect(started.url, status=303)  # a GET after the POST
     response.set_cookie(STATE_COOKIE, started.cookie, **SignInRoutes.cookie_attributes())
     return response
+
+
+def _posted(answer: SignIn | Resubmit) -> HttpResponse:
+    if isinstance(answer, Resubmit):
+        return HttpResponse(answer.page, content_type="text/html; charset=utf-8")
+    return _signed_in(answer)
 
 
 def _signed_in(sign_in: SignIn) -> HttpResponse:

@@ -57,6 +57,7 @@ from authsome.integrations._signin_routes import (
     MAX_PARAMS,
     SAML_METADATA_TYPE,
     STATE_COOKIE,
+    Resubmit,
     SignInRoutes,
     Started,
     signed_in_body,
@@ -389,10 +390,8 @@ def sign_in_router(base_url: str, auth: Authsome | None = None) -> APIRouter:
         flow, request_ = routes_for(request)
         cookie = request.cookies.get(STATE_COOKIE)
         form = await _form(request)
-        if flow.needs_resubmit(form, cookie):
-            return HTMLResponse(flow.resubmit_page(provider, form))
-        sign_in = await run_in_threadpool(flow.finish_social, request_, provider, form, cookie)
-        return _signed_in(sign_in)
+        answer = await run_in_threadpool(flow.post_social, request_, provider, form, cookie)
+        return _posted(answer)
 
     @router.get("/sso/saml/metadata/{connection_id}")
     def saml_metadata(request: Request, connection_id: str) -> Response:
@@ -405,10 +404,8 @@ def sign_in_router(base_url: str, auth: Authsome | None = None) -> APIRouter:
         flow, request_ = routes_for(request)
         cookie = request.cookies.get(STATE_COOKIE)
         form = await _form(request)
-        if flow.needs_resubmit(form, cookie):
-            return HTMLResponse(flow.saml_resubmit_page(connection_id, form))
-        sign_in = await run_in_threadpool(flow.finish_saml, request_, connection_id, form, cookie)
-        return _signed_in(sign_in)
+        answer = await run_in_threadpool(flow.post_saml, request_, connection_id, form, cookie)
+        return _posted(answer)
 
     return router
 
@@ -427,6 +424,12 @@ def _redirect(started: Started) -> Response:
     response = RedirectResponse(started.url, status_code=303)
     response.set_cookie(STATE_COOKIE, started.cookie, **SignInRoutes.cookie_attributes())
     return response
+
+
+def _posted(answer: SignIn | Resubmit) -> Response:
+    if isinstance(answer, Resubmit):
+        return HTMLResponse(answer.page)
+    return _signed_in(answer)
 
 
 def _signed_in(sign_in: SignIn) -> Response:

@@ -51,6 +51,7 @@ from authsome.integrations._http import (
 from authsome.integrations._signin_routes import (
     SAML_METADATA_TYPE,
     STATE_COOKIE,
+    Resubmit,
     SignInRoutes,
     Started,
     signed_in_body,
@@ -303,11 +304,9 @@ def sign_in_blueprint(base_url: str, name: str = "authsome_sign_in") -> Blueprin
         cookie = request.cookies.get(STATE_COOKIE)
         if request.method == "POST":
             form = request.form.to_dict()
-            if flow().needs_resubmit(form, cookie):
-                return Response(flow().resubmit_page(provider, form), mimetype="text/html")
-        else:
-            form = request.args.to_dict()
-        return _signed_in(flow().finish_social(request_auth(), provider, form, cookie))
+            return _posted(flow().post_social(request_auth(), provider, form, cookie))
+        params = request.args.to_dict()
+        return _signed_in(flow().finish_social(request_auth(), provider, params, cookie))
 
     @blueprint.get("/sso/saml/metadata/<connection_id>")
     def saml_metadata(connection_id: str) -> Response:
@@ -318,10 +317,7 @@ def sign_in_blueprint(base_url: str, name: str = "authsome_sign_in") -> Blueprin
     def saml_acs(connection_id: str) -> Response:
         cookie = request.cookies.get(STATE_COOKIE)
         form = request.form.to_dict()
-        if flow().needs_resubmit(form, cookie):
-            page = flow().saml_resubmit_page(connection_id, form)
-            return Response(page, mimetype="text/html")
-        return _signed_in(flow().finish_saml(request_auth(), connection_id, form, cookie))
+        return _posted(flow().post_saml(request_auth(), connection_id, form, cookie))
 
     return blueprint
 
@@ -331,6 +327,12 @@ def _redirect(started: Started) -> Response:
     response = Response(status=303, headers={"Location": started.url})
     response.set_cookie(STATE_COOKIE, started.cookie, **SignInRoutes.cookie_attributes())
     return response
+
+
+def _posted(answer: SignIn | Resubmit) -> Response:
+    if isinstance(answer, Resubmit):
+        return Response(answer.page, mimetype="text/html")
+    return _signed_in(answer)
 
 
 def _signed_in(sign_in: SignIn) -> Response:
