@@ -105,7 +105,9 @@ def test_other_lengths_are_refused(length: object) -> None:
 
 def test_codes_are_uniform_digits(make_auth: AuthFactory) -> None:
     outbox = Outbox()
-    auth = make_auth(mailer=outbox, journeys=JourneyPolicy(mails_per_address=10_000))
+    auth = make_auth(
+        mailer=outbox, journeys=JourneyPolicy(mails_per_address=10_000, mails_per_ip=10_000)
+    )
     auth.users.register(EMAIL, PASSWORD)
     digits: list[str] = []
     for _ in range(300):
@@ -380,7 +382,11 @@ def test_known_and_unknown_addresses_take_the_same_time(
     make_auth: AuthFactory, tmp_path: Path, kind: str
 ) -> None:
     store = MemoryStore() if kind == "memory" else SQLiteStore(tmp_path / "auth.db")
-    auth = make_auth(store=store, mailer=Outbox(), journeys=JourneyPolicy(mails_per_address=10_000))
+    auth = make_auth(
+        store=store,
+        mailer=Outbox(),
+        journeys=JourneyPolicy(mails_per_address=10_000, mails_per_ip=10_000),
+    )
     auth.users.register(EMAIL, PASSWORD)
 
     ratio = median_ratio(

@@ -129,35 +129,41 @@ class AccountJourneys:
         one; the caller cannot tell whether there was."""
         tenant = v.check_tenant(tenant)
         email = v.normalize_email(email)
-        v.check_ip(ip)
+        client = v.check_ip(ip)
         # The caller's thread only checks the input and queues the request: the
         # lookup, the token and the message happen in the background, so neither the
         # store nor the mail server's delay or failure can tell the caller whether
         # this address has an account.
-        self._mail.later(lambda: self._link_requested(tenant, email, purpose, sign_up))
+        self._mail.later(lambda: self._link_requested(tenant, email, purpose, sign_up, client))
 
     def _link_requested(
-        self, tenant: str, email: str, purpose: TokenPurpose, sign_up: bool
+        self, tenant: str, email: str, purpose: TokenPurpose, sign_up: bool, ip: str | None
     ) -> None:
         user = self._store.find_user_by_email(tenant, email)
         if user is None and sign_up:
             user = User("", tenant, email, None, self._clock())  # no account yet
         # Counted for unknown addresses too: the same work either way.
-        if not self._may_mail(tenant, email) or user is None:
+        if not self._may_mail(tenant, email, ip) or user is None:
             self._decoy(tenant, email, purpose)
         else:
             self._send(user, purpose)
 
-    def _may_mail(self, tenant: str, email: str) -> bool:
-        """Count one unproven request to mail this address; whether it is within
-        ``JourneyPolicy.mails_per_address`` for the window."""
+    def _may_mail(self, tenant: str, email: str, ip: str | None) -> bool:
+        """Count one unproven request to mail this address for this client; whether it
+        is within ``JourneyPolicy.mails_per_address`` and ``mails_per_ip`` for the
+        window. Both counters are hit, so a refused request still counts."""
         policy = self.tokens.policy
+        key = self._purpose_keys.key(_MAIL_KEY_PURPOSE)
         # Keyed, so the counter names do not reveal the addresses.
-        name = keyed_digest(self._purpose_keys.key(_MAIL_KEY_PURPOSE), f"{tenant}\x00{email}")
-        hits, _ = self._store.hit_counter(
-            f"mail:{name}", self._clock(), int(policy.mail_window.total_seconds())
-        )
-        return hits <= policy.mails_per_address
+        name = keyed_digest(key, f"{tenant}\x00{email}")
+        window = int(policy.mail_window.total_seconds())
+        hits, _ = self._store.hit_counter(f"mail:{name}", self._clock(), window)
+        within = hits <= policy.mails_per_address
+        if ip is not None:
+            client = keyed_digest(key, f"ip\x00{ip}")
+            client_hits, _ = self._store.hit_counter(f"mail-ip:{client}", self._clock(), window)
+            within = within and client_hits <= policy.mails_per_ip
+        return within
 
     def _decoy(self, tenant: str, email: str, purpose: TokenPurpose) -> None:
         # What _send does, for nobody: a token made and hashed, a store write, a
