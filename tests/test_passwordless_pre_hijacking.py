@@ -1,8 +1,9 @@
 """Account pre-hijacking through passwordless sign-in is refused: someone who
 registers another person's address (never proving it) must not keep a way in once
 the address's owner signs in with a link or code mailed there. Proving the address
-ends what the registrant set up: the password stops working and their sessions end;
-the owner sets a password through a reset if they want one."""
+ends what the registrant set up: the password stops working, and their sessions,
+passkeys and API keys end; the owner sets a password through a reset if they want
+one."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from authsome.mail import MailSettings
 from authsome.onetime import JourneyPolicy
 from authsome.testing import Outbox
 from tests.conftest import LINK_BASE, PASSWORD, AuthFactory
+from tests.support.webauthn_authenticator import SoftwareAuthenticator
 
 VICTIM = "victim@example.com"
 IP = "192.0.2.3"
@@ -86,3 +88,27 @@ def test_a_verified_users_password_and_other_sessions_stay(
 
     assert mail_auth.sign_in(VICTIM, PASSWORD, ip=IP).tokens is not None
     assert mail_auth.sessions.validate(other.tokens.access_token).user_id == user.id
+
+
+def test_the_registrants_passkeys_and_api_keys_end_too(mail_auth: Authsome, outbox: Outbox) -> None:
+    rp = {"rp_id": "example.com", "origin": "https://example.com"}
+    squatter = mail_auth.users.register(VICTIM, PASSWORD)
+    options = mail_auth.passkeys.begin_registration(squatter.id, rp_name="Example", **rp)
+    device = SoftwareAuthenticator()
+    mail_auth.passkeys.finish_registration(
+        squatter.id, device.register(options, origin=rp["origin"])
+    )
+    api_key = mail_auth.api_keys.create(squatter.id, "squatter's")
+    mail_auth.passwordless.begin(VICTIM, ip=IP)
+    mail_auth.flush_mail()
+
+    mail_auth.passwordless.complete(outbox.token(VICTIM))
+
+    assert mail_auth.passkeys.list_for_user(squatter.id) == []
+    challenge = mail_auth.passkeys.begin_authentication(**rp)
+    with pytest.raises(InvalidCredentials):
+        mail_auth.passkeys.finish_authentication(
+            device.authenticate(challenge, origin=rp["origin"]), ip=IP
+        )
+    with pytest.raises(InvalidToken):
+        mail_auth.api_keys.validate(api_key.secret)

@@ -107,9 +107,10 @@ class Passwordless:
         passwords (per account and per ``ip``):
         :class:`~authsome.errors.RateLimited` after too many failures. Using either
         proves the address: ``email_verified_at`` is set; when it was not set
-        before, the account's password stops working and its other sessions end
-        (whoever registered the address may not own it). A sign-up link or code
-        creates the user and records ``authsome.users.created`` too.
+        before, the account's password stops working, and its other sessions,
+        passkeys and API keys end (whoever registered the address may not own it).
+        A sign-up link or code creates the user and records
+        ``authsome.users.created`` too.
         ``ip`` and ``user_agent`` describe the client for the device list
         (:meth:`auth.sessions.list <authsome.sessions.Sessions.list>`).
         """
@@ -178,12 +179,17 @@ class Passwordless:
 
     def _end_registrants_access(self, user_id: str, now: datetime) -> None:
         """The address was proven just now, by whoever reads its mail; the account's
-        password and sessions were set up by whoever registered it without proof,
-        perhaps someone else waiting for the owner to sign in (account
-        pre-hijacking). They end here; the owner sets a password by a reset link."""
+        password, sessions, passkeys and API keys were set up by whoever registered
+        it without proof, perhaps someone else waiting for the owner to sign in
+        (account pre-hijacking). They end here; the owner sets a password by a reset
+        link. Second factors stay: they still guard this very sign-in."""
         self._store.set_password_hash(user_id, NO_PASSWORD_HASH)
         self._store.delete_user_mfa_tickets(user_id)
         self._store.revoke_user_sessions(user_id, now)
+        for passkey in self._store.list_user_passkeys(user_id):
+            self._store.delete_passkey(user_id, passkey.credential_id)
+        for key in self._store.list_api_keys("user", user_id):
+            self._store.revoke_api_key(key.id, now)
 
     def _signed_in(self, result: SignIn, created: list[User]) -> SignIn:
         # After the commit: the new user is stored, with its session.
