@@ -112,3 +112,47 @@ def test_the_registrants_passkeys_and_api_keys_end_too(mail_auth: Authsome, outb
         )
     with pytest.raises(InvalidToken):
         mail_auth.api_keys.validate(api_key.secret)
+
+
+def test_a_password_reset_that_first_proves_the_address_ends_the_registrants_keys(
+    mail_auth: Authsome, outbox: Outbox
+) -> None:
+    """The owner finds the address taken and resets its password: the passkeys and
+    API keys the registrant set up end with the old password and sessions."""
+    rp = {"rp_id": "example.com", "origin": "https://example.com"}
+    squatter = mail_auth.users.register(VICTIM, PASSWORD)
+    options = mail_auth.passkeys.begin_registration(squatter.id, rp_name="Example", **rp)
+    device = SoftwareAuthenticator()
+    mail_auth.passkeys.finish_registration(
+        squatter.id, device.register(options, origin=rp["origin"])
+    )
+    api_key = mail_auth.api_keys.create(squatter.id, "squatter's")
+    mail_auth.users.request_password_reset(VICTIM, ip=IP)
+    mail_auth.flush_mail()
+
+    mail_auth.users.reset_password(outbox.token(VICTIM), "the owner's new password 7")
+
+    assert mail_auth.passkeys.list_for_user(squatter.id) == []
+    with pytest.raises(InvalidToken):
+        mail_auth.api_keys.validate(api_key.secret)
+
+
+def test_a_reset_of_a_verified_account_keeps_its_passkeys_and_api_keys(
+    mail_auth: Authsome, outbox: Outbox
+) -> None:
+    rp = {"rp_id": "example.com", "origin": "https://example.com"}
+    user = mail_auth.users.register(VICTIM, PASSWORD)
+    mail_auth.users.send_verification(user.id)
+    mail_auth.flush_mail()
+    mail_auth.users.verify_email(outbox.token(VICTIM))
+    options = mail_auth.passkeys.begin_registration(user.id, rp_name="Example", **rp)
+    device = SoftwareAuthenticator()
+    mail_auth.passkeys.finish_registration(user.id, device.register(options, origin=rp["origin"]))
+    api_key = mail_auth.api_keys.create(user.id, "mine")
+    mail_auth.users.request_password_reset(VICTIM, ip=IP)
+    mail_auth.flush_mail()
+
+    mail_auth.users.reset_password(outbox.token(VICTIM), "the owner's new password 7")
+
+    assert len(mail_auth.passkeys.list_for_user(user.id)) == 1
+    assert mail_auth.api_keys.validate(api_key.secret).id == api_key.key.id

@@ -172,9 +172,21 @@ class AccountJourneys:
         nobody = User("", tenant, email, None, self._clock())
         self._message(nobody, purpose, new_token())
 
+    def end_unproven_keys(self, user_id: str, now: datetime) -> None:
+        """The account's address was just proven for the first time: the passkeys and
+        API keys set up before were set up by whoever registered the address without
+        proof, perhaps not its owner (account pre-hijacking), and end here. Second
+        factors stay: they guard the sign-in that follows."""
+        for passkey in self._store.list_user_passkeys(user_id):
+            self._store.delete_passkey(user_id, passkey.credential_id)
+        for key in self._store.list_api_keys("user", user_id):
+            self._store.revoke_api_key(key.id, now)
+
     def reset_password(self, token: str, new_password: str, *, tenant: str) -> User:
         """Set a new password with a reset token, sign out every session of the
-        user and drop their pending MFA sign-ins. Does not sign in.
+        user and drop their pending MFA sign-ins. Does not sign in. When the reset
+        is the first proof of the address, the passkeys and API keys set up before
+        end too (:meth:`end_unproven_keys`).
 
         A new password that is refused leaves the link usable: it is checked
         against the token's user before the token is used up. Every write is one
@@ -193,6 +205,8 @@ class AccountJourneys:
             self._store.set_password_hash(bound.user_id, new_hash)
             self._sessions.revoke_all(bound.user_id)  # pending MFA sign-ins included
             self.tokens.withdraw_all(bound.user_id)
+            if user.email_verified_at is None:
+                self.end_unproven_keys(bound.user_id, self._clock())
             # Following the link proved the address, as a verification link would have.
             # Linked provider accounts stay as they are: none was linked or provisioned
             # by an address its provider did not vouch for (authsome._identities).

@@ -186,10 +186,7 @@ class Passwordless:
         self._store.set_password_hash(user_id, NO_PASSWORD_HASH)
         self._store.delete_user_mfa_tickets(user_id)
         self._store.revoke_user_sessions(user_id, now)
-        for passkey in self._store.list_user_passkeys(user_id):
-            self._store.delete_passkey(user_id, passkey.credential_id)
-        for key in self._store.list_api_keys("user", user_id):
-            self._store.revoke_api_key(key.id, now)
+        self._journeys.end_unproven_keys(user_id, now)
 
     def _signed_in(self, result: SignIn, created: list[User]) -> SignIn:
         # After the commit: the new user is stored, with its session.
