@@ -85,7 +85,9 @@ def test_other_lengths_are_refused(length: object) -> None:
 
 def test_codes_are_uniform_digits(make_auth: AuthFactory) -> None:
     outbox = Outbox()
-    auth = make_auth(mailer=outbox, journeys=JourneyPolicy(mails_per_address=10_000))
+    auth = make_auth(
+        mailer=outbox, journeys=JourneyPolicy(mails_per_address=10_000, mails_per_ip=10_000)
+    )
     auth.users.register(EMAIL, PASSWORD)
     digits: list[str] = []
     for _ in range(300):

@@ -171,7 +171,11 @@ def test_known_and_unknown_addresses_take_the_same_time(
     else:
         store = MemoryStore() if kind == "memory" else SQLiteStore(tmp_path / "auth.db")
     # Every known request really mails (no flood limit to turn it into a decoy).
-    auth = make_auth(store=store, mailer=Outbox(), journeys=JourneyPolicy(mails_per_address=10_000))
+    auth = make_auth(
+        store=store,
+        mailer=Outbox(),
+        journeys=JourneyPolicy(mails_per_address=10_000, mails_per_ip=10_000),
+    )
     auth.users.register(EMAIL, PASSWORD)
 
     ratio = median_ratio(

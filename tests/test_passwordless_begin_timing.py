@@ -39,7 +39,11 @@ def test_known_and_unknown_addresses_take_the_same_time(
 ) -> None:
     store = MemoryStore() if kind == "memory" else SQLiteStore(tmp_path / "auth.db")
     # Every known request really mails (no flood limit to turn it into a decoy).
-    auth = make_auth(store=store, mailer=Outbox(), journeys=JourneyPolicy(mails_per_address=10_000))
+    auth = make_auth(
+        store=store,
+        mailer=Outbox(),
+        journeys=JourneyPolicy(mails_per_address=10_000, mails_per_ip=10_000),
+    )
     auth.users.register(EMAIL, PASSWORD)
 
     ratio = _ratio(auth, method, rounds=400)
@@ -55,7 +59,9 @@ def test_with_sign_up_known_and_unknown_addresses_take_the_same_time(
     auth = make_auth(
         store=SQLiteStore(tmp_path / "auth.db"),
         mailer=Outbox(),
-        journeys=JourneyPolicy(sign_up_by_email=True, mails_per_address=10_000),
+        journeys=JourneyPolicy(
+            sign_up_by_email=True, mails_per_address=10_000, mails_per_ip=10_000
+        ),
     )
     auth.users.register(EMAIL, PASSWORD)
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from authsome import _validation as v
 from authsome._billing import Billing
@@ -38,7 +38,7 @@ from authsome.bridge import LedgerContext
 from authsome.crypto import constant_time_equals
 from authsome.errors import AlreadyExists, InvalidCredentials, InvalidToken, ValidationError
 from authsome.features import UsageEvent
-from authsome.models import OrgRole, SignIn
+from authsome.models import Membership, OrgRole, SignIn, User
 from authsome.onetime import OneTimeTokens, TokenPurpose
 from authsome.orgs import _membership_event_id
 from authsome.sessions import Client
@@ -190,6 +190,7 @@ class FederatedSignIn:
 
     def _completed(self, tenant: str, verified: VerifiedIdentity, client: Client) -> SignIn:
         resolved: list[Resolution] = []
+        seats: list[tuple[Membership, LedgerContext]] = []  # taken, this attempt
 
         def provider_vouched() -> Resolution:
             resolution = self._identities.resolve(
@@ -202,15 +203,21 @@ class FederatedSignIn:
                 role=verified.role,
                 jit=verified.jit,
                 name=verified.name,
+                before_join=lambda user, membership: self._take_seat(user, membership, seats),
             )
             resolved.append(resolution)
             return resolution
 
         def signed_in() -> SignIn:
             resolved.clear()
-            return self._sign_in.first_factor_passed(
-                lambda: provider_vouched().user, client, second_factor_passed=verified.mfa_done
-            )
+            seats.clear()
+            try:
+                return self._sign_in.first_factor_passed(
+                    lambda: provider_vouched().user, client, second_factor_passed=verified.mfa_done
+                )
+            except BaseException:
+                self._give_back_seats(seats)
+                raise
 
         try:
             result = signed_in()
@@ -219,23 +226,50 @@ class FederatedSignIn:
             # address) between our lookup and our write, which was rolled back: the
             # second look finds what it wrote.
             result = signed_in()
-        self._record_provisioning(resolved[-1], verified.org_id)
+        self._record_provisioning(resolved[-1], seat_counted=bool(seats))
         return result
 
-    def _record_provisioning(self, resolution: Resolution, org_id: str | None) -> None:
+    def _take_seat(
+        self, user: User, membership: Membership, seats: list[tuple[Membership, LedgerContext]]
+    ) -> None:
+        """Before a provisioning writes a member: with ``authsome.orgs.members``
+        enforced the seat is taken first, as ``orgs.add_member`` does (over the limit:
+        FeatureNotEntitled, nothing written). A seat the ledger could not count (let
+        through by policy) is recorded after the commit."""
+        if not self._billing.enforces(UsageEvent.ORGS_MEMBERS):
+            return
+        ctx = _seat_context(user, membership)
+        if self._billing.consume(UsageEvent.ORGS_MEMBERS, ctx):
+            seats.append((membership, ctx))
+
+    def _give_back_seats(self, seats: list[tuple[Membership, LedgerContext]]) -> None:
+        """The sign-in failed: a seat taken for a membership that was not kept is
+        given back (its write rolled back, or never happened)."""
+        for membership, ctx in seats:
+            if not self._identities.holds(membership):
+                undo = replace(ctx, event_id=f"{ctx.event_id}:undone")
+                self._billing.release(UsageEvent.ORGS_MEMBERS, undo)
+
+    def _record_provisioning(self, resolution: Resolution, *, seat_counted: bool) -> None:
         """After commit: the usage a just-in-time provisioning caused."""
         user = resolution.user
         if resolution.created:
             ctx = LedgerContext(tenant=user.tenant, user_id=user.id, event_id=user.id)
             self._billing.record(UsageEvent.USERS_CREATED, ctx)
-        if resolution.membership is not None:
-            ctx = LedgerContext(
-                tenant=user.tenant,
-                user_id=user.id,
-                org_id=org_id,
-                event_id=_membership_event_id(resolution.membership),
+        if resolution.membership is not None and not seat_counted:
+            self._billing.record(
+                UsageEvent.ORGS_MEMBERS, _seat_context(user, resolution.membership)
             )
-            self._billing.record(UsageEvent.ORGS_MEMBERS, ctx)
+
+
+def _seat_context(user: User, membership: Membership) -> LedgerContext:
+    """The seat of a provisioned membership, keyed like ``orgs``' seats."""
+    return LedgerContext(
+        tenant=user.tenant,
+        user_id=user.id,
+        org_id=membership.org_id,
+        event_id=_membership_event_id(membership),
+    )
 
 
 def checked_oauth_answer(

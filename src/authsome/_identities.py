@@ -86,12 +86,15 @@ class Identities:
         role: OrgRole | str,
         jit: bool,
         name: str | None = None,
+        before_join: Callable[[User, Membership], None] | None = None,
     ) -> Resolution:
         """The user of this provider account: linked already, linked now to the
         user with the same address (both sides verified it), or provisioned (with
         ``name``, the provider's display name, when it gives one).
         :class:`~authsome.errors.InvalidCredentials` when none of these may happen
-        (the reason is logged on ``authsome.security``)."""
+        (the reason is logged on ``authsome.security``). ``before_join`` is called
+        with the user and membership a provisioning is about to write, before any
+        write: it may refuse (an enforced seat limit)."""
         linked = self._store.find_identity(tenant, provider, subject)
         if linked is not None:
             user = self._store.get_user(linked.user_id)
@@ -114,7 +117,15 @@ class Identities:
         if not (verified or self._provision_unverified):
             raise _refused("an unverified address provisions nobody", provider)
         return self._provision(
-            tenant, provider, subject, address, verified, org_id, role, name=name
+            tenant,
+            provider,
+            subject,
+            address,
+            verified,
+            org_id,
+            role,
+            name=name,
+            before_join=before_join,
         )
 
     def _check_linkable(self, existing: User, verified: bool, provider: str) -> None:
@@ -138,19 +149,29 @@ class Identities:
         role: OrgRole | str,
         *,
         name: str | None,
+        before_join: Callable[[User, Membership], None] | None,
     ) -> Resolution:
         now = self._clock()
         user = User(new_ordered_id("usr"), tenant, address, name, now)
+        membership = None if org_id is None else Membership(org_id, user.id, OrgRole(role), now)
+        if membership is not None and before_join is not None:
+            before_join(user, membership)
         self._store.create_user(user, UNUSABLE_PASSWORD)
         if verified:
             user = self._store.mark_email_verified(user.id, address, now) or user
-        membership = None
-        if org_id is not None:
-            membership = Membership(org_id, user.id, OrgRole(role), now)
+        if membership is not None:
             self._store.add_membership(membership)
         self._link(tenant, provider, subject, user.id)
         security_log.info("user provisioned by %s: user=%s", provider, user.id)
         return Resolution(user, created=True, membership=membership)
+
+    def holds(self, membership: Membership) -> bool:
+        """Whether ``membership`` (this very instance) is stored."""
+        try:
+            stored = self._store.get_membership(membership.org_id, membership.user_id)
+        except Exception:  # the store failing: the write did not happen either
+            return False
+        return stored is not None and stored.created_at == membership.created_at
 
     def _link(self, tenant: str, provider: str, subject: str, user_id: str) -> None:
         self._store.create_identity(Identity(tenant, provider, subject, user_id, self._clock()))

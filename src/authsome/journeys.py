@@ -129,35 +129,41 @@ class AccountJourneys:
         one; the caller cannot tell whether there was."""
         tenant = v.check_tenant(tenant)
         email = v.normalize_email(email)
-        v.check_ip(ip)
+        client = v.check_ip(ip)
         # The caller's thread only checks the input and queues the request: the
         # lookup, the token and the message happen in the background, so neither the
         # store nor the mail server's delay or failure can tell the caller whether
         # this address has an account.
-        self._mail.later(lambda: self._link_requested(tenant, email, purpose, sign_up))
+        self._mail.later(lambda: self._link_requested(tenant, email, purpose, sign_up, client))
 
     def _link_requested(
-        self, tenant: str, email: str, purpose: TokenPurpose, sign_up: bool
+        self, tenant: str, email: str, purpose: TokenPurpose, sign_up: bool, ip: str | None
     ) -> None:
         user = self._store.find_user_by_email(tenant, email)
         if user is None and sign_up:
             user = User("", tenant, email, None, self._clock())  # no account yet
         # Counted for unknown addresses too: the same work either way.
-        if not self._may_mail(tenant, email) or user is None:
+        if not self._may_mail(tenant, email, ip) or user is None:
             self._decoy(tenant, email, purpose)
         else:
             self._send(user, purpose)
 
-    def _may_mail(self, tenant: str, email: str) -> bool:
-        """Count one unproven request to mail this address; whether it is within
-        ``JourneyPolicy.mails_per_address`` for the window."""
+    def _may_mail(self, tenant: str, email: str, ip: str | None) -> bool:
+        """Count one unproven request to mail this address for this client; whether it
+        is within ``JourneyPolicy.mails_per_address`` and ``mails_per_ip`` for the
+        window. Both counters are hit, so a refused request still counts."""
         policy = self.tokens.policy
+        key = self._purpose_keys.key(_MAIL_KEY_PURPOSE)
         # Keyed, so the counter names do not reveal the addresses.
-        name = keyed_digest(self._purpose_keys.key(_MAIL_KEY_PURPOSE), f"{tenant}\x00{email}")
-        hits, _ = self._store.hit_counter(
-            f"mail:{name}", self._clock(), int(policy.mail_window.total_seconds())
-        )
-        return hits <= policy.mails_per_address
+        name = keyed_digest(key, f"{tenant}\x00{email}")
+        window = int(policy.mail_window.total_seconds())
+        hits, _ = self._store.hit_counter(f"mail:{name}", self._clock(), window)
+        within = hits <= policy.mails_per_address
+        if ip is not None:
+            client = keyed_digest(key, f"ip\x00{ip}")
+            client_hits, _ = self._store.hit_counter(f"mail-ip:{client}", self._clock(), window)
+            within = within and client_hits <= policy.mails_per_ip
+        return within
 
     def _decoy(self, tenant: str, email: str, purpose: TokenPurpose) -> None:
         # What _send does, for nobody: a token made and hashed, a store write, a
@@ -166,9 +172,21 @@ class AccountJourneys:
         nobody = User("", tenant, email, None, self._clock())
         self._message(nobody, purpose, new_token())
 
+    def end_unproven_keys(self, user_id: str, now: datetime) -> None:
+        """The account's address was just proven for the first time: the passkeys and
+        API keys set up before were set up by whoever registered the address without
+        proof, perhaps not its owner (account pre-hijacking), and end here. Second
+        factors stay: they guard the sign-in that follows."""
+        for passkey in self._store.list_user_passkeys(user_id):
+            self._store.delete_passkey(user_id, passkey.credential_id)
+        for key in self._store.list_api_keys("user", user_id):
+            self._store.revoke_api_key(key.id, now)
+
     def reset_password(self, token: str, new_password: str, *, tenant: str) -> User:
         """Set a new password with a reset token, sign out every session of the
-        user and drop their pending MFA sign-ins. Does not sign in.
+        user and drop their pending MFA sign-ins. Does not sign in. When the reset
+        is the first proof of the address, the passkeys and API keys set up before
+        end too (:meth:`end_unproven_keys`).
 
         A new password that is refused leaves the link usable: it is checked
         against the token's user before the token is used up. Every write is one
@@ -187,6 +205,8 @@ class AccountJourneys:
             self._store.set_password_hash(bound.user_id, new_hash)
             self._sessions.revoke_all(bound.user_id)  # pending MFA sign-ins included
             self.tokens.withdraw_all(bound.user_id)
+            if user.email_verified_at is None:
+                self.end_unproven_keys(bound.user_id, self._clock())
             # Following the link proved the address, as a verification link would have.
             # Linked provider accounts stay as they are: none was linked or provisioned
             # by an address its provider did not vouch for (authsome._identities).

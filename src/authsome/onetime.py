@@ -67,8 +67,10 @@ class JourneyPolicy:
 
     Requests that mail an address without proof of its owner (password reset, sign-in
     links) send at most ``mails_per_address`` messages per ``mail_window`` to one
-    address; further requests get the same answer and send nothing, so nobody can
-    flood a mailbox through the application.
+    address, and at most ``mails_per_ip`` per ``mail_window`` for one client address
+    (the ``ip`` the request names), whichever addresses it asks for; further requests
+    get the same answer and send nothing, so nobody can flood a mailbox, or mail many
+    addresses, through the application.
 
     An e-mail sign-in code has ``email_code_length`` digits (6 to 8) and survives
     5 attempts. With ``sign_up_by_email=True`` a passwordless sign-in begun for an
@@ -85,6 +87,7 @@ class JourneyPolicy:
     require_verified_email: bool = False
     mails_per_address: int = 5
     mail_window: timedelta = timedelta(hours=1)
+    mails_per_ip: int = 50
     email_code_length: int = 6
     sign_up_by_email: bool = False
 
@@ -100,9 +103,10 @@ class JourneyPolicy:
             ttl = getattr(self, name)
             if not isinstance(ttl, timedelta) or not timedelta(0) < ttl <= timedelta(days=7):
                 raise ValidationError(f"{name} must be a timedelta above 0 and at most 7 days")
-        count: object = self.mails_per_address
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise ValidationError("mails_per_address must be a positive int")
+        for name in ("mails_per_address", "mails_per_ip"):
+            count: object = getattr(self, name)
+            if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+                raise ValidationError(f"{name} must be a positive int")
         window: object = self.mail_window
         if not isinstance(window, timedelta) or window < timedelta(seconds=1):
             raise ValidationError("mail_window must be a timedelta of at least one second")

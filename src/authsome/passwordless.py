@@ -14,6 +14,7 @@ without an account creates the account when it is used.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from authsome import _validation as v
@@ -105,8 +106,11 @@ class Passwordless:
         the user's, and for a code after 5 attempts at it. Codes are throttled like
         passwords (per account and per ``ip``):
         :class:`~authsome.errors.RateLimited` after too many failures. Using either
-        proves the address: ``email_verified_at`` is set. A sign-up link or code
-        creates the user and records ``authsome.users.created`` too.
+        proves the address: ``email_verified_at`` is set; when it was not set
+        before, the account's password stops working, and its other sessions,
+        passkeys and API keys end (whoever registered the address may not own it).
+        A sign-up link or code creates the user and records
+        ``authsome.users.created`` too.
         ``ip`` and ``user_agent`` describe the client for the device list
         (:meth:`auth.sessions.list <authsome.sessions.Sessions.list>`).
         """
@@ -164,10 +168,25 @@ class Passwordless:
                 created.append(existing)
             # Registered meanwhile: the token still proves this address is theirs.
             user_id = existing.id
-        user = self._store.mark_email_verified(user_id, bound.email, self._clock())
+        before = self._store.get_user(user_id)
+        now = self._clock()
+        user = self._store.mark_email_verified(user_id, bound.email, now)
         if user is None:  # the address changed since the link was sent
             raise InvalidToken()
+        if before is not None and before.email_verified_at is None and not created:
+            self._end_registrants_access(user_id, now)
         return user
+
+    def _end_registrants_access(self, user_id: str, now: datetime) -> None:
+        """The address was proven just now, by whoever reads its mail; the account's
+        password, sessions, passkeys and API keys were set up by whoever registered
+        it without proof, perhaps someone else waiting for the owner to sign in
+        (account pre-hijacking). They end here; the owner sets a password by a reset
+        link. Second factors stay: they still guard this very sign-in."""
+        self._store.set_password_hash(user_id, NO_PASSWORD_HASH)
+        self._store.delete_user_mfa_tickets(user_id)
+        self._store.revoke_user_sessions(user_id, now)
+        self._journeys.end_unproven_keys(user_id, now)
 
     def _signed_in(self, result: SignIn, created: list[User]) -> SignIn:
         # After the commit: the new user is stored, with its session.

@@ -100,8 +100,11 @@ class Users:
         """Set ``new_password`` (NIST rules, as at registration) with a reset token.
 
         Every session of the user is revoked, their pending MFA sign-ins are
-        dropped and their other one-time tokens withdrawn. The user is not signed
-        in: they sign in with the new password (and their second factor, if any).
+        dropped and their other one-time tokens withdrawn; when the reset is the
+        first proof of the address, the passkeys and API keys set up before end too
+        (whoever registered an unverified address may not own it). The user is not
+        signed in: they sign in with the new password (and their second factor, if
+        any).
         :class:`~authsome.errors.InvalidToken` for a bad token,
         :class:`~authsome.errors.ValidationError` for a refused password (the token
         then still works). Records no usage.
