@@ -197,6 +197,7 @@ def _reseal(args: argparse.Namespace) -> list[str]:
     kinds = (
         ("TOTP secrets", report.totp_secrets),
         ("SSO client secrets", report.sso_client_secrets),
+        ("social sign-in secrets", report.social_client_secrets),
     )
     unreadable = [record for _, done in kinds for record in done.unreadable]
     if unreadable:
@@ -337,9 +338,10 @@ def _build_parser() -> _Parser:
         commands,
         "reseal",
         _reseal,
-        "seal every stored TOTP and SSO secret under the current secret key",
-        "Seal under the current secret key every TOTP secret and SSO client secret "
-        "of the auth store at --db that is stored in clear or under a previous key. "
+        "seal every stored TOTP, SSO and social sign-in secret under the current key",
+        "Seal under the current secret key every TOTP secret, SSO client secret and "
+        "social sign-in secret of the auth store at --db that is stored in clear or "
+        "under a previous key. "
         "Safe to run while the application serves requests, and again. The keys come "
         f"from the environment, never the command line: ${SECRET_KEY_ENV} (the "
         f"current key) and ${PREVIOUS_KEYS_ENV} (earlier keys, comma-separated), each "
