@@ -319,10 +319,12 @@ def _build_parser() -> _Parser:
         commands,
         "demo",
         _demo,
-        "run an end-to-end demo: two plans, gating and a usage report",
+        "run an end-to-end demo: two plans, gating, limits and a usage report",
         "Run the library end to end on embedded SQLite in a temporary directory: two "
-        "tenants on two plans sign up and in, try the plan-gated operations, and each "
-        "tenant's usage report is printed. Nothing is kept.",
+        "tenants on two plans sign up and in, try the plan-gated operations and the "
+        "enforced seat and active-user limits, a password reset and a magic-link "
+        "sign-in go through an outbox, and each tenant's usage report is printed. "
+        "Nothing is kept.",
     )
     _command(
         commands,
