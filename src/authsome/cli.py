@@ -197,6 +197,7 @@ def _reseal(args: argparse.Namespace) -> list[str]:
     kinds = (
         ("TOTP secrets", report.totp_secrets),
         ("SSO client secrets", report.sso_client_secrets),
+        ("social sign-in secrets", report.social_client_secrets),
     )
     unreadable = [record for _, done in kinds for record in done.unreadable]
     if unreadable:
@@ -318,10 +319,12 @@ def _build_parser() -> _Parser:
         commands,
         "demo",
         _demo,
-        "run an end-to-end demo: two plans, gating and a usage report",
+        "run an end-to-end demo: two plans, gating, limits and a usage report",
         "Run the library end to end on embedded SQLite in a temporary directory: two "
-        "tenants on two plans sign up and in, try the plan-gated operations, and each "
-        "tenant's usage report is printed. Nothing is kept.",
+        "tenants on two plans sign up and in, try the plan-gated operations and the "
+        "enforced seat and active-user limits, a password reset and a magic-link "
+        "sign-in go through an outbox, and each tenant's usage report is printed. "
+        "Nothing is kept.",
     )
     _command(
         commands,
@@ -337,9 +340,10 @@ def _build_parser() -> _Parser:
         commands,
         "reseal",
         _reseal,
-        "seal every stored TOTP and SSO secret under the current secret key",
-        "Seal under the current secret key every TOTP secret and SSO client secret "
-        "of the auth store at --db that is stored in clear or under a previous key. "
+        "seal every stored TOTP, SSO and social sign-in secret under the current key",
+        "Seal under the current secret key every TOTP secret, SSO client secret and "
+        "social sign-in secret of the auth store at --db that is stored in clear or "
+        "under a previous key. "
         "Safe to run while the application serves requests, and again. The keys come "
         f"from the environment, never the command line: ${SECRET_KEY_ENV} (the "
         f"current key) and ${PREVIOUS_KEYS_ENV} (earlier keys, comma-separated), each "

@@ -263,8 +263,9 @@ class Authsome:
         return self._sign_in.sign_in(email, password, tenant=tenant, ip=ip, user_agent=user_agent)
 
     def reseal_secrets(self) -> ResealReport:
-        """Seal under ``secret_key`` every TOTP secret and SSO client secret stored in
-        clear or under one of ``previous_secret_keys``, and report what was found.
+        """Seal under ``secret_key`` every TOTP secret, SSO client secret and social
+        sign-in secret stored in clear or under one of ``previous_secret_keys``, and
+        report what was found.
 
         Safe to run while the application serves requests (each value is replaced
         by a compare-and-set) and to run again. Values no known key opens are left

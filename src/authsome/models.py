@@ -118,6 +118,11 @@ class SSORedirect:
     url: str
     handle: str = field(repr=False)
 
+    def __repr__(self) -> str:
+        # The URL's query carries the handle too (social's state, SAML's RelayState).
+        base, query = self.url.split("?", 1) if "?" in self.url else (self.url, "")
+        return f"SSORedirect(url={base + ('?...' if query else '')!r})"
+
 
 @dataclass(frozen=True, slots=True)
 class Session:

@@ -82,7 +82,7 @@ class Passwordless:
         ``JourneyPolicy(sign_up_by_email=True)`` an address without an account gets
         one too, which creates the account when used.
         """
-        if method not in _PURPOSES:
+        if v.require_str("method", method) not in _PURPOSES:
             raise ValidationError('method must be "link" or "code"')
         purpose = _PURPOSES[method]
         sign_up = self._journeys.tokens.policy.sign_up_by_email

@@ -723,6 +723,8 @@ class SSO:
         ``ip`` and ``user_agent`` describe the client for the device list
         (:meth:`~authsome.sessions.Sessions.list`).
         """
+        if not isinstance(params, Mapping):
+            raise TypeError(f"params must be a mapping of str, not {type(params).__name__}")
         if "SAMLResponse" in params:
             if handle is None and connection_id is None:
                 raise ValidationError("give handle, or connection_id for an unsolicited response")

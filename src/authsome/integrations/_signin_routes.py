@@ -151,8 +151,15 @@ class SignInRoutes:
         return f"{self.base_url}/sso/saml/acs/{_connection_id(connection_id)}"
 
     # -- SAML ----------------------------------------------------------------------------
+    def _require_saml(self) -> None:
+        """An engine without ``Authsome(saml=...)`` serves no SAML connection: a request
+        to a SAML route is a 404, not a server fault anyone could trigger."""
+        if self.auth.sso._saml_base_url() is None:
+            raise NotFound("no such SAML connection")
+
     def saml_metadata(self, request: RequestAuth, connection_id: str) -> str:
         """The SP metadata XML of a SAML connection of the request's tenant."""
+        self._require_saml()
         return self.auth.sso.saml_metadata(_connection_id(connection_id), tenant=_tenant(request))
 
     def finish_saml(
@@ -167,6 +174,7 @@ class SignInRoutes:
         The response answers this browser's sign-in when the state cookie holds the
         handle its ``RelayState`` carries; any other response is passed on as
         unsolicited, which only a connection allowing IdP-initiated sign-in accepts."""
+        self._require_saml()
         tenant = _tenant(request)
         fields = _params(form, limit=_saml.MAX_RESPONSE_CHARS)
         handle = self._handle_of(cookie, tenant, "sso")
@@ -199,6 +207,7 @@ class SignInRoutes:
     def saml_resubmit_page(self, connection_id: str, form: Mapping[str, str]) -> str:
         """The page that posts the IdP's form again to the connection's ACS from our
         own origin (see :meth:`resubmit_page`)."""
+        self._require_saml()
         fields = _params(form, limit=_saml.MAX_RESPONSE_CHARS)
         return _resubmit_page(self.saml_acs_url(connection_id), fields)
 

@@ -342,14 +342,14 @@ def sign_in_router(base_url: str, auth: Authsome | None = None) -> APIRouter:
     /social/{provider}/start`` redirect to the identity provider (303) and set the
     signed state cookie; they refuse a start from another site (login CSRF). ``GET
     /sso/callback`` and ``GET|POST /social/{provider}/callback`` finish the sign-in
-    and answer ``{"user_id", "access_token", "refresh_token",
-    "expires_at"}`` (or ``{"mfa_required": true, "ticket"}``). For SAML connections
+    and answer ``{"user_id", "mfa_required": false, "access_token", "refresh_token",
+    "expires_at"}`` (or ``{"user_id", "mfa_required": true, "ticket"}``). For SAML connections
     (``Authsome(saml=SAMLServiceProvider(base_url))`` with the same ``base_url``),
     ``GET /sso/saml/metadata/{connection_id}`` serves the SP metadata and ``POST
     /sso/saml/acs/{connection_id}`` finishes the sign-in the same way. Errors are the
     usual JSON answers (401 for a refused or replayed sign-in, 404 for an unknown
-    provider or connection). See :mod:`authsome.integrations._signin_routes` for the
-    cookie.
+    provider or connection). The state cookie is described in the "Sign-in routes"
+    section of the web frameworks documentation.
     """
     router = APIRouter()
     routes: dict[int, SignInRoutes] = {}
