@@ -17,7 +17,9 @@ NEW = bytes(range(100, 132))
 
 def _configure_github(make_auth: AuthFactory, path: Path, secret_key: bytes | None) -> str:
     auth = make_auth(store=SQLiteStore(path), secret_key=secret_key)
-    configured = auth.social.configure("acme", "github", client_id="Iv1.abc", client_secret="gh")
+    configured = auth.social.configure(
+        "github", tenant="acme", client_id="Iv1.abc", client_secret="gh"
+    )
     auth.close()
     return configured.id
 

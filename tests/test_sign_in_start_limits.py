@@ -51,7 +51,7 @@ def _engine(make_auth: AuthFactory, store: MemoryStore | None = None) -> Authsom
 
 def test_social_starts_are_limited_per_address(make_auth: AuthFactory) -> None:
     auth = _engine(make_auth)
-    auth.social.configure(TENANT, "github", client_id="app", client_secret="a-client-secret")
+    auth.social.configure("github", tenant=TENANT, client_id="app", client_secret="a-client-secret")
 
     for _ in range(3):
         auth.social.begin("github", redirect_uri=CALLBACK, tenant=TENANT, ip="198.51.100.1")
@@ -84,7 +84,7 @@ def test_sso_starts_are_limited_per_address_failed_or_not(make_auth: AuthFactory
 def test_a_social_start_whose_discovery_fails_stores_no_state(make_auth: AuthFactory) -> None:
     store = CountingStore()
     auth = _engine(make_auth, store)
-    auth.social.configure(TENANT, "gitlab", client_id="app", client_secret="a-client-secret")
+    auth.social.configure("gitlab", tenant=TENANT, client_id="app", client_secret="a-client-secret")
 
     with pytest.raises(InvalidCredentials):
         auth.social.begin("gitlab", redirect_uri=CALLBACK, tenant=TENANT)

@@ -9,7 +9,7 @@ from tests.conftest import AuthFactory
 
 def test_a_social_redirect_repr_hides_the_handle_its_url_carries(make_auth: AuthFactory) -> None:
     auth = make_auth()
-    auth.social.configure("acme", "github", client_id="Iv1.abc", client_secret="gh-secret")
+    auth.social.configure("github", tenant="acme", client_id="Iv1.abc", client_secret="gh-secret")
 
     redirect = auth.social.begin("github", redirect_uri="https://app.example/cb", tenant="acme")
 

@@ -144,9 +144,9 @@ class Social:
     # -- configuration -----------------------------------------------------------------
     def configure(
         self,
-        tenant: str,
         provider: str,
         *,
+        tenant: str = "default",
         client_id: str,
         client_secret: str | None = None,
         private_key: str | None = None,
@@ -204,18 +204,18 @@ class Social:
         logger.info("social provider configured: tenant=%s provider=%s", tenant, info.provider)
         return stored
 
-    def get(self, tenant: str, provider: str) -> SocialProviderInfo:
+    def get(self, provider: str, *, tenant: str = "default") -> SocialProviderInfo:
         """The tenant's configuration of ``provider``; :class:`NotFound` otherwise."""
         found = self._store.get_social_provider(v.check_tenant(tenant), _preset(provider).name)
         if found is None:
             raise NotFound("no such social provider")
         return found
 
-    def list(self, tenant: str) -> builtins.list[SocialProviderInfo]:
+    def list(self, *, tenant: str = "default") -> builtins.list[SocialProviderInfo]:
         """The tenant's configured providers, by name."""
         return self._store.list_social_providers(v.check_tenant(tenant))
 
-    def delete(self, tenant: str, provider: str) -> bool:
+    def delete(self, provider: str, *, tenant: str = "default") -> bool:
         """Remove the tenant's configuration of ``provider``; ``False`` if none.
         Accounts linked through it stay linked (a new configuration finds them)."""
         return self._store.delete_social_provider(v.check_tenant(tenant), _preset(provider).name)
@@ -233,7 +233,12 @@ class Social:
 
     # -- sign-in ----------------------------------------------------------------------
     def begin(
-        self, provider: str, *, redirect_uri: str, tenant: str, ip: str | None = None
+        self,
+        provider: str,
+        *,
+        redirect_uri: str,
+        tenant: str = "default",
+        ip: str | None = None,
     ) -> SSORedirect:
         """Start a sign-in at ``provider``: the URL to send the browser to, and the
         state handle to keep for :meth:`complete` (never shown in ``repr``).
@@ -269,7 +274,7 @@ class Social:
         params: Mapping[str, str],
         *,
         handle: str,
-        tenant: str,
+        tenant: str = "default",
         ip: str | None = None,
         user_agent: str | None = None,
     ) -> SignIn:

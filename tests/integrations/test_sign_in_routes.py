@@ -154,8 +154,8 @@ def account(auth: Authsome, oidc_op: OpenIDProvider) -> str:
     """GitLab at the real provider for the tenant ``default``, and an account there."""
     client = oidc_op.add_client(redirect_uri=f"{BASE}/social/gitlab/callback")
     auth.social.configure(
-        "default",
         "gitlab",
+        tenant="default",
         client_id=client.client_id,
         client_secret=client.client_secret,
         base_url=oidc_op.issuer,

@@ -22,7 +22,9 @@ START = "/auth/social/github/start"
 @pytest.fixture
 def auth(make_auth: AuthFactory) -> Authsome:
     made = make_auth(secret_key=secrets.token_bytes(32), throttle=ThrottlePolicy(starts_per_ip=2))
-    made.social.configure("default", "github", client_id="app", client_secret="a-client-secret")
+    made.social.configure(
+        "github", tenant="default", client_id="app", client_secret="a-client-secret"
+    )
     return made
 
 

@@ -71,8 +71,8 @@ def at_provider(social_auth: Authsome, oidc_op: OpenIDProvider) -> AtProvider:
             redirect_uri=f"https://app.example/auth/social/{provider}/callback"
         )
         social_auth.social.configure(
-            SOCIAL_TENANT,
             provider,
+            tenant=SOCIAL_TENANT,
             client_id=client.client_id,
             client_secret=client.client_secret,
             **(where or {"issuer": oidc_op.issuer}),

@@ -32,8 +32,8 @@ def configure_github(auth: Authsome, github_oauth: GitHubOAuthServer) -> OAuthAp
     """Register an app at the local server and configure it as the tenant's GitHub."""
     registered = github_oauth.add_app(redirect_uri=CALLBACK)
     auth.social.configure(
-        TENANT,
         "github",
+        tenant=TENANT,
         client_id=registered.client_id,
         client_secret=registered.client_secret,
         authorization_endpoint=github_oauth.authorize_url,

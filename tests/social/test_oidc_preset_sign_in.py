@@ -81,7 +81,7 @@ def test_a_plain_http_provider_is_refused_without_the_loopback_option(
     auth = make_auth()
     with pytest.raises(ValidationError, match="https"):
         auth.social.configure(
-            TENANT, "gitlab", client_id="c", client_secret="s", base_url=oidc_op.issuer
+            "gitlab", tenant=TENANT, client_id="c", client_secret="s", base_url=oidc_op.issuer
         )
 
 
@@ -91,8 +91,8 @@ def test_apple_asks_for_a_form_post_carrying_the_handle_as_state(
     callback = "https://app.example/auth/social/apple/callback"
     client = oidc_op.add_client(redirect_uri=callback)
     social_auth.social.configure(
-        TENANT,
         "apple",
+        tenant=TENANT,
         client_id=client.client_id,
         private_key=ECKey.generate_key("P-256").as_pem(private=True).decode(),
         team_id="TEAM123456",

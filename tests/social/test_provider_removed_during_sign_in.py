@@ -18,7 +18,7 @@ def test_a_provider_removed_during_the_sign_in_refuses_it_generically(
     configure_github(social_auth, github_oauth)
     github_oauth.add_user("gone", emails=(GitHubEmail("gone@corp.example", True, True),))
     params, handle = _callback(social_auth, "gone")
-    assert social_auth.social.delete(TENANT, "github")
+    assert social_auth.social.delete("github", tenant=TENANT)
 
     with pytest.raises(InvalidCredentials):
         social_auth.social.complete(params, handle=handle, tenant=TENANT, ip="192.0.2.1")

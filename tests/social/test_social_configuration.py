@@ -21,24 +21,26 @@ def auth(make_auth: AuthFactory) -> Authsome:
 
 
 def test_configure_get_list_and_delete_per_tenant(auth: Authsome) -> None:
-    info = auth.social.configure("acme", "github", client_id="gh-id", client_secret="gh-secret")
-    auth.social.configure("acme", "google", client_id="g-id", client_secret="g-secret")
-    auth.social.configure("other", "github", client_id="x", client_secret="y")
+    info = auth.social.configure(
+        "github", tenant="acme", client_id="gh-id", client_secret="gh-secret"
+    )
+    auth.social.configure("google", tenant="acme", client_id="g-id", client_secret="g-secret")
+    auth.social.configure("github", tenant="other", client_id="x", client_secret="y")
 
     assert info.provider == "github"
     assert info.has_client_secret
     assert "gh-secret" not in repr(info)
-    assert auth.social.get("acme", "github") == info
-    assert [p.provider for p in auth.social.list("acme")] == ["github", "google"]
-    assert auth.social.delete("acme", "github") is True
-    assert auth.social.delete("acme", "github") is False
+    assert auth.social.get("github", tenant="acme") == info
+    assert [p.provider for p in auth.social.list(tenant="acme")] == ["github", "google"]
+    assert auth.social.delete("github", tenant="acme") is True
+    assert auth.social.delete("github", tenant="acme") is False
     with pytest.raises(NotFound):
-        auth.social.get("acme", "github")
-    assert auth.social.get("other", "github").client_id == "x"
+        auth.social.get("github", tenant="acme")
+    assert auth.social.get("github", tenant="other").client_id == "x"
 
 
 def test_the_secret_is_sealed_at_rest_and_bound_to_its_record(auth: Authsome) -> None:
-    info = auth.social.configure("acme", "github", client_id="id", client_secret="gh-secret")
+    info = auth.social.configure("github", tenant="acme", client_id="id", client_secret="gh-secret")
     stored = auth.store.get_social_client_secret(info.id)
     assert stored is not None
     assert stored.sealed
@@ -48,7 +50,7 @@ def test_the_secret_is_sealed_at_rest_and_bound_to_its_record(auth: Authsome) ->
 
 def test_a_secret_stored_in_clear_is_sealed_by_reseal(make_auth: AuthFactory) -> None:
     plain = make_auth()
-    info = plain.social.configure("acme", "github", client_id="id", client_secret="s")
+    info = plain.social.configure("github", tenant="acme", client_id="id", client_secret="s")
     assert plain.store.get_social_client_secret(info.id).sealed is False  # type: ignore[union-attr]
     keyed = make_auth(store=plain.store, secret_key=KEY)
     assert keyed.reseal_secrets().social_client_secrets.resealed == 1
@@ -58,17 +60,17 @@ def test_a_secret_stored_in_clear_is_sealed_by_reseal(make_auth: AuthFactory) ->
 def test_apple_takes_a_p256_key_with_team_and_key_ids(auth: Authsome) -> None:
     pem = ECKey.generate_key("P-256").as_pem(private=True).decode()
     info = auth.social.configure(
-        "acme", "apple", client_id="com.acme.web", private_key=pem, team_id="T1", key_id="K1"
+        "apple", tenant="acme", client_id="com.acme.web", private_key=pem, team_id="T1", key_id="K1"
     )
     assert dict(info.settings) == {"key_id": "K1", "team_id": "T1"}
     with pytest.raises(ValidationError):
-        auth.social.configure("acme", "apple", client_id="c", private_key=pem, team_id="T1")
+        auth.social.configure("apple", tenant="acme", client_id="c", private_key=pem, team_id="T1")
     with pytest.raises(ValidationError):
         auth.social.configure(
-            "acme", "apple", client_id="c", private_key="nope", team_id="T", key_id="K"
+            "apple", tenant="acme", client_id="c", private_key="nope", team_id="T", key_id="K"
         )
     with pytest.raises(ValidationError):
-        auth.social.configure("acme", "apple", client_id="c", client_secret="s")
+        auth.social.configure("apple", tenant="acme", client_id="c", client_secret="s")
 
 
 @pytest.mark.parametrize(
@@ -96,14 +98,16 @@ def test_bad_settings_are_refused_and_nothing_is_stored(
     }
     provider = given.pop("provider")
     with pytest.raises(ValidationError):
-        auth.social.configure("acme", provider, **given)  # type: ignore[arg-type]
-    assert auth.social.list("acme") == []
+        auth.social.configure(provider, tenant="acme", **given)  # type: ignore[arg-type]
+    assert auth.social.list(tenant="acme") == []
 
 
 def test_an_oidc_preset_needs_the_openid_scope(auth: Authsome) -> None:
     with pytest.raises(ValidationError, match="openid"):
-        auth.social.configure("acme", "google", client_id="c", client_secret="s", scopes=("email",))
+        auth.social.configure(
+            "google", tenant="acme", client_id="c", client_secret="s", scopes=("email",)
+        )
     info = auth.social.configure(
-        "acme", "microsoft", client_id="c", client_secret="s", directory="organizations"
+        "microsoft", tenant="acme", client_id="c", client_secret="s", directory="organizations"
     )
     assert info.scopes == ("openid", "email", "profile")
