@@ -66,7 +66,7 @@ from authsome._time import Clock
 from authsome.bridge import LedgerContext
 from authsome.crypto import Keyring, Resealed, new_id, reseal_all
 from authsome.domains import normalize_hostname
-from authsome.errors import NotFound, SSOFailed, ValidationError
+from authsome.errors import InvalidCredentials, NotFound, SSOFailed, ValidationError
 from authsome.features import Feature
 from authsome.models import (
     Identity,
@@ -93,6 +93,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger("authsome.sso")
+security_log = logging.getLogger("authsome.security")
 
 DEFAULT_OIDC_SCOPES = ("openid", "email", "profile")
 MAX_URL = 2048
@@ -728,6 +729,11 @@ class SSO:
         if "SAMLResponse" in params:
             if handle is None and connection_id is None:
                 raise ValidationError("give handle, or connection_id for an unsolicited response")
+            if self._saml is None:
+                # Whoever sends a SAMLResponse to an engine without SAML sign-in gets
+                # the answer of any refused sign-in, not a server error.
+                security_log.warning("SSO sign-in refused: a SAML response, and no saml=")
+                raise InvalidCredentials()
             return self._saml_sign_in().complete(
                 params,
                 handle=handle,

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from authsome import Authsome
+from authsome.errors import InvalidCredentials
 from authsome.integrations._signin_routes import RESUBMITTED
 from tests.conftest import AuthFactory
 from tests.integrations.test_sign_in_routes import FRAMEWORKS, Send
@@ -41,3 +42,9 @@ def test_a_post_to_the_acs_is_a_404(send: Send, resubmitted: bool) -> None:
 
     assert reply.status == 404, reply.body
     assert reply.json()["error"] == "not_found"
+
+
+def test_a_saml_response_at_the_engine_is_the_generic_refusal(auth: Authsome) -> None:
+    # A client can send SAMLResponse where any callback is read (/sso/callback).
+    with pytest.raises(InvalidCredentials):
+        auth.sso.complete({"SAMLResponse": "PHNhbWxwOlJlc3BvbnNlLz4="}, handle="whatever")
