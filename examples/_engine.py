@@ -11,6 +11,13 @@ Configured by environment variables, like the ``authsome`` command line:
 ``AUTHSOME_PLANS``
     A plans file (the format of ``authsome plans load``, e.g. ``examples/plans.toml``)
     loaded when the app starts; a plan identical to the stored one is left alone.
+``AUTHSOME_EXAMPLE_BASE_URL``
+    The public URL of the SSO and social sign-in routes (``https://app.example.com/auth``):
+    set, each app mounts the ready routes of its framework at that URL's path
+    (``POST /auth/sso/start``, ``GET /auth/sso/callback``, ...). Unset: no sign-in routes.
+``AUTHSOME_SSO_ALLOW_INSECURE_LOOPBACK``
+    ``1`` lets SSO and social sign-in talk to an ``http://`` identity provider on a
+    loopback address: a provider on the developer's machine, never in production.
 
 With a ledger, plan-gated operations are checked against the tenant's subscription
 (``authsome subscribe <tenant> <plan> --db ...``) and usage is metered
@@ -30,6 +37,7 @@ import os
 import weakref
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from authsome import Authsome
 from authsome import ledger as embedded
@@ -39,11 +47,20 @@ from authsome._plans_toml import load_plans_file
 from authsome.bridge import Ledger
 from authsome.stores import MemoryStore, SQLiteStore, Store
 
-__all__ = ["build_auth", "close_auth", "configured_ledger", "ledger_db_path"]
+__all__ = [
+    "build_auth",
+    "close_auth",
+    "configured_ledger",
+    "ledger_db_path",
+    "sign_in_base_url",
+    "sign_in_mount_path",
+]
 
 DB_ENV = "AUTHSOME_DB"
 LEDGER_DB_ENV = "AUTHSOME_LEDGER_DB"
 PLANS_ENV = "AUTHSOME_PLANS"
+BASE_URL_ENV = "AUTHSOME_EXAMPLE_BASE_URL"
+INSECURE_LOOPBACK_ENV = "AUTHSOME_SSO_ALLOW_INSECURE_LOOPBACK"
 
 # The ledger engine build_auth opened for an app, for close_auth: only that one (an
 # engine the caller passed in is the caller's to close).
@@ -55,6 +72,8 @@ def build_auth(ledger: Ledger | embedded.Engine | None = None, **options: Any) -
     (default: :func:`configured_ledger`, closed by :func:`close_auth`)."""
     path = os.environ.get(DB_ENV)
     store: Store = SQLiteStore(path) if path else MemoryStore()
+    if os.environ.get(INSECURE_LOOPBACK_ENV) == "1":
+        options.setdefault("sso_allow_insecure_loopback", True)
     if ledger is not None:
         return Authsome(store=store, ledger=ledger, **options)
     opened = configured_ledger()
@@ -74,6 +93,24 @@ def close_auth(auth: Authsome) -> None:
         engine.close()
         engine.store.close()  # an engine leaves its store open: it belongs to the opener
     auth.close()
+
+
+def sign_in_base_url() -> str | None:
+    """Where the sign-in routes are mounted as the browser sees them, or ``None``
+    (no sign-in routes). The routes redirect to providers and register callbacks at
+    this URL, so it is configured, never read from a request."""
+    url = os.environ.get(BASE_URL_ENV, "").strip().rstrip("/")
+    if not url:
+        return None
+    if not url.startswith(("https://", "http://")):
+        # Refused when the app starts, not at its first sign-in.
+        raise ValueError(f"{BASE_URL_ENV} must be an absolute http(s) URL")
+    return url
+
+
+def sign_in_mount_path(base_url: str) -> str:
+    """The path the app mounts the routes at: the base URL's (``""`` for its root)."""
+    return urlsplit(base_url).path.rstrip("/")
 
 
 def ledger_db_path() -> str | None:

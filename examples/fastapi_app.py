@@ -15,8 +15,11 @@ Then::
 
 Users live in memory unless ``AUTHSOME_DB`` names a SQLite file. Features are gated
 by the embedded ledger when ``AUTHSOME_LEDGER_DB`` (or ``authsome migrate``'s file
-beside ``AUTHSOME_DB``) names one, and allowed otherwise (``NoopLedger``); see
-:mod:`examples._engine`.
+beside ``AUTHSOME_DB``) names one, and allowed otherwise (``NoopLedger``). With
+``AUTHSOME_EXAMPLE_BASE_URL=http://127.0.0.1:8000/auth`` the SSO and social sign-in
+routes are mounted under ``/auth`` (a form POSTed to ``/auth/sso/start`` with the
+user's ``email`` sends the browser to the org's identity provider; the callback
+answers the session's tokens in JSON); see :mod:`examples._engine`.
 """
 
 from __future__ import annotations
@@ -29,8 +32,14 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from pydantic import BaseModel
 
 from authsome import Authsome
-from authsome.integrations.fastapi import Principal, client_ip, install, require_principal
-from examples._engine import build_auth, close_auth
+from authsome.integrations.fastapi import (
+    Principal,
+    client_ip,
+    install,
+    require_principal,
+    sign_in_router,
+)
+from examples._engine import build_auth, close_auth, sign_in_base_url, sign_in_mount_path
 
 # The request's session or API key; 401 without one. Uses the engine given to install().
 CurrentPrincipal = Annotated[Principal, Depends(require_principal())]
@@ -63,6 +72,9 @@ def create_app(auth: Authsome | None = None) -> FastAPI:
 
     app = FastAPI(title="authsome example", lifespan=lifespan)
     install(app, auth)  # authsome errors become 401/403/409/422/429/503 JSON answers
+    base_url = sign_in_base_url()
+    if base_url is not None:  # SSO and social sign-in: POST {base_url}/sso/start, ...
+        app.include_router(sign_in_router(base_url), prefix=sign_in_mount_path(base_url))
 
     @app.post("/signup", status_code=201)
     def signup(body: Credentials) -> dict[str, str]:

@@ -16,8 +16,11 @@ Then::
 
 Users live in memory unless ``AUTHSOME_DB`` names a SQLite file. Features are gated
 by the embedded ledger when ``AUTHSOME_LEDGER_DB`` (or ``authsome migrate``'s file
-beside ``AUTHSOME_DB``) names one, and allowed otherwise (``NoopLedger``); see
-:mod:`examples._engine`.
+beside ``AUTHSOME_DB``) names one, and allowed otherwise (``NoopLedger``). With
+``AUTHSOME_EXAMPLE_BASE_URL=http://127.0.0.1:5000/auth`` the SSO and social sign-in
+routes are mounted under ``/auth`` (a form POSTed to ``/auth/sso/start`` with the
+user's ``email`` sends the browser to the org's identity provider; the callback
+answers the session's tokens in JSON); see :mod:`examples._engine`.
 """
 
 from __future__ import annotations
@@ -33,9 +36,10 @@ from authsome.integrations.flask import (
     current_principal,
     json_body,
     login_required,
+    sign_in_blueprint,
     string_field,
 )
-from examples._engine import build_auth
+from examples._engine import build_auth, sign_in_base_url, sign_in_mount_path
 
 
 def create_app(auth: Authsome | None = None) -> Flask:
@@ -44,6 +48,10 @@ def create_app(auth: Authsome | None = None) -> Flask:
     app = Flask(__name__)
     # authsome errors become 401/403/409/422/429/503 JSON answers
     authsome_flask.Authsome(app, auth)
+    base_url = sign_in_base_url()
+    if base_url is not None:  # SSO and social sign-in: POST {base_url}/sso/start, ...
+        prefix = sign_in_mount_path(base_url) or None
+        app.register_blueprint(sign_in_blueprint(base_url), url_prefix=prefix)
 
     @app.post("/signup")
     def signup() -> tuple[dict[str, str], int]:

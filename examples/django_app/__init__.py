@@ -14,5 +14,7 @@ Then::
     curl localhost:8000/me -H 'Authorization: Bearer <access_token>'
 
 The engine comes from ``AUTHSOME_ENGINE`` in ``settings.py``: :func:`engine.build_auth`,
-configured by the environment (:mod:`examples._engine`).
+configured by the environment (:mod:`examples._engine`). With
+``AUTHSOME_EXAMPLE_BASE_URL=http://127.0.0.1:8000/auth`` the SSO and social sign-in
+routes are included under ``auth/`` (``urls.py``).
 """

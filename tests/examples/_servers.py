@@ -108,13 +108,17 @@ class Served:
 
 @contextlib.contextmanager
 def running_server(
-    argv: Callable[[int], Sequence[str]], env: Mapping[str, str]
+    argv: Callable[[int], Sequence[str]],
+    env: Mapping[str, str] | Callable[[int], Mapping[str, str]],
 ) -> Iterator[Served]:
     """Run the server ``argv(fd)`` from the repository root, serving on the listening
     socket it inherits as file descriptor ``fd`` (a free port of 127.0.0.1); yield it
-    once it answers HTTP; stop it on the way out. Its output is shown when it fails."""
+    once it answers HTTP; stop it on the way out. Its output is shown when it fails.
+    ``env`` may be a function of the port, for settings that name the server's URL."""
     with tempfile.TemporaryDirectory() as scratch, _listening_socket() as listener:
         port = listener.getsockname()[1]
+        if callable(env):
+            env = env(port)
         log = Path(scratch) / "server.log"
         with log.open("wb") as output:
             process = subprocess.Popen(
