@@ -81,6 +81,7 @@ class SignInFlow:
         # counted, and no write lock is held across the hash. Success gives the hit
         # back, in the sign-in's second and last commit.
         self._throttle.prune_now_and_then(now)
+        self._sessions.prune_now_and_then(now)
         with one_commit(self._store):
             self._throttle.reserve(tenant, email, ip, now)
             user = self._store.find_user_by_email(tenant, email)
