@@ -162,6 +162,8 @@ class SignInFlow:
         keyed by the session's id: a user not yet active this period beyond the limit
         gets :class:`~authsome.errors.FeatureNotEntitled` and no session is written."""
         session_id = new_ordered_id("ses")
+        # Every completed sign-in passes here: it ends a run of failed code attempts.
+        self._throttle.signed_in(user.tenant, user.email)
         if self._billing.enforces(UsageEvent.USERS_ACTIVE):
             ctx = LedgerContext(tenant=user.tenant, user_id=user.id, event_id=session_id)
             if not self._billing.consume(UsageEvent.USERS_ACTIVE, ctx):
