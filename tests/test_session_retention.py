@@ -4,13 +4,15 @@ store, on demand (``auth.sessions.prune``) and now and then on their own."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import logging
+from datetime import datetime, timedelta
 
 import pytest
 
 from authsome import Authsome, InvalidToken, SessionPolicy, SessionTokens, ValidationError
+from authsome.errors import StoreError
 from authsome.sessions import PRUNE_BATCH, PRUNE_INTERVAL
-from authsome.stores import Store
+from authsome.stores import MemoryStore, Store
 from tests.conftest import PASSWORD, AuthFactory, FakeClock
 from tests.test_engine_stores import STORES
 
@@ -189,3 +191,22 @@ def test_a_limit_below_one_is_refused(make_auth: AuthFactory, limit: int) -> Non
 def test_a_limit_of_another_type_is_refused(make_auth: AuthFactory, limit: object) -> None:
     with pytest.raises(TypeError):
         make_auth().sessions.prune(limit=limit)  # type: ignore[arg-type]
+
+
+class _PruneFails(MemoryStore):
+    def prune_sessions(
+        self, ended_before: datetime, idle_since: datetime | None, limit: int
+    ) -> int:
+        raise StoreError("database is locked")
+
+
+def test_a_failing_prune_is_logged_and_fails_no_sign_in(
+    make_auth: AuthFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    auth = _engine(make_auth, _PruneFails())
+    with caplog.at_level(logging.WARNING, logger="authsome.sessions"):
+        tokens = _sign_in(auth)
+        assert _refreshed(auth, tokens).session.id == tokens.session.id
+    assert "ended sessions not pruned" in caplog.text
+    with pytest.raises(StoreError):  # asked for explicitly, the error is the caller's
+        auth.sessions.prune()
