@@ -81,6 +81,7 @@ class SignInFlow:
         # counted, and no write lock is held across the hash. Success gives the hit
         # back, in the sign-in's second and last commit.
         self._throttle.prune_now_and_then(now)
+        self._sessions.prune_now_and_then(now)
         with one_commit(self._store):
             self._throttle.reserve(tenant, email, ip, now)
             user = self._store.find_user_by_email(tenant, email)
@@ -161,6 +162,8 @@ class SignInFlow:
         keyed by the session's id: a user not yet active this period beyond the limit
         gets :class:`~authsome.errors.FeatureNotEntitled` and no session is written."""
         session_id = new_ordered_id("ses")
+        # Every completed sign-in passes here: it ends a run of failed code attempts.
+        self._throttle.signed_in(user.tenant, user.email)
         if self._billing.enforces(UsageEvent.USERS_ACTIVE):
             ctx = LedgerContext(tenant=user.tenant, user_id=user.id, event_id=session_id)
             if not self._billing.consume(UsageEvent.USERS_ACTIVE, ctx):

@@ -73,7 +73,12 @@ class JourneyPolicy:
     addresses, through the application.
 
     An e-mail sign-in code has ``email_code_length`` digits (6 to 8) and survives
-    5 attempts. With ``sign_up_by_email=True`` a passwordless sign-in begun for an
+    5 attempts. Failed code attempts at one address are also counted across codes:
+    after ``email_code_failure_limit`` in a row (100 by default, within NIST SP
+    800-63B's limit on consecutive failures), codes for the address are refused until
+    a sign-in of the account succeeds some other way (a link, a password); any
+    successful sign-in ends the run. With
+    ``sign_up_by_email=True`` a passwordless sign-in begun for an
     address without an account mails a link or code that creates the account
     (its address verified) when it is used; off by default.
     """
@@ -89,6 +94,7 @@ class JourneyPolicy:
     mail_window: timedelta = timedelta(hours=1)
     mails_per_ip: int = 50
     email_code_length: int = 6
+    email_code_failure_limit: int = 100
     sign_up_by_email: bool = False
 
     def __post_init__(self) -> None:
@@ -103,7 +109,7 @@ class JourneyPolicy:
             ttl = getattr(self, name)
             if not isinstance(ttl, timedelta) or not timedelta(0) < ttl <= timedelta(days=7):
                 raise ValidationError(f"{name} must be a timedelta above 0 and at most 7 days")
-        for name in ("mails_per_address", "mails_per_ip"):
+        for name in ("mails_per_address", "mails_per_ip", "email_code_failure_limit"):
             count: object = getattr(self, name)
             if isinstance(count, bool) or not isinstance(count, int) or count < 1:
                 raise ValidationError(f"{name} must be a positive int")

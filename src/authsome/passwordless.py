@@ -7,7 +7,10 @@ ticket, and only a completed sign-in records ``authsome.sessions.created`` and
 ``authsome.users.active``, once.
 
 A code is short, so it is looked up by the address it was sent to, counts its
-attempts in the store (5, then it is dead) and is throttled like a password.
+attempts in the store (5, then it is dead) and is throttled like a password. Failed
+attempts are also counted per address across codes: past
+``JourneyPolicy.email_code_failure_limit`` in a row, codes for the address are
+refused until a sign-in of the account succeeds (a link or a password still works).
 With ``JourneyPolicy(sign_up_by_email=True)`` a link or code sent to an address
 without an account creates the account when it is used.
 """
@@ -103,7 +106,9 @@ class Passwordless:
 
         :class:`~authsome.errors.InvalidToken` for a link or code that is unknown,
         used, expired, of another purpose or tenant, or whose address is no longer
-        the user's, and for a code after 5 attempts at it. Codes are throttled like
+        the user's, for a code after 5 attempts at it, and for any code of an
+        address after ``JourneyPolicy.email_code_failure_limit`` failed code attempts
+        in a row (until a sign-in of the account succeeds). Codes are throttled like
         passwords (per account and per ``ip``):
         :class:`~authsome.errors.RateLimited` after too many failures. Using either
         proves the address: ``email_verified_at`` is set; when it was not set
@@ -142,6 +147,9 @@ class Passwordless:
         # Counted as a failure first, and committed, as a password attempt is.
         with one_commit(self._store):
             self._throttle.reserve(tenant, email, ip, now)
+            failures = self._throttle.count_code_attempt(tenant, email, now)
+        if failures > self._journeys.tokens.policy.email_code_failure_limit:
+            raise InvalidToken()  # the code is not even looked at: the answer says nothing
         created: list[User] = []
 
         def code_entered() -> User:

@@ -16,6 +16,14 @@ another tenant gets the answer an unknown token gets, and nothing changes.
 A session keeps what the application said about the client at sign-in (its address
 and User-Agent), so :meth:`Sessions.list` can show a user their signed-in devices
 and :meth:`Sessions.revoke_by_id` sign one of them out.
+
+That is personal data, so a session that has ended (revoked, past its absolute
+lifetime, or idle past ``idle_timeout``) is deleted ``SessionPolicy.retention``
+after it ended, with its refresh tokens: the engine prunes a bounded batch now and
+then (:meth:`Sessions.prune_now_and_then`, before a sign-in's transaction and at a
+refresh), and :meth:`Sessions.prune` prunes on demand. A refresh token of an ended
+session is refused whether its row is kept or not, so reuse detection, which only
+matters while the session lives, loses nothing.
 """
 
 from __future__ import annotations
@@ -31,7 +39,13 @@ from authsome._billing import Billing
 from authsome._time import Clock
 from authsome.bridge import LedgerContext
 from authsome.crypto import new_ordered_id, new_token, sha256_hex
-from authsome.errors import FeatureNotEntitled, InvalidToken, LedgerUnavailable, StoreError
+from authsome.errors import (
+    FeatureNotEntitled,
+    InvalidToken,
+    LedgerUnavailable,
+    StoreError,
+    ValidationError,
+)
 from authsome.features import UsageEvent
 from authsome.models import DeviceSession, RefreshStatus, Session, SessionTokens, User
 from authsome.stores import Store
@@ -41,6 +55,10 @@ __all__ = ["Client", "SessionPolicy", "Sessions"]
 logger = logging.getLogger("authsome.sessions")
 
 _ACTIVITY_STEPS = 100  # validate() writes last activity once per 1/100 of the idle timeout
+PRUNE_INTERVAL = timedelta(minutes=10)
+"""How often an engine prunes ended sessions on its own (sooner while behind)."""
+PRUNE_BATCH = 500
+"""Most sessions one amortised prune deletes: a bounded statement, never a long one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,11 +69,16 @@ class SessionPolicy:
     The defaults (30 days, 1 hour, 7 days) suit a "stay signed in" session; an
     application at NIST SP 800-63B-4 AAL2 would choose ``ttl=timedelta(hours=24)``
     and ``idle_timeout=timedelta(hours=1)``.
+
+    ``retention``: how long an ended session (with the address and User-Agent it
+    holds) is kept before it is deleted; 30 days by default, ``timedelta(0)`` to
+    delete at the next prune.
     """
 
     ttl: timedelta = timedelta(days=30)
     access_ttl: timedelta = timedelta(hours=1)
     idle_timeout: timedelta | None = timedelta(days=7)
+    retention: timedelta = timedelta(days=30)
 
     def __post_init__(self) -> None:
         if self.access_ttl <= timedelta(0) or self.ttl <= timedelta(0):
@@ -65,6 +88,10 @@ class SessionPolicy:
                 raise TypeError("SessionPolicy.idle_timeout must be a timedelta or None")
             if self.idle_timeout <= timedelta(0):
                 raise ValueError("SessionPolicy.idle_timeout must be positive")
+        if not isinstance(self.retention, timedelta):
+            raise TypeError("SessionPolicy.retention must be a timedelta")
+        if self.retention < timedelta(0):
+            raise ValueError("SessionPolicy.retention must not be negative")
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,9 +123,11 @@ class Sessions:
         self._clock = clock
         idle = policy.idle_timeout
         self._activity_step = None if idle is None else idle / _ACTIVITY_STEPS
+        self._next_prune: datetime | None = None
 
     def create(self, user: User, client: Client = UNKNOWN_CLIENT) -> SessionTokens:
         """Start a session for ``user``; records ``authsome.sessions.created``."""
+        self.prune_now_and_then(self._clock())
         tokens = self.store_new(user, client)
         self.record_created(tokens)
         return tokens
@@ -161,6 +190,7 @@ class Sessions:
         digest = sha256_hex(v.check_token("refresh_token", refresh_token))
         expected = _expected_tenant(tenant)
         now = self._clock()
+        self.prune_now_and_then(now)
         access, refresh = new_token(), new_token()
         current = self._store.rotate_refresh_token(
             digest,
@@ -249,6 +279,43 @@ class Sessions:
         with self._store.atomic():
             self._store.delete_user_mfa_tickets(user_id)
             return self._store.revoke_user_sessions(user_id, self._clock())
+
+    def prune(self, *, limit: int | None = None) -> int:
+        """Delete sessions that ended more than ``SessionPolicy.retention`` ago
+        (revoked, expired or idle past ``idle_timeout``), with their refresh tokens;
+        return how many. ``limit``: at most that many (a positive int); ``None``: all,
+        in batches of :data:`PRUNE_BATCH`. Live sessions are never touched."""
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
+            raise TypeError(f"limit must be an int or None, not {type(limit).__name__}")
+        if limit is not None and limit < 1:
+            raise ValidationError("limit must be positive")
+        now = self._clock()
+        deleted = 0
+        while limit is None or deleted < limit:
+            batch = PRUNE_BATCH if limit is None else min(PRUNE_BATCH, limit - deleted)
+            pruned = self._prune_batch(now, batch)
+            deleted += pruned
+            if pruned < batch:
+                break
+        return deleted
+
+    def prune_now_and_then(self, now: datetime) -> None:
+        """Prune one batch of ended sessions, at most once per :data:`PRUNE_INTERVAL`
+        (at once again while a batch came back full). Called outside any
+        transaction; a failing prune is logged and never fails the caller."""
+        # Two threads may both prune at the boundary, which is harmless.
+        if self._next_prune is not None and now < self._next_prune:
+            return
+        self._next_prune = now + PRUNE_INTERVAL
+        try:
+            if self._prune_batch(now, PRUNE_BATCH) >= PRUNE_BATCH:
+                self._next_prune = None  # behind: the next call prunes again
+        except StoreError as exc:
+            logger.warning("ended sessions not pruned: error=%s", exc)
+
+    def _prune_batch(self, now: datetime, limit: int) -> int:
+        ended_before = now - self.policy.retention
+        return self._store.prune_sessions(ended_before, self._idle_since(ended_before), limit)
 
     def _idle_since(self, now: datetime) -> datetime | None:
         """Sessions last used at or before this moment are idle; ``None``: no timeout."""

@@ -58,6 +58,9 @@ made-up values buy no fresh counters, and never remembered as a known address.""
 
 _MAX_ADDRESS = 64  # longer than any textual IPv6 address with a zone id
 _KEY_PURPOSE = "authsome.throttle.counter-keys.v1"
+CODE_FAILURES_KEPT = timedelta(days=365)
+"""How long a run of failed e-mail code attempts at one address is remembered
+without a successful sign-in, from its first failure."""
 
 
 def parse_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -209,6 +212,24 @@ class Throttle:
         """After a :meth:`reserve_ip` attempt succeeded: give its hit back."""
         if ip is not None:
             self._store.release_counter(self._keys("", "", ip).ip, now)
+
+    def count_code_attempt(self, tenant: str, email: str, now: datetime) -> int:
+        """Count an e-mail code attempt at the address as a failure *before* it is
+        tried, and return the failures in a row so far, this one included (so racing
+        attempts each see a count of their own). A successful sign-in of the account
+        clears them (:meth:`signed_in`)."""
+        kept = int(CODE_FAILURES_KEPT.total_seconds())
+        hits, _ = self._store.hit_counter(self._code_key(tenant, email), now, kept)
+        return hits
+
+    def signed_in(self, tenant: str, email: str) -> None:
+        """A sign-in of the account with this address succeeded, by any way: its run
+        of failed e-mail code attempts ends."""
+        self._store.delete_counter(self._code_key(tenant, email))
+
+    def _code_key(self, tenant: str, email: str) -> str:
+        key = self._purpose_keys.key(_KEY_PURPOSE)
+        return keyed_digest(key, f"code-failures\x00{tenant}\x00{email}")
 
     def prune_now_and_then(self, now: datetime) -> None:
         """Delete expired counters, at most once per window (``reserve`` calls it too).

@@ -275,6 +275,15 @@ class Store(Protocol):
         step."""
         ...
 
+    def prune_sessions(
+        self, ended_before: datetime, idle_since: datetime | None, limit: int
+    ) -> int:
+        """Delete at most ``limit`` sessions (with their refresh tokens) that ended at
+        or before ``ended_before``: revoked then, past ``expires_at`` then, or (when
+        ``idle_since`` is given) last active at or before ``idle_since``. Return how
+        many. Live sessions and ones that ended later stay."""
+        ...
+
     # -- throttle counters -----------------------------------------------------
     def hit_counter(self, key: str, now: datetime, ttl_seconds: int) -> Counter:
         """Count one hit on ``key`` and return ``(hits, expires_at)``.

@@ -387,6 +387,21 @@ class MemoryStore:
             ]
             return sum(self._revoke(session_id, now) for session_id in ids)
 
+    def prune_sessions(
+        self, ended_before: datetime, idle_since: datetime | None, limit: int
+    ) -> int:
+        with self._lock:
+            ended = [
+                s.id for s in self._sessions.values() if _ended_by(s, ended_before, idle_since)
+            ][:limit]
+            for session_id in ended:
+                del self._sessions[session_id]
+                del self._access[self._access_of_session.pop(session_id)]
+            gone = set(ended)
+            for digest in [h for h, t in self._refresh.items() if t.session_id in gone]:
+                del self._refresh[digest]
+            return len(ended)
+
     def _revoke(self, session_id: str, now: datetime) -> bool:
         session = self._sessions.get(session_id)
         if session is None or not session.is_active(now):
@@ -1018,3 +1033,13 @@ def _replaced_by(old: OneTimeToken, new: OneTimeToken) -> bool:
 
 def _step_is_new(entry: _Factor, step: int) -> bool:
     return entry.last_step is None or entry.last_step < step
+
+
+def _ended_by(session: Session, ended_before: datetime, idle_since: datetime | None) -> bool:
+    """Whether ``session`` ended at or before ``ended_before`` (see ``prune_sessions``)."""
+    revoked = session.revoked_at
+    return (
+        (revoked is not None and revoked <= ended_before)
+        or session.expires_at <= ended_before
+        or (idle_since is not None and session.last_activity <= idle_since)
+    )

@@ -842,6 +842,26 @@ class PostgresStore:
             {"now": aware(now), "user": user_id, "keep": keep_session_id},
         )
 
+    def prune_sessions(
+        self, ended_before: datetime, idle_since: datetime | None, limit: int
+    ) -> int:
+        """Delete up to ``limit`` ended sessions in one statement (their refresh
+        tokens go with them, by cascade); rows another transaction holds are skipped,
+        so a prune never waits for a sign-in."""
+        return self._write(
+            "prune_sessions",
+            "DELETE FROM {s}.sessions WHERE id IN (SELECT id FROM {s}.sessions"
+            " WHERE revoked_at <= %(ended)s OR expires_at <= %(ended)s"
+            " OR (%(idle)s::timestamptz IS NOT NULL"
+            " AND COALESCE(last_seen_at, created_at) <= %(idle)s::timestamptz)"
+            " LIMIT %(limit)s FOR UPDATE SKIP LOCKED)",
+            {
+                "ended": aware(ended_before),
+                "idle": None if idle_since is None else aware(idle_since),
+                "limit": limit,
+            },
+        )
+
     # -- throttle counters -----------------------------------------------------
     def hit_counter(self, key: str, now: datetime, ttl_seconds: int) -> Counter:
         """Count one hit on ``key`` with one upsert whose expiry logic is in SQL;

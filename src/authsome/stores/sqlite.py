@@ -807,6 +807,22 @@ class SQLiteStore:
             )
             return cursor.rowcount
 
+    def prune_sessions(
+        self, ended_before: datetime, idle_since: datetime | None, limit: int
+    ) -> int:
+        """Delete up to ``limit`` ended sessions in one statement (their refresh
+        tokens go with them, by cascade)."""
+        idle_us = None if idle_since is None else _to_micros(idle_since)
+        with self._connection("prune_sessions") as conn:
+            cursor = conn.execute(
+                "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions"
+                " WHERE revoked_at <= :ended OR expires_at <= :ended"
+                " OR (:idle IS NOT NULL AND COALESCE(last_seen_at, created_at) <= :idle)"
+                " LIMIT :limit)",
+                {"ended": _to_micros(ended_before), "idle": idle_us, "limit": limit},
+            )
+            return cursor.rowcount
+
     @staticmethod
     def _set_revoked(conn: sqlite3.Connection, session_id: str, now: datetime) -> int:
         # Only live sessions: one past expires_at already ended by itself.
