@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 from fastapi import Request  # named by an annotation FastAPI resolves at import
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from authsome import Authsome
 from authsome._saml import MAX_RELAY_STATE, MAX_RESPONSE_CHARS
@@ -314,3 +316,26 @@ def test_a_sign_in_route_reads_a_bounded_body_in_an_app_without_a_cap(
     assert post(SOCIAL_FORM_POST, _social_form(DEFAULT_MAX_BODY_BYTES), False).status == 200
     _assert_too_large(post(SOCIAL_FORM_POST, over, False))
     _assert_refused_unread(post(SOCIAL_FORM_POST, over + b"a" * 100_000, True), _name(framework))
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],  # the engine is reused
+)
+@given(size=st.integers(min_value=3, max_value=2048), chunked=st.booleans())
+def test_a_form_post_callback_is_read_exactly_when_it_fits_the_apps_cap(
+    auth: Authsome, framework: App, size: int, chunked: bool
+) -> None:
+    serving = framework(auth, 1024)
+    try:
+        reply = next(serving)(SOCIAL_FORM_POST, _social_form(size), chunked)
+    finally:
+        next(serving, None)  # leave the app's context
+
+    if chunked and _name(framework) == "django":
+        assert reply.status == 411, reply.body[:300]  # Django cannot count it
+    elif size <= 1024:
+        assert reply.status == 200, reply.body[:300]
+    else:
+        _assert_too_large(reply)
