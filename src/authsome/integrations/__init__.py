@@ -7,7 +7,8 @@ imports none of them. What they share is framework-free and exported here: the
 :func:`error_response`, the one mapping from authsome's errors to HTTP answers,
 and the options every integration takes: a tenant resolver
 (:func:`tenant_by_domain`, :func:`tenant_by_header` or a callable),
-:class:`TrustedProxies` and the body cap.
+:class:`TrustedProxies` and the body cap (:data:`SAML_ACS_MAX_BODY_BYTES` is the
+SAML ACS route's own).
 """
 
 from __future__ import annotations
@@ -32,11 +33,13 @@ from authsome.integrations._http import (
     tenant_by_header,
 )
 from authsome.integrations._proxies import TrustedProxies, client_address
+from authsome.integrations._signin_routes import SAML_ACS_MAX_BODY_BYTES
 
 __all__ = [
     "API_KEY_HEADER",
     "AUTHENTICATION_REQUIRED",
     "DEFAULT_MAX_BODY_BYTES",
+    "SAML_ACS_MAX_BODY_BYTES",
     "ErrorResponse",
     "IntegrationSettings",
     "Principal",

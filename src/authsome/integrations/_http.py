@@ -25,7 +25,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Literal
+from typing import Literal, TypeVar
 
 from authsome._validation import check_tenant
 from authsome.engine import Authsome
@@ -82,6 +82,8 @@ API_KEY_HEADER = "X-API-Key"
 AUTHENTICATION_REQUIRED = "authentication required"
 """The message of the :class:`~authsome.errors.InvalidToken` raised for a request
 that carries no credential at all."""
+
+_View = TypeVar("_View")
 
 _MAX_CREDENTIAL = 512  # longer than any token authsome issues; refused unread
 _BEARER = 'Bearer realm="authsome"'
@@ -182,8 +184,9 @@ def _credential(value: str) -> str:
 
 class RequestError(AuthsomeError):
     """A request refused by the integration itself, before the app's code runs:
-    a body too large (413) or not JSON (415), malformed JSON (400), a host no tenant
-    serves (404). ``status`` and ``code`` are its HTTP answer."""
+    a body too large (413), not JSON (415) or of undeclared length where it cannot
+    be counted (411), malformed JSON (400), a host no tenant serves (404). ``status``
+    and ``code`` are its HTTP answer."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
@@ -197,6 +200,14 @@ class RequestError(AuthsomeError):
 def body_too_large(limit: int) -> RequestError:
     """The 413 of a body longer than ``limit`` bytes."""
     return RequestError(413, "payload_too_large", f"the request body exceeds {limit} bytes")
+
+
+def length_required() -> RequestError:
+    """The 411 of a body whose length is not declared where a cap applies and the
+    framework cannot count it as it streams in (Django)."""
+    return RequestError(
+        411, "length_required", "send the request body with a Content-Length, not chunked"
+    )
 
 
 def unsupported_media_type() -> RequestError:
@@ -378,6 +389,7 @@ _HTTP_CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    411: "length_required",
     413: "payload_too_large",
     415: "unsupported_media_type",
     422: "validation_error",
@@ -405,6 +417,30 @@ def http_error(
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
 """The default cap on a request body: far more than any authsome route needs, far less
 than what it takes to make text normalisation expensive."""
+
+
+ROUTE_BODY_CAP = "authsome_max_body_bytes"
+"""The attribute of a view (endpoint) whose body cap replaces the app's for that
+route alone, set with :func:`with_body_cap`."""
+
+
+def with_body_cap(view: _View, limit: int) -> _View:
+    """``view``, marked to take bodies of up to ``limit`` bytes whatever the app's cap
+    (the SAML ACS, whose IdP posts more than any other route takes)."""
+    setattr(view, ROUTE_BODY_CAP, limit)
+    return view
+
+
+def body_cap(view: object, app_cap: int | None) -> int | None:
+    """The cap on the bodies of a request to ``view``: its own, else the app's."""
+    own: object = getattr(view, ROUTE_BODY_CAP, None)
+    return own if isinstance(own, int) else app_cap
+
+
+def bounded(limit: int | None) -> int:
+    """``limit``, or :data:`DEFAULT_MAX_BODY_BYTES` when the app set none: a route
+    that reads its own body never reads an unbounded one."""
+    return DEFAULT_MAX_BODY_BYTES if limit is None else limit
 
 
 def is_json_content_type(content_type: str | None) -> bool:

@@ -57,6 +57,7 @@ from authsome.models import SignIn
 __all__ = [
     "MAX_PARAMS",
     "RESUBMITTED",
+    "SAML_ACS_MAX_BODY_BYTES",
     "SAML_METADATA_TYPE",
     "STATE_COOKIE",
     "STATE_COOKIE_TTL",
@@ -70,6 +71,11 @@ STATE_COOKIE_TTL = timedelta(minutes=10)
 SAML_METADATA_TYPE = "application/samlmetadata+xml"
 RESUBMITTED = "authsome_resubmitted"
 """The form field of the page that re-posts a cross-site ``form_post`` callback."""
+
+SAML_ACS_MAX_BODY_BYTES = 3 * (_saml.MAX_RESPONSE_CHARS + _saml.MAX_RELAY_STATE) + 1024
+"""The body cap of the SAML ACS route, in place of the app's: the urlencoded form of
+the longest ``SAMLResponse`` and ``RelayState`` the SAML limits accept, with every
+character percent-encoded (three bytes, the worst case), and room for the names."""
 
 MAX_COOKIE = 512  # far more than a signed handle needs; longer values are refused unread
 MAX_PARAMS = 32

@@ -43,7 +43,7 @@ from django.http import (
     HttpResponseServerError,
     JsonResponse,
 )
-from django.urls import URLPattern, path
+from django.urls import Resolver404, URLPattern, path, resolve
 from django.utils.module_loading import import_string
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -60,13 +60,18 @@ from authsome.integrations._http import (
     RequestFacts,
     TrustedProxies,
     answer,
+    body_cap,
+    bounded,
     check_declared_length,
     http_error,
     json_object,
+    length_required,
     require,
     string_field,
+    with_body_cap,
 )
 from authsome.integrations._signin_routes import (
+    SAML_ACS_MAX_BODY_BYTES,
     SAML_METADATA_TYPE,
     STATE_COOKIE,
     Resubmit,
@@ -168,8 +173,11 @@ class AuthsomeMiddleware:
     """Resolves the request's principal and maps authsome's errors to HTTP answers.
 
     The engine and the settings are loaded once, when Django builds its middleware
-    chain. A body whose ``Content-Length`` passes the cap is refused (413) before
-    any view runs.
+    chain. A body whose ``Content-Length`` passes the cap (the routed view's own, as
+    the SAML ACS has, else the app's) is refused
+    (413) before any view runs, and where a cap applies so is a body without one
+    (chunked, 411): under WSGI Django would read it as empty, and under ASGI it has
+    buffered it whole before any middleware runs.
     """
 
     sync_capable = True
@@ -186,10 +194,18 @@ class AuthsomeMiddleware:
         request_auth = _request_auth(request, self.auth, self.settings)
         request.authsome_request = request_auth  # type: ignore[attr-defined]
         try:
-            check_declared_length(request.META.get("CONTENT_LENGTH"), self.settings.max_body_bytes)
+            _check_body(request, self._cap(request))
         except AuthsomeError as exc:
             return error_json(exc)
         return self._as_json(self.get_response(request))
+
+    def _cap(self, request: HttpRequest) -> int | None:
+        """The body cap of the view the request is routed to, else the app's."""
+        try:
+            match = resolve(request.path_info, getattr(request, "urlconf", None))
+        except Resolver404:
+            return self.settings.max_body_bytes
+        return body_cap(match.func, self.settings.max_body_bytes)
 
     def process_view(
         self,
@@ -224,6 +240,23 @@ class AuthsomeMiddleware:
             return response  # the debug page is the developer's
         headers = {"Allow": response["Allow"]} if response.has_header("Allow") else {}
         return _json(http_error(response.status_code, None, headers))
+
+
+def _check_body(request: HttpRequest, limit: int | None) -> None:
+    """A body over ``limit`` is a 413; one of undeclared length, which Django cannot
+    count as it reads, a 411 (with no cap, Django's own handling stands)."""
+    if limit is None:
+        return
+    declared = request.META.get("CONTENT_LENGTH")
+    if not declared and "HTTP_TRANSFER_ENCODING" in request.META:
+        raise length_required()
+    check_declared_length(declared, limit)
+
+
+def _form(request: HttpRequest, limit: int) -> dict[str, str]:
+    """The request's form, of at most ``limit`` bytes even with no app cap."""
+    _check_body(request, limit)
+    return request.POST.dict()
 
 
 def _request_auth(
@@ -377,7 +410,8 @@ def sign_in_urls(base_url: str) -> list[URLPattern]:
     @answered
     def sso_start(request: HttpRequest) -> HttpResponse:
         routes_, request_ = flow(request)
-        return _redirect(routes_.start_sso(request_, request.POST.dict()))
+        form = _form(request, bounded(request_.settings.max_body_bytes))
+        return _redirect(routes_.start_sso(request_, form))
 
     @require_GET
     @answered
@@ -399,7 +433,8 @@ def sign_in_urls(base_url: str) -> list[URLPattern]:
         routes_, request_ = flow(request)
         cookie = request.COOKIES.get(STATE_COOKIE)
         if request.method == "POST":
-            return _posted(routes_.post_social(request_, provider, request.POST.dict(), cookie))
+            form = _form(request, bounded(request_.settings.max_body_bytes))
+            return _posted(routes_.post_social(request_, provider, form, cookie))
         return _signed_in(routes_.finish_social(request_, provider, request.GET.dict(), cookie))
 
     @require_GET
@@ -415,7 +450,8 @@ def sign_in_urls(base_url: str) -> list[URLPattern]:
     def saml_acs(request: HttpRequest, connection_id: str) -> HttpResponse:
         routes_, request_ = flow(request)
         cookie = request.COOKIES.get(STATE_COOKIE)
-        return _posted(routes_.post_saml(request_, connection_id, request.POST.dict(), cookie))
+        form = _form(request, SAML_ACS_MAX_BODY_BYTES)
+        return _posted(routes_.post_saml(request_, connection_id, form, cookie))
 
     return [
         path("sso/start", sso_start),
@@ -423,7 +459,8 @@ def sign_in_urls(base_url: str) -> list[URLPattern]:
         path("social/<str:provider>/start", social_start),
         path("social/<str:provider>/callback", social_callback),
         path("sso/saml/metadata/<str:connection_id>", saml_metadata),
-        path("sso/saml/acs/<str:connection_id>", saml_acs),
+        # An IdP's signed (perhaps encrypted) response outgrows the app's cap.
+        path("sso/saml/acs/<str:connection_id>", with_body_cap(saml_acs, SAML_ACS_MAX_BODY_BYTES)),
     ]
 
 

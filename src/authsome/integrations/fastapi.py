@@ -46,6 +46,7 @@ from authsome.integrations._http import (
     TrustedProxies,
     answer,
     body_too_large,
+    bounded,
     check_declared_length,
     http_error,
     is_json_content_type,
@@ -55,6 +56,7 @@ from authsome.integrations._http import (
 )
 from authsome.integrations._signin_routes import (
     MAX_PARAMS,
+    SAML_ACS_MAX_BODY_BYTES,
     SAML_METADATA_TYPE,
     STATE_COOKIE,
     Resubmit,
@@ -108,7 +110,8 @@ def install(
     key of another tenant is refused like an unknown one); ``trusted_proxies`` says
     whose ``X-Forwarded-For`` :func:`client_ip` believes (default: nobody's);
     request bodies longer than ``max_body_bytes`` are refused with 413 before
-    they are read.
+    they are read (the SAML ACS of :func:`sign_in_router` has its own cap,
+    :data:`~authsome.integrations.SAML_ACS_MAX_BODY_BYTES`).
     """
     if not isinstance(auth, Authsome):
         raise TypeError(f"auth must be an Authsome engine, not {type(auth).__name__}")
@@ -187,14 +190,28 @@ async def _handle_unexpected_error(request: Request, exc: Exception) -> JSONResp
 
 
 class _BodyTooLarge(StarletteHTTPException):
-    """Raised from ``receive`` when a streamed body passes the cap."""
+    """Raised from ``receive`` when a body passes the cap."""
+
+
+class _Cap:
+    """One request's body cap, kept in its ASGI scope: an endpoint replaces it before
+    it reads the body (:func:`_form`), and copies of the scope share it."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+
+
+_CAP_KEY = "authsome.body_cap"
 
 
 class _BodyLimit:
-    """ASGI middleware refusing request bodies longer than ``max_bytes`` with 413.
+    """ASGI middleware refusing request bodies longer than the cap with 413.
 
-    A ``Content-Length`` above the cap is answered before the app runs; a body
-    without one (chunked) is counted as it streams in and cut off at the cap.
+    The cap is ``max_bytes``, unless the endpoint replaced it for its request (the
+    SAML ACS, whose IdP posts more than any other route takes). So the body is
+    checked when the app first reads it, before any of it is read: a
+    ``Content-Length`` above the cap is refused at once, a body without one
+    (chunked) is counted as it streams in and cut off at the cap.
     """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
@@ -205,22 +222,23 @@ class _BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        cap = scope[_CAP_KEY] = _Cap(self.max_bytes)
         declared = _header(scope, b"content-length")
-        try:
-            check_declared_length(declared, self.max_bytes)
-        except RequestError as exc:
-            await _json(answer(exc))(scope, receive, send)
-            return
         received = 0
         started = False
 
         async def limited_receive() -> Message:
             nonlocal received
+            if received == 0:
+                try:
+                    check_declared_length(declared, cap.limit)
+                except RequestError:
+                    raise _too_large(cap.limit) from None
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _BodyTooLarge(413, str(body_too_large(self.max_bytes)))
+                if received > cap.limit:
+                    raise _too_large(cap.limit)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -233,7 +251,18 @@ class _BodyLimit:
         except _BodyTooLarge:
             if started:
                 raise
-            await _json(answer(body_too_large(self.max_bytes)))(scope, receive, send)
+            await _json(answer(body_too_large(cap.limit)))(scope, receive, send)
+
+
+def _too_large(limit: int) -> _BodyTooLarge:
+    return _BodyTooLarge(413, str(body_too_large(limit)))
+
+
+def _raise_cap(request: Request, limit: int) -> None:
+    """Make ``limit`` the cap of ``request``'s body, in place of the app's."""
+    cap = request.scope.get(_CAP_KEY)
+    if isinstance(cap, _Cap):
+        cap.limit = limit
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -364,7 +393,7 @@ def sign_in_router(base_url: str, auth: Authsome | None = None) -> APIRouter:
     @router.post("/sso/start")
     async def sso_start(request: Request) -> Response:
         flow, request_ = routes_for(request)
-        form = await _form(request)
+        form = await _form(request, bounded(request_.settings.max_body_bytes))
         return _redirect(await run_in_threadpool(flow.start_sso, request_, form))
 
     @router.get("/sso/callback")
@@ -389,7 +418,7 @@ def sign_in_router(base_url: str, auth: Authsome | None = None) -> APIRouter:
     async def social_form_post(request: Request, provider: str) -> Response:
         flow, request_ = routes_for(request)
         cookie = request.cookies.get(STATE_COOKIE)
-        form = await _form(request)
+        form = await _form(request, bounded(request_.settings.max_body_bytes))
         answer = await run_in_threadpool(flow.post_social, request_, provider, form, cookie)
         return _posted(answer)
 
@@ -403,16 +432,28 @@ def sign_in_router(base_url: str, auth: Authsome | None = None) -> APIRouter:
     async def saml_acs(request: Request, connection_id: str) -> Response:
         flow, request_ = routes_for(request)
         cookie = request.cookies.get(STATE_COOKIE)
-        form = await _form(request)
+        form = await _form(request, SAML_ACS_MAX_BODY_BYTES)
         answer = await run_in_threadpool(flow.post_saml, request_, connection_id, form, cookie)
         return _posted(answer)
 
     return router
 
 
-async def _form(request: Request) -> dict[str, str]:
-    """A urlencoded form body, parsed here so no multipart parser is needed."""
-    body = (await request.body()).decode("utf-8", "replace")
+async def _form(request: Request, limit: int) -> dict[str, str]:
+    """A urlencoded form body of at most ``limit`` bytes, the request's cap in place of
+    the app's (the ACS's is larger), parsed here so no multipart parser is needed.
+    Counted here too, so an app without a cap (``install(..., max_body_bytes=None)``)
+    still never reads an unbounded body."""
+    _raise_cap(request, limit)
+    check_declared_length(request.headers.get("content-length"), limit)
+    chunks: list[bytes] = []
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > limit:
+            raise body_too_large(limit)
+        chunks.append(chunk)
+    body = b"".join(chunks).decode("utf-8", "replace")
     try:
         return dict(parse_qsl(body, keep_blank_values=True, max_num_fields=MAX_PARAMS))
     except ValueError:  # more fields than any sign-in form or callback has

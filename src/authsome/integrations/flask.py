@@ -42,13 +42,17 @@ from authsome.integrations._http import (
     TenantResolver,
     TrustedProxies,
     answer,
+    body_cap,
+    bounded,
     check_declared_length,
     http_error,
     json_object,
     require,
     string_field,
+    with_body_cap,
 )
 from authsome.integrations._signin_routes import (
+    SAML_ACS_MAX_BODY_BYTES,
     SAML_METADATA_TYPE,
     STATE_COOKIE,
     Resubmit,
@@ -89,7 +93,9 @@ class Authsome:
     request to the tenant it serves (a credential of another tenant is refused
     like an unknown one), ``trusted_proxies`` says whose ``X-Forwarded-For``
     :func:`client_ip` believes (default: nobody's), and request bodies longer than
-    ``max_body_bytes`` are refused with 413 before they are read.
+    ``max_body_bytes`` are refused with 413 before they are read (the SAML ACS of
+    :func:`sign_in_blueprint` has its own cap,
+    :data:`~authsome.integrations.SAML_ACS_MAX_BODY_BYTES`).
     """
 
     def __init__(
@@ -121,8 +127,7 @@ class Authsome:
         app.extensions[_SETTINGS_KEY] = self.settings
         app.register_error_handler(AuthsomeError, _handle_authsome_error)
         app.register_error_handler(HTTPException, _handle_http_error)
-        if self.settings.max_body_bytes is not None:
-            app.before_request(_cap_body)
+        app.before_request(_cap_body)
 
 
 def _json(answer_: ErrorResponse) -> Response:
@@ -145,13 +150,23 @@ def _handle_http_error(exc: HTTPException) -> Response | HTTPException:
 
 
 def _cap_body() -> None:
-    limit = _settings().max_body_bytes
-    raw_length = request.headers.get("Content-Length")
-    check_declared_length(raw_length, limit)
+    """Cap the body at the routed view's own cap (:func:`with_body_cap`), else the app's."""
+    view = current_app.view_functions.get(request.endpoint or "")
+    _cap_request(body_cap(view, _settings().max_body_bytes))
+
+
+def _cap_request(limit: int | None) -> None:
+    check_declared_length(request.headers.get("Content-Length"), limit)
     # Also bounds a streamed (chunked) body: werkzeug stops reading at the cap with 413.
     if limit is not None:
         current = request.max_content_length
         request.max_content_length = limit if current is None else min(current, limit)
+
+
+def _form(limit: int) -> dict[str, str]:
+    """The request's form, of at most ``limit`` bytes even in an app without a cap."""
+    _cap_request(limit)
+    return request.form.to_dict()
 
 
 def _settings() -> IntegrationSettings:
@@ -288,7 +303,8 @@ def sign_in_blueprint(base_url: str, name: str = "authsome_sign_in") -> Blueprin
 
     @blueprint.post("/sso/start")
     def sso_start() -> Response:
-        return _redirect(flow().start_sso(request_auth(), request.form.to_dict()))
+        form = _form(bounded(_settings().max_body_bytes))
+        return _redirect(flow().start_sso(request_auth(), form))
 
     @blueprint.get("/sso/callback")
     def sso_callback() -> Response:
@@ -303,7 +319,7 @@ def sign_in_blueprint(base_url: str, name: str = "authsome_sign_in") -> Blueprin
     def social_callback(provider: str) -> Response:
         cookie = request.cookies.get(STATE_COOKIE)
         if request.method == "POST":
-            form = request.form.to_dict()
+            form = _form(bounded(_settings().max_body_bytes))
             return _posted(flow().post_social(request_auth(), provider, form, cookie))
         params = request.args.to_dict()
         return _signed_in(flow().finish_social(request_auth(), provider, params, cookie))
@@ -316,9 +332,11 @@ def sign_in_blueprint(base_url: str, name: str = "authsome_sign_in") -> Blueprin
     @blueprint.post("/sso/saml/acs/<connection_id>")
     def saml_acs(connection_id: str) -> Response:
         cookie = request.cookies.get(STATE_COOKIE)
-        form = request.form.to_dict()
+        form = _form(SAML_ACS_MAX_BODY_BYTES)
         return _posted(flow().post_saml(request_auth(), connection_id, form, cookie))
 
+    # An IdP's signed (perhaps encrypted) response outgrows the app's cap.
+    with_body_cap(saml_acs, SAML_ACS_MAX_BODY_BYTES)
     return blueprint
 
 
