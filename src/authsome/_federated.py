@@ -24,23 +24,24 @@ here, once:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from authsome import _validation as v
 from authsome._billing import Billing
 from authsome._identities import Identities, Resolution
+from authsome._seats import Seats
 from authsome._signin import SignInFlow
 from authsome._time import Clock
 from authsome.bridge import LedgerContext
 from authsome.crypto import constant_time_equals
 from authsome.errors import AlreadyExists, InvalidCredentials, InvalidToken, ValidationError
 from authsome.features import UsageEvent
-from authsome.models import Membership, OrgRole, SignIn, User
+from authsome.models import OrgRole, SignIn, User
 from authsome.onetime import OneTimeTokens, TokenPurpose
-from authsome.orgs import _membership_event_id
 from authsome.sessions import Client
 from authsome.throttle import Throttle
 
@@ -119,6 +120,7 @@ class FederatedSignIn:
         callback: Mapping[str, int],
         tokens: OneTimeTokens,
         identities: Identities,
+        seats: Seats,
         sign_in: SignInFlow,
         throttle: Throttle,
     ) -> None:
@@ -130,6 +132,7 @@ class FederatedSignIn:
         self._callback = callback
         self._tokens = tokens
         self._identities = identities
+        self._seats = seats
         self._sign_in = sign_in
         self._throttle = throttle
 
@@ -189,87 +192,50 @@ class FederatedSignIn:
         return payload
 
     def _completed(self, tenant: str, verified: VerifiedIdentity, client: Client) -> SignIn:
-        resolved: list[Resolution] = []
-        seats: list[tuple[Membership, LedgerContext]] = []  # taken, this attempt
-
-        def provider_vouched() -> Resolution:
-            resolution = self._identities.resolve(
-                tenant=tenant,
-                provider=verified.provider,
-                subject=verified.subject,
-                email=verified.email,
-                email_verified=verified.email_verified,
-                org_id=verified.org_id,
-                role=verified.role,
-                jit=verified.jit,
-                name=verified.name,
-                before_join=lambda user, membership: self._take_seat(user, membership, seats),
-            )
-            resolved.append(resolution)
-            return resolution
-
         def signed_in() -> SignIn:
-            resolved.clear()
-            seats.clear()
-            try:
-                return self._sign_in.first_factor_passed(
-                    lambda: provider_vouched().user, client, second_factor_passed=verified.mfa_done
+            resolved: list[Resolution] = []
+            # A provisioned membership's seat is held until the sign-in commits (given
+            # back if it fails), as orgs.add_member holds it around its write.
+            with contextlib.ExitStack() as seats:
+
+                def provider_vouched() -> User:
+                    resolution = self._identities.resolve(
+                        tenant=tenant,
+                        provider=verified.provider,
+                        subject=verified.subject,
+                        email=verified.email,
+                        email_verified=verified.email_verified,
+                        org_id=verified.org_id,
+                        role=verified.role,
+                        jit=verified.jit,
+                        name=verified.name,
+                        before_join=lambda user, membership: seats.enter_context(
+                            self._seats.held(user.tenant, membership)
+                        ),
+                    )
+                    resolved.append(resolution)
+                    return resolution.user
+
+                result = self._sign_in.first_factor_passed(
+                    provider_vouched, client, second_factor_passed=verified.mfa_done
                 )
-            except BaseException:
-                self._give_back_seats(seats)
-                raise
+                self._record_created(resolved[-1])
+            return result
 
         try:
-            result = signed_in()
+            return signed_in()
         except AlreadyExists:
             # A concurrent first sign-in of the same account linked it (or took the
             # address) between our lookup and our write, which was rolled back: the
             # second look finds what it wrote.
-            result = signed_in()
-        self._record_provisioning(resolved[-1], seat_counted=bool(seats))
-        return result
+            return signed_in()
 
-    def _take_seat(
-        self, user: User, membership: Membership, seats: list[tuple[Membership, LedgerContext]]
-    ) -> None:
-        """Before a provisioning writes a member: with ``authsome.orgs.members``
-        enforced the seat is taken first, as ``orgs.add_member`` does (over the limit:
-        FeatureNotEntitled, nothing written). A seat the ledger could not count (let
-        through by policy) is recorded after the commit."""
-        if not self._billing.enforces(UsageEvent.ORGS_MEMBERS):
-            return
-        ctx = _seat_context(user, membership)
-        if self._billing.consume(UsageEvent.ORGS_MEMBERS, ctx):
-            seats.append((membership, ctx))
-
-    def _give_back_seats(self, seats: list[tuple[Membership, LedgerContext]]) -> None:
-        """The sign-in failed: a seat taken for a membership that was not kept is
-        given back (its write rolled back, or never happened)."""
-        for membership, ctx in seats:
-            if not self._identities.holds(membership):
-                undo = replace(ctx, event_id=f"{ctx.event_id}:undone")
-                self._billing.release(UsageEvent.ORGS_MEMBERS, undo)
-
-    def _record_provisioning(self, resolution: Resolution, *, seat_counted: bool) -> None:
-        """After commit: the usage a just-in-time provisioning caused."""
-        user = resolution.user
+    def _record_created(self, resolution: Resolution) -> None:
+        """After commit: the user a just-in-time provisioning created."""
         if resolution.created:
+            user = resolution.user
             ctx = LedgerContext(tenant=user.tenant, user_id=user.id, event_id=user.id)
             self._billing.record(UsageEvent.USERS_CREATED, ctx)
-        if resolution.membership is not None and not seat_counted:
-            self._billing.record(
-                UsageEvent.ORGS_MEMBERS, _seat_context(user, resolution.membership)
-            )
-
-
-def _seat_context(user: User, membership: Membership) -> LedgerContext:
-    """The seat of a provisioned membership, keyed like ``orgs``' seats."""
-    return LedgerContext(
-        tenant=user.tenant,
-        user_id=user.id,
-        org_id=membership.org_id,
-        event_id=_membership_event_id(membership),
-    )
 
 
 def checked_oauth_answer(

@@ -47,11 +47,11 @@ UNUSABLE_PASSWORD = "!no-password"  # noqa: S105 (a marker, not a password)
 
 @dataclass(frozen=True, slots=True)
 class Resolution:
-    """Who signed in, and what the resolution wrote that is billed after commit."""
+    """Who signed in, and whether the resolution created them (billed after commit;
+    a provisioned membership's seat is held through ``before_join``)."""
 
     user: User
     created: bool = False
-    membership: Membership | None = None
 
 
 class Identities:
@@ -163,15 +163,7 @@ class Identities:
             self._store.add_membership(membership)
         self._link(tenant, provider, subject, user.id)
         security_log.info("user provisioned by %s: user=%s", provider, user.id)
-        return Resolution(user, created=True, membership=membership)
-
-    def holds(self, membership: Membership) -> bool:
-        """Whether ``membership`` (this very instance) is stored."""
-        try:
-            stored = self._store.get_membership(membership.org_id, membership.user_id)
-        except Exception:  # the store failing: the write did not happen either
-            return False
-        return stored is not None and stored.created_at == membership.created_at
+        return Resolution(user, created=True)
 
     def _link(self, tenant: str, provider: str, subject: str, user_id: str) -> None:
         self._store.create_identity(Identity(tenant, provider, subject, user_id, self._clock()))

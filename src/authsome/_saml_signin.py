@@ -29,6 +29,7 @@ from authsome import _validation as v
 from authsome._billing import Billing
 from authsome._federated import FederatedSignIn, Pending, VerifiedIdentity
 from authsome._identities import Identities
+from authsome._seats import Seats
 from authsome._signin import SignInFlow
 from authsome._time import Clock
 from authsome.bridge import LedgerContext
@@ -131,6 +132,7 @@ class SAMLSignIn:
             callback=SAML_CALLBACK,
             tokens=tokens,
             identities=identities,
+            seats=Seats(store, billing),
             sign_in=sign_in,
             throttle=throttle,
         )

@@ -31,6 +31,7 @@ from authsome._oidc import (
     check_endpoint_setting,
     check_response_issuer,
 )
+from authsome._seats import Seats
 from authsome._signin import SignInFlow
 from authsome._time import Clock
 from authsome.bridge import LedgerContext
@@ -79,6 +80,7 @@ class OIDCSignIn:
             callback=OAUTH_CALLBACK,
             tokens=tokens,
             identities=identities,
+            seats=Seats(store, billing),
             sign_in=sign_in,
             throttle=throttle,
         )

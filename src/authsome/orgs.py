@@ -16,15 +16,12 @@ What owners, admins and members may do is the application's decision.
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import re
 import unicodedata
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 
 from authsome import _validation as v
 from authsome._billing import Billing
+from authsome._seats import Seats
 from authsome._time import Clock
 from authsome.bridge import LedgerContext
 from authsome.crypto import new_id
@@ -39,7 +36,6 @@ __all__ = ["MAX_SLUG", "Orgs", "check_slug", "slugify"]
 MAX_SLUG = 63  # a DNS label, so a slug can also name a subdomain
 _SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _NOT_SLUG_CHARS = re.compile(r"[^a-z0-9]+")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ROLES = ", ".join(role.value for role in OrgRole)
 
 
@@ -100,6 +96,7 @@ class Orgs:
         self._store = store
         self._billing = billing
         self._clock = clock
+        self._seats = Seats(store, billing)
 
     def create(self, owner_id: str, name: str, *, slug: str | None = None) -> Org:
         """Create an org in the owner's tenant, with the owner as its first member.
@@ -121,7 +118,7 @@ class Orgs:
         now = self._clock()
         org = Org(id=new_id("org"), tenant=owner.tenant, slug=slug, name=name, created_at=now)
         owner_membership = Membership(org.id, owner.id, OrgRole.OWNER, now)
-        with self._seat(org, owner_membership):
+        with self._seats.held(org.tenant, owner_membership):
             self._store.create_org(org, owner_membership)
         return org
 
@@ -159,7 +156,7 @@ class Orgs:
         ):
             # A member already: that answer, not a full plan's (the write would say it).
             raise AlreadyExists(Duplicate.MEMBERSHIP)
-        with self._seat(org, membership):
+        with self._seats.held(org.tenant, membership):
             self._store.add_membership(membership)
         return membership
 
@@ -180,13 +177,7 @@ class Orgs:
             return False
         org = self._store.get_org(org_id)
         if org is not None:
-            ctx = LedgerContext(
-                tenant=org.tenant,
-                user_id=user_id,
-                org_id=org_id,
-                event_id=_membership_event_id(membership) + ":left",
-            )
-            self._billing.release(UsageEvent.ORGS_MEMBERS, ctx)
+            self._seats.vacated(org.tenant, membership)
         return True
 
     def change_role(self, org_id: str, user_id: str, role: OrgRole | str) -> Membership:
@@ -226,43 +217,3 @@ class Orgs:
         if user is None:
             raise NotFound("no such user")
         return user
-
-    @contextlib.contextmanager
-    def _seat(self, org: Org, membership: Membership) -> Iterator[None]:
-        """Around the write of a membership: its seat counted once. Not enforced, it is
-        recorded after the write. Enforced, it is taken before (over the limit:
-        FeatureNotEntitled, nothing written), and given back if the write fails, unless
-        the membership that exists is this very instance (a retry: its seat is this one).
-        """
-        ctx = LedgerContext(
-            tenant=org.tenant,
-            user_id=membership.user_id,
-            org_id=org.id,
-            event_id=_membership_event_id(membership),
-        )
-        counted = self._billing.enforces(UsageEvent.ORGS_MEMBERS) and self._billing.consume(
-            UsageEvent.ORGS_MEMBERS, ctx
-        )
-        try:
-            yield
-        except BaseException:
-            if counted and not self._is_stored(membership):
-                undo = dataclasses.replace(ctx, event_id=f"{ctx.event_id}:undone")
-                self._billing.release(UsageEvent.ORGS_MEMBERS, undo)
-            raise
-        if not counted:
-            self._billing.record(UsageEvent.ORGS_MEMBERS, ctx)
-
-    def _is_stored(self, membership: Membership) -> bool:
-        try:
-            stored = self._store.get_membership(membership.org_id, membership.user_id)
-        except Exception:  # the store failing: the write did not happen either
-            return False
-        return stored is not None and stored.created_at == membership.created_at
-
-
-def _membership_event_id(membership: Membership) -> str:
-    """One id per membership instance, from what every store keeps of it: a retried
-    join counts once, a rejoin (a new ``created_at``) counts again."""
-    micros = (membership.created_at - _EPOCH) // timedelta(microseconds=1)
-    return f"{membership.org_id}:{membership.user_id}:{micros}"

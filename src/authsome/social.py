@@ -51,6 +51,7 @@ from authsome._oidc import (
     check_response_issuer,
     pkce_challenge,
 )
+from authsome._seats import Seats
 from authsome._signin import SignInFlow
 from authsome._social_providers import (
     MICROSOFT_DISCOVERY_ISSUER,
@@ -137,6 +138,7 @@ class Social:
             identities=Identities(
                 store, clock, address_rule=_any_address, provision_unverified=False
             ),
+            seats=Seats(store, billing),
             sign_in=sign_in,
             throttle=throttle,
         )
