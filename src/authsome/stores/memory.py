@@ -896,25 +896,20 @@ class MemoryStore:
 
     def list_sso_client_secrets(self, after: str, limit: int) -> list[tuple[str, StoredSecret]]:
         with self._lock:
-            pairs = [(i, secret) for i, secret in self._sso_secrets.items() if i > after]
-        return sorted(pairs, key=lambda pair: pair[0])[:limit]
+            return _page_of(self._sso_secrets, after, limit)
 
     def replace_sso_client_secret(
         self, connection_id: str, expected: StoredSecret, secret: StoredSecret
     ) -> bool:
         with self._lock:
-            if self._sso_secrets.get(connection_id) != expected:
-                return False
-            self._sso_secrets[connection_id] = secret
-            return True
+            return _replace_if(self._sso_secrets, connection_id, expected, secret)
 
     def use_saml_assertion_id(
         self, connection_id: str, assertion_id: str, keep_until: datetime, now: datetime
     ) -> bool:
         with self._lock:
             kept = self._saml_assertion_ids
-            for key in [key for key, until in kept.items() if until <= now]:
-                del kept[key]
+            _delete_where(kept, lambda until: until <= now)
             if (connection_id, assertion_id) in kept:
                 return False
             kept[(connection_id, assertion_id)] = keep_until
@@ -980,17 +975,13 @@ class MemoryStore:
 
     def list_social_client_secrets(self, after: str, limit: int) -> list[tuple[str, StoredSecret]]:
         with self._lock:
-            pairs = [(i, secret) for i, secret in self._social_secrets.items() if i > after]
-        return sorted(pairs, key=lambda pair: pair[0])[:limit]
+            return _page_of(self._social_secrets, after, limit)
 
     def replace_social_client_secret(
         self, provider_id: str, expected: StoredSecret, secret: StoredSecret
     ) -> bool:
         with self._lock:
-            if self._social_secrets.get(provider_id) != expected:
-                return False
-            self._social_secrets[provider_id] = secret
-            return True
+            return _replace_if(self._social_secrets, provider_id, expected, secret)
 
     def delete_social_provider(self, tenant: str, provider: str) -> bool:
         with self._lock:
@@ -1017,6 +1008,24 @@ def _delete_where(records: dict[_K, _V], doomed: Callable[[_V], bool]) -> int:
     for key in keys:
         del records[key]
     return len(keys)
+
+
+def _page_of(
+    secrets: dict[str, StoredSecret], after: str, limit: int
+) -> list[tuple[str, StoredSecret]]:
+    """The next ``limit`` (id, secret) pairs after ``after``, by id (with the lock held):
+    a page of a reseal."""
+    return sorted(((i, s) for i, s in secrets.items() if i > after), key=lambda p: p[0])[:limit]
+
+
+def _replace_if(
+    secrets: dict[str, StoredSecret], key: str, expected: StoredSecret, secret: StoredSecret
+) -> bool:
+    """Compare-and-set (with the lock held): ``secret`` only if ``expected`` is there."""
+    if secrets.get(key) != expected:
+        return False
+    secrets[key] = secret
+    return True
 
 
 def _replaced_by(old: OneTimeToken, new: OneTimeToken) -> bool:
